@@ -1,0 +1,20 @@
+"""Source and target groups for transfer: who the source network learned, who the target task is."""
+
+from __future__ import annotations
+
+from engine.data import DataError
+
+
+def check_groups(source: tuple[str, ...], target: tuple[str, ...], available: list[str], dataset: str) -> None:
+    known = set(available)
+    for name, group in (("source_group", source), ("target_group", target)):
+        unknown = [g for g in group if g not in known]
+        if unknown:
+            raise DataError(f"{dataset}: {name} names {', '.join(unknown)}, not in the data "
+                            f"(available: {', '.join(available)}); fix the group in the spec or preset")
+        if len(group) < 2:
+            raise DataError(f"{dataset}: {name} has {len(group)} member(s); identification needs at least 2")
+    overlap = sorted(set(source) & set(target), key=available.index)
+    if overlap:
+        raise DataError(f"{dataset}: {', '.join(overlap)} in both source_group and target_group; "
+                        "transfer must be measured on people the source network never saw")

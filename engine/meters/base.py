@@ -1,0 +1,72 @@
+"""What every meter is: named domains, each read as cumulative joules, each with its provenance."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+
+from engine.protocol import SOURCES
+
+
+class MeterError(RuntimeError):
+    """A meter could not be read. The message says why and, where there is one, the fix."""
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One thing that uses energy, and how its joules are obtained.
+
+    name:   unique within a run ("package-0", "dram-0", "gpu0", "cpu", "dram")
+    source: "counter" (a hardware energy counter), "polled" (power readings integrated over time)
+            or "modelled" (an estimate from utilisation; never a measurement)
+    method: the exact means, e.g. "rapl:package-0", "nvml:gpu0:energy-counter", "model:tdp-cpu-time"
+    kind:   "cpu", "dram", "gpu" or "platform" (psys: reported, never added to the others)
+    """
+
+    name: str
+    source: str
+    method: str
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown energy source {self.source!r}")
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A meter that is not available here, and why (shown to the user and kept in run.json)."""
+
+    meter: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+class Meter(ABC):
+    """A source of cumulative energy for one or more domains.
+
+    `read()` returns joules per domain since the meter was opened, never decreasing. Counters
+    handle wraparound inside `read()`, so a caller must read at least once per wrap period; the
+    sampler does. `read()` raises MeterError when the hardware stops answering.
+    """
+
+    domains: tuple[Domain, ...] = ()
+
+    @abstractmethod
+    def read(self) -> dict[str, float]: ...
+
+    def close(self) -> None:  # noqa: B027 - most meters hold nothing to release
+        pass
+
+    def manifest(self) -> dict:
+        """What run.json records about this meter (limits, driver versions, TDP used...)."""
+        return {}
+
+
+class MeterUnavailable(RuntimeError):
+    """A meter that cannot be opened on this machine; the message is the reason shown to users."""

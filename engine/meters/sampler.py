@@ -1,0 +1,149 @@
+"""The sampler: reads every meter on a thread at a fixed rate, and reads them at phase boundaries.
+
+Live samples carry watts (for graphs) and cumulative joules (so no energy is lost by dropping or
+merging samples). A phase's energy is *not* a sum of samples: `snapshot()` reads every meter at the
+phase's start and end, so for a counter the phase energy is exactly the counter difference.
+Sampling still matters for counters: it keeps wraparound tracking fed (see engine.meters.rapl).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.meters.base import Domain, Meter, MeterError
+
+MIN_HZ = 0.1
+MAX_HZ = 100.0
+
+
+@dataclass
+class Snapshot:
+    """Cumulative joules of every domain at one instant, and which domains failed to answer."""
+
+    t: float
+    joules: dict[str, float]
+    gaps: frozenset[str] = frozenset()
+
+
+@dataclass
+class PhaseEnergy:
+    """A phase's energy for one domain: gross, the idle share over the same time, and the rest."""
+
+    domain: Domain
+    gross_j: float
+    idle_j: float
+    gap: bool = False  # the meter failed during the phase: the value is a lower bound
+
+    @property
+    def net_j(self) -> float:
+        return self.gross_j - self.idle_j
+
+    def as_dict(self) -> dict:
+        out = {
+            "gross_j": self.gross_j,
+            "idle_j": self.idle_j,
+            "net_j": self.net_j,
+            "source": self.domain.source,
+            "method": self.domain.method,
+        }
+        if self.gap:
+            out["gap"] = True
+        return out
+
+
+def phase_energy(start: Snapshot, end: Snapshot, domains: dict[str, Domain],
+                 idle_watts: dict[str, float]) -> dict[str, PhaseEnergy]:
+    duration = end.t - start.t
+    gaps = start.gaps | end.gaps
+    return {
+        name: PhaseEnergy(
+            domain=domain,
+            gross_j=end.joules[name] - start.joules[name],
+            idle_j=idle_watts.get(name, 0.0) * duration,
+            gap=name in gaps,
+        )
+        for name, domain in domains.items()
+    }
+
+
+@dataclass
+class Sampler:
+    meters: list[Meter]
+    hz: float
+    on_sample: Callable[[dict], None] = lambda domains: None
+    on_gap: Callable[[str, str], None] = lambda domain, reason: None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _last: dict[str, float] = field(default_factory=dict)
+    _failing: set[str] = field(default_factory=set)
+    _gap_seen: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if not MIN_HZ <= self.hz <= MAX_HZ:
+            raise ValueError(f"sampling rate {self.hz} Hz out of range {MIN_HZ}-{MAX_HZ}")
+        self.domains: dict[str, Domain] = {d.name: d for m in self.meters for d in m.domains}
+        self._prev: Snapshot | None = None
+
+    def snapshot(self) -> Snapshot:
+        """Read every meter now. A failing meter keeps its last value and is reported as a gap."""
+        with self._lock:
+            t = time.monotonic()
+            for meter in self.meters:
+                names = [d.name for d in meter.domains]
+                try:
+                    self._last.update(meter.read())
+                    self._failing.difference_update(names)
+                except MeterError as exc:
+                    for name in names:
+                        self._last.setdefault(name, 0.0)
+                        if name not in self._failing:
+                            self._failing.add(name)
+                            self._gap_seen.add(name)
+                            self.on_gap(name, str(exc))
+            return Snapshot(t, dict(self._last), frozenset(self._gap_seen))
+
+    def sample(self) -> dict[str, dict]:
+        """Take a snapshot and turn it into per-domain watts since the previous sample."""
+        snap = self.snapshot()
+        prev, self._prev = self._prev, snap
+        dt = snap.t - prev.t if prev else 0.0
+        out = {}
+        for name, domain in self.domains.items():
+            j = snap.joules[name]
+            w = (j - prev.joules[name]) / dt if prev and dt > 0 else None
+            out[name] = {"w": w, "j": j, "source": domain.source, "method": domain.method}
+        return out
+
+    def _loop(self) -> None:
+        period = 1.0 / self.hz
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            domains = self.sample()
+            if any(v["w"] is not None for v in domains.values()):
+                self.on_sample(domains)
+            next_t += period
+            # Fixed-rate schedule; if we fell behind (a long GC pause), skip ahead rather than burst.
+            delay = next_t - time.monotonic()
+            if delay < 0:
+                next_t = time.monotonic()
+                delay = 0
+            self._stop.wait(delay)
+
+    def start(self) -> None:
+        self.sample()  # prime: the first live sample then has a rate
+        self._thread = threading.Thread(target=self._loop, name="joulelab-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for meter in self.meters:
+            meter.close()
+
+    def gaps(self) -> frozenset[str]:
+        return frozenset(self._gap_seen)

@@ -1,0 +1,180 @@
+"""The run spec: everything one worker needs to run one configuration, validated in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASETS = ("synthetic", "motionsense", "extrasensory")
+SIZES = ("small", "big")
+MODES = ("scratch", "transfer", "finetune")
+
+
+class SpecError(ValueError):
+    """An invalid spec value. The message is one line: what, where, and what is allowed."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    # What to run
+    dataset: str = "synthetic"
+    size: str = "small"
+    mode: str = "scratch"
+    # Training
+    epochs: int = 3
+    pretrain_epochs: int | None = None  # None: same as epochs
+    batch_size: int = 64
+    lr: float = 1e-3
+    finetune_lr_factor: float = 0.1  # fine-tune trains the whole pretrained net at lr * this
+    seed: int = 0
+    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    # Mechanisms (each measured)
+    normalize: bool = True
+    batchnorm: bool = True
+    augment: bool = False
+    prune: float = 0.0  # target global sparsity; 0 disables pruning
+    prune_epochs: int = 1  # fine-tuning epochs after pruning
+    # Measurement
+    sample_hz: float = 10.0
+    idle_s: float = 2.0
+    test_min_s: float = 2.0  # inference repeats until it has run at least this long
+    tdp_w: float | None = None  # CPU package TDP for the model meter; None: table or default
+    # Data
+    data_dir: str | None = None
+    window: int = 128
+    stride: int = 10
+    val_fraction: float = 0.1
+    synthetic_subjects: int = 24
+    synthetic_seconds: float = 60.0
+    source_group: tuple[str, ...] | None = None  # subject/user ids; None: the dataset's default
+    target_group: tuple[str, ...] | None = None
+    trials: tuple[int, ...] | None = None  # MotionSense trials; None: all present
+    channels: str = "default"  # MotionSense: "default" (6) or "all" (12)
+    label_filter: str | None = None  # ExtraSensory: e.g. "label:PHONE_IN_POCKET"
+    # Bookkeeping
+    run_id: str = ""
+    logs_dir: str = "logs"
+    preset: str | None = None
+    config: str | None = None  # the configuration's key within a preset matrix
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key in ("source_group", "target_group", "trials"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+    @property
+    def effective_pretrain_epochs(self) -> int:
+        return self.pretrain_epochs if self.pretrain_epochs is not None else self.epochs
+
+    def describe(self) -> str:
+        parts = [self.dataset, self.size, self.mode]
+        if not self.normalize:
+            parts.append("no-norm")
+        if not self.batchnorm:
+            parts.append("no-bn")
+        if self.augment:
+            parts.append("augment")
+        if self.prune:
+            parts.append(f"prune{self.prune:g}")
+        return "/".join(parts)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise SpecError(f"{name}: {value!r} is not one of {', '.join(allowed)}"
+                        + (suggest(str(value), allowed) if isinstance(value, str) else ""))
+
+
+def _number(name: str, value: Any, kind: type, low: float | None = None, high: float | None = None,
+            low_open: bool = False) -> None:
+    ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
+    if isinstance(value, bool) or not ok_type:
+        raise SpecError(f"{name}: expected {'a number' if kind is float else 'an integer'}, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise SpecError(f"{name}: {value!r} must be {'>' if low_open else '>='} {low:g}")
+    if high is not None and value > high:
+        raise SpecError(f"{name}: {value!r} must be <= {high:g}")
+
+
+def validate(spec: RunSpec) -> None:
+    _choice("dataset", spec.dataset, DATASETS)
+    _choice("size", spec.size, SIZES)
+    _choice("mode", spec.mode, MODES)
+    _choice("channels", spec.channels, ("default", "all"))
+    _number("epochs", spec.epochs, int, 1, 10_000)
+    if spec.pretrain_epochs is not None:
+        _number("pretrain_epochs", spec.pretrain_epochs, int, 1, 10_000)
+    _number("batch_size", spec.batch_size, int, 1, 1 << 20)
+    _number("lr", spec.lr, float, 0, 10, low_open=True)
+    _number("finetune_lr_factor", spec.finetune_lr_factor, float, 0, 1, low_open=True)
+    _number("seed", spec.seed, int, 0)
+    if spec.threads is not None:
+        _number("threads", spec.threads, int, 1, 1024)
+    _number("prune", spec.prune, float, 0, 0.99)
+    _number("prune_epochs", spec.prune_epochs, int, 0, 1000)
+    _number("sample_hz", spec.sample_hz, float, 0.1, 100)
+    _number("idle_s", spec.idle_s, float, 0, 3600)
+    _number("test_min_s", spec.test_min_s, float, 0, 3600)
+    if spec.tdp_w is not None:
+        _number("tdp_w", spec.tdp_w, float, 0, 2000, low_open=True)
+    _number("window", spec.window, int, 8, 100_000)
+    _number("stride", spec.stride, int, 1, 100_000)
+    _number("val_fraction", spec.val_fraction, float, 0, 0.5)
+    _number("synthetic_subjects", spec.synthetic_subjects, int, 4, 1000)
+    _number("synthetic_seconds", spec.synthetic_seconds, float, 10, 100_000)
+    for bool_field in ("normalize", "batchnorm", "augment"):
+        if not isinstance(getattr(spec, bool_field), bool):
+            raise SpecError(f"{bool_field}: expected true or false, got {getattr(spec, bool_field)!r}")
+    for group in ("source_group", "target_group"):
+        value = getattr(spec, group)
+        if value is not None and len(value) == 0:
+            raise SpecError(f"{group}: an empty group has no one to identify; list at least two ids")
+    if spec.run_id and (not spec.run_id.replace("-", "").replace("_", "").isalnum() or spec.run_id.startswith("-")):
+        raise SpecError(f"run_id: {spec.run_id!r} may hold only letters, digits, '-' and '_'")
+
+
+def spec_from_dict(data: dict[str, Any], where: str = "spec") -> RunSpec:
+    """Build a spec from plain data (JSON, TOML), with one-line errors naming `where` and the key."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a table of settings, got {type(data).__name__}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in FIELDS:
+            raise SpecError(f"{where}: unknown key {key!r}{suggest(key, FIELDS)}")
+        if key in ("source_group", "target_group") and value is not None:
+            if not isinstance(value, list):
+                raise SpecError(f"{where}: {key}: expected a list of ids, got {value!r}")
+            value = tuple(str(v) for v in value)
+        elif key == "trials" and value is not None:
+            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise SpecError(f"{where}: trials: expected a list of trial numbers, got {value!r}")
+            value = tuple(value)
+        elif key in ("lr", "finetune_lr_factor", "prune", "sample_hz", "idle_s", "test_min_s", "tdp_w",
+                     "val_fraction", "synthetic_seconds") and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        kwargs[key] = value
+    try:
+        return RunSpec(**kwargs)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None

@@ -1,0 +1,20 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real MotionSense/ExtraSensory files next to the checkout (../shared/data).
+
+    A fresh user clone does not have them: tests skip with the reason. Under CI they must exist.
+    """
+    if (SHARED_DATA / "motionsense").is_dir() and (SHARED_DATA / "extrasensory").is_dir():
+        return SHARED_DATA
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but the real data is missing at {SHARED_DATA}")
+    pytest.skip(f"real data not found at {SHARED_DATA} (see README: Tests)")
