@@ -20,7 +20,7 @@ Types and their fields (all energies in joules, all powers in watts):
 - result:      the run's metrics (see engine.worker)
 - meter_gap:   domain, reason  (a meter stopped answering; the run goes on)
 - error:       message, where
-- done:        status (complete | cancelled | failed)
+- done:        status (complete | cancelled | failed), exit_code
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ EVENT_TYPES = frozenset(
     }
 )
 
-PHASES = ("idle", "pretrain", "train", "test")
+# idle: baseline before the run; pretrain: the source network (transfer/finetune only);
+# train: the target task; prune: pruning's fine-tuning (only when pruning); test: inference.
+PHASES = ("idle", "pretrain", "train", "prune", "test")
 
 # How a joule value was obtained. Every energy value anywhere carries one of these.
 SOURCES = ("counter", "polled", "modelled")

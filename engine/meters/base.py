@@ -70,3 +70,15 @@ class Meter(ABC):
 
 class MeterUnavailable(RuntimeError):
     """A meter that cannot be opened on this machine; the message is the reason shown to users."""
+
+
+# From strongest to weakest evidence. A value computed from several inputs is only as strong as
+# its weakest input: a sum of a counter and a model is modelled.
+SOURCE_STRENGTH = {"counter": 0, "polled": 1, "modelled": 2}
+
+
+def weakest_source(sources) -> str:
+    sources = list(sources)
+    if not sources:
+        raise ValueError("no sources")
+    return max(sources, key=SOURCE_STRENGTH.__getitem__)

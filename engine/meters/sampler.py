@@ -48,6 +48,7 @@ class PhaseEnergy:
             "net_j": self.net_j,
             "source": self.domain.source,
             "method": self.domain.method,
+            "kind": self.domain.kind,
         }
         if self.gap:
             out["gap"] = True

@@ -1,0 +1,264 @@
+"""Presets: TOML files that describe a matrix of runs. Data, never code.
+
+    # what this preset answers, and how long it takes here
+    [preset]
+    name = "quick"
+    description = "..."
+    trials = 2                        # seeds per configuration (seed = seed + trial index)
+
+    [matrix]                          # every combination becomes one configuration
+    dataset = ["synthetic"]
+    size = ["small", "big"]
+    mode = ["transfer", "scratch"]
+    mechanism = ["baseline"]          # see MECHANISMS
+
+    [settings]                        # any run-spec field, shared by every configuration
+    epochs = 5
+
+    [[override]]                      # per-configuration changes, applied in order
+    match = { dataset = "extrasensory" }
+    epochs = 20
+
+Every mistake is reported in one line naming the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from engine.spec import DATASETS, FIELDS, MODES, SIZES, RunSpec, SpecError, spec_from_dict, suggest
+
+# Each mechanism is a named change to the plain baseline, so a preset can measure it against it.
+MECHANISMS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "no-normalization": {"normalize": False},
+    "no-batchnorm": {"batchnorm": False},
+    "augmentation": {"augment": True},
+    "pruning": {"prune": 0.5},
+}
+
+MATRIX_KEYS = {"dataset": DATASETS, "size": SIZES, "mode": MODES, "mechanism": tuple(MECHANISMS)}
+TOP_KEYS = ("preset", "matrix", "settings", "override")
+PRESET_KEYS = ("name", "description", "trials")
+# Keys the matrix and the preset itself own; settings may not set them.
+RESERVED = {"dataset", "size", "mode", "seed", "run_id", "preset", "config"}
+
+
+class PresetError(ValueError):
+    """A preset that cannot be used; one line: file, key, what is allowed."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """One cell of the matrix: what varies, and the spec it runs (without its seed)."""
+
+    dataset: str
+    size: str
+    mode: str
+    mechanism: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.size}/{self.mode}/{self.mechanism}"
+
+    @property
+    def group(self) -> str:
+        """Configurations that differ only in mode are compared with each other."""
+        return f"{self.dataset}/{self.size}/{self.mechanism}"
+
+    def matches(self, match: dict[str, Any]) -> bool:
+        return all(getattr(self, k) == v or (isinstance(v, list) and getattr(self, k) in v)
+                   for k, v in match.items())
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    config: Config
+    trial: int
+    spec: RunSpec
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    path: Path
+    trials: int
+    configs: tuple[Config, ...]
+    specs: dict[str, RunSpec]  # config key -> spec with seed = the base seed
+
+    def plan(self, trials: int | None = None) -> list[PlannedRun]:
+        """Runs in execution order: per comparison group, trial by trial, every mode in turn, so
+        that paired runs happen close together in time (same thermal state, same background)."""
+        n = trials or self.trials
+        groups: dict[str, list[Config]] = {}
+        for c in self.configs:
+            groups.setdefault(c.group, []).append(c)
+        out = []
+        for members in groups.values():
+            for trial in range(n):
+                for c in members:
+                    base = self.specs[c.key]
+                    out.append(PlannedRun(c, trial, replace(base, seed=base.seed + trial)))
+        return out
+
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
+
+
+def resolve(name_or_path: str) -> Path:
+    """A preset file path, or the name of one in ./presets or the bundled presets directory."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    for base in (Path("presets"), PRESETS_DIR):
+        candidate = base / f"{name_or_path}.toml"
+        if candidate.exists():
+            return candidate
+    available = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+    raise PresetError(f"no preset {name_or_path!r}{suggest(name_or_path, available)}; "
+                      f"available: {', '.join(available)}, or give a path to a .toml file")
+
+
+def available() -> list[Path]:
+    return sorted(PRESETS_DIR.glob("*.toml"))
+
+
+def load(name_or_path: str, overrides: dict[str, Any] | None = None) -> Preset:
+    path = resolve(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PresetError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{path}: not valid TOML ({exc})") from None
+    return parse(data, path, overrides)
+
+
+def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = None) -> Preset:
+    where = str(path)
+    if not data:
+        raise PresetError(f"{where}: empty preset; it needs at least a [matrix] table")
+    for key in data:
+        if key not in TOP_KEYS:
+            raise PresetError(f"{where}: unknown table {key!r}{suggest(key, TOP_KEYS)}; "
+                              f"allowed: {', '.join(TOP_KEYS)}")
+    head = _table(data.get("preset", {}), where, "preset")
+    for key in head:
+        if key not in PRESET_KEYS:
+            raise PresetError(f"{where}: [preset] unknown key {key!r}{suggest(key, PRESET_KEYS)}; "
+                              f"allowed: {', '.join(PRESET_KEYS)}")
+    name = head.get("name", path.stem)
+    description = head.get("description", "")
+    trials = head.get("trials", 1)
+    if not isinstance(name, str) or not isinstance(description, str):
+        raise PresetError(f"{where}: [preset] name and description must be strings")
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= 1000:
+        raise PresetError(f"{where}: [preset] trials: expected an integer 1-1000, got {trials!r}")
+
+    matrix = _table(data.get("matrix"), where, "matrix")
+    axes: dict[str, list[str]] = {}
+    for key, values in matrix.items():
+        if key not in MATRIX_KEYS:
+            raise PresetError(f"{where}: [matrix] unknown key {key!r}{suggest(key, MATRIX_KEYS)}; "
+                              f"allowed: {', '.join(MATRIX_KEYS)}")
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not values:
+            raise PresetError(f"{where}: [matrix] {key}: expected a non-empty list, got {values!r}")
+        for v in values:
+            if v not in MATRIX_KEYS[key]:
+                raise PresetError(f"{where}: [matrix] {key}: {v!r} is not one of "
+                                  f"{', '.join(MATRIX_KEYS[key])}{suggest(str(v), MATRIX_KEYS[key])}")
+        if len(set(values)) != len(values):
+            raise PresetError(f"{where}: [matrix] {key}: repeated values in {values!r}")
+        axes[key] = values
+    for key, default in (("dataset", "synthetic"), ("size", "small"), ("mode", "scratch"), ("mechanism", "baseline")):
+        axes.setdefault(key, [default])
+
+    settings = _table(data.get("settings", {}), where, "settings")
+    _check_settings(settings, where, "[settings]")
+    override_list = data.get("override", [])
+    if not isinstance(override_list, list):
+        raise PresetError(f"{where}: override must be an array of tables ([[override]])")
+    for i, ov in enumerate(override_list, 1):
+        ov = _table(ov, where, f"override #{i}")
+        match = ov.get("match")
+        if not isinstance(match, dict) or not match:
+            raise PresetError(f"{where}: override #{i}: needs match = {{ dataset = ..., ... }}")
+        for k, v in match.items():
+            if k not in MATRIX_KEYS:
+                raise PresetError(f"{where}: override #{i} match: unknown key {k!r}{suggest(k, MATRIX_KEYS)}; "
+                                  f"allowed: {', '.join(MATRIX_KEYS)}")
+            for item in v if isinstance(v, list) else [v]:
+                if item not in MATRIX_KEYS[k]:
+                    raise PresetError(f"{where}: override #{i} match: {k}: {item!r} is not one of "
+                                      f"{', '.join(MATRIX_KEYS[k])}")
+        _check_settings({k: v for k, v in ov.items() if k != "match"}, where, f"override #{i}")
+
+    if overrides:
+        _check_settings(overrides, where, "command line")
+
+    configs, specs = [], {}
+    for dataset, size, mode, mechanism in itertools.product(axes["dataset"], axes["size"], axes["mode"],
+                                                             axes["mechanism"]):
+        config = Config(dataset, size, mode, mechanism)
+        fields: dict[str, Any] = {**settings, **MECHANISMS[mechanism]}
+        for ov in override_list:
+            if config.matches(ov["match"]):
+                fields.update({k: v for k, v in ov.items() if k != "match"})
+        fields.update(overrides or {})
+        fields.update(dataset=dataset, size=size, mode=mode, preset=name, config=config.key)
+        try:
+            specs[config.key] = spec_from_dict(fields, f"{where}: {config.key}")
+        except SpecError as exc:
+            raise PresetError(str(exc)) from None
+        configs.append(config)
+    return Preset(name, description, path, trials, tuple(configs), specs)
+
+
+def _table(value: Any, where: str, name: str) -> dict:
+    if value is None:
+        raise PresetError(f"{where}: missing [{name}] table")
+    if not isinstance(value, dict):
+        raise PresetError(f"{where}: {name} must be a table, got {type(value).__name__}")
+    return value
+
+
+def _check_settings(settings: dict[str, Any], where: str, section: str) -> None:
+    for key in settings:
+        if key in RESERVED:
+            raise PresetError(f"{where}: {section} {key!r} is set by the matrix or the preset, not here"
+                              + (" (use [matrix])" if key in MATRIX_KEYS else ""))
+        if key not in FIELDS:
+            raise PresetError(f"{where}: {section} unknown key {key!r}{suggest(key, FIELDS)}")
+    try:
+        spec_from_dict(settings, f"{where}: {section}")
+    except SpecError as exc:
+        raise PresetError(str(exc)) from None
+
+
+def parse_only(items: list[str]) -> dict[str, str]:
+    """`--only KEY=VALUE` filters: keep only configurations whose KEY is VALUE."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in MATRIX_KEYS:
+            raise PresetError(f"--only {item!r}: expected KEY=VALUE with KEY one of {', '.join(MATRIX_KEYS)}")
+        if value not in MATRIX_KEYS[key]:
+            raise PresetError(f"--only {item!r}: {value!r} is not one of {', '.join(MATRIX_KEYS[key])}"
+                              f"{suggest(value, MATRIX_KEYS[key])}")
+        out[key] = value
+    return out
+
+
+def filter_plan(plan: list[PlannedRun], only: dict[str, str]) -> list[PlannedRun]:
+    return [p for p in plan if all(getattr(p.config, k) == v for k, v in only.items())]

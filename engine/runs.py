@@ -1,0 +1,140 @@
+"""Run a plan of specs one worker at a time, with a live view of progress, watts and joules.
+
+`LiveTotals` folds a run's events into what a person watches (phase, epoch, watts, running joules
+with provenance); the CLI's rich progress and the TUI both read it, so both show the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from engine.meters.base import weakest_source
+from engine.presets import PlannedRun
+from engine.runner import RunOutcome, WorkerProcess
+
+
+@dataclass
+class LiveTotals:
+    """Running state of one run, built only from its events."""
+
+    phase: str | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    loss: float | None = None
+    accuracy: float | None = None
+    val_accuracy: float | None = None
+    samples_per_s: float | None = None
+    watts: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    joules_now: dict[str, float] = field(default_factory=dict)  # cumulative meter joules at the last sample
+    joules_at_start: dict[str, float] = field(default_factory=dict)
+    phase_j: dict[str, float] = field(default_factory=dict)  # finished phases: gross J (all domains)
+    phase_start_j: float = 0.0
+    status: str | None = None
+
+    def update(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == "hello":
+            for m in event.get("meters", []):
+                self.sources[m["name"]] = m["source"]
+                self.kinds[m["name"]] = m["kind"]
+        elif kind == "sample":
+            for name, d in event["domains"].items():
+                self.joules_at_start.setdefault(name, d["j"])
+                self.joules_now[name] = d["j"]
+                if d.get("w") is not None:
+                    self.watts[name] = d["w"]
+                self.sources.setdefault(name, d["source"])
+        elif kind == "phase_start":
+            self.phase = event["phase"]
+            self.phase_start_j = self.total_j
+            self.epoch = self.step = None
+        elif kind == "phase_end":
+            self.phase_j[event["phase"]] = event["total"]["gross_j"]
+        elif kind == "progress":
+            for key in ("epoch", "epochs", "step", "steps", "loss", "accuracy", "samples_per_s"):
+                setattr(self, key, event.get(key))
+        elif kind == "epoch":
+            self.val_accuracy = event["val_accuracy"]
+        elif kind == "done":
+            self.status = event["status"]
+
+    def _counted(self) -> list[str]:
+        return [n for n in self.joules_now if self.kinds.get(n) != "platform"]
+
+    @property
+    def total_w(self) -> float:
+        return sum(self.watts.get(n, 0.0) for n in self._counted())
+
+    @property
+    def total_j(self) -> float:
+        return sum(self.joules_now[n] - self.joules_at_start[n] for n in self._counted())
+
+    @property
+    def source(self) -> str | None:
+        names = self._counted()
+        return weakest_source(self.sources[n] for n in names) if names else None
+
+    def energy_text(self) -> str:
+        if not self.joules_now:
+            return "waiting for meters"
+        mark = "~" if self.source == "modelled" else ""
+        return f"{mark}{self.total_w:6.1f} W  {mark}{self.total_j:8.1f} J {self.source}"
+
+    def progress_text(self) -> str:
+        parts = [self.phase or "starting"]
+        if self.epoch is not None:
+            parts.append(f"epoch {self.epoch}/{self.epochs}")
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.3f}")
+        if self.val_accuracy is not None:
+            parts.append(f"val {self.val_accuracy:.1%}")
+        return "  ".join(parts)
+
+
+async def execute_plan(plan: list[PlannedRun], console: Console | None) -> list[RunOutcome]:
+    """Run every planned spec in order. With a console, show rich progress; without, stay quiet."""
+    outcomes = []
+    progress = None
+    if console is not None:
+        progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[detail]}"), TextColumn("{task.fields[energy]}"), TimeElapsedColumn(),
+            console=console, transient=False, refresh_per_second=4,
+        )
+        progress.start()
+        overall = progress.add_task(f"[bold]{len(plan)} runs", total=len(plan), detail="", energy="")
+    try:
+        for i, planned in enumerate(plan, 1):
+            label = f"{planned.config.key} #{planned.trial + 1}"
+            live = LiveTotals()
+            task = progress.add_task(label, total=None, detail="starting", energy="") if progress else None
+            worker = WorkerProcess(planned.spec)
+            await worker.start()
+            try:
+                async for event in worker.events():
+                    live.update(event)
+                    if progress is not None and event["type"] in ("progress", "sample", "phase_start"):
+                        total = live.steps * live.epochs if live.steps and live.epochs else None
+                        done = ((live.epoch or 1) - 1) * (live.steps or 0) + (live.step or 0) if total else None
+                        progress.update(task, total=total, completed=done, detail=live.progress_text(),
+                                        energy=live.energy_text())
+                outcome = await worker.wait()
+            except BaseException:
+                await worker.cancel()
+                raise
+            outcomes.append(outcome)
+            if progress is not None:
+                progress.update(task, detail=f"{outcome.status}  {live.progress_text()}", energy=live.energy_text(),
+                                total=1, completed=1)
+                progress.update(overall, completed=i)
+    finally:
+        if progress is not None:
+            progress.stop()
+    return outcomes

@@ -1,0 +1,319 @@
+"""The one stats module: means and intervals over trials, paired ratios, verdicts, break-even.
+
+Intervals are Student's t 95 % intervals. A ratio of energies is paired by seed and computed on
+the log scale (the interval of a geometric mean ratio), so 0.5x and 2x are symmetric. Accuracy
+differences are paired by seed too, in percentage points. With one trial there is no interval,
+and the verdict says so instead of guessing. Every number carries the weakest provenance of its
+inputs: if any input was modelled, it is modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from engine.meters.base import weakest_source
+
+CONFIDENCE = 0.95
+
+
+# -- Student's t ----------------------------------------------------------------------------
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction for the incomplete beta function (Lentz's method)."""
+    tiny, eps = 1e-300, 1e-15
+    qab, qap, qam = a + b, a + 1, a - 1
+    c, d = 1.0, 1 - qab * x / qap
+    d = 1 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1 + aa * d
+        d = 1 / (d if abs(d) > tiny else tiny)
+        c = 1 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1 + aa * d
+        d = 1 / (d if abs(d) > tiny else tiny)
+        c = 1 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < eps:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _betacf(a, b, x) / a
+    return 1 - front * _betacf(b, a, 1 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    x = df / (df + t * t)
+    tail = 0.5 * _betainc(df / 2, 0.5, x)
+    return 1 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Inverse of t_cdf by bisection (exact to ~1e-12; called a handful of times per table)."""
+    if not 0 < p < 1:
+        raise ValueError("p must be in (0, 1)")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return (lo + hi) / 2
+
+
+# -- estimates -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over n trials with its 95 % interval (None when n < 2), and its provenance."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    source: str | None = None  # counter | polled | modelled; None for non-energy quantities
+
+    @property
+    def has_interval(self) -> bool:
+        return self.low is not None
+
+    def spans(self, value: float) -> bool:
+        return self.has_interval and self.low <= value <= self.high
+
+    def as_dict(self) -> dict:
+        return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n, "source": self.source}
+
+
+def mean_ci(values: list[float], source: str | None = None, confidence: float = CONFIDENCE) -> Estimate:
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values")
+    mean = sum(values) / n
+    if n < 2:
+        return Estimate(mean, None, None, n, source)
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    half = t_quantile(1 - (1 - confidence) / 2, n - 1) * math.sqrt(var / n)
+    return Estimate(mean, mean - half, mean + half, n, source)
+
+
+def ratio_ci(numerators: list[float], denominators: list[float], source: str | None = None) -> Estimate | None:
+    """Geometric-mean ratio of paired values, with its interval from the log ratios."""
+    pairs = [(a, b) for a, b in zip(numerators, denominators) if a > 0 and b > 0]
+    if not pairs:
+        return None
+    logs = mean_ci([math.log(a / b) for a, b in pairs])
+    exp = math.exp
+    return Estimate(exp(logs.mean), exp(logs.low) if logs.has_interval else None,
+                    exp(logs.high) if logs.has_interval else None, logs.n, source)
+
+
+def diff_ci(a: list[float], b: list[float]) -> Estimate:
+    """Mean of paired differences a - b, with its interval."""
+    return mean_ci([x - y for x, y in zip(a, b)])
+
+
+# -- summaries -> comparison -----------------------------------------------------------------
+def _phase_net(summary: dict, phase: str) -> tuple[float, str] | None:
+    total = summary.get("phases", {}).get(phase, {}).get("total")
+    if not total or total.get("source") is None:
+        return None
+    return total["net_j"], total["source"]
+
+
+def training_energy(summary: dict) -> tuple[float, str] | None:
+    """Net joules to train the target task: the train phase plus pruning's fine-tuning."""
+    parts = [p for p in (_phase_net(summary, "train"), _phase_net(summary, "prune")) if p]
+    if not parts:
+        return None
+    return sum(j for j, _ in parts), weakest_source(s for _, s in parts)
+
+
+def inference_energy(summary: dict) -> tuple[float, str] | None:
+    """Net joules per inference in the test phase."""
+    per = summary.get("metrics", {}).get("j_per_inference") or {}
+    if per.get("value") is None:
+        return None
+    return per["value"], per["source"]
+
+
+def config_key(summary: dict) -> str:
+    spec = summary.get("spec", {})
+    return summary.get("config") or f"{spec.get('dataset')}/{spec.get('size')}/{spec.get('mode')}/baseline"
+
+
+@dataclass
+class ConfigStats:
+    key: str
+    dataset: str
+    size: str
+    mode: str
+    mechanism: str
+    synthetic: bool
+    n: int
+    seeds: list[int]
+    train_j: Estimate | None
+    pretrain_j: Estimate | None
+    test_j_per_inference: Estimate | None
+    accuracy: Estimate
+    f1: Estimate
+    durations: dict[str, Estimate] = field(default_factory=dict)
+    phase_net_j: dict[str, Estimate] = field(default_factory=dict)
+
+
+def _split_key(key: str) -> tuple[str, str, str, str]:
+    parts = key.split("/")
+    parts += ["baseline"] * (4 - len(parts))
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def _energy_estimate(values: list[tuple[float, str] | None]) -> Estimate | None:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return mean_ci([j for j, _ in present], weakest_source(s for _, s in present))
+
+
+def config_stats(summaries: list[dict]) -> list[ConfigStats]:
+    """Per configuration, over the complete runs given."""
+    by_key: dict[str, list[dict]] = {}
+    for s in summaries:
+        if s.get("status") == "complete":
+            by_key.setdefault(config_key(s), []).append(s)
+    out = []
+    for key, runs in by_key.items():
+        dataset, size, mode, mechanism = _split_key(key)
+        phases = sorted({p for r in runs for p in r.get("phases", {})})
+        out.append(ConfigStats(
+            key=key, dataset=dataset, size=size, mode=mode, mechanism=mechanism,
+            synthetic=any(r.get("synthetic") for r in runs), n=len(runs),
+            seeds=[r["spec"]["seed"] for r in runs],
+            train_j=_energy_estimate([training_energy(r) for r in runs]),
+            pretrain_j=_energy_estimate([_phase_net(r, "pretrain") for r in runs]),
+            test_j_per_inference=_energy_estimate([inference_energy(r) for r in runs]),
+            accuracy=mean_ci([r["metrics"]["accuracy"] for r in runs]),
+            f1=mean_ci([r["metrics"]["f1_macro"] for r in runs]),
+            durations={p: mean_ci([r["phases"][p]["duration_s"] for r in runs if p in r["phases"]]) for p in phases},
+            phase_net_j={p: e for p in phases
+                         if (e := _energy_estimate([_phase_net(r, p) for r in runs])) is not None},
+        ))
+    return out
+
+
+@dataclass
+class Comparison:
+    """One treatment (e.g. transfer) against its reference (scratch), paired by seed."""
+
+    group: str  # what is held fixed, e.g. "synthetic/small/baseline"
+    treatment: str
+    reference: str
+    pairs: int
+    synthetic: bool
+    train_ratio: Estimate | None
+    test_ratio: Estimate | None
+    accuracy_diff_points: Estimate | None
+    pretrain_j: Estimate | None
+    break_even_runs: float | None  # transfers needed before pretraining pays for itself
+    verdict: str
+
+
+def _pair(treat: list[dict], ref: list[dict]) -> list[tuple[dict, dict]]:
+    by_seed = {r["spec"]["seed"]: r for r in ref}
+    return [(t, by_seed[t["spec"]["seed"]]) for t in treat if t["spec"]["seed"] in by_seed]
+
+
+def _compare(group: str, treatment: str, reference: str, pairs: list[tuple[dict, dict]],
+             pretrain: Estimate | None) -> Comparison:
+    def paired(fn):
+        vals = [(fn(t), fn(r)) for t, r in pairs]
+        vals = [(a, b) for a, b in vals if a is not None and b is not None]
+        if not vals:
+            return None
+        source = weakest_source([a[1] for a, _ in vals] + [b[1] for _, b in vals])
+        return ratio_ci([a[0] for a, _ in vals], [b[0] for _, b in vals], source)
+
+    train_ratio = paired(training_energy)
+    test_ratio = paired(inference_energy)
+    acc = diff_ci([100 * t["metrics"]["accuracy"] for t, _ in pairs],
+                  [100 * r["metrics"]["accuracy"] for _, r in pairs]) if pairs else None
+    break_even = None
+    if pretrain is not None and train_ratio is not None:
+        saved = [training_energy(r)[0] - training_energy(t)[0] for t, r in pairs
+                 if training_energy(r) and training_energy(t)]
+        mean_saved = sum(saved) / len(saved) if saved else 0.0
+        break_even = pretrain.mean / mean_saved if mean_saved > 0 else math.inf
+    synthetic = any(t.get("synthetic") or r.get("synthetic") for t, r in pairs)
+    return Comparison(group, treatment, reference, len(pairs), synthetic, train_ratio, test_ratio, acc,
+                      pretrain, break_even, verdict(treatment, reference, train_ratio, acc))
+
+
+def compare(summaries: list[dict]) -> list[Comparison]:
+    """Every comparison the runs allow: each mode against scratch (same data, size, mechanism),
+    and each mechanism against the baseline (same data, size, mode)."""
+    complete = [s for s in summaries if s.get("status") == "complete"]
+    by_key: dict[str, list[dict]] = {}
+    for s in complete:
+        by_key.setdefault(config_key(s), []).append(s)
+    out = []
+    for key, runs in sorted(by_key.items()):
+        dataset, size, mode, mechanism = _split_key(key)
+        if mode != "scratch":
+            ref_key = f"{dataset}/{size}/scratch/{mechanism}"
+            if ref_key in by_key:
+                pretrain = _energy_estimate([_phase_net(r, "pretrain") for r in runs])
+                out.append(_compare(f"{dataset}/{size}/{mechanism}", mode, "scratch",
+                                    _pair(runs, by_key[ref_key]), pretrain))
+        if mechanism != "baseline":
+            ref_key = f"{dataset}/{size}/{mode}/baseline"
+            if ref_key in by_key:
+                out.append(_compare(f"{dataset}/{size}/{mode}", mechanism, "baseline",
+                                    _pair(runs, by_key[ref_key]), None))
+    return out
+
+
+def _interval_text(e: Estimate, fmt: str, unit: str = "") -> str:
+    if not e.has_interval:
+        return "no interval: one trial"
+    return f"95 % CI {e.low:{fmt}}{unit} to {e.high:{fmt}}{unit}"
+
+
+def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: Estimate | None) -> str:
+    """One plain sentence a reader can paste, saying when an interval includes no difference."""
+    parts = []
+    if train_ratio is None:
+        parts.append(f"no training energy to compare for {treatment} and {reference}")
+    elif train_ratio.has_interval and train_ratio.spans(1.0):
+        parts.append(f"{treatment} and {reference}: no clear difference in training energy "
+                     f"({train_ratio.mean:.2f}x, {_interval_text(train_ratio, '.2f', 'x')})")
+    else:
+        parts.append(f"{treatment} used {train_ratio.mean:.2f}x the training energy of {reference} "
+                     f"({_interval_text(train_ratio, '.2f', 'x')})")
+    if acc is not None:
+        if acc.has_interval and acc.spans(0.0):
+            parts.append(f"no clear difference in accuracy ({acc.mean:+.1f} points, {_interval_text(acc, '+.1f')})")
+        else:
+            word = "gained" if acc.mean >= 0 else "lost"
+            parts.append(f"{word} {abs(acc.mean):.1f} points of accuracy ({_interval_text(acc, '+.1f')})")
+    sentence = " and ".join(parts)
+    if train_ratio is not None and train_ratio.source == "modelled":
+        sentence += " [energy modelled, not measured]"
+    return sentence

@@ -1,0 +1,160 @@
+"""The run log on disk: one directory per run, written by the worker, read by everyone else.
+
+    logs/<run-id>/run.json       spec + environment manifest (written at start, updated atomically)
+    logs/<run-id>/events.jsonl   every event, append-only, flushed per line
+    logs/<run-id>/summary.json   the result, written atomically at the end (never half-written)
+    logs/<run-id>/stderr.log     the worker's stderr (library warnings, tracebacks)
+
+A run's status comes from its summary; a run with no summary is `running` while its worker is
+alive and `crashed` otherwise (its events say how far it got).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.protocol import ProtocolError, decode
+
+RUN_JSON = "run.json"
+EVENTS = "events.jsonl"
+SUMMARY = "summary.json"
+STDERR = "stderr.log"
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class StoreError(ValueError):
+    """A run that does not exist, or a logs directory that cannot be used. One line, with the fix."""
+
+
+def default_logs_dir() -> Path:
+    return Path(os.environ.get("JOULELAB_LOGS", "logs"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def check_writable(logs_dir: Path) -> None:
+    """Refuse early, with the path and the reason, if the logs directory cannot take a run."""
+    try:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=logs_dir, prefix=".probe-", delete=True) as f:
+            f.write(b"x" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise StoreError(f"logs directory {logs_dir} is not writable ({exc.strerror or exc}); "
+                         "free space or fix permissions, or point --logs / JOULELAB_LOGS elsewhere") from None
+
+
+def run_dir(logs_dir: Path, run_id: str) -> Path:
+    """The directory of one run, refusing ids that are malformed or would escape logs/."""
+    if not RUN_ID_RE.match(run_id):
+        raise StoreError(f"run id {run_id!r} is not valid: ids hold letters, digits, '-' and '_' "
+                         "(see `joulelab runs`)")
+    path = logs_dir / run_id
+    if not path.is_dir():
+        raise StoreError(f"no run {run_id!r} in {logs_dir} (see `joulelab runs`)")
+    return path
+
+
+def read_events(path: Path) -> tuple[list[dict], int]:
+    """All valid events of a log, and how many lines were not valid events (skipped)."""
+    events, bad = [], 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    events.append(decode(line))
+                except ProtocolError:
+                    bad += 1
+    except FileNotFoundError:
+        pass
+    return events, bad
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    path: Path
+    manifest: dict
+    summary: dict | None
+    status: str  # complete | cancelled | failed | crashed | running
+    last_phase: str | None
+
+    @property
+    def spec(self) -> dict:
+        return self.manifest.get("spec", {})
+
+    @property
+    def started(self) -> str:
+        return self.manifest.get("started", "")
+
+
+def load_run(path: Path) -> RunRecord:
+    manifest = _read_json(path / RUN_JSON) or {}
+    summary = _read_json(path / SUMMARY)
+    if summary is not None:
+        return RunRecord(path.name, path, manifest, summary, summary.get("status", "failed"),
+                         summary.get("last_phase"))
+    events, _ = read_events(path / EVENTS)
+    last_phase = next((e["phase"] for e in reversed(events) if e["type"] == "phase_start"), None)
+    alive = _pid_alive(manifest.get("pid"))
+    return RunRecord(path.name, path, manifest, None, "running" if alive else "crashed", last_phase)
+
+
+def list_runs(logs_dir: Path) -> list[RunRecord]:
+    if not logs_dir.is_dir():
+        return []
+    runs = [load_run(p) for p in logs_dir.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name)]
+    return sorted(runs, key=lambda r: (r.started, r.run_id))
+
+
+def find_run(logs_dir: Path, run_id: str) -> RunRecord:
+    return load_run(run_dir(logs_dir, run_id))

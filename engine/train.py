@@ -1,0 +1,194 @@
+"""Training, evaluation, inference measurement and the mechanisms (augmentation, pruning).
+
+The training step is a plain PyTorch loop over tensors already in memory: no DataLoader workers
+(they would add processes the energy model must follow, and cost more than they save here).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from engine.models import Net
+
+ProgressFn = Callable[[dict], None]
+EpochFn = Callable[[int, float], None]
+
+PROGRESS_EVERY_S = 0.25  # progress events are for people; four a second is plenty
+
+
+@dataclass
+class FitResult:
+    samples_seen: int
+    steps: int
+    final_loss: float
+
+
+def set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Jitter, per-channel scaling and, for 3-axis windows, a small random rotation (<= 15 deg).
+
+    Rotation models the phone sitting at a slightly different angle in the pocket; it is applied
+    to each consecutive triple of channels (x, y, z of one sensor) with one rotation per window.
+    """
+    n = x.shape[0]
+    scale_shape = (n, x.shape[1], 1) if x.ndim == 3 else (n, x.shape[1])
+    x = x * (1 + 0.1 * torch.randn(scale_shape, generator=generator))
+    x = x + 0.05 * torch.randn(x.shape, generator=generator)
+    if x.ndim == 3 and x.shape[1] % 3 == 0:
+        rot = _random_rotations(n, math.radians(15), generator)  # (n, 3, 3)
+        triples = x.view(n, x.shape[1] // 3, 3, x.shape[2])
+        x = torch.einsum("nij,ncjt->ncit", rot, triples).reshape(x.shape)
+    return x
+
+
+def _random_rotations(n: int, max_angle: float, generator: torch.Generator) -> torch.Tensor:
+    axis = torch.randn((n, 3), generator=generator)
+    axis = axis / axis.norm(dim=1, keepdim=True)
+    angle = (torch.rand((n,), generator=generator) * 2 - 1) * max_angle
+    k = torch.zeros((n, 3, 3))
+    k[:, 0, 1], k[:, 0, 2] = -axis[:, 2], axis[:, 1]
+    k[:, 1, 0], k[:, 1, 2] = axis[:, 2], -axis[:, 0]
+    k[:, 2, 0], k[:, 2, 1] = -axis[:, 1], axis[:, 0]
+    s, c = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
+    return torch.eye(3) + s * k + (1 - c) * (k @ k)  # Rodrigues
+
+
+def fit(net: Net, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, lr: float, seed: int,
+        augment: bool = False, phase: str = "train", x_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None, on_progress: ProgressFn | None = None,
+        on_epoch: EpochFn | None = None) -> FitResult:
+    xt = torch.from_numpy(x)
+    yt = torch.from_numpy(y)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(seed)
+    n = len(xt)
+    steps_per_epoch = math.ceil(n / batch_size)
+    samples_seen = steps = 0
+    loss_value = float("nan")
+    last_report = 0.0
+    window_t, window_samples = time.monotonic(), 0
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = torch.randperm(n, generator=generator)
+        correct = seen = 0
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            xb, yb = xt[idx], yt[idx]
+            if augment:
+                xb = augment_batch(xb, generator)
+            optimizer.zero_grad(set_to_none=True)
+            logits = net(xb)
+            loss = loss_fn(logits, yb)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            samples_seen += len(idx)
+            window_samples += len(idx)
+            if on_progress is not None:
+                now = time.monotonic()
+                if now - last_report >= PROGRESS_EVERY_S or step == steps_per_epoch - 1:
+                    # .item() syncs; only pay for it when reporting.
+                    loss_value = loss.item()
+                    correct += int((logits.argmax(1) == yb).sum())
+                    seen += len(idx)
+                    on_progress({
+                        "phase": phase, "epoch": epoch, "epochs": epochs, "step": step + 1,
+                        "steps": steps_per_epoch, "loss": loss_value,
+                        "accuracy": correct / seen if seen else None,
+                        "samples_per_s": window_samples / max(now - window_t, 1e-9),
+                    })
+                    last_report, window_t, window_samples = now, now, 0
+        if on_epoch is not None and x_val is not None and len(x_val):
+            on_epoch(epoch, evaluate(net, x_val, y_val)["accuracy"])
+    if on_progress is None:
+        loss_value = float(loss.item()) if steps else float("nan")
+    return FitResult(samples_seen=samples_seen, steps=steps, final_loss=loss_value)
+
+
+def predict(net: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        xt = torch.from_numpy(x)
+        for i in range(0, len(xt), batch_size):
+            out.append(net(xt[i:i + batch_size]).argmax(1).numpy())
+    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    f1s = []
+    for c in range(n_classes):
+        tp = np.sum((y_pred == c) & (y_true == c))
+        fp = np.sum((y_pred == c) & (y_true != c))
+        fn = np.sum((y_pred != c) & (y_true == c))
+        if tp + fp + fn == 0:
+            continue  # class absent from both: it neither helps nor hurts
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
+def evaluate(net: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> dict:
+    pred = predict(net, x)
+    n_classes = n_classes or int(max(y.max(initial=0), pred.max(initial=0)) + 1)
+    return {"accuracy": float(np.mean(pred == y)) if len(y) else 0.0, "f1_macro": macro_f1(y, pred, n_classes)}
+
+
+def timed_inference(net: nn.Module, x: np.ndarray, min_seconds: float, batch_size: int = 512) -> tuple[int, int]:
+    """Run inference over `x` repeatedly until at least `min_seconds` have passed (and at least
+    once), so that a short test set still spans enough time to be metered. Returns (passes, inferences)."""
+    net.eval()
+    xt = torch.from_numpy(x)
+    passes = 0
+    start = time.monotonic()
+    with torch.inference_mode():
+        while passes == 0 or time.monotonic() - start < min_seconds:
+            for i in range(0, len(xt), batch_size):
+                net(xt[i:i + batch_size])
+            passes += 1
+    return passes, passes * len(xt)
+
+
+def prunable(net: nn.Module) -> list[tuple[nn.Module, str]]:
+    return [(m, "weight") for m in net.modules()
+            if isinstance(m, (nn.Conv1d, nn.Linear)) and m.weight.requires_grad]
+
+
+def prune_global(net: nn.Module, sparsity: float) -> dict:
+    """Global magnitude (L1) pruning of the trainable conv/linear weights to `sparsity`.
+
+    The mask stays attached so fine-tuning keeps pruned weights at zero; call `finish_pruning`
+    afterwards. Unstructured sparsity does not shrink dense compute: FLOPs are unchanged.
+    """
+    params = prunable(net)
+    torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured, amount=sparsity)
+    return sparsity_report(net)
+
+
+def finish_pruning(net: nn.Module) -> None:
+    for module, name in prunable(net):
+        if torch_prune.is_pruned(module):
+            torch_prune.remove(module, name)
+
+
+def sparsity_report(net: nn.Module) -> dict:
+    total = zeros = 0
+    for module in net.modules():
+        if isinstance(module, (nn.Conv1d, nn.Linear)):
+            w = module.weight
+            total += w.numel()
+            zeros += int((w == 0).sum())
+    return {"weights": total, "zero_weights": zeros, "sparsity": zeros / total if total else 0.0}

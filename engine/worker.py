@@ -1,0 +1,444 @@
+"""The worker: one process runs one spec, meters it, streams events and writes the run log.
+
+    python -m engine.worker [--spec FILE]      (without --spec, the spec is JSON on stdin)
+
+The event stream is a duplicate of the original stdout; fd 1 itself is pointed at stderr, so a
+stray print from any library lands in stderr.log instead of corrupting the stream. Every event is
+written to events.jsonl first (flushed per line) and then to the stream; if the reader vanishes
+(broken pipe: the SSH session dropped), the worker stops writing to it and finishes the run.
+
+Exit codes: 0 complete, 1 failed, 2 bad input (spec, data, logs directory), 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine import __version__
+from engine.protocol import SCHEMA_VERSION, encode, make_event
+from engine.spec import RunSpec, SpecError, new_run_id, spec_from_dict
+from engine.store import EVENTS, RUN_JSON, STDERR, SUMMARY, StoreError, atomic_write_json, check_writable
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+class Cancelled(Exception):
+    """SIGTERM or SIGINT arrived: stop, keep what was measured, label it partial."""
+
+
+class EventWriter:
+    """Writes each event to the log (always) and to the stream (while someone reads it)."""
+
+    def __init__(self, run_id: str, log_path: Path, stream: TextIO | None) -> None:
+        self.run_id = run_id
+        self._log = open(log_path, "a", encoding="utf-8")
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.count = 0
+        self.reader_lost_at: float | None = None
+
+    def emit(self, event_type: str, **fields: Any) -> dict:
+        event = make_event(event_type, self.run_id, **fields)
+        line = encode(event)
+        with self._lock:
+            self._log.write(line)
+            self._log.flush()
+            self.count += 1
+            if self._stream is not None:
+                try:
+                    self._stream.write(line)
+                    self._stream.flush()
+                except (BrokenPipeError, OSError, ValueError):
+                    # The reader is gone. The log is the record; carry on without the stream.
+                    self._stream = None
+                    self.reader_lost_at = time.monotonic()
+        return event
+
+    def close(self) -> None:
+        with self._lock:
+            self._log.close()
+            if self._stream is not None:
+                try:
+                    self._stream.close()
+                except OSError:
+                    pass
+                self._stream = None
+
+
+def environment_manifest() -> dict:
+    import numpy
+    import psutil
+    import torch
+
+    from engine.meters.model import cpu_model_name
+
+    sockets = _count_sockets()
+    return {
+        "joulelab": __version__,
+        "event_schema": SCHEMA_VERSION,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model_name(),
+        "sockets": sockets,
+        "logical_cpus": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 2),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def _count_sockets() -> int | None:
+    try:
+        ids = {line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+               if line.startswith("physical id")}
+        return len(ids) or 1
+    except OSError:
+        return None
+
+
+def _on_signal(signum, _frame):
+    raise Cancelled(signal.Signals(signum).name)
+
+
+class Run:
+    """One run of one spec, from the idle baseline to the summary."""
+
+    def __init__(self, spec: RunSpec, run_path: Path, writer: EventWriter) -> None:
+        self.spec = spec
+        self.path = run_path
+        self.w = writer
+        self.manifest: dict = {}
+        self.phases: dict[str, dict] = {}
+        self.curve: list[dict] = []
+        self.metrics: dict = {}
+        self.idle_watts: dict[str, float] = {}
+        self.open_phase: tuple[str, Any] | None = None
+        self.last_phase: str | None = None
+        self.sampler = None
+        self.started_wall = time.time()
+        self.started = time.monotonic()
+
+    # -- metering -------------------------------------------------------------------------
+    def start_meters(self) -> None:
+        from engine.meters import discover
+        from engine.meters.sampler import Sampler
+
+        meters, missing = discover(os.getpid(), self.spec.tdp_w)
+        self.sampler = Sampler(
+            meters, self.spec.sample_hz,
+            on_sample=lambda domains: self.w.emit("sample", domains=domains),
+            on_gap=lambda domain, reason: self.w.emit("meter_gap", domain=domain, reason=reason),
+        )
+        self.manifest["meters"] = [d.as_dict() for d in self.sampler.domains.values()]
+        self.manifest["missing_meters"] = [m.as_dict() for m in missing]
+        self.manifest["meter_details"] = [m.manifest() for m in meters]
+        self.manifest["sample_hz"] = self.spec.sample_hz
+
+    def begin(self, phase: str) -> None:
+        self.w.emit("phase_start", phase=phase)
+        self.open_phase = (phase, self.sampler.snapshot())
+        self.last_phase = phase
+
+    def end(self, partial: bool = False) -> dict:
+        from engine.meters.sampler import phase_energy
+
+        phase, start = self.open_phase
+        self.open_phase = None
+        end = self.sampler.snapshot()
+        duration = end.t - start.t
+        if phase == "idle" and duration > 0:
+            # The baseline itself: its mean power is what later phases subtract, so all of its
+            # energy is idle and none of it net.
+            self.idle_watts = {n: (end.joules[n] - start.joules[n]) / duration for n in self.sampler.domains}
+        energy = phase_energy(start, end, self.sampler.domains, self.idle_watts)
+        record = {
+            "duration_s": duration,
+            "energy": {name: e.as_dict() for name, e in energy.items()},
+            "total": total_energy(energy.values()),
+        }
+        if partial:
+            record["partial"] = True
+        self.phases[phase] = record
+        self.w.emit("phase_end", phase=phase, duration_s=duration, energy=record["energy"],
+                    total=record["total"], partial=partial)
+        return record
+
+    def cumulative_j(self, phase_start) -> float:
+        snap = self.sampler.snapshot()
+        return sum(snap.joules[n] - phase_start.joules[n] for n, d in self.sampler.domains.items()
+                   if d.kind != "platform")
+
+    # -- the run --------------------------------------------------------------------------
+    def execute(self) -> None:
+        import torch
+
+        from engine.data.prepare import holdout, prepare
+        from engine.models import build_network, count_parameters, flops_per_sample
+        from engine.train import (evaluate, finish_pruning, fit, prune_global, set_seed,
+                                  sparsity_report, timed_inference)
+
+        spec = self.spec
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        self.start_meters()
+        self.write_manifest()
+        self.w.emit("hello", versions=self.manifest["environment"], pid=os.getpid(), wall_time=time.time(),
+                    spec=spec.to_dict(), meters=self.manifest["meters"], missing=self.manifest["missing_meters"])
+        self.sampler.start()
+
+        # Idle baseline: the machine's draw with this process doing nothing.
+        self.begin("idle")
+        time.sleep(spec.idle_s)
+        self.end()
+
+        data = prepare(spec)
+        gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
+        target, x_val, y_val = holdout(data.target, spec.val_fraction, gap)
+        set_seed(spec.seed)
+        net = None
+        self.manifest["dataset"] = {"name": data.name, "label": data.label, "synthetic": data.synthetic,
+                                    "kind": data.kind, "target_classes": target.n_classes,
+                                    "train_samples": len(target.x_train), "val_samples": len(x_val),
+                                    "test_samples": len(target.x_test), **data.info}
+
+        def progress(p: dict) -> None:
+            self.w.emit("progress", **p)
+
+        if spec.mode in ("transfer", "finetune"):
+            source, xs_val, ys_val = holdout(data.source, spec.val_fraction, gap)
+            net = build_network(source.input_shape, spec.size, source.n_classes, spec.batchnorm)
+            self.begin("pretrain")
+            start_snap = self.open_phase[1]
+            fit(net, source.x_train, source.y_train, epochs=spec.effective_pretrain_epochs,
+                batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, augment=spec.augment, phase="pretrain",
+                x_val=xs_val, y_val=ys_val, on_progress=progress,
+                on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap))
+            self.metrics["source_accuracy"] = evaluate(net, source.x_test, source.y_test, source.n_classes)["accuracy"]
+            self.end()
+            net.replace_head(target.n_classes)
+            if spec.mode == "transfer":
+                net.freeze_body()
+            lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
+        else:
+            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm)
+            lr = spec.lr
+
+        self.manifest["network"] = {
+            "size": spec.size, "parameters": count_parameters(net),
+            "trainable_parameters": count_parameters(net, trainable_only=True),
+            "flops_per_sample": flops_per_sample(net, target.input_shape),
+            "architecture": str(net),
+        }
+        self.write_manifest()
+
+        self.begin("train")
+        start_snap = self.open_phase[1]
+        result = fit(net, target.x_train, target.y_train, epochs=spec.epochs, batch_size=spec.batch_size, lr=lr,
+                     seed=spec.seed + 1, augment=spec.augment, x_val=x_val, y_val=y_val, on_progress=progress,
+                     on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc, start_snap))
+        self.end()
+        train_samples = result.samples_seen
+
+        if spec.prune > 0:
+            self.begin("prune")
+            start_snap = self.open_phase[1]
+            before = evaluate(net, target.x_test, target.y_test, target.n_classes)["accuracy"]
+            prune_global(net, spec.prune)
+            if spec.prune_epochs:
+                tuned = fit(net, target.x_train, target.y_train, epochs=spec.prune_epochs,
+                            batch_size=spec.batch_size, lr=lr, seed=spec.seed + 2, augment=spec.augment,
+                            phase="prune", x_val=x_val, y_val=y_val, on_progress=progress,
+                            on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc, start_snap))
+                train_samples += tuned.samples_seen
+            finish_pruning(net)
+            self.metrics["pruning"] = {
+                **sparsity_report(net), "accuracy_before_pruning": before,
+                "note": "unstructured sparsity: dense kernels still multiply every zero, so FLOPs and "
+                        "inference energy are not expected to fall; see test-phase energy",
+            }
+            self.end()
+
+        self.begin("test")
+        scores = evaluate(net, target.x_test, target.y_test, target.n_classes)
+        passes, inferences = timed_inference(net, target.x_test, spec.test_min_s)
+        test = self.end()
+
+        train_energy = self.phases["train"]["total"]
+        prune_energy = self.phases.get("prune", {}).get("total")
+        train_net = train_energy["net_j"] + (prune_energy["net_j"] if prune_energy else 0.0)
+        train_source = train_energy["source"]
+        self.metrics.update({
+            "accuracy": scores["accuracy"],
+            "f1_macro": scores["f1_macro"],
+            "train_samples": train_samples,
+            "test_samples": len(target.x_test),
+            "test_passes": passes,
+            "inferences": inferences,
+            "j_per_train_sample": {"value": train_net / train_samples if train_samples else None,
+                                   "source": train_source, "basis": "net"},
+            "j_per_inference": {"value": test["total"]["net_j"] / inferences if inferences else None,
+                                "source": test["total"]["source"], "basis": "net"},
+        })
+        self.w.emit("result", metrics=self.metrics, curve=self.curve)
+
+    def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start) -> None:
+        point = {"phase": phase, "epoch": epoch, "val_accuracy": accuracy,
+                 "cumulative_j": self.cumulative_j(phase_start),
+                 "source": self.total_source()}
+        self.curve.append(point)
+        self.w.emit("epoch", **point)
+
+    def total_source(self) -> str:
+        from engine.meters.base import weakest_source
+
+        return weakest_source(d.source for d in self.sampler.domains.values() if d.kind != "platform")
+
+    def write_manifest(self) -> None:
+        atomic_write_json(self.path / RUN_JSON, self.manifest)
+
+    def summary(self, status: str, error: str | None = None) -> dict:
+        return {
+            "run_id": self.w.run_id,
+            "status": status,
+            "error": error,
+            "spec": self.spec.to_dict(),
+            "config": self.spec.config or self.spec.describe(),
+            "preset": self.spec.preset,
+            "dataset": self.manifest.get("dataset", {}).get("label", self.spec.dataset),
+            "synthetic": self.manifest.get("dataset", {}).get("synthetic", self.spec.dataset == "synthetic"),
+            "started": self.manifest.get("started"),
+            "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "duration_s": time.monotonic() - self.started,
+            "last_phase": self.last_phase,
+            "phases": self.phases,
+            "idle_watts": self.idle_watts,
+            "metrics": self.metrics,
+            "curve": self.curve,
+            "meters": self.manifest.get("meters", []),
+            "missing_meters": self.manifest.get("missing_meters", []),
+            "meter_gaps": sorted(self.sampler.gaps()) if self.sampler else [],
+            "network": {k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
+            "events": self.w.count + 1,  # and the done event that follows
+            "reader_lost": self.w.reader_lost_at is not None,
+        }
+
+
+def total_energy(energies) -> dict:
+    """Sum of a phase's domains, excluding platform (psys) domains, which would double count."""
+    from engine.meters.base import weakest_source
+
+    parts = [e for e in energies if e.domain.kind != "platform"]
+    if not parts:
+        return {"gross_j": 0.0, "idle_j": 0.0, "net_j": 0.0, "source": None, "methods": []}
+    return {
+        "gross_j": sum(e.gross_j for e in parts),
+        "idle_j": sum(e.idle_j for e in parts),
+        "net_j": sum(e.net_j for e in parts),
+        "source": weakest_source(e.domain.source for e in parts),
+        "methods": sorted(e.domain.method for e in parts),
+    }
+
+
+def read_spec(argv: list[str]) -> RunSpec:
+    parser = argparse.ArgumentParser(prog="python -m engine.worker")
+    parser.add_argument("--spec", help="spec JSON file (default: read JSON from stdin)")
+    args = parser.parse_args(argv)
+    where = args.spec or "spec on stdin"
+    try:
+        text = Path(args.spec).read_text() if args.spec else sys.stdin.read()
+    except OSError as exc:
+        raise SpecError(f"{where}: cannot read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return spec_from_dict(data, where)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Keep the event stream safe: events go to a private duplicate of stdout, and fd 1 now points
+    # at stderr for anything else that prints.
+    stream_fd = os.dup(1)
+    os.dup2(2, 1)
+    stream = os.fdopen(stream_fd, "w", encoding="utf-8", buffering=1)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    # The session may lose its terminal (SSH drop); a hang-up must not end the run.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    try:
+        spec = read_spec(sys.argv[1:] if argv is None else argv)
+        if not spec.run_id:
+            spec = RunSpec(**{**spec.__dict__, "run_id": new_run_id()})
+        logs_dir = Path(spec.logs_dir)
+        check_writable(logs_dir)
+        run_path = logs_dir / spec.run_id
+        run_path.mkdir(parents=True, exist_ok=True)
+    except (SpecError, StoreError) as exc:
+        _stream_error(stream, str(exc))
+        print(f"joulelab worker: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    writer = EventWriter(spec.run_id, run_path / EVENTS, stream)
+    run = Run(spec, run_path, writer)
+    run.manifest.update({"run_id": spec.run_id, "spec": spec.to_dict(), "pid": os.getpid(),
+                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         "environment": environment_manifest()})
+    status, error, code = "complete", None, EXIT_OK
+    try:
+        run.write_manifest()
+        run.execute()
+    except Cancelled as exc:
+        status, error, code = "cancelled", f"cancelled by {exc}", EXIT_CANCELLED
+    except Exception as exc:  # noqa: BLE001 - any failure must still leave a summary
+        from engine.data import DataError
+
+        bad_input = isinstance(exc, (DataError, SpecError))
+        status, error = "failed", str(exc) if bad_input else f"{type(exc).__name__}: {exc}"
+        code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
+        if not bad_input:
+            traceback.print_exc(file=sys.stderr)
+        writer.emit("error", message=error, where=run.last_phase)
+    finally:
+        # Ignore further signals while the record is closed: a second Ctrl-C must not lose it.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if run.open_phase is not None and run.sampler is not None:
+            run.end(partial=True)
+        if run.sampler is not None:
+            run.sampler.stop()
+        summary = run.summary(status, error)
+        atomic_write_json(run_path / SUMMARY, summary)
+        writer.emit("done", status=status, exit_code=code)
+    finally:
+        writer.close()
+    return code
+
+
+def _stream_error(stream: TextIO, message: str) -> None:
+    try:
+        stream.write(encode(make_event("error", "", message=message, where="spec")))
+        stream.write(encode(make_event("done", "", status="failed", exit_code=EXIT_BAD_INPUT)))
+        stream.flush()
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

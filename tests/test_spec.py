@@ -1,0 +1,38 @@
+import pytest
+
+from engine.spec import RunSpec, SpecError, spec_from_dict
+
+
+def test_defaults_are_valid_and_round_trip():
+    spec = RunSpec()
+    assert spec_from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"dataset": "motionsence"}, "dataset: 'motionsence' is not one of synthetic, motionsense, extrasensory (did you mean 'motionsense'?)"),
+        ({"size": "huge"}, "size: 'huge' is not one of small, big"),
+        ({"mode": "transfr"}, "did you mean 'transfer'?"),
+        ({"epochs": 0}, "epochs: 0 must be >= 1"),
+        ({"epochs": -3}, "epochs: -3 must be >= 1"),
+        ({"epochs": 2.5}, "epochs: expected an integer, got 2.5"),
+        ({"epochs": True}, "epochs: expected an integer, got True"),
+        ({"lr": 0}, "lr: 0.0 must be > 0"),
+        ({"sample_hz": 500}, "sample_hz: 500.0 must be <= 100"),
+        ({"epoch": 3}, "unknown key 'epoch' (did you mean 'epochs'?)"),
+        ({"source_group": []}, "source_group: an empty group"),
+        ({"run_id": "../escape"}, "run_id: '../escape' may hold only"),
+    ],
+)
+def test_bad_values_give_one_line_naming_the_field(data, message):
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(data, "my.json")
+    text = str(info.value)
+    assert message in text
+    assert text.startswith("my.json: ")
+    assert "\n" not in text
+
+
+def test_integers_are_accepted_where_floats_are_expected():
+    assert spec_from_dict({"lr": 1, "idle_s": 0}).lr == 1.0

@@ -1,0 +1,117 @@
+"""The real worker subprocess: events, log files, summary, stream protection, bad input."""
+
+import json
+
+from engine.protocol import PHASES, SCHEMA_VERSION, decode
+from engine.store import load_run
+from tests.helpers import run_worker, the_run_dir, tiny_spec
+
+
+def _events(stdout: str) -> list[dict]:
+    return [decode(line) for line in stdout.splitlines()]
+
+
+def test_scratch_run_streams_events_and_writes_a_complete_log(tmp_path):
+    proc = run_worker(tiny_spec(tmp_path, mode="scratch", epochs=2))
+    assert proc.returncode == 0, proc.stderr
+    events = _events(proc.stdout)
+    types = [e["type"] for e in events]
+    assert types[0] == "hello" and types[-1] == "done"
+    assert events[-1]["status"] == "complete"
+    assert all(e["v"] == SCHEMA_VERSION for e in events)
+    run_ids = {e["run"] for e in events}
+    assert len(run_ids) == 1
+    # monotonic timestamps
+    ts = [e["t"] for e in events]
+    assert ts == sorted(ts)
+
+    phases = [e["phase"] for e in events if e["type"] == "phase_start"]
+    assert phases == ["idle", "train", "test"]
+    assert [e["phase"] for e in events if e["type"] == "phase_end"] == phases
+
+    # samples: watts and cumulative joules per domain, with provenance, never decreasing
+    samples = [e for e in events if e["type"] == "sample"]
+    assert len(samples) >= 5
+    cpu_j = [s["domains"]["cpu"]["j"] for s in samples]
+    assert cpu_j == sorted(cpu_j) and cpu_j[-1] > 0
+    assert samples[-1]["domains"]["cpu"]["source"] == "modelled"
+    assert samples[-1]["domains"]["cpu"]["method"] == "model:tdp-cpu-time"
+
+    epochs = [e for e in events if e["type"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert epochs[1]["cumulative_j"] >= epochs[0]["cumulative_j"] > 0
+
+    run_path = the_run_dir(tmp_path)
+    assert run_path.name == next(iter(run_ids))
+    # the log is the stream: same lines, same order
+    assert (run_path / "events.jsonl").read_text() == proc.stdout
+    manifest = json.loads((run_path / "run.json").read_text())
+    assert manifest["spec"]["mode"] == "scratch"
+    assert manifest["environment"]["torch"]
+    assert {m["meter"] for m in manifest["missing_meters"]} >= {"rapl", "nvml"}
+    assert manifest["network"]["parameters"] > 1000
+    assert manifest["dataset"]["synthetic"] is True
+
+    summary = json.loads((run_path / "summary.json").read_text())
+    assert summary["status"] == "complete"
+    assert summary["synthetic"] is True and summary["dataset"] == "synthetic (synthetic)"
+    assert set(summary["phases"]) == {"idle", "train", "test"}
+    for name, phase in summary["phases"].items():
+        assert phase["duration_s"] > 0
+        for domain in phase["energy"].values():
+            assert domain["source"] == "modelled"
+            assert abs(domain["gross_j"] - domain["idle_j"] - domain["net_j"]) < 1e-9
+        assert phase["total"]["source"] == "modelled"
+    # the idle phase is the baseline: all idle, nothing net
+    assert summary["phases"]["idle"]["total"]["net_j"] == 0
+    assert summary["phases"]["train"]["total"]["gross_j"] > 0
+    m = summary["metrics"]
+    assert 0 <= m["accuracy"] <= 1 and 0 <= m["f1_macro"] <= 1
+    assert m["inferences"] == m["test_passes"] * m["test_samples"]
+    assert m["j_per_inference"]["source"] == "modelled"
+    assert m["j_per_train_sample"]["value"] > 0
+    assert load_run(run_path).status == "complete"
+
+
+def test_transfer_meters_pretraining_as_its_own_phase(tmp_path):
+    proc = run_worker(tiny_spec(tmp_path, mode="transfer"))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((the_run_dir(tmp_path) / "summary.json").read_text())
+    assert list(summary["phases"]) == ["idle", "pretrain", "train", "test"]
+    assert summary["phases"]["pretrain"]["total"]["gross_j"] > 0
+    assert "source_accuracy" in summary["metrics"]
+    manifest = json.loads((the_run_dir(tmp_path) / "run.json").read_text())
+    # the body is frozen: only the new head trains
+    assert manifest["network"]["trainable_parameters"] < manifest["network"]["parameters"]
+
+
+def test_a_stray_print_cannot_corrupt_the_event_stream(tmp_path):
+    code = (
+        "import sys, engine.train as t\n"
+        "fit = t.fit\n"
+        "def noisy(*a, **k):\n"
+        "    print('STRAY OUTPUT FROM A LIBRARY')\n"
+        "    return fit(*a, **k)\n"
+        "t.fit = noisy\n"
+        "import engine.worker as w\n"
+        "sys.exit(w.main([]))\n"
+    )
+    proc = run_worker(tiny_spec(tmp_path), code=code)
+    assert proc.returncode == 0, proc.stderr
+    events = _events(proc.stdout)  # every line parses
+    assert events[-1]["type"] == "done"
+    assert "STRAY OUTPUT FROM A LIBRARY" in proc.stderr
+
+
+def test_bad_spec_is_one_line_and_exit_2(tmp_path):
+    proc = run_worker(tiny_spec(tmp_path, epochs=0))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "epochs: 0 must be >= 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    events = _events(proc.stdout)
+    assert events[0]["type"] == "error" and events[-1]["type"] == "done"
+
+
+def test_phases_constant_lists_every_phase_the_worker_can_emit():
+    assert PHASES == ("idle", "pretrain", "train", "prune", "test")

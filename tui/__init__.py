@@ -1,0 +1,1 @@
+"""JouleLab's Textual app: a view of the engine. All running goes through engine.runner."""
