@@ -140,6 +140,224 @@ def print_results(stats, comparisons) -> None:
         console.print(verdicts(comparisons))
 
 
+def _records(logs_dir: Path, run_ids: list[str] | None, all_runs: bool = False, preset: str | None = None,
+             last: bool = False):
+    """Select runs by id, by preset, the last `joulelab run` batch, or all. Errors exit 2."""
+    from engine.store import find_run, list_runs
+
+    try:
+        if run_ids:
+            return [find_run(logs_dir, rid) for rid in run_ids]
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    records = list_runs(logs_dir)
+    if preset is not None:
+        records = [r for r in records if r.spec.get("preset") == preset]
+        if not records:
+            raise fail(f"no runs of preset {preset!r} in {logs_dir} (see `joulelab runs`)")
+    elif last:
+        batches = [r.spec.get("batch") for r in records if r.spec.get("batch")]
+        if not batches:
+            raise fail(f"no `joulelab run` batch in {logs_dir} yet; run a preset first")
+        records = [r for r in records if r.spec.get("batch") == batches[-1]]
+    elif not all_runs:
+        raise fail("name one or more RUN ids, or use --all (see `joulelab runs`)")
+    if not records:
+        raise fail(f"no runs in {logs_dir}; run a preset first (`joulelab run quick`)")
+    return records
+
+
+def _energy_cell(summary: dict | None, phase: str = "train") -> str:
+    from engine.report import SOURCE_MARK, fmt_number
+
+    total = (summary or {}).get("phases", {}).get(phase, {}).get("total")
+    if not total or total.get("source") is None:
+        return "-"
+    return f"{SOURCE_MARK[total['source']]}{fmt_number(total['net_j'])}"
+
+
+@app.command("runs")
+def runs_cmd(logs: LogsOption = None,
+             output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human) -> None:
+    """List past runs: id, when, preset, configuration, status, energy, accuracy."""
+    from rich.table import Table
+
+    from engine.store import list_runs
+
+    logs_dir = logs or default_logs_dir()
+    records = list_runs(logs_dir)
+    if output == OutputFormat.json:
+        from engine.export import runs_table
+
+        sys.stdout.write(runs_table(records).to_json(orient="records", indent=1) + "\n")
+        return
+    if not records:
+        console.print(f"no runs in {logs_dir} yet; try `joulelab run quick`")
+        return
+    table = Table(title=f"Runs in {logs_dir}", title_justify="left", header_style="bold")
+    table.add_column("run", no_wrap=True)
+    for col in ("started", "preset", "configuration", "seed", "status", "train J", "acc %"):
+        table.add_column(col, justify="right" if col in ("seed", "train J", "acc %") else "left",
+                         overflow="fold")
+    for r in records:
+        acc = (r.summary or {}).get("metrics", {}).get("accuracy")
+        status = r.status + (f" ({r.last_phase})" if r.status in ("crashed", "cancelled") and r.last_phase else "")
+        table.add_row(r.run_id, r.started[5:16].replace("T", " "), r.spec.get("preset") or "-",
+                      r.spec.get("config") or "-", str(r.spec.get("seed", "-")), status, _energy_cell(r.summary),
+                      f"{100 * acc:.1f}" if acc is not None else "-")
+    table.caption = "train J: net joules of the training phase; ~ = modelled (an estimate)"
+    table.caption_justify = "left"
+    console.print(table)
+
+
+@app.command()
+def show(run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab runs`)")], logs: LogsOption = None) -> None:
+    """One run: phases and energy per domain with provenance, metrics, meters, errors."""
+    from engine.report import run_table
+    from engine.store import STDERR, find_run
+
+    logs_dir = logs or default_logs_dir()
+    try:
+        record = find_run(logs_dir, run_id)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    s = record.summary
+    if s is None:
+        console.print(f"run {run_id}: [bold]{record.status}[/] (last phase: {record.last_phase or 'none'}); "
+                      "no summary was written")
+    else:
+        console.print(run_table(s))
+        m = s.get("metrics", {})
+        if "accuracy" in m:
+            console.print(f"accuracy {100 * m['accuracy']:.2f} %, macro-F1 {m['f1_macro']:.3f}, "
+                          f"{m['train_samples']} training samples, {m['inferences']} inferences")
+            for key in ("j_per_train_sample", "j_per_inference"):
+                v = m.get(key) or {}
+                if v.get("value") is not None:
+                    console.print(f"{key.replace('_', ' ')}: {v['value']:.3g} J ({v['source']}, net)")
+        if s.get("error"):
+            err_console.print(f"error: {s['error']}", highlight=False)
+    for missing in record.manifest.get("missing_meters", []):
+        console.print(f"[dim]{missing['meter']}: {missing['reason']}[/]", highlight=False)
+    if record.status in ("failed", "crashed"):
+        tail = (record.path / STDERR).read_text(errors="replace").splitlines()[-15:] \
+            if (record.path / STDERR).exists() else []
+        if tail:
+            console.print("[bold]stderr.log (last lines):[/]")
+            console.print("\n".join(tail), highlight=False, markup=False)
+
+
+@app.command()
+def compare(
+    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Run ids to compare")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="All runs of this preset")] = None,
+    last: Annotated[bool, typer.Option("--last", help="The runs of the last `joulelab run`")] = False,
+    logs: LogsOption = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human,
+) -> None:
+    """Compare runs: per-configuration means with 95 % CIs, paired ratios and verdicts."""
+    from engine.stats import compare as compare_runs
+    from engine.stats import config_stats
+
+    logs_dir = logs or default_logs_dir()
+    if not run_ids and preset is None:
+        last = True
+    records = _records(logs_dir, run_ids, preset=preset, last=last)
+    summaries = [r.summary for r in records if r.summary is not None]
+    stats, comparisons = config_stats(summaries), compare_runs(summaries)
+    if output == OutputFormat.json:
+        from engine.export import comparison_records
+
+        json.dump(comparison_records(stats, comparisons), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if not stats:
+        raise fail("none of the selected runs completed; nothing to compare (see `joulelab runs`)")
+    print_results(stats, comparisons)
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+    codecarbon = "codecarbon"
+
+
+@app.command()
+def export(
+    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Run ids to export")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Export every run in the logs directory")] = False,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="csv/parquet: a file per table; json: one file; "
+                                                               "codecarbon: emissions.csv")] = ExportFormat.csv,
+    out: Annotated[Optional[Path], typer.Option("-o", "--output", help="Directory (or file for json/codecarbon)")] = None,
+    carbon_intensity: Annotated[float, typer.Option(min=0, help="g CO2eq per kWh, for --format codecarbon")] = 480.0,
+    logs: LogsOption = None,
+) -> None:
+    """Export runs as tidy tables: runs, phases, samples and the energy-to-accuracy curve."""
+    from engine.export import ExportError, write
+
+    logs_dir = logs or default_logs_dir()
+    records = _records(logs_dir, run_ids, all_runs=all_runs)
+    try:
+        paths = write(records, fmt.value, out or Path("export"), carbon_intensity)
+    except ExportError as exc:
+        raise fail(str(exc)) from None
+    for p in paths:
+        console.print(f"wrote {p}", highlight=False)
+
+
+@app.command()
+def plot(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids to plot")],
+    out: Annotated[Path, typer.Option("-o", "--output", help="Image file (.png or .svg)")] = Path("joulelab.png"),
+    logs: LogsOption = None,
+) -> None:
+    """Plot power over time and the energy-to-accuracy curves of runs."""
+    from engine.plot import PlotError, plot_runs
+
+    records = _records(logs or default_logs_dir(), run_ids)
+    try:
+        plot_runs(records, out)
+    except PlotError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"wrote {out}", highlight=False)
+
+
+@app.command()
+def meters(
+    seconds: Annotated[float, typer.Option(min=0.1, max=60, help="How long to read each meter")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    tdp: Annotated[Optional[float], typer.Option("--tdp", help="CPU package TDP in watts, for the model")] = None,
+) -> None:
+    """What this machine can measure, why not the rest, and a one-second reading of each meter."""
+    from engine.meters.probe import probe, render_probe
+
+    report = probe(seconds, tdp_w=tdp)
+    if as_json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        console.print(render_probe(report))
+
+
+@app.command()
+def data(
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Each dataset: where JouleLab looked, what it found, and how to get what is missing."""
+    from engine.data.locate import describe_datasets, format_descriptions, resolve_data_dir_with_origin
+
+    root, origin = resolve_data_dir_with_origin(str(data_dir) if data_dir else None)
+    report = describe_datasets(root)
+    if as_json:
+        json.dump({"data_dir": str(root), "from": origin, "datasets": report}, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return
+    console.print(f"data directory: {root} (from {origin})", highlight=False)
+    console.print(format_descriptions(report), highlight=False, markup=False)
+
+
 def main() -> None:
     # typer/click exit 2 on usage errors already; make sure nothing else leaks a traceback.
     try:

@@ -45,7 +45,7 @@ MATRIX_KEYS = {"dataset": DATASETS, "size": SIZES, "mode": MODES, "mechanism": t
 TOP_KEYS = ("preset", "matrix", "settings", "override")
 PRESET_KEYS = ("name", "description", "trials")
 # Keys the matrix and the preset itself own; settings may not set them.
-RESERVED = {"dataset", "size", "mode", "seed", "run_id", "preset", "config"}
+RESERVED = {"dataset", "size", "mode", "seed", "run_id", "preset", "config", "batch"}
 
 
 class PresetError(ValueError):

@@ -6,7 +6,7 @@ with provenance); the CLI's rich progress and the TUI both read it, so both show
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 from engine.meters.base import weakest_source
 from engine.presets import PlannedRun
 from engine.runner import RunOutcome, WorkerProcess
+from engine.spec import new_run_id
 
 
 @dataclass
@@ -102,6 +103,7 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None) -> list[
     """Run every planned spec in order. With a console, show rich progress; without, stay quiet."""
     outcomes = []
     progress = None
+    batch = new_run_id()
     if console is not None:
         progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
@@ -115,7 +117,7 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None) -> list[
             label = f"{planned.config.key} #{planned.trial + 1}"
             live = LiveTotals()
             task = progress.add_task(label, total=None, detail="starting", energy="") if progress else None
-            worker = WorkerProcess(planned.spec)
+            worker = WorkerProcess(replace(planned.spec, batch=batch))
             await worker.start()
             try:
                 async for event in worker.events():

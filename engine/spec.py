@@ -60,6 +60,7 @@ class RunSpec:
     logs_dir: str = "logs"
     preset: str | None = None
     config: str | None = None  # the configuration's key within a preset matrix
+    batch: str | None = None  # id shared by the runs of one `joulelab run` (for `compare --last`)
 
     def __post_init__(self) -> None:
         validate(self)

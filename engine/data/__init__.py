@@ -89,9 +89,9 @@ def assemble(per_class: list[tuple[str, np.ndarray, np.ndarray]]) -> Split:
         ys_train.append(np.full(len(x_train), label, dtype=np.int64))
         ys_test.append(np.full(len(x_test), label, dtype=np.int64))
     return Split(
-        x_train=np.concatenate(xs_train).astype(np.float32),
+        x_train=np.concatenate(xs_train).astype(np.float32, copy=False),
         y_train=np.concatenate(ys_train),
-        x_test=np.concatenate(xs_test).astype(np.float32),
+        x_test=np.concatenate(xs_test).astype(np.float32, copy=False),
         y_test=np.concatenate(ys_test),
         classes=[cid for cid, _, _ in per_class],
     )
