@@ -76,13 +76,20 @@ def short_key(key: str, synthetic: bool) -> str:
 
 
 def config_table(stats: list[ConfigStats], title: str = "Energy and accuracy per configuration") -> Table:
-    phases = [p for p in PHASE_ORDER if p != "idle" and any(p in s.phase_net_j for s in stats)]
-    headers = ["configuration", "n", *[f"{p} J" for p in phases], "mJ/inf", "acc %", "F1"]
-    rows = [[short_key(s.key, s.synthetic), str(s.n), *[fmt_estimate(s.phase_net_j.get(p)) for p in phases],
+    phases = [p for p in PHASE_ORDER if p not in ("idle", "pretrain") and any(p in s.phase_net_j for s in stats)]
+    pretrain = any(s.pretrain_j is not None for s in stats)
+    headers = ["configuration", "n", *(["pretrain J"] if pretrain else []), *[f"{p} J" for p in phases],
+               "mJ/inf", "acc %", "F1"]
+    rows = [[short_key(s.key, s.synthetic), str(s.n),
+             *([fmt_estimate(s.pretrain_j) + ("°" if s.cached_sources else "")] if pretrain else []),
+             *[fmt_estimate(s.phase_net_j.get(p)) for p in phases],
              fmt_estimate(s.test_j_per_inference, 1000), fmt_estimate(s.accuracy, 100, 3), fmt_estimate(s.f1, 1, 2)]
             for s in stats]
     table = _table(title, headers, rows, labels=1)
     table.caption = caption(sources_in(stats), any(s.synthetic for s in stats))
+    if any(s.cached_sources for s in stats):
+        table.caption += ("\n° pretrain J: the energy that trained the source network, measured once and "
+                          "reused from the cache by later transfer runs")
     table.caption_justify = "left"
     return table
 

@@ -30,6 +30,7 @@ class RunSpec:
     batch_size: int = 64
     lr: float = 1e-3
     finetune_lr_factor: float = 0.1  # fine-tune trains the whole pretrained net at lr * this
+    reuse_source: bool = True  # transfer/finetune start from a saved source network when one exists
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
     # Mechanisms (each measured)
@@ -144,7 +145,7 @@ def validate(spec: RunSpec) -> None:
     _number("val_fraction", spec.val_fraction, float, 0, 0.5)
     _number("synthetic_subjects", spec.synthetic_subjects, int, 4, 1000)
     _number("synthetic_seconds", spec.synthetic_seconds, float, 10, 100_000)
-    for bool_field in ("normalize", "batchnorm", "augment"):
+    for bool_field in ("normalize", "batchnorm", "augment", "reuse_source"):
         if not isinstance(getattr(spec, bool_field), bool):
             raise SpecError(f"{bool_field}: expected true or false, got {getattr(spec, bool_field)!r}")
     for group in ("source_group", "target_group"):

@@ -140,6 +140,15 @@ def _phase_net(summary: dict, phase: str) -> tuple[float, str] | None:
     return total["net_j"], total["source"]
 
 
+def pretrain_energy(summary: dict) -> tuple[float, str] | None:
+    """Net joules that trained the source network: measured in this run, or in the run that first
+    trained it when this run reused it from the cache."""
+    total = (summary.get("pretrain") or {}).get("total") or summary.get("phases", {}).get("pretrain", {}).get("total")
+    if not total or total.get("source") is None:
+        return None
+    return total["net_j"], total["source"]
+
+
 def training_energy(summary: dict) -> tuple[float, str] | None:
     """Net joules to train the target task: the train phase plus pruning's fine-tuning."""
     parts = [p for p in (_phase_net(summary, "train"), _phase_net(summary, "prune")) if p]
@@ -178,6 +187,7 @@ class ConfigStats:
     f1: Estimate
     durations: dict[str, Estimate] = field(default_factory=dict)
     phase_net_j: dict[str, Estimate] = field(default_factory=dict)
+    cached_sources: int = 0  # runs that reused a saved source network instead of pretraining
 
 
 def _split_key(key: str) -> tuple[str, str, str, str]:
@@ -208,13 +218,14 @@ def config_stats(summaries: list[dict]) -> list[ConfigStats]:
             synthetic=any(r.get("synthetic") for r in runs), n=len(runs),
             seeds=[r["spec"]["seed"] for r in runs],
             train_j=_energy_estimate([training_energy(r) for r in runs]),
-            pretrain_j=_energy_estimate([_phase_net(r, "pretrain") for r in runs]),
+            pretrain_j=_energy_estimate([pretrain_energy(r) for r in runs]),
             test_j_per_inference=_energy_estimate([inference_energy(r) for r in runs]),
             accuracy=mean_ci([r["metrics"]["accuracy"] for r in runs]),
             f1=mean_ci([r["metrics"]["f1_macro"] for r in runs]),
             durations={p: mean_ci([r["phases"][p]["duration_s"] for r in runs if p in r["phases"]]) for p in phases},
             phase_net_j={p: e for p in phases
                          if (e := _energy_estimate([_phase_net(r, p) for r in runs])) is not None},
+            cached_sources=sum(1 for r in runs if (r.get("pretrain") or {}).get("cached")),
         ))
     return out
 
@@ -252,6 +263,8 @@ def _compare(group: str, treatment: str, reference: str, pairs: list[tuple[dict,
         return ratio_ci([a[0] for a, _ in vals], [b[0] for _, b in vals], source)
 
     train_ratio = paired(training_energy)
+    too_small = train_ratio is None and any(
+        (e := training_energy(x)) is not None and e[0] <= 0 for pair in pairs for x in pair)
     test_ratio = paired(inference_energy)
     acc = diff_ci([100 * t["metrics"]["accuracy"] for t, _ in pairs],
                   [100 * r["metrics"]["accuracy"] for _, r in pairs]) if pairs else None
@@ -263,7 +276,7 @@ def _compare(group: str, treatment: str, reference: str, pairs: list[tuple[dict,
         break_even = pretrain.mean / mean_saved if mean_saved > 0 else math.inf
     synthetic = any(t.get("synthetic") or r.get("synthetic") for t, r in pairs)
     return Comparison(group, treatment, reference, len(pairs), synthetic, train_ratio, test_ratio, acc,
-                      pretrain, break_even, verdict(treatment, reference, train_ratio, acc))
+                      pretrain, break_even, verdict(treatment, reference, train_ratio, acc, too_small))
 
 
 def compare(summaries: list[dict]) -> list[Comparison]:
@@ -279,7 +292,7 @@ def compare(summaries: list[dict]) -> list[Comparison]:
         if mode != "scratch":
             ref_key = f"{dataset}/{size}/scratch/{mechanism}"
             if ref_key in by_key:
-                pretrain = _energy_estimate([_phase_net(r, "pretrain") for r in runs])
+                pretrain = _energy_estimate([pretrain_energy(r) for r in runs])
                 out.append(_compare(f"{dataset}/{size}/{mechanism}", mode, "scratch",
                                     _pair(runs, by_key[ref_key]), pretrain))
         if mechanism != "baseline":
@@ -296,10 +309,14 @@ def _interval_text(e: Estimate, fmt: str, unit: str = "") -> str:
     return f"95 % CI {e.low:{fmt}}{unit} to {e.high:{fmt}}{unit}"
 
 
-def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: Estimate | None) -> str:
+def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: Estimate | None,
+            too_small: bool = False) -> str:
     """One plain sentence a reader can paste, saying when an interval includes no difference."""
     parts = []
-    if train_ratio is None:
+    if train_ratio is None and too_small:
+        parts.append(f"no training energy ratio for {treatment} vs {reference}: a net training energy was at or "
+                     "below zero, too short for the meter to resolve (train longer)")
+    elif train_ratio is None:
         parts.append(f"no training energy to compare for {treatment} and {reference}")
     elif train_ratio.has_interval and train_ratio.spans(1.0):
         parts.append(f"{treatment} and {reference}: no clear difference in training energy "

@@ -127,6 +127,7 @@ class Run:
         self.curve: list[dict] = []
         self.metrics: dict = {}
         self.idle_watts: dict[str, float] = {}
+        self.pretrain: dict | None = None  # the source network's pretraining: measured here or cached
         self.open_phase: tuple[str, Any] | None = None
         self.last_phase: str | None = None
         self.sampler = None
@@ -166,6 +167,9 @@ class Run:
             # energy is idle and none of it net.
             self.idle_watts = {n: (end.joules[n] - start.joules[n]) / duration for n in self.sampler.domains}
         energy = phase_energy(start, end, self.sampler.domains, self.idle_watts)
+        if phase == "idle":
+            for e in energy.values():
+                e.idle_j = e.gross_j  # exactly, not watts x duration with its rounding
         record = {
             "duration_s": duration,
             "energy": {name: e.as_dict() for name, e in energy.items()},
@@ -220,16 +224,7 @@ class Run:
             self.w.emit("progress", **p)
 
         if spec.mode in ("transfer", "finetune"):
-            source, xs_val, ys_val = holdout(data.source, spec.val_fraction, gap)
-            net = build_network(source.input_shape, spec.size, source.n_classes, spec.batchnorm)
-            self.begin("pretrain")
-            start_snap = self.open_phase[1]
-            fit(net, source.x_train, source.y_train, epochs=spec.effective_pretrain_epochs,
-                batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, augment=spec.augment, phase="pretrain",
-                x_val=xs_val, y_val=ys_val, on_progress=progress,
-                on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap))
-            self.metrics["source_accuracy"] = evaluate(net, source.x_test, source.y_test, source.n_classes)["accuracy"]
-            self.end()
+            net = self.source_network(data.source, gap, progress)
             net.replace_head(target.n_classes)
             if spec.mode == "transfer":
                 net.freeze_body()
@@ -296,6 +291,44 @@ class Run:
         })
         self.w.emit("result", metrics=self.metrics, curve=self.curve)
 
+    def source_network(self, source_split, gap: int, progress):
+        """The pretrained source network: from the cache when it exists (its pretraining energy
+        comes with it, labelled cached), else trained here in a metered pretrain phase and saved."""
+        from engine import sources
+        from engine.data.prepare import holdout
+        from engine.models import build_network
+        from engine.train import evaluate, fit
+
+        spec = self.spec
+        source, xs_val, ys_val = holdout(source_split, spec.val_fraction, gap)
+        net = build_network(source.input_shape, spec.size, source.n_classes, spec.batchnorm)
+        key = sources.source_key(spec, source.x_train, source.y_train)
+        cached = sources.load(key) if spec.reuse_source else None
+        if cached is not None:
+            state, record = cached
+            net.load_state_dict(state)
+            self.pretrain = {**record, "cached": True, "key": key}
+            self.metrics["source_accuracy"] = record.get("source_accuracy")
+            return net
+        self.begin("pretrain")
+        start_snap = self.open_phase[1]
+        fit(net, source.x_train, source.y_train, epochs=spec.effective_pretrain_epochs,
+            batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, augment=spec.augment, phase="pretrain",
+            x_val=xs_val, y_val=ys_val, on_progress=progress,
+            on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap))
+        source_accuracy = evaluate(net, source.x_test, source.y_test, source.n_classes)["accuracy"]
+        self.metrics["source_accuracy"] = source_accuracy
+        phase = self.end()
+        record = {"run_id": self.w.run_id, "duration_s": phase["duration_s"], "total": phase["total"],
+                  "energy": phase["energy"], "source_accuracy": source_accuracy,
+                  "source_classes": source.classes}
+        self.pretrain = {**record, "cached": False, "key": key}
+        if spec.reuse_source:
+            problem = sources.save(key, net.state_dict(), record)
+            if problem:
+                self.pretrain["cache_problem"] = problem
+        return net
+
     def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start) -> None:
         point = {"phase": phase, "epoch": epoch, "val_accuracy": accuracy,
                  "cumulative_j": self.cumulative_j(phase_start),
@@ -326,6 +359,7 @@ class Run:
             "duration_s": time.monotonic() - self.started,
             "last_phase": self.last_phase,
             "phases": self.phases,
+            "pretrain": self.pretrain,
             "idle_watts": self.idle_watts,
             "metrics": self.metrics,
             "curve": self.curve,

@@ -7,6 +7,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own cache (parsed data, saved source networks), never the user's."""
+    monkeypatch.setenv("JOULELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real MotionSense/ExtraSensory files next to the checkout (../shared/data).

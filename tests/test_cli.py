@@ -13,8 +13,10 @@ runner = CliRunner()
 
 
 def tiny_preset(tmp_path, trials=1):
+    # three epochs: the transfer head's training must outlast the model meter's 10 ms CPU tick
+    values = {**TINY, "epochs": 3}
     settings = "\n".join(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"'
-                         for k, v in TINY.items() if k not in ("dataset", "size"))
+                         for k, v in values.items() if k not in ("dataset", "size"))
     path = tmp_path / "tiny.toml"
     path.write_text(f"# tiny\n[preset]\nname = 'tiny'\ntrials = {trials}\n[matrix]\nmode = ['transfer', 'scratch']\n"
                     f"[settings]\n{settings}\n")

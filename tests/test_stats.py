@@ -73,3 +73,9 @@ def test_one_trial_says_so_and_counter_values_are_not_called_modelled():
     assert "no interval: one trial" in c.verdict
     assert "modelled" not in c.verdict
     assert c.train_ratio.mean == pytest.approx(0.5)
+
+
+def test_training_too_short_to_resolve_is_said_not_hidden():
+    (c,) = compare([summary("transfer", 0, 0.0, 0.9), summary("scratch", 0, 2.0, 0.8)])
+    assert c.train_ratio is None
+    assert "too short for the meter to resolve" in c.verdict

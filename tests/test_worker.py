@@ -115,3 +115,26 @@ def test_bad_spec_is_one_line_and_exit_2(tmp_path):
 
 def test_phases_constant_lists_every_phase_the_worker_can_emit():
     assert PHASES == ("idle", "pretrain", "train", "prune", "test")
+
+
+def test_a_second_transfer_reuses_the_saved_source_network_and_its_pretraining_energy(tmp_path):
+    from engine.stats import config_stats
+
+    first = run_worker(tiny_spec(tmp_path / "a", mode="transfer"))
+    second = run_worker(tiny_spec(tmp_path / "b", mode="finetune"))
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    s1 = json.loads((the_run_dir(tmp_path / "a") / "summary.json").read_text())
+    s2 = json.loads((the_run_dir(tmp_path / "b") / "summary.json").read_text())
+    assert s1["pretrain"]["cached"] is False and "pretrain" in s1["phases"]
+    # the fine-tune run started from the network the transfer run trained: no pretrain phase here,
+    # but the cost is carried over from the run that paid it
+    assert "pretrain" not in s2["phases"]
+    assert s2["pretrain"]["cached"] is True and s2["pretrain"]["run_id"] == s1["run_id"]
+    assert s2["pretrain"]["total"] == s1["phases"]["pretrain"]["total"]
+    assert s2["metrics"]["source_accuracy"] == s1["metrics"]["source_accuracy"]
+    (stats,) = config_stats([s2])
+    assert stats.pretrain_j.mean == s1["phases"]["pretrain"]["total"]["net_j"] and stats.cached_sources == 1
+    # reuse can be switched off
+    third = run_worker(tiny_spec(tmp_path / "c", mode="transfer", reuse_source=False))
+    s3 = json.loads((the_run_dir(tmp_path / "c") / "summary.json").read_text())
+    assert third.returncode == 0 and "pretrain" in s3["phases"] and s3["pretrain"]["cached"] is False

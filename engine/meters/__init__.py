@@ -1,23 +1,68 @@
 """Meters: find what this machine can measure, and say why the rest is missing.
 
 `discover()` is the one place that decides which meters a run uses:
-- RAPL (CPU packages and DRAM) where the powercap counters are readable; otherwise the model;
-- NVML for the GPUs the run may use;
-- every meter not used is returned as a Missing with the reason.
+- RAPL (CPU packages, DRAM, psys) where the powercap counters are readable; otherwise the model
+  (CPU time x TDP, RSS x W/GB), which is an estimate and says so;
+- NVML for the GPUs the run may use (CUDA_VISIBLE_DEVICES);
+- every meter not used is returned as a Missing with a one-line reason, so the run manifest names
+  every meter found and why the others are absent.
 """
 
 from __future__ import annotations
 
+import os
+from types import ModuleType
+
 from engine.meters.base import Domain, Meter, MeterError, MeterUnavailable, Missing
 from engine.meters.model import ModelMeter
 
-__all__ = ["Domain", "Meter", "MeterError", "MeterUnavailable", "Missing", "ModelMeter", "discover"]
+__all__ = ["Domain", "Meter", "MeterError", "MeterUnavailable", "Missing", "ModelMeter", "discover",
+           "meter_name"]
 
 
-def discover(pid: int, tdp_w: float | None = None) -> tuple[list[Meter], list[Missing]]:
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def discover(pid: int, tdp_w: float | None = None, *,
+             powercap_root: str | os.PathLike | None = None,
+             pynvml_module: ModuleType | None = None) -> tuple[list[Meter], list[Missing]]:
+    """The meters for a run whose work happens in process `pid` (and its children).
+
+    `tdp_w` only matters to the model meter. `powercap_root` and `pynvml_module` are for tests
+    (defaults: $JOULELAB_POWERCAP_ROOT or /sys/class/powercap, and the real pynvml).
+    Never raises for a meter that cannot be opened; each such meter becomes a Missing.
+    """
+    from engine.meters.nvml import open_nvml
+    from engine.meters.rapl import open_rapl
+
     meters: list[Meter] = []
     missing: list[Missing] = []
-    missing.append(Missing("rapl", "RAPL meter not built yet"))
-    meters.append(ModelMeter(pid=pid, tdp_w=tdp_w))
-    missing.append(Missing("nvml", "NVML meter not built yet"))
+
+    try:
+        rapl = open_rapl(powercap_root)
+    except Exception as exc:  # MeterUnavailable, or a bug: either way the run goes on, modelled
+        reason = str(exc) if isinstance(exc, MeterUnavailable) else f"RAPL: {type(exc).__name__}: {exc}"
+        missing.append(Missing("rapl", _one_line(reason)))
+        meters.append(ModelMeter(pid=pid, tdp_w=tdp_w))
+    else:
+        meters.append(rapl)
+        kinds = {d.kind for d in rapl.domains}
+        note = "" if "dram" in kinds else "; DRAM is not measured (this CPU has no RAPL dram zone)"
+        missing.append(Missing("model", f"not used: RAPL counters measure the CPU{note}"))
+
+    try:
+        meters.append(open_nvml(pynvml_module))
+    except MeterUnavailable as exc:
+        missing.append(Missing("nvml", _one_line(str(exc))))
+
     return meters, missing
+
+
+def meter_name(meter: Meter) -> str:
+    """The short name of a meter ("rapl", "nvml", "model"), as used in Missing and manifests."""
+    try:
+        name = meter.manifest().get("meter")
+    except Exception:
+        name = None
+    return str(name) if name else type(meter).__name__.lower().removesuffix("meter")

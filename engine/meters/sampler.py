@@ -35,7 +35,7 @@ class PhaseEnergy:
     domain: Domain
     gross_j: float
     idle_j: float
-    gap: bool = False  # the meter failed during the phase: the value is a lower bound
+    gap: bool = False  # the meter failed at some point in the phase: the value is unreliable
 
     @property
     def net_j(self) -> float:

@@ -1,0 +1,185 @@
+"""A fake `pynvml` module: NVML's real function names, units and error codes, with no GPU.
+
+Units as NVML returns them: nvmlDeviceGetTotalEnergyConsumption in millijoules (an int, Volta and
+newer), nvmlDeviceGetPowerUsage and nvmlDeviceGetPowerManagementLimit in milliwatts. Errors are
+`NVMLError(code)`, which, as in nvidia-ml-py, constructs the matching subclass
+(NVMLError_NotSupported, ...) and carries the code in `.value`. Codes are nvml.h's (and
+nvidia-ml-py's): checked against the installed module by the tests.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass, field
+
+NVML_SUCCESS = 0
+NVML_ERROR_UNINITIALIZED = 1
+NVML_ERROR_INVALID_ARGUMENT = 2
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_NOT_FOUND = 6
+NVML_ERROR_DRIVER_NOT_LOADED = 9
+NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_GPU_IS_LOST = 15
+NVML_ERROR_UNKNOWN = 999
+
+_STRINGS = {
+    NVML_ERROR_UNINITIALIZED: "Uninitialized",
+    NVML_ERROR_INVALID_ARGUMENT: "Invalid Argument",
+    NVML_ERROR_NOT_SUPPORTED: "Not Supported",
+    NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
+    NVML_ERROR_NOT_FOUND: "Not Found",
+    NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
+    NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
+    NVML_ERROR_GPU_IS_LOST: "GPU is lost",
+    NVML_ERROR_UNKNOWN: "Unknown Error",
+}
+
+# nvidia-ml-py's subclass names (NVMLError_<name>)
+_CLASS_NAMES = {
+    NVML_ERROR_UNINITIALIZED: "Uninitialized",
+    NVML_ERROR_INVALID_ARGUMENT: "InvalidArgument",
+    NVML_ERROR_NOT_SUPPORTED: "NotSupported",
+    NVML_ERROR_NO_PERMISSION: "NoPermission",
+    NVML_ERROR_NOT_FOUND: "NotFound",
+    NVML_ERROR_DRIVER_NOT_LOADED: "DriverNotLoaded",
+    NVML_ERROR_LIBRARY_NOT_FOUND: "LibraryNotFound",
+    NVML_ERROR_GPU_IS_LOST: "GpuIsLost",
+    NVML_ERROR_UNKNOWN: "Unknown",
+}
+
+CODES = {name: value for name, value in globals().items() if name.startswith("NVML_")}
+
+
+@dataclass
+class FakeGpu:
+    name: str = "NVIDIA A100-SXM4-40GB"
+    uuid: str = "GPU-00000000-1111-2222-3333-444444444444"
+    energy_mj: int | None = 1_000_000  # None: no energy counter (pre-Volta)
+    power_mw: int | None = 60_000  # None: no power reading either
+    power_limit_mw: int | None = 400_000
+    fail_with: int | None = None  # every call on this GPU raises NVMLError(fail_with)
+
+
+@dataclass
+class FakeNvml:
+    """State behind the fake module; tests change it between reads."""
+
+    gpus: list[FakeGpu] = field(default_factory=lambda: [FakeGpu()])
+    init_error: int | None = None
+    driver_version: str = "550.54.15"
+    nvml_version: str = "12.550.54.15"
+    initialized: int = 0
+    calls: list[str] = field(default_factory=list)
+
+
+def make_fake_pynvml(state: FakeNvml | None = None) -> types.ModuleType:
+    """A module object that behaves like `import pynvml` on a machine described by `state`."""
+    state = state or FakeNvml()
+    mod = types.ModuleType("pynvml")
+    mod.__dict__.update(CODES)
+    mod.state = state
+
+    class NVMLError(Exception):
+        _valClassMapping: dict[int, type] = {}
+
+        def __new__(cls, value):
+            if cls is NVMLError:
+                cls = NVMLError._valClassMapping.get(value, cls)
+            obj = Exception.__new__(cls)
+            obj.value = value
+            return obj
+
+        def __init__(self, value):
+            super().__init__()
+
+        def __str__(self):
+            return _STRINGS.get(self.value, f"NVML Error with code {self.value}")
+
+        def __eq__(self, other):
+            return isinstance(other, NVMLError) and self.value == other.value
+
+        __hash__ = Exception.__hash__
+
+    mod.NVMLError = NVMLError
+    for code, suffix in _CLASS_NAMES.items():
+        sub = type("NVMLError_" + suffix, (NVMLError,), {})
+        NVMLError._valClassMapping[code] = sub
+        setattr(mod, sub.__name__, sub)
+
+    def need_init():
+        if state.initialized <= 0:
+            raise NVMLError(NVML_ERROR_UNINITIALIZED)
+
+    def gpu(handle) -> FakeGpu:
+        need_init()
+        g = state.gpus[handle]
+        if g.fail_with is not None:
+            raise NVMLError(g.fail_with)
+        return g
+
+    def nvmlInit():
+        state.calls.append("nvmlInit")
+        if state.init_error is not None:
+            raise NVMLError(state.init_error)
+        state.initialized += 1
+
+    def nvmlShutdown():
+        state.calls.append("nvmlShutdown")
+        need_init()
+        state.initialized -= 1
+
+    def nvmlSystemGetDriverVersion():
+        need_init()
+        return state.driver_version
+
+    def nvmlSystemGetNVMLVersion():
+        need_init()
+        return state.nvml_version
+
+    def nvmlDeviceGetCount():
+        need_init()
+        return len(state.gpus)
+
+    def nvmlDeviceGetHandleByIndex(index):
+        need_init()
+        if not 0 <= index < len(state.gpus):
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return index
+
+    def nvmlDeviceGetHandleByUUID(uuid):
+        need_init()
+        for i, g in enumerate(state.gpus):
+            if g.uuid == uuid:
+                return i
+        raise NVMLError(NVML_ERROR_NOT_FOUND)
+
+    def nvmlDeviceGetName(handle):
+        return gpu(handle).name
+
+    def nvmlDeviceGetUUID(handle):
+        return gpu(handle).uuid
+
+    def nvmlDeviceGetTotalEnergyConsumption(handle):
+        g = gpu(handle)
+        if g.energy_mj is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return int(g.energy_mj)
+
+    def nvmlDeviceGetPowerUsage(handle):
+        g = gpu(handle)
+        if g.power_mw is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return int(g.power_mw)
+
+    def nvmlDeviceGetPowerManagementLimit(handle):
+        g = gpu(handle)
+        if g.power_limit_mw is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return int(g.power_limit_mw)
+
+    for fn in (nvmlInit, nvmlShutdown, nvmlSystemGetDriverVersion, nvmlSystemGetNVMLVersion, nvmlDeviceGetCount,
+               nvmlDeviceGetHandleByIndex, nvmlDeviceGetHandleByUUID, nvmlDeviceGetName, nvmlDeviceGetUUID,
+               nvmlDeviceGetTotalEnergyConsumption, nvmlDeviceGetPowerUsage, nvmlDeviceGetPowerManagementLimit):
+        setattr(mod, fn.__name__, fn)
+    return mod
