@@ -88,9 +88,9 @@ def decode(line: str | bytes) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise ProtocolError("not a JSON object")
     version = event.get("v")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # True == 1 in Python; not here
         raise ProtocolError(f"schema version {version!r}, expected {SCHEMA_VERSION}")
-    if event.get("type") not in EVENT_TYPES:
+    if not isinstance(event.get("type"), str) or event["type"] not in EVENT_TYPES:
         raise ProtocolError(f"unknown event type {event.get('type')!r}")
     if not isinstance(event.get("run"), str):
         raise ProtocolError("missing run id")
