@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.store import EVENTS, RunRecord, read_events
+from engine.store import EVENTS, FILE_MODE, RunRecord, read_events
 from engine.stats import Comparison, ConfigStats
 
 FORMATS = ("csv", "json", "parquet", "codecarbon")
@@ -203,6 +203,7 @@ def _atomic(path: Path, write_fn) -> None:
     os.close(fd)
     try:
         write_fn(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

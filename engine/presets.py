@@ -30,16 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.spec import DATASETS, FIELDS, MODES, SIZES, RunSpec, SpecError, spec_from_dict, suggest
-
-# Each mechanism is a named change to the plain baseline, so a preset can measure it against it.
-MECHANISMS: dict[str, dict[str, Any]] = {
-    "baseline": {},
-    "no-normalization": {"normalize": False},
-    "no-batchnorm": {"batchnorm": False},
-    "augmentation": {"augment": True},
-    "pruning": {"prune": 0.5},
-}
+from engine.spec import DATASETS, FIELDS, MECHANISMS, MODES, SIZES, RunSpec, SpecError, spec_from_dict, suggest
 
 MATRIX_KEYS = {"dataset": DATASETS, "size": SIZES, "mode": MODES, "mechanism": tuple(MECHANISMS)}
 TOP_KEYS = ("preset", "matrix", "settings", "override")

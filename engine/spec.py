@@ -77,17 +77,26 @@ class RunSpec:
     def effective_pretrain_epochs(self) -> int:
         return self.pretrain_epochs if self.pretrain_epochs is not None else self.epochs
 
+    @property
+    def mechanism(self) -> str:
+        """The mechanisms switched on, by name ("baseline" when none; "+"-joined when several)."""
+        names = [name for name, change in MECHANISMS.items()
+                 if change and all(getattr(self, k) == v if k != "prune" else self.prune > 0 for k, v in change.items())]
+        return "+".join(names) or "baseline"
+
     def describe(self) -> str:
-        parts = [self.dataset, self.size, self.mode]
-        if not self.normalize:
-            parts.append("no-norm")
-        if not self.batchnorm:
-            parts.append("no-bn")
-        if self.augment:
-            parts.append("augment")
-        if self.prune:
-            parts.append(f"prune{self.prune:g}")
-        return "/".join(parts)
+        """The configuration key: dataset/size/mode/mechanism."""
+        return f"{self.dataset}/{self.size}/{self.mode}/{self.mechanism}"
+
+
+# Each mechanism is a named change to the plain baseline, so it can be measured against it.
+MECHANISMS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "no-normalization": {"normalize": False},
+    "no-batchnorm": {"batchnorm": False},
+    "augmentation": {"augment": True},
+    "pruning": {"prune": 0.5},
+}
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}

@@ -166,8 +166,10 @@ def inference_energy(summary: dict) -> tuple[float, str] | None:
 
 
 def config_key(summary: dict) -> str:
+    """dataset/size/mode/mechanism of a run (older logs may lack the mechanism: baseline)."""
     spec = summary.get("spec", {})
-    return summary.get("config") or f"{spec.get('dataset')}/{spec.get('size')}/{spec.get('mode')}/baseline"
+    key = summary.get("config") or f"{spec.get('dataset')}/{spec.get('size')}/{spec.get('mode')}"
+    return "/".join(_split_key(key))
 
 
 @dataclass

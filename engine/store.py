@@ -29,6 +29,12 @@ STDERR = "stderr.log"
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
+# mkstemp creates files 0600; logs and exports should get the user's usual permissions.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
+
 class StoreError(ValueError):
     """A run that does not exist, or a logs directory that cannot be used. One line, with the fix."""
 
@@ -47,6 +53,7 @@ def atomic_write_json(path: Path, data: Any) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -16,7 +16,7 @@ TINY = {
     "epochs": 1,
     "batch_size": 64,
     "synthetic_subjects": 6,
-    "synthetic_seconds": 20.0,
+    "synthetic_seconds": 40.0,
     "stride": 32,
     "idle_s": 0.3,
     "test_min_s": 0.3,

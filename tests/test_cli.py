@@ -61,3 +61,89 @@ def test_engine_never_imports_textual():
            "print(any(m == 'textual' or m.startswith('textual.') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
+
+
+GOLDEN_LOGS = str(REPO / "tests" / "golden" / "logs")
+WIDE = {"COLUMNS": "200"}
+
+
+def test_runs_lists_history_with_status_energy_and_accuracy():
+    result = runner.invoke(app, ["runs", "--logs", GOLDEN_LOGS], env=WIDE)
+    assert result.exit_code == 0
+    assert "golden-transfer" in result.output and "golden-scratch" in result.output
+    assert "complete" in result.output and "~" in result.output  # modelled energy is marked
+    as_json = runner.invoke(app, ["runs", "--logs", GOLDEN_LOGS, "--format", "json"])
+    rows = json.loads(as_json.stdout)
+    assert {r["run_id"] for r in rows} == {"golden-transfer", "golden-scratch"}
+    assert all(r["energy_source"] == "modelled" for r in rows)
+
+
+def test_show_prints_phases_with_provenance_and_missing_meters():
+    result = runner.invoke(app, ["show", "golden-transfer", "--logs", GOLDEN_LOGS], env=WIDE)
+    assert result.exit_code == 0
+    for text in ("pretrain", "model:tdp-cpu-time", "modelled", "rapl:", "accuracy"):
+        assert text in result.output
+    missing = runner.invoke(app, ["show", "nope", "--logs", GOLDEN_LOGS])
+    assert missing.exit_code == 2 and "no run 'nope'" in missing.stderr
+
+
+def test_compare_by_ids_and_json():
+    result = runner.invoke(app, ["compare", "golden-transfer", "golden-scratch", "--logs", GOLDEN_LOGS], env=WIDE)
+    assert result.exit_code == 0 and "transfer vs scratch" in result.output
+    data = json.loads(runner.invoke(app, ["compare", "golden-transfer", "golden-scratch", "--logs", GOLDEN_LOGS,
+                                          "--format", "json"]).stdout)
+    (c,) = data["comparisons"]
+    assert c["treatment"] == "transfer" and c["train_energy_ratio"]["source"] == "modelled"
+    none = runner.invoke(app, ["compare", "--preset", "paper", "--logs", GOLDEN_LOGS])
+    assert none.exit_code == 2 and "no runs of preset 'paper'" in none.stderr
+
+
+def test_export_and_plot_write_files(tmp_path):
+    result = runner.invoke(app, ["export", "--all", "--logs", GOLDEN_LOGS, "--format", "parquet", "-o", str(tmp_path)])
+    assert result.exit_code == 0 and (tmp_path / "phases.parquet").exists()
+    nothing = runner.invoke(app, ["export", "--logs", GOLDEN_LOGS])
+    assert nothing.exit_code == 2 and "--all" in nothing.stderr
+    png = tmp_path / "p.png"
+    result = runner.invoke(app, ["plot", "golden-transfer", "golden-scratch", "--logs", GOLDEN_LOGS, "-o", str(png)])
+    assert result.exit_code == 0 and png.read_bytes()[:4] == b"\x89PNG"
+    bad = runner.invoke(app, ["plot", "golden-transfer", "--logs", GOLDEN_LOGS, "-o", str(tmp_path / "p.gif")])
+    assert bad.exit_code == 2 and ".png or .svg" in bad.stderr
+
+
+def test_meters_reports_what_this_machine_can_measure():
+    result = runner.invoke(app, ["meters", "--seconds", "0.2", "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    text = json.dumps(report)
+    assert "model:tdp-cpu-time" in text or "rapl:" in text
+
+
+def test_data_says_where_it_looked(tmp_path):
+    result = runner.invoke(app, ["data", "--data-dir", str(tmp_path / "nowhere"), "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    by_name = {d["name"]: d for d in report["datasets"]}
+    assert by_name["synthetic"]["found"] is True
+    assert by_name["motionsense"]["found"] is False and "motion-sense" in by_name["motionsense"]["get"]
+
+
+def test_usage_errors_exit_2():
+    result = runner.invoke(app, ["run", "quick", "--trials", "0"])
+    assert result.exit_code == 2
+    result = runner.invoke(app, ["run", "quick", "--only", "size=huge"])
+    assert result.exit_code == 2 and "'huge' is not one of small, big" in result.stderr
+
+
+def test_quick_preset_end_to_end_through_the_real_cli(tmp_path):
+    logs = tmp_path / "logs"
+    result = runner.invoke(app, ["run", "quick", "--logs", str(logs)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "transfer vs scratch" in result.output and "[energy modelled, not measured]" in result.output
+    last = runner.invoke(app, ["compare", "--last", "--logs", str(logs), "--format", "json"])
+    assert len(json.loads(last.stdout)["configs"]) == 2
+    out = tmp_path / "export"
+    assert runner.invoke(app, ["export", "--all", "--logs", str(logs), "-o", str(out)]).exit_code == 0
+    import pandas as pd
+
+    runs = pd.read_csv(out / "runs.csv")
+    assert sorted(runs["mode"]) == ["scratch", "transfer"] and set(runs["status"]) == {"complete"}

@@ -66,6 +66,7 @@ def test_scratch_run_streams_events_and_writes_a_complete_log(tmp_path):
     assert summary["phases"]["idle"]["total"]["net_j"] == 0
     assert summary["phases"]["train"]["total"]["gross_j"] > 0
     m = summary["metrics"]
+    assert m["test_samples"] > 0 and m["inferences"] >= m["test_samples"]
     assert 0 <= m["accuracy"] <= 1 and 0 <= m["f1_macro"] <= 1
     assert m["inferences"] == m["test_passes"] * m["test_samples"]
     assert m["j_per_inference"]["source"] == "modelled"
@@ -138,3 +139,12 @@ def test_a_second_transfer_reuses_the_saved_source_network_and_its_pretraining_e
     third = run_worker(tiny_spec(tmp_path / "c", mode="transfer", reuse_source=False))
     s3 = json.loads((the_run_dir(tmp_path / "c") / "summary.json").read_text())
     assert third.returncode == 0 and "pretrain" in s3["phases"] and s3["pretrain"]["cached"] is False
+
+
+def test_a_split_that_leaves_someone_without_test_windows_is_bad_input(tmp_path):
+    proc = run_worker(tiny_spec(tmp_path, synthetic_seconds=20.0))
+    assert proc.returncode == 2
+    summary = json.loads((the_run_dir(tmp_path) / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert "have no test samples" in summary["error"] and "synthetic_seconds" in summary["error"]
+    assert "Traceback" not in proc.stderr

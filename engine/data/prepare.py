@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from engine.data import PreparedData, Split, standardise
+from engine.data import DataError, PreparedData, Split, standardise
 from engine.spec import RunSpec
 
 
@@ -20,10 +20,23 @@ def prepare(spec: RunSpec) -> PreparedData:
         from engine.data.real import load_real
 
         data = load_real(spec)
+    for task, split in (("source", data.source), ("target", data.target)):
+        check_nonempty(data.name, task, split)
     if spec.normalize:
         data = replace(data, source=standardise(data.source), target=standardise(data.target))
     data.info["normalized"] = spec.normalize
     return data
+
+
+def check_nonempty(dataset: str, task: str, split: Split) -> None:
+    """Every person needs training and test samples, or accuracy would be measured on nothing."""
+    for part, y in (("training", split.y_train), ("test", split.y_test)):
+        counts = np.bincount(y, minlength=split.n_classes)
+        empty = [split.classes[i] for i in np.flatnonzero(counts == 0)]
+        if empty:
+            raise DataError(f"{dataset}: {task} group: {', '.join(empty)} have no {part} samples after the split; "
+                            "use longer recordings (synthetic_seconds), a smaller window or stride, or leave them "
+                            "out of the group")
 
 
 def holdout(split: Split, fraction: float, gap: int) -> tuple[Split, np.ndarray, np.ndarray]:
