@@ -199,3 +199,21 @@ def test_checkpoints_are_loaded_weights_only():
     for path in (REPO / "engine").rglob("*.py"):
         text = path.read_text()
         assert "torch.load(" not in text or "weights_only=True" in text, path
+
+
+def test_a_full_disk_is_refused_before_training(tmp_path):
+    """A file-size limit makes every write past 2 KiB fail, as a full disk does (EFBIG here,
+    ENOSPC there: both are the OSError that check_writable turns into one line)."""
+    import resource
+
+    def limit_writes():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    logs = tmp_path / "logs"
+    proc = cli("run", str(preset_file(tmp_path)), "--logs", str(logs), preexec_fn=limit_writes,
+               env={"PYTHONDONTWRITEBYTECODE": "1"})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert str(logs) in err and "not writable" in err and "Traceback" not in err
+    assert not [p for p in logs.iterdir() if p.is_dir()]  # no run was started
