@@ -199,6 +199,7 @@ class Run:
         spec = self.spec
         if spec.threads:
             torch.set_num_threads(spec.threads)
+        self.manifest["flush_denormal"] = torch.set_flush_denormal(spec.flush_denormal) and spec.flush_denormal
         self.start_meters()
         self.write_manifest()
         self.w.emit("hello", versions=self.manifest["environment"], pid=os.getpid(), wall_time=time.time(),
