@@ -6,7 +6,7 @@ import dataclasses
 import difflib
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 DATASETS = ("synthetic", "motionsense", "extrasensory")

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from engine import __version__
 from engine.protocol import SCHEMA_VERSION, encode, make_event
 from engine.spec import RunSpec, SpecError, new_run_id, spec_from_dict
-from engine.store import EVENTS, RUN_JSON, STDERR, SUMMARY, StoreError, atomic_write_json, check_writable
+from engine.store import EVENTS, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 

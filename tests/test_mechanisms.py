@@ -8,7 +8,7 @@ import torch
 from engine.data.prepare import prepare
 from engine.models import build_network, count_parameters, flops_per_sample
 from engine.spec import RunSpec
-from engine.train import augment_batch, prune_global, set_seed, sparsity_report
+from engine.train import augment_batch, prune_global, set_seed
 from tests.helpers import run_worker, the_run_dir, tiny_spec
 
 

@@ -4,7 +4,6 @@ they accept what is valid and reject everything else with their own one-line err
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 from hypothesis import given, settings

@@ -56,7 +56,7 @@ def test_scratch_run_streams_events_and_writes_a_complete_log(tmp_path):
     assert summary["status"] == "complete"
     assert summary["synthetic"] is True and summary["dataset"] == "synthetic (synthetic)"
     assert set(summary["phases"]) == {"idle", "train", "test"}
-    for name, phase in summary["phases"].items():
+    for phase in summary["phases"].values():
         assert phase["duration_s"] > 0
         for domain in phase["energy"].values():
             assert domain["source"] == "modelled"

@@ -399,7 +399,7 @@ def _describe_extrasensory(data_dir: Path) -> dict:
         entry["problem"] = str(exc)
         return entry
     rows, problems = 0, []
-    for uuid, path in sorted(src.files.items()):
+    for _uuid, path in sorted(src.files.items()):
         try:
             opener = gzip.open if path.name.endswith(".gz") else open
             with opener(path, "rb") as fh:
