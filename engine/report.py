@@ -32,15 +32,22 @@ def fmt_number(x: float, digits: int = 3) -> str:
         return "0"
     if abs(x) >= 1000:
         return f"{x:,.0f}"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
     return f"{x:.{digits}g}"
 
 
-def fmt_estimate(e: Estimate | None, scale: float = 1.0, digits: int = 3, suffix: str = "") -> str:
+def fmt_estimate(e: Estimate | None, scale: float = 1.0, digits: int = 3, suffix: str = "",
+                 symmetric: bool = False) -> str:
+    """mean [low, high], or mean ± half-width for symmetric (Student's t) intervals; '~' marks
+    a modelled value."""
     if e is None:
         return "-"
     mark = SOURCE_MARK.get(e.source or "", "")
     text = f"{mark}{fmt_number(e.mean * scale, digits)}{suffix}"
-    if e.has_interval:
+    if e.has_interval and symmetric:
+        text += f" ± {fmt_number((e.high - e.mean) * scale, 2)}"
+    elif e.has_interval:
         text += f" [{fmt_number(e.low * scale, digits)}, {fmt_number(e.high * scale, digits)}]"
     return text
 
@@ -81,9 +88,10 @@ def config_table(stats: list[ConfigStats], title: str = "Energy and accuracy per
     headers = ["configuration", "n", *(["pretrain J"] if pretrain else []), *[f"{p} J" for p in phases],
                "mJ/inf", "acc %", "F1"]
     rows = [[short_key(s.key, s.synthetic), str(s.n),
-             *([fmt_estimate(s.pretrain_j) + ("°" if s.cached_sources else "")] if pretrain else []),
-             *[fmt_estimate(s.phase_net_j.get(p)) for p in phases],
-             fmt_estimate(s.test_j_per_inference, 1000), fmt_estimate(s.accuracy, 100, 3), fmt_estimate(s.f1, 1, 2)]
+             *([fmt_estimate(s.pretrain_j, symmetric=True) + ("°" if s.cached_sources else "")] if pretrain else []),
+             *[fmt_estimate(s.phase_net_j.get(p), symmetric=True) for p in phases],
+             fmt_estimate(s.test_j_per_inference, 1000, symmetric=True),
+             fmt_estimate(s.accuracy, 100, 3, symmetric=True), fmt_estimate(s.f1, 1, 2, symmetric=True)]
             for s in stats]
     table = _table(title, headers, rows, labels=1)
     table.caption = caption(sources_in(stats), any(s.synthetic for s in stats))
@@ -95,7 +103,7 @@ def config_table(stats: list[ConfigStats], title: str = "Energy and accuracy per
 
 
 def caption(sources: set[str], synthetic: bool = False) -> str:
-    notes = ["J: net joules (gross minus the idle baseline); mean [95 % CI] over trials"]
+    notes = ["J: net joules (gross minus the idle baseline); mean ± 95 % CI half-width (Student's t) over trials"]
     if synthetic:
         notes.append("* synthetic data (generated, not recorded from people)")
     notes += [SOURCE_NOTE[s] for s in ("counter", "polled", "modelled") if s in sources]

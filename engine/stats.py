@@ -278,7 +278,7 @@ def _compare(group: str, treatment: str, reference: str, pairs: list[tuple[dict,
         break_even = pretrain.mean / mean_saved if mean_saved > 0 else math.inf
     synthetic = any(t.get("synthetic") or r.get("synthetic") for t, r in pairs)
     return Comparison(group, treatment, reference, len(pairs), synthetic, train_ratio, test_ratio, acc,
-                      pretrain, break_even, verdict(treatment, reference, train_ratio, acc, too_small))
+                      pretrain, break_even, verdict(treatment, reference, train_ratio, acc, too_small, test_ratio))
 
 
 def compare(summaries: list[dict]) -> list[Comparison]:
@@ -312,7 +312,7 @@ def _interval_text(e: Estimate, fmt: str, unit: str = "") -> str:
 
 
 def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: Estimate | None,
-            too_small: bool = False) -> str:
+            too_small: bool = False, test_ratio: Estimate | None = None) -> str:
     """One plain sentence a reader can paste, saying when an interval includes no difference."""
     parts = []
     if train_ratio is None and too_small:
@@ -326,13 +326,22 @@ def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: E
     else:
         parts.append(f"{treatment} used {train_ratio.mean:.2f}x the training energy of {reference} "
                      f"({_interval_text(train_ratio, '.2f', 'x')})")
+    if test_ratio is not None:
+        if test_ratio.has_interval and test_ratio.spans(1.0):
+            parts.append(f"no clear difference in energy per inference ({test_ratio.mean:.2f}x, "
+                         f"{_interval_text(test_ratio, '.2f', 'x')})")
+        else:
+            parts.append(f"{test_ratio.mean:.2f}x the energy per inference "
+                         f"({_interval_text(test_ratio, '.2f', 'x')})")
     if acc is not None:
         if acc.has_interval and acc.spans(0.0):
             parts.append(f"no clear difference in accuracy ({acc.mean:+.1f} points, {_interval_text(acc, '+.1f')})")
         else:
             word = "gained" if acc.mean >= 0 else "lost"
             parts.append(f"{word} {abs(acc.mean):.1f} points of accuracy ({_interval_text(acc, '+.1f')})")
+    if len(parts) > 2:
+        parts = [", ".join(parts[:-1]), parts[-1]]
     sentence = " and ".join(parts)
-    if train_ratio is not None and train_ratio.source == "modelled":
+    if any(e is not None and e.source == "modelled" for e in (train_ratio, test_ratio)):
         sentence += " [energy modelled, not measured]"
     return sentence
