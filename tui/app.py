@@ -1,22 +1,451 @@
-"""The Textual lab. (Placeholder until the TUI issue lands: shows what the lab will hold.)"""
+"""The JouleLab app: a view of the engine. Everything that runs goes through engine.runner.
+
+    JouleLabApp(logs_dir=..., worker_command=..., data_dir=..., spec_defaults=...)
+
+The app is built with its dependencies injected (where logs go, which worker command runs a spec,
+where the real data is, defaults for every spec), so tests run it against a fake worker.
+
+Runs happen in one declared Textual worker (`run_plan`, group "run", exclusive): it starts each
+spec's worker process through engine.runner.WorkerProcess, streams its events and posts them to
+the app as throttled messages; widgets never touch the process. One Worker.StateChanged handler
+turns any failure of a worker into a visible error, and the app stays usable.
+"""
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-from textual.widgets import Footer, Header, Static
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.widgets import Button, TabbedContent
+from textual.worker import Worker, WorkerState
+
+from engine.runner import WorkerProcess
+from engine.runner import worker_command as default_worker_command
+from engine.spec import SpecError, new_run_id
+from engine.store import SUMMARY, default_logs_dir
+from tui.messages import DatasetsDescribed, ExportDone, PlanFinished, PlanStarted, RunEvents, RunFinished, RunStarted
+from tui.plan import RunPlan, lab_plan, preset_plan
+from tui.screens.confirm_quit import LEAVE, STOP, ConfirmQuit
+from tui.screens.export_dialog import ExportDialog, ExportRequest
+from tui.screens.main import TAB_IDS, MainScreen
+from tui.screens.path_prompt import PathPrompt
+from tui.screens.run_detail import RunDetail, stderr_tail
+from tui.widgets.history_view import HistoryTable, HistoryView
+from tui.widgets.lab_form import NO_LOADERS, FormError, LabForm, fallback_entries
+from tui.widgets.live_view import LiveView
+from tui.widgets.presets_view import PresetList, PresetsView
+from tui.widgets.results_view import ResultsView
+
+FLUSH_S = 0.25  # events reach the widgets at most this late
+URGENT = frozenset({"hello", "phase_start", "phase_end", "epoch", "result", "error", "done"})
+
+
+def load_summary(run_path: Path) -> dict | None:
+    try:
+        return json.loads((Path(run_path) / SUMMARY).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def describe_real_datasets(data_dir: str | None) -> tuple[list[dict], str | None]:
+    """engine.data.locate's description of each dataset, or only synthetic, saying why."""
+    try:
+        from engine.data.locate import describe_datasets, resolve_data_dir
+    except ImportError:
+        return fallback_entries(NO_LOADERS), NO_LOADERS
+    try:
+        return describe_datasets(resolve_data_dir(data_dir)), None
+    except Exception as exc:  # noqa: BLE001 - a broken finder must not stop the lab
+        return fallback_entries(NO_LOADERS), f"{NO_LOADERS} ({type(exc).__name__}: {exc})"
 
 
 class JouleLabApp(App):
     TITLE = "JouleLab"
     SUB_TITLE = "energy and accuracy of training mechanisms"
-    BINDINGS = [("q", "quit", "Quit")]
+    CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses elsewhere find it too
+    ENABLE_COMMAND_PALETTE = False  # every action is on a key; the footer's room goes to them
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("The interactive lab is being built. Meanwhile, run presets headless:\n\n"
-                     "  joulelab run quick\n  joulelab run --help", id="placeholder")
-        yield Footer()
+    def __init__(self, *, logs_dir: str | Path | None = None, worker_command: list[str] | None = None,
+                 data_dir: str | None = None, spec_defaults: dict[str, Any] | None = None,
+                 run_id_factory: Callable[[], str] | None = None, preset_paths: list[Path] | None = None,
+                 datasets: Callable[[str | None], tuple[list[dict], str | None]] | None = None) -> None:
+        super().__init__()
+        self.logs_dir = Path(logs_dir) if logs_dir is not None else default_logs_dir()
+        self.worker_command = list(worker_command or default_worker_command())
+        self.data_dir = data_dir
+        self.spec_defaults = dict(spec_defaults or {})
+        self.run_id_factory = run_id_factory or new_run_id
+        if preset_paths is None:
+            from engine.presets import available
+
+            preset_paths = available()
+        self.preset_paths = list(preset_paths)
+        self._datasets = datasets or describe_real_datasets
+        self.running = False
+        self.plan: RunPlan | None = None
+        self.current_run: tuple[int, Path] | None = None
+        self._cancel = asyncio.Event()
+        self._detach = False
+        self._quit_after_run = False
+        self._history_stale = True
+        self.left_running: Path | None = None
+
+    def get_default_screen(self) -> MainScreen:
+        return MainScreen()
+
+    # -- views ---------------------------------------------------------------------------
+    @property
+    def form(self) -> LabForm:
+        return self.screen_stack[0].query_one(LabForm)
+
+    @property
+    def live(self) -> LiveView:
+        return self.screen_stack[0].query_one(LiveView)
+
+    @property
+    def results(self) -> ResultsView:
+        return self.screen_stack[0].query_one(ResultsView)
+
+    @property
+    def history(self) -> HistoryView:
+        return self.screen_stack[0].query_one(HistoryView)
+
+    @property
+    def presets_view(self) -> PresetsView:
+        return self.screen_stack[0].query_one(PresetsView)
+
+    @property
+    def active_tab(self) -> str:
+        tab_id = self.screen_stack[0].query_one(TabbedContent).active
+        return next((name for name, tid in TAB_IDS.items() if tid == tab_id), "lab")
+
+    def show_tab(self, name: str) -> None:
+        main = self.screen_stack[0]
+        main.query_one(TabbedContent).active = TAB_IDS[name]
+        focus = {"history": "#history-table", "presets": "#preset-list", "results": "#results"}.get(name)
+        if name == "history" and self._history_stale:
+            self.reload_history()
+        if focus:
+            main.query_one(focus).focus()
+        elif name == "lab":
+            main.query_one("#dataset").focus()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == TAB_IDS["history"] and self._history_stale:
+            self.reload_history()
+
+    def reload_history(self) -> None:
+        self._history_stale = False
+        self.history.reload()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run":
+            return None if self.running else True
+        if action == "cancel_run":
+            return True if self.running else None
+        return True
+
+    def _set_running(self, running: bool) -> None:
+        self.running = running
+        self.form.set_running(running)
+        self.screen_stack[0].refresh_bindings()
+
+    # -- datasets ------------------------------------------------------------------------
+    @work(thread=True, group="datasets", exit_on_error=False)
+    def find_datasets(self) -> None:
+        entries, note = self._datasets(self.data_dir)
+        self.post_message(DatasetsDescribed(entries, note))
+
+    def on_datasets_described(self, message: DatasetsDescribed) -> None:
+        self.form.set_datasets(message.entries)
+        self.presets_view.set_datasets(message.entries)
+        if message.note and message.note != NO_LOADERS:
+            self.notify(message.note, title="Real datasets", severity="warning")
+
+    # -- running -------------------------------------------------------------------------
+    def action_run(self) -> None:
+        if self.running:
+            self.notify("A run is in progress: x cancels it.", severity="warning")
+            return
+        if self.active_tab == "presets":
+            path = self.presets_view.highlighted
+            if path is None:
+                self.notify("No preset to run.", severity="warning")
+                return
+            why = self.presets_view.unavailable(path)
+            if why:
+                self.notify(why, title=f"Cannot run {path.stem}: data missing", severity="error", timeout=10)
+                return
+            self.run_preset(path)
+            return
+        try:
+            choice = self.form.choice()
+            plan = lab_plan(choice, defaults=self.spec_defaults, logs_dir=self.logs_dir, data_dir=self.data_dir,
+                            run_id=self.run_id_factory)
+        except (FormError, SpecError) as exc:
+            self.form.show_error(str(exc))
+            self.show_tab("lab")
+            self.notify(getattr(exc, "short", str(exc)), title="Cannot run", severity="error")
+            return
+        self.start(plan)
+
+    def run_preset(self, path: Path) -> None:
+        from engine.presets import PresetError
+
+        try:
+            plan = preset_plan(path, logs_dir=self.logs_dir, data_dir=self.data_dir, run_id=self.run_id_factory)
+        except PresetError as exc:
+            self.notify(str(exc), title="Cannot run the preset", severity="error")
+            return
+        self.start(plan)
+
+    def start(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self._cancel = asyncio.Event()
+        self._set_running(True)
+        self.live.start_plan(plan)
+        self.show_tab("live")
+        self.sub_title = f"running: {plan.title}"
+        self.run_plan(plan)
+
+    def action_cancel_run(self) -> None:
+        if not self.running:
+            self.notify("Nothing is running.", severity="information")
+            return
+        self._cancel.set()
+        self.sub_title = "cancelling…"
+
+    @work(exclusive=True, group="run", exit_on_error=False)
+    async def run_plan(self, plan: RunPlan) -> None:
+        """Run the plan's specs one worker at a time; post what happens; never touch a widget."""
+        self.post_message(PlanStarted(plan))
+        summaries, statuses, stopped = [], [], False
+        for index, item in enumerate(plan.items):
+            if self._cancel.is_set():
+                stopped = True
+                break
+            proc = WorkerProcess(item.spec, list(self.worker_command))
+            await proc.start()
+            self.post_message(RunStarted(index, item, proc.run_path))
+            outcome = await self._stream(index, proc)
+            summary = load_summary(outcome.run_path)
+            tail = "" if outcome.status == "complete" else stderr_tail(outcome.run_path)
+            error = outcome.error or (summary or {}).get("error")
+            self.post_message(RunFinished(index, item, outcome.run_id, outcome.run_path, outcome.status,
+                                          outcome.exit_code, error, summary, tail))
+            if summary is not None:
+                summaries.append(summary)
+            statuses.append(outcome.status)
+            if outcome.status == "cancelled" or self._cancel.is_set():
+                stopped = index + 1 < len(plan.items) or outcome.status == "cancelled"
+                break
+        self.post_message(PlanFinished(plan, summaries, statuses, stopped))
+
+    async def _stream(self, index: int, proc: WorkerProcess):
+        batch: list[dict] = []
+
+        def flush() -> None:
+            nonlocal batch
+            if batch:
+                self.post_message(RunEvents(index, batch))
+                batch = []
+
+        async def flusher() -> None:
+            while True:
+                await asyncio.sleep(FLUSH_S)
+                flush()
+
+        async def canceller() -> None:
+            await self._cancel.wait()
+            await proc.cancel()
+
+        helpers = [asyncio.create_task(flusher()), asyncio.create_task(canceller())]
+        try:
+            async for event in proc.events():
+                batch.append(event)
+                if event["type"] in URGENT:
+                    flush()
+            flush()
+            return await proc.wait()
+        except asyncio.CancelledError:
+            # The app is closing. Left running on purpose: the worker is in its own session and
+            # finishes its log; otherwise stop it (SIGTERM, then SIGKILL) like any cancel.
+            if not self._detach:
+                await proc.cancel()
+            raise
+        finally:
+            for task in helpers:
+                task.cancel()
+
+    async def on_run_started(self, message: RunStarted) -> None:
+        self.current_run = (message.index, message.run_path)
+        await self.live.run_started(message.index)
+        n = len(self.plan.items) if self.plan else 1
+        self.sub_title = f"run {message.index + 1}/{n}: {message.item.label}"
+
+    def on_run_events(self, message: RunEvents) -> None:
+        self.live.fold(message.index, message.events)
+
+    def on_run_finished(self, message: RunFinished) -> None:
+        self.live.run_finished(message.index, message.status, message.error, message.stderr_tail)
+        self._history_stale = True
+        if self.active_tab == "history":
+            self.reload_history()
+
+    def on_plan_finished(self, message: PlanFinished) -> None:
+        self.current_run = None
+        self._set_running(False)
+        complete = sum(1 for s in message.statuses if s == "complete")
+        failed = sum(1 for s in message.statuses if s in ("crashed", "failed"))
+        if failed:
+            self.notify(f"{failed} of {len(message.statuses)} run{'s' if len(message.statuses) > 1 else ''} "
+                        "failed: the Live tab shows the error and the end of stderr.log",
+                        title="Run failed", severity="error", timeout=6)
+        self.sub_title = (f"done: {complete}/{len(message.plan.items)} complete"
+                          + (" (stopped)" if message.stopped else ""))
+        if message.summaries:
+            note = None
+            if message.stopped:
+                note = "stopped before the end: the runs that did not happen are missing"
+            self.results.show(f"Results: {message.plan.title}", message.summaries, note)
+            if complete == len(message.plan.items) and self.active_tab == "live":
+                self.show_tab("results")
+        self.live.refresh_text()
+        if self._quit_after_run:
+            self.exit()
+
+    @on(Worker.StateChanged)
+    def _worker_state(self, event: Worker.StateChanged) -> None:
+        """The one place a worker's failure becomes a visible error."""
+        worker = event.worker
+        if event.state == WorkerState.ERROR:
+            error = worker.error
+            message = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+            if worker.group == "run":
+                self.live.show_error(f"The run stopped: {message}\n(the app is still usable; fix the "
+                                     "problem and press r to run again)")
+                self._set_running(False)
+                self.sub_title = "run failed"
+            self.notify(message, title=f"{worker.group or 'worker'} failed", severity="error", timeout=10)
+        elif worker.group == "run" and event.state == WorkerState.CANCELLED and self.running:
+            self._set_running(False)  # cancelled from outside (the app closing): nothing runs now
+
+    # -- buttons -------------------------------------------------------------------------
+    @on(Button.Pressed, "#run")
+    def _run_pressed(self) -> None:
+        self.action_run()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel_run()
+
+    # -- history -------------------------------------------------------------------------
+    @on(HistoryTable.Requested)
+    def _history_request(self, message: HistoryTable.Requested) -> None:
+        history = self.history
+        if message.what == "reload":
+            self.reload_history()
+        elif message.what == "toggle":
+            history.toggle()
+        elif message.what == "open":
+            record = history.highlighted
+            if record is not None:
+                self.push_screen(RunDetail(record))
+        elif message.what == "compare":
+            records = history.chosen()
+            summaries = [r.summary for r in records if r.summary]
+            if not summaries:
+                self.notify("Select runs with a summary (space), then m.", severity="warning")
+                return
+            self.results.show(f"Compared {len(records)} run{'s' if len(records) != 1 else ''} from history",
+                              summaries)
+            self.show_tab("results")
+        elif message.what == "export":
+            records = history.chosen()
+            if not records:
+                self.notify("No runs to export.", severity="warning")
+                return
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+
+            def done(request: ExportRequest | None) -> None:
+                if request is not None:
+                    self.export_runs(records, request)
+
+            self.push_screen(ExportDialog(len(records), self.logs_dir, stamp), done)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def export_runs(self, records, request: ExportRequest) -> None:
+        from engine.export import ExportError, write
+
+        try:
+            paths = write(records, request.fmt, request.out)
+        except ExportError as exc:
+            self.post_message(ExportDone([], str(exc)))
+            return
+        self.post_message(ExportDone(paths))
+
+    def on_export_done(self, message: ExportDone) -> None:
+        if message.error:
+            self.notify(message.error, title="Export failed", severity="error", timeout=10)
+        else:
+            where = ", ".join(str(p) for p in message.paths[:4]) + (" …" if len(message.paths) > 4 else "")
+            self.notify(f"wrote {where}", title="Exported", timeout=8)
+
+    # -- presets -------------------------------------------------------------------------
+    @on(PresetList.Requested)
+    def _preset_request(self, message: PresetList.Requested) -> None:
+        if message.what == "run":
+            self.action_run()
+        elif message.what == "open":
+            def opened(value: str | None) -> None:
+                if value:
+                    path = Path(value).expanduser()
+                    if not path.is_file():
+                        self.notify(f"{path}: no such file", severity="error")
+                        return
+                    self.presets_view.add_path(path)
+
+            self.push_screen(PathPrompt("Open a preset file (.toml)", "path/to/preset.toml"), opened)
+
+    # -- quitting ------------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        if not self.running:
+            self.exit()
+            return
+        index, run_path = self.current_run or (0, self.logs_dir)
+        what = ""
+        if self.plan is not None:
+            what = f"run {index + 1} of {len(self.plan.items)}: {self.plan.items[index].label}"
+            rest = len(self.plan.items) - index - 1
+            if rest:
+                what += f"; the {rest} queued after it will not start"
+
+        def chosen(choice: str | None) -> None:
+            if choice == STOP:
+                self._quit_after_run = True
+                self.action_cancel_run()
+                self.notify("Stopping the run, then quitting…")
+            elif choice == LEAVE:
+                self._detach = True
+                self.left_running = run_path
+                self.exit()
+
+        self.push_screen(ConfirmQuit(what, str(run_path)), chosen)
 
 
-def run_app() -> None:
-    JouleLabApp().run()
+def run_app(logs_dir: str | Path | None = None, data_dir: str | None = None,
+            worker_command: list[str] | None = None) -> None:
+    """The `joulelab` entry point (engine/cli.py calls this with no arguments)."""
+    app = JouleLabApp(logs_dir=logs_dir, data_dir=data_dir, worker_command=worker_command)
+    app.run()
+    if app.left_running is not None:
+        print(f"joulelab: the run goes on in the background; its log: {app.left_running}")

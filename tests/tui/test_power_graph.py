@@ -1,0 +1,93 @@
+"""The power graph: bounded history, decimation, a y-axis that moves at most once a second,
+redraws only when there is something new and only while shown, estimates marked as such."""
+
+from __future__ import annotations
+
+import numpy as np
+from textual.app import App, ComposeResult
+from textual.widgets import Static
+
+from tests.tui.conftest import wait_for
+from tui.widgets import power_graph
+from tui.widgets.power_graph import PowerGraph, decimate, nice_ceiling
+
+METERS = [{"name": "package-0", "source": "counter", "method": "rapl:package-0", "kind": "cpu"},
+          {"name": "cpu", "source": "modelled", "method": "model:tdp-cpu-time", "kind": "cpu"}]
+
+
+def test_decimate_keeps_extremes_bounds_the_points_and_is_stable() -> None:
+    t = np.arange(10_000, dtype=float) / 10
+    y = np.sin(t)
+    y[4321] = 50.0  # one spike among ten thousand
+    y[777] = -3.0
+    dt, dy = decimate(t, y, 0.0, 1000 / 100)  # 100 buckets
+    assert len(dt) <= 200
+    assert dy.max() == 50.0 and dy.min() == -3.0
+    assert np.all(np.diff(dt) > 0)  # still in time order
+    # More data later: the buckets already full decimate exactly as before.
+    later_t, _ = decimate(np.r_[t, t[-1] + 0.1], np.r_[y, 0.5], 0.0, 10.0)
+    assert np.array_equal(later_t[:len(dt) - 2], dt[:-2])
+    fine_t, _ = decimate(t[:50], y[:50], 0.0, 0.05)  # buckets finer than the samples: all kept
+    assert len(fine_t) == 50
+
+
+def test_nice_ceiling() -> None:
+    assert [nice_ceiling(v) for v in (0.0, 0.9, 1.0, 7.3, 13, 41, 260)] == [1.0, 1.0, 1.0, 8.0, 15.0, 50.0, 300.0]
+
+
+class GraphApp(App):
+    def compose(self) -> ComposeResult:
+        yield PowerGraph(history=100, id="graph")
+        yield Static("other", id="other")
+
+
+async def test_history_is_bounded_and_modelled_series_are_marked() -> None:
+    app = GraphApp()
+    async with app.run_test(size=(100, 20)) as pilot:
+        graph = app.query_one(PowerGraph)
+        graph.set_meters(METERS)
+        for i in range(250):
+            graph.add_sample(i / 10, {"package-0": (20.0, "counter"), "cpu": (15.0, "modelled")})
+        assert all(len(ts) == 100 for ts, _ in graph.series.values())
+        legend = str(graph.query_one(".graph-legend", Static).render())
+        assert "cpu (modelled)" in legend and "package-0" in legend and "package-0 (" not in legend
+        assert graph.labels["cpu"][2] is True and "dim" in graph.labels["cpu"][1]
+        assert graph.labels["package-0"][2] is False
+        await wait_for(pilot, lambda: graph.redraws >= 1, what="a redraw")
+        assert len(graph.plot.dashed) == 1  # the modelled series, drawn dashed
+
+
+async def test_redraws_only_when_new_data_and_only_while_shown() -> None:
+    app = GraphApp()
+    async with app.run_test(size=(100, 20)) as pilot:
+        graph = app.query_one(PowerGraph)
+        graph.add_sample(0.0, {"cpu": (5.0, "modelled")})
+        await wait_for(pilot, lambda: graph.redraws >= 1 and not graph._dirty, what="the first redraw")
+        drawn = graph.redraws
+        await pilot.pause(0.6)  # two more ticks with nothing new
+        assert graph.redraws == drawn
+        graph.display = False
+        graph.add_sample(0.1, {"cpu": (6.0, "modelled")})
+        await pilot.pause(0.6)
+        assert graph.redraws == drawn  # hidden: nothing drawn
+        graph.display = True
+        await wait_for(pilot, lambda: graph.redraws == drawn + 1, what="a redraw once shown again")
+
+
+async def test_y_axis_moves_at_most_once_a_second(monkeypatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(power_graph, "clock", lambda: clock[0])
+    app = GraphApp()
+    async with app.run_test(size=(100, 20)) as pilot:
+        graph = app.query_one(PowerGraph)
+        graph.add_sample(0.0, {"cpu": (5.0, "modelled")})
+        graph.redraw()
+        assert graph.y_max == 6.0
+        graph.add_sample(0.1, {"cpu": (40.0, "modelled")})
+        clock[0] += 0.5
+        graph.redraw()
+        assert graph.y_max == 6.0 and not graph.settled  # too soon: the bound waits
+        clock[0] += 0.6
+        graph.redraw()
+        assert graph.y_max == 50.0
+        await pilot.pause()

@@ -1,0 +1,40 @@
+"""Small formatting helpers shared by the lab's views (numbers, durations, provenance notes)."""
+
+from __future__ import annotations
+
+import math
+
+from engine.report import SOURCE_NOTE, fmt_number
+
+SOURCE_MARK = {"counter": "", "polled": "", "modelled": "~"}
+SHORT_NOTE = {
+    "counter": "counter: hardware energy counter",
+    "polled": "polled: power readings integrated",
+    "modelled": "~ modelled: an estimate, not a measurement",
+}
+
+
+def joules(value: float | None, source: str | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return SOURCE_MARK.get(source or "", "") + fmt_number(value)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def source_notes(sources: set[str], long: bool = False) -> str:
+    notes = SOURCE_NOTE if long else SHORT_NOTE
+    return "; ".join(notes[s] for s in ("counter", "polled", "modelled") if s in sources)

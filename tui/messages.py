@@ -1,0 +1,71 @@
+"""Messages the run worker posts to the app. Workers post these and never touch widgets.
+
+Events from a worker's stream arrive throttled: `RunEvents` carries every event since the last one
+(nothing is dropped: the graph needs each sample, the totals need none but the last), at most about
+four per second, plus one at once for each event a person should see without delay (a phase
+change, an epoch, an error, the end). A batch is folded whole, so four redraws a second at most.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual.message import Message
+
+from tui.plan import PlanItem, RunPlan
+
+
+@dataclass
+class PlanStarted(Message):
+    plan: RunPlan
+
+
+@dataclass
+class RunStarted(Message):
+    index: int
+    item: PlanItem
+    run_path: Path
+
+
+@dataclass
+class RunEvents(Message):
+    """A throttled batch of one run's events, in stream order."""
+
+    index: int
+    events: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class RunFinished(Message):
+    index: int
+    item: PlanItem
+    run_id: str
+    run_path: Path
+    status: str  # complete | cancelled | failed | crashed
+    exit_code: int
+    error: str | None
+    summary: dict | None
+    stderr_tail: str = ""
+
+
+@dataclass
+class PlanFinished(Message):
+    plan: RunPlan
+    summaries: list[dict]
+    statuses: list[str]
+    stopped: bool  # the user cancelled: the rest of the plan did not run
+
+
+@dataclass
+class DatasetsDescribed(Message):
+    """What engine.data.locate found on disk (or why only synthetic is offered)."""
+
+    entries: list[dict]
+    note: str | None = None
+
+
+@dataclass
+class ExportDone(Message):
+    paths: list[Path]
+    error: str | None = None

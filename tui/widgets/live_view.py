@@ -1,0 +1,217 @@
+"""The live view of a plan while it runs: power graph, progress, and running joule totals.
+
+The app hands it the worker's messages (`run_started`, `fold`, `run_finished`); it folds events
+into one `RunState` per run and redraws its text at most four times a second, and only when
+something changed. The graph shows the current run; the totals show every run of the current
+pair side by side (transfer and scratch with the same seed) as they accumulate.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from tui import fmt
+from tui.livestate import RunState
+from tui.plan import RunPlan
+from tui.widgets.power_graph import PowerGraph
+from tui.widgets.run_totals import RunTotals
+
+TICK_HZ = 4.0  # the graph's redraw rate
+TEXT_EVERY = 2  # the numbers change on every other tick: 2 Hz is plenty to read them
+
+
+def set_text(widget: Static, text: Text, layout: bool = False) -> None:
+    """Update a Static only when its text changed (no repaint, no layout for nothing)."""
+    key = (text.plain, tuple(text.spans))
+    if getattr(widget, "_shown_key", None) != key:
+        widget._shown_key = key
+        widget.update(text, layout=layout)
+
+
+class LiveView(Vertical):
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.plan: RunPlan | None = None
+        self.states: dict[int, RunState] = {}
+        self.statuses: dict[int, str] = {}
+        self.current: int | None = None
+        self.shown_pair: list[int] = []
+        self.durations: list[float] = []
+        self.errors: dict[int, str] = {}
+        self.totals: dict[int, RunTotals] = {}
+        self._dirty = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("Nothing running. Choose a configuration on the Lab tab and press r, "
+                     "or run a preset from the Presets tab.", id="live-title")
+        yield Static("", id="live-progress")
+        yield PowerGraph(id="power-graph", redraw_hz=None)  # drawn on this view's timer
+        yield Horizontal(id="live-totals")
+        yield Static("", id="live-notes")
+        yield Static("", id="live-error")
+
+    def on_mount(self) -> None:
+        # One timer for text and graph, so a tick is one screen update; paused while hidden.
+        self._ticks = 0
+        self._timer = self.set_interval(1 / TICK_HZ, self._tick)
+        self.query_one("#live-error").display = False
+
+    def on_show(self) -> None:
+        self._timer.resume()
+
+    def on_hide(self) -> None:
+        self._timer.pause()
+
+    @property
+    def graph(self) -> PowerGraph:
+        return self.query_one(PowerGraph)
+
+    # -- fed by the app ------------------------------------------------------------------
+    def start_plan(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self.states, self.statuses, self.errors = {}, {i: "queued" for i in range(len(plan.items))}, {}
+        self.current, self.shown_pair, self.durations = None, [], []
+        self.query_one("#live-error", Static).display = False
+        self.graph.reset()
+        self._dirty = True
+
+    async def run_started(self, index: int) -> None:
+        self.current = index
+        self.states[index] = RunState()
+        self.statuses[index] = "running"
+        self.graph.reset()
+        members = self.plan.pair_members(index) if self.plan else [index]
+        if members != self.shown_pair:
+            self.shown_pair = members
+            box = self.query_one("#live-totals", Horizontal)
+            await box.remove_children()
+            self.totals = {i: RunTotals(self.plan.items[i].label if self.plan else f"run {i + 1}",
+                                        classes="run-totals") for i in members}
+            await box.mount_all(list(self.totals.values()))
+        self._dirty = True
+
+    def fold(self, index: int, events: list[dict]) -> None:
+        state = self.states.setdefault(index, RunState())
+        graph = self.graph if index == self.current else None
+        for event in events:
+            state.update(event)
+            if graph is None:
+                continue
+            kind = event["type"]
+            if kind == "sample":
+                graph.add_sample(state.since_start(event["t"]),
+                                 {n: (d.get("w"), d.get("source")) for n, d in event["domains"].items()})
+            elif kind == "hello":
+                graph.set_meters(state.meters)
+            elif kind == "phase_start":
+                graph.add_boundary(state.since_start(event["t"]), event["phase"])
+        self._dirty = True
+
+    def run_finished(self, index: int, status: str, error: str | None, stderr_tail: str) -> None:
+        self.statuses[index] = status
+        state = self.states.get(index)
+        if state is not None and state.elapsed_s:
+            self.durations.append(state.elapsed_s)
+        if status != "complete":
+            label = self.plan.items[index].label if self.plan else f"run {index + 1}"
+            lines = [f"{label}: {status}" + (f" - {error}" if error else "")]
+            if stderr_tail.strip():
+                lines += ["", "last lines of stderr.log:", stderr_tail.rstrip()]
+            self.errors[index] = "\n".join(lines)
+            panel = self.query_one("#live-error", Static)
+            panel.update(Text("\n\n".join(self.errors.values())))
+            panel.display = True
+            panel.set_class(status == "cancelled", "-cancelled")
+        self._dirty = True
+
+    def show_error(self, message: str) -> None:
+        panel = self.query_one("#live-error", Static)
+        panel.update(Text(message))
+        panel.display = True
+
+    # -- drawing -------------------------------------------------------------------------
+    def _tick(self) -> None:
+        if not self.display or not self.is_on_screen:
+            return
+        self._ticks += 1
+        if self._dirty and self._ticks % TEXT_EVERY == 0:
+            self.refresh_text()
+        self.graph.tick()
+
+    def refresh_text(self) -> None:
+        self._dirty = False
+        if self.plan is None:
+            return
+        for i, widget in self.totals.items():
+            widget.show(self.states.get(i), self.statuses.get(i))
+        # These lines have fixed heights (app.tcss): a changed text needs no new layout.
+        set_text(self.query_one("#live-title", Static), self._title())
+        set_text(self.query_one("#live-progress", Static), self._progress())
+        set_text(self.query_one("#live-notes", Static), self._notes())
+
+    def _title(self) -> Text:
+        plan = self.plan
+        n = len(plan.items)
+        if self.current is None:
+            return Text.assemble((plan.title, "bold"), "  starting…")
+        item = plan.items[self.current]
+        config = item.config.removesuffix("/baseline")
+        return Text.assemble((f"run {self.current + 1}/{n}", "bold"), "  ", (config, "bold"),
+                             f"  seed {item.spec.seed}  ", (item.spec.run_id, "dim"))
+
+    def _progress(self) -> Text:
+        if self.current is None or self.current not in self.states:
+            return Text("")
+        s = self.states[self.current]
+        status = self.statuses.get(self.current, "running")
+        parts: list[tuple[str, str] | str] = [((s.phase or "starting") if status == "running" else status, "bold")]
+        training = s.phase not in ("idle", "test", None) or status != "running"
+        if training and s.epoch is not None and status == "running":
+            parts.append(f"epoch {s.epoch}/{s.epochs}")
+            if s.steps:
+                parts.append(f"step {s.step}/{s.steps}")
+        if training and s.loss is not None:
+            parts.append(f"loss {s.loss:.3f}")
+        if training and s.accuracy is not None:
+            parts.append(f"acc {fmt.percent(s.accuracy)}")
+        if s.val_accuracy is not None:
+            parts.append(f"val {fmt.percent(s.val_accuracy)}")
+        if training and s.samples_per_s and status == "running":
+            parts.append(f"{s.samples_per_s:,.0f} samples/s")
+        parts.append(f"elapsed {fmt.duration(s.elapsed_s)}")
+        left = s.phase_remaining_s if status == "running" else None
+        if left is not None:
+            parts.append(f"{s.phase} left ~{fmt.duration(left)}")
+        queued = sum(1 for st in self.statuses.values() if st == "queued")
+        if queued:
+            mean = sum(self.durations) / len(self.durations) if self.durations else None
+            parts.append(f"{queued} more run{'s' if queued > 1 else ''}"
+                         + (f" ~{fmt.duration(mean * queued)}" if mean else ""))
+        parts.append(f"{s.mark()}{s.total_w:.1f} W" if s.watts else "")
+        text = Text()
+        for part in parts:
+            if not part:
+                continue
+            if text:
+                text.append("  ")
+            if isinstance(part, tuple):
+                text.append(part[0], style=part[1])
+            else:
+                text.append(part)
+        return text
+
+    def _notes(self) -> Text:
+        if self.current is None or self.current not in self.states:
+            return Text("")
+        s = self.states[self.current]
+        sources = {s.domain_source(n) for n in s.domain_names() if s.domain_source(n)}
+        text = Text(fmt.source_notes(sources), style="dim")
+        if sources:
+            text.append(" · J net of the idle baseline", style="dim")
+        if s.missing:
+            text.append("\nnot metered: " + "; ".join(m.get("reason", m.get("meter", "")) for m in s.missing),
+                        style="dim")
+        return text

@@ -1,0 +1,539 @@
+"""The lab's graphs: the one place that knows about textual-plot, so it can be swapped.
+
+`PowerGraph` shows watts over time per domain (CPU package, DRAM, each GPU) with phase boundaries;
+`CurveGraph` shows the energy-to-accuracy curve. Both keep their data themselves and redraw on a
+timer (4 Hz) only when something changed, and only while they are shown.
+
+- Bounded history: a deque per domain; older samples fall off.
+- Decimation: min and max per time bucket, about twice the plot's width in all (a spike is
+  never averaged away).
+- The y-axis bound moves at most once a second, and the x-axis ends on a round number and
+  moves in steps: between steps the drawn part stays put and only the rows the newest points
+  touch are repainted and sent to the terminal (a live graph costs little over SSH).
+- A modelled domain (an estimate, not a measurement) is drawn dashed and dim and labelled
+  "(modelled)"; a measured one is a solid line. The dashes survive NO_COLOR.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from contextlib import ExitStack
+from itertools import pairwise
+
+import numpy as np
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Static
+from textual_hires_canvas import Canvas, HiResMode
+from textual_plot import PlotWidget
+from textual_plot.plot_widget import Legend
+
+REDRAW_HZ = 4.0
+HISTORY = 6000  # samples per domain: 10 minutes at 10 Hz
+Y_BOUND_EVERY_S = 1.0
+DASH = 2  # cells of line, then as many of gap, for a modelled series
+
+
+def clock() -> float:
+    """The clock of the y-axis throttle (a function, so a test can hold it)."""
+    return time.monotonic()
+
+
+# Colours by kind of domain; several of a kind cycle through the list.
+PALETTE = {
+    "cpu": ["bright_cyan", "cyan", "blue"],
+    "dram": ["bright_magenta", "magenta", "purple"],
+    "gpu": ["bright_green", "green", "yellow", "bright_yellow"],
+    "platform": ["white"],
+}
+OTHER = ["bright_red", "orange3", "white"]
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10 x 10^k at or above `value`."""
+    if value <= 0 or not math.isfinite(value):
+        return 1.0
+    exp = math.floor(math.log10(value))
+    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        candidate = step * 10**exp
+        if candidate >= value * (1 - 1e-9):
+            return float(candidate)
+    return float(10 ** (exp + 1))
+
+
+def decimate(t: np.ndarray, y: np.ndarray, x0: float, bucket_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per time bucket (`bucket_s` wide, counted from `x0`), the minimum and the maximum, in
+    time order: a spike is never averaged away, and a bucket already full draws the same
+    pixels every time, so only the newest part of the graph changes between redraws."""
+    if len(t) < 4 or bucket_s <= 0:
+        return t, y
+    idx = np.floor((t - x0) / bucket_s).astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
+    if 2 * len(starts) >= len(t):
+        return t, y
+    bucket = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(t)]))
+    lows, highs = np.minimum.reduceat(y, starts), np.maximum.reduceat(y, starts)
+    picks = []
+    for extreme in (lows, highs):
+        hits = np.flatnonzero(y == extreme[bucket])
+        _, first = np.unique(bucket[hits], return_index=True)
+        picks.append(hits[first])
+    keep = np.unique(np.concatenate(picks))
+    return t[keep], y[keep]
+
+
+class _Canvas(Canvas):
+    """textual-hires-canvas's Canvas, repainting and rendering less, and safely:
+
+    - a refresh repaints only the rows whose content changed since the last one;
+    - the widget's base style is looked up once per frame, not once per line (that lookup walks
+      the DOM and was most of a line's cost), and blanks join the style run they sit in, so a
+      dashed line is one segment, not one per dash;
+    - before it has a size it renders a blank with a style, not a segment without one, which
+      Textual's monochrome filter (NO_COLOR) cannot take.
+    """
+
+    _base: Style | None = None
+    _shown: list[int] | None = None  # a signature per row of what the terminal shows
+
+    def reset(self, size=None, refresh: bool = True):
+        self._base = None
+        return super().reset(size, refresh)
+
+    def refresh(self, *regions, repaint: bool = True, layout: bool = False, recompose: bool = False):
+        if self._refreshes_pending or regions or layout or recompose:
+            return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+        # Repaint only the rows that changed since the last repaint: between two redraws of a
+        # live graph that is a few rows near the newest point, and nothing at all for tick
+        # labels that did not move.
+        rows = [hash(("".join(chars), tuple(styles))) for chars, styles in zip(self._buffer, self._styles)]
+        shown, self._shown = self._shown, rows
+        if shown is None or len(shown) != len(rows):
+            return super().refresh(repaint=repaint)
+        changed = [y for y, (a, b) in enumerate(zip(rows, shown)) if a != b]
+        if not changed:
+            return self
+        if len(changed) > len(rows) // 2:
+            return super().refresh(repaint=repaint)
+        width = self._canvas_size.width
+        return super().refresh(*(Region(0, y, width, 1) for y in changed), repaint=repaint)
+
+    def notify_style_update(self) -> None:
+        self._base = None
+        self._shown = None
+        super().notify_style_update()
+
+    def render_line(self, y: int) -> Strip:
+        size = self._canvas_size
+        if not size or not size.area or y >= size.height:
+            return Strip.blank(0, self.rich_style or Style.null())
+        if self._base is None:
+            self._base = self.rich_style
+        base = self._base
+        chars, styles = self._buffer[y], self._styles[y]
+        if not any(styles) and all(c == " " for c in chars):
+            return Strip.blank(len(chars), base)
+        cache = self._style_cache
+        segments = []
+        # A blank shows only its background, which every cell here shares: blanks join the run
+        # they are in, so a dashed line costs one segment, not one per dash (less to draw, much
+        # less to send over SSH).
+        run_style, run_text = styles[0], [chars[0]]
+        for char, style in zip(chars[1:], styles[1:]):
+            if style == run_style or (char == " " and _blank_safe(style)):
+                run_text.append(char)
+                continue
+            if run_text and all(c == " " for c in run_text) and _blank_safe(run_style):
+                run_style = style  # a run of blanks takes the style of what follows
+                run_text.append(char)
+                continue
+            segments.append(Segment("".join(run_text), base + (cache.get(run_style) or _parse(cache, run_style))))
+            run_style, run_text = style, [char]
+        segments.append(Segment("".join(run_text), base + (cache.get(run_style) or _parse(cache, run_style))))
+        return Strip(segments)
+
+
+def _parse(cache: dict, style: str) -> Style | None:
+    if not style:
+        return None
+    cache[style] = parsed = Style.parse(style)
+    return parsed
+
+
+_BLANK_SAFE: dict[str, bool] = {}
+
+
+def _blank_safe(style: str) -> bool:
+    """Whether a blank in this style looks like any other blank (no background, underline...)."""
+    safe = _BLANK_SAFE.get(style)
+    if safe is None:
+        parsed = Style.parse(style) if style else Style.null()
+        safe = _BLANK_SAFE[style] = not (parsed.bgcolor or parsed.underline or parsed.reverse or parsed.strike
+                                         or parsed.overline or parsed.underline2 or parsed.link)
+    return safe
+
+
+class _Plot(PlotWidget):
+    """PlotWidget plus what it lacks here: dashed lines and labelled vertical markers."""
+
+    def compose(self) -> ComposeResult:
+        # PlotWidget's layout, with the canvases above.
+        with Grid():
+            yield _Canvas(1, 1, id="margin-top")
+            yield _Canvas(1, 1, id="margin-left")
+            yield _Canvas(1, 1, id="plot")
+            yield _Canvas(1, 1, id="margin-bottom")
+        yield Legend(id="legend")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(allow_pan_and_zoom=False, **kwargs)
+        self.can_focus = False
+        self.dashed: set[int] = set()  # ids of datasets drawn dashed
+        self.markers: list[tuple[float, str]] = []  # (x, label) written at the top of each v-line
+        self.last_render_s = 0.0
+
+    def _render_plot(self) -> None:
+        started = time.perf_counter()
+        canvases = list(self.query(_Canvas))
+        # Every pixel and label the plot sets asks its canvas for a refresh: one per canvas.
+        with ExitStack() as batch:
+            for c in canvases:
+                batch.enter_context(c.batch_refresh())
+            super()._render_plot()
+            self._render_markers()
+        self.last_render_s = time.perf_counter() - started
+
+    @property
+    def ready(self) -> bool:
+        """Laid out, with canvases of their final size (else the plot's render does it all)."""
+        if self._needs_canvas_resize or not self.size.area:
+            return False
+        return all(c._canvas_size == c.size for c in self.query(_Canvas) if c.size.area)
+
+    def _render_markers(self) -> None:
+        try:
+            canvas = self.query_one("#plot", Canvas)
+        except Exception:  # noqa: BLE001 - not composed yet
+            return
+        if canvas._canvas_size is None or not self.markers:
+            return
+        # Phase names just right of their boundary, on the first row inside the frame; a name
+        # that would run into the next one is shortened, then left out.
+        placed = []
+        for x, label in self.markers:
+            if not self._x_min <= x <= self._x_max:
+                continue
+            px, _ = self.get_pixel_from_coordinate(x, 0)
+            placed.append((px + 1, label))
+        for i, (px, label) in enumerate(placed):
+            limit = (placed[i + 1][0] - 2 if i + 1 < len(placed) else self._scale_rectangle.right) - px
+            if limit >= 3:
+                canvas.write_text(px, 1, f"[dim]{label[:limit]}")
+
+    def _render_line_plot(self, dataset) -> None:
+        if id(dataset) not in self.dashed:
+            return super()._render_line_plot(dataset)
+        canvas = self.query_one("#plot", Canvas)
+        px = [self.get_hires_pixel_from_coordinate(xi, yi) for xi, yi in zip(dataset.x, dataset.y)]
+        # Dashes anchored to the columns: two cells of line, two cells of gap, however far apart
+        # the points are, so a modelled series reads as dashed in any colour (or none).
+        segments = []
+        for (x0, y0), (x1, y1) in pairwise(px):
+            if x1 == x0:
+                if math.floor(x0 / DASH) % 2 == 0:
+                    segments.append((x0, y0, x1, y1))
+                continue
+            lo, hi = min(x0, x1), max(x0, x1)
+            cuts = [lo] + [float(c) for c in range(math.floor(lo) + 1, math.ceil(hi))] + [hi]
+            slope = (y1 - y0) / (x1 - x0)
+            for a, b in pairwise(cuts):
+                if b - a <= 1e-9 or math.floor((a + b) / 2 / DASH) % 2:
+                    continue
+                b = max(a, b - 0.01)  # keep clear of the next cell, which may be a gap
+                segments.append((a, y0 + slope * (a - x0), b, y0 + slope * (b - x0)))
+        canvas.draw_hires_lines(segments, style=dataset.line_style, hires_mode=dataset.hires_mode)
+
+    direct = False  # set while our redraw draws the canvases itself
+
+    def _rerender(self) -> None:
+        if self.direct:
+            self._needs_rerender = True  # drawn directly, right after: no repaint of the frame
+        else:
+            super()._rerender()
+
+    def plot_dataset(self, x, y, style: str, dashed: bool = False) -> None:
+        self.plot(x, y, line_style=style, hires_mode=HiResMode.BRAILLE)
+        if dashed:
+            self.dashed.add(id(self._datasets[-1]))
+
+    def clear(self) -> None:
+        self.dashed = set()
+        super().clear()
+
+
+class _GraphBase(Widget):
+    """A legend line over a plot, redrawn by a timer only when dirty and shown."""
+
+    def __init__(self, *, redraw_hz: float | None = REDRAW_HZ, id: str | None = None,
+                 classes: str | None = None) -> None:
+        """`redraw_hz=None`: no timer of its own; the owner calls `tick()` on its own timer, so
+        the two share one screen update."""
+        super().__init__(id=id, classes=classes)
+        self._redraw_hz = redraw_hz
+        self._dirty = False
+        self._timer = None
+        self.redraws = 0
+        self.redraw_s: deque[float] = deque(maxlen=512)  # wall time of each redraw (prepare + draw)
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="graph-legend")
+        yield _Plot(classes="graph-plot")
+
+    @property
+    def plot(self) -> _Plot:
+        return self.query_one(_Plot)
+
+    def on_mount(self) -> None:
+        plot = self.plot
+        # Units and names go in the legend line above, so the plot keeps every row for data.
+        plot.margin_top, plot.margin_bottom, plot.margin_left = 0, 1, 7
+        if self._redraw_hz:
+            self._timer = self.set_interval(1 / self._redraw_hz, self.tick)
+
+    def on_show(self) -> None:
+        if self._timer is not None:
+            self._timer.resume()
+
+    def on_resize(self) -> None:
+        self._dirty = True  # decimation follows the plot's width
+
+    def on_hide(self) -> None:
+        if self._timer is not None:
+            self._timer.pause()
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def tick(self) -> None:
+        """Redraw if there is something new and the graph is shown."""
+        if not self._dirty or not self.display or not self.is_on_screen:
+            return
+        self.redraw()
+
+    def redraw(self) -> None:
+        self._dirty = False
+        started = time.perf_counter()
+        plot = self.plot
+        with self.app.batch_update():
+            # Draw into the canvases now rather than in the plot's next render, which would
+            # refresh the canvases from inside a render and so cost a second screen update.
+            plot.direct = plot.ready
+            try:
+                self._draw(plot)
+            finally:
+                plot.direct = False
+            if plot._needs_rerender and plot.ready:
+                plot._render_plot()
+                plot._needs_rerender = False
+            elif plot._needs_rerender:
+                plot.refresh()
+        self.redraws += 1
+        self.redraw_s.append(time.perf_counter() - started)
+
+    def _draw(self, plot: _Plot) -> None:  # pragma: no cover - subclasses draw
+        raise NotImplementedError
+
+    @property
+    def plot_width(self) -> int:
+        return max(10, self.size.width - self.plot.margin_left - 2)
+
+
+class PowerGraph(_GraphBase):
+    """Watts over time per domain, with phase boundaries."""
+
+    def __init__(self, *, history: int = HISTORY, redraw_hz: float | None = REDRAW_HZ, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(redraw_hz=redraw_hz, id=id, classes=classes)
+        self.history = history
+        self.series: dict[str, tuple[deque, deque]] = {}
+        self.labels: dict[str, tuple[str, str, bool]] = {}  # name -> (label, style, dashed)
+        self.boundaries: list[tuple[float, str]] = []
+        self._y_max: float | None = None
+        self._y_changed_at = -math.inf
+        self._x_span: float | None = None
+
+    # -- data in -------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.series.clear()
+        self.labels.clear()
+        self.boundaries = []
+        self._y_max = None
+        self._y_changed_at = -math.inf
+        self._x_span = None
+        self.mark_dirty()
+
+    def set_meters(self, meters: list[dict]) -> None:
+        """Name the domains from the hello event: [{name, source, method, kind}]."""
+        for meter in meters:
+            self._ensure(meter["name"], meter.get("source"), meter.get("kind"))
+        self._update_legend()
+
+    def add_sample(self, t: float, watts: dict[str, tuple[float | None, str | None]]) -> None:
+        """One sample: seconds since the run started, and per domain (watts, source)."""
+        new = False
+        for name, (w, source) in watts.items():
+            if w is None:
+                continue
+            if name not in self.series:
+                self._ensure(name, source, None)
+                new = True
+            ts, ws = self.series[name]
+            ts.append(t)
+            ws.append(w)
+        if new:
+            self._update_legend()
+        self._dirty = True
+
+    def add_boundary(self, t: float, phase: str) -> None:
+        self.boundaries.append((t, phase))
+        self._dirty = True
+
+    def _ensure(self, name: str, source: str | None, kind: str | None) -> None:
+        if name not in self.series:
+            self.series[name] = (deque(maxlen=self.history), deque(maxlen=self.history))
+        kind = kind or _guess_kind(name)
+        used = sum(1 for n in self.labels if n != name and _guess_kind(n) == kind)
+        colours = PALETTE.get(kind, OTHER)
+        modelled = source == "modelled"
+        style = colours[used % len(colours)] + (" dim" if modelled else "")
+        label = f"{name} (modelled)" if modelled else (f"{name} (polled)" if source == "polled" else name)
+        self.labels[name] = (label, style, modelled)
+
+    def _update_legend(self) -> None:
+        text = Text("W by s", style="bold")
+        for name in self.series:
+            label, style, dashed = self.labels[name]
+            text.append("  ")
+            text.append("╍╍ " if dashed else "━━ ", style=style)
+            text.append(label)
+        if self.boundaries or self.series:
+            text.append("  │ phase", style="dim")
+        self.query_one(".graph-legend", Static).update(text)
+
+    # -- drawing -------------------------------------------------------------------------
+    @property
+    def y_max(self) -> float | None:
+        return self._y_max
+
+    def desired_y_max(self) -> float | None:
+        peaks = [max(ws) for _, ws in self.series.values() if ws]
+        if not peaks:
+            return None
+        return nice_ceiling(max(peaks) * 1.1 if max(peaks) > 0 else 1.0)
+
+    @property
+    def settled(self) -> bool:
+        """True when nothing waits to be drawn and the y-axis shows what the data needs."""
+        return not self._dirty and self._y_max == self.desired_y_max()
+
+    def _draw(self, plot: _Plot) -> None:
+        plot.clear()
+        spans = [(ts[0], ts[-1]) for ts, _ in self.series.values() if ts]
+        if not spans:
+            plot.set_xlimits(0, 10)
+            plot.set_ylimits(0, 1)
+            return
+        first, last = min(a for a, _ in spans), max(b for _, b in spans)
+        full = any(len(ts) >= self.history for ts, _ in self.series.values())
+        # The x-axis ends on a round number and moves in steps, like the y-axis: between two
+        # steps, what is drawn stays put and only the newest points are new.
+        x0 = min(first, self.boundaries[0][0]) if self.boundaries and not full else first
+        if self._x_span is None or last - x0 > self._x_span or full:
+            self._x_span = nice_ceiling(max(1.0, (last - x0) * 1.1))
+        if full:  # older samples fall off: the axis starts on a step of a twentieth
+            step = self._x_span / 20
+            x0 = math.floor(first / step) * step
+        x1 = x0 + self._x_span
+        bucket_s = self._x_span / max(2, self.plot_width)  # two points (min, max) a column
+        for name, (ts, ws) in self.series.items():
+            if not ts:
+                continue
+            t, w = decimate(np.fromiter(ts, float, len(ts)), np.fromiter(ws, float, len(ws)), x0, bucket_s)
+            _, style, dashed = self.labels[name]
+            plot.plot_dataset(t, w, style, dashed)
+        for t, _phase in self.boundaries:
+            if x0 <= t <= x1:
+                plot.add_v_line(t, "grey50")
+        plot.markers = [(t, phase) for t, phase in self.boundaries if x0 <= t <= x1]
+        want = self.desired_y_max()
+        now = clock()
+        if self._y_max is None or (want != self._y_max and now - self._y_changed_at >= Y_BOUND_EVERY_S):
+            self._y_max, self._y_changed_at = want, now
+        elif want != self._y_max:
+            self._dirty = True  # try again when the second is up
+        plot.set_xlimits(x0, x1)
+        plot.set_ylimits(0, self._y_max)
+
+
+class CurveGraph(_GraphBase):
+    """Energy-to-accuracy: validation accuracy (%) against cumulative joules, one series a run."""
+
+    STYLES = ["bright_cyan", "bright_magenta", "bright_green", "yellow", "bright_red", "white"]
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.curves: list[tuple[str, list[float], list[float], bool]] = []
+
+    def set_curves(self, curves: list[tuple[str, list[float], list[float], bool]]) -> None:
+        """[(label, joules, accuracy %, modelled)]."""
+        self.curves = curves
+        text = Text("val % / J of training", style="bold")
+        for i, (label, _, _, modelled) in enumerate(curves):
+            text.append("  ")
+            style = self.STYLES[i % len(self.STYLES)] + (" dim" if modelled else "")
+            text.append(f"{'╍╍' if modelled else '━━'}{_marker(i)} ", style=style)
+            text.append(label + (" ~" if modelled else ""))
+        if any(m for *_, m in curves):
+            text.append("   ~ energy modelled", style="dim")
+        self.query_one(".graph-legend", Static).update(text)
+        self.mark_dirty()
+
+    def _draw(self, plot: _Plot) -> None:
+        plot.clear()
+        xs = [x for _, jx, _, _ in self.curves for x in jx]
+        if not xs:
+            plot.set_xlimits(0, 1)
+            plot.set_ylimits(0, 100)
+            return
+        for i, (_, jx, acc, modelled) in enumerate(self.curves):
+            style = self.STYLES[i % len(self.STYLES)] + (" dim" if modelled else "")
+            if len(jx) > 1:
+                plot.plot_dataset(jx, acc, style, dashed=modelled)
+            plot.scatter(jx, acc, marker=_marker(i), marker_style=style)
+        plot.set_xlimits(0, nice_ceiling(max(xs) * 1.05))
+        plot.set_ylimits(0, 105)  # 100 % inside the frame, not on it
+
+
+def _marker(i: int) -> str:
+    return "●○◆◇■□"[i % 6]
+
+
+def _guess_kind(name: str) -> str:
+    lowered = name.lower()
+    if lowered.startswith(("gpu", "nvml")):
+        return "gpu"
+    if "dram" in lowered:
+        return "dram"
+    if lowered.startswith(("package", "cpu", "core")):
+        return "cpu"
+    if "psys" in lowered or "platform" in lowered:
+        return "platform"
+    return "other"

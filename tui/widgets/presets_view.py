@@ -1,0 +1,118 @@
+"""Presets: pick a preset file and run its matrix from the lab, one worker at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from engine import presets
+from tui.plan import DATASET_LABELS
+
+
+class PresetList(OptionList):
+    BINDINGS = [Binding("enter", "run", "Run preset"), Binding("o", "open_file", "Open file")]
+
+    class Requested(Message):
+        def __init__(self, what: str) -> None:
+            super().__init__()
+            self.what = what
+
+    def action_run(self) -> None:
+        self.post_message(self.Requested("run"))
+
+    def action_open_file(self) -> None:
+        self.post_message(self.Requested("open"))
+
+
+def describe(path: Path) -> tuple[str, str, set[str]]:
+    """(one line for the list, the details, the datasets it needs) for a preset file; a broken
+    file says why."""
+    try:
+        loaded = presets.load(str(path))
+    except presets.PresetError as exc:
+        return f"{path.stem}  (cannot be used)", str(exc), set()
+    runs = len(loaded.plan())
+    keys = "\n".join(f"  {c.key}" for c in loaded.configs)
+    details = (f"{loaded.name}: {loaded.description}\n{path}\n{len(loaded.configs)} configurations x "
+               f"{loaded.trials} trial{'s' if loaded.trials != 1 else ''} = {runs} runs:\n{keys}")
+    return (f"{loaded.name}  {runs} run{'s' if runs != 1 else ''}  {loaded.description}", details,
+            {c.dataset for c in loaded.configs})
+
+
+class PresetsView(Vertical):
+    def __init__(self, paths: list[Path], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.paths = list(paths)
+        self.details: dict[str, str] = {}
+        self.needs: dict[str, set[str]] = {}
+        self.missing: dict[str, str] = {}  # dataset -> why it is not available here
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text.assemble(("Presets", "bold"),
+                                   ("  run one worker at a time, each streamed to the Live tab", "dim")),
+                     id="presets-title")
+        yield PresetList(id="preset-list")
+        yield Static("", id="preset-details")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        option_list = self.query_one(PresetList)
+        option_list.clear_options()
+        for path in self.paths:
+            line, details, needs = describe(path)
+            self.details[str(path)] = details
+            self.needs[str(path)] = needs
+            lacking = sorted(needs & set(self.missing))
+            if lacking:
+                line += f"  (needs {', '.join(DATASET_LABELS.get(d, d) for d in lacking)}: not available)"
+            option_list.add_option(Option(line, id=str(path)))
+        if self.paths:
+            option_list.highlighted = 0
+        else:
+            self.query_one("#preset-details", Static).update("No preset files found.")
+
+    def add_path(self, path: Path) -> None:
+        if path not in self.paths:
+            self.paths.append(path)
+        self.reload()
+        self.query_one(PresetList).highlighted = self.paths.index(path)
+
+    def set_datasets(self, entries: list[dict]) -> None:
+        self.missing = {e["name"]: e.get("reason") or e.get("problem") or "not found"
+                        for e in entries if not e.get("found")}
+        highlighted = self.query_one(PresetList).highlighted
+        self.reload()
+        if highlighted is not None and self.paths:
+            self.query_one(PresetList).highlighted = min(highlighted, len(self.paths) - 1)
+
+    def unavailable(self, path: Path) -> str | None:
+        """Why the preset cannot run here (a dataset it needs is missing), or None."""
+        lacking = sorted(self.needs.get(str(path), set()) & set(self.missing))
+        if not lacking:
+            return None
+        reasons = []
+        for d in lacking:
+            why = self.missing[d].split(";")[0]
+            why = why[len(d) + 2:] if why.startswith(f"{d}: ") else why
+            reasons.append(f"{DATASET_LABELS.get(d, d)}: {why}")
+        return "; ".join(reasons) + " (choose it on the Lab tab to see how to get it)"
+
+    @property
+    def highlighted(self) -> Path | None:
+        index = self.query_one(PresetList).highlighted
+        return self.paths[index] if index is not None and 0 <= index < len(self.paths) else None
+
+    @on(OptionList.OptionHighlighted)
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.query_one("#preset-details", Static).update(Text(self.details.get(event.option.id or "", ""),
+                                                              style="dim"))
