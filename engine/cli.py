@@ -55,11 +55,16 @@ LogsOption = Annotated[Optional[Path], typer.Option("--logs", help="Logs directo
 
 
 @app.callback(invoke_without_command=True)
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    logs: Annotated[Optional[Path], typer.Option("--logs", help="Logs directory for the lab [default: $JOULELAB_LOGS or ./logs]")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are, for the lab")] = None,
+) -> None:
+    """With no command, open the interactive lab."""
     if ctx.invoked_subcommand is None:
         from tui.app import run_app
 
-        run_app()
+        run_app(logs_dir=logs or default_logs_dir(), data_dir=str(data_dir) if data_dir else None)
 
 
 @app.command()

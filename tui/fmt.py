@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-from engine.report import SOURCE_NOTE, fmt_number
+from engine.report import SOURCE_MARK, SOURCE_NOTE, fmt_number
 
-SOURCE_MARK = {"counter": "", "polled": "", "modelled": "~"}
 SHORT_NOTE = {
     "counter": "counter: hardware energy counter",
     "polled": "polled: power readings integrated",

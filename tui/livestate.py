@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.meters.base import weakest_source
+from engine.report import SOURCE_MARK
 from engine.runs import LiveTotals
 
-SOURCE_MARK = {"counter": "", "polled": "", "modelled": "~"}
 
 
 @dataclass
