@@ -127,6 +127,10 @@ def run(
         json.dump({"preset": loaded.name, "runs": [outcome_record(o) for o in outcomes],
                    **comparison_records(stats, comparisons)}, sys.stdout, indent=2)
         sys.stdout.write("\n")
+    # A run the worker refused as bad input (missing or broken data, a bad group) is the user's
+    # to fix: exit 2, like any other bad input; other failures and crashes exit 1.
+    if failed and all(o.exit_code == EXIT_USAGE for o in failed):
+        raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_RUN_FAILED if failed else EXIT_OK)
 
 

@@ -218,3 +218,19 @@ def test_a_full_disk_is_refused_before_training(tmp_path):
     assert proc.returncode == 2, err
     assert str(logs) in err and "not writable" in err and "Traceback" not in err
     assert not [p for p in logs.iterdir() if p.is_dir()]  # no run was started
+
+
+def test_missing_or_corrupt_data_is_one_line_and_exit_2_through_the_cli(tmp_path):
+    broken = tmp_path / "data" / "motionsense" / "A_DeviceMotion_data" / "wlk_7"
+    broken.mkdir(parents=True)
+    (broken / "sub_1.csv").write_text("not,the,right,header\n1,2,3,4\n")
+    for data_dir in (tmp_path / "nowhere", tmp_path / "data"):
+        path = tmp_path / "ms.toml"
+        path.write_text(f"# t\n[matrix]\ndataset = ['motionsense']\n[settings]\nidle_s = 0.1\n"
+                        f"data_dir = {json.dumps(str(data_dir))}\n")
+        proc = cli("run", str(path), "--logs", str(tmp_path / "logs"))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2, err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "failed" in lines[0] and "Traceback" not in err
+        assert str(data_dir) in lines[0]
