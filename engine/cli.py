@@ -104,12 +104,14 @@ def run(
     from engine.runs import execute_plan
 
     human = output == OutputFormat.human
-    try:
-        outcomes = asyncio.run(execute_plan(plan, console if human else None))
-    except KeyboardInterrupt:
-        err_console.print("interrupted: the current run was cancelled; its partial log is kept "
-                          f"(see `joulelab runs --logs {logs_dir}`)")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    result = asyncio.run(execute_plan(plan, console if human else None))
+    outcomes = result.outcomes
+    if result.interrupted:
+        cancelled = next((o for o in reversed(outcomes) if o.status != "complete"), None)
+        what = f"run {cancelled.run_id} was cancelled" if cancelled else "no run had started"
+        err_console.print(f"interrupted: {what}; its partial log is kept and no further run started "
+                          f"(see `joulelab runs --logs {logs_dir}`)", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
     summaries = [load_summary(o.run_path) for o in outcomes]
     summaries = [s for s in summaries if s is not None]
     from engine.stats import compare, config_stats

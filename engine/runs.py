@@ -6,6 +6,8 @@ with provenance); the CLI's rich progress and the TUI both read it, so both show
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from dataclasses import dataclass, field, replace
 
 from rich.console import Console
@@ -99,11 +101,34 @@ class LiveTotals:
         return "  ".join(parts)
 
 
-async def execute_plan(plan: list[PlannedRun], console: Console | None) -> list[RunOutcome]:
-    """Run every planned spec in order. With a console, show rich progress; without, stay quiet."""
-    outcomes = []
+@dataclass
+class PlanResult:
+    outcomes: list[RunOutcome]
+    interrupted: bool  # Ctrl-C: the current run was cancelled and the rest of the plan skipped
+
+
+async def execute_plan(plan: list[PlannedRun], console: Console | None) -> PlanResult:
+    """Run every planned spec in order. With a console, show rich progress; without, stay quiet.
+
+    Ctrl-C (SIGINT) is handled here, explicitly: the current worker's process group is cancelled
+    (SIGTERM, then SIGKILL), its outcome (cancelled, partial energy kept) is recorded, and no
+    further run starts.
+    """
+    outcomes: list[RunOutcome] = []
     progress = None
     batch = new_run_id()
+    loop = asyncio.get_running_loop()
+    interrupted = False
+    current: WorkerProcess | None = None
+    cancelling: set[asyncio.Task] = set()
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        interrupted = True
+        if current is not None and not cancelling:
+            cancelling.add(loop.create_task(current.cancel()))
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
     if console is not None:
         progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
@@ -114,22 +139,28 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None) -> list[
         overall = progress.add_task(f"[bold]{len(plan)} runs", total=len(plan), detail="", energy="")
     try:
         for i, planned in enumerate(plan, 1):
+            if interrupted:
+                break
             label = f"{planned.config.key} #{planned.trial + 1}"
             live = LiveTotals()
             task = progress.add_task(label, total=None, detail="starting", energy="") if progress else None
-            worker = WorkerProcess(replace(planned.spec, batch=batch))
-            await worker.start()
+            current = WorkerProcess(replace(planned.spec, batch=batch))
+            await current.start()
+            if interrupted:  # Ctrl-C while it was starting
+                cancelling.add(loop.create_task(current.cancel()))
             try:
-                async for event in worker.events():
+                async for event in current.events():
                     live.update(event)
                     if progress is not None and event["type"] in ("progress", "sample", "phase_start"):
                         total = live.steps * live.epochs if live.steps and live.epochs else None
                         done = ((live.epoch or 1) - 1) * (live.steps or 0) + (live.step or 0) if total else None
                         progress.update(task, total=total, completed=done, detail=live.progress_text(),
                                         energy=live.energy_text())
-                outcome = await worker.wait()
+                outcome = await current.wait()
+                if cancelling:
+                    await asyncio.gather(*cancelling)  # the group is gone before we go on
             except BaseException:
-                await worker.cancel()
+                await current.cancel()
                 raise
             outcomes.append(outcome)
             if progress is not None:
@@ -137,6 +168,7 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None) -> list[
                                 total=1, completed=1)
                 progress.update(overall, completed=i)
     finally:
+        loop.remove_signal_handler(signal.SIGINT)
         if progress is not None:
             progress.stop()
-    return outcomes
+    return PlanResult(outcomes, interrupted)
