@@ -215,7 +215,6 @@ class Run:
         gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
         target, x_val, y_val = holdout(data.target, spec.val_fraction, gap)
         set_seed(spec.seed)
-        net = None
         self.manifest["dataset"] = {"name": data.name, "label": data.label, "synthetic": data.synthetic,
                                     "kind": data.kind, "target_classes": target.n_classes,
                                     "train_samples": len(target.x_train), "val_samples": len(x_val),
@@ -251,9 +250,9 @@ class Run:
         train_samples = result.samples_seen
 
         if spec.prune > 0:
+            before = evaluate(net, target.x_test, target.y_test, target.n_classes)["accuracy"]  # not metered
             self.begin("prune")
             start_snap = self.open_phase[1]
-            before = evaluate(net, target.x_test, target.y_test, target.n_classes)["accuracy"]
             prune_global(net, spec.prune)
             if spec.prune_epochs:
                 tuned = fit(net, target.x_train, target.y_train, epochs=spec.prune_epochs,
@@ -272,6 +271,8 @@ class Run:
         self.begin("test")
         scores = evaluate(net, target.x_test, target.y_test, target.n_classes)
         passes, inferences = timed_inference(net, target.x_test, spec.test_min_s)
+        # The scoring pass is inference too, metered in the same phase: count it.
+        passes, inferences = passes + 1, inferences + len(target.x_test)
         test = self.end()
 
         train_energy = self.phases["train"]["total"]
