@@ -51,6 +51,15 @@ class EventWriter:
     def emit(self, event_type: str, **fields: Any) -> dict:
         event = make_event(event_type, self.run_id, **fields)
         line = encode(event)
+        entered = _Signals.enter()
+        try:
+            self._write(line)
+        finally:
+            if entered:
+                _Signals.leave()
+        return event
+
+    def _write(self, line: str) -> None:
         with self._lock:
             self._log.write(line)
             self._log.flush()
@@ -63,7 +72,6 @@ class EventWriter:
                     # The reader is gone. The log is the record; carry on without the stream.
                     self._stream = None
                     self.reader_lost_at = time.monotonic()
-        return event
 
     def close(self) -> None:
         with self._lock:
@@ -111,8 +119,34 @@ def _count_sockets() -> int | None:
         return None
 
 
-def _on_signal(signum, _frame):
-    raise Cancelled(signal.Signals(signum).name)
+class _Signals:
+    """SIGTERM/SIGINT become Cancelled in the main thread, but never half-way through writing an
+    event line: inside `critical()` the signal is held and raised as soon as the line is whole."""
+
+    in_critical = False
+    pending: str | None = None
+
+    @classmethod
+    def handler(cls, signum, _frame):
+        name = signal.Signals(signum).name
+        if cls.in_critical:
+            cls.pending = name
+            return
+        raise Cancelled(name)
+
+    @classmethod
+    def enter(cls) -> bool:
+        if threading.current_thread() is not threading.main_thread() or cls.in_critical:
+            return False
+        cls.in_critical = True
+        return True
+
+    @classmethod
+    def leave(cls) -> None:
+        cls.in_critical = False
+        if cls.pending is not None:
+            name, cls.pending = cls.pending, None
+            raise Cancelled(name)
 
 
 class Run:
@@ -412,8 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     stream_fd = os.dup(1)
     os.dup2(2, 1)
     stream = os.fdopen(stream_fd, "w", encoding="utf-8", buffering=1)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _Signals.handler)
+    signal.signal(signal.SIGINT, _Signals.handler)
     # The session may lose its terminal (SSH drop); a hang-up must not end the run.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
@@ -449,11 +483,15 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
         if not bad_input:
             traceback.print_exc(file=sys.stderr)
-        writer.emit("error", message=error, where=run.last_phase)
+        try:
+            writer.emit("error", message=error, where=run.last_phase)
+        except Cancelled:
+            pass  # a cancel that arrived while reporting the failure: the failure is the story
     finally:
         # Ignore further signals while the record is closed: a second Ctrl-C must not lose it.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _Signals.pending = None
     try:
         if run.open_phase is not None and run.sampler is not None:
             run.end(partial=True)
