@@ -25,7 +25,7 @@ import pandas as pd
 
 from engine.data import DataError, PreparedData, Split, assemble
 from engine.data.cache import load_or_build
-from engine.data.groups import check_groups
+from engine.data.groups import check_groups, complete_groups
 from engine.data.locate import ExtraSensorySource, find_extrasensory
 from engine.data.real import check_numeric, parser_error_detail
 
@@ -221,14 +221,7 @@ def _groups(all_names: list[str], usable: list[str], excluded: dict[str, str], s
                 "default: users sorted by UUID, first half the source, the rest the target")
     source = tuple(normalise_user(u, all_names) for u in source_group) if source_group is not None else None
     target = tuple(normalise_user(u, all_names) for u in target_group) if target_group is not None else None
-    if source is None:
-        source = tuple(u for u in usable if u not in set(target))
-        rule = "target from the spec, source = every other usable user"
-    elif target is None:
-        target = tuple(u for u in usable if u not in set(source))
-        rule = "source from the spec, target = every other usable user"
-    else:
-        rule = "from the spec"
+    source, target, rule = complete_groups(list(usable), source, target, "user")
     check_groups(source, target, all_names, "extrasensory")
     for group_name, group in (("source_group", source), ("target_group", target)):
         for user in group:

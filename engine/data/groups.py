@@ -18,3 +18,23 @@ def check_groups(source: tuple[str, ...], target: tuple[str, ...], available: li
     if overlap:
         raise DataError(f"{dataset}: {', '.join(overlap)} in both source_group and target_group; "
                         "transfer must be measured on people the source network never saw")
+
+
+def complete_groups(available: list[str], source: tuple[str, ...] | None, target: tuple[str, ...] | None,
+                    noun: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """Fill in whichever group the spec left out, and say by which rule.
+
+    Neither given: the first half of `available` (in its stable order) is the source, the rest the
+    target. One given: the other is everyone else available.
+    """
+    if source is None and target is None:
+        half = len(available) // 2
+        return (tuple(available[:half]), tuple(available[half:]),
+                f"default: first half of the {noun}s is the source, the rest the target")
+    if source is None:
+        return tuple(a for a in available if a not in set(target)), target, \
+            f"target from the spec, source = every other {noun}"
+    if target is None:
+        return source, tuple(a for a in available if a not in set(source)), \
+            f"source from the spec, target = every other {noun}"
+    return source, target, "from the spec"

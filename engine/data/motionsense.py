@@ -27,7 +27,7 @@ import pandas as pd
 
 from engine.data import DataError, PreparedData, assemble, chronological_windows, windows
 from engine.data.cache import load_or_build
-from engine.data.groups import check_groups
+from engine.data.groups import check_groups, complete_groups
 from engine.data.locate import MOTIONSENSE_ZIP, MotionSenseSource, find_motionsense, trial_of
 from engine.data.real import check_numeric, parser_error_detail
 
@@ -224,14 +224,7 @@ def _groups(subjects: list[str], source_group, target_group,
                 "default: first half of the subjects by number is the source, the rest the target")
     source = tuple(normalise_subject(s) for s in source_group) if source_group is not None else None
     target = tuple(normalise_subject(s) for s in target_group) if target_group is not None else None
-    if source is None:
-        source = tuple(s for s in subjects if s not in set(target))
-        rule = "target from the spec, source = every other subject"
-    elif target is None:
-        target = tuple(s for s in subjects if s not in set(source))
-        rule = "source from the spec, target = every other subject"
-    else:
-        rule = "from the spec"
+    source, target, rule = complete_groups(list(subjects), source, target, "subject")
     check_groups(source, target, subjects, "motionsense")
     return source, target, rule
 

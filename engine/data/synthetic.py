@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.data import PreparedData, Split, assemble, chronological_windows
+from engine.data.groups import check_groups, complete_groups
 
 RATE_HZ = 50.0
 CHANNELS = ("rotationRate.x", "rotationRate.y", "rotationRate.z", "acc.x", "acc.y", "acc.z")
@@ -58,11 +59,7 @@ def load(subjects: int, seconds: float, window: int, stride: int, seed: int,
         sig_rng = np.random.default_rng(np.random.SeedSequence([int(sig_seed), seed]))
         recordings[sid] = _subject_recording(sig_rng, seconds)
 
-    half = subjects // 2
-    source = source_group or tuple(ids[:half])
-    target = target_group or tuple(ids[half:])
-    from engine.data.groups import check_groups
-
+    source, target, rule = complete_groups(ids, source_group, target_group, "subject")
     check_groups(source, target, ids, "synthetic")
 
     def split(group: tuple[str, ...]) -> Split:
@@ -84,6 +81,7 @@ def load(subjects: int, seconds: float, window: int, stride: int, seed: int,
             "window": window,
             "stride": stride,
             "split": f"chronological {TRAIN_FRACTION:.0%} train / rest test per subject, gap of one window",
+            "groups": rule,
             "source_group": list(source),
             "target_group": list(target),
         },
