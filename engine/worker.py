@@ -396,7 +396,9 @@ class Run:
             "last_phase": self.last_phase,
             "phases": self.phases,
             "pretrain": self.pretrain,
-            "idle_watts": self.idle_watts,
+            "idle_watts": {n: {"w": w, "source": self.sampler.domains[n].source,
+                               "method": self.sampler.domains[n].method}
+                           for n, w in self.idle_watts.items()} if self.sampler else {},
             "metrics": self.metrics,
             "curve": self.curve,
             "meters": self.manifest.get("meters", []),
