@@ -311,6 +311,14 @@ def _interval_text(e: Estimate, fmt: str, unit: str = "") -> str:
     return f"95 % CI {e.low:{fmt}}{unit} to {e.high:{fmt}}{unit}"
 
 
+def _ratio_clause(ratio: Estimate, no_difference: str, differs: str) -> str:
+    """`no_difference (0.98x, CI)` when the interval spans 1, else `differs` with {x} filled in."""
+    x, interval = f"{ratio.mean:.2f}x", _interval_text(ratio, ".2f", "x")
+    if ratio.has_interval and ratio.spans(1.0):
+        return f"{no_difference} ({x}, {interval})"
+    return f"{differs.format(x=x)} ({interval})"
+
+
 def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: Estimate | None,
             too_small: bool = False, test_ratio: Estimate | None = None) -> str:
     """One plain sentence a reader can paste, saying when an interval includes no difference."""
@@ -320,19 +328,12 @@ def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: E
                      "below zero, too short for the meter to resolve (train longer)")
     elif train_ratio is None:
         parts.append(f"no training energy to compare for {treatment} and {reference}")
-    elif train_ratio.has_interval and train_ratio.spans(1.0):
-        parts.append(f"{treatment} and {reference}: no clear difference in training energy "
-                     f"({train_ratio.mean:.2f}x, {_interval_text(train_ratio, '.2f', 'x')})")
     else:
-        parts.append(f"{treatment} used {train_ratio.mean:.2f}x the training energy of {reference} "
-                     f"({_interval_text(train_ratio, '.2f', 'x')})")
+        parts.append(_ratio_clause(train_ratio, f"{treatment} and {reference}: no clear difference in training energy",
+                                   f"{treatment} used {{x}} the training energy of {reference}"))
     if test_ratio is not None:
-        if test_ratio.has_interval and test_ratio.spans(1.0):
-            parts.append(f"no clear difference in energy per inference ({test_ratio.mean:.2f}x, "
-                         f"{_interval_text(test_ratio, '.2f', 'x')})")
-        else:
-            parts.append(f"{test_ratio.mean:.2f}x the energy per inference "
-                         f"({_interval_text(test_ratio, '.2f', 'x')})")
+        parts.append(_ratio_clause(test_ratio, "no clear difference in energy per inference",
+                                   "{x} the energy per inference"))
     if acc is not None:
         if acc.has_interval and acc.spans(0.0):
             parts.append(f"no clear difference in accuracy ({acc.mean:+.1f} points, {_interval_text(acc, '+.1f')})")

@@ -40,10 +40,9 @@ class LabChoice:
 
     @property
     def mechanism(self) -> str:
-        """One token naming the mechanisms changed from the baseline (engine.presets' names)."""
-        names = [name for name, on in (("no-normalization", not self.normalize), ("no-batchnorm", not self.batchnorm),
-                                       ("augmentation", self.augment), ("pruning", self.prune)) if on]
-        return "+".join(names) or "baseline"
+        """One token naming the mechanisms changed from the baseline (engine.spec's names)."""
+        return RunSpec(normalize=self.normalize, batchnorm=self.batchnorm, augment=self.augment,
+                       prune=0.5 if self.prune else 0.0).mechanism
 
 
 @dataclass(frozen=True)
