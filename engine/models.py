@@ -25,6 +25,16 @@ class Net(nn.Module):
     def replace_head(self, n_classes: int) -> None:
         self.head = nn.Linear(self.body_dim, n_classes)
 
+    def extend_head(self, n_classes: int) -> None:
+        """Keep the source network whole (body and head) and add new layers on top, as the study
+        built its transferred network: the old head becomes part of the body, so the network
+        grows and its inference costs more than the source network's."""
+        old_head = self.head
+        width = self.body_dim
+        self.body = nn.Sequential(self.body, old_head, nn.ReLU())
+        self.body_dim = old_head.out_features
+        self.head = nn.Sequential(nn.Linear(self.body_dim, width), nn.ReLU(), nn.Linear(width, n_classes))
+
     def freeze_body(self) -> None:
         for p in self.body.parameters():
             p.requires_grad_(False)

@@ -30,13 +30,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.spec import DATASETS, FIELDS, MECHANISMS, MODES, SIZES, RunSpec, SpecError, spec_from_dict, suggest
+from engine.spec import (DATASETS, FIELDS, MECHANISMS, MODES, SIZES, TRANSFER_HEADS, RunSpec, SpecError, mode_label,
+                         spec_from_dict, suggest)
 
-MATRIX_KEYS = {"dataset": DATASETS, "size": SIZES, "mode": MODES, "mechanism": tuple(MECHANISMS)}
+MATRIX_KEYS = {"dataset": DATASETS, "size": SIZES, "mode": MODES, "mechanism": tuple(MECHANISMS),
+               "transfer_head": TRANSFER_HEADS}
 TOP_KEYS = ("preset", "matrix", "settings", "override")
 PRESET_KEYS = ("name", "description", "trials")
 # Keys the matrix and the preset itself own; settings may not set them.
-RESERVED = {"dataset", "size", "mode", "seed", "run_id", "preset", "config", "batch"}
+RESERVED = {"dataset", "size", "mode", "transfer_head", "seed", "run_id", "preset", "config", "batch"}
 
 
 class PresetError(ValueError):
@@ -51,10 +53,11 @@ class Config:
     size: str
     mode: str
     mechanism: str
+    transfer_head: str = "replace"  # scratch ignores it
 
     @property
     def key(self) -> str:
-        return f"{self.dataset}/{self.size}/{self.mode}/{self.mechanism}"
+        return f"{self.dataset}/{self.size}/{mode_label(self.mode, self.transfer_head)}/{self.mechanism}"
 
     @property
     def group(self) -> str:
@@ -172,7 +175,8 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         if len(set(values)) != len(values):
             raise PresetError(f"{where}: [matrix] {key}: repeated values in {values!r}")
         axes[key] = values
-    for key, default in (("dataset", "synthetic"), ("size", "small"), ("mode", "scratch"), ("mechanism", "baseline")):
+    for key, default in (("dataset", "synthetic"), ("size", "small"), ("mode", "scratch"), ("mechanism", "baseline"),
+                         ("transfer_head", "replace")):
         axes.setdefault(key, [default])
 
     settings = _table(data.get("settings", {}), where, "settings")
@@ -199,15 +203,19 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         _check_settings(overrides, where, "command line")
 
     configs, specs = [], {}
-    for dataset, size, mode, mechanism in itertools.product(axes["dataset"], axes["size"], axes["mode"],
-                                                             axes["mechanism"]):
-        config = Config(dataset, size, mode, mechanism)
+    axes_in_order = (axes["dataset"], axes["size"], axes["mode"], axes["mechanism"], axes["transfer_head"])
+    for dataset, size, mode, mechanism, transfer_head in itertools.product(*axes_in_order):
+        if mode == "scratch":
+            transfer_head = "replace"  # scratch has no source network: one configuration, whatever the axis says
+        config = Config(dataset, size, mode, mechanism, transfer_head)
+        if config.key in specs:
+            continue
         fields: dict[str, Any] = {**settings, **MECHANISMS[mechanism]}
         for ov in override_list:
             if config.matches(ov["match"]):
                 fields.update({k: v for k, v in ov.items() if k != "match"})
         fields.update(overrides or {})
-        fields.update(dataset=dataset, size=size, mode=mode, preset=name, config=config.key)
+        fields.update(dataset=dataset, size=size, mode=mode, transfer_head=transfer_head, preset=name, config=config.key)
         try:
             specs[config.key] = spec_from_dict(fields, f"{where}: {config.key}")
         except SpecError as exc:

@@ -46,9 +46,10 @@ EVENT_TYPES = frozenset(
     }
 )
 
-# idle: baseline before the run; pretrain: the source network (transfer/finetune only);
-# train: the target task; prune: pruning's fine-tuning (only when pruning); test: inference.
-PHASES = ("idle", "pretrain", "train", "prune", "test")
+# idle: baseline before the run; warmup: unmetered start-up costs, recorded but in no figure;
+# pretrain: the source network (transfer/finetune only); train: the target task; prune: pruning's
+# fine-tuning (only when pruning); test: inference.
+PHASES = ("idle", "warmup", "pretrain", "train", "prune", "test")
 
 # How a joule value was obtained. Every energy value anywhere carries one of these.
 SOURCES = ("counter", "polled", "modelled")

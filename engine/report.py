@@ -20,7 +20,7 @@ SOURCE_NOTE = {
     "polled": "polled = power readings integrated over time",
     "modelled": "~ modelled = estimated from CPU time x TDP per core and resident memory; not a measurement",
 }
-PHASE_ORDER = ("idle", "pretrain", "train", "prune", "test")
+from engine.protocol import PHASES as PHASE_ORDER
 
 
 def fmt_number(x: float, digits: int = 3) -> str:
@@ -83,7 +83,7 @@ def short_key(key: str, synthetic: bool) -> str:
 
 
 def config_table(stats: list[ConfigStats], title: str = "Energy and accuracy per configuration") -> Table:
-    phases = [p for p in PHASE_ORDER if p not in ("idle", "pretrain") and any(p in s.phase_net_j for s in stats)]
+    phases = [p for p in PHASE_ORDER if p not in ("idle", "warmup", "pretrain") and any(p in s.phase_net_j for s in stats)]
     pretrain = any(s.pretrain_j is not None for s in stats)
     headers = ["configuration", "n", *(["pretrain J"] if pretrain else []), *[f"{p} J" for p in phases],
                "mJ/inf", "acc %", "F1"]

@@ -12,6 +12,9 @@ from typing import Any
 DATASETS = ("synthetic", "motionsense", "extrasensory")
 SIZES = ("small", "big")
 MODES = ("scratch", "transfer", "finetune")
+# How transfer/finetune turn the source network into the target network: "replace" swaps its
+# head for a new one; "extend" keeps the whole source network and adds layers on top (the study).
+TRANSFER_HEADS = ("replace", "extend")
 
 
 class SpecError(ValueError):
@@ -31,6 +34,7 @@ class RunSpec:
     lr: float = 1e-3
     finetune_lr_factor: float = 0.1  # fine-tune trains the whole pretrained net at lr * this
     reuse_source: bool = True  # transfer/finetune start from a saved source network when one exists
+    transfer_head: str = "replace"  # see TRANSFER_HEADS; ignored by scratch
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
     # Flush denormal floats to zero. Without it, some inputs (ExtraSensory's source users) drive
@@ -88,9 +92,19 @@ class RunSpec:
                  if change and all(getattr(self, k) == v if k != "prune" else self.prune > 0 for k, v in change.items())]
         return "+".join(names) or "baseline"
 
+    @property
+    def mode_label(self) -> str:
+        """The mode as configuration keys show it: "transfer", or "transfer-extend" for the
+        extended head (replace is the default and stays implicit, as in older logs)."""
+        return mode_label(self.mode, self.transfer_head)
+
     def describe(self) -> str:
         """The configuration key: dataset/size/mode/mechanism."""
-        return f"{self.dataset}/{self.size}/{self.mode}/{self.mechanism}"
+        return f"{self.dataset}/{self.size}/{self.mode_label}/{self.mechanism}"
+
+
+def mode_label(mode: str, transfer_head: str) -> str:
+    return mode if mode == "scratch" or transfer_head == "replace" else f"{mode}-{transfer_head}"
 
 
 # Each mechanism is a named change to the plain baseline, so it can be measured against it.
@@ -137,6 +151,7 @@ def validate(spec: RunSpec) -> None:
     _choice("size", spec.size, SIZES)
     _choice("mode", spec.mode, MODES)
     _choice("channels", spec.channels, ("default", "all"))
+    _choice("transfer_head", spec.transfer_head, TRANSFER_HEADS)
     _number("epochs", spec.epochs, int, 1, 10_000)
     if spec.pretrain_epochs is not None:
         _number("pretrain_epochs", spec.pretrain_epochs, int, 1, 10_000)

@@ -143,7 +143,10 @@ def _phase_net(summary: dict, phase: str) -> tuple[float, str] | None:
 def pretrain_energy(summary: dict) -> tuple[float, str] | None:
     """Net joules that trained the source network: measured in this run, or in the run that first
     trained it when this run reused it from the cache."""
-    total = (summary.get("pretrain") or {}).get("total") or summary.get("phases", {}).get("pretrain", {}).get("total")
+    pretrain = summary.get("pretrain") or {}
+    if pretrain.get("incomparable"):
+        return None  # measured by another kind of meter: no sum or break-even with this run's joules
+    total = pretrain.get("total") or summary.get("phases", {}).get("pretrain", {}).get("total")
     if not total or total.get("source") is None:
         return None
     return total["net_j"], total["source"]

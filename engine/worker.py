@@ -13,6 +13,7 @@ Exit codes: 0 complete, 1 failed, 2 bad input (spec, data, logs directory), 130 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -107,6 +109,7 @@ def environment_manifest() -> dict:
         "physical_cores": psutil.cpu_count(logical=False),
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 2),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
 
 
@@ -149,6 +152,19 @@ class _Signals:
             raise Cancelled(name)
 
 
+@dataclass
+class SourceNetwork:
+    """The source task's network and data; `cached` is the saved pretraining record when the
+    network came from the cache, None when this run must pretrain it."""
+
+    net: Any
+    split: Any
+    x_val: Any
+    y_val: Any
+    key: str
+    cached: dict | None
+
+
 class Run:
     """One run of one spec, from the idle baseline to the summary."""
 
@@ -165,31 +181,49 @@ class Run:
         self.open_phase: tuple[str, Any] | None = None
         self.last_phase: str | None = None
         self.sampler = None
+        self.basis: dict[str, dict[str, float]] = {}
         self.started_wall = time.time()
         self.started = time.monotonic()
 
     # -- metering -------------------------------------------------------------------------
     def start_meters(self) -> None:
         from engine.meters import discover
+        from engine.meters.contention import open_contention
         from engine.meters.sampler import Sampler
 
         meters, missing = discover(os.getpid(), self.spec.tdp_w)
         self.sampler = Sampler(
             meters, self.spec.sample_hz,
-            on_sample=lambda domains: self.w.emit("sample", domains=domains),
+            on_sample=self.emit_sample,
             on_gap=lambda domain, reason: self.w.emit("meter_gap", domain=domain, reason=reason),
+            contention=open_contention(os.getpid()),
         )
+        self.basis = {name: b for m in meters for name, b in m.basis().items()}
         self.manifest["meters"] = [d.as_dict() for d in self.sampler.domains.values()]
         self.manifest["missing_meters"] = [m.as_dict() for m in missing]
         self.manifest["meter_details"] = [m.manifest() for m in meters]
         self.manifest["sample_hz"] = self.spec.sample_hz
+
+    def with_basis(self, domain: str, energy: dict) -> dict:
+        """A modelled domain's record keeps what it was modelled from, so it can be re-modelled."""
+        basis = self.basis.get(domain)
+        if basis:
+            energy["basis"] = dict(basis)
+        return energy
+
+    def emit_sample(self, domains: dict, machine: dict | None) -> None:
+        if machine is None:
+            self.w.emit("sample", domains=domains)
+        else:
+            self.w.emit("sample", domains=domains, machine={k: machine[k] for k in
+                                                            ("others_cpu_share", "steal_share", "contended")})
 
     def begin(self, phase: str) -> None:
         self.w.emit("phase_start", phase=phase)
         self.open_phase = (phase, self.sampler.snapshot())
         self.last_phase = phase
 
-    def end(self, partial: bool = False) -> dict:
+    def end(self, partial: bool = False, extra: dict | None = None) -> dict:
         from engine.meters.sampler import phase_energy
 
         phase, start = self.open_phase
@@ -200,17 +234,24 @@ class Run:
             # The baseline itself: its mean power is what later phases subtract, so all of its
             # energy is idle and none of it net.
             self.idle_watts = {n: (end.joules[n] - start.joules[n]) / duration for n in self.sampler.domains}
-        energy = phase_energy(start, end, self.sampler.domains, self.idle_watts)
+        energy = phase_energy(start, end, self.sampler.domains, self.idle_watts, 1.0 / self.spec.sample_hz)
         if phase == "idle":
             for e in energy.values():
                 e.idle_j = e.gross_j  # exactly, not watts x duration with its rounding
         record = {
             "duration_s": duration,
-            "energy": {name: e.as_dict() for name, e in energy.items()},
+            "energy": {name: self.with_basis(name, e.as_dict()) for name, e in energy.items()},
             "total": total_energy(energy.values()),
         }
+        if start.cpu is not None and end.cpu is not None:
+            from engine.meters.contention import contention_between
+
+            contention = contention_between(start.cpu, end.cpu, self.sampler.contention.cpus)
+            if contention is not None:
+                record["contention"] = contention
         if partial:
             record["partial"] = True
+        record.update(extra or {})
         self.phases[phase] = record
         self.w.emit("phase_end", phase=phase, duration_s=duration, energy=record["energy"],
                     total=record["total"], partial=partial)
@@ -228,7 +269,7 @@ class Run:
         from engine.data.prepare import holdout, prepare
         from engine.models import build_network, count_parameters, flops_per_sample
         from engine.train import (evaluate, finish_pruning, fit, prune_global, set_seed,
-                                  sparsity_report, timed_inference)
+                                  sparsity_report, timed_inference, warm_up)
 
         spec = self.spec
         if spec.threads:
@@ -257,15 +298,34 @@ class Run:
         def progress(p: dict) -> None:
             self.w.emit("progress", **p)
 
-        if spec.mode in ("transfer", "finetune"):
-            net = self.source_network(data.source, gap, progress)
-            net.replace_head(target.n_classes)
-            if spec.mode == "transfer":
-                net.freeze_body()
+        transfer = spec.mode in ("transfer", "finetune")
+        if transfer:
+            source = self.open_source(data.source, gap)
             lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
         else:
             net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm)
             lr = spec.lr
+
+        # Unmetered warm-up of every network this process will train, before the first metered
+        # phase, so that no phase pays the process's one-off start-up costs (see train.warm_up).
+        with torch.random.fork_rng(devices=[]):
+            jobs = []
+            if transfer and source.cached is None:
+                jobs.append((source.net, source.split.x_train, source.split.y_train, spec.lr))
+            if transfer:
+                jobs.append((self.adapt(copy.deepcopy(source.net), target.n_classes), target.x_train,
+                             target.y_train, lr))
+            else:
+                jobs.append((net, target.x_train, target.y_train, lr))
+            self.begin("warmup")
+            steps = sum(warm_up(n, x, y, batch_size=spec.batch_size, lr=job_lr, augment=spec.augment)
+                        for n, x, y, job_lr in jobs)
+            self.end(extra={"steps": steps, "networks": len(jobs)})
+
+        if transfer:
+            if source.cached is None:
+                self.pretrain_source(source, progress)
+            net = self.adapt(source.net, target.n_classes)
 
         self.manifest["network"] = {
             "size": spec.size, "parameters": count_parameters(net),
@@ -327,43 +387,93 @@ class Run:
         })
         self.w.emit("result", metrics=self.metrics, curve=self.curve)
 
-    def source_network(self, source_split, gap: int, progress):
-        """The pretrained source network: from the cache when it exists (its pretraining energy
-        comes with it, labelled cached), else trained here in a metered pretrain phase and saved."""
+    def open_source(self, source_split, gap: int) -> SourceNetwork:
+        """The source network: loaded from the cache when it exists (its pretraining energy comes
+        with it, labelled cached), else freshly built, to be pretrained by `pretrain_source`."""
         from engine import sources
         from engine.data.prepare import holdout
         from engine.models import build_network
-        from engine.train import evaluate, fit
 
         spec = self.spec
-        source, xs_val, ys_val = holdout(source_split, spec.val_fraction, gap)
-        net = build_network(source.input_shape, spec.size, source.n_classes, spec.batchnorm)
-        key = sources.source_key(spec, source.x_train, source.y_train)
+        split, x_val, y_val = holdout(source_split, spec.val_fraction, gap)
+        net = build_network(split.input_shape, spec.size, split.n_classes, spec.batchnorm)
+        key = sources.source_key(spec, split.x_train, split.y_train)
         cached = sources.load(key) if spec.reuse_source else None
         if cached is not None:
             state, record = cached
             net.load_state_dict(state)
-            self.pretrain = {**record, "cached": True, "key": key}
+            self.pretrain = {**self.reuse_pretrain_record(record), "cached": True, "key": key}
             self.metrics["source_accuracy"] = record.get("source_accuracy")
-            return net
+        return SourceNetwork(net, split, x_val, y_val, key, record if cached is not None else None)
+
+    def pretrain_source(self, source: SourceNetwork, progress) -> None:
+        """Train the source network in a metered pretrain phase, and save it for later runs."""
+        from engine import sources
+        from engine.train import evaluate, fit
+
+        spec, split = self.spec, source.split
         self.begin("pretrain")
         start_snap = self.open_phase[1]
-        fit(net, source.x_train, source.y_train, epochs=spec.effective_pretrain_epochs,
+        fit(source.net, split.x_train, split.y_train, epochs=spec.effective_pretrain_epochs,
             batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, augment=spec.augment, phase="pretrain",
-            x_val=xs_val, y_val=ys_val, on_progress=progress,
+            x_val=source.x_val, y_val=source.y_val, on_progress=progress,
             on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap))
-        source_accuracy = evaluate(net, source.x_test, source.y_test, source.n_classes)["accuracy"]
+        source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes)["accuracy"]
         self.metrics["source_accuracy"] = source_accuracy
         phase = self.end()
         record = {"run_id": self.w.run_id, "duration_s": phase["duration_s"], "total": phase["total"],
                   "energy": phase["energy"], "source_accuracy": source_accuracy,
-                  "source_classes": source.classes}
-        self.pretrain = {**record, "cached": False, "key": key}
+                  "source_classes": split.classes}
+        self.pretrain = {**record, "cached": False, "key": source.key}
         if spec.reuse_source:
-            problem = sources.save(key, net.state_dict(), record)
+            problem = sources.save(source.key, source.net.state_dict(), record)
             if problem:
                 self.pretrain["cache_problem"] = problem
+
+    def adapt(self, net, n_classes: int):
+        """The source network made into the target network: a new head (replaced, or new layers
+        on top of the old head), and for transfer a frozen body."""
+        if self.spec.transfer_head == "extend":
+            net.extend_head(n_classes)
+        else:
+            net.replace_head(n_classes)
+        if self.spec.mode == "transfer":
+            net.freeze_body()
         return net
+
+    def reuse_pretrain_record(self, record: dict) -> dict:
+        """A cached pretraining record in this run's terms. Modelled joules are re-modelled under
+        this run's basis (a changed --tdp rescales them exactly: J = CPU-seconds x W per core);
+        a record from another kind of meter (a counter against a model) is flagged incomparable
+        rather than set beside this run's joules."""
+        out = dict(record)
+        then_source = (record.get("total") or {}).get("source")
+        now_source = self.total_source()
+        if then_source != now_source:
+            out["incomparable"] = (f"the source network's pretraining was {then_source}, this run is {now_source}; "
+                                   "retrain it here (reuse_source = false) to compare")
+            return out
+        energy, remodelled, unknown = {}, False, False
+        for name, e in (record.get("energy") or {}).items():
+            e = dict(e)
+            now, then = self.basis.get(name), e.get("basis")
+            if e.get("source") == "modelled" and now:
+                if not then:
+                    unknown = True
+                elif then != now:
+                    (key, value), = now.items()
+                    factor = value / then[key]
+                    for k in ("gross_j", "idle_j", "net_j"):
+                        e[k] *= factor
+                    e["basis"], e["remodelled_from"] = dict(now), then
+                    remodelled = True
+            energy[name] = e
+        if remodelled:
+            out["energy"], out["total"] = energy, sum_energy_records(energy, record["total"])
+            out["remodelled"] = True
+        elif unknown:
+            out["basis_unknown"] = "cached before JouleLab recorded the model's basis: not re-modelled"
+        return out
 
     def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start) -> None:
         point = {"phase": phase, "epoch": epoch, "val_accuracy": accuracy,
@@ -417,13 +527,25 @@ def total_energy(energies) -> dict:
     parts = [e for e in energies if e.domain.kind != "platform"]
     if not parts:
         return {"gross_j": 0.0, "idle_j": 0.0, "net_j": 0.0, "source": None, "methods": []}
-    return {
+    out = {
         "gross_j": sum(e.gross_j for e in parts),
         "idle_j": sum(e.idle_j for e in parts),
         "net_j": sum(e.net_j for e in parts),
         "source": weakest_source(e.domain.source for e in parts),
         "methods": sorted(e.domain.method for e in parts),
+        # the least precise domain bounds the sum's error (conservative, and simple to state)
+        "error_rel": max(e.error_rel for e in parts),
     }
+    if any(e.short for e in parts):
+        out["short"] = True
+    return out
+
+
+def sum_energy_records(energy: dict[str, dict], like: dict) -> dict:
+    """A phase total recomputed from its domain records (after re-modelling), as total_energy."""
+    parts = [e for e in energy.values() if e.get("kind") != "platform"]
+    out = {**like, **{k: sum(e[k] for e in parts) for k in ("gross_j", "idle_j", "net_j")}}
+    return out
 
 
 def read_spec(argv: list[str]) -> RunSpec:
@@ -442,7 +564,17 @@ def read_spec(argv: list[str]) -> RunSpec:
     return spec_from_dict(data, where)
 
 
+# OpenMP threads that wait for work by spinning burn CPU time that the energy model counts, and on
+# a busy machine they fight the other processes for cores: one training step took 420 ms instead
+# of 9 ms with one core taken by another process. Waiting passively costs nothing measurable when
+# the machine is quiet. It must be set before torch (and its OpenMP runtime) is loaded; a value
+# the user set is kept, and run.json records which applied.
+THREAD_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    for name, value in THREAD_ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     # Keep the event stream safe: events go to a private duplicate of stdout, and fd 1 now points
     # at stderr for anything else that prints.
     stream_fd = os.dup(1)

@@ -55,7 +55,7 @@ def test_pruning_augmentation_and_no_batchnorm_are_measured_in_the_worker(tmp_pa
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((the_run_dir(tmp_path) / "summary.json").read_text())
     assert summary["config"] == "synthetic/small/scratch/no-batchnorm+augmentation+pruning"
-    assert list(summary["phases"]) == ["idle", "train", "prune", "test"]
+    assert list(summary["phases"]) == ["idle", "warmup", "train", "prune", "test"]
     assert summary["phases"]["prune"]["total"]["gross_j"] > 0
     pruning = summary["metrics"]["pruning"]
     assert abs(pruning["sparsity"] - 0.5) < 0.02 and "unstructured" in pruning["note"]

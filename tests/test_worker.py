@@ -26,7 +26,7 @@ def test_scratch_run_streams_events_and_writes_a_complete_log(tmp_path):
     assert ts == sorted(ts)
 
     phases = [e["phase"] for e in events if e["type"] == "phase_start"]
-    assert phases == ["idle", "train", "test"]
+    assert phases == ["idle", "warmup", "train", "test"]
     assert [e["phase"] for e in events if e["type"] == "phase_end"] == phases
 
     # samples: watts and cumulative joules per domain, with provenance, never decreasing
@@ -55,7 +55,7 @@ def test_scratch_run_streams_events_and_writes_a_complete_log(tmp_path):
     summary = json.loads((run_path / "summary.json").read_text())
     assert summary["status"] == "complete"
     assert summary["synthetic"] is True and summary["dataset"] == "synthetic (synthetic)"
-    assert set(summary["phases"]) == {"idle", "train", "test"}
+    assert set(summary["phases"]) == {"idle", "warmup", "train", "test"}
     for phase in summary["phases"].values():
         assert phase["duration_s"] > 0
         for domain in phase["energy"].values():
@@ -79,7 +79,7 @@ def test_transfer_meters_pretraining_as_its_own_phase(tmp_path):
     proc = run_worker(tiny_spec(tmp_path, mode="transfer"))
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((the_run_dir(tmp_path) / "summary.json").read_text())
-    assert list(summary["phases"]) == ["idle", "pretrain", "train", "test"]
+    assert list(summary["phases"]) == ["idle", "warmup", "pretrain", "train", "test"]
     assert summary["phases"]["pretrain"]["total"]["gross_j"] > 0
     assert "source_accuracy" in summary["metrics"]
     manifest = json.loads((the_run_dir(tmp_path) / "run.json").read_text())
@@ -116,7 +116,7 @@ def test_bad_spec_is_one_line_and_exit_2(tmp_path):
 
 
 def test_phases_constant_lists_every_phase_the_worker_can_emit():
-    assert PHASES == ("idle", "pretrain", "train", "prune", "test")
+    assert PHASES == ("idle", "warmup", "pretrain", "train", "prune", "test")
 
 
 def test_a_second_transfer_reuses_the_saved_source_network_and_its_pretraining_energy(tmp_path):

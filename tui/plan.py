@@ -112,7 +112,7 @@ def preset_plan(path: str | Path, *, logs_dir: Path, data_dir: str | None = None
         c = planned.config
         mech = "" if c.mechanism == "baseline" else f" {c.mechanism}"
         spec = replace(planned.spec, run_id=run_id())
-        items.append(PlanItem(spec, f"{c.mode}{mech} · seed {spec.seed}", c.key,
+        items.append(PlanItem(spec, f"{spec.mode_label}{mech} · seed {spec.seed}", c.key,
                               pair=f"{c.group} #{planned.trial + 1}"))
     groups: dict[str, int] = {}
     for c in loaded.configs:

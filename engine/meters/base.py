@@ -67,6 +67,10 @@ class Meter(ABC):
         """What run.json records about this meter (limits, driver versions, TDP used...)."""
         return {}
 
+    def basis(self) -> dict[str, dict[str, float]]:
+        """For modelled domains: what one joule was modelled from (see ModelMeter.basis)."""
+        return {}
+
 
 class MeterUnavailable(RuntimeError):
     """A meter that cannot be opened on this machine; the message is the reason shown to users."""
@@ -82,3 +86,44 @@ def weakest_source(sources) -> str:
     if not sources:
         raise ValueError("no sources")
     return max(sources, key=SOURCE_STRENGTH.__getitem__)
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """What a meter cannot resolve, as documented for it (the README's table lists the sources).
+
+    relative: error of one phase's joules that does not cancel when two runs on the same meter
+              are compared (a ratio), as a fraction
+    update_s: how often the value changes (counter update period, polling period or averaging
+              window, CPU-time tick): each phase edge can be off by up to this much time
+    """
+
+    relative: float
+    update_s: float
+    basis: str
+
+
+# Looked up by method prefix, most specific first.
+UNCERTAINTY: tuple[tuple[str, Uncertainty], ...] = (
+    ("rapl:", Uncertainty(0.02, 0.001, "RAPL: counters updated about every 1 ms (Intel SDM vol. 3B, 15.10); "
+                                      "package energy tracks wall-plug measurements within a few percent "
+                                      "(Khan et al., ACM TOMPECS 2018)")),
+    ("nvml:", Uncertainty(0.05, 0.1, "NVML: power accurate to +/-5 % (nvmlDeviceGetPowerUsage); the energy "
+                                     "counter and power readings update about every 100 ms")),
+    ("model:tdp-cpu-time", Uncertainty(0.10, 0.01, "model: CPU time is exact to a 10 ms tick; power per busy "
+                                                   "core varies by about 10 % between workloads at one clock "
+                                                   "(an assumption, not a measurement)")),
+    ("model:", Uncertainty(0.10, 0.1, "model: resident memory x 0.375 W/GB, read at the sampling rate "
+                                      "(an assumption, not a measurement)")),
+)
+
+# A phase shorter than this many update periods is flagged `short`: its edges alone can be off by
+# more than 10 %.
+SHORT_PHASE_PERIODS = 10
+
+
+def uncertainty(method: str) -> Uncertainty:
+    for prefix, value in UNCERTAINTY:
+        if method.startswith(prefix):
+            return value
+    return Uncertainty(0.10, 0.1, "unknown meter: assumed like the model")

@@ -1,6 +1,8 @@
 """The modelled meter, for machines with no energy counter (VMs, CI, laptops without root).
 
-CPU:  P_cpu(t)  = u(t) * W_core,  W_core = TDP / cores_per_package
+CPU:  P_cpu(t)  = u(t) * W_core,  W_core = TDP of one package / that package's physical cores
+      (one basis for the table and for --tdp: the table's core count for a CPU it knows, else
+      the "cpu cores" that /proc/cpuinfo gives per package)
       where u(t) is the CPU time of the worker's process tree per second of wall time (so 1.0
       means one core busy). Energy is therefore CPU-seconds * W_core, exactly, with no sampling
       error of its own.
@@ -78,20 +80,41 @@ def cpu_model_name() -> str:
     return platform.processor() or "unknown"
 
 
+def table_entry(model_name: str) -> CpuPower | None:
+    return next((e for e in CPU_TABLE if re.search(e.pattern, model_name)), None)
+
+
 def watts_per_core(model_name: str, tdp_w: float | None = None, cores: int | None = None) -> tuple[float, str]:
-    """Per-core power for the model, and a sentence saying where it came from."""
-    if tdp_w is not None:
-        n = cores or _physical_cores()
-        return tdp_w / n, f"TDP {tdp_w:g} W given / {n} cores"
-    for entry in CPU_TABLE:
-        if re.search(entry.pattern, model_name):
-            return entry.watts_per_core, (
-                f"TDP table: {entry.pattern!r} -> {entry.tdp_w:g} W / {entry.cores} cores"
-            )
-    return DEFAULT_WATTS_PER_CORE, f"CPU {model_name!r} not in the TDP table: default {DEFAULT_WATTS_PER_CORE:g} W per core"
+    """Per-core power for the model, and a sentence saying where it came from.
+
+    `tdp_w` and the table mean the same thing: the TDP of one package, shared by that package's
+    physical cores. So a given TDP is divided by the table's core count for a CPU the table knows
+    (a VM sees only its vCPUs, not the 64 cores that share the package's TDP), else by the
+    physical cores per package the machine reports; `cores` overrides both.
+    """
+    entry = table_entry(model_name)
+    if tdp_w is None and entry is not None and cores is None:
+        return entry.watts_per_core, f"TDP table: {entry.pattern!r} -> {entry.tdp_w:g} W / {entry.cores} cores"
+    if tdp_w is None:
+        return DEFAULT_WATTS_PER_CORE, (f"CPU {model_name!r} not in the TDP table: default "
+                                        f"{DEFAULT_WATTS_PER_CORE:g} W per core")
+    if cores is not None:
+        n, where = cores, "given"
+    elif entry is not None:
+        n, where = entry.cores, f"TDP table {entry.pattern!r}"
+    else:
+        n, where = cores_per_package(), "this machine"
+    return tdp_w / n, f"TDP {tdp_w:g} W given / {n} physical cores per package ({where})"
 
 
-def _physical_cores() -> int:
+def cores_per_package() -> int:
+    """Physical cores of one package, from /proc/cpuinfo ("cpu cores"), else all physical cores."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu cores"):
+                return max(1, int(line.split(":", 1)[1]))
+    except (OSError, ValueError):
+        pass
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
@@ -180,6 +203,14 @@ class ModelMeter(Meter):
                 self._last_t, self._last_rss_gb = now, rss_gb
                 out["dram"] = self._dram_j
             return out
+
+    def basis(self) -> dict[str, dict[str, float]]:
+        """What each domain's joules are modelled from, per joule: enough to re-model a stored
+        value under another TDP (cpu_s = J / watts_per_core) instead of mixing bases."""
+        out = {"cpu": {"watts_per_core": self.watts_per_core}}
+        if self._include_dram:
+            out["dram"] = {"watts_per_gb": DRAM_WATTS_PER_GB}
+        return out
 
     def manifest(self) -> dict:
         return {

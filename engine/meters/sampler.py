@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.meters.base import Domain, Meter, MeterError
+from engine.meters.base import SHORT_PHASE_PERIODS, Domain, Meter, MeterError, uncertainty
+from engine.meters.contention import CpuContention, CpuTimes, contention_between
 
 MIN_HZ = 0.1
 MAX_HZ = 100.0
+LIVE_CONTENTION_S = 1.0
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Snapshot:
     t: float
     joules: dict[str, float]
     gaps: frozenset[str] = frozenset()
+    cpu: CpuTimes | None = None  # the machine's and our CPU time, for contention
 
 
 @dataclass
@@ -36,6 +39,22 @@ class PhaseEnergy:
     gross_j: float
     idle_j: float
     gap: bool = False  # the meter failed at some point in the phase: the value is unreliable
+    duration_s: float = 0.0
+    update_s: float | None = None  # the meter's update period here, when it differs from the table's
+
+    @property
+    def error_rel(self) -> float:
+        """The meter's documented relative error plus what the phase's two edges can add."""
+        u = uncertainty(self.domain.method)
+        update = self.update_s if self.update_s is not None else u.update_s
+        edges = 2 * update / self.duration_s if self.duration_s > 0 else 1.0
+        return u.relative + edges
+
+    @property
+    def short(self) -> bool:
+        u = uncertainty(self.domain.method)
+        update = self.update_s if self.update_s is not None else u.update_s
+        return self.duration_s < SHORT_PHASE_PERIODS * update
 
     @property
     def net_j(self) -> float:
@@ -49,14 +68,17 @@ class PhaseEnergy:
             "source": self.domain.source,
             "method": self.domain.method,
             "kind": self.domain.kind,
+            "error_rel": self.error_rel,
         }
         if self.gap:
             out["gap"] = True
+        if self.short:
+            out["short"] = True
         return out
 
 
 def phase_energy(start: Snapshot, end: Snapshot, domains: dict[str, Domain],
-                 idle_watts: dict[str, float]) -> dict[str, PhaseEnergy]:
+                 idle_watts: dict[str, float], sample_period: float | None = None) -> dict[str, PhaseEnergy]:
     duration = end.t - start.t
     gaps = start.gaps | end.gaps
     return {
@@ -65,6 +87,10 @@ def phase_energy(start: Snapshot, end: Snapshot, domains: dict[str, Domain],
             gross_j=end.joules[name] - start.joules[name],
             idle_j=idle_watts.get(name, 0.0) * duration,
             gap=name in gaps,
+            duration_s=duration,
+            # power polled by the sampler changes only once per sampling period
+            update_s=(max(sample_period, uncertainty(domain.method).update_s)
+                      if domain.source == "polled" and sample_period else None),
         )
         for name, domain in domains.items()
     }
@@ -74,8 +100,9 @@ def phase_energy(start: Snapshot, end: Snapshot, domains: dict[str, Domain],
 class Sampler:
     meters: list[Meter]
     hz: float
-    on_sample: Callable[[dict], None] = lambda domains: None
+    on_sample: Callable[[dict, dict | None], None] = lambda domains, machine: None
     on_gap: Callable[[str, str], None] = lambda domain, reason: None
+    contention: CpuContention | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -88,6 +115,10 @@ class Sampler:
             raise ValueError(f"sampling rate {self.hz} Hz out of range {MIN_HZ}-{MAX_HZ}")
         self.domains: dict[str, Domain] = {d.name: d for m in self.meters for d in m.domains}
         self._prev: Snapshot | None = None
+        # Live contention is computed over windows of at least LIVE_CONTENTION_S: a 0.1 s window
+        # of jiffy-resolution counters would be mostly rounding.
+        self._machine_ref: CpuTimes | None = None
+        self.machine: dict | None = None
 
     def snapshot(self) -> Snapshot:
         """Read every meter now. A failing meter keeps its last value and is reported as a gap."""
@@ -105,7 +136,13 @@ class Sampler:
                             self._failing.add(name)
                             self._gap_seen.add(name)
                             self.on_gap(name, str(exc))
-            return Snapshot(t, dict(self._last), frozenset(self._gap_seen))
+            cpu = None
+            if self.contention is not None:
+                try:
+                    cpu = self.contention.read(t)
+                except (OSError, ValueError, MeterError):
+                    cpu = None  # contention is context, not energy: a failed read only loses the flag
+            return Snapshot(t, dict(self._last), frozenset(self._gap_seen), cpu)
 
     def sample(self) -> dict[str, dict]:
         """Take a snapshot and turn it into per-domain watts since the previous sample."""
@@ -117,6 +154,13 @@ class Sampler:
             j = snap.joules[name]
             w = (j - prev.joules[name]) / dt if prev and dt > 0 else None
             out[name] = {"w": w, "j": j, "source": domain.source, "method": domain.method}
+        if snap.cpu is not None:
+            ref = self._machine_ref
+            if ref is None:
+                self._machine_ref = snap.cpu
+            elif snap.cpu.t - ref.t >= LIVE_CONTENTION_S:
+                self.machine = contention_between(ref, snap.cpu, self.contention.cpus)
+                self._machine_ref = snap.cpu
         return out
 
     def _loop(self) -> None:
@@ -125,7 +169,7 @@ class Sampler:
         while not self._stop.is_set():
             domains = self.sample()
             if any(v["w"] is not None for v in domains.values()):
-                self.on_sample(domains)
+                self.on_sample(domains, self.machine)
             next_t += period
             # Fixed-rate schedule; if we fell behind (a long GC pause), skip ahead rather than burst.
             delay = next_t - time.monotonic()

@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from engine.meters import discover, meter_name  # noqa: E402
+from engine.meters.contention import open_contention  # noqa: E402
 from engine.meters.rapl import open_rapl  # noqa: E402
 from engine.meters.sampler import Sampler  # noqa: E402
 
@@ -85,11 +86,11 @@ def run_once(trainer: Trainer, steps: int, hz: float | None) -> tuple[float, int
     meters, _ = discover(os.getpid())
     taken = 0
 
-    def count(_domains):
+    def count(_domains, _machine):
         nonlocal taken
         taken += 1
 
-    sampler = Sampler(meters, hz, on_sample=count)
+    sampler = Sampler(meters, hz, on_sample=count, contention=open_contention(os.getpid()))
     sampler.start()
     try:
         per_step = trainer.steps(steps)
