@@ -75,7 +75,9 @@ def run(
     output: Annotated[OutputFormat, typer.Option("--format", help="human: progress and tables; json: results only")] = OutputFormat.human,
     logs: LogsOption = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are")] = None,
-    tdp: Annotated[Optional[float], typer.Option("--tdp", help="CPU package TDP in watts, for the energy model")] = None,
+    tdp: Annotated[Optional[float], typer.Option("--tdp", help="TDP of one CPU package in watts, for the energy model (shared by that package's physical cores)")] = None,
+    until_clear: Annotated[bool, typer.Option("--until-clear", help="Add trials to unclear comparisons until each training-energy interval excludes 1.0, or --max-trials")] = False,
+    max_trials: Annotated[int, typer.Option("--max-trials", min=2, max=1000, help="Most trials per configuration with --until-clear")] = 10,
 ) -> None:
     """Run a preset's matrix, one worker at a time, then print the comparison."""
     from engine.presets import PresetError, filter_plan, parse_only
@@ -106,6 +108,11 @@ def run(
     human = output == OutputFormat.human
     result = asyncio.run(execute_plan(plan, console if human else None))
     outcomes = result.outcomes
+    clear_note = None
+    if until_clear and not result.interrupted:
+        result, clear_note = _until_clear(loaded, parse_only(only or []), trials or loaded.trials, max_trials,
+                                          result, console if human else None)
+        outcomes = result.outcomes
     if result.interrupted:
         cancelled = next((o for o in reversed(outcomes) if o.status != "complete"), None)
         what = f"run {cancelled.run_id} was cancelled" if cancelled else "no run had started"
@@ -114,12 +121,15 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED)
     summaries = [load_summary(o.run_path) for o in outcomes]
     summaries = [s for s in summaries if s is not None]
+    from engine.calibrate import load_noise_floor
     from engine.stats import compare, config_stats
 
-    stats, comparisons = config_stats(summaries), compare(summaries)
+    stats, comparisons = config_stats(summaries), compare(summaries, load_noise_floor())
     failed = [o for o in outcomes if not o.ok]
     if human:
         print_results(stats, comparisons)
+        if clear_note:
+            console.print(clear_note, highlight=False, markup=False)
         for o in failed:
             err_console.print(f"[bold red]run {o.run_id} {o.status}:[/] {o.error or 'no error message'} "
                               f"(log: {o.run_path})", highlight=False, soft_wrap=True)
@@ -134,6 +144,37 @@ def run(
     if failed and all(o.exit_code == EXIT_USAGE for o in failed):
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_RUN_FAILED if failed else EXIT_OK)
+
+
+def _until_clear(loaded, only: dict, done: int, max_trials: int, result, live_console):
+    """More trials, one at a time, for the configurations of comparisons whose training-energy
+    interval (meter error included) still contains 1.0; returns the whole result and what
+    happened, in one line."""
+    from engine.calibrate import load_noise_floor
+    from engine.presets import filter_plan
+    from engine.runs import PlanResult, execute_plan
+    from engine.stats import compare
+
+    outcomes = list(result.outcomes)
+    while True:
+        summaries = [s for o in outcomes if (s := load_summary(o.run_path)) is not None]
+        comparisons = compare(summaries, load_noise_floor())
+        unclear = [c for c in comparisons if not (c.train_interval and c.train_interval.has_interval
+                                                  and not c.train_interval.spans(1.0))]
+        if not unclear:
+            return PlanResult(outcomes, False, result.batch), (
+                f"--until-clear: every comparison is clear after {done} trial{'s' if done != 1 else ''}")
+        if done >= max_trials:
+            names = ", ".join(f"{c.group} {c.treatment} vs {c.reference}" for c in unclear)
+            return PlanResult(outcomes, False, result.batch), (
+                f"--until-clear: still unclear after the maximum of {max_trials} trials: {names}")
+        keys = {k for c in unclear for k in c.keys}
+        extra = [p for p in filter_plan(loaded.plan(done + 1), only) if p.trial == done and p.config.key in keys]
+        more = asyncio.run(execute_plan(extra, live_console, batch=result.batch))
+        outcomes += more.outcomes
+        done += 1
+        if more.interrupted:
+            return PlanResult(outcomes, True, result.batch), None
 
 
 def outcome_record(o) -> dict:
@@ -282,7 +323,9 @@ def compare(
         last = True
     records = _records(logs_dir, run_ids, preset=preset, last=last)
     summaries = [r.summary for r in records if r.summary is not None]
-    stats, comparisons = config_stats(summaries), compare_runs(summaries)
+    from engine.calibrate import load_noise_floor
+
+    stats, comparisons = config_stats(summaries), compare_runs(summaries, load_noise_floor())
     if output == OutputFormat.json:
         from engine.export import comparison_records
 
@@ -342,10 +385,59 @@ def plot(
 
 
 @app.command()
+def calibrate(
+    preset: Annotated[str, typer.Argument(help="Preset whose configuration is run against itself")] = "quick",
+    only: Annotated[Optional[list[str]], typer.Option(help="Pick the configuration with KEY=VALUE (default: the preset's scratch run)")] = None,
+    pairs: Annotated[int, typer.Option(min=2, max=100, help="A/A pairs (at least 5 for a floor worth using)")] = 5,
+    logs: LogsOption = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are")] = None,
+    tdp: Annotated[Optional[float], typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
+) -> None:
+    """This machine's noise floor: one configuration against itself (A/A, paired), saved for verdicts."""
+    from engine.calibrate import MIN_PAIRS, analyse, calibration_plan, save
+    from engine.presets import PresetError, filter_plan, parse_only
+    from engine.report import calibration_table
+    from engine.runs import execute_plan
+    from engine.store import check_writable
+
+    overrides: dict = {"logs_dir": str(logs or default_logs_dir())}
+    if data_dir is not None:
+        overrides["data_dir"] = str(data_dir)
+    if tdp is not None:
+        overrides["tdp_w"] = tdp
+    try:
+        loaded = presets_mod.load(preset, overrides)
+        configs = filter_plan(loaded.plan(1), parse_only(only or []))
+        check_writable(Path(overrides["logs_dir"]))
+    except (PresetError, StoreError) as exc:
+        raise fail(str(exc)) from None
+    if not configs:
+        raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r}")
+    # Scratch by default: it needs no source network, so no arm starts with a cache the other lacks.
+    keys = sorted((p.config.key for p in configs), key=lambda k: "/scratch/" not in k)
+    plan = calibration_plan(loaded, keys, pairs)
+    if pairs < MIN_PAIRS:
+        err_console.print(f"note: {pairs} pairs give a rough floor; use --pairs {MIN_PAIRS} or more", highlight=False)
+    result = asyncio.run(execute_plan(plan, console))
+    if result.interrupted:
+        err_console.print("interrupted: calibration not saved", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    summaries = [s for o in result.outcomes if (s := load_summary(o.run_path)) is not None]
+    try:
+        record = analyse(summaries)
+    except ValueError as exc:
+        raise fail(f"calibration failed: {exc} (see `joulelab runs`)", EXIT_RUN_FAILED) from None
+    path = save(record)
+    console.print(calibration_table(record))
+    console.print(f"A/A: {record['verdict']}", highlight=False, markup=False)
+    console.print(f"saved {path}; `run` and `compare` verdicts on this machine now use it", highlight=False)
+
+
+@app.command()
 def meters(
     seconds: Annotated[float, typer.Option(min=0.1, max=60, help="How long to read each meter")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-    tdp: Annotated[Optional[float], typer.Option("--tdp", help="CPU package TDP in watts, for the model")] = None,
+    tdp: Annotated[Optional[float], typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
 ) -> None:
     """What this machine can measure, why not the rest, and a one-second reading of each meter."""
     from engine.meters.probe import probe, render_probe

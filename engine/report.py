@@ -12,9 +12,11 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from engine.meters.contention import CONTENDED_SHARE
 from engine.stats import Comparison, ConfigStats, Estimate
 
 SOURCE_MARK = {"counter": "", "polled": "", "modelled": "~"}
+CONTENDED_MARK = "!"  # measured while other processes used the machine (see meters.contention)
 SOURCE_NOTE = {
     "counter": "counter = read from a hardware energy counter (RAPL, NVML)",
     "polled": "polled = power readings integrated over time",
@@ -88,8 +90,9 @@ def config_table(stats: list[ConfigStats], title: str = "Energy and accuracy per
     headers = ["configuration", "n", *(["pretrain J"] if pretrain else []), *[f"{p} J" for p in phases],
                "mJ/inf", "acc %", "F1"]
     rows = [[short_key(s.key, s.synthetic), str(s.n),
-             *([fmt_estimate(s.pretrain_j, symmetric=True) + ("°" if s.cached_sources else "")] if pretrain else []),
-             *[fmt_estimate(s.phase_net_j.get(p), symmetric=True) for p in phases],
+             *([fmt_estimate(s.pretrain_j, symmetric=True) + ("°" if s.cached_sources else "")
+                + _busy(s, "pretrain")] if pretrain else []),
+             *[fmt_estimate(s.phase_net_j.get(p), symmetric=True) + _busy(s, p) for p in phases],
              fmt_estimate(s.test_j_per_inference, 1000, symmetric=True),
              fmt_estimate(s.accuracy, 100, 3, symmetric=True), fmt_estimate(s.f1, 1, 2, symmetric=True)]
             for s in stats]
@@ -98,8 +101,15 @@ def config_table(stats: list[ConfigStats], title: str = "Energy and accuracy per
     if any(s.cached_sources for s in stats):
         table.caption += ("\n° pretrain J: the energy that trained the source network, measured once and "
                           "reused from the cache by later transfer runs")
+    if any(s.contended for s in stats):
+        table.caption += (f"\n{CONTENDED_MARK} measured while other processes used more than "
+                          f"{100 * CONTENDED_SHARE:.0f} % of the machine's CPU (in some of the trials): unreliable")
     table.caption_justify = "left"
     return table
+
+
+def _busy(s: ConfigStats, phase: str) -> str:
+    return CONTENDED_MARK if s.contended.get(phase) else ""
 
 
 def caption(sources: set[str], synthetic: bool = False) -> str:
@@ -116,13 +126,16 @@ def comparison_table(comparisons: list[Comparison], title: str = "Comparison (pa
         be = "-" if c.break_even_runs is None else (
             "never" if math.isinf(c.break_even_runs) else f"{c.break_even_runs:.1f} runs")
         group = c.group[: -len("/baseline")] if c.group.endswith("/baseline") else c.group
+        busy = CONTENDED_MARK if c.contended_runs else ""
         rows.append([group + ("*" if c.synthetic else ""), f"{c.treatment} vs {c.reference}", str(c.pairs),
-                     fmt_estimate(c.train_ratio, suffix="x"), fmt_estimate(c.test_ratio, suffix="x"),
+                     fmt_estimate(c.train_interval, suffix="x") + busy, fmt_estimate(c.test_interval, suffix="x") + busy,
                      fmt_estimate(c.accuracy_diff_points, digits=2), be])
     headers = ["held fixed", "comparison", "n", "train energy", "inference energy", "accuracy pts", "pays back"]
     table = _table(title, headers, rows, labels=2)
-    table.caption = ("energy: treatment/reference ratio, geometric mean [95 % CI]; accuracy: change in points; "
-                     "pays back: transfers before pretraining's energy is recovered")
+    table.caption = ("energy: treatment/reference ratio, geometric mean [95 % CI widened by the meters' error]; "
+                     "accuracy: change in points; pays back: transfers before pretraining's energy is recovered")
+    if any(c.contended_runs for c in comparisons):
+        table.caption += f"\n{CONTENDED_MARK} some runs were measured on a busy machine: unreliable"
     table.caption_justify = "left"
     return table
 
@@ -142,11 +155,67 @@ def run_table(summary: dict) -> Table:
         record = summary.get("phases", {}).get(phase)
         if not record:
             continue
-        label = phase + (" (partial)" if record.get("partial") else "")
+        busy = (record.get("contention") or {}).get("contended")
+        label = phase + (" (partial)" if record.get("partial") else "") + (CONTENDED_MARK if busy else "")
         for i, (domain, e) in enumerate(record["energy"].items()):
             mark = SOURCE_MARK.get(e["source"], "")
+            flags = "".join(f" ({f})" for f in ("gap", "short") if e.get(f))
             table.add_row(label if i == 0 else "", domain, f"{record['duration_s']:.2f}" if i == 0 else "",
                           mark + fmt_number(e["gross_j"]), mark + fmt_number(e["idle_j"]),
-                          mark + fmt_number(e["net_j"]) + (" (gap)" if e.get("gap") else ""),
-                          e["source"], e["method"])
+                          mark + fmt_number(e["net_j"]) + flags, e["source"], e["method"])
+    table.caption = "\n".join(run_notes(summary))
+    table.caption_justify = "left"
+    return table
+
+
+def run_notes(summary: dict) -> list[str]:
+    """What a reader of one run must know beside its joules: warm-up, contention, short phases,
+    and how a reused source network's pretraining energy was carried over."""
+    notes = []
+    phases = summary.get("phases", {})
+    if "warmup" in phases:
+        w = phases["warmup"]
+        notes.append(f"warmup: {w.get('steps', '?')} unmetered training steps before the first metered phase "
+                     f"({w['duration_s']:.2f} s), so no phase pays start-up costs; in no figure")
+    for phase in PHASE_ORDER:
+        c = (phases.get(phase) or {}).get("contention")
+        if c:
+            state = f"{CONTENDED_MARK} contended" if c["contended"] else "quiet"
+            notes.append(f"{phase}: other processes used {100 * c['others_cpu_share']:.0f} % of the CPU "
+                         f"(steal {100 * c['steal_share']:.0f} %), {state}")
+    if any(e.get("short") for p in phases.values() for e in p.get("energy", {}).values()):
+        notes.append("(short): the phase lasted under ten of the meter's update periods; its edges alone may be "
+                     "off by more than 10 %")
+    pretrain = summary.get("pretrain") or {}
+    if pretrain.get("cached"):
+        how = ("re-modelled under this run's TDP" if pretrain.get("remodelled") else
+               pretrain.get("incomparable") or pretrain.get("basis_unknown") or "same basis as this run")
+        notes.append(f"pretrain: source network reused from the cache (trained by run {pretrain.get('run_id')}); "
+                     f"its energy: {how}")
+    return notes
+
+
+def calibration_table(record: dict) -> Table:
+    """`joulelab calibrate`: how much identical runs differ here, and the smallest ratio n pairs resolve."""
+    table = Table(title=f"Noise floor of {record['host']}: {record['config']} against itself, "
+                        f"{record['pairs']} A/A pairs", title_justify="left", header_style="bold")
+    for col in ("quantity", "CV per run", "A/B ratio [95 % CI]", *[f"floor at n={n}" for n in (3, 5, 10)]):
+        table.add_column(col, justify="left" if col == "quantity" else "right")
+    names = {"train": "train energy", "test": "energy per inference"}
+    for key, label in names.items():
+        ratio = record["ratio"].get(key)
+        floors = record["floors"].get(key, {})
+        est = Estimate(**{k: ratio[k] for k in ("mean", "low", "high", "n", "source")}) if ratio else None
+        cv = record["cv"].get(key)
+        table.add_row(label, f"{100 * cv:.1f} %" if cv is not None else "-", fmt_estimate(est, suffix="x"),
+                      *[f"±{100 * floors[str(n)]:.1f} %" if floors.get(str(n)) is not None else "-" for n in (3, 5, 10)])
+    for phase, cv in record["cv"].items():
+        if phase not in names:
+            table.add_row(f"{phase} phase energy", f"{100 * cv:.1f} %", "", "", "", "")
+    table.caption = ("CV: coefficient of variation of net joules over all runs; floor: the smallest ratio "
+                     "n pairs of such runs can tell from 1.0 (95 %), used by verdicts on this machine")
+    if record.get("contended_runs"):
+        table.caption += (f"\n{CONTENDED_MARK} {record['contended_runs']} runs were measured on a busy machine: "
+                          "this floor includes other processes' noise")
+    table.caption_justify = "left"
     return table

@@ -40,6 +40,7 @@ class LiveTotals:
     phase_j: dict[str, float] = field(default_factory=dict)  # finished phases: gross J (all domains)
     phase_start_j: float = 0.0
     status: str | None = None
+    machine: dict | None = None  # the last second's contention: {others_cpu_share, steal_share, contended}
 
     def update(self, event: dict) -> None:
         kind = event["type"]
@@ -54,6 +55,8 @@ class LiveTotals:
                 if d.get("w") is not None:
                     self.watts[name] = d["w"]
                 self.sources.setdefault(name, d["source"])
+            if event.get("machine") is not None:
+                self.machine = event["machine"]
         elif kind == "phase_start":
             self.phase = event["phase"]
             self.phase_start_j = self.total_j
@@ -88,7 +91,14 @@ class LiveTotals:
         if not self.joules_now:
             return "waiting for meters"
         mark = "~" if self.source == "modelled" else ""
-        return f"{mark}{self.total_w:6.1f} W  {mark}{self.total_j:8.1f} J {self.source}"
+        return f"{mark}{self.total_w:6.1f} W  {mark}{self.total_j:8.1f} J {self.source}{self.busy_text()}"
+
+    def busy_text(self) -> str:
+        """' ! busy: others 48 % CPU' while other processes contend for the machine, else ''."""
+        if not (self.machine or {}).get("contended"):
+            return ""
+        share = self.machine.get("others_cpu_share", 0.0) + self.machine.get("steal_share", 0.0)
+        return f" ! busy: others {100 * share:.0f} % CPU"
 
     def progress_text(self) -> str:
         parts = [self.phase or "starting"]
@@ -105,18 +115,19 @@ class LiveTotals:
 class PlanResult:
     outcomes: list[RunOutcome]
     interrupted: bool  # Ctrl-C: the current run was cancelled and the rest of the plan skipped
+    batch: str = ""
 
 
-async def execute_plan(plan: list[PlannedRun], console: Console | None) -> PlanResult:
+async def execute_plan(plan: list[PlannedRun], console: Console | None, batch: str | None = None) -> PlanResult:
     """Run every planned spec in order. With a console, show rich progress; without, stay quiet.
 
     Ctrl-C (SIGINT) is handled here, explicitly: the current worker's process group is cancelled
     (SIGTERM, then SIGKILL), its outcome (cancelled, partial energy kept) is recorded, and no
-    further run starts.
+    further run starts. `batch` continues an earlier plan's batch (more trials of the same run).
     """
     outcomes: list[RunOutcome] = []
     progress = None
-    batch = new_run_id()
+    batch = batch or new_run_id()
     loop = asyncio.get_running_loop()
     interrupted = False
     current: WorkerProcess | None = None
@@ -171,4 +182,4 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None) -> PlanR
         loop.remove_signal_handler(signal.SIGINT)
         if progress is not None:
             progress.stop()
-    return PlanResult(outcomes, interrupted)
+    return PlanResult(outcomes, interrupted, batch)

@@ -168,6 +168,22 @@ def inference_energy(summary: dict) -> tuple[float, str] | None:
     return per["value"], per["source"]
 
 
+def contended_phases(summary: dict, phases=("pretrain", "train", "prune", "test")) -> list[str]:
+    """Metered phases during which other processes used the machine beyond the threshold."""
+    return [p for p in phases if (summary.get("phases", {}).get(p, {}).get("contention") or {}).get("contended")]
+
+
+def others_cpu_share(summary: dict, phase: str = "train") -> float | None:
+    return (summary.get("phases", {}).get(phase, {}).get("contention") or {}).get("others_cpu_share")
+
+
+def meter_error(summary: dict, phases: tuple[str, ...]) -> float:
+    """The documented relative error of a run's energy over these phases (see meters.base)."""
+    errors = [t.get("error_rel", 0.0) for p in phases
+              if (t := summary.get("phases", {}).get(p, {}).get("total")) and t.get("source") is not None]
+    return max(errors, default=0.0)
+
+
 def config_key(summary: dict) -> str:
     """dataset/size/mode/mechanism of a run (older logs may lack the mechanism: baseline)."""
     spec = summary.get("spec", {})
@@ -193,6 +209,7 @@ class ConfigStats:
     durations: dict[str, Estimate] = field(default_factory=dict)
     phase_net_j: dict[str, Estimate] = field(default_factory=dict)
     cached_sources: int = 0  # runs that reused a saved source network instead of pretraining
+    contended: dict[str, int] = field(default_factory=dict)  # phase -> runs measured on a busy machine
 
 
 def _split_key(key: str) -> tuple[str, str, str, str]:
@@ -231,8 +248,40 @@ def config_stats(summaries: list[dict]) -> list[ConfigStats]:
             phase_net_j={p: e for p in phases
                          if (e := _energy_estimate([_phase_net(r, p) for r in runs])) is not None},
             cached_sources=sum(1 for r in runs if (r.get("pretrain") or {}).get("cached")),
+            contended={p: n for p in phases if (n := sum(1 for r in runs if p in contended_phases(r, (p,))))},
         ))
     return out
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """How far apart identical runs land on one machine, from `joulelab calibrate` (A/A runs).
+
+    sd_log: per quantity ("train", "test"), the standard deviation of the log of A/A ratios.
+    A ratio of n pairs is below the noise floor when |log ratio| <= t(n-1) x sd / sqrt(n): it is
+    the smallest difference n pairs of such runs can tell from 1.0.
+    """
+
+    host: str
+    sd_log: dict[str, float]
+    pairs: int
+    measured: str
+    config: str
+
+    def floor(self, quantity: str, pairs: int) -> float | None:
+        """Relative half-width (0.12 = +/-12 %) of the ratio identical runs give at `pairs` pairs."""
+        sd = self.sd_log.get(quantity)
+        if sd is None or pairs < 1:
+            return None
+        spread = 1.96 * sd if pairs == 1 else t_quantile(1 - (1 - CONFIDENCE) / 2, pairs - 1) * sd / math.sqrt(pairs)
+        return math.exp(spread) - 1
+
+
+def widen(ratio: Estimate | None, error_rel: float) -> Estimate | None:
+    """A ratio's interval widened by the meters' relative error (first order, worst case)."""
+    if ratio is None or not ratio.has_interval or error_rel <= 0:
+        return ratio
+    return Estimate(ratio.mean, ratio.low / (1 + error_rel), ratio.high * (1 + error_rel), ratio.n, ratio.source)
 
 
 @dataclass
@@ -250,6 +299,22 @@ class Comparison:
     pretrain_j: Estimate | None
     break_even_runs: float | None  # transfers needed before pretraining pays for itself
     verdict: str
+    keys: tuple[str, str] = ("", "")  # configuration keys of treatment and reference
+    train_meter_error: float = 0.0  # relative error of the meters, carried into the interval
+    test_meter_error: float = 0.0
+    train_noise_floor: float | None = None  # this machine's A/A floor at this many pairs
+    test_noise_floor: float | None = None
+    contended_runs: int = 0  # runs of the pairs with a metered phase on a busy machine
+    others_cpu_share: float | None = None  # the largest share other processes took in a train phase
+
+    @property
+    def train_interval(self) -> Estimate | None:
+        """The train ratio with its interval widened by the meters' error."""
+        return widen(self.train_ratio, self.train_meter_error)
+
+    @property
+    def test_interval(self) -> Estimate | None:
+        return widen(self.test_ratio, self.test_meter_error)
 
 
 def _pair(treat: list[dict], ref: list[dict]) -> list[tuple[dict, dict]]:
@@ -258,7 +323,8 @@ def _pair(treat: list[dict], ref: list[dict]) -> list[tuple[dict, dict]]:
 
 
 def _compare(group: str, treatment: str, reference: str, pairs: list[tuple[dict, dict]],
-             pretrain: Estimate | None) -> Comparison:
+             pretrain: Estimate | None, keys: tuple[str, str] = ("", ""),
+             noise: NoiseFloor | None = None) -> Comparison:
     def paired(fn):
         vals = [(fn(t), fn(r)) for t, r in pairs]
         vals = [(a, b) for a, b in vals if a is not None and b is not None]
@@ -280,13 +346,24 @@ def _compare(group: str, treatment: str, reference: str, pairs: list[tuple[dict,
         mean_saved = sum(saved) / len(saved) if saved else 0.0
         break_even = pretrain.mean / mean_saved if mean_saved > 0 else math.inf
     synthetic = any(t.get("synthetic") or r.get("synthetic") for t, r in pairs)
+    runs = [x for pair in pairs for x in pair]
+    train_error = max((meter_error(x, ("train", "prune")) for x in runs), default=0.0)
+    test_error = max((meter_error(x, ("test",)) for x in runs), default=0.0)
+    on_this_machine = noise is not None and all(x.get("host") == noise.host for x in runs)
+    floors = (noise.floor("train", len(pairs)), noise.floor("test", len(pairs))) if on_this_machine else (None, None)
+    contended = sum(1 for x in runs if contended_phases(x))
+    shares = [v for x in runs if (v := others_cpu_share(x)) is not None]
+    context = VerdictContext(train_error, test_error, floors[0], floors[1], contended, max(shares, default=None))
     return Comparison(group, treatment, reference, len(pairs), synthetic, train_ratio, test_ratio, acc,
-                      pretrain, break_even, verdict(treatment, reference, train_ratio, acc, too_small, test_ratio))
+                      pretrain, break_even, verdict(treatment, reference, train_ratio, acc, too_small, test_ratio,
+                                                    context),
+                      keys, train_error, test_error, floors[0], floors[1], contended, context.others_cpu_share)
 
 
-def compare(summaries: list[dict]) -> list[Comparison]:
+def compare(summaries: list[dict], noise: NoiseFloor | None = None) -> list[Comparison]:
     """Every comparison the runs allow: each mode against scratch (same data, size, mechanism),
-    and each mechanism against the baseline (same data, size, mode)."""
+    and each mechanism against the baseline (same data, size, mode). With this machine's noise
+    floor, verdicts on its runs say when a ratio is within what identical runs do."""
     complete = [s for s in summaries if s.get("status") == "complete"]
     by_key: dict[str, list[dict]] = {}
     for s in complete:
@@ -299,12 +376,12 @@ def compare(summaries: list[dict]) -> list[Comparison]:
             if ref_key in by_key:
                 pretrain = _energy_estimate([pretrain_energy(r) for r in runs])
                 out.append(_compare(f"{dataset}/{size}/{mechanism}", mode, "scratch",
-                                    _pair(runs, by_key[ref_key]), pretrain))
+                                    _pair(runs, by_key[ref_key]), pretrain, (key, ref_key), noise))
         if mechanism != "baseline":
             ref_key = f"{dataset}/{size}/{mode}/baseline"
             if ref_key in by_key:
                 out.append(_compare(f"{dataset}/{size}/{mode}", mechanism, "baseline",
-                                    _pair(runs, by_key[ref_key]), None))
+                                    _pair(runs, by_key[ref_key]), None, (key, ref_key), noise))
     return out
 
 
@@ -314,17 +391,43 @@ def _interval_text(e: Estimate, fmt: str, unit: str = "") -> str:
     return f"95 % CI {e.low:{fmt}}{unit} to {e.high:{fmt}}{unit}"
 
 
-def _ratio_clause(ratio: Estimate, no_difference: str, differs: str) -> str:
-    """`no_difference (0.98x, CI)` when the interval spans 1, else `differs` with {x} filled in."""
-    x, interval = f"{ratio.mean:.2f}x", _interval_text(ratio, ".2f", "x")
-    if ratio.has_interval and ratio.spans(1.0):
+@dataclass(frozen=True)
+class VerdictContext:
+    """What a verdict must weigh besides the trials: meter error, the machine's noise, contention."""
+
+    train_meter_error: float = 0.0
+    test_meter_error: float = 0.0
+    train_noise_floor: float | None = None
+    test_noise_floor: float | None = None
+    contended_runs: int = 0
+    others_cpu_share: float | None = None
+
+
+def _ratio_clause(ratio: Estimate, no_difference: str, differs: str, meter_error: float = 0.0,
+                  noise_floor: float | None = None) -> str:
+    """`no_difference (0.98x, CI)` when the interval spans 1, else `differs` with {x} filled in.
+
+    The interval is the trials' interval widened by the meters' error; a ratio within this
+    machine's A/A noise floor says so instead of standing as a bare number."""
+    x = f"{ratio.mean:.2f}x"
+    wide = widen(ratio, meter_error)
+    interval = _interval_text(wide, ".2f", "x")
+    if meter_error > 0 and wide.has_interval:
+        interval += f" incl. meter error ±{100 * meter_error:.0f} %"
+    if noise_floor is not None and abs(math.log(ratio.mean)) <= math.log1p(noise_floor):
+        return f"{no_difference}: {x} is below this machine's noise floor (±{100 * noise_floor:.0f} %) ({interval})"
+    if wide.has_interval and wide.spans(1.0):
+        if not ratio.spans(1.0):
+            return f"{no_difference}: {x} is smaller than the meters can resolve ({interval})"
         return f"{no_difference} ({x}, {interval})"
     return f"{differs.format(x=x)} ({interval})"
 
 
 def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: Estimate | None,
-            too_small: bool = False, test_ratio: Estimate | None = None) -> str:
+            too_small: bool = False, test_ratio: Estimate | None = None,
+            context: VerdictContext | None = None) -> str:
     """One plain sentence a reader can paste, saying when an interval includes no difference."""
+    ctx = context or VerdictContext()
     parts = []
     if train_ratio is None and too_small:
         parts.append(f"no training energy ratio for {treatment} vs {reference}: a net training energy was at or "
@@ -333,10 +436,11 @@ def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: E
         parts.append(f"no training energy to compare for {treatment} and {reference}")
     else:
         parts.append(_ratio_clause(train_ratio, f"{treatment} and {reference}: no clear difference in training energy",
-                                   f"{treatment} used {{x}} the training energy of {reference}"))
+                                   f"{treatment} used {{x}} the training energy of {reference}",
+                                   ctx.train_meter_error, ctx.train_noise_floor))
     if test_ratio is not None:
         parts.append(_ratio_clause(test_ratio, "no clear difference in energy per inference",
-                                   "{x} the energy per inference"))
+                                   "{x} the energy per inference", ctx.test_meter_error, ctx.test_noise_floor))
     if acc is not None:
         if acc.has_interval and acc.spans(0.0):
             parts.append(f"no clear difference in accuracy ({acc.mean:+.1f} points, {_interval_text(acc, '+.1f')})")
@@ -348,4 +452,9 @@ def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: E
     sentence = " and ".join(parts)
     if any(e is not None and e.source == "modelled" for e in (train_ratio, test_ratio)):
         sentence += " [energy modelled, not measured]"
+    if ctx.contended_runs:
+        share = f"; other processes used up to {100 * ctx.others_cpu_share:.0f} % of the CPU" \
+            if ctx.others_cpu_share is not None else ""
+        sentence += (f" [measured on a busy machine: {ctx.contended_runs} run"
+                     f"{'s' if ctx.contended_runs != 1 else ''} contended{share}; treat as unreliable]")
     return sentence

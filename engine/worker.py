@@ -498,6 +498,7 @@ class Run:
             "spec": self.spec.to_dict(),
             "config": self.spec.config or self.spec.describe(),
             "preset": self.spec.preset,
+            "host": socket.gethostname(),
             "dataset": self.manifest.get("dataset", {}).get("label", self.spec.dataset),
             "synthetic": self.manifest.get("dataset", {}).get("synthetic", self.spec.dataset == "synthetic"),
             "started": self.manifest.get("started"),
@@ -514,6 +515,7 @@ class Run:
             "meters": self.manifest.get("meters", []),
             "missing_meters": self.manifest.get("missing_meters", []),
             "meter_gaps": sorted(self.sampler.gaps()) if self.sampler else [],
+            "contended_phases": [p for p, r in self.phases.items() if (r.get("contention") or {}).get("contended")],
             "network": {k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
             "events": self.w.count + 1,  # and the done event that follows
             "reader_lost": self.w.reader_lost_at is not None,

@@ -113,7 +113,7 @@ UNCERTAINTY: tuple[tuple[str, Uncertainty], ...] = (
     ("model:tdp-cpu-time", Uncertainty(0.10, 0.01, "model: CPU time is exact to a 10 ms tick; power per busy "
                                                    "core varies by about 10 % between workloads at one clock "
                                                    "(an assumption, not a measurement)")),
-    ("model:", Uncertainty(0.10, 0.1, "model: resident memory x 0.375 W/GB, read at the sampling rate "
+    ("model:", Uncertainty(0.10, 0.0, "model: resident memory x 0.375 W/GB, read at every phase edge "
                                       "(an assumption, not a measurement)")),
 )
 

@@ -191,6 +191,9 @@ class LiveView(Vertical):
             parts.append(f"{queued} more run{'s' if queued > 1 else ''}"
                          + (f" ~{fmt.duration(mean * queued)}" if mean else ""))
         parts.append(f"{s.mark()}{s.total_w:.1f} W" if s.watts else "")
+        if status == "running" and s.busy_text():
+            # Other processes are taking the CPU: what is measured now is not the mechanism alone.
+            parts.append((s.busy_text().strip(), "bold reverse"))
         text = Text()
         for part in parts:
             if not part:
