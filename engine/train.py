@@ -78,7 +78,9 @@ def fit(net: Net, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
     n = len(xt)
-    steps_per_epoch = math.ceil(n / batch_size)
+    # A last batch of one sample is dropped: batch-norm cannot train on it (and one sample of an
+    # epoch changes nothing measurable).
+    steps_per_epoch = math.ceil(n / batch_size) if n % batch_size != 1 or n == 1 else n // batch_size
     samples_seen = steps = 0
     loss_value = float("nan")
     last_report = 0.0
@@ -140,7 +142,7 @@ def warm_up(net: Net, x: np.ndarray, y: np.ndarray, *, batch_size: int, lr: floa
     # Every batch shape the run will see: full batches, the epoch's last partial batch, and the
     # inference batch sizes of validation, scoring and the timed test.
     tail = len(xt) % batch_size
-    shapes = [min(batch_size, len(xt))] * steps + ([tail] if tail else [])
+    shapes = [min(batch_size, len(xt))] * steps + ([tail] if tail > 1 else [])
     with torch.random.fork_rng(devices=[]):
         generator = torch.Generator().manual_seed(0)
         clone.train()
