@@ -64,7 +64,7 @@ def _first_epoch_excess(summary: dict, phase: str = "train") -> float:
 def test_in_process_and_cached_source_paths_measure_training_alike(tmp_path):
     """Before the warm-up, the cached path's train phase paid the process's start-up costs (about
     7 J against 1 J of training); the in-process path hid them in pretraining."""
-    spec = dict(mode="transfer", epochs=4, pretrain_epochs=2, synthetic_seconds=60.0, stride=16, val_fraction=0.2)
+    spec = dict(mode="transfer", epochs=4, pretrain_epochs=2, synthetic_seconds=90.0, stride=16, val_fraction=0.2)
     first = run_worker(tiny_spec(tmp_path / "in-process", **spec))
     second = run_worker(tiny_spec(tmp_path / "cached", **spec))
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
@@ -74,9 +74,10 @@ def test_in_process_and_cached_source_paths_measure_training_alike(tmp_path):
         assert list(summary["phases"])[:2] == ["idle", "warmup"]
         assert summary["phases"]["warmup"]["steps"] > 0
         assert summary["phases"]["warmup"]["duration_s"] > 0
-        assert _first_epoch_excess(summary) < 2.0, summary["curve"]
+        # before the warm-up the cached path's first epoch cost about 20x a later one
+        assert _first_epoch_excess(summary) < 3.0, summary["curve"]
     ratio = cached["phases"]["train"]["total"]["net_j"] / fresh["phases"]["train"]["total"]["net_j"]
-    assert 0.5 < ratio < 2.0, ratio
+    assert 1 / 3 < ratio < 3.0, ratio  # before: about 7x
     # the warm-up is in the log and in no figure
     assert cached["metrics"]["j_per_train_sample"]["value"] == pytest.approx(
         cached["phases"]["train"]["total"]["net_j"] / cached["metrics"]["train_samples"])
