@@ -325,13 +325,13 @@ def _epoch_ms(stamp: str | None) -> int | None:
         return None
 
 
-def _mlflow_client(tracking_uri: str | None):
+def _mlflow_client_class():
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise ExportError(f"--format mlflow needs MLflow, which is not installed; install it with: {MLFLOW_INSTALL}") \
             from None
-    return MlflowClient(tracking_uri)
+    return MlflowClient
 
 
 def _mlflow_error(target: MlflowTarget, exc: Exception) -> ExportError:
@@ -342,10 +342,11 @@ def _mlflow_error(target: MlflowTarget, exc: Exception) -> ExportError:
 def log_mlflow(records: list[RunRecord], target: MlflowTarget = MlflowTarget()) -> list[MlflowLogged]:
     """Log each run as an MLflow run in `target`. A run logged before (found by its run-id tag) is
     left unchanged; a run still running is skipped. Raises ExportError (one line)."""
-    client = _mlflow_client(target.tracking_uri)
+    client_class = _mlflow_client_class()
     from mlflow.exceptions import MlflowException
 
     try:
+        client = client_class(target.tracking_uri)
         experiment = client.get_experiment_by_name(target.experiment)
         experiment_id = (experiment.experiment_id if experiment is not None
                          else client.create_experiment(target.experiment))
