@@ -4,8 +4,8 @@
 serves the runs in progress. It is fed from the events the plan runner already receives
 (engine/runs.py, tui/app.py): nothing else is measured or read. One series per run:
 
-    joulelab_power_watts{run_id, configuration, domain, source}                 gauge: the last sample
-    joulelab_energy_joules_total{run_id, configuration, phase, domain, source, method}
+    joulelab_power_watts{run_id, configuration, domain, kind, source}           gauge: the last sample
+    joulelab_energy_joules_total{run_id, configuration, phase, domain, kind, source, method}
                                                                                counter: gross J per phase
     joulelab_run_state{run_id, configuration, joulelab_run_state="train"}     state set: phase, then status
     joulelab_samples_dropped_total{run_id, configuration}                     counter: samples the
@@ -16,7 +16,8 @@ Energy counters rise with the live samples (differences of each domain's cumulat
 between two samples that both lie inside the phase, so they never overshoot) and are topped up
 at the phase's end to the exact gross joules the worker reports for it, so a scrape after a
 phase agrees with summary.json. The `source` label
-says counter, polled or modelled, as everywhere else.
+says counter, polled or modelled, as everywhere else; `kind` is cpu, dram, gpu or platform (RAPL's
+psys, which includes the others: leave it out of sums with kind!="platform").
 
 The server binds 127.0.0.1 unless an address is given explicitly, uses its own CollectorRegistry
 (not the process-global one), and is shut down when the plan ends, so the port closes.
@@ -49,7 +50,7 @@ class _Run:
     phase_t: float = 0.0  # when the current phase started (worker's monotonic clock)
     last_j: dict[str, float] = field(default_factory=dict)
     counted: dict[tuple[str, str], float] = field(default_factory=dict)  # (phase, domain) -> J so far
-    sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # domain -> (source, method)
+    kinds: dict[str, str] = field(default_factory=dict)  # domain -> cpu | dram | gpu | platform
     last_sample_t: float | None = None
 
 
@@ -67,9 +68,9 @@ class MetricsServer:
         self.registry = CollectorRegistry(auto_describe=True)
         run = ["run_id", "configuration"]
         self.watts = Gauge("joulelab_power_watts", "Power of each meter domain at the last sample (W)",
-                           [*run, "domain", "source"], registry=self.registry)
+                           [*run, "domain", "kind", "source"], registry=self.registry)
         self.joules = Counter("joulelab_energy_joules", "Gross energy per phase and meter domain (J)",
-                              [*run, "phase", "domain", "source", "method"], registry=self.registry)
+                              [*run, "phase", "domain", "kind", "source", "method"], registry=self.registry)
         self.state = Enum("joulelab_run_state", "The run's phase while it runs, then its final status",
                           run, states=list(STATES), registry=self.registry)
         self.dropped = Counter("joulelab_samples_dropped", "Live samples the sampler's fixed-rate schedule "
@@ -125,7 +126,7 @@ class MetricsServer:
         labels = (rid, run.configuration)
         if kind == "hello":
             for m in event.get("meters", []):
-                run.sources[m["name"]] = (m["source"], m["method"])
+                run.kinds[m["name"]] = m.get("kind", "")
         elif kind == "phase_start":
             run.phase, run.phase_t = event["phase"], event["t"]
             self.state.labels(*labels).state(run.phase if run.phase in STATES else "starting")
@@ -136,7 +137,8 @@ class MetricsServer:
             for domain, e in event.get("energy", {}).items():
                 missing = e["gross_j"] - run.counted.get((phase, domain), 0.0)
                 if missing > 0:
-                    self.joules.labels(*labels, phase, domain, e["source"], e["method"]).inc(missing)
+                    kind = run.kinds.get(domain, "")
+                    self.joules.labels(*labels, phase, domain, kind, e["source"], e["method"]).inc(missing)
                     run.counted[(phase, domain)] = e["gross_j"]
             run.phase = None
         elif kind == "meter_gap":
@@ -159,12 +161,12 @@ class MetricsServer:
         run.last_sample_t = t
         inside = run.phase is not None and previous_t is not None and previous_t >= run.phase_t
         for domain, d in event["domains"].items():
-            source, method = d.get("source"), d.get("method")
+            source, method, kind = d.get("source"), d.get("method"), run.kinds.get(domain, "")
             if d.get("w") is not None:
-                self.watts.labels(*labels, domain, source).set(d["w"])
+                self.watts.labels(*labels, domain, kind, source).set(d["w"])
             previous = run.last_j.get(domain)
             run.last_j[domain] = d["j"]
             if inside and previous is not None and d["j"] > previous:
-                self.joules.labels(*labels, run.phase, domain, source, method).inc(d["j"] - previous)
+                self.joules.labels(*labels, run.phase, domain, kind, source, method).inc(d["j"] - previous)
                 key = (run.phase, domain)
                 run.counted[key] = run.counted.get(key, 0.0) + d["j"] - previous

@@ -152,11 +152,11 @@ def test_metrics_follow_a_runs_events_and_end_at_its_phase_energies():
     labels = {"run_id": record.run_id, "configuration": "synthetic/small/transfer/baseline"}
     for phase, p in record.summary["phases"].items():
         for domain, e in p["energy"].items():
-            got = value("joulelab_energy_joules_total", {**labels, "phase": phase, "domain": domain,
+            got = value("joulelab_energy_joules_total", {**labels, "phase": phase, "domain": domain, "kind": e["kind"],
                                                          "source": e["source"], "method": e["method"]})
             assert got == pytest.approx(e["gross_j"]) if e["gross_j"] > 0 else got in (None, 0.0)
     last = [e for e in events if e["type"] == "sample"][-1]["domains"]
-    assert value("joulelab_power_watts", {**labels, "domain": "dram", "source": "modelled"}) == \
+    assert value("joulelab_power_watts", {**labels, "domain": "dram", "kind": "dram", "source": "modelled"}) == \
         pytest.approx(last["dram"]["w"])
     assert value("joulelab_run_state", {**labels, "joulelab_run_state": "complete"}) == 1.0
     assert value("joulelab_run_state", {**labels, "joulelab_run_state": "test"}) == 0.0
@@ -178,8 +178,8 @@ def test_metrics_count_dropped_samples_and_meter_gaps():
 
 
 def tiny_preset(tmp_path: Path, extra: str = "") -> Path:
-    # idle_s = 2: the run stays in its idle phase long enough to be scraped on a busy machine
-    settings = {**TINY, "idle_s": 2.0}
+    # idle_s = 1: the run stays in its idle phase long enough to be scraped on a busy machine
+    settings = {**TINY, "idle_s": 1.0}
     lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items() if k not in ("dataset", "size"))
     path = tmp_path / "tiny.toml"
     path.write_text(f"# tiny\n[preset]\nname = 'tiny'\n{extra}\n[matrix]\nmode = ['scratch']\n[settings]\n{lines}\n")
@@ -220,8 +220,8 @@ def test_a_real_run_serves_live_metrics_then_closes_the_port_and_logs_itself_to_
     run_id = run_dir.name
     config = 'configuration="synthetic/small/scratch/baseline"'
     mine = [line for line in seen.splitlines() if f'run_id="{run_id}"' in line and config in line]
-    assert any(line.startswith("joulelab_power_watts{") and 'domain="cpu"' in line and 'source="modelled"' in line
-               for line in mine), seen
+    assert any(line.startswith("joulelab_power_watts{") and 'domain="cpu"' in line and 'kind="cpu"' in line
+               and 'source="modelled"' in line for line in mine), seen
     assert any(line.startswith("joulelab_energy_joules_total{") and 'phase="idle"' in line
                and 'source="modelled"' in line and 'domain="dram"' in line for line in mine), seen
     assert any(line.startswith("joulelab_run_state{") and line.endswith(" 1.0") for line in mine), seen
@@ -249,9 +249,24 @@ def test_metrics_port_in_use_is_one_line_exit_2_before_any_run(tmp_path):
                                      "--metrics-port", str(port)])
     assert result.exit_code == 2, result.output
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.output
-    assert not any(p.is_dir() for p in logs.iterdir()) if logs.exists() else True
+    assert not logs.exists() or not any(p.is_dir() for p in logs.iterdir())  # no run started
     bad = runner.invoke(app, ["run", str(tiny_preset(tmp_path)), "--metrics-port", "70000"])
     assert bad.exit_code == 2 and "out of range" in bad.stderr
+
+
+def test_the_lab_takes_a_metrics_port_and_passes_it_to_its_plan_runner(monkeypatch):
+    import tui.app
+
+    calls = []
+    monkeypatch.setattr(tui.app, "run_app", lambda **kwargs: calls.append(kwargs))
+    assert runner.invoke(app, ["--metrics-port", "9464"]).exit_code == 0
+    assert calls[0]["metrics_port"] == 9464 and calls[0]["metrics_addr"] == "127.0.0.1"
+    assert runner.invoke(app, ["--metrics-port", "9464", "--metrics-addr", "0.0.0.0"]).exit_code == 0
+    assert calls[1]["metrics_addr"] == "0.0.0.0"
+    alone = runner.invoke(app, ["--metrics-addr", "0.0.0.0"])
+    assert alone.exit_code == 2 and "--metrics-addr needs --metrics-port" in alone.stderr
+    lab = tui.app.JouleLabApp(metrics_port=9464, metrics_addr="127.0.0.1", preset_paths=[])
+    assert (lab.metrics_port, lab.metrics_addr) == (9464, "127.0.0.1")
 
 
 def test_preset_integration_settings_are_checked():
