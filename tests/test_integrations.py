@@ -297,3 +297,11 @@ def test_codecarbon_export_has_codecarbon_3_columns_and_reads_back(tmp_path):
                 "ram_utilization_percent", "ram_used_gb"):
         assert df[col].isna().all(), col
     assert (df["energy_consumed"] > 0).all() and set(df["run_id"]) == {"golden-transfer", "golden-scratch"}
+
+
+def test_integrations_are_imported_only_when_used():
+    """mlflow takes seconds to import: importing the CLI, exporter or metrics server must not."""
+    code = ("import sys, engine.cli, engine.export, engine.runs, engine.metrics_server, engine.presets; "
+            "print(sorted(m for m in ('mlflow', 'prometheus_client', 'textual', 'sqlalchemy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
