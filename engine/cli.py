@@ -353,7 +353,7 @@ def export(
     out: Annotated[Optional[Path], typer.Option("-o", "--output", help="Directory (or file for json/codecarbon)")] = None,
     carbon_intensity: Annotated[float, typer.Option(min=0, help="g CO2eq per kWh, for --format codecarbon")] = 480.0,
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="For --format mlflow [default: MLflow's own]")] = None,
-    experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment, for --format mlflow")] = "joulelab",
+    experiment: Annotated[Optional[str], typer.Option("--experiment", help="MLflow experiment, for --format mlflow [default: joulelab]")] = None,
     logs: LogsOption = None,
 ) -> None:
     """Export runs as tidy tables: runs, phases, samples and the energy-to-accuracy curve."""
@@ -372,9 +372,10 @@ def export(
         console.print(f"wrote {p}", highlight=False)
 
 
-def export_mlflow(records, tracking_uri: str | None, experiment: str) -> None:
-    from engine.export import ExportError, MlflowTarget, log_mlflow
+def export_mlflow(records, tracking_uri: str | None, experiment: str | None) -> None:
+    from engine.export import DEFAULT_MLFLOW_EXPERIMENT, ExportError, MlflowTarget, log_mlflow
 
+    experiment = experiment or DEFAULT_MLFLOW_EXPERIMENT
     try:
         logged = log_mlflow(records, MlflowTarget(tracking_uri, experiment))
     except ExportError as exc:

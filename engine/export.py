@@ -273,7 +273,7 @@ def mlflow_payload(record: RunRecord) -> tuple[dict[str, str], list[tuple[str, f
     s = record.summary or {}
     params = {k: "" if v is None else str(v) for k, v in sorted(record.spec.items())}
     synthetic = s.get("synthetic")
-    tags = {"mlflow.runName": record.run_id, "joulelab.status": record.status,
+    tags = {"joulelab.status": record.status,
             "joulelab.config": _config_parts(record)["config"], "joulelab.dataset": str(record.spec.get("dataset")),
             "joulelab.synthetic": "unknown" if synthetic is None else str(bool(synthetic)).lower()}
     metrics: list[tuple[str, float, int]] = []
