@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from engine import presets as presets_mod
 from engine.store import StoreError, default_logs_dir
@@ -47,7 +48,8 @@ class OutputFormat(str, Enum):
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: a message may hold brackets (pip install 'joulelab[mlflow]', [preset] keys)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -59,12 +61,34 @@ def _root(
     ctx: typer.Context,
     logs: Annotated[Optional[Path], typer.Option("--logs", help="Logs directory for the lab [default: $JOULELAB_LOGS or ./logs]")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are, for the lab")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve live Prometheus metrics of the lab's runs on this port")] = None,
+    metrics_addr: Annotated[Optional[str], typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")] = None,
 ) -> None:
     """With no command, open the interactive lab."""
     if ctx.invoked_subcommand is None:
         from tui.app import run_app
 
-        run_app(logs_dir=logs or default_logs_dir(), data_dir=str(data_dir) if data_dir else None)
+        metrics = _metrics_options(metrics_port, metrics_addr)
+        run_app(logs_dir=logs or default_logs_dir(), data_dir=str(data_dir) if data_dir else None, **metrics)
+
+
+def _metrics_options(port: int | None, addr: str | None) -> dict:
+    """--metrics-port/--metrics-addr checked before anything runs: one line and exit 2 if unusable."""
+    if port is None:
+        if addr is not None:
+            raise fail("--metrics-addr needs --metrics-port")
+        return {}
+    import importlib.util
+
+    from engine.metrics_server import DEFAULT_ADDR, INSTALL, MetricsError, check_port
+
+    try:
+        check_port(port)
+    except MetricsError as exc:
+        raise fail(str(exc)) from None
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise fail(f"--metrics-port needs prometheus_client, which is not installed; install it with: {INSTALL}")
+    return {"metrics_port": port, "metrics_addr": addr or DEFAULT_ADDR}
 
 
 @app.command()
@@ -78,6 +102,8 @@ def run(
     tdp: Annotated[Optional[float], typer.Option("--tdp", help="TDP of one CPU package in watts, for the energy model (shared by that package's physical cores)")] = None,
     until_clear: Annotated[bool, typer.Option("--until-clear", help="Add trials to unclear comparisons until each training-energy interval excludes 1.0, or --max-trials")] = False,
     max_trials: Annotated[int, typer.Option("--max-trials", min=2, max=1000, help="Most trials per configuration with --until-clear")] = 10,
+    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve live Prometheus metrics on this port while the runs execute")] = None,
+    metrics_addr: Annotated[Optional[str], typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")] = None,
 ) -> None:
     """Run a preset's matrix, one worker at a time, then print the comparison."""
     from engine.presets import PresetError, filter_plan, parse_only
@@ -103,15 +129,34 @@ def run(
     except StoreError as exc:
         raise fail(str(exc)) from None
 
+    metrics = _metrics_options(metrics_port or loaded.metrics_port, metrics_addr or loaded.metrics_addr)
+    mlflow = None
+    if loaded.mlflow:
+        import importlib.util
+
+        from engine.export import DEFAULT_MLFLOW_EXPERIMENT, MLFLOW_INSTALL, MlflowTarget
+
+        if importlib.util.find_spec("mlflow") is None:
+            raise fail(f"preset {loaded.name!r} sets mlflow = true, but MLflow is not installed; "
+                       f"install it with: {MLFLOW_INSTALL}")
+        mlflow = MlflowTarget(loaded.mlflow_tracking_uri, loaded.mlflow_experiment or DEFAULT_MLFLOW_EXPERIMENT)
+
+    from engine.metrics_server import MetricsError
     from engine.runs import execute_plan
 
     human = output == OutputFormat.human
-    result = asyncio.run(execute_plan(plan, console if human else None))
+    try:
+        result = asyncio.run(execute_plan(plan, console if human else None, mlflow=mlflow, **metrics))
+    except MetricsError as exc:  # the port could not be opened; nothing has run
+        raise fail(str(exc)) from None
     outcomes = result.outcomes
     clear_note = None
     if until_clear and not result.interrupted:
-        result, clear_note = _until_clear(loaded, parse_only(only or []), trials or loaded.trials, max_trials,
-                                          result, console if human else None)
+        try:
+            result, clear_note = _until_clear(loaded, parse_only(only or []), trials or loaded.trials, max_trials,
+                                              result, console if human else None, {"mlflow": mlflow, **metrics})
+        except MetricsError as exc:
+            raise fail(str(exc)) from None
         outcomes = result.outcomes
     if result.interrupted:
         cancelled = next((o for o in reversed(outcomes) if o.status != "complete"), None)
@@ -146,7 +191,7 @@ def run(
     raise typer.Exit(EXIT_RUN_FAILED if failed else EXIT_OK)
 
 
-def _until_clear(loaded, only: dict, done: int, max_trials: int, result, live_console):
+def _until_clear(loaded, only: dict, done: int, max_trials: int, result, live_console, plan_options: dict):
     """More trials, one at a time, for the configurations of comparisons whose training-energy
     interval (meter error included) still contains 1.0; returns the whole result and what
     happened, in one line."""
@@ -170,7 +215,7 @@ def _until_clear(loaded, only: dict, done: int, max_trials: int, result, live_co
                 f"--until-clear: still unclear after the maximum of {max_trials} trials: {names}")
         keys = {k for c in unclear for k in c.keys}
         extra = [p for p in filter_plan(loaded.plan(done + 1), only) if p.trial == done and p.config.key in keys]
-        more = asyncio.run(execute_plan(extra, live_console, batch=result.batch))
+        more = asyncio.run(execute_plan(extra, live_console, batch=result.batch, **plan_options))
         outcomes += more.outcomes
         done += 1
         if more.interrupted:
@@ -342,6 +387,7 @@ class ExportFormat(str, Enum):
     json = "json"
     parquet = "parquet"
     codecarbon = "codecarbon"
+    mlflow = "mlflow"
 
 
 @app.command()
@@ -349,9 +395,11 @@ def export(
     run_ids: Annotated[Optional[list[str]], typer.Argument(help="Run ids to export")] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Export every run in the logs directory")] = False,
     fmt: Annotated[ExportFormat, typer.Option("--format", help="csv/parquet: a file per table; json: one file; "
-                                                               "codecarbon: emissions.csv")] = ExportFormat.csv,
+                                                               "codecarbon: emissions.csv; mlflow: MLflow runs")] = ExportFormat.csv,
     out: Annotated[Optional[Path], typer.Option("-o", "--output", help="Directory (or file for json/codecarbon)")] = None,
     carbon_intensity: Annotated[float, typer.Option(min=0, help="g CO2eq per kWh, for --format codecarbon")] = 480.0,
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="For --format mlflow [default: MLflow's own]")] = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", help="MLflow experiment, for --format mlflow [default: joulelab]")] = None,
     logs: LogsOption = None,
 ) -> None:
     """Export runs as tidy tables: runs, phases, samples and the energy-to-accuracy curve."""
@@ -359,12 +407,31 @@ def export(
 
     logs_dir = logs or default_logs_dir()
     records = _records(logs_dir, run_ids, all_runs=all_runs)
+    if fmt == ExportFormat.mlflow:
+        export_mlflow(records, tracking_uri, experiment)
+        return
     try:
         paths = write(records, fmt.value, out or Path("export"), carbon_intensity)
     except ExportError as exc:
         raise fail(str(exc)) from None
     for p in paths:
         console.print(f"wrote {p}", highlight=False)
+
+
+def export_mlflow(records, tracking_uri: str | None, experiment: str | None) -> None:
+    from engine.export import DEFAULT_MLFLOW_EXPERIMENT, ExportError, MlflowTarget, log_mlflow
+
+    experiment = experiment or DEFAULT_MLFLOW_EXPERIMENT
+    try:
+        logged = log_mlflow(records, MlflowTarget(tracking_uri, experiment))
+    except ExportError as exc:
+        raise fail(str(exc)) from None
+    for item in logged:
+        what = f"logged as MLflow run {item.mlflow_run_id}" if item.created else \
+            f"{item.note}" + (f" (MLflow run {item.mlflow_run_id})" if item.mlflow_run_id else "")
+        console.print(f"{item.run_id}: {what}", highlight=False)
+    console.print(f"experiment {experiment!r} at {tracking_uri or 'the default tracking URI'}; "
+                  "see them with `mlflow ui`", highlight=False)
 
 
 @app.command()

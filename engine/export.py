@@ -18,7 +18,7 @@ import math
 import os
 import platform
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -33,12 +33,15 @@ TABLES = ("runs", "phases", "samples", "curve")
 # average electricity intensity reported by Ember for 2023 (~480 g/kWh); pass your grid's figure.
 DEFAULT_CARBON_INTENSITY = 480.0
 
+# CodeCarbon 3.x's emissions.csv columns, in the order of its EmissionsData dataclass
+# (codecarbon/output_methods/emissions_data.py, checked against codecarbon 3.3.2).
 CODECARBON_COLUMNS = (
     "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
     "cpu_power", "gpu_power", "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed",
-    "country_name", "country_iso_code", "region", "cloud_provider", "cloud_region", "os", "python_version",
-    "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude", "latitude",
-    "ram_total_size", "tracking_mode", "on_cloud", "pue",
+    "water_consumed", "country_name", "country_iso_code", "region", "cloud_provider", "cloud_region", "os",
+    "python_version", "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude",
+    "latitude", "ram_total_size", "tracking_mode", "cpu_utilization_percent", "gpu_utilization_percent",
+    "ram_utilization_percent", "ram_used_gb", "on_cloud", "pue", "wue",
 )
 
 
@@ -160,6 +163,10 @@ def codecarbon_table(records: list[RunRecord], carbon_intensity_g_per_kwh: float
             "cpu_model": env.get("cpu_model", ""), "gpu_count": len(gpus), "gpu_model": "",
             "longitude": "", "latitude": "", "ram_total_size": env.get("memory_gb"), "tracking_mode": "process",
             "on_cloud": "N", "pue": 1.0,
+            # CodeCarbon samples machine-wide CPU/GPU/RAM utilisation and water use; JouleLab
+            # measures neither (its RSS is the process tree's, not the machine's): left empty.
+            "water_consumed": None, "cpu_utilization_percent": None, "gpu_utilization_percent": None,
+            "ram_utilization_percent": None, "ram_used_gb": None, "wue": None,
             "joulelab_energy_source": weakest_source(sources) if sources else "",
         })
     return pd.DataFrame(rows, columns=[*CODECARBON_COLUMNS, "joulelab_energy_source"])
@@ -234,3 +241,150 @@ def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) 
                          "pays_back": None if c.break_even_runs is None else not math.isinf(c.break_even_runs)}
                         for c in comparisons],
     }
+
+
+# --- MLflow --------------------------------------------------------------------------------------
+# `joulelab export --format mlflow` and a preset's `mlflow = true` log each run as an MLflow run.
+# mlflow is imported only here, lazily: it takes seconds to import and is an optional extra.
+
+MLFLOW_INSTALL = "pip install 'joulelab[mlflow]'"
+MLFLOW_RUN_ID_TAG = "joulelab.run_id"  # finds a run already logged, so a second export adds nothing
+DEFAULT_MLFLOW_EXPERIMENT = "joulelab"
+_MLFLOW_STATUS = {"complete": "FINISHED", "cancelled": "KILLED", "failed": "FAILED", "crashed": "FAILED"}
+_MLFLOW_BATCH = 100  # MLflow accepts at most 100 params or tags per batch
+
+
+@dataclass(frozen=True)
+class MlflowTarget:
+    tracking_uri: str | None = None  # None: MLflow's own default (MLFLOW_TRACKING_URI, else ./mlflow.db)
+    experiment: str = DEFAULT_MLFLOW_EXPERIMENT
+
+
+@dataclass(frozen=True)
+class MlflowLogged:
+    run_id: str
+    mlflow_run_id: str | None
+    created: bool  # False: already logged (unchanged), or skipped (see note)
+    note: str = ""
+
+
+def mlflow_payload(record: RunRecord) -> tuple[dict[str, str], list[tuple[str, float, int]], dict[str, str]]:
+    """A run as MLflow params (the spec), metrics (key, value, step) and tags (provenance)."""
+    s = record.summary or {}
+    params = {k: "" if v is None else str(v) for k, v in sorted(record.spec.items())}
+    synthetic = s.get("synthetic")
+    tags = {"joulelab.status": record.status,
+            "joulelab.config": _config_parts(record)["config"], "joulelab.dataset": str(record.spec.get("dataset")),
+            "joulelab.synthetic": "unknown" if synthetic is None else str(bool(synthetic)).lower()}
+    metrics: list[tuple[str, float, int]] = []
+    for phase, rec in (s.get("phases") or {}).items():
+        metrics.append((f"duration/{phase}_s", rec["duration_s"], 0))
+        total = rec.get("total") or {}
+        if total:
+            metrics += [(f"energy/{phase}/{q}", total[q], 0) for q in ("gross_j", "idle_j", "net_j")]
+            tags[f"energy/{phase}.source"] = str(total.get("source"))
+            tags[f"energy/{phase}.methods"] = ";".join(total.get("methods", []))
+        if rec.get("partial"):
+            tags[f"energy/{phase}.partial"] = "true"
+        for domain, e in rec["energy"].items():
+            metrics += [(f"energy/{phase}/{domain}/{q}", e[q], 0) for q in ("gross_j", "idle_j", "net_j")]
+            tags[f"energy/{phase}/{domain}.source"] = e["source"]
+            tags[f"energy/{phase}/{domain}.method"] = e["method"]
+            if e.get("gap"):
+                tags[f"energy/{phase}/{domain}.gap"] = "true"
+    pretrain = s.get("pretrain") or {}
+    if pretrain.get("total") and "pretrain" not in (s.get("phases") or {}):
+        # the source network came from the cache: its (earlier) cost still counts for break-even
+        metrics += [(f"pretrain_cost/{q}", pretrain["total"][q], 0) for q in ("gross_j", "idle_j", "net_j")]
+        tags["pretrain_cost.source"] = str(pretrain["total"].get("source"))
+        tags["pretrain_cost.run_id"] = str(pretrain.get("run_id"))
+    m = s.get("metrics") or {}
+    for key in ("accuracy", "f1_macro", "source_accuracy", "train_samples", "test_samples", "inferences"):
+        if isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool):
+            metrics.append((key, float(m[key]), 0))
+    for key in ("j_per_train_sample", "j_per_inference"):
+        v = m.get(key) or {}
+        if v.get("value") is not None:
+            metrics.append((key, v["value"], 0))
+            tags[f"{key}.source"] = str(v.get("source"))
+            tags[f"{key}.basis"] = str(v.get("basis", "net"))
+    for point in s.get("curve", []):  # the energy-to-accuracy curve: one step per epoch
+        phase, epoch = point["phase"], int(point["epoch"])
+        metrics.append((f"curve/{phase}/val_accuracy", point["val_accuracy"], epoch))
+        metrics.append((f"curve/{phase}/cumulative_j", point["cumulative_j"], epoch))
+        tags[f"curve/{phase}.source"] = str(point.get("source"))
+    return params, metrics, tags
+
+
+def _epoch_ms(stamp: str | None) -> int | None:
+    from datetime import datetime
+
+    try:
+        return int(datetime.strptime(stamp or "", "%Y-%m-%dT%H:%M:%S%z").timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def _mlflow_client_class():
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise ExportError(f"--format mlflow needs MLflow, which is not installed; install it with: {MLFLOW_INSTALL}") \
+            from None
+    return MlflowClient
+
+
+def _mlflow_error(target: MlflowTarget, exc: Exception) -> ExportError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return ExportError(f"cannot log to MLflow at {target.tracking_uri or 'its default tracking URI'}: {first}")
+
+
+def log_mlflow(records: list[RunRecord], target: MlflowTarget = MlflowTarget()) -> list[MlflowLogged]:
+    """Log each run as an MLflow run in `target`. A run logged before (found by its run-id tag) is
+    left unchanged; a run still running is skipped. Raises ExportError (one line)."""
+    client_class = _mlflow_client_class()
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client = client_class(target.tracking_uri)
+        experiment = client.get_experiment_by_name(target.experiment)
+        experiment_id = (experiment.experiment_id if experiment is not None
+                         else client.create_experiment(target.experiment))
+        return [_log_one(client, experiment_id, r) for r in records]
+    except (MlflowException, OSError) as exc:
+        raise _mlflow_error(target, exc) from None
+
+
+def _log_one(client, experiment_id: str, record: RunRecord) -> MlflowLogged:
+    from mlflow.entities import Metric, Param, RunTag
+
+    if record.status == "running":
+        return MlflowLogged(record.run_id, None, False, "still running; export it when it has ended")
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{MLFLOW_RUN_ID_TAG}` = '{record.run_id}'",
+                               max_results=1)
+    if found:
+        return MlflowLogged(record.run_id, found[0].info.run_id, False, "already logged; unchanged")
+    params, metrics, tags = mlflow_payload(record)
+    s = record.summary or {}
+    start_ms = _epoch_ms(record.started)
+    end_ms = _epoch_ms(s.get("ended")) or start_ms
+    run = client.create_run(experiment_id, start_time=start_ms, run_name=record.run_id)
+    rid = run.info.run_id
+    try:
+        stamp = end_ms or 0
+        entities = ([Param(k, v) for k, v in params.items()],
+                    [Metric(k, float(v), stamp, step) for k, v, step in metrics],
+                    [RunTag(k, v) for k, v in tags.items()])
+        for kind, items in zip(("params", "metrics", "tags"), entities):
+            for i in range(0, len(items), _MLFLOW_BATCH):
+                client.log_batch(rid, **{kind: items[i:i + _MLFLOW_BATCH]})
+        for name in ("run.json", "summary.json"):
+            if (record.path / name).exists():
+                client.log_artifact(rid, str(record.path / name))
+        # the run-id tag last: a run whose logging broke off is deleted below, never found as done
+        client.set_tag(rid, MLFLOW_RUN_ID_TAG, record.run_id)
+        client.set_terminated(rid, _MLFLOW_STATUS.get(record.status, "FAILED"), end_time=end_ms)
+    except BaseException:
+        client.delete_run(rid)
+        raise
+    return MlflowLogged(record.run_id, rid, True)

@@ -5,6 +5,11 @@
     name = "quick"
     description = "..."
     trials = 2                        # seeds per configuration (seed = seed + trial index)
+    mlflow = true                     # log each run to MLflow as it ends (optional:
+    mlflow_tracking_uri = "..."       #   MLflow's default URI and experiment "joulelab")
+    mlflow_experiment = "..."
+    metrics_port = 9464               # serve live Prometheus metrics while it runs (optional;
+    metrics_addr = "127.0.0.1"        #   127.0.0.1 unless given)
 
     [matrix]                          # every combination becomes one configuration
     dataset = ["synthetic"]
@@ -36,7 +41,8 @@ from engine.spec import (DATASETS, FIELDS, MECHANISMS, MODES, SIZES, TRANSFER_HE
 MATRIX_KEYS = {"dataset": DATASETS, "size": SIZES, "mode": MODES, "mechanism": tuple(MECHANISMS),
                "transfer_head": TRANSFER_HEADS}
 TOP_KEYS = ("preset", "matrix", "settings", "override")
-PRESET_KEYS = ("name", "description", "trials")
+PRESET_KEYS = ("name", "description", "trials", "mlflow", "mlflow_tracking_uri", "mlflow_experiment",
+               "metrics_port", "metrics_addr")
 # Keys the matrix and the preset itself own; settings may not set them.
 RESERVED = {"dataset", "size", "mode", "transfer_head", "seed", "run_id", "preset", "config", "batch"}
 
@@ -84,6 +90,11 @@ class Preset:
     trials: int
     configs: tuple[Config, ...]
     specs: dict[str, RunSpec]  # config key -> spec with seed = the base seed
+    mlflow: bool = False  # log each run to MLflow as it ends
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str | None = None
+    metrics_port: int | None = None  # serve live Prometheus metrics while the plan runs
+    metrics_addr: str | None = None
 
     def plan(self, trials: int | None = None) -> list[PlannedRun]:
         """Runs in execution order: per comparison group, trial by trial, every mode in turn, so
@@ -157,6 +168,7 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         raise PresetError(f"{where}: [preset] name and description must be strings")
     if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= 1000:
         raise PresetError(f"{where}: [preset] trials: expected an integer 1-1000, got {trials!r}")
+    integrations = _integrations(head, where)
 
     matrix = _table(data.get("matrix"), where, "matrix")
     axes: dict[str, list[str]] = {}
@@ -221,7 +233,22 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         except SpecError as exc:
             raise PresetError(str(exc)) from None
         configs.append(config)
-    return Preset(name, description, path, trials, tuple(configs), specs)
+    return Preset(name, description, path, trials, tuple(configs), specs, **integrations)
+
+
+def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:
+    """[preset] mlflow, mlflow_tracking_uri, mlflow_experiment, metrics_port, metrics_addr."""
+    out = {k: head[k] for k in ("mlflow", "mlflow_tracking_uri", "mlflow_experiment", "metrics_port",
+                                "metrics_addr") if k in head}
+    if not isinstance(out.get("mlflow", False), bool):
+        raise PresetError(f"{where}: [preset] mlflow: expected true or false, got {out['mlflow']!r}")
+    for key in ("mlflow_tracking_uri", "mlflow_experiment", "metrics_addr"):
+        if key in out and (not isinstance(out[key], str) or not out[key]):
+            raise PresetError(f"{where}: [preset] {key}: expected a non-empty string, got {out[key]!r}")
+    port = out.get("metrics_port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        raise PresetError(f"{where}: [preset] metrics_port: expected a port number 1-65535, got {port!r}")
+    return out
 
 
 def _table(value: Any, where: str, name: str) -> dict:

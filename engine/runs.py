@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -17,6 +19,9 @@ from engine.meters.base import weakest_source
 from engine.presets import PlannedRun
 from engine.runner import RunOutcome, WorkerProcess
 from engine.spec import new_run_id
+
+if TYPE_CHECKING:
+    from engine.export import MlflowTarget  # imports pandas: only where MLflow is used
 
 
 @dataclass
@@ -118,8 +123,13 @@ class PlanResult:
     batch: str = ""
 
 
-async def execute_plan(plan: list[PlannedRun], console: Console | None, batch: str | None = None) -> PlanResult:
+async def execute_plan(plan: list[PlannedRun], console: Console | None, *, metrics_port: int | None = None,
+                       metrics_addr: str | None = None, mlflow: MlflowTarget | None = None,
+                       batch: str | None = None) -> PlanResult:
     """Run every planned spec in order. With a console, show rich progress; without, stay quiet.
+
+    With `metrics_port`, serve live Prometheus metrics of the runs (engine.metrics_server) until
+    the plan ends; with `mlflow`, log each run to MLflow as soon as it has ended.
 
     Ctrl-C (SIGINT) is handled here, explicitly: the current worker's process group is cancelled
     (SIGTERM, then SIGKILL), its outcome (cancelled, partial energy kept) is recorded, and no
@@ -139,6 +149,13 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None, batch: s
         if current is not None and not cancelling:
             cancelling.add(loop.create_task(current.cancel()))
 
+    metrics = None
+    if metrics_port is not None:
+        from engine.metrics_server import DEFAULT_ADDR, MetricsServer
+
+        metrics = MetricsServer(metrics_port, metrics_addr or DEFAULT_ADDR).start()
+        if console is not None:
+            console.print(f"serving live metrics at {metrics.url}", highlight=False)
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     if console is not None:
         progress = Progress(
@@ -157,11 +174,15 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None, batch: s
             task = progress.add_task(label, total=None, detail="starting", energy="") if progress else None
             current = WorkerProcess(replace(planned.spec, batch=batch))
             await current.start()
+            if metrics is not None:
+                metrics.begin(current.spec.run_id, planned.config.key, current.spec.sample_hz)
             if interrupted:  # Ctrl-C while it was starting
                 cancelling.add(loop.create_task(current.cancel()))
             try:
                 async for event in current.events():
                     live.update(event)
+                    if metrics is not None:
+                        metrics.observe(event)
                     if progress is not None and event["type"] in ("progress", "sample", "phase_start"):
                         total = live.steps * live.epochs if live.steps and live.epochs else None
                         done = ((live.epoch or 1) - 1) * (live.steps or 0) + (live.step or 0) if total else None
@@ -174,6 +195,10 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None, batch: s
                 await current.cancel()
                 raise
             outcomes.append(outcome)
+            if metrics is not None:
+                metrics.end(outcome.run_id, outcome.status)
+            if mlflow is not None:
+                log_run_to_mlflow(outcome, mlflow, console)
             if progress is not None:
                 progress.update(task, detail=f"{outcome.status}  {live.progress_text()}", energy=live.energy_text(),
                                 total=1, completed=1)
@@ -182,4 +207,22 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None, batch: s
         loop.remove_signal_handler(signal.SIGINT)
         if progress is not None:
             progress.stop()
+        if metrics is not None:
+            metrics.stop()
     return PlanResult(outcomes, interrupted, batch)
+
+
+def log_run_to_mlflow(outcome: RunOutcome, target: MlflowTarget, console: Console | None) -> None:
+    """A preset's `mlflow = true`: log a run that has just ended. A failure to log is reported in
+    one line and the plan goes on (the run's own log is complete either way)."""
+    from engine.export import ExportError, log_mlflow
+    from engine.store import load_run
+
+    try:
+        (logged,) = log_mlflow([load_run(outcome.run_path)], target)
+    except ExportError as exc:
+        print(f"warning: run {outcome.run_id} was not logged to MLflow: {exc}", file=sys.stderr)
+        return
+    if console is not None and logged.created:
+        console.print(f"logged {outcome.run_id} to MLflow (run {logged.mlflow_run_id}, "
+                      f"experiment {target.experiment!r})", highlight=False)

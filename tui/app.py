@@ -76,8 +76,10 @@ class JouleLabApp(App):
     def __init__(self, *, logs_dir: str | Path | None = None, worker_command: list[str] | None = None,
                  data_dir: str | None = None, spec_defaults: dict[str, Any] | None = None,
                  run_id_factory: Callable[[], str] | None = None, preset_paths: list[Path] | None = None,
-                 datasets: Callable[[str | None], tuple[list[dict], str | None]] | None = None) -> None:
+                 datasets: Callable[[str | None], tuple[list[dict], str | None]] | None = None,
+                 metrics_port: int | None = None, metrics_addr: str | None = None) -> None:
         super().__init__()
+        self.metrics_port, self.metrics_addr = metrics_port, metrics_addr  # live Prometheus metrics
         self.logs_dir = Path(logs_dir) if logs_dir is not None else default_logs_dir()
         self.worker_command = list(worker_command or default_worker_command())
         self.data_dir = data_dir
@@ -227,6 +229,18 @@ class JouleLabApp(App):
     @work(exclusive=True, group="run", exit_on_error=False)
     async def run_plan(self, plan: RunPlan) -> None:
         """Run the plan's specs one worker at a time; post what happens; never touch a widget."""
+        metrics = None
+        if self.metrics_port is not None:  # live Prometheus metrics, served until the plan ends
+            from engine.metrics_server import DEFAULT_ADDR, MetricsServer
+
+            metrics = MetricsServer(self.metrics_port, self.metrics_addr or DEFAULT_ADDR).start()
+        try:
+            await self._run_items(plan, metrics)
+        finally:
+            if metrics is not None:
+                metrics.stop()
+
+    async def _run_items(self, plan: RunPlan, metrics) -> None:
         self.post_message(PlanStarted(plan))
         summaries, statuses, stopped = [], [], False
         for index, item in enumerate(plan.items):
@@ -236,7 +250,11 @@ class JouleLabApp(App):
             proc = WorkerProcess(item.spec, list(self.worker_command))
             await proc.start()
             self.post_message(RunStarted(index, item, proc.run_path))
-            outcome = await self._stream(index, proc)
+            if metrics is not None:
+                metrics.begin(proc.spec.run_id, item.spec.config or item.spec.describe(), item.spec.sample_hz)
+            outcome = await self._stream(index, proc, metrics)
+            if metrics is not None:
+                metrics.end(outcome.run_id, outcome.status)
             summary = load_summary(outcome.run_path)
             tail = "" if outcome.status == "complete" else stderr_tail(outcome.run_path)
             error = outcome.error or (summary or {}).get("error")
@@ -250,7 +268,7 @@ class JouleLabApp(App):
                 break
         self.post_message(PlanFinished(plan, summaries, statuses, stopped))
 
-    async def _stream(self, index: int, proc: WorkerProcess):
+    async def _stream(self, index: int, proc: WorkerProcess, metrics=None):
         batch: list[dict] = []
 
         def flush() -> None:
@@ -272,6 +290,8 @@ class JouleLabApp(App):
         try:
             async for event in proc.events():
                 batch.append(event)
+                if metrics is not None:
+                    metrics.observe(event)
                 if event["type"] in URGENT:
                     flush()
             flush()
@@ -443,9 +463,11 @@ class JouleLabApp(App):
 
 
 def run_app(logs_dir: str | Path | None = None, data_dir: str | None = None,
-            worker_command: list[str] | None = None) -> None:
+            worker_command: list[str] | None = None, metrics_port: int | None = None,
+            metrics_addr: str | None = None) -> None:
     """The `joulelab` entry point (engine/cli.py calls this with no arguments)."""
-    app = JouleLabApp(logs_dir=logs_dir, data_dir=data_dir, worker_command=worker_command)
+    app = JouleLabApp(logs_dir=logs_dir, data_dir=data_dir, worker_command=worker_command,
+                      metrics_port=metrics_port, metrics_addr=metrics_addr)
     app.run()
     if app.left_running is not None:
         print(f"joulelab: the run goes on in the background; its log: {app.left_running}")
