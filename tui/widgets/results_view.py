@@ -63,7 +63,9 @@ class ResultsView(VerticalScroll):
         complete = [s for s in summaries if s.get("status") == "complete"]
         self.summaries = summaries
         self.config_stats = stats.config_stats(complete)
-        self.comparisons = stats.compare(complete)
+        from engine.calibrate import load_noise_floor
+
+        self.comparisons = stats.compare(complete, load_noise_floor())
         skipped = len(summaries) - len(complete)
         head = Text(title, style="bold")
         if skipped:
