@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
 from enum import Enum
@@ -16,8 +17,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from engine import presets as presets_mod
+from engine.spec import TDP_MAX_W
 from engine.store import StoreError, default_logs_dir
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -28,6 +31,8 @@ app = typer.Typer(
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Rich markup off in help: "[default: ...]" and other brackets must show as written.
+    rich_markup_mode=None,
 )
 def _console(stderr: bool = False) -> Console:
     # Piped or redirected output (logs of headless runs, papers) gets room for the full tables
@@ -47,8 +52,25 @@ class OutputFormat(str, Enum):
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # The message holds user text (paths, preset keys like [matrix]): never read it as markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def skip_damaged(records: list) -> list:
+    """Drop runs that cannot be read as data, naming each on stderr with the reason."""
+    for r in records:
+        if r.problem:
+            err_console.print(f"skipped run {r.run_id}: {r.problem}", highlight=False, markup=False,
+                              soft_wrap=True)
+    return [r for r in records if not r.problem]
+
+
+def finite(option: str, value: float | None, low: float, high: float) -> float | None:
+    """A float option that must be a finite number above `low` and at most `high` (nan, inf are not)."""
+    if value is not None and not (math.isfinite(value) and low < value <= high):
+        raise fail(f"{option} {value}: expected a number above {low:g} and at most {high:g}")
+    return value
 
 
 LogsOption = Annotated[Optional[Path], typer.Option("--logs", help="Logs directory [default: $JOULELAB_LOGS or ./logs]")]
@@ -61,6 +83,10 @@ def _root(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are, for the lab")] = None,
 ) -> None:
     """With no command, open the interactive lab."""
+    if logs is not None and ctx.invoked_subcommand is not None:
+        # `joulelab --logs DIR export ...`: the subcommand's default logs directory is DIR (its own
+        # --logs still wins), through the same variable a user can set.
+        os.environ["JOULELAB_LOGS"] = str(logs)
     if ctx.invoked_subcommand is None:
         from tui.app import run_app
 
@@ -70,7 +96,7 @@ def _root(
 @app.command()
 def run(
     preset: Annotated[str, typer.Argument(help="Preset name (quick, paper, ...) or path to a .toml file")],
-    trials: Annotated[Optional[int], typer.Option(min=1, help="Seeds per configuration (overrides the preset)")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, max=presets_mod.MAX_TRIALS, help="Seeds per configuration (overrides the preset)")] = None,
     only: Annotated[Optional[list[str]], typer.Option(help="Keep configurations with KEY=VALUE (repeatable)")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="human: progress and tables; json: results only")] = OutputFormat.human,
     logs: LogsOption = None,
@@ -84,7 +110,7 @@ def run(
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
     if tdp is not None:
-        overrides["tdp_w"] = tdp
+        overrides["tdp_w"] = finite("--tdp", tdp, 0, TDP_MAX_W)
     logs_dir = logs or default_logs_dir()
     overrides["logs_dir"] = str(logs_dir)
     try:
@@ -110,7 +136,7 @@ def run(
         cancelled = next((o for o in reversed(outcomes) if o.status != "complete"), None)
         what = f"run {cancelled.run_id} was cancelled" if cancelled else "no run had started"
         err_console.print(f"interrupted: {what}; its partial log is kept and no further run started "
-                          f"(see `joulelab runs --logs {logs_dir}`)", highlight=False, soft_wrap=True)
+                          f"(see `joulelab runs --logs {logs_dir}`)", highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_INTERRUPTED)
     summaries = [load_summary(o.run_path) for o in outcomes]
     summaries = [s for s in summaries if s is not None]
@@ -121,8 +147,8 @@ def run(
     if human:
         print_results(stats, comparisons)
         for o in failed:
-            err_console.print(f"[bold red]run {o.run_id} {o.status}:[/] {o.error or 'no error message'} "
-                              f"(log: {o.run_path})", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]run {o.run_id} {o.status}:[/] {escape(o.error or 'no error message')} "
+                              f"(log: {escape(str(o.run_path))})", highlight=False, soft_wrap=True)
     else:
         from engine.export import comparison_records
 
@@ -159,16 +185,23 @@ def print_results(stats, comparisons) -> None:
 
 
 def _records(logs_dir: Path, run_ids: list[str] | None, all_runs: bool = False, preset: str | None = None,
-             last: bool = False):
-    """Select runs by id, by preset, the last `joulelab run` batch, or all. Errors exit 2."""
+             last: bool = False, light: bool = False):
+    """Select runs by id, by preset, the last `joulelab run` batch, or all. Errors exit 2.
+    Damaged runs are left out and named on stderr. `light`: records for listing or exporting
+    (the exporter loads each run whole in turn)."""
     from engine.store import find_run, list_runs
 
+    if sum(bool(x) for x in (run_ids, all_runs, preset is not None, last)) > 1:
+        raise fail("choose one way to select runs: RUN ids, --all, --preset NAME or --last")
     try:
         if run_ids:
-            return [find_run(logs_dir, rid) for rid in run_ids]
+            records = skip_damaged([find_run(logs_dir, rid) for rid in run_ids])
+            if not records:
+                raise fail("none of the named runs can be read (see the lines above)")
+            return records
     except StoreError as exc:
         raise fail(str(exc)) from None
-    records = list_runs(logs_dir)
+    records = skip_damaged(list_runs(logs_dir, light=light))
     if preset is not None:
         records = [r for r in records if r.spec.get("preset") == preset]
         if not records:
@@ -203,7 +236,8 @@ def runs_cmd(logs: LogsOption = None,
     from engine.store import list_runs
 
     logs_dir = logs or default_logs_dir()
-    records = list_runs(logs_dir)
+    records = list_runs(logs_dir, light=output != OutputFormat.json)
+    skip_damaged(records)  # named on stderr; listed below as damaged
     if output == OutputFormat.json:
         from engine.export import runs_table
 
@@ -212,16 +246,17 @@ def runs_cmd(logs: LogsOption = None,
     if not records:
         console.print(f"no runs in {logs_dir} yet; try `joulelab run quick`")
         return
-    table = Table(title=f"Runs in {logs_dir}", title_justify="left", header_style="bold")
+    table = Table(title=escape(f"Runs in {logs_dir}"), title_justify="left", header_style="bold")
     table.add_column("run", no_wrap=True)
     for col in ("started", "preset", "configuration", "seed", "status", "train J", "acc %"):
         table.add_column(col, justify="right" if col in ("seed", "train J", "acc %") else "left",
                          overflow="fold")
     for r in records:
         acc = (r.summary or {}).get("metrics", {}).get("accuracy")
-        status = r.status + (f" ({r.last_phase})" if r.status in ("crashed", "cancelled") and r.last_phase else "")
-        table.add_row(r.run_id, r.started[5:16].replace("T", " "), r.spec.get("preset") or "-",
-                      r.spec.get("config") or "-", str(r.spec.get("seed", "-")), status, _energy_cell(r.summary),
+        status = r.status + (f" ({r.last_phase})" if r.status in ("crashed", "cancelled", "stalled") and r.last_phase
+                             else "")
+        table.add_row(r.run_id, r.started[5:16].replace("T", " "), escape(r.spec.get("preset") or "-"),
+                      escape(r.spec.get("config") or "-"), str(r.spec.get("seed", "-")), status, _energy_cell(r.summary),
                       f"{100 * acc:.1f}" if acc is not None else "-")
     table.caption = "train J: net joules of the training phase; ~ = modelled (an estimate)"
     table.caption_justify = "left"
@@ -240,9 +275,12 @@ def show(run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab run
     except StoreError as exc:
         raise fail(str(exc)) from None
     s = record.summary
+    if record.problem:
+        raise fail(f"run {run_id} is damaged: {record.problem}; its events are in "
+                   f"{record.path / 'events.jsonl'}", EXIT_RUN_FAILED)
     if s is None:
         console.print(f"run {run_id}: [bold]{record.status}[/] (last phase: {record.last_phase or 'none'}); "
-                      "no summary was written")
+                      "no summary was written (summary.json is missing)")
     else:
         console.print(run_table(s))
         m = s.get("metrics", {})
@@ -254,10 +292,10 @@ def show(run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab run
                 if v.get("value") is not None:
                     console.print(f"{key.replace('_', ' ')}: {v['value']:.3g} J ({v['source']}, net)")
         if s.get("error"):
-            err_console.print(f"error: {s['error']}", highlight=False)
+            err_console.print(f"error: {s['error']}", highlight=False, markup=False)
     for missing in record.manifest.get("missing_meters", []):
-        console.print(f"[dim]{missing['meter']}: {missing['reason']}[/]", highlight=False)
-    if record.status in ("failed", "crashed"):
+        console.print(f"[dim]{escape(missing['meter'])}: {escape(missing['reason'])}[/]", highlight=False)
+    if record.status in ("failed", "crashed", "stalled"):
         tail = (record.path / STDERR).read_text(errors="replace").splitlines()[-15:] \
             if (record.path / STDERR).exists() else []
         if tail:
@@ -278,9 +316,13 @@ def compare(
     from engine.stats import config_stats
 
     logs_dir = logs or default_logs_dir()
-    if not run_ids and preset is None:
+    if not run_ids and preset is None and not last:
         last = True
     records = _records(logs_dir, run_ids, preset=preset, last=last)
+    for r in records:
+        if r.summary is None:
+            err_console.print(f"skipped run {r.run_id}: {r.status}, no summary (see `joulelab show {r.run_id}`)",
+                              highlight=False, markup=False)
     summaries = [r.summary for r in records if r.summary is not None]
     stats, comparisons = config_stats(summaries), compare_runs(summaries)
     if output == OutputFormat.json:
@@ -315,13 +357,13 @@ def export(
     from engine.export import ExportError, write
 
     logs_dir = logs or default_logs_dir()
-    records = _records(logs_dir, run_ids, all_runs=all_runs)
+    records = _records(logs_dir, run_ids, all_runs=all_runs, light=True)
     try:
         paths = write(records, fmt.value, out or Path("export"), carbon_intensity)
     except ExportError as exc:
         raise fail(str(exc)) from None
     for p in paths:
-        console.print(f"wrote {p}", highlight=False)
+        console.print(f"wrote {p}", highlight=False, markup=False)
 
 
 @app.command()
@@ -338,7 +380,7 @@ def plot(
         plot_runs(records, out)
     except PlotError as exc:
         raise fail(str(exc)) from None
-    console.print(f"wrote {out}", highlight=False)
+    console.print(f"wrote {out}", highlight=False, markup=False)
 
 
 @app.command()
@@ -350,6 +392,7 @@ def meters(
     """What this machine can measure, why not the rest, and a one-second reading of each meter."""
     from engine.meters.probe import probe, render_probe
 
+    finite("--tdp", tdp, 0, TDP_MAX_W)
     report = probe(seconds, tdp_w=tdp)
     if as_json:
         json.dump(report, sys.stdout, indent=2)
@@ -372,7 +415,7 @@ def data(
         json.dump({"data_dir": str(root), "from": origin, "datasets": report}, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return
-    console.print(f"data directory: {root} (from {origin})", highlight=False)
+    console.print(f"data directory: {root} (from {origin})", highlight=False, markup=False)
     console.print(format_descriptions(report), highlight=False, markup=False)
 
 

@@ -28,7 +28,9 @@ EVENTS = "events.jsonl"
 SUMMARY = "summary.json"
 STDERR = "stderr.log"
 
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# The one definition of a run id (the spec and the store both use it): ASCII only, so an id is
+# the same path everywhere and cannot escape logs/.
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*\Z", re.ASCII)
 
 
 # mkstemp creates files 0600; logs and exports should get the user's usual permissions.
