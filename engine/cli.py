@@ -224,7 +224,9 @@ def _energy_cell(summary: dict | None, phase: str = "train") -> str:
     total = (summary or {}).get("phases", {}).get(phase, {}).get("total")
     if not total or total.get("source") is None:
         return "-"
-    return f"{SOURCE_MARK[total['source']]}{fmt_number(total['net_j'])}"
+    # Never a bare number that is not a measurement: say why it is incomplete or below idle.
+    why = " (gap)" if total.get("gap") else " (below idle)" if total["net_j"] < 0 else ""
+    return f"{SOURCE_MARK[total['source']]}{fmt_number(total['net_j'])}{why}"
 
 
 @app.command("runs")

@@ -244,9 +244,12 @@ def write_stalled_summary(run_path: Path, spec: dict, error: str) -> dict:
     open_phase: tuple[str, Snapshot | None] | None = None
     last_sample: Snapshot | None = None
     last_phase = None
+    gap_counts: dict[str, int] = {}
     for e in events:
-        if e["type"] == "sample":
-            last_sample = Snapshot(e["t"], {n: d["j"] for n, d in e["domains"].items()})
+        if e["type"] == "meter_gap":
+            gap_counts[e["domain"]] = gap_counts.get(e["domain"], 0) + 1
+        elif e["type"] == "sample":
+            last_sample = Snapshot(e["t"], {n: d["j"] for n, d in e["domains"].items()}, frozenset(), dict(gap_counts))
         elif e["type"] == "phase_start":
             open_phase, last_phase = (e["phase"], last_sample), e["phase"]
         elif e["type"] == "phase_end":

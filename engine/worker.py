@@ -417,13 +417,17 @@ def total_energy(energies) -> dict:
     parts = [e for e in energies if e.domain.kind != "platform"]
     if not parts:
         return {"gross_j": 0.0, "idle_j": 0.0, "net_j": 0.0, "source": None, "methods": []}
-    return {
+    total = {
         "gross_j": sum(e.gross_j for e in parts),
         "idle_j": sum(e.idle_j for e in parts),
         "net_j": sum(e.net_j for e in parts),
         "source": weakest_source(e.domain.source for e in parts),
         "methods": sorted(e.domain.method for e in parts),
     }
+    gaps = sorted(e.domain.name for e in parts if e.gap)
+    if gaps:
+        total["gap"] = gaps  # these domains' energy in the phase is incomplete: not a measurement
+    return total
 
 
 def read_spec(argv: list[str]) -> RunSpec:

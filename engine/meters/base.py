@@ -67,6 +67,11 @@ class Meter(ABC):
         """What run.json records about this meter (limits, driver versions, TDP used...)."""
         return {}
 
+    def take_gaps(self) -> dict[str, str]:
+        """Domains whose energy since the last call is unknown although the meter answered (a
+        counter reset, wraps lost while nobody read), with why; cleared by the call."""
+        return {}
+
 
 class MeterUnavailable(RuntimeError):
     """A meter that cannot be opened on this machine; the message is the reason shown to users."""
