@@ -41,7 +41,9 @@ Wrap, reset or lost: what is physically possible decides
       - dt * max_w >= one wrap (the shortest wrap period has passed, e.g. the worker was stopped):
         wraps may have been lost, so the energy of that interval is unknown: nothing is added and
         the domain is a gap for the phase;
-      - the forward difference (new - old) mod range exceeds dt * max_w: no wrap can explain it;
+      - the forward difference (new - old) mod range exceeds max_w * (dt + READ_SLACK_S): no
+        wrap can explain it (the slack covers the counter's own update period, about 1 ms, and
+        reads timed in user space a scheduler delay away from the counter's update);
         the counter was reset (or stepped): nothing is added, and the domain is a gap;
       - otherwise it is the energy used (a decrease is a wrap) and is added.
     A reset therefore never adds energy, and an interval whose energy is unknown is never shown
@@ -84,6 +86,7 @@ _PACKAGE = re.compile(r"^package-(?P<pkg>\d+)(?:-die-(?P<die>\d+))?$")
 _PART_OF_PACKAGE = ("core", "uncore")
 # Power bounds (see "Wrap, reset or lost"): a zone's own limits times POWER_MARGIN, else these.
 POWER_MARGIN = 2.0
+READ_SLACK_S = 0.05
 DEFAULT_MAX_W = {"cpu": 1000.0, "dram": 500.0, "platform": 2000.0}
 _CONSTRAINT = re.compile(r"^constraint_\d+_(max_power_uw|power_limit_uw)$")
 
@@ -421,14 +424,14 @@ class RaplMeter(Meter):
 
 def _energy_between(z: _Zone, raw: int, dt: float) -> tuple[int, str | None]:
     """Microjoules used since the last read, or (0, why) when the counter cannot say."""
-    possible_uj = z.max_w * max(dt, 0.0) * 1e6
-    if possible_uj >= z.modulus:
+    dt = max(dt, 0.0)
+    if z.max_w * dt * 1e6 >= z.modulus:
         period = z.modulus / 1e6 / z.max_w
         return 0, (f"RAPL {z.domain.name}: not read for {dt:.1f} s, longer than its shortest wrap period "
                    f"({period:.3g} s at {z.max_w:g} W): wraps may be lost, so its energy over those "
                    f"{dt:.1f} s is unknown and not counted")
     forward = (raw - z.last_uj) % z.modulus
-    if forward > possible_uj:
+    if forward > z.max_w * (dt + READ_SLACK_S) * 1e6:
         what = "went back" if raw < z.last_uj else "jumped ahead"
         return 0, (f"RAPL {z.domain.name}: counter {what} from {z.last_uj} to {raw} uJ in {dt:.3g} s, more than "
                    f"{z.max_w:g} W can use: a reset, not counted")
