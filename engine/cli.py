@@ -229,16 +229,22 @@ def _energy_cell(summary: dict | None, phase: str = "train") -> str:
     return f"{SOURCE_MARK[total['source']]}{fmt_number(total['net_j'])}{why}"
 
 
+RUNS_SHOWN = 100  # `joulelab runs` lists the newest this many unless --all: it reads only those
+
+
 @app.command("runs")
 def runs_cmd(logs: LogsOption = None,
-             output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human) -> None:
+             output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human,
+             every: Annotated[bool, typer.Option("--all", help=f"List every run, not only the newest {RUNS_SHOWN}")] = False,
+             ) -> None:
     """List past runs: id, when, preset, configuration, status, energy, accuracy."""
     from rich.table import Table
 
-    from engine.store import list_runs
+    from engine.store import list_runs, run_dirs
 
     logs_dir = logs or default_logs_dir()
-    records = list_runs(logs_dir, light=output != OutputFormat.json)
+    total = len(run_dirs(logs_dir))
+    records = list_runs(logs_dir, light=output != OutputFormat.json, newest=None if every else RUNS_SHOWN)
     skip_damaged(records)  # named on stderr; listed below as damaged
     if output == OutputFormat.json:
         from engine.export import runs_table
@@ -261,6 +267,8 @@ def runs_cmd(logs: LogsOption = None,
                       escape(r.spec.get("config") or "-"), str(r.spec.get("seed", "-")), status, _energy_cell(r.summary),
                       f"{100 * acc:.1f}" if acc is not None else "-")
     table.caption = "train J: net joules of the training phase; ~ = modelled (an estimate)"
+    if len(records) < total:
+        table.caption += f"\nthe newest {len(records)} of {total} runs; --all lists every one"
     table.caption_justify = "left"
     console.print(table)
 

@@ -231,11 +231,21 @@ def load_run(path: Path, light: bool = False) -> RunRecord:
     return RunRecord(path.name, path, manifest, None, "running" if alive else "crashed", _last_phase(path / EVENTS))
 
 
-def list_runs(logs_dir: Path, light: bool = False) -> list[RunRecord]:
-    """Every run in `logs_dir`, oldest first; `light` keeps only what a listing shows."""
+def run_dirs(logs_dir: Path) -> list[Path]:
+    """The run directories in `logs_dir`, by id. Ids begin with their start time (new_run_id), so
+    this is start order without opening a file."""
     if not logs_dir.is_dir():
         return []
-    runs = [load_run(p, light) for p in logs_dir.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name)]
+    return sorted((p for p in logs_dir.iterdir() if RUN_ID_RE.match(p.name) and p.is_dir()), key=lambda p: p.name)
+
+
+def list_runs(logs_dir: Path, light: bool = False, newest: int | None = None) -> list[RunRecord]:
+    """Every run in `logs_dir` (or the `newest` by id), oldest first; `light` keeps only what a
+    listing shows."""
+    paths = run_dirs(logs_dir)
+    if newest is not None:
+        paths = paths[-newest:] if newest > 0 else []
+    runs = [load_run(p, light) for p in paths]
     return sorted(runs, key=lambda r: (r.started or "", r.run_id))
 
 
