@@ -104,7 +104,7 @@ def run(
     tdp: Annotated[Optional[float], typer.Option("--tdp", help="CPU package TDP in watts, for the energy model")] = None,
 ) -> None:
     """Run a preset's matrix, one worker at a time, then print the comparison."""
-    from engine.presets import PresetError, filter_plan, parse_only
+    from engine.presets import PresetError, check_data, filter_plan, parse_only
 
     overrides = {}
     if data_dir is not None:
@@ -120,6 +120,10 @@ def run(
         raise fail(str(exc)) from None
     if not plan:
         raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
+    try:
+        check_data(plan)
+    except PresetError as exc:
+        raise fail(str(exc)) from None
     try:
         from engine.store import check_writable
 
@@ -252,7 +256,7 @@ def runs_cmd(logs: LogsOption = None,
         sys.stdout.write(runs_table(records).to_json(orient="records", indent=1) + "\n")
         return
     if not records:
-        console.print(f"no runs in {logs_dir} yet; try `joulelab run quick`")
+        console.print(f"no runs in {logs_dir} yet; try `joulelab run quick`", markup=False)
         return
     table = Table(title=escape(f"Runs in {logs_dir}"), title_justify="left", header_style="bold")
     table.add_column("run", no_wrap=True)

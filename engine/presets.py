@@ -238,6 +238,26 @@ def _check_settings(settings: dict[str, Any], where: str, section: str) -> None:
         raise PresetError(str(exc)) from None
 
 
+def check_data(plan: list[PlannedRun]) -> None:
+    """Refuse a plan whose real datasets are not where its runs will look, before the first run:
+    otherwise every configuration that needs one would start and fail the same way in turn."""
+    from engine.data import DataError
+    from engine.data.locate import find_extrasensory, find_motionsense, resolve_data_dir
+
+    finders = {"motionsense": find_motionsense, "extrasensory": find_extrasensory}
+    needs: dict[tuple[str, str | None], int] = {}
+    for p in plan:
+        if p.spec.dataset in finders:
+            key = (p.spec.dataset, p.spec.data_dir)
+            needs[key] = needs.get(key, 0) + 1
+    for (dataset, data_dir), runs in needs.items():
+        try:
+            finders[dataset](resolve_data_dir(data_dir) / dataset)
+        except DataError as exc:
+            raise PresetError(f"{exc} ({runs} run{'s' if runs > 1 else ''} of the plan need it; "
+                              "none was started)") from None
+
+
 def parse_only(items: list[str]) -> dict[str, set[str]]:
     """`--only KEY=VALUE` filters: keep only configurations whose KEY is one of the VALUEs given
     (`--only mode=a --only mode=b` keeps both modes; different keys must all match)."""

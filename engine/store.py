@@ -69,6 +69,11 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def check_writable(logs_dir: Path) -> None:
     """Refuse early, with the path and the reason, if the logs directory cannot take a run."""
+    blocker = next((p for p in (logs_dir, *logs_dir.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        where = "" if blocker == logs_dir else f": {blocker} is"
+        raise StoreError(f"logs directory {logs_dir} is not writable{where or ': it is'} a file, not a directory; "
+                         "point --logs / JOULELAB_LOGS at a directory")
     try:
         logs_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=logs_dir, prefix=".probe-", delete=True) as f:
