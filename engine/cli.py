@@ -84,9 +84,12 @@ def _root(
 ) -> None:
     """With no command, open the interactive lab."""
     if logs is not None and ctx.invoked_subcommand is not None:
-        # `joulelab --logs DIR export ...`: the subcommand's default logs directory is DIR (its own
-        # --logs still wins), through the same variable a user can set.
-        os.environ["JOULELAB_LOGS"] = str(logs)
+        # `joulelab --logs DIR export ...`: DIR becomes the subcommand's --logs default (its own
+        # --logs still wins); a subcommand that reads no logs refuses it rather than ignore it.
+        command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
+        if command is None or not any(p.name == "logs" for p in command.params):
+            raise fail(f"--logs does not apply to `joulelab {ctx.invoked_subcommand}`; leave it out")
+        ctx.default_map = {**(ctx.default_map or {}), ctx.invoked_subcommand: {"logs": logs}}
     if ctx.invoked_subcommand is None:
         from tui.app import run_app
 
