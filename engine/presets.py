@@ -254,7 +254,8 @@ def check_data(plan: list[PlannedRun]) -> None:
         try:
             finders[dataset](resolve_data_dir(data_dir) / dataset)
         except DataError as exc:
-            raise PresetError(f"{exc} ({runs} run{'s' if runs > 1 else ''} of the plan need it; "
+            many = runs > 1
+            raise PresetError(f"{exc} ({runs} run{'s' if many else ''} of the plan need{'' if many else 's'} it; "
                               "none was started)") from None
 
 
