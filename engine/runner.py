@@ -139,8 +139,11 @@ class WorkerProcess:
 
     def _bad(self, reason: str, line: str) -> None:
         self.bad_lines += 1
-        with open(self.run_path / STDERR, "a") as f:
-            f.write(f"joulelab runner: skipped a malformed event line ({reason}): {line!r}\n")
+        try:
+            with open(self.run_path / STDERR, "a") as f:
+                f.write(f"joulelab runner: skipped a malformed event line ({reason}): {line!r}\n")
+        except OSError:
+            pass  # a full disk must not stop the stream; the count is still kept
         if self.on_bad_line:
             self.on_bad_line(reason, line)
 
@@ -153,7 +156,10 @@ class WorkerProcess:
         _signal_group(self.proc.pid, signal.SIGKILL)
         _signal_group(self.proc.pid, signal.SIGCONT)  # a stopped group still dies of SIGKILL; wake it anyway
         await self.proc.wait()
-        write_stalled_summary(self.run_path, self.spec.to_dict(), self.last_error)
+        try:
+            write_stalled_summary(self.run_path, self.spec.to_dict(), self.last_error)
+        except OSError as exc:
+            self.last_error += f"; its summary could not be written ({exc.strerror or exc})"
         self.final_status = "stalled"
 
     async def wait(self) -> RunOutcome:
@@ -180,6 +186,7 @@ class WorkerProcess:
             return
         self.cancelled = True
         _signal_group(self.proc.pid, signal.SIGTERM)
+        _signal_group(self.proc.pid, signal.SIGCONT)  # a stopped worker handles SIGTERM only once resumed
         try:
             await asyncio.wait_for(self.proc.wait(), grace_s)
         except asyncio.TimeoutError:
