@@ -100,7 +100,7 @@ class EventWriter:
     def _log_failed(self, exc: OSError) -> None:
         self.log_error = disk_message(exc, self.log_path) if exc.errno in DISK_FULL_ERRNOS \
             else f"cannot write {self.log_path}: {exc.strerror or exc}"
-        print(f"joulelab worker: {self.log_error}", file=sys.stderr)
+        _to_stderr(f"joulelab worker: {self.log_error}")
         if threading.current_thread() is not threading.main_thread():
             # The sampler thread hit it: stop the run in the main thread, as a cancel would.
             _thread.interrupt_main(signal.SIGTERM)
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:  # run.json, a cache file...
             error, code = disk_message(exc, Path(exc.filename or run_path)), EXIT_LOG_UNWRITABLE
         elif not bad_input:
-            traceback.print_exc(file=sys.stderr)
+            _to_stderr(traceback.format_exc())
         try:
             writer.emit("error", message=error, where=run.last_phase)
         except (Cancelled, LogWriteError):
@@ -574,12 +574,20 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             if code != EXIT_LOG_UNWRITABLE:
                 status, error, code = "failed", disk_message(exc, run_path / SUMMARY), EXIT_LOG_UNWRITABLE
-            print(f"joulelab worker: summary not written: {disk_message(exc, run_path / SUMMARY)}", file=sys.stderr)
+            _to_stderr(f"joulelab worker: summary not written: {disk_message(exc, run_path / SUMMARY)}")
             _quietly(writer.emit, "error", message=error, where=run.last_phase)
         _quietly(writer.emit, "done", status=status, exit_code=code)
     finally:
         writer.close()
     return code
+
+
+def _to_stderr(text: str) -> None:
+    """stderr.log may sit on the disk that just filled: reporting there must not fail the run."""
+    try:
+        print(text.rstrip("\n"), file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _quietly(fn, *args, **kwargs) -> None:

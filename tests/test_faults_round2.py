@@ -182,21 +182,24 @@ def test_a_log_that_cannot_grow_mid_run_stops_the_run_with_its_cause(tmp_path):
     assert "while writing" in (run_path / "stderr.log").read_text()
 
 
-def test_a_full_tmpfs_mid_run_stops_the_worker_with_exit_3_and_no_space_left(tmp_path):
+def test_a_full_tmpfs_as_logs_stops_the_run_with_no_space_left_and_a_readable_log(tmp_path):
+    """The reported case: a 300 KB tmpfs as --logs, sampling at 100 Hz; stderr.log is on it too."""
     mnt = tmp_path / "small"
     mnt.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
-        proc = start_worker(tiny_spec(mnt, sample_hz=100.0, **LONG), {"JOULELAB_CACHE": str(tmp_path / "cache")})
-        stream = [decode(line) for line in proc.stdout]
-        assert proc.wait(timeout=120) == 3
-        errors = [e for e in stream if e["type"] == "error"]
-        assert errors and "no space left on device while writing" in errors[0]["message"]
-        assert stream[-1]["type"] == "done" and stream[-1]["exit_code"] == 3
-        run_path = the_run_dir(mnt)
-        events = check_log_readable_to_the_last_line(run_path)
-        assert events[0]["type"] == "hello"
+        proc = cli("run", str(preset_file(tmp_path, sample_hz=100.0, **LONG)), "--logs", str(mnt), "--format", "json",
+                   env={"JOULELAB_CACHE": str(tmp_path / "cache")})
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err
+        assert "Traceback" not in err
+        (run,) = json.loads(out)["runs"]
+        # the worker stopped itself with its exit code for an unwritable log, and said why
+        assert (run["status"], run["exit_code"]) == ("failed", 3)
+        assert "no space left on device while writing" in run["error"] and "events.jsonl" in run["error"]
+        events = check_log_readable_to_the_last_line(the_run_dir(mnt))
+        assert events[0]["type"] == "hello" and any(e["type"] == "sample" for e in events)
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
 
