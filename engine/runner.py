@@ -157,7 +157,7 @@ class WorkerProcess:
         _signal_group(self.proc.pid, signal.SIGCONT)  # a stopped group still dies of SIGKILL; wake it anyway
         await self.proc.wait()
         try:
-            write_stalled_summary(self.run_path, self.spec.to_dict(), self.last_error)
+            write_stalled_summary(self.run_path, self.spec, self.last_error)
         except OSError as exc:
             self.last_error += f"; its summary could not be written ({exc.strerror or exc})"
         self.final_status = "stalled"
@@ -227,7 +227,7 @@ async def run_spec(spec: RunSpec, on_event: Callable[[dict], None] | None = None
         raise
 
 
-def write_stalled_summary(run_path: Path, spec: dict, error: str) -> dict:
+def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict:
     """The summary a stalled (killed) worker could not write, rebuilt from its events.jsonl.
 
     Finished phases are taken as the worker recorded them (its phase_end events); the phase that
@@ -240,6 +240,7 @@ def write_stalled_summary(run_path: Path, spec: dict, error: str) -> dict:
     from engine.protocol import encode, make_event
     from engine.worker import total_energy
 
+    spec = run_spec.to_dict()
     events_path = run_path / EVENTS
     _trim_torn_line(events_path)
     events, _ = read_events(events_path)
@@ -277,7 +278,7 @@ def write_stalled_summary(run_path: Path, spec: dict, error: str) -> dict:
     result = next((e for e in reversed(events) if e["type"] == "result"), {})
     summary = {
         "run_id": run_id, "status": "stalled", "error": error, "spec": spec,
-        "config": spec.get("config") or f"{spec.get('dataset')}/{spec.get('size')}/{spec.get('mode')}/baseline",
+        "config": run_spec.config or run_spec.describe(),
         "preset": spec.get("preset"), "dataset": spec.get("dataset"),
         "synthetic": spec.get("dataset") == "synthetic", "started": manifest.get("started"),
         "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -230,7 +230,7 @@ class Run:
         self.sampler = Sampler(
             meters, self.spec.sample_hz,
             on_sample=self.emit_sample,
-            on_gap=lambda domain, reason: self.w.emit("meter_gap", domain=domain, reason=reason),
+            on_gap=lambda domain, reason: _quietly(self.w.emit, "meter_gap", domain=domain, reason=reason),
         )
         self.manifest["meters"] = [d.as_dict() for d in self.sampler.domains.values()]
         self.manifest["missing_meters"] = [m.as_dict() for m in missing]
