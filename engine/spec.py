@@ -132,7 +132,7 @@ def _number(name: str, value: Any, kind: type, low: float | None = None, high: f
     ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
     if isinstance(value, bool) or not ok_type:
         raise SpecError(f"{name}: expected {'a number' if kind is float else 'an integer'}, got {value!r}")
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise SpecError(f"{name}: {value!r} is not a finite number")
     if low is not None and (value <= low if low_open else value < low):
         raise SpecError(f"{name}: {value!r} must be {'>' if low_open else '>='} {low:g}")
