@@ -183,10 +183,11 @@ def test_a_log_that_cannot_grow_mid_run_stops_the_run_with_its_cause(tmp_path):
 
 
 def test_a_full_tmpfs_as_logs_stops_the_run_with_no_space_left_and_a_readable_log(tmp_path):
-    """The reported case: a 300 KB tmpfs as --logs, sampling at 100 Hz; stderr.log is on it too."""
+    """The reported case: a small tmpfs as --logs (300 KB there, 120 KB here to fill sooner),
+    sampling at 100 Hz; stderr.log is on it too."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120k", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         proc = cli("run", str(preset_file(tmp_path, sample_hz=100.0, **LONG)), "--logs", str(mnt), "--format", "json",
