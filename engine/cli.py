@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
 from enum import Enum
@@ -19,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from engine import presets as presets_mod
+from engine.spec import TDP_MAX_W
 from engine.store import StoreError, default_logs_dir
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -29,6 +31,8 @@ app = typer.Typer(
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Rich markup off in help: "[default: ...]" and other brackets must show as written.
+    rich_markup_mode=None,
 )
 def _console(stderr: bool = False) -> Console:
     # Piped or redirected output (logs of headless runs, papers) gets room for the full tables
@@ -48,9 +52,25 @@ class OutputFormat(str, Enum):
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    # escaped: a message may hold brackets (pip install 'joulelab[mlflow]', [preset] keys)
+    # The message holds user text (paths, preset keys like [matrix]): never read it as markup.
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def skip_damaged(records: list) -> list:
+    """Drop runs that cannot be read as data, naming each on stderr with the reason."""
+    for r in records:
+        if r.problem:
+            err_console.print(f"skipped run {r.run_id}: {r.problem}", highlight=False, markup=False,
+                              soft_wrap=True)
+    return [r for r in records if not r.problem]
+
+
+def finite(option: str, value: float | None, low: float, high: float) -> float | None:
+    """A float option that must be a finite number above `low` and at most `high` (nan, inf are not)."""
+    if value is not None and not (math.isfinite(value) and low < value <= high):
+        raise fail(f"{option} {value}: expected a number above {low:g} and at most {high:g}")
+    return value
 
 
 LogsOption = Annotated[Optional[Path], typer.Option("--logs", help="Logs directory [default: $JOULELAB_LOGS or ./logs]")]
@@ -65,6 +85,13 @@ def _root(
     metrics_addr: Annotated[Optional[str], typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")] = None,
 ) -> None:
     """With no command, open the interactive lab."""
+    if logs is not None and ctx.invoked_subcommand is not None:
+        # `joulelab --logs DIR export ...`: DIR becomes the subcommand's --logs default (its own
+        # --logs still wins); a subcommand that reads no logs refuses it rather than ignore it.
+        command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
+        if command is None or not any(p.name == "logs" for p in command.params):
+            raise fail(f"--logs does not apply to `joulelab {ctx.invoked_subcommand}`; leave it out")
+        ctx.default_map = {**(ctx.default_map or {}), ctx.invoked_subcommand: {"logs": logs}}
     if ctx.invoked_subcommand is None:
         from tui.app import run_app
 
@@ -94,7 +121,7 @@ def _metrics_options(port: int | None, addr: str | None) -> dict:
 @app.command()
 def run(
     preset: Annotated[str, typer.Argument(help="Preset name (quick, paper, ...) or path to a .toml file")],
-    trials: Annotated[Optional[int], typer.Option(min=1, help="Seeds per configuration (overrides the preset)")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, max=presets_mod.MAX_TRIALS, help="Seeds per configuration (overrides the preset)")] = None,
     only: Annotated[Optional[list[str]], typer.Option(help="Keep configurations with KEY=VALUE (repeatable)")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="human: progress and tables; json: results only")] = OutputFormat.human,
     logs: LogsOption = None,
@@ -106,13 +133,13 @@ def run(
     metrics_addr: Annotated[Optional[str], typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")] = None,
 ) -> None:
     """Run a preset's matrix, one worker at a time, then print the comparison."""
-    from engine.presets import PresetError, filter_plan, parse_only
+    from engine.presets import PresetError, check_data, filter_plan, parse_only
 
     overrides = {}
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
     if tdp is not None:
-        overrides["tdp_w"] = tdp
+        overrides["tdp_w"] = finite("--tdp", tdp, 0, TDP_MAX_W)
     logs_dir = logs or default_logs_dir()
     overrides["logs_dir"] = str(logs_dir)
     try:
@@ -122,6 +149,10 @@ def run(
         raise fail(str(exc)) from None
     if not plan:
         raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
+    try:
+        check_data(plan)
+    except PresetError as exc:
+        raise fail(str(exc)) from None
     try:
         from engine.store import check_writable
 
@@ -162,7 +193,7 @@ def run(
         cancelled = next((o for o in reversed(outcomes) if o.status != "complete"), None)
         what = f"run {cancelled.run_id} was cancelled" if cancelled else "no run had started"
         err_console.print(f"interrupted: {what}; its partial log is kept and no further run started "
-                          f"(see `joulelab runs --logs {logs_dir}`)", highlight=False, soft_wrap=True)
+                          f"(see `joulelab runs --logs {logs_dir}`)", highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_INTERRUPTED)
     summaries = [load_summary(o.run_path) for o in outcomes]
     summaries = [s for s in summaries if s is not None]
@@ -176,8 +207,8 @@ def run(
         if clear_note:
             console.print(clear_note, highlight=False, markup=False)
         for o in failed:
-            err_console.print(f"[bold red]run {o.run_id} {o.status}:[/] {o.error or 'no error message'} "
-                              f"(log: {o.run_path})", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]run {o.run_id} {o.status}:[/] {escape(o.error or 'no error message')} "
+                              f"(log: {escape(str(o.run_path))})", highlight=False, soft_wrap=True)
     else:
         from engine.export import comparison_records
 
@@ -245,16 +276,23 @@ def print_results(stats, comparisons) -> None:
 
 
 def _records(logs_dir: Path, run_ids: list[str] | None, all_runs: bool = False, preset: str | None = None,
-             last: bool = False):
-    """Select runs by id, by preset, the last `joulelab run` batch, or all. Errors exit 2."""
+             last: bool = False, light: bool = False):
+    """Select runs by id, by preset, the last `joulelab run` batch, or all. Errors exit 2.
+    Damaged runs are left out and named on stderr. `light`: records for listing or exporting
+    (the exporter loads each run whole in turn)."""
     from engine.store import find_run, list_runs
 
+    if sum(bool(x) for x in (run_ids, all_runs, preset is not None, last)) > 1:
+        raise fail("choose one way to select runs: RUN ids, --all, --preset NAME or --last")
     try:
         if run_ids:
-            return [find_run(logs_dir, rid) for rid in run_ids]
+            records = skip_damaged([find_run(logs_dir, rid) for rid in run_ids])
+            if not records:
+                raise fail("none of the named runs can be read (see the lines above)")
+            return records
     except StoreError as exc:
         raise fail(str(exc)) from None
-    records = list_runs(logs_dir)
+    records = skip_damaged(list_runs(logs_dir, light=light))
     if preset is not None:
         records = [r for r in records if r.spec.get("preset") == preset]
         if not records:
@@ -277,39 +315,51 @@ def _energy_cell(summary: dict | None, phase: str = "train") -> str:
     total = (summary or {}).get("phases", {}).get(phase, {}).get("total")
     if not total or total.get("source") is None:
         return "-"
-    return f"{SOURCE_MARK[total['source']]}{fmt_number(total['net_j'])}"
+    # Never a bare number that is not a measurement: say why it is incomplete or below idle.
+    why = " (gap)" if total.get("gap") else " (below idle)" if total["net_j"] < 0 else ""
+    return f"{SOURCE_MARK[total['source']]}{fmt_number(total['net_j'])}{why}"
+
+
+RUNS_SHOWN = 100  # `joulelab runs` lists the newest this many unless --all: it reads only those
 
 
 @app.command("runs")
 def runs_cmd(logs: LogsOption = None,
-             output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human) -> None:
+             output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human,
+             every: Annotated[bool, typer.Option("--all", help=f"List every run, not only the newest {RUNS_SHOWN}")] = False,
+             ) -> None:
     """List past runs: id, when, preset, configuration, status, energy, accuracy."""
     from rich.table import Table
 
-    from engine.store import list_runs
+    from engine.store import list_runs, run_dirs
 
     logs_dir = logs or default_logs_dir()
-    records = list_runs(logs_dir)
+    total = len(run_dirs(logs_dir))
+    records = list_runs(logs_dir, light=output != OutputFormat.json, newest=None if every else RUNS_SHOWN)
+    skip_damaged(records)  # named on stderr; listed below as damaged
     if output == OutputFormat.json:
         from engine.export import runs_table
 
         sys.stdout.write(runs_table(records).to_json(orient="records", indent=1) + "\n")
         return
     if not records:
-        console.print(f"no runs in {logs_dir} yet; try `joulelab run quick`")
+        console.print(f"no runs in {logs_dir} yet; try `joulelab run quick`", markup=False)
         return
-    table = Table(title=f"Runs in {logs_dir}", title_justify="left", header_style="bold")
+    table = Table(title=escape(f"Runs in {logs_dir}"), title_justify="left", header_style="bold")
     table.add_column("run", no_wrap=True)
     for col in ("started", "preset", "configuration", "seed", "status", "train J", "acc %"):
         table.add_column(col, justify="right" if col in ("seed", "train J", "acc %") else "left",
                          overflow="fold")
     for r in records:
         acc = (r.summary or {}).get("metrics", {}).get("accuracy")
-        status = r.status + (f" ({r.last_phase})" if r.status in ("crashed", "cancelled") and r.last_phase else "")
-        table.add_row(r.run_id, r.started[5:16].replace("T", " "), r.spec.get("preset") or "-",
-                      r.spec.get("config") or "-", str(r.spec.get("seed", "-")), status, _energy_cell(r.summary),
+        status = r.status + (f" ({r.last_phase})" if r.status in ("crashed", "cancelled", "stalled") and r.last_phase
+                             else "")
+        table.add_row(r.run_id, r.started[5:16].replace("T", " "), escape(r.spec.get("preset") or "-"),
+                      escape(r.spec.get("config") or "-"), str(r.spec.get("seed", "-")), status, _energy_cell(r.summary),
                       f"{100 * acc:.1f}" if acc is not None else "-")
     table.caption = "train J: net joules of the training phase; ~ = modelled (an estimate)"
+    if len(records) < total:
+        table.caption += f"\nthe newest {len(records)} of {total} runs; --all lists every one"
     table.caption_justify = "left"
     console.print(table)
 
@@ -326,9 +376,12 @@ def show(run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab run
     except StoreError as exc:
         raise fail(str(exc)) from None
     s = record.summary
+    if record.problem:
+        raise fail(f"run {run_id} is damaged: {record.problem}; its events are in "
+                   f"{record.path / 'events.jsonl'}", EXIT_RUN_FAILED)
     if s is None:
         console.print(f"run {run_id}: [bold]{record.status}[/] (last phase: {record.last_phase or 'none'}); "
-                      "no summary was written")
+                      "no summary was written (summary.json is missing)")
     else:
         console.print(run_table(s))
         m = s.get("metrics", {})
@@ -340,10 +393,10 @@ def show(run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab run
                 if v.get("value") is not None:
                     console.print(f"{key.replace('_', ' ')}: {v['value']:.3g} J ({v['source']}, net)")
         if s.get("error"):
-            err_console.print(f"error: {s['error']}", highlight=False)
+            err_console.print(f"error: {s['error']}", highlight=False, markup=False)
     for missing in record.manifest.get("missing_meters", []):
-        console.print(f"[dim]{missing['meter']}: {missing['reason']}[/]", highlight=False)
-    if record.status in ("failed", "crashed"):
+        console.print(f"[dim]{escape(missing['meter'])}: {escape(missing['reason'])}[/]", highlight=False)
+    if record.status in ("failed", "crashed", "stalled"):
         tail = (record.path / STDERR).read_text(errors="replace").splitlines()[-15:] \
             if (record.path / STDERR).exists() else []
         if tail:
@@ -364,9 +417,13 @@ def compare(
     from engine.stats import config_stats
 
     logs_dir = logs or default_logs_dir()
-    if not run_ids and preset is None:
+    if not run_ids and preset is None and not last:
         last = True
     records = _records(logs_dir, run_ids, preset=preset, last=last)
+    for r in records:
+        if r.summary is None:
+            err_console.print(f"skipped run {r.run_id}: {r.status}, no summary (see `joulelab show {r.run_id}`)",
+                              highlight=False, markup=False)
     summaries = [r.summary for r in records if r.summary is not None]
     from engine.calibrate import load_noise_floor
 
@@ -406,7 +463,7 @@ def export(
     from engine.export import ExportError, write
 
     logs_dir = logs or default_logs_dir()
-    records = _records(logs_dir, run_ids, all_runs=all_runs)
+    records = _records(logs_dir, run_ids, all_runs=all_runs, light=True)
     if fmt == ExportFormat.mlflow:
         export_mlflow(records, tracking_uri, experiment)
         return
@@ -415,7 +472,7 @@ def export(
     except ExportError as exc:
         raise fail(str(exc)) from None
     for p in paths:
-        console.print(f"wrote {p}", highlight=False)
+        console.print(f"wrote {p}", highlight=False, markup=False)
 
 
 def export_mlflow(records, tracking_uri: str | None, experiment: str | None) -> None:
@@ -448,7 +505,7 @@ def plot(
         plot_runs(records, out)
     except PlotError as exc:
         raise fail(str(exc)) from None
-    console.print(f"wrote {out}", highlight=False)
+    console.print(f"wrote {out}", highlight=False, markup=False)
 
 
 @app.command()
@@ -509,6 +566,7 @@ def meters(
     """What this machine can measure, why not the rest, and a one-second reading of each meter."""
     from engine.meters.probe import probe, render_probe
 
+    finite("--tdp", tdp, 0, TDP_MAX_W)
     report = probe(seconds, tdp_w=tdp)
     if as_json:
         json.dump(report, sys.stdout, indent=2)
@@ -531,7 +589,7 @@ def data(
         json.dump({"data_dir": str(root), "from": origin, "datasets": report}, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return
-    console.print(f"data directory: {root} (from {origin})", highlight=False)
+    console.print(f"data directory: {root} (from {origin})", highlight=False, markup=False)
     console.print(format_descriptions(report), highlight=False, markup=False)
 
 

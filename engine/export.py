@@ -49,6 +49,47 @@ class ExportError(ValueError):
     """An export that cannot be written; one line with the path and the reason."""
 
 
+# Every table's columns and their types, fixed, so that chunks written one after another (CSV
+# appends, Parquet row groups) agree even when a chunk has only missing values in a column.
+_PHASE_NAMES = ("idle", "pretrain", "train", "prune", "test")
+COLUMNS: dict[str, dict[str, str]] = {
+    "runs": {"run_id": "str", "preset": "str", "config": "str", "dataset": "str", "size": "str", "mode": "str",
+             "mechanism": "str", "seed": "int", "status": "str", "started": "str", "synthetic": "bool",
+             "last_phase": "str", "duration_s": "float", "accuracy": "float", "f1_macro": "float",
+             "train_samples": "int", "inferences": "int", "j_per_train_sample": "float",
+             "j_per_inference": "float", **{f"{p}_net_j": "float" for p in _PHASE_NAMES},
+             "energy_source": "str", "energy_methods": "str"},
+    "phases": {"run_id": "str", "phase": "str", "domain": "str", "kind": "str", "duration_s": "float",
+               "gross_j": "float", "idle_j": "float", "net_j": "float", "source": "str", "method": "str",
+               "partial": "bool", "gap": "bool"},
+    "samples": {"run_id": "str", "t_s": "float", "domain": "str", "watts": "float", "joules": "float",
+                "source": "str", "method": "str"},
+    "curve": {"run_id": "str", "phase": "str", "epoch": "int", "val_accuracy": "float", "cumulative_j": "float",
+              "source": "str"},
+}
+# Runs whose rows are built and written together: memory holds one chunk, never the history.
+CHUNK_RUNS = 100
+
+
+def _frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(columns))
+    for name, kind in columns.items():
+        if kind == "int":
+            df[name] = df[name].astype("Int64")
+        elif kind == "float":
+            df[name] = df[name].astype("float64")
+        elif kind == "bool":
+            df[name] = df[name].astype("boolean")
+    return df
+
+
+def _arrow_schema(columns: dict[str, str]):
+    import pyarrow as pa
+
+    types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+    return pa.schema([(name, types[kind]) for name, kind in columns.items()])
+
+
 def _config_parts(record: RunRecord) -> dict:
     spec = record.spec
     summary = record.summary or {}
@@ -59,149 +100,242 @@ def _config_parts(record: RunRecord) -> dict:
             "mechanism": mechanism, "seed": spec.get("seed")}
 
 
-def runs_table(records: list[RunRecord]) -> pd.DataFrame:
-    rows = []
-    for r in records:
-        s = r.summary or {}
-        m = s.get("metrics", {})
-        row = {**_config_parts(r), "status": r.status, "started": r.started, "synthetic": s.get("synthetic"),
-               "last_phase": r.last_phase, "duration_s": s.get("duration_s"),
-               "accuracy": m.get("accuracy"), "f1_macro": m.get("f1_macro"),
-               "train_samples": m.get("train_samples"), "inferences": m.get("inferences"),
-               "j_per_train_sample": (m.get("j_per_train_sample") or {}).get("value"),
-               "j_per_inference": (m.get("j_per_inference") or {}).get("value")}
-        sources = set()
-        for phase in ("idle", "pretrain", "train", "prune", "test"):
-            total = s.get("phases", {}).get(phase, {}).get("total")
-            row[f"{phase}_net_j"] = total["net_j"] if total else None
-            if total and total.get("source"):
-                sources.add(total["source"])
-        from engine.meters.base import weakest_source
+def _run_rows(r: RunRecord) -> list[dict]:
+    from engine.meters.base import weakest_source
 
-        row["energy_source"] = weakest_source(sources) if sources else None
-        row["energy_methods"] = ";".join(sorted({mth for p in s.get("phases", {}).values()
-                                                 for mth in p.get("total", {}).get("methods", [])}))
-        rows.append(row)
-    return pd.DataFrame(rows)
+    s = r.summary or {}
+    m = s.get("metrics", {})
+    row = {**_config_parts(r), "status": r.status, "started": r.started, "synthetic": s.get("synthetic"),
+           "last_phase": r.last_phase, "duration_s": s.get("duration_s"),
+           "accuracy": m.get("accuracy"), "f1_macro": m.get("f1_macro"),
+           "train_samples": m.get("train_samples"), "inferences": m.get("inferences"),
+           "j_per_train_sample": (m.get("j_per_train_sample") or {}).get("value"),
+           "j_per_inference": (m.get("j_per_inference") or {}).get("value")}
+    sources = set()
+    for phase in _PHASE_NAMES:
+        total = s.get("phases", {}).get(phase, {}).get("total")
+        row[f"{phase}_net_j"] = total["net_j"] if total else None
+        if total and total.get("source"):
+            sources.add(total["source"])
+    row["energy_source"] = weakest_source(sources) if sources else None
+    row["energy_methods"] = ";".join(sorted({mth for p in s.get("phases", {}).values()
+                                             for mth in p.get("total", {}).get("methods", [])}))
+    return [row]
+
+
+def _phase_rows(r: RunRecord) -> list[dict]:
+    return [{"run_id": r.run_id, "phase": phase, "domain": domain, "kind": e.get("kind"),
+             "duration_s": record["duration_s"], "gross_j": e["gross_j"], "idle_j": e["idle_j"],
+             "net_j": e["net_j"], "source": e["source"], "method": e["method"],
+             "partial": bool(record.get("partial")), "gap": bool(e.get("gap"))}
+            for phase, record in ((r.summary or {}).get("phases") or {}).items()
+            for domain, e in record["energy"].items()]
+
+
+def _sample_rows(r: RunRecord) -> list[dict]:
+    events, _ = read_events(r.path / EVENTS)
+    t0 = events[0]["t"] if events else 0.0
+    return [{"run_id": r.run_id, "t_s": e["t"] - t0, "domain": domain, "watts": d["w"],
+             "joules": d["j"], "source": d["source"], "method": d["method"]}
+            for e in events if e["type"] == "sample" for domain, d in e["domains"].items()]
+
+
+def _curve_rows(r: RunRecord) -> list[dict]:
+    return [{"run_id": r.run_id, **point} for point in (r.summary or {}).get("curve", [])]
+
+
+_ROWS = {"runs": _run_rows, "phases": _phase_rows, "samples": _sample_rows, "curve": _curve_rows}
+
+
+def _table(records: list[RunRecord], name: str) -> pd.DataFrame:
+    return _frame([row for r in records for row in _ROWS[name](r)], COLUMNS[name])
+
+
+def runs_table(records: list[RunRecord]) -> pd.DataFrame:
+    return _table(records, "runs")
 
 
 def phases_table(records: list[RunRecord]) -> pd.DataFrame:
-    rows = []
-    for r in records:
-        for phase, record in ((r.summary or {}).get("phases") or {}).items():
-            for domain, e in record["energy"].items():
-                rows.append({"run_id": r.run_id, "phase": phase, "domain": domain, "kind": e.get("kind"),
-                             "duration_s": record["duration_s"], "gross_j": e["gross_j"], "idle_j": e["idle_j"],
-                             "net_j": e["net_j"], "source": e["source"], "method": e["method"],
-                             "partial": bool(record.get("partial")), "gap": bool(e.get("gap"))})
-    return pd.DataFrame(rows, columns=["run_id", "phase", "domain", "kind", "duration_s", "gross_j", "idle_j",
-                                       "net_j", "source", "method", "partial", "gap"])
+    return _table(records, "phases")
 
 
 def samples_table(records: list[RunRecord]) -> pd.DataFrame:
-    rows = []
-    for r in records:
-        events, _ = read_events(r.path / EVENTS)
-        t0 = events[0]["t"] if events else 0.0
-        for e in events:
-            if e["type"] != "sample":
-                continue
-            for domain, d in e["domains"].items():
-                rows.append({"run_id": r.run_id, "t_s": e["t"] - t0, "domain": domain, "watts": d["w"],
-                             "joules": d["j"], "source": d["source"], "method": d["method"]})
-    return pd.DataFrame(rows, columns=["run_id", "t_s", "domain", "watts", "joules", "source", "method"])
+    return _table(records, "samples")
 
 
 def curve_table(records: list[RunRecord]) -> pd.DataFrame:
-    rows = [{"run_id": r.run_id, **point} for r in records for point in (r.summary or {}).get("curve", [])]
-    return pd.DataFrame(rows, columns=["run_id", "phase", "epoch", "val_accuracy", "cumulative_j", "source"])
+    return _table(records, "curve")
 
 
 def tables(records: list[RunRecord]) -> dict[str, pd.DataFrame]:
-    return {"runs": runs_table(records), "phases": phases_table(records), "samples": samples_table(records),
-            "curve": curve_table(records)}
+    return {name: _table(records, name) for name in TABLES}
+
+
+def _codecarbon_row(r: RunRecord, carbon_intensity_g_per_kwh: float) -> dict:
+    from engine.meters.base import weakest_source
+
+    s = r.summary or {}
+    env = r.manifest.get("environment", {})
+    by_kind = {"cpu": 0.0, "gpu": 0.0, "dram": 0.0}
+    sources = set()
+    duration = 0.0
+    for phase, record in s.get("phases", {}).items():
+        if phase == "idle":
+            continue
+        duration += record["duration_s"]
+        for e in record["energy"].values():
+            if e.get("kind") in by_kind:
+                by_kind[e["kind"]] += e["gross_j"]
+                sources.add(e["source"])
+    kwh = {k: v / 3.6e6 for k, v in by_kind.items()}
+    total_kwh = sum(kwh.values())
+    emissions = total_kwh * carbon_intensity_g_per_kwh / 1000
+    gpus = [m for m in s.get("meters", []) if m.get("kind") == "gpu"]
+    return {
+        "timestamp": (s.get("ended") or r.started)[:19], "project_name": f"joulelab:{r.spec.get('preset') or 'run'}",
+        "run_id": r.run_id, "experiment_id": s.get("config"), "duration": duration, "emissions": emissions,
+        "emissions_rate": emissions / duration if duration else 0.0,
+        "cpu_power": by_kind["cpu"] / duration if duration else 0.0,
+        "gpu_power": by_kind["gpu"] / duration if duration else 0.0,
+        "ram_power": by_kind["dram"] / duration if duration else 0.0,
+        "cpu_energy": kwh["cpu"], "gpu_energy": kwh["gpu"], "ram_energy": kwh["dram"],
+        "energy_consumed": total_kwh, "country_name": "", "country_iso_code": "", "region": "",
+        "cloud_provider": "", "cloud_region": "", "os": env.get("platform", platform.platform()),
+        "python_version": env.get("python", ""), "codecarbon_version": "", "cpu_count": env.get("logical_cpus"),
+        "cpu_model": env.get("cpu_model", ""), "gpu_count": len(gpus), "gpu_model": "",
+        "longitude": "", "latitude": "", "ram_total_size": env.get("memory_gb"), "tracking_mode": "process",
+        "on_cloud": "N", "pue": 1.0,
+        "joulelab_energy_source": weakest_source(sources) if sources else "",
+    }
 
 
 def codecarbon_table(records: list[RunRecord], carbon_intensity_g_per_kwh: float = DEFAULT_CARBON_INTENSITY) -> pd.DataFrame:
     """One row per run in CodeCarbon's emissions.csv layout (energies in kWh, emissions in kg).
 
     Gross energy of the measured phases (idle baseline excluded), since that is what CodeCarbon
-    reports. The extra `joulelab_energy_source` column keeps the provenance.
+    reports. The extra `joulelab_energy_source` column keeps the provenance. A run with no
+    measured phase (it crashed before any) has no row: zero kWh would be a false measurement.
     """
-    rows = []
-    for r in records:
-        s = r.summary or {}
-        env = r.manifest.get("environment", {})
-        by_kind = {"cpu": 0.0, "gpu": 0.0, "dram": 0.0}
-        sources = set()
-        duration = 0.0
-        for phase, record in s.get("phases", {}).items():
-            if phase == "idle":
-                continue
-            duration += record["duration_s"]
-            for e in record["energy"].values():
-                if e.get("kind") in by_kind:
-                    by_kind[e["kind"]] += e["gross_j"]
-                    sources.add(e["source"])
-        kwh = {k: v / 3.6e6 for k, v in by_kind.items()}
-        total_kwh = sum(kwh.values())
-        emissions = total_kwh * carbon_intensity_g_per_kwh / 1000
-        gpus = [m for m in s.get("meters", []) if m.get("kind") == "gpu"]
-        from engine.meters.base import weakest_source
-
-        rows.append({
-            "timestamp": (s.get("ended") or r.started)[:19], "project_name": f"joulelab:{r.spec.get('preset') or 'run'}",
-            "run_id": r.run_id, "experiment_id": s.get("config"), "duration": duration, "emissions": emissions,
-            "emissions_rate": emissions / duration if duration else 0.0,
-            "cpu_power": by_kind["cpu"] / duration if duration else 0.0,
-            "gpu_power": by_kind["gpu"] / duration if duration else 0.0,
-            "ram_power": by_kind["dram"] / duration if duration else 0.0,
-            "cpu_energy": kwh["cpu"], "gpu_energy": kwh["gpu"], "ram_energy": kwh["dram"],
-            "energy_consumed": total_kwh, "country_name": "", "country_iso_code": "", "region": "",
-            "cloud_provider": "", "cloud_region": "", "os": env.get("platform", platform.platform()),
-            "python_version": env.get("python", ""), "codecarbon_version": "", "cpu_count": env.get("logical_cpus"),
-            "cpu_model": env.get("cpu_model", ""), "gpu_count": len(gpus), "gpu_model": "",
-            "longitude": "", "latitude": "", "ram_total_size": env.get("memory_gb"), "tracking_mode": "process",
-            "on_cloud": "N", "pue": 1.0,
-            # CodeCarbon samples machine-wide CPU/GPU/RAM utilisation and water use; JouleLab
-            # measures neither (its RSS is the process tree's, not the machine's): left empty.
-            "water_consumed": None, "cpu_utilization_percent": None, "gpu_utilization_percent": None,
-            "ram_utilization_percent": None, "ram_used_gb": None, "wue": None,
-            "joulelab_energy_source": weakest_source(sources) if sources else "",
-        })
+    rows = [_codecarbon_row(r, carbon_intensity_g_per_kwh) for r in records
+            if set(((r.summary or {}).get("phases") or {})) - {"idle"}]
     return pd.DataFrame(rows, columns=[*CODECARBON_COLUMNS, "joulelab_energy_source"])
+
+
+def _chunks(records: list[RunRecord]):
+    """The records to export, whole (a listing may hold light records), CHUNK_RUNS at a time.
+    Damaged runs are never exported as data (the caller names them)."""
+    from engine.store import load_run
+
+    for i in range(0, len(records), CHUNK_RUNS):
+        full = [load_run(r.path) for r in records[i:i + CHUNK_RUNS]]
+        yield [r for r in full if r.problem is None]
 
 
 def write(records: list[RunRecord], fmt: str, out: Path,
           carbon_intensity: float = DEFAULT_CARBON_INTENSITY) -> list[Path]:
     """Write the export; `out` is a directory for csv/parquet (one file per table) and a file for
-    json and codecarbon. Returns the paths written."""
+    json and codecarbon. Returns the paths written. Runs are read and written a chunk at a time,
+    so memory stays flat however long the history is."""
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     try:
         if fmt == "codecarbon":
             path = out if out.suffix else out / "emissions.csv"
-            _atomic(path, lambda p: codecarbon_table(records, carbon_intensity).to_csv(p, index=False,
-                                                                                       quoting=csv.QUOTE_MINIMAL))
+
+            def write_cc(p):
+                with open(p, "w", newline="") as f:
+                    for n, chunk in enumerate(_chunks(records)):
+                        codecarbon_table(chunk, carbon_intensity).to_csv(f, index=False, header=n == 0,
+                                                                         quoting=csv.QUOTE_MINIMAL)
+                    if not records:
+                        codecarbon_table([], carbon_intensity).to_csv(f, index=False)
+            _atomic(path, write_cc)
             return [path]
-        data = tables(records)
         if fmt == "json":
             path = out if out.suffix else out / "joulelab.json"
-            payload = {name: json.loads(df.to_json(orient="records")) for name, df in data.items()}
-            _atomic(path, lambda p: Path(p).write_text(json.dumps(payload, indent=1)))
+            _atomic(path, lambda p: _write_json(records, p))
             return [path]
-        written = []
-        for name, df in data.items():
-            path = out / f"{name}.{fmt}"
-            if fmt == "csv":
-                _atomic(path, lambda p, df=df: df.to_csv(p, index=False))
-            else:
-                _atomic(path, lambda p, df=df: df.to_parquet(p, index=False))
-            written.append(path)
-        return written
+        paths = {name: out / f"{name}.{fmt}" for name in TABLES}
+        _atomic_many(list(paths.values()), lambda tmps: _write_tables(records, fmt, dict(zip(TABLES, tmps))))
+        return list(paths.values())
     except OSError as exc:
         raise ExportError(f"cannot write the export to {out}: {exc.strerror or exc}; "
                           "choose a writable path with -o") from None
+
+
+def _write_tables(records: list[RunRecord], fmt: str, tmps: dict[str, str]) -> None:
+    """One pass over the runs, appending each chunk to every table (CSV rows, Parquet row groups)."""
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        writers = {name: pq.ParquetWriter(tmps[name], _arrow_schema(COLUMNS[name])) for name in TABLES}
+        try:
+            for chunk in _chunks(records):
+                for name in TABLES:
+                    df = _table(chunk, name)
+                    writers[name].write_table(pa.Table.from_pandas(df, schema=_arrow_schema(COLUMNS[name]),
+                                                                   preserve_index=False))
+        finally:
+            for w in writers.values():
+                w.close()
+        return
+    files = {name: open(tmps[name], "w", newline="") for name in TABLES}
+    try:
+        for name in TABLES:
+            _frame([], COLUMNS[name]).to_csv(files[name], index=False)  # the header, once
+        for chunk in _chunks(records):
+            for name in TABLES:
+                _table(chunk, name).to_csv(files[name], index=False, header=False)
+    finally:
+        for f in files.values():
+            f.close()
+
+
+def _write_json(records: list[RunRecord], path: str) -> None:
+    """{"runs": [...], "phases": [...], ...}: each table's rows go to a part file as the chunks
+    pass, then the parts are joined, so only one chunk is ever in memory."""
+    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".export-") as tmp:
+        parts = {name: open(Path(tmp) / name, "w+") for name in TABLES}
+        try:
+            for chunk in _chunks(records):
+                for name in TABLES:
+                    for row in json.loads(_table(chunk, name).to_json(orient="records")):
+                        f = parts[name]
+                        f.write((",\n" if f.tell() else "") + json.dumps(row))
+            with open(path, "w") as out:
+                out.write("{")
+                for i, name in enumerate(TABLES):
+                    parts[name].seek(0)
+                    out.write(("," if i else "") + f"\n{json.dumps(name)}: [\n")
+                    while block := parts[name].read(1 << 20):
+                        out.write(block)
+                    out.write("\n]")
+                out.write("\n}\n")
+        finally:
+            for f in parts.values():
+                f.close()
+
+
+def _atomic_many(paths: list[Path], write_fn) -> None:
+    """Write several files through temporaries; all are renamed into place only once all exist."""
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmps = []
+    try:
+        for path in paths:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            os.close(fd)
+            tmps.append(tmp)
+        write_fn(tmps)
+        for tmp, path in zip(tmps, paths, strict=True):
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
 
 
 def _atomic(path: Path, write_fn) -> None:

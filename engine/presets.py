@@ -43,6 +43,7 @@ MATRIX_KEYS = {"dataset": DATASETS, "size": SIZES, "mode": MODES, "mechanism": t
 TOP_KEYS = ("preset", "matrix", "settings", "override")
 PRESET_KEYS = ("name", "description", "trials", "mlflow", "mlflow_tracking_uri", "mlflow_experiment",
                "metrics_port", "metrics_addr")
+MAX_TRIALS = 1000  # seeds per configuration, in a preset or on the command line
 # Keys the matrix and the preset itself own; settings may not set them.
 RESERVED = {"dataset", "size", "mode", "transfer_head", "seed", "run_id", "preset", "config", "batch"}
 
@@ -166,8 +167,8 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
     trials = head.get("trials", 1)
     if not isinstance(name, str) or not isinstance(description, str):
         raise PresetError(f"{where}: [preset] name and description must be strings")
-    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= 1000:
-        raise PresetError(f"{where}: [preset] trials: expected an integer 1-1000, got {trials!r}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
+        raise PresetError(f"{where}: [preset] trials: expected an integer 1-{MAX_TRIALS}, got {trials!r}")
     integrations = _integrations(head, where)
 
     matrix = _table(data.get("matrix"), where, "matrix")
@@ -272,9 +273,31 @@ def _check_settings(settings: dict[str, Any], where: str, section: str) -> None:
         raise PresetError(str(exc)) from None
 
 
-def parse_only(items: list[str]) -> dict[str, str]:
-    """`--only KEY=VALUE` filters: keep only configurations whose KEY is VALUE."""
-    out = {}
+def check_data(plan: list[PlannedRun]) -> None:
+    """Refuse a plan whose real datasets are not where its runs will look, before the first run:
+    otherwise every configuration that needs one would start and fail the same way in turn."""
+    from engine.data import DataError
+    from engine.data.locate import find_extrasensory, find_motionsense, resolve_data_dir
+
+    finders = {"motionsense": find_motionsense, "extrasensory": find_extrasensory}
+    needs: dict[tuple[str, str | None], int] = {}
+    for p in plan:
+        if p.spec.dataset in finders:
+            key = (p.spec.dataset, p.spec.data_dir)
+            needs[key] = needs.get(key, 0) + 1
+    for (dataset, data_dir), runs in needs.items():
+        try:
+            finders[dataset](resolve_data_dir(data_dir) / dataset)
+        except DataError as exc:
+            many = runs > 1
+            raise PresetError(f"{exc} ({runs} run{'s' if many else ''} of the plan need{'' if many else 's'} it; "
+                              "none was started)") from None
+
+
+def parse_only(items: list[str]) -> dict[str, set[str]]:
+    """`--only KEY=VALUE` filters: keep only configurations whose KEY is one of the VALUEs given
+    (`--only mode=a --only mode=b` keeps both modes; different keys must all match)."""
+    out: dict[str, set[str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in MATRIX_KEYS:
@@ -282,9 +305,9 @@ def parse_only(items: list[str]) -> dict[str, str]:
         if value not in MATRIX_KEYS[key]:
             raise PresetError(f"--only {item!r}: {value!r} is not one of {', '.join(MATRIX_KEYS[key])}"
                               f"{suggest(value, MATRIX_KEYS[key])}")
-        out[key] = value
+        out.setdefault(key, set()).add(value)
     return out
 
 
-def filter_plan(plan: list[PlannedRun], only: dict[str, str]) -> list[PlannedRun]:
-    return [p for p in plan if all(getattr(p.config, k) == v for k, v in only.items())]
+def filter_plan(plan: list[PlannedRun], only: dict[str, set[str]]) -> list[PlannedRun]:
+    return [p for p in plan if all(getattr(p.config, k) in v for k, v in only.items())]

@@ -20,7 +20,8 @@ Types and their fields (all energies in joules, all powers in watts):
 - result:      the run's metrics (see engine.worker)
 - meter_gap:   domain, reason  (a meter stopped answering; the run goes on)
 - error:       message, where
-- done:        status (complete | cancelled | failed), exit_code
+- done:        status (complete | cancelled | failed | stalled), exit_code  (stalled: written by
+               the runner, which killed a silent worker; exit_code null)
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ PHASES = ("idle", "warmup", "pretrain", "train", "prune", "test")
 # How a joule value was obtained. Every energy value anywhere carries one of these.
 SOURCES = ("counter", "polled", "modelled")
 
-FINAL_STATUSES = ("complete", "cancelled", "failed")
+FINAL_STATUSES = ("complete", "cancelled", "failed", "stalled")
 
 
 class ProtocolError(ValueError):

@@ -3,6 +3,12 @@
 The worker runs in its own session (process group), so a cancel signals it and anything it
 started: SIGTERM, a grace period, then SIGKILL. Its stderr goes straight to the run's stderr.log.
 Lines on its stdout that are not valid events are skipped, counted and logged; the run goes on.
+
+A worker that says nothing for STALL_S seconds (it samples its meters 10 times a second, so
+silence means it is stopped or hung) is declared stalled: its group is killed and, since it can
+no longer write its own summary, the runner writes one from its events.jsonl (status "stalled").
+The summary on disk is the record: a worker that ends without a `done` event but whose summary
+exists (killed between the summary's rename and the done line) is what its summary says.
 """
 
 from __future__ import annotations
@@ -12,15 +18,24 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.protocol import ProtocolError, decode
 from engine.spec import RunSpec, new_run_id
-from engine.store import STDERR, check_writable
+from engine.store import (EVENTS, RUN_JSON, STDERR, SUMMARY, atomic_write_json, check_writable, read_events,
+                          read_json, read_summary)
 
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this: the whole group is gone within 2 s
+# Silence (no event at all) after which a worker is declared stalled. Samples arrive at sample_hz
+# (>= 0.1 Hz, 10 Hz by default), so 30 s of nothing is never a slow phase. $JOULELAB_STALL_S
+# overrides it (tests use a few seconds).
+STALL_S = 30.0
+STALL_ENV = "JOULELAB_STALL_S"
+# Before its first event the worker imports torch and surveys the machine: allow it more.
+STARTUP_S = 120.0
 STREAM_LIMIT = 16 * 1024 * 1024  # the longest event line accepted (a hello with a big manifest)
 
 
@@ -29,7 +44,7 @@ class RunOutcome:
     run_id: str
     run_path: Path
     exit_code: int
-    status: str  # complete | cancelled | failed | crashed
+    status: str  # complete | cancelled | failed | crashed | stalled
     events: int = 0
     bad_lines: int = 0
     error: str | None = None
@@ -38,6 +53,14 @@ class RunOutcome:
     @property
     def ok(self) -> bool:
         return self.status == "complete"
+
+
+def stall_seconds() -> float:
+    try:
+        value = float(os.environ.get(STALL_ENV, STALL_S))
+    except ValueError:
+        return STALL_S
+    return value if value > 0 and value != float("inf") else STALL_S
 
 
 def worker_command() -> list[str]:
@@ -62,6 +85,8 @@ class WorkerProcess:
         self.last_error: str | None = None
         self.final_status: str | None = None
         self.result: dict | None = None
+        self.stall_s = stall_seconds()
+        self.stalled = False
 
     async def start(self) -> None:
         check_writable(Path(self.spec.logs_dir))
@@ -88,10 +113,14 @@ class WorkerProcess:
         assert self.proc is not None and self.proc.stdout is not None
         while True:
             try:
-                line = await self.proc.stdout.readline()
+                limit = self.stall_s if self.events_seen else max(self.stall_s, STARTUP_S)
+                line = await asyncio.wait_for(self.proc.stdout.readline(), limit)
             except ValueError:  # a line over STREAM_LIMIT: skip it like any other bad line
                 self._bad("line too long", "")
                 continue
+            except asyncio.TimeoutError:
+                await self._stall(limit)
+                break
             if not line:
                 break
             try:
@@ -110,21 +139,42 @@ class WorkerProcess:
 
     def _bad(self, reason: str, line: str) -> None:
         self.bad_lines += 1
-        with open(self.run_path / STDERR, "a") as f:
-            f.write(f"joulelab runner: skipped a malformed event line ({reason}): {line!r}\n")
+        try:
+            with open(self.run_path / STDERR, "a") as f:
+                f.write(f"joulelab runner: skipped a malformed event line ({reason}): {line!r}\n")
+        except OSError:
+            pass  # a full disk must not stop the stream; the count is still kept
         if self.on_bad_line:
             self.on_bad_line(reason, line)
+
+    async def _stall(self, silent_s: float) -> None:
+        """No event for `silent_s`: kill the group (a stopped or hung worker cannot be trusted to
+        finish its record, and two writers would disagree), then record what was measured."""
+        self.stalled = True
+        self.last_error = (f"stalled: no event from the worker for {silent_s:g} s (stopped or hung); "
+                           "it was killed and the energy measured up to then is kept, labelled partial")
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        _signal_group(self.proc.pid, signal.SIGCONT)  # a stopped group still dies of SIGKILL; wake it anyway
+        await self.proc.wait()
+        try:
+            write_stalled_summary(self.run_path, self.spec, self.last_error)
+        except OSError as exc:
+            self.last_error += f"; its summary could not be written ({exc.strerror or exc})"
+        self.final_status = "stalled"
 
     async def wait(self) -> RunOutcome:
         assert self.proc is not None
         code = await self.proc.wait()
+        error = self.last_error
         if self.final_status is not None:
             status = self.final_status
+        elif (summary := read_summary(self.run_path / SUMMARY)) is not None:
+            # Killed after the summary's rename but before the done line: the summary is the record.
+            status, error = summary.get("status", "failed"), summary.get("error") or error
         elif self.cancelled:
             status = "cancelled"
         else:
             status = "crashed"
-        error = self.last_error
         if status == "crashed" and error is None:
             error = f"worker ended without a summary (exit {describe_exit(code)})"
         return RunOutcome(self.spec.run_id, self.run_path, code, status, self.events_seen, self.bad_lines,
@@ -136,6 +186,7 @@ class WorkerProcess:
             return
         self.cancelled = True
         _signal_group(self.proc.pid, signal.SIGTERM)
+        _signal_group(self.proc.pid, signal.SIGCONT)  # a stopped worker handles SIGTERM only once resumed
         try:
             await asyncio.wait_for(self.proc.wait(), grace_s)
         except asyncio.TimeoutError:
@@ -174,3 +225,88 @@ async def run_spec(spec: RunSpec, on_event: Callable[[dict], None] | None = None
     except asyncio.CancelledError:
         await worker.cancel()
         raise
+
+
+def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict:
+    """The summary a stalled (killed) worker could not write, rebuilt from its events.jsonl.
+
+    Finished phases are taken as the worker recorded them (its phase_end events); the phase that
+    was open is measured from the cumulative joules of its samples, from the last sample at or
+    before its start to the last sample received, and labelled partial. The log gets the same
+    ending the worker would have written (error, done), so the log and the CLI agree.
+    """
+    from engine.meters.base import Domain
+    from engine.meters.sampler import Snapshot, phase_energy
+    from engine.protocol import encode, make_event
+    from engine.worker import total_energy
+
+    spec = run_spec.to_dict()
+    events_path = run_path / EVENTS
+    _trim_torn_line(events_path)
+    events, _ = read_events(events_path)
+    manifest = read_json(run_path / RUN_JSON) or {}
+    run_id = run_path.name
+    hello = next((e for e in events if e["type"] == "hello"), {})
+    domains = {m["name"]: Domain(m["name"], m["source"], m["method"], m["kind"]) for m in hello.get("meters", [])}
+    phases: dict[str, dict] = {}
+    open_phase: tuple[str, Snapshot | None] | None = None
+    last_sample: Snapshot | None = None
+    last_phase = None
+    gap_counts: dict[str, int] = {}
+    for e in events:
+        if e["type"] == "meter_gap":
+            gap_counts[e["domain"]] = gap_counts.get(e["domain"], 0) + 1
+        elif e["type"] == "sample":
+            last_sample = Snapshot(e["t"], {n: d["j"] for n, d in e["domains"].items()}, frozenset(), dict(gap_counts))
+        elif e["type"] == "phase_start":
+            open_phase, last_phase = (e["phase"], last_sample), e["phase"]
+        elif e["type"] == "phase_end":
+            phases[e["phase"]] = {k: e[k] for k in ("duration_s", "energy", "total") if k in e}
+            if e.get("partial"):
+                phases[e["phase"]]["partial"] = True
+            open_phase = None
+    idle = phases.get("idle")
+    idle_watts = ({n: d["gross_j"] / idle["duration_s"] for n, d in idle["energy"].items()}
+                  if idle and idle.get("duration_s") else {})
+    if open_phase is not None and open_phase[1] is not None and last_sample is not None \
+            and set(domains) <= set(open_phase[1].joules) and set(domains) <= set(last_sample.joules):
+        name, start = open_phase
+        energy = phase_energy(start, last_sample, domains, idle_watts)
+        phases[name] = {"duration_s": last_sample.t - start.t,
+                        "energy": {n: en.as_dict() for n, en in energy.items()},
+                        "total": total_energy(energy.values()), "partial": True}
+    result = next((e for e in reversed(events) if e["type"] == "result"), {})
+    summary = {
+        "run_id": run_id, "status": "stalled", "error": error, "spec": spec,
+        "config": run_spec.config or run_spec.describe(),
+        "preset": spec.get("preset"), "dataset": spec.get("dataset"),
+        "synthetic": spec.get("dataset") == "synthetic", "started": manifest.get("started"),
+        "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "duration_s": (events[-1]["t"] - events[0]["t"]) if events else 0.0,
+        "last_phase": last_phase, "phases": phases, "pretrain": None,
+        "idle_watts": {n: {"w": w, "source": domains[n].source, "method": domains[n].method}
+                       for n, w in idle_watts.items() if n in domains},
+        "metrics": result.get("metrics", {}),
+        "curve": [{k: e[k] for k in ("phase", "epoch", "val_accuracy", "cumulative_j", "source") if k in e}
+                  for e in events if e["type"] == "epoch"],
+        "meters": hello.get("meters", []), "missing_meters": hello.get("missing", []),
+        "meter_gaps": sorted({e["domain"] for e in events if e["type"] == "meter_gap"}),
+        "network": {}, "events": len(events) + 2, "reader_lost": False,
+        "written_by": "runner (the worker stalled)",
+    }
+    atomic_write_json(run_path / SUMMARY, summary)
+    with open(events_path, "a", encoding="utf-8") as f:
+        f.write(encode(make_event("error", run_id, message=error, where=last_phase)))
+        f.write(encode(make_event("done", run_id, status="stalled", exit_code=None)))
+    return summary
+
+
+def _trim_torn_line(path: Path) -> None:
+    """Cut a last line that a killed writer left without its newline, so appends start clean."""
+    try:
+        with open(path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        pass

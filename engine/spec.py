@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from engine.store import RUN_ID_RE
 
 DATASETS = ("synthetic", "motionsense", "extrasensory")
 SIZES = ("small", "big")
@@ -15,6 +18,9 @@ MODES = ("scratch", "transfer", "finetune")
 # How transfer/finetune turn the source network into the target network: "replace" swaps its
 # head for a new one; "extend" keeps the whole source network and adds layers on top (the study).
 TRANSFER_HEADS = ("replace", "extend")
+
+
+TDP_MAX_W = 2000.0  # tdp_w (and --tdp): above 0, at most this
 
 
 class SpecError(ValueError):
@@ -140,6 +146,8 @@ def _number(name: str, value: Any, kind: type, low: float | None = None, high: f
     ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
     if isinstance(value, bool) or not ok_type:
         raise SpecError(f"{name}: expected {'a number' if kind is float else 'an integer'}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"{name}: {value!r} is not a finite number")
     if low is not None and (value <= low if low_open else value < low):
         raise SpecError(f"{name}: {value!r} must be {'>' if low_open else '>='} {low:g}")
     if high is not None and value > high:
@@ -167,7 +175,7 @@ def validate(spec: RunSpec) -> None:
     _number("idle_s", spec.idle_s, float, 0, 3600)
     _number("test_min_s", spec.test_min_s, float, 0, 3600)
     if spec.tdp_w is not None:
-        _number("tdp_w", spec.tdp_w, float, 0, 2000, low_open=True)
+        _number("tdp_w", spec.tdp_w, float, 0, TDP_MAX_W, low_open=True)
     _number("window", spec.window, int, 8, 100_000)
     _number("stride", spec.stride, int, 1, 100_000)
     _number("val_fraction", spec.val_fraction, float, 0, 0.5)
@@ -180,8 +188,9 @@ def validate(spec: RunSpec) -> None:
         value = getattr(spec, group)
         if value is not None and len(value) == 0:
             raise SpecError(f"{group}: an empty group has no one to identify; list at least two ids")
-    if spec.run_id and (not spec.run_id.replace("-", "").replace("_", "").isalnum() or spec.run_id.startswith("-")):
-        raise SpecError(f"run_id: {spec.run_id!r} may hold only letters, digits, '-' and '_'")
+    if spec.run_id and not RUN_ID_RE.match(spec.run_id):
+        raise SpecError(f"run_id: {spec.run_id!r} may hold only ASCII letters, digits, '-' and '_' "
+                        "and must start with a letter or digit")
 
 
 def spec_from_dict(data: dict[str, Any], where: str = "spec") -> RunSpec:

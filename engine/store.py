@@ -6,7 +6,9 @@
     logs/<run-id>/stderr.log     the worker's stderr (library warnings, tracebacks)
 
 A run's status comes from its summary; a run with no summary is `running` while its worker is
-alive and `crashed` otherwise (its events say how far it got).
+alive and `crashed` otherwise (its events say how far it got). A run whose run.json is missing or
+unreadable, or whose summary.json exists but is not valid JSON (truncated), is `damaged`: it is
+never read as data, and every command that skips it says which and why (RunRecord.problem).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ EVENTS = "events.jsonl"
 SUMMARY = "summary.json"
 STDERR = "stderr.log"
 
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# The one definition of a run id (the spec and the store both use it): ASCII only, so an id is
+# the same path everywhere and cannot escape logs/.
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*\Z", re.ASCII)
 
 
 # mkstemp creates files 0600; logs and exports should get the user's usual permissions.
@@ -65,6 +69,11 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def check_writable(logs_dir: Path) -> None:
     """Refuse early, with the path and the reason, if the logs directory cannot take a run."""
+    blocker = next((p for p in (logs_dir, *logs_dir.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        where = "" if blocker == logs_dir else f": {blocker} is"
+        raise StoreError(f"logs directory {logs_dir} is not writable{where or ': it is'} a file, not a directory; "
+                         "point --logs / JOULELAB_LOGS at a directory")
     try:
         logs_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=logs_dir, prefix=".probe-", delete=True) as f:
@@ -102,10 +111,56 @@ def read_events(path: Path) -> tuple[list[dict], int]:
     return events, bad
 
 
-def _read_json(path: Path) -> dict | None:
+def _load_json(path: Path) -> tuple[dict | None, str | None]:
+    """(the object, None), or (None, why not): "missing", or how the file is damaged."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, "missing"
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"unreadable ({getattr(exc, 'strerror', None) or exc})"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        what = "empty" if not text.strip() else "truncated or not valid JSON"
+        return None, f"{what} ({len(text)} bytes; {exc.msg} at line {exc.lineno})"
+    if not isinstance(data, dict):
+        return None, f"not a JSON object ({type(data).__name__})"
+    return data, None
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from a file, or None when it is missing or damaged."""
+    return _load_json(path)[0]
+
+
+def read_summary(path: Path) -> dict | None:
+    return read_json(path)
+
+
+def _last_phase(events_path: Path) -> str | None:
+    """The phase a run without a summary reached: the last phase_start, read from the log's end
+    (a listing must not parse every event of every crashed run)."""
+    try:
+        with open(events_path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            block = 1 << 16
+            while True:
+                start = max(0, size - block)
+                f.seek(start)
+                lines = f.read(size - start).splitlines()
+                for line in reversed(lines[1:] if start else lines):  # the first may be cut
+                    if b'"phase_start"' in line:
+                        try:
+                            event = decode(line)
+                        except ProtocolError:
+                            continue
+                        if event["type"] == "phase_start":
+                            return event.get("phase")
+                if start == 0:
+                    return None
+                block *= 4
+    except FileNotFoundError:
         return None
 
 
@@ -132,8 +187,9 @@ class RunRecord:
     path: Path
     manifest: dict
     summary: dict | None
-    status: str  # complete | cancelled | failed | crashed | running
+    status: str  # complete | cancelled | failed | stalled | crashed | running | damaged
     last_phase: str | None
+    problem: str | None = None  # why a damaged run cannot be read as data (one line)
 
     @property
     def spec(self) -> dict:
@@ -141,26 +197,61 @@ class RunRecord:
 
     @property
     def started(self) -> str:
-        return self.manifest.get("started", "")
+        return self.manifest.get("started") or ""
 
 
-def load_run(path: Path) -> RunRecord:
-    manifest = _read_json(path / RUN_JSON) or {}
-    summary = _read_json(path / SUMMARY)
+# What a listing keeps of each run (light records): enough for `joulelab runs` and for selecting
+# runs, so memory does not grow with the size of every summary. Commands that need a run's data
+# load it whole, one run at a time (load_run).
+_LIGHT_SPEC = ("preset", "config", "seed", "batch", "dataset", "size", "mode")
+_LIGHT_SUMMARY = ("status", "error", "last_phase", "config", "synthetic")
+
+
+def _lighten(manifest: dict, summary: dict | None) -> tuple[dict, dict | None]:
+    spec = manifest.get("spec") or {}
+    manifest = {"spec": {k: spec.get(k) for k in _LIGHT_SPEC}, "started": manifest.get("started"),
+                "pid": manifest.get("pid")}
+    if summary is not None:
+        summary = {**{k: summary.get(k) for k in _LIGHT_SUMMARY},
+                   "phases": {p: {"total": r.get("total")} for p, r in (summary.get("phases") or {}).items()},
+                   "metrics": {"accuracy": (summary.get("metrics") or {}).get("accuracy")}}
+    return manifest, summary
+
+
+def load_run(path: Path, light: bool = False) -> RunRecord:
+    manifest, manifest_problem = _load_json(path / RUN_JSON)
+    summary, summary_problem = _load_json(path / SUMMARY)
+    manifest = manifest or {}
+    if summary_problem not in (None, "missing"):
+        return RunRecord(path.name, path, manifest, None, "damaged", None, f"summary.json is {summary_problem}")
+    if manifest_problem is not None:
+        return RunRecord(path.name, path, manifest, None, "damaged", None,
+                         f"run.json is {manifest_problem} (no spec to read the run by)")
+    if light:
+        manifest, summary = _lighten(manifest, summary)
     if summary is not None:
         return RunRecord(path.name, path, manifest, summary, summary.get("status", "failed"),
                          summary.get("last_phase"))
-    events, _ = read_events(path / EVENTS)
-    last_phase = next((e["phase"] for e in reversed(events) if e["type"] == "phase_start"), None)
     alive = _pid_alive(manifest.get("pid"))
-    return RunRecord(path.name, path, manifest, None, "running" if alive else "crashed", last_phase)
+    return RunRecord(path.name, path, manifest, None, "running" if alive else "crashed", _last_phase(path / EVENTS))
 
 
-def list_runs(logs_dir: Path) -> list[RunRecord]:
+def run_dirs(logs_dir: Path) -> list[Path]:
+    """The run directories in `logs_dir`, by id. Ids begin with their start time (new_run_id), so
+    this is start order without opening a file."""
     if not logs_dir.is_dir():
         return []
-    runs = [load_run(p) for p in logs_dir.iterdir() if p.is_dir() and RUN_ID_RE.match(p.name)]
-    return sorted(runs, key=lambda r: (r.started, r.run_id))
+    return sorted((p for p in logs_dir.iterdir() if RUN_ID_RE.match(p.name) and p.is_dir()), key=lambda p: p.name)
+
+
+def list_runs(logs_dir: Path, light: bool = False, newest: int | None = None) -> list[RunRecord]:
+    """Every run in `logs_dir` (or the `newest` by id), oldest first; `light` keeps only what a
+    listing shows."""
+    paths = run_dirs(logs_dir)
+    if newest is not None:
+        paths = paths[-newest:] if newest > 0 else []
+    runs = [load_run(p, light) for p in paths]
+    return sorted(runs, key=lambda r: (r.started or "", r.run_id))
 
 
 def find_run(logs_dir: Path, run_id: str) -> RunRecord:

@@ -7,13 +7,16 @@ stray print from any library lands in stderr.log instead of corrupting the strea
 written to events.jsonl first (flushed per line) and then to the stream; if the reader vanishes
 (broken pipe: the SSH session dropped), the worker stops writing to it and finishes the run.
 
-Exit codes: 0 complete, 1 failed, 2 bad input (spec, data, logs directory), 130 cancelled.
+Exit codes: 0 complete, 1 failed, 2 bad input (spec, data, logs directory), 3 the run log could
+not be written (disk full, quota or file-size limit: the cause goes to the stream), 130 cancelled.
 """
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import copy
+import errno
 import json
 import os
 import platform
@@ -33,6 +36,18 @@ from engine.spec import RunSpec, SpecError, new_run_id, spec_from_dict
 from engine.store import EVENTS, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+EXIT_LOG_UNWRITABLE = 3
+# Write errors that mean "the disk (or this process's share of it) is full", not a bug.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class LogWriteError(Exception):
+    """The run log could not be written: the run stops; what was written stays readable."""
+
+
+def disk_message(exc: OSError, path: Path) -> str:
+    why = (exc.strerror or str(exc)).lower()
+    return f"{why} while writing {path}; free space there or point --logs / JOULELAB_LOGS elsewhere"
 
 
 class Cancelled(Exception):
@@ -44,11 +59,15 @@ class EventWriter:
 
     def __init__(self, run_id: str, log_path: Path, stream: TextIO | None) -> None:
         self.run_id = run_id
-        self._log = open(log_path, "a", encoding="utf-8")
+        self.log_path = log_path
+        # A raw descriptor, not a buffered file: a line is written whole or cut back (see _append),
+        # and a failed write leaves nothing buffered to fail again at close.
+        self._log_fd: int | None = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         self._stream = stream
         self._lock = threading.Lock()
         self.count = 0
         self.reader_lost_at: float | None = None
+        self.log_error: str | None = None  # why the log stopped taking events (disk full...)
 
     def emit(self, event_type: str, **fields: Any) -> dict:
         event = make_event(event_type, self.run_id, **fields)
@@ -63,9 +82,14 @@ class EventWriter:
 
     def _write(self, line: str) -> None:
         with self._lock:
-            self._log.write(line)
-            self._log.flush()
-            self.count += 1
+            if self.log_error is None:
+                try:
+                    _append(self._log_fd, line.encode("utf-8"))
+                    self.count += 1
+                except OSError as exc:
+                    self._log_failed(exc)
+                    raise LogWriteError(self.log_error) from None
+            # Once the log has failed, events still reach the stream: the reader learns why.
             if self._stream is not None:
                 try:
                     self._stream.write(line)
@@ -75,15 +99,44 @@ class EventWriter:
                     self._stream = None
                     self.reader_lost_at = time.monotonic()
 
+    def _log_failed(self, exc: OSError) -> None:
+        self.log_error = disk_message(exc, self.log_path) if exc.errno in DISK_FULL_ERRNOS \
+            else f"cannot write {self.log_path}: {exc.strerror or exc}"
+        _to_stderr(f"joulelab worker: {self.log_error}")
+        if threading.current_thread() is not threading.main_thread():
+            # The sampler thread hit it: stop the run in the main thread, as a cancel would.
+            _thread.interrupt_main(signal.SIGTERM)
+
     def close(self) -> None:
         with self._lock:
-            self._log.close()
+            if self._log_fd is not None:
+                os.close(self._log_fd)
+                self._log_fd = None
             if self._stream is not None:
                 try:
                     self._stream.close()
                 except OSError:
                     pass
                 self._stream = None
+
+
+def _append(fd: int, data: bytes) -> None:
+    """Append one line whole, or not at all: a write cut short (disk full) is truncated back, so the
+    log never ends in a torn line."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    done = 0
+    try:
+        while done < len(data):
+            n = os.write(fd, data[done:])
+            if n == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += n
+    except OSError:
+        try:
+            os.ftruncate(fd, start)
+        except OSError:
+            pass
+        raise
 
 
 def environment_manifest() -> dict:
@@ -195,7 +248,7 @@ class Run:
         self.sampler = Sampler(
             meters, self.spec.sample_hz,
             on_sample=self.emit_sample,
-            on_gap=lambda domain, reason: self.w.emit("meter_gap", domain=domain, reason=reason),
+            on_gap=lambda domain, reason: _quietly(self.w.emit, "meter_gap", domain=domain, reason=reason),
             contention=open_contention(os.getpid()),
         )
         self.basis = {name: b for m in meters for name, b in m.basis().items()}
@@ -212,11 +265,13 @@ class Run:
         return energy
 
     def emit_sample(self, domains: dict, machine: dict | None) -> None:
-        if machine is None:
-            self.w.emit("sample", domains=domains)
-        else:
-            self.w.emit("sample", domains=domains, machine={k: machine[k] for k in
-                                                            ("others_cpu_share", "steal_share", "contended")})
+        fields = {"domains": domains}
+        if machine is not None:
+            fields["machine"] = {k: machine[k] for k in ("others_cpu_share", "steal_share", "contended")}
+        try:
+            self.w.emit("sample", **fields)
+        except LogWriteError:
+            pass  # the writer has already stopped the main thread; the sampler just goes on
 
     def begin(self, phase: str) -> None:
         self.w.emit("phase_start", phase=phase)
@@ -540,6 +595,9 @@ def total_energy(energies) -> dict:
     }
     if any(e.short for e in parts):
         out["short"] = True
+    gaps = sorted(e.domain.name for e in parts if e.gap)
+    if gaps:
+        out["gap"] = gaps  # these domains' energy in the phase is incomplete: not a measurement
     return out
 
 
@@ -611,18 +669,22 @@ def main(argv: list[str] | None = None) -> int:
         run.execute()
     except Cancelled as exc:
         status, error, code = "cancelled", f"cancelled by {exc}", EXIT_CANCELLED
+    except LogWriteError:
+        pass  # reported below: writer.log_error says why
     except Exception as exc:  # noqa: BLE001 - any failure must still leave a summary
         from engine.data import DataError
 
         bad_input = isinstance(exc, (DataError, SpecError))
         status, error = "failed", str(exc) if bad_input else f"{type(exc).__name__}: {exc}"
         code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
-        if not bad_input:
-            traceback.print_exc(file=sys.stderr)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:  # run.json, a cache file...
+            error, code = disk_message(exc, Path(exc.filename or run_path)), EXIT_LOG_UNWRITABLE
+        elif not bad_input:
+            _to_stderr(traceback.format_exc())
         try:
             writer.emit("error", message=error, where=run.last_phase)
-        except Cancelled:
-            pass  # a cancel that arrived while reporting the failure: the failure is the story
+        except (Cancelled, LogWriteError):
+            pass  # a cancel or a full disk while reporting the failure: the failure is the story
     finally:
         # Ignore further signals while the record is closed: a second Ctrl-C must not lose it.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -630,15 +692,39 @@ def main(argv: list[str] | None = None) -> int:
         _Signals.pending = None
     try:
         if run.open_phase is not None and run.sampler is not None:
-            run.end(partial=True)
+            _quietly(run.end, partial=True)
         if run.sampler is not None:
             run.sampler.stop()
-        summary = run.summary(status, error)
-        atomic_write_json(run_path / SUMMARY, summary)
-        writer.emit("done", status=status, exit_code=code)
+        if writer.log_error is not None:
+            status, error, code = "failed", writer.log_error, EXIT_LOG_UNWRITABLE
+            _quietly(writer.emit, "error", message=error, where=run.last_phase)  # reaches the stream
+        try:
+            atomic_write_json(run_path / SUMMARY, run.summary(status, error))
+        except OSError as exc:
+            if code != EXIT_LOG_UNWRITABLE:
+                status, error, code = "failed", disk_message(exc, run_path / SUMMARY), EXIT_LOG_UNWRITABLE
+            _to_stderr(f"joulelab worker: summary not written: {disk_message(exc, run_path / SUMMARY)}")
+            _quietly(writer.emit, "error", message=error, where=run.last_phase)
+        _quietly(writer.emit, "done", status=status, exit_code=code)
     finally:
         writer.close()
     return code
+
+
+def _to_stderr(text: str) -> None:
+    """stderr.log may sit on the disk that just filled: reporting there must not fail the run."""
+    try:
+        print(text.rstrip("\n"), file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _quietly(fn, *args, **kwargs) -> None:
+    """Close the record even when the log can no longer be written (the stream still hears it)."""
+    try:
+        fn(*args, **kwargs)
+    except LogWriteError:
+        pass
 
 
 def _stream_error(stream: TextIO, message: str) -> None:

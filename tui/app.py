@@ -325,7 +325,7 @@ class JouleLabApp(App):
         self.current_run = None
         self._set_running(False)
         complete = sum(1 for s in message.statuses if s == "complete")
-        failed = sum(1 for s in message.statuses if s in ("crashed", "failed"))
+        failed = sum(1 for s in message.statuses if s in ("crashed", "failed", "stalled"))
         if failed:
             self.notify(f"{failed} of {len(message.statuses)} run{'s' if len(message.statuses) > 1 else ''} "
                         "failed: the Live tab shows the error and the end of stderr.log",

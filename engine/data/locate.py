@@ -253,12 +253,16 @@ def _mislaid(root: Path, looks_like) -> str | None:
     return None
 
 
+def _not_a_folder(path: Path) -> str:
+    return "is a file, not a directory" if path.exists() else "does not exist"
+
+
 def _motionsense_problem(root: Path) -> str:
     get = (f"download {MOTIONSENSE_ZIP} from {MOTIONSENSE_URL} (folder data/) and put it at "
            f"{root / MOTIONSENSE_ZIP}, or unzip it to {root / MOTIONSENSE_DIR}/")
     if not root.is_dir():
         if not root.parent.is_dir():
-            return f"motionsense: data folder {root.parent} does not exist; {FIX_DIR}, or {get}"
+            return f"motionsense: data folder {root.parent} {_not_a_folder(root.parent)}; {FIX_DIR}, or {get}"
         hint = _mislaid(root, _looks_like_motionsense)
         if hint:
             return f"motionsense: no {root}; {hint}"
@@ -334,7 +338,7 @@ def _extrasensory_problem(root: Path) -> str:
            f"extract its <UUID>.features_labels.csv.gz files into {root}/")
     if not root.is_dir():
         if not root.parent.is_dir():
-            return f"extrasensory: data folder {root.parent} does not exist; {FIX_DIR}, or {get}"
+            return f"extrasensory: data folder {root.parent} {_not_a_folder(root.parent)}; {FIX_DIR}, or {get}"
         hint = _mislaid(root, lambda d: bool(_user_files(d)))
         if hint:
             return f"extrasensory: no {root}; {hint}"
@@ -443,7 +447,9 @@ def format_descriptions(entries: list[dict]) -> str:
         if e["found"]:
             what = (f"{e['subjects']} subjects, trials {', '.join(map(str, e['trials']))}"
                     if e["name"] == "motionsense" else f"{e['users']} users")
-            lines.append(f"{e['name']:<14} found      {what}, {e['files']} files, {e['rows']:,} rows "
+            # A found dataset with an unreadable file is not fine: a run would refuse it.
+            status = "damaged" if e.get("problem") else "found"
+            lines.append(f"{e['name']:<14} {status:<10} {what}, {e['files']} files, {e['rows']:,} rows "
                          f"in {e['location']}")
             if e.get("problem"):
                 lines.append(f"{'':<14} problem    {e['problem']}")

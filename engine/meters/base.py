@@ -71,6 +71,11 @@ class Meter(ABC):
         """For modelled domains: what one joule was modelled from (see ModelMeter.basis)."""
         return {}
 
+    def take_gaps(self) -> dict[str, str]:
+        """Domains whose energy since the last call is unknown although the meter answered (a
+        counter reset, wraps lost while nobody read), with why; cleared by the call."""
+        return {}
+
 
 class MeterUnavailable(RuntimeError):
     """A meter that cannot be opened on this machine; the message is the reason shown to users."""

@@ -30,6 +30,25 @@ Wraparound
     (minutes to hours; the sampler reads at 10 Hz). A zone with no max_energy_range_uj cannot be
     read wrap-safe and is not used.
 
+Wrap, reset or lost: what is physically possible decides
+    A counter that reads less than before has either wrapped or been reset (a driver reload, a
+    firmware reset, a hypervisor migrating the guest). Between two reads `dt` seconds apart the
+    domain can have used at most max_w * dt joules, where max_w is the domain's power bound:
+    the largest constraint_*_max_power_uw its zone exposes, else the largest
+    constraint_*_power_limit_uw, in both cases times POWER_MARGIN (power limits are averages over
+    a time window; bursts above them are allowed), else DEFAULT_MAX_W for its kind (above any
+    socket or DIMM set made today). Then, per read:
+      - dt * max_w >= one wrap (the shortest wrap period has passed, e.g. the worker was stopped):
+        wraps may have been lost, so the energy of that interval is unknown: nothing is added and
+        the domain is a gap for the phase;
+      - the forward difference (new - old) mod range exceeds max_w * (dt + READ_SLACK_S): no
+        wrap can explain it (the slack covers the counter's own update period, about 1 ms, and
+        reads timed in user space a scheduler delay away from the counter's update);
+        the counter was reset (or stepped): nothing is added, and the domain is a gap;
+      - otherwise it is the energy used (a decrease is a wrap) and is added.
+    A reset therefore never adds energy, and an interval whose energy is unknown is never shown
+    as a counter value: gaps are reported through take_gaps() (see engine.meters.sampler).
+
 Permissions
     Since Linux 5.10 energy_uj is readable by root only (CVE-2020-8694, "Platypus"). Opening the
     meter checks with os.access and then an actual read, and fails with one line naming the fix.
@@ -52,6 +71,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +84,15 @@ _TOP_ZONE = re.compile(r"^(?P<ctype>[a-z0-9-]*rapl[a-z0-9-]*):(?P<n>\d+)$")
 _PACKAGE = re.compile(r"^package-(?P<pkg>\d+)(?:-die-(?P<die>\d+))?$")
 # Subzones that are parts of their package: reported in the manifest, never measured.
 _PART_OF_PACKAGE = ("core", "uncore")
+# Power bounds (see "Wrap, reset or lost"): a zone's own limits times POWER_MARGIN, else these.
+POWER_MARGIN = 2.0
+READ_SLACK_S = 0.05
+DEFAULT_MAX_W = {"cpu": 1000.0, "dram": 500.0, "platform": 2000.0}
+_CONSTRAINT = re.compile(r"^constraint_\d+_(max_power_uw|power_limit_uw)$")
+
+
+# The clock the counter reads are timed by (a test replaces it to replay reads at chosen times).
+_now = time.monotonic
 
 
 def powercap_root(root: str | os.PathLike | None = None) -> Path:
@@ -105,7 +134,10 @@ class _Zone:
     path: str  # .../energy_uj
     zone: str  # e.g. "intel-rapl:0:2"
     max_uj: int
+    max_w: float = 0.0  # the most power the domain can draw (see "Wrap, reset or lost")
+    max_w_from: str = ""
     last_uj: int = 0
+    last_t: float = 0.0
     total_uj: int = 0
 
     @property
@@ -150,6 +182,7 @@ class RaplMeter(Meter):
         self._ignored: list[dict] = []
         self._notes: list[str] = []
         self._ctypes: list[str] = []
+        self._gaps: dict[str, str] = {}  # domain -> why, since the last take_gaps()
         zones = self._discover()
         self._open_counters(zones)
         self._zones = zones
@@ -231,7 +264,8 @@ class RaplMeter(Meter):
             if max_uj <= 0:
                 self._ignore(zone, domain.name, f"max_energy_range_uj is {max_uj}: cannot be read wrap-safe")
                 continue
-            zones.append(_Zone(domain, str(zdir / "energy_uj"), zone, max_uj))
+            max_w, max_w_from = _power_bound(zdir, domain.kind)
+            zones.append(_Zone(domain, str(zdir / "energy_uj"), zone, max_uj, max_w, max_w_from))
         # The permission fix names only the interfaces actually read.
         self._ctypes = sorted({z.zone.split(":")[0] for z in zones}, key=_ctype_order)
 
@@ -273,6 +307,7 @@ class RaplMeter(Meter):
                 if not os.access(z.path, os.R_OK):
                     raise PermissionError(13, "Permission denied", z.path)
                 z.last_uj = _read_int(z.path)
+                z.last_t = _now()
             except PermissionError:
                 raise MeterUnavailable(self._permission_message(z.path)) from None
             except FileNotFoundError:
@@ -345,12 +380,21 @@ class RaplMeter(Meter):
                     raise MeterError(f"RAPL: {z.path} vanished") from None
                 except (OSError, ValueError) as exc:
                     raise MeterError(f"RAPL: reading {z.path} failed: {_why(exc)}") from None
+            now = _now()
             out = {}
             for z, raw in zip(self._zones, raws, strict=True):
-                z.total_uj += (raw - z.last_uj) % z.modulus
-                z.last_uj = raw
+                used, why = _energy_between(z, raw, now - z.last_t)
+                if why is not None:
+                    self._gaps[z.domain.name] = why
+                z.total_uj += used
+                z.last_uj, z.last_t = raw, now
                 out[z.domain.name] = z.total_uj / 1e6
             return out
+
+    def take_gaps(self) -> dict[str, str]:
+        with self._lock:
+            gaps, self._gaps = self._gaps, {}
+            return gaps
 
     def manifest(self) -> dict:
         return {
@@ -364,13 +408,56 @@ class RaplMeter(Meter):
                     "method": z.domain.method,
                     "zone": z.zone,
                     "max_energy_range_uj": z.max_uj,
+                    "max_power_w": z.max_w,
+                    "max_power_from": z.max_w_from,
+                    "shortest_wrap_period_s": z.modulus / 1e6 / z.max_w,
                 }
                 for z in self._zones
             ],
             "ignored": list(self._ignored),
             "notes": list(self._notes),
-            "wraparound": "delta = (new - old) mod (max_energy_range_uj + 1), in integer microjoules",
+            "wraparound": "delta = (new - old) mod (max_energy_range_uj + 1), in integer microjoules, when "
+                          "max_power_w x elapsed time allows it; otherwise a reset or lost wraps: nothing "
+                          "added and the phase flagged as a gap",
         }
+
+
+def _energy_between(z: _Zone, raw: int, dt: float) -> tuple[int, str | None]:
+    """Microjoules used since the last read, or (0, why) when the counter cannot say."""
+    dt = max(dt, 0.0)
+    if z.max_w * dt * 1e6 >= z.modulus:
+        period = z.modulus / 1e6 / z.max_w
+        return 0, (f"RAPL {z.domain.name}: not read for {dt:.1f} s, longer than its shortest wrap period "
+                   f"({period:.3g} s at {z.max_w:g} W): wraps may be lost, so its energy over those "
+                   f"{dt:.1f} s is unknown and not counted")
+    forward = (raw - z.last_uj) % z.modulus
+    if forward > z.max_w * (dt + READ_SLACK_S) * 1e6:
+        what = "went back" if raw < z.last_uj else "jumped ahead"
+        return 0, (f"RAPL {z.domain.name}: counter {what} from {z.last_uj} to {raw} uJ in {dt:.3g} s, more than "
+                   f"{z.max_w:g} W can use: a reset, not counted")
+    return forward, None
+
+
+def _power_bound(zdir: Path, kind: str) -> tuple[float, str]:
+    """The most power a zone's domain can draw, and where that bound comes from."""
+    found: dict[str, list[int]] = {"max_power_uw": [], "power_limit_uw": []}
+    try:
+        names = os.listdir(zdir)
+    except OSError:
+        names = []
+    for name in names:
+        m = _CONSTRAINT.match(name)
+        if m:
+            try:
+                value = _read_int(str(zdir / name))
+            except (OSError, ValueError):
+                continue
+            if value > 0:
+                found[m[1]].append(value)
+    for key in ("max_power_uw", "power_limit_uw"):
+        if found[key]:
+            return max(found[key]) / 1e6 * POWER_MARGIN, f"{POWER_MARGIN:g} x constraint_*_{key}"
+    return DEFAULT_MAX_W.get(kind, max(DEFAULT_MAX_W.values())), f"default for {kind}"
 
 
 def _package_key(name: str) -> tuple[int, int]:

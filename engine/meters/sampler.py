@@ -23,11 +23,13 @@ LIVE_CONTENTION_S = 1.0
 
 @dataclass
 class Snapshot:
-    """Cumulative joules of every domain at one instant, and which domains failed to answer."""
+    """Cumulative joules of every domain at one instant, which domains are failing to answer, and
+    how many gaps (failures, counter resets, lost wraps) each domain has had so far."""
 
     t: float
     joules: dict[str, float]
     gaps: frozenset[str] = frozenset()
+    gap_counts: dict[str, int] = field(default_factory=dict)
     cpu: CpuTimes | None = None  # the machine's and our CPU time, for contention
 
 
@@ -38,7 +40,7 @@ class PhaseEnergy:
     domain: Domain
     gross_j: float
     idle_j: float
-    gap: bool = False  # the meter failed at some point in the phase: the value is unreliable
+    gap: bool = False  # the meter failed, or its counter reset or lost wraps, in the phase: unreliable
     duration_s: float = 0.0
     update_s: float | None = None  # the meter's update period here, when it differs from the table's
 
@@ -80,7 +82,8 @@ class PhaseEnergy:
 def phase_energy(start: Snapshot, end: Snapshot, domains: dict[str, Domain],
                  idle_watts: dict[str, float], sample_period: float | None = None) -> dict[str, PhaseEnergy]:
     duration = end.t - start.t
-    gaps = start.gaps | end.gaps
+    # A domain is a gap for the phase if it was failing at either end or a gap began in between.
+    gaps = start.gaps | end.gaps | {n for n, c in end.gap_counts.items() if c > start.gap_counts.get(n, 0)}
     return {
         name: PhaseEnergy(
             domain=domain,
@@ -109,6 +112,7 @@ class Sampler:
     _last: dict[str, float] = field(default_factory=dict)
     _failing: set[str] = field(default_factory=set)
     _gap_seen: set[str] = field(default_factory=set)
+    _gap_count: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not MIN_HZ <= self.hz <= MAX_HZ:
@@ -129,20 +133,26 @@ class Sampler:
                 try:
                     self._last.update(meter.read())
                     self._failing.difference_update(names)
+                    for name, reason in meter.take_gaps().items():  # answered, but energy unknown
+                        self._gap(name, reason)
                 except MeterError as exc:
                     for name in names:
                         self._last.setdefault(name, 0.0)
                         if name not in self._failing:
                             self._failing.add(name)
-                            self._gap_seen.add(name)
-                            self.on_gap(name, str(exc))
+                            self._gap(name, str(exc))
             cpu = None
             if self.contention is not None:
                 try:
                     cpu = self.contention.read(t)
                 except (OSError, ValueError, MeterError):
                     cpu = None  # contention is context, not energy: a failed read only loses the flag
-            return Snapshot(t, dict(self._last), frozenset(self._gap_seen), cpu)
+            return Snapshot(t, dict(self._last), frozenset(self._failing), dict(self._gap_count), cpu)
+
+    def _gap(self, name: str, reason: str) -> None:
+        self._gap_seen.add(name)
+        self._gap_count[name] = self._gap_count.get(name, 0) + 1
+        self.on_gap(name, reason)
 
     def sample(self) -> dict[str, dict]:
         """Take a snapshot and turn it into per-domain watts since the previous sample."""

@@ -36,8 +36,10 @@ class PowercapTree:
     # -- building --------------------------------------------------------------------------
 
     def add_zone(self, zone: str, name: str, energy_uj: int = 0, max_energy_range_uj: int | None = INTEL_MAX_UJ,
-                 ) -> Path:
-        """Add zone `intel-rapl:0` (top level) or `intel-rapl:0:2` (subzone of intel-rapl:0)."""
+                 max_power_uw: int | None = None, power_limit_uw: int | None = None) -> Path:
+        """Add zone `intel-rapl:0` (top level) or `intel-rapl:0:2` (subzone of intel-rapl:0).
+        `max_power_uw` / `power_limit_uw` write constraint 0 as the kernel lays it out
+        (constraint_0_name, _power_limit_uw, _time_window_us, _max_power_uw)."""
         ctype, *numbers = zone.split(":")
         ctype_dir = self.devices / ctype
         if not ctype_dir.exists():
@@ -57,6 +59,12 @@ class PowercapTree:
         if max_energy_range_uj is not None:
             (zdir / "max_energy_range_uj").write_text(f"{max_energy_range_uj}\n")
         (zdir / "energy_uj").write_text(f"{energy_uj}\n")
+        if max_power_uw is not None or power_limit_uw is not None:
+            (zdir / "constraint_0_name").write_text("long_term\n")
+            (zdir / "constraint_0_time_window_us").write_text("999424\n")
+            (zdir / "constraint_0_power_limit_uw").write_text(f"{power_limit_uw or max_power_uw}\n")
+            if max_power_uw is not None:
+                (zdir / "constraint_0_max_power_uw").write_text(f"{max_power_uw}\n")
         (self.root / zone).symlink_to(os.path.relpath(zdir, self.root))
         self._dirs[zone] = zdir
         self._max[zone] = max_energy_range_uj
@@ -91,6 +99,24 @@ class PowercapTree:
     def make_unreadable(self, zone: str) -> None:
         """chmod 000 energy_uj, as Linux >= 5.10 makes it for everyone but root."""
         self.path(zone).chmod(0)
+
+
+class ReadClock:
+    """Stands in for the meter's clock (engine.meters.rapl._now): each read happens `step` seconds
+    after the previous one. The meter judges wrap, reset and lost wraps by what the domain's power
+    bound allows between reads, so tests that move a counter by hand say how much time passed."""
+
+    def __init__(self, step: float = 1.0) -> None:
+        self.t = 1000.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+    def within_wrap(self, meter, fraction: float = 0.8) -> None:
+        """Space reads at `fraction` of the meter's shortest wrap period (the fastest legal pace)."""
+        self.step = fraction * min(d["shortest_wrap_period_s"] for d in meter.manifest()["domains"])
 
 
 def enforce_permissions(reader: Callable[[str], bytes]) -> Callable[[str], bytes]:

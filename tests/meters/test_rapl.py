@@ -6,6 +6,7 @@ from tests.fakes.powercap import (
     AMD_MAX_UJ,
     INTEL_MAX_UJ,
     PowercapTree,
+    ReadClock,
     amd_epyc,
     amd_multi_die,
     enforce_permissions,
@@ -17,6 +18,13 @@ from tests.fakes.powercap import (
 from engine.meters import rapl
 from engine.meters.base import MeterError, MeterUnavailable
 from engine.meters.rapl import RaplMeter, open_rapl
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    c = ReadClock()
+    monkeypatch.setattr(rapl, "_now", c)
+    return c
 
 
 def uj(joules: float) -> int:
@@ -118,7 +126,7 @@ def test_read_is_joules_since_open(tmp_path):
 
 @pytest.mark.parametrize("wraps", [0, 1, 5])
 @pytest.mark.parametrize("max_uj", [INTEL_MAX_UJ, 999])
-def test_wraps_within_a_phase_are_exact(tmp_path, wraps, max_uj):
+def test_wraps_within_a_phase_are_exact(tmp_path, wraps, max_uj, clock):
     period = max_uj + 1
     start = 5
     step = period * 7 // 10 + 3  # just under one wrap period between reads (the sampler reads at 10 Hz)
@@ -128,6 +136,7 @@ def test_wraps_within_a_phase_are_exact(tmp_path, wraps, max_uj):
     tree = PowercapTree(tmp_path)
     tree.add_zone("intel-rapl:0", "package-0", energy_uj=start, max_energy_range_uj=max_uj)
     m = open_rapl(tree.root)
+    clock.within_wrap(m)
     seen = 0
     for _ in range(steps):
         seen += tree.advance("intel-rapl:0", step)
@@ -136,17 +145,19 @@ def test_wraps_within_a_phase_are_exact(tmp_path, wraps, max_uj):
     assert uj(m.read()["package-0"]) == steps * step
 
 
-def test_counter_at_max_then_zero_is_one_microjoule(tmp_path):
+def test_counter_at_max_then_zero_is_one_microjoule(tmp_path, clock):
     tree = PowercapTree(tmp_path)
     tree.add_zone("intel-rapl:0", "package-0", energy_uj=1000, max_energy_range_uj=1000)
+    clock.step = 1e-8  # 1000 W for 10 ns: up to 10 uJ, so 1000 -> 0 is a wrap of one microjoule
     m = open_rapl(tree.root)
     tree.set_energy("intel-rapl:0", 0)
     assert uj(m.read()["package-0"]) == 1
 
 
-def test_reads_never_decrease(tmp_path):
+def test_reads_never_decrease(tmp_path, clock):
     tree = PowercapTree(tmp_path)
     tree.add_zone("intel-rapl:0", "package-0", energy_uj=0, max_energy_range_uj=10_000)
+    clock.step = 9.5e-6  # up to 9.5 mJ at 1000 W, under one wrap of 10 mJ
     m = open_rapl(tree.root)
     last = 0.0
     for i in range(50):
@@ -261,3 +272,62 @@ def test_pyrapl_topology_leaves_logging_alone():
     assert ids is None or all(isinstance(i, int) for i in ids)
     assert root.handlers == before
     assert logging.root.manager.disable == disabled
+
+
+# -- wrap, reset or lost wraps: decided by what the domain's power allows --------------------
+
+RANGE_UJ = 1_000_000_000 - 1  # a 1,000 J counter: 0..999,999,999 uJ, then 0
+
+
+def small_range_meter(tmp_path, **power):
+    tree = PowercapTree(tmp_path)
+    tree.add_zone("intel-rapl:0", "package-0", energy_uj=500_000_000, max_energy_range_uj=RANGE_UJ, **power)
+    return tree, open_rapl(tree.root)
+
+
+def test_power_bound_comes_from_the_zone_constraints_else_a_documented_default(tmp_path):
+    _, m = small_range_meter(tmp_path / "a", max_power_uw=200_000_000)
+    d = m.manifest()["domains"][0]
+    assert d["max_power_w"] == 400.0 and "max_power_uw" in d["max_power_from"]
+    assert d["shortest_wrap_period_s"] == pytest.approx(2.5)
+    _, m = small_range_meter(tmp_path / "b", power_limit_uw=65_000_000)
+    assert m.manifest()["domains"][0]["max_power_w"] == 130.0
+    _, m = small_range_meter(tmp_path / "c")
+    assert m.manifest()["domains"][0]["max_power_w"] == rapl.DEFAULT_MAX_W["cpu"]
+
+
+def test_a_counter_stepping_back_is_a_reset_that_adds_nothing(tmp_path, clock):
+    tree, m = small_range_meter(tmp_path, max_power_uw=200_000_000)  # 400 W: wrap period 2.5 s
+    clock.step = 0.1
+    tree.advance("intel-rapl:0", 10_000_000)  # 10 J in 0.1 s: 100 W
+    assert uj(m.read()["package-0"]) == 10_000_000 and m.take_gaps() == {}
+    tree.set_energy("intel-rapl:0", tree.energy("intel-rapl:0") - 20_000_000)  # 20 J back
+    assert uj(m.read()["package-0"]) == 10_000_000  # not +980 J: a wrap would need 9,800 W
+    gaps = m.take_gaps()
+    assert list(gaps) == ["package-0"] and "went back" in gaps["package-0"] and "reset" in gaps["package-0"]
+    tree.advance("intel-rapl:0", 5_000_000)
+    assert uj(m.read()["package-0"]) == 15_000_000 and m.take_gaps() == {}  # counting goes on
+
+
+def test_a_wrap_that_power_allows_is_counted_exactly(tmp_path, clock):
+    tree, m = small_range_meter(tmp_path, max_power_uw=200_000_000)
+    clock.step = 0.1
+    tree.set_energy("intel-rapl:0", RANGE_UJ - 3_000_000)
+    m.read()
+    m.take_gaps()  # (the set above was itself a jump, flagged)
+    assert tree.advance("intel-rapl:0", 30_000_000) == 1  # 30 J in 0.1 s (300 W), across the wrap
+    before = m.read()["package-0"]
+    tree.advance("intel-rapl:0", 1)
+    assert uj(m.read()["package-0"] - before) == 1 and m.take_gaps() == {}
+
+
+def test_a_read_later_than_the_shortest_wrap_period_is_a_gap_not_a_counter_value(tmp_path, clock):
+    tree, m = small_range_meter(tmp_path, max_power_uw=200_000_000)
+    clock.step = 0.1
+    tree.advance("intel-rapl:0", 10_000_000)
+    assert uj(m.read()["package-0"]) == 10_000_000
+    clock.step = 30.0  # the worker was stopped for 30 s: at up to 400 W, 12 wraps may have passed
+    tree.advance("intel-rapl:0", 3 * (RANGE_UJ + 1) + 7_000_000)
+    assert uj(m.read()["package-0"]) == 10_000_000  # unknown energy is not counted...
+    gaps = m.take_gaps()
+    assert "wraps may be lost" in gaps["package-0"] and "30.0 s" in gaps["package-0"]  # ...and is a gap

@@ -1,10 +1,18 @@
 """The sampler over a fake RAPL tree: a phase's energy is the counter difference, exactly."""
 
 import pytest
-from tests.fakes.powercap import PowercapTree, intel_server
+from tests.fakes.powercap import PowercapTree, ReadClock, intel_server
 
+from engine.meters import rapl
 from engine.meters.rapl import open_rapl
 from engine.meters.sampler import Sampler, phase_energy
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    c = ReadClock()
+    monkeypatch.setattr(rapl, "_now", c)
+    return c
 
 
 def uj(joules: float) -> int:
@@ -12,12 +20,13 @@ def uj(joules: float) -> int:
 
 
 @pytest.mark.parametrize("wraps", [0, 1, 5])
-def test_phase_energy_is_the_counter_difference_across_wraps(tmp_path, wraps):
+def test_phase_energy_is_the_counter_difference_across_wraps(tmp_path, wraps, clock):
     max_uj = 99_999
     tree = PowercapTree(tmp_path)
     tree.add_zone("intel-rapl:0", "package-0", energy_uj=77_777, max_energy_range_uj=max_uj)
     tree.add_zone("intel-rapl:0:0", "dram", energy_uj=3, max_energy_range_uj=max_uj)
     sampler = Sampler([open_rapl(tree.root)], hz=10)
+    clock.within_wrap(sampler.meters[0])
     sampler.sample()  # a sample before the phase: the phase must not depend on it
     tree.advance("intel-rapl:0", 5_000)
 
@@ -58,7 +67,7 @@ def test_a_vanished_counter_is_a_gap_not_a_crash(tmp_path):
     assert "vanished" in gaps[0][1]
 
 
-def test_sampler_thread_keeps_up_with_wraps(tmp_path):
+def test_sampler_thread_keeps_up_with_wraps(tmp_path, clock):
     """The real thread at 100 Hz, while the 'hardware' wraps the counter between its reads."""
     import threading
 
@@ -66,6 +75,7 @@ def test_sampler_thread_keeps_up_with_wraps(tmp_path):
     tree = PowercapTree(tmp_path)
     tree.add_zone("intel-rapl:0", "package-0", energy_uj=0, max_energy_range_uj=max_uj)
     sampler = Sampler([open_rapl(tree.root)], hz=100)
+    clock.within_wrap(sampler.meters[0], 0.9)  # each read is 0.9 wrap periods after the last
     read_done = threading.Event()
     hardware = threading.Lock()  # a counter update is atomic on hardware; the fake file is not
     original = sampler.meters[0].read

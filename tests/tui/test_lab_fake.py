@@ -244,3 +244,15 @@ async def test_every_action_has_a_key_in_the_footer(logs: Path, size) -> None:
         await press(pilot, "p")
         await wait_for(pilot, lambda: "Open file" in footer(), what="the preset keys")
         assert "⏎ Run preset" in footer()
+
+
+async def test_a_silent_worker_shows_as_stalled_through_the_runner(logs: Path, monkeypatch) -> None:
+    monkeypatch.setenv("JOULELAB_STALL_S", "1")
+    app = make_app(logs, fake_command("--hold"))  # before its end it says nothing: a stall
+    async with app.run_test(size=(100, 30)) as pilot:
+        await press(pilot, "r")
+        await wait_settled(pilot, app)
+        assert app.live.statuses[0] == "stalled"
+        error = str(app.live.query_one("#live-error", Static).render())
+        assert "stalled" in error and "no event from the worker for 1 s" in error
+        assert list_runs(logs)[0].status == "stalled"  # the runner wrote the record the app shows

@@ -16,7 +16,7 @@ from engine.store import RunRecord, list_runs
 from tui import fmt
 
 STATUS_STYLE = {"complete": "green", "cancelled": "yellow", "failed": "red", "crashed": "bold red",
-                "running": "bold cyan"}
+                "stalled": "bold red", "damaged": "bold red", "running": "bold cyan"}
 
 
 class HistoryTable(DataTable):

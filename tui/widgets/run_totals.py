@@ -12,7 +12,7 @@ from tui.livestate import RunState
 
 CUT = " †"  # a phase that stopped early: its joules are what was measured until then
 STATUS_STYLE = {"complete": "bold green", "running": "bold", "cancelled": "bold yellow", "failed": "bold red",
-                "crashed": "bold red", "queued": "dim"}
+                "crashed": "bold red", "stalled": "bold red", "queued": "dim"}
 
 
 def _short(name: str, width: int = 10) -> str:
