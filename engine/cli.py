@@ -463,7 +463,8 @@ def export(
     from engine.export import ExportError, write
 
     logs_dir = logs or default_logs_dir()
-    records = _records(logs_dir, run_ids, all_runs=all_runs, light=True)
+    # MLflow logs every record whole; the file formats stream light records a chunk at a time.
+    records = _records(logs_dir, run_ids, all_runs=all_runs, light=fmt != ExportFormat.mlflow)
     if fmt == ExportFormat.mlflow:
         export_mlflow(records, tracking_uri, experiment)
         return
