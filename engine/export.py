@@ -61,7 +61,8 @@ COLUMNS: dict[str, dict[str, str]] = {
              "energy_source": "str", "energy_methods": "str"},
     "phases": {"run_id": "str", "phase": "str", "domain": "str", "kind": "str", "duration_s": "float",
                "gross_j": "float", "idle_j": "float", "net_j": "float", "source": "str", "method": "str",
-               "partial": "bool", "gap": "bool"},
+               "partial": "bool", "gap": "bool", "error_rel": "float", "short": "bool",
+               "others_cpu_share": "float", "contended": "bool"},
     "samples": {"run_id": "str", "t_s": "float", "domain": "str", "watts": "float", "joules": "float",
                 "source": "str", "method": "str"},
     "curve": {"run_id": "str", "phase": "str", "epoch": "int", "val_accuracy": "float", "cumulative_j": "float",
@@ -127,7 +128,11 @@ def _phase_rows(r: RunRecord) -> list[dict]:
     return [{"run_id": r.run_id, "phase": phase, "domain": domain, "kind": e.get("kind"),
              "duration_s": record["duration_s"], "gross_j": e["gross_j"], "idle_j": e["idle_j"],
              "net_j": e["net_j"], "source": e["source"], "method": e["method"],
-             "partial": bool(record.get("partial")), "gap": bool(e.get("gap"))}
+             "partial": bool(record.get("partial")), "gap": bool(e.get("gap")),
+             # the meter's documented error and the machine's state (absent from older logs)
+             "error_rel": e.get("error_rel"), "short": bool(e.get("short")),
+             "others_cpu_share": (record.get("contention") or {}).get("others_cpu_share"),
+             "contended": bool((record.get("contention") or {}).get("contended"))}
             for phase, record in ((r.summary or {}).get("phases") or {}).items()
             for domain, e in record["energy"].items()]
 
