@@ -101,6 +101,9 @@ def config_table(stats: list[ConfigStats], title: str = "Energy and accuracy per
     if any(s.cached_sources for s in stats):
         table.caption += ("\n° pretrain J: the energy that trained the source network, measured once and "
                           "reused from the cache by later transfer runs")
+    if any(s.gap_runs for s in stats):
+        table.caption += ("\nmeter gaps (a failed read, a counter reset, lost wraps) left the energy of "
+                          f"{sum(s.gap_runs for s in stats)} run(s) unknown: left out of the energy columns")
     if any(s.contended for s in stats):
         table.caption += (f"\n{CONTENDED_MARK} measured while other processes used more than "
                           f"{100 * CONTENDED_SHARE:.0f} % of the machine's CPU (in some of the trials): unreliable")
@@ -160,6 +163,8 @@ def run_table(summary: dict) -> Table:
         for i, (domain, e) in enumerate(record["energy"].items()):
             mark = SOURCE_MARK.get(e["source"], "")
             flags = "".join(f" ({f})" for f in ("gap", "short") if e.get(f))
+            if e["net_j"] < 0 and not e.get("gap") and phase != "idle":
+                flags += " (below idle)"  # drew less than the idle baseline: noise, not negative energy
             table.add_row(label if i == 0 else "", domain, f"{record['duration_s']:.2f}" if i == 0 else "",
                           mark + fmt_number(e["gross_j"]), mark + fmt_number(e["idle_j"]),
                           mark + fmt_number(e["net_j"]) + flags, e["source"], e["method"])

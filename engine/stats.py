@@ -135,9 +135,15 @@ def diff_ci(a: list[float], b: list[float]) -> Estimate:
 # -- summaries -> comparison -----------------------------------------------------------------
 def _phase_net(summary: dict, phase: str) -> tuple[float, str] | None:
     total = summary.get("phases", {}).get(phase, {}).get("total")
-    if not total or total.get("source") is None:
-        return None
+    if not total or total.get("source") is None or total.get("gap"):
+        return None  # a meter gap (failure, counter reset, lost wraps) leaves the energy unknown
     return total["net_j"], total["source"]
+
+
+def has_gap(summary: dict) -> bool:
+    """A run whose energy in some metered phase is unknown, and so left out of energy figures."""
+    return any((p.get("total") or {}).get("gap") for name, p in summary.get("phases", {}).items()
+               if name not in ("idle", "warmup"))
 
 
 def pretrain_energy(summary: dict) -> tuple[float, str] | None:
@@ -163,7 +169,7 @@ def training_energy(summary: dict) -> tuple[float, str] | None:
 def inference_energy(summary: dict) -> tuple[float, str] | None:
     """Net joules per inference in the test phase."""
     per = summary.get("metrics", {}).get("j_per_inference") or {}
-    if per.get("value") is None:
+    if per.get("value") is None or _phase_net(summary, "test") is None:
         return None
     return per["value"], per["source"]
 
@@ -210,6 +216,7 @@ class ConfigStats:
     phase_net_j: dict[str, Estimate] = field(default_factory=dict)
     cached_sources: int = 0  # runs that reused a saved source network instead of pretraining
     contended: dict[str, int] = field(default_factory=dict)  # phase -> runs measured on a busy machine
+    gap_runs: int = 0  # runs with a meter gap: their energy is left out of these figures
 
 
 def _split_key(key: str) -> tuple[str, str, str, str]:
@@ -249,6 +256,7 @@ def config_stats(summaries: list[dict]) -> list[ConfigStats]:
                          if (e := _energy_estimate([_phase_net(r, p) for r in runs])) is not None},
             cached_sources=sum(1 for r in runs if (r.get("pretrain") or {}).get("cached")),
             contended={p: n for p in phases if (n := sum(1 for r in runs if p in contended_phases(r, (p,))))},
+            gap_runs=sum(1 for r in runs if has_gap(r)),
         ))
     return out
 

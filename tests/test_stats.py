@@ -79,3 +79,21 @@ def test_training_too_short_to_resolve_is_said_not_hidden():
     (c,) = compare([summary("transfer", 0, 0.0, 0.9), summary("scratch", 0, 2.0, 0.8)])
     assert c.train_ratio is None
     assert "too short for the meter to resolve" in c.verdict
+
+
+def test_a_phase_with_a_meter_gap_is_left_out_of_energy_figures_and_counted():
+    import copy
+    import json
+    from pathlib import Path
+
+    from engine.report import config_table
+
+    logs = Path(__file__).parent / "golden" / "logs"
+    scratch = json.loads((logs / "golden-scratch" / "summary.json").read_text())
+    second = copy.deepcopy(scratch)
+    second["run_id"], second["spec"]["seed"] = "gap-run", 1
+    second["phases"]["train"]["total"]["gap"] = ["cpu"]
+    (stats,) = config_stats([scratch, second])
+    assert stats.n == 2 and stats.gap_runs == 1
+    assert stats.train_j.n == 1 and stats.train_j.mean == scratch["phases"]["train"]["total"]["net_j"]
+    assert "left out of the energy columns" in config_table([stats]).caption
