@@ -266,12 +266,12 @@ def load_summary(run_path: Path) -> dict | None:
 
 
 def print_results(stats, comparisons) -> None:
-    from engine.report import comparison_table, config_table, verdicts
+    from engine.report import comparison_table, config_table, fitted, verdicts
 
     if stats:
-        console.print(config_table(stats))
+        console.print(fitted(console, lambda narrow: config_table(stats, narrow=narrow)))
     if comparisons:
-        console.print(comparison_table(comparisons))
+        console.print(fitted(console, lambda narrow: comparison_table(comparisons, narrow=narrow)))
         console.print(verdicts(comparisons))
 
 
@@ -345,23 +345,47 @@ def runs_cmd(logs: LogsOption = None,
     if not records:
         console.print(f"no runs in {logs_dir} yet; try `joulelab run quick`", markup=False)
         return
-    table = Table(title=escape(f"Runs in {logs_dir}"), title_justify="left", header_style="bold")
-    table.add_column("run", no_wrap=True)
-    for col in ("started", "preset", "configuration", "seed", "status", "train J", "acc %"):
+    from engine.report import fitted
+
+    console.print(fitted(console, lambda narrow: _runs_table(records, logs_dir, total, narrow)))
+
+
+def _runs_table(records, logs_dir: Path, total: int, narrow: bool):
+    """`runs` as a table; narrow: the start time under the id, preset over the abbreviated
+    configuration, no vertical rules, so every column fits 80 columns."""
+    from rich import box
+    from rich.table import Table
+
+    from engine.report import ABBREV_NOTE, short_key
+
+    if narrow:
+        table = Table(title=escape(f"Runs in {logs_dir}"), title_justify="left", header_style="bold",
+                      box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        columns = ("run / started", "preset / config", "seed", "status", "train J", "acc %")
+    else:
+        table = Table(title=escape(f"Runs in {logs_dir}"), title_justify="left", header_style="bold")
+        columns = ("run", "started", "preset", "configuration", "seed", "status", "train J", "acc %")
+    for col in columns:
         table.add_column(col, justify="right" if col in ("seed", "train J", "acc %") else "left",
-                         overflow="fold")
+                         overflow="fold", no_wrap=col.startswith("run"))
     for r in records:
         acc = (r.summary or {}).get("metrics", {}).get("accuracy")
         status = r.status + (f" ({r.last_phase})" if r.status in ("crashed", "cancelled", "stalled") and r.last_phase
                              else "")
-        table.add_row(r.run_id, r.started[5:16].replace("T", " "), escape(r.spec.get("preset") or "-"),
-                      escape(r.spec.get("config") or "-"), str(r.spec.get("seed", "-")), status, _energy_cell(r.summary),
-                      f"{100 * acc:.1f}" if acc is not None else "-")
+        started, preset, config = r.started[5:16].replace("T", " "), r.spec.get("preset") or "-", r.spec.get("config")
+        cells = [str(r.spec.get("seed", "-")), status, _energy_cell(r.summary), f"{100 * acc:.1f}" if acc is not None else "-"]
+        if narrow:
+            config = short_key(config, False, narrow=True) if config else "-"
+            table.add_row(f"{r.run_id}\n{started}", escape(f"{preset}\n{config}"), *cells)
+        else:
+            table.add_row(r.run_id, started, escape(preset), escape(config or "-"), *cells)
     table.caption = "train J: net joules of the training phase; ~ = modelled (an estimate)"
+    if narrow:
+        table.caption += "\n" + ABBREV_NOTE
     if len(records) < total:
         table.caption += f"\nthe newest {len(records)} of {total} runs; --all lists every one"
     table.caption_justify = "left"
-    console.print(table)
+    return table
 
 
 @app.command()

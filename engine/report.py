@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from engine.meters.contention import CONTENDED_SHARE
+from engine.protocol import PHASES as PHASE_ORDER
 from engine.stats import Comparison, ConfigStats, Estimate
 
 SOURCE_MARK = {"counter": "", "polled": "", "modelled": "~"}
@@ -22,7 +24,6 @@ SOURCE_NOTE = {
     "polled": "polled = power readings integrated over time",
     "modelled": "~ modelled = estimated from CPU time x TDP per core and resident memory; not a measurement",
 }
-from engine.protocol import PHASES as PHASE_ORDER
 
 
 def fmt_number(x: float, digits: int = 3) -> str:
@@ -40,18 +41,47 @@ def fmt_number(x: float, digits: int = 3) -> str:
 
 
 def fmt_estimate(e: Estimate | None, scale: float = 1.0, digits: int = 3, suffix: str = "",
-                 symmetric: bool = False) -> str:
+                 symmetric: bool = False, flags: str = "", stacked: bool = False) -> str:
     """mean [low, high], or mean ± half-width for symmetric (Student's t) intervals; '~' marks
-    a modelled value."""
+    a modelled value; `flags` follow the mean. Stacked (narrow tables): the interval on a second
+    line, without spaces."""
     if e is None:
         return "-"
     mark = SOURCE_MARK.get(e.source or "", "")
-    text = f"{mark}{fmt_number(e.mean * scale, digits)}{suffix}"
+    text = f"{mark}{fmt_number(e.mean * scale, digits)}{suffix}{flags}"
+    sep, gap = ("\n", "") if stacked else (" ", " ")
     if e.has_interval and symmetric:
-        text += f" ± {fmt_number((e.high - e.mean) * scale, 2)}"
+        text += f"{sep}±{gap}{fmt_number((e.high - e.mean) * scale, 2)}"
     elif e.has_interval:
-        text += f" [{fmt_number(e.low * scale, digits)}, {fmt_number(e.high * scale, digits)}]"
+        text += f"{sep}[{fmt_number(e.low * scale, digits)},{gap}{fmt_number(e.high * scale, digits)}]"
     return text
+
+
+# Below this many columns, tables take the compact layout: abbreviated configuration keys, short
+# headers, intervals under their means and no vertical rules, so every column fits in 80.
+WIDE_COLUMNS = 120
+DATASET_ABBREV = {"motionsense": "MS", "extrasensory": "ES", "synthetic": "SYN"}
+MODE_ABBREV = {"scratch": "scr", "transfer": "tr", "transfer-extend": "tr-ext", "finetune": "ft",
+               "finetune-extend": "ft-ext"}
+MECHANISM_ABBREV = {"no-normalization": "no-norm", "no-batchnorm": "no-bn", "augmentation": "aug"}
+ABBREV_NOTE = ("MS MotionSense, ES ExtraSensory, SYN synthetic; scr scratch, tr transfer, tr-ext transfer with an "
+               "extended head, ft fine-tune; no-norm, no-bn, aug: without normalization, without batch-norm, "
+               "augmentation")
+
+
+def fitted(console, build):
+    """The wide table when it fits the console, else the compact one: `build(narrow)` makes either.
+    Piped output gets a wide console (see engine.cli), so files keep the full layout."""
+    wide = build(False)
+    # measured unbounded: a measure bounded by the console would always "fit"
+    if console.measure(wide, options=console.options.update_width(1_000_000)).maximum <= console.width:
+        return wide
+    return build(True)
+
+
+def abbreviate(name: str) -> str:
+    """One part of a configuration key (dataset, mode, mechanism, or a '+'-joined set), short."""
+    return "+".join(DATASET_ABBREV.get(p, MODE_ABBREV.get(p, MECHANISM_ABBREV.get(p, p))) for p in name.split("+"))
 
 
 def sources_in(stats: list[ConfigStats]) -> set[str]:
@@ -63,41 +93,55 @@ def sources_in(stats: list[ConfigStats]) -> set[str]:
     return found
 
 
-def _table(title: str, headers: list[str], rows: list[list[str]], labels: int) -> Table:
+def _table(title: str, headers: list[str], rows: list[list[str]], labels: int, narrow: bool = False) -> Table:
     """A table whose number columns never truncate: on a narrow terminal the label columns wrap."""
-    table = Table(title=title, title_justify="left", header_style="bold")
+    if narrow:
+        table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                      padding=(0, 1), pad_edge=False)
+    else:
+        table = Table(title=title, title_justify="left", header_style="bold")
     for i, header in enumerate(headers):
         if i < labels:
             table.add_column(header, overflow="fold")
         else:
-            widest = max([len(r[i]) for r in rows] + [max(len(w) for w in header.split())])
+            widest = max([len(line) for r in rows for line in r[i].split("\n")]
+                         + [max(len(w) for w in header.split())])
             table.add_column(header, justify="right", min_width=widest)
     for row in rows:
         table.add_row(*row)
     return table
 
 
-def short_key(key: str, synthetic: bool) -> str:
-    """dataset/size/mode[/mechanism], with the baseline mechanism left implicit; * = synthetic."""
+def short_key(key: str, synthetic: bool, narrow: bool = False) -> str:
+    """dataset/size/mode[/mechanism], with the baseline mechanism left implicit; * = synthetic.
+    Narrow: each part abbreviated (ABBREV_NOTE)."""
     if key.endswith("/baseline"):
         key = key[: -len("/baseline")]
+    if narrow:
+        key = "/".join(abbreviate(p) for p in key.split("/"))
     return key + ("*" if synthetic else "")
 
 
-def config_table(stats: list[ConfigStats], title: str = "Energy and accuracy per configuration") -> Table:
+def config_table(stats: list[ConfigStats], title: str = "Energy and accuracy per configuration",
+                 narrow: bool = False) -> Table:
     phases = [p for p in PHASE_ORDER if p not in ("idle", "warmup", "pretrain") and any(p in s.phase_net_j for s in stats)]
     pretrain = any(s.pretrain_j is not None for s in stats)
     headers = ["configuration", "n", *(["pretrain J"] if pretrain else []), *[f"{p} J" for p in phases],
                "mJ/inf", "acc %", "F1"]
-    rows = [[short_key(s.key, s.synthetic), str(s.n),
-             *([fmt_estimate(s.pretrain_j, symmetric=True) + ("°" if s.cached_sources else "")
-                + _busy(s, "pretrain")] if pretrain else []),
-             *[fmt_estimate(s.phase_net_j.get(p), symmetric=True) + _busy(s, p) for p in phases],
-             fmt_estimate(s.test_j_per_inference, 1000, symmetric=True),
-             fmt_estimate(s.accuracy, 100, 3, symmetric=True), fmt_estimate(s.f1, 1, 2, symmetric=True)]
+    if narrow:
+        headers = ["config", "n", *(["pre J"] if pretrain else []), *[f"{p} J" for p in phases], "mJ/inf", "acc%", "F1"]
+    est = {"symmetric": True, "stacked": narrow}
+    rows = [[short_key(s.key, s.synthetic, narrow), str(s.n),
+             *([fmt_estimate(s.pretrain_j, flags=("°" if s.cached_sources else "") + _busy(s, "pretrain"), **est)]
+               if pretrain else []),
+             *[fmt_estimate(s.phase_net_j.get(p), flags=_busy(s, p), **est) for p in phases],
+             fmt_estimate(s.test_j_per_inference, 1000, **est),
+             fmt_estimate(s.accuracy, 100, 3, **est), fmt_estimate(s.f1, 1, 2, **est)]
             for s in stats]
-    table = _table(title, headers, rows, labels=1)
+    table = _table(title, headers, rows, labels=1, narrow=narrow)
     table.caption = caption(sources_in(stats), any(s.synthetic for s in stats))
+    if narrow:
+        table.caption += "\n" + ABBREV_NOTE
     if any(s.cached_sources for s in stats):
         table.caption += ("\n° pretrain J: the energy that trained the source network, measured once and "
                           "reused from the cache by later transfer runs")
@@ -123,22 +167,30 @@ def caption(sources: set[str], synthetic: bool = False) -> str:
     return "\n".join(notes)
 
 
-def comparison_table(comparisons: list[Comparison], title: str = "Comparison (paired by seed)") -> Table:
+def comparison_table(comparisons: list[Comparison], title: str = "Comparison (paired by seed)",
+                     narrow: bool = False) -> Table:
     rows = []
     for c in comparisons:
         be = "-" if c.break_even_runs is None else (
             "never" if math.isinf(c.break_even_runs) else f"{c.break_even_runs:.1f} runs")
-        group = c.group[: -len("/baseline")] if c.group.endswith("/baseline") else c.group
+        group = short_key(c.group, c.synthetic, narrow)
         busy = CONTENDED_MARK if c.contended_runs else ""
-        rows.append([group + ("*" if c.synthetic else ""), f"{c.treatment} vs {c.reference}", str(c.pairs),
-                     fmt_estimate(c.train_interval, suffix="x") + busy, fmt_estimate(c.test_interval, suffix="x") + busy,
-                     fmt_estimate(c.accuracy_diff_points, digits=2), be])
+        what = (f"{abbreviate(c.treatment)}\nvs {abbreviate(c.reference)}" if narrow
+                else f"{c.treatment} vs {c.reference}")
+        rows.append([group, what, str(c.pairs),
+                     fmt_estimate(c.train_interval, suffix="x", flags=busy, stacked=narrow),
+                     fmt_estimate(c.test_interval, suffix="x", flags=busy, stacked=narrow),
+                     fmt_estimate(c.accuracy_diff_points, digits=2, stacked=narrow), be])
     headers = ["held fixed", "comparison", "n", "train energy", "inference energy", "accuracy pts", "pays back"]
-    table = _table(title, headers, rows, labels=2)
+    if narrow:
+        headers = ["group", "compared", "n", "train E", "infer E", "acc pts", "payback"]
+    table = _table(title, headers, rows, labels=2, narrow=narrow)
     table.caption = ("energy: treatment/reference ratio, geometric mean [95 % CI widened by the meters' error]; "
                      "accuracy: change in points; pays back: transfers before pretraining's energy is recovered")
     if any(c.contended_runs for c in comparisons):
         table.caption += f"\n{CONTENDED_MARK} some runs were measured on a busy machine: unreliable"
+    if narrow:
+        table.caption += "\n" + ABBREV_NOTE
     table.caption_justify = "left"
     return table
 
