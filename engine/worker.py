@@ -222,7 +222,7 @@ class Run:
         out = self.device.manifest()
         if self.nvml is not None:
             details = self.nvml.manifest()
-            gpu = next((g for g in details["gpus"] if g["uuid"] == out.get("uuid")), None)
+            gpu = next((g for g in details["gpus"] if g["uuid"].upper() == str(out.get("uuid")).upper()), None)
             if gpu is not None:
                 out.update(driver=details["driver_version"], power_limit_w=gpu["power_limit_w"],
                            clocks=gpu["clocks"], nvml_domain=gpu["domain"], nvml_index=gpu["nvml_index"])

@@ -175,7 +175,7 @@ class NvmlMeter(Meter):
             names.append(name)
             # named by CUDA's index (position among the visible GPUs): gpu1 is cuda:1
             dname = f"gpu{position}"
-            if self._used_uuids is not None and uuids[nvml_index] not in self._used_uuids:
+            if self._used_uuids is not None and uuids[nvml_index].upper() not in {u.upper() for u in self._used_uuids}:
                 self.unused.append({"domain": dname, "nvml_index": nvml_index, "name": name,
                                     "uuid": uuids[nvml_index], "why": "present but not used by this run"})
                 continue
@@ -213,8 +213,11 @@ class NvmlMeter(Meter):
             self._gpus.append(_Gpu(domain, nvml_index, h, name, uuids[nvml_index], limit, counter,
                                    last_mj=last_mj, last_mw=last_mw, last_t=t, polled=polled, clocks=clocks))
         if not self._gpus and self.unused:
-            raise MeterUnavailable("NVML: not used: this run does not train on a GPU (present: "
-                                   + ", ".join(f"{u['domain']} {u['name']} {u['uuid']}" for u in self.unused) + ")")
+            present = ", ".join(f"{u['domain']} {u['name']} {u['uuid']}" for u in self.unused)
+            if self._used_uuids:
+                raise MeterUnavailable(f"NVML: no visible GPU has the run's UUID {', '.join(self._used_uuids)} "
+                                       f"(present: {present})")
+            raise MeterUnavailable(f"NVML: not used: this run does not train on a GPU (present: {present})")
         if not self._gpus:
             raise MeterUnavailable("NVML: no visible GPU reports energy or power "
                                    f"({'; '.join(u['name'] + ': ' + u['why'] for u in self.unmetered)})")

@@ -329,3 +329,10 @@ def test_a_cpu_run_meters_no_gpu_and_says_which_are_present():
                                                r"gpu0 NVIDIA H100 80GB HBM3 GPU-aaaa"):
         open_fake(state, used_uuids=[])
     assert state.initialized == 0
+
+
+def test_a_gpu_run_whose_uuid_nvml_does_not_know_says_so():
+    with pytest.raises(MeterUnavailable, match=r"^NVML: no visible GPU has the run's UUID GPU-ffff \(present: gpu0 "):
+        open_fake(three_gpus(), used_uuids=["GPU-ffff"])
+    # torch and NVML may differ in case: matched regardless
+    assert [d.name for d in open_fake(three_gpus(), used_uuids=[B.upper()]).domains][0] == "gpu1"
