@@ -271,7 +271,14 @@ class Run:
         phase, start = self.open_phase
         self.open_phase = None
         # ...and for this phase's own kernels to finish before its end is read
-        self.device.sync()
+        try:
+            self.device.sync()
+        except Exception:
+            if not partial:
+                raise
+            # closing a failed or cancelled phase: a broken device cannot be waited for, and the
+            # partial record matters more
+
         end = self.sampler.snapshot()
         duration = end.t - start.t
         if phase == "idle" and duration > 0:
