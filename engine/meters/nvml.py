@@ -285,8 +285,11 @@ class NvmlMeter(Meter):
         with self._lock:
             if self._closed:
                 return {}
-            return {g.domain.name: self._gpu_state(g, _optional(lambda g=g: float(nvml.nvmlDeviceGetPowerUsage(g.handle))))
-                    for g in self._gpus}
+            out = {}
+            for g in self._gpus:
+                mw = _optional(lambda g=g: float(nvml.nvmlDeviceGetPowerUsage(g.handle)))
+                out[g.domain.name] = self._gpu_state(g, mw)
+            return out
 
     def other_processes(self, own_pids: set[int]) -> dict[str, list[dict]]:
         """Compute processes on each metered GPU that are not in `own_pids` (GPU contention):
