@@ -28,10 +28,11 @@ sys.path.insert(0, str(REPO))
 
 MAX_DISAGREEMENT = 0.10
 LONG_PHASE_S = 5.0
-BUDGET_S = 240.0  # start no run after this; check.sh stops everything at 295 s
+BUDGET_S = 200.0  # start no run after this
+DEADLINE_S = 280.0  # a run still going then is stopped, so the verdict prints before check.sh's 295 s
 # Short settings: two epochs, idle and test phases just over LONG_PHASE_S, so each run has phases
 # the 10 % rule applies to. The source network is trained here (its pretrain phase is metered).
-SETTINGS = {"epochs": 2, "pretrain_epochs": 2, "idle_s": 6.0, "test_min_s": 6.0, "cooldown_s": 10.0,
+SETTINGS = {"epochs": 2, "pretrain_epochs": 2, "idle_s": 6.0, "test_min_s": 6.0, "cooldown_s": 5.0,
             "reuse_source": False}
 # The wide network (training dominates) in fp32 and amp, transfer and scratch; then the study's own.
 CONFIGS = ["synthetic/big-x16/scratch/baseline", "synthetic/big-x16/transfer/baseline",
@@ -118,8 +119,13 @@ def main() -> int:
             print(f"\n(time budget spent: {key} and later not run)")
             break
         spec = replace(preset.specs[key], run_id=new_run_id())
-        proc = subprocess.run([sys.executable, "-m", "engine.worker"], input=json.dumps(spec.to_dict()), text=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, timeout=150)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "engine.worker"], input=json.dumps(spec.to_dict()),
+                                  text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
+                                  timeout=DEADLINE_S - (time.monotonic() - start))
+        except subprocess.TimeoutExpired:
+            failures.append(f"{key}: still running at {DEADLINE_S:g} s, stopped (see {logs / spec.run_id})")
+            break
         path = logs / spec.run_id / "summary.json"
         summary = json.loads(path.read_text()) if path.exists() else None
         if proc.returncode != 0 or summary is None:
