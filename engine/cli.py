@@ -127,6 +127,7 @@ def run(
     logs: LogsOption = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are")] = None,
     tdp: Annotated[Optional[float], typer.Option("--tdp", help="TDP of one CPU package in watts, for the energy model (shared by that package's physical cores)")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (overrides the preset; auto: the GPU when torch sees one)")] = None,
     until_clear: Annotated[bool, typer.Option("--until-clear", help="Add trials to unclear comparisons until each training-energy interval excludes 1.0, or --max-trials")] = False,
     max_trials: Annotated[int, typer.Option("--max-trials", min=2, max=1000, help="Most trials per configuration with --until-clear")] = 10,
     metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve live Prometheus metrics on this port while the runs execute")] = None,
@@ -140,6 +141,8 @@ def run(
         overrides["data_dir"] = str(data_dir)
     if tdp is not None:
         overrides["tdp_w"] = finite("--tdp", tdp, 0, TDP_MAX_W)
+    if device is not None:
+        overrides["device"] = device
     logs_dir = logs or default_logs_dir()
     overrides["logs_dir"] = str(logs_dir)
     try:

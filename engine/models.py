@@ -70,24 +70,31 @@ def _dense(d_in: int, d_out: int, batchnorm: bool, dropout: float) -> list[nn.Mo
     return layers
 
 
-def _conv_body(channels: int, length: int, size: str, batchnorm: bool) -> tuple[nn.Module, int]:
+def _scaled(n: int, width: float) -> int:
+    return max(1, round(n * width))
+
+
+def _conv_body(channels: int, length: int, size: str, batchnorm: bool, width: float = 1.0) -> tuple[nn.Module, int]:
+    def w(n: int) -> int:
+        return _scaled(n, width)
+
     if size == "small":
-        layers = [*_conv_block(channels, 16, 5, batchnorm, True, 0.0),
-                  *_conv_block(16, 16, 5, batchnorm, True, 0.0)]
-        flat = 16 * (length // 4)
-        layers += [nn.Flatten(), *_dense(flat, 32, batchnorm, 0.0)]
-        return nn.Sequential(*layers), 32
-    layers = [*_conv_block(channels, 64, 5, batchnorm, True, 0.1),
-              *_conv_block(64, 64, 5, batchnorm, True, 0.1),
-              *_conv_block(64, 32, 5, batchnorm, True, 0.1),
-              *_conv_block(32, 32, 5, batchnorm, False, 0.1)]
-    flat = 32 * (length // 8)
-    layers += [nn.Flatten(), *_dense(flat, 256, batchnorm, 0.2), *_dense(256, 64, batchnorm, 0.2)]
-    return nn.Sequential(*layers), 64
+        layers = [*_conv_block(channels, w(16), 5, batchnorm, True, 0.0),
+                  *_conv_block(w(16), w(16), 5, batchnorm, True, 0.0)]
+        flat = w(16) * (length // 4)
+        layers += [nn.Flatten(), *_dense(flat, w(32), batchnorm, 0.0)]
+        return nn.Sequential(*layers), w(32)
+    layers = [*_conv_block(channels, w(64), 5, batchnorm, True, 0.1),
+              *_conv_block(w(64), w(64), 5, batchnorm, True, 0.1),
+              *_conv_block(w(64), w(32), 5, batchnorm, True, 0.1),
+              *_conv_block(w(32), w(32), 5, batchnorm, False, 0.1)]
+    flat = w(32) * (length // 8)
+    layers += [nn.Flatten(), *_dense(flat, w(256), batchnorm, 0.2), *_dense(w(256), w(64), batchnorm, 0.2)]
+    return nn.Sequential(*layers), w(64)
 
 
-def _mlp_body(features: int, size: str, batchnorm: bool) -> tuple[nn.Module, int]:
-    widths = (64, 32) if size == "small" else (512, 256, 64)
+def _mlp_body(features: int, size: str, batchnorm: bool, width: float = 1.0) -> tuple[nn.Module, int]:
+    widths = tuple(_scaled(n, width) for n in ((64, 32) if size == "small" else (512, 256, 64)))
     dropout = 0.0 if size == "small" else 0.2
     layers: list[nn.Module] = []
     d_in = features
@@ -97,12 +104,14 @@ def _mlp_body(features: int, size: str, batchnorm: bool) -> tuple[nn.Module, int
     return nn.Sequential(*layers), widths[-1]
 
 
-def build_network(input_shape: tuple[int, ...], size: str, n_classes: int, batchnorm: bool = True) -> Net:
-    """A network for (channels, length) windows or (features,) vectors."""
+def build_network(input_shape: tuple[int, ...], size: str, n_classes: int, batchnorm: bool = True,
+                  width: float = 1.0) -> Net:
+    """A network for (channels, length) windows or (features,) vectors; `width` multiplies every
+    hidden layer's channels/units (1 = the study's network; the input and output stay)."""
     if len(input_shape) == 2:
-        body, dim = _conv_body(input_shape[0], input_shape[1], size, batchnorm)
+        body, dim = _conv_body(input_shape[0], input_shape[1], size, batchnorm, width)
     elif len(input_shape) == 1:
-        body, dim = _mlp_body(input_shape[0], size, batchnorm)
+        body, dim = _mlp_body(input_shape[0], size, batchnorm, width)
     else:
         raise ValueError(f"unsupported input shape {input_shape}")
     return Net(body, dim, n_classes)
@@ -136,7 +145,7 @@ def flops_per_sample(net: nn.Module, input_shape: tuple[int, ...]) -> int:
     was_training = net.training
     net.eval()
     with torch.no_grad():
-        net(torch.zeros((1, *input_shape)))
+        net(torch.zeros((1, *input_shape), device=next(net.parameters()).device))
     net.train(was_training)
     for h in hooks:
         h.remove()

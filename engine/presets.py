@@ -16,6 +16,7 @@
     size = ["small", "big"]
     mode = ["transfer", "scratch"]
     mechanism = ["baseline"]          # see MECHANISMS
+    width = [1, 16]                   # optional: network width multipliers (keys say "big-x16")
 
     [settings]                        # any run-spec field, shared by every configuration
     epochs = 5
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.spec import (DATASETS, FIELDS, MECHANISMS, MODES, SIZES, TRANSFER_HEADS, RunSpec, SpecError, mode_label,
-                         spec_from_dict, suggest)
+                         size_label, spec_from_dict, suggest)
 
 MATRIX_KEYS = {"dataset": DATASETS, "size": SIZES, "mode": MODES, "mechanism": tuple(MECHANISMS),
                "transfer_head": TRANSFER_HEADS}
@@ -61,15 +62,17 @@ class Config:
     mode: str
     mechanism: str
     transfer_head: str = "replace"  # scratch ignores it
+    width: float = 1.0  # network width multiplier; part of the size in keys ("big-x16")
 
     @property
     def key(self) -> str:
-        return f"{self.dataset}/{self.size}/{mode_label(self.mode, self.transfer_head)}/{self.mechanism}"
+        return (f"{self.dataset}/{size_label(self.size, self.width)}/{mode_label(self.mode, self.transfer_head)}/"
+                f"{self.mechanism}")
 
     @property
     def group(self) -> str:
         """Configurations that differ only in mode are compared with each other."""
-        return f"{self.dataset}/{self.size}/{self.mechanism}"
+        return f"{self.dataset}/{size_label(self.size, self.width)}/{self.mechanism}"
 
     def matches(self, match: dict[str, Any]) -> bool:
         return all(getattr(self, k) == v or (isinstance(v, list) and getattr(self, k) in v)
@@ -172,8 +175,11 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
     integrations = _integrations(head, where)
 
     matrix = _table(data.get("matrix"), where, "matrix")
-    axes: dict[str, list[str]] = {}
+    axes: dict[str, list] = {}
     for key, values in matrix.items():
+        if key == "width":  # numbers, not names: checked as the spec checks them
+            axes["width"] = _widths(values, where)
+            continue
         if key not in MATRIX_KEYS:
             raise PresetError(f"{where}: [matrix] unknown key {key!r}{suggest(key, MATRIX_KEYS)}; "
                               f"allowed: {', '.join(MATRIX_KEYS)}")
@@ -216,18 +222,22 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         _check_settings(overrides, where, "command line")
 
     configs, specs = [], {}
-    axes_in_order = (axes["dataset"], axes["size"], axes["mode"], axes["mechanism"], axes["transfer_head"])
-    for dataset, size, mode, mechanism, transfer_head in itertools.product(*axes_in_order):
+    axes_in_order = (axes["dataset"], axes["size"], axes["mode"], axes["mechanism"], axes["transfer_head"],
+                     axes.get("width", [None]))
+    for dataset, size, mode, mechanism, transfer_head, width in itertools.product(*axes_in_order):
         if mode == "scratch":
             transfer_head = "replace"  # scratch has no source network: one configuration, whatever the axis says
-        config = Config(dataset, size, mode, mechanism, transfer_head)
-        if config.key in specs:
-            continue
+        config = Config(dataset, size, mode, mechanism, transfer_head, width or 1.0)
         fields: dict[str, Any] = {**settings, **MECHANISMS[mechanism]}
         for ov in override_list:
             if config.matches(ov["match"]):
                 fields.update({k: v for k, v in ov.items() if k != "match"})
         fields.update(overrides or {})
+        if width is not None:
+            fields["width"] = width  # the matrix's axis wins over settings
+        config = replace(config, width=float(fields.get("width", 1.0)))
+        if config.key in specs:
+            continue
         fields.update(dataset=dataset, size=size, mode=mode, transfer_head=transfer_head, preset=name, config=config.key)
         try:
             specs[config.key] = spec_from_dict(fields, f"{where}: {config.key}")
@@ -235,6 +245,15 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
             raise PresetError(str(exc)) from None
         configs.append(config)
     return Preset(name, description, path, trials, tuple(configs), specs, **integrations)
+
+
+def _widths(values: Any, where: str) -> list[float]:
+    values = values if isinstance(values, list) else [values]
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 64 for v in values):
+        raise PresetError(f"{where}: [matrix] width: expected a list of numbers > 0 and <= 64, got {values!r}")
+    if len(set(values)) != len(values):
+        raise PresetError(f"{where}: [matrix] width: repeated values in {values!r}")
+    return [float(v) for v in values]
 
 
 def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:

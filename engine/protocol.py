@@ -10,11 +10,13 @@ carries the wall-clock time once, to anchor the stream. The same lines go to the
 
 Types and their fields (all energies in joules, all powers in watts):
 
-- hello:       versions, pid, wall_time, meters [{domain, source, method}], missing [{meter, reason}]
+- hello:       versions, pid, wall_time, meters [{domain, source, method}], missing [{meter, reason}],
+               device (the resolved device, engine.device)
 - phase_start: phase
 - phase_end:   phase, duration_s, energy {domain: {gross_j, idle_j, net_j, source, method}}
 - sample:      domains {domain: {w, j, source, method}}  (j is cumulative since the meter opened,
-               so dropping or merging samples for display never loses energy)
+               so dropping or merging samples for display never loses energy); optional machine
+               (CPU contention) and gpu {domain: {temp_c, sm_mhz, throttle, power_w}} (NVML state)
 - progress:    phase, epoch, epochs, step, steps, loss, accuracy, samples_per_s
 - epoch:       phase, epoch, val_accuracy, cumulative_j  (one point of the energy-to-accuracy curve)
 - result:      the run's metrics (see engine.worker)

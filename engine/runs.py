@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from engine.meters.base import weakest_source
+from engine.meters.base import in_totals, weakest_source
 from engine.presets import PlannedRun
 from engine.runner import RunOutcome, WorkerProcess
 from engine.spec import new_run_id
@@ -77,7 +77,7 @@ class LiveTotals:
             self.status = event["status"]
 
     def _counted(self) -> list[str]:
-        return [n for n in self.joules_now if self.kinds.get(n) != "platform"]
+        return [n for n in self.joules_now if in_totals(self.kinds.get(n))]
 
     @property
     def total_w(self) -> float:

@@ -25,13 +25,19 @@ from engine.spec import RunSpec
 # Spec fields that change what the source network learns.
 KEY_FIELDS = ("dataset", "size", "effective_pretrain_epochs", "batch_size", "lr", "seed", "normalize",
               "batchnorm", "augment", "val_fraction")
+# Keyed only when not at their defaults, so networks cached before these settings existed stay valid.
+KEY_FIELDS_IF_SET = {"width": 1.0, "amp": False}
 
 
-def source_key(spec: RunSpec, x_train: np.ndarray, y_train: np.ndarray) -> str:
+def source_key(spec: RunSpec, x_train: np.ndarray, y_train: np.ndarray, device: str = "cpu") -> str:
     """Hash of the settings and of the source task's actual training data (so a changed file,
     window, stride, channel set or group gives a new network)."""
     h = hashlib.sha256()
-    h.update(json.dumps({f: getattr(spec, f) for f in KEY_FIELDS}, sort_keys=True).encode())
+    fields = {f: getattr(spec, f) for f in KEY_FIELDS}
+    fields.update({f: getattr(spec, f) for f, default in KEY_FIELDS_IF_SET.items() if getattr(spec, f) != default})
+    if device != "cpu":  # its pretraining energy was measured on another device
+        fields["device"] = device.split(":")[0]
+    h.update(json.dumps(fields, sort_keys=True).encode())
     h.update(str(x_train.shape).encode())
     h.update(np.ascontiguousarray(x_train).tobytes())
     h.update(np.ascontiguousarray(y_train).tobytes())
@@ -48,7 +54,7 @@ def load(key: str) -> tuple[dict, dict] | None:
     base = sources_dir() / key
     try:
         record = json.loads(base.with_suffix(".json").read_text())
-        state = torch.load(base.with_suffix(".pt"), weights_only=True)
+        state = torch.load(base.with_suffix(".pt"), weights_only=True, map_location="cpu")
     except (OSError, ValueError, RuntimeError, json.JSONDecodeError):
         return None
     return state, record

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.store import RUN_ID_RE
+from engine.device import DEVICE_PATTERN
 
 DATASETS = ("synthetic", "motionsense", "extrasensory")
 SIZES = ("small", "big")
@@ -47,17 +48,27 @@ class RunSpec:
     # activations into denormals and training runs up to 20x slower on x86: an artefact, not a
     # property of the mechanism being measured.
     flush_denormal: bool = True
+    # Where to train: "auto" (the first visible CUDA GPU if torch sees one, else the CPU), "cpu",
+    # "cuda" or "cuda:N"; resolved by engine.device, recorded in run.json
+    device: str = "auto"
+    # A multiplier of every layer's channels/units (1 = the study's network), to see how a
+    # mechanism's savings scale with network size
+    width: float = 1.0
     # Mechanisms (each measured)
     normalize: bool = True
     batchnorm: bool = True
     augment: bool = False
     prune: float = 0.0  # target global sparsity; 0 disables pruning
     prune_epochs: int = 1  # fine-tuning epochs after pruning
+    amp: bool = False  # mixed precision (bf16 autocast, or fp16 with a grad scaler); CUDA only
     # Measurement
     sample_hz: float = 10.0
     idle_s: float = 2.0
     test_min_s: float = 2.0  # inference repeats until it has run at least this long
     tdp_w: float | None = None  # CPU package TDP for the model meter; None: table or default
+    # Before its idle baseline, wait up to this long for the GPU to cool back to the previous
+    # run's idle temperature and power (0: do not wait; a warm start is still recorded)
+    cooldown_s: float = 0.0
     # Data
     data_dir: str | None = None
     window: int = 128
@@ -106,7 +117,12 @@ class RunSpec:
 
     def describe(self) -> str:
         """The configuration key: dataset/size/mode/mechanism."""
-        return f"{self.dataset}/{self.size}/{self.mode_label}/{self.mechanism}"
+        return f"{self.dataset}/{size_label(self.size, self.width)}/{self.mode_label}/{self.mechanism}"
+
+
+def size_label(size: str, width: float) -> str:
+    """The size as configuration keys show it: "big", or "big-x16" for a widened network."""
+    return size if width == 1 else f"{size}-x{width:g}"
 
 
 def mode_label(mode: str, transfer_head: str) -> str:
@@ -120,6 +136,7 @@ MECHANISMS: dict[str, dict[str, Any]] = {
     "no-batchnorm": {"batchnorm": False},
     "augmentation": {"augment": True},
     "pruning": {"prune": 0.5},
+    "amp": {"amp": True},  # mixed precision on a CUDA GPU; refused (exit 2) on the CPU
 }
 
 
@@ -160,6 +177,10 @@ def validate(spec: RunSpec) -> None:
     _choice("mode", spec.mode, MODES)
     _choice("channels", spec.channels, ("default", "all"))
     _choice("transfer_head", spec.transfer_head, TRANSFER_HEADS)
+    if not isinstance(spec.device, str) or not DEVICE_PATTERN.match(spec.device):
+        raise SpecError(f"device: {spec.device!r} is not one of auto, cpu, cuda, cuda:N")
+    _number("width", spec.width, float, 0, 64, low_open=True)
+    _number("cooldown_s", spec.cooldown_s, float, 0, 3600)
     _number("epochs", spec.epochs, int, 1, 10_000)
     if spec.pretrain_epochs is not None:
         _number("pretrain_epochs", spec.pretrain_epochs, int, 1, 10_000)
@@ -181,7 +202,7 @@ def validate(spec: RunSpec) -> None:
     _number("val_fraction", spec.val_fraction, float, 0, 0.5)
     _number("synthetic_subjects", spec.synthetic_subjects, int, 4, 1000)
     _number("synthetic_seconds", spec.synthetic_seconds, float, 10, 100_000)
-    for bool_field in ("normalize", "batchnorm", "augment", "reuse_source", "flush_denormal"):
+    for bool_field in ("normalize", "batchnorm", "augment", "reuse_source", "flush_denormal", "amp"):
         if not isinstance(getattr(spec, bool_field), bool):
             raise SpecError(f"{bool_field}: expected true or false, got {getattr(spec, bool_field)!r}")
     for group in ("source_group", "target_group"):
@@ -210,7 +231,7 @@ def spec_from_dict(data: dict[str, Any], where: str = "spec") -> RunSpec:
                 raise SpecError(f"{where}: trials: expected a list of trial numbers, got {value!r}")
             value = tuple(value)
         elif key in ("lr", "finetune_lr_factor", "prune", "sample_hz", "idle_s", "test_min_s", "tdp_w",
-                     "val_fraction", "synthetic_seconds") and isinstance(value, int) and not isinstance(value, bool):
+                     "val_fraction", "synthetic_seconds", "width", "cooldown_s") and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         kwargs[key] = value
     try:

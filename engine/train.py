@@ -1,7 +1,9 @@
 """Training, evaluation, inference measurement and the mechanisms (augmentation, pruning).
 
 The training step is a plain PyTorch loop over tensors already in memory: no DataLoader workers
-(they would add processes the energy model must follow, and cost more than they save here).
+(they would add processes the energy model must follow, and cost more than they save here). The
+worker moves the data to the run's device once (Device.tensor); these functions accept those
+tensors (or host arrays, for tests and tools) and never copy a batch between host and device.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +27,56 @@ EpochFn = Callable[[int, float], None]
 
 PROGRESS_EVERY_S = 0.25  # progress events are for people; four a second is plenty
 WARMUP_STEPS = 5  # full-batch training steps before the first metered phase (see warm_up)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Mixed precision for the `amp` mechanism: autocast to `dtype` on CUDA; fp16 also scales the
+    loss (GradScaler) so small gradients do not underflow. bf16 has fp32's range: no scaler."""
+
+    dtype: torch.dtype
+
+    @staticmethod
+    def for_cuda() -> Precision:
+        return Precision(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+    @property
+    def name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def autocast(self):
+        return torch.autocast(device_type="cuda", dtype=self.dtype)
+
+    def scaler(self):
+        return torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+
+
+def _autocast(precision: Precision | None):
+    return precision.autocast() if precision is not None else contextlib.nullcontext()
+
+
+def as_tensor(a) -> torch.Tensor:
+    """A tensor as it is (already on its device), or a host array without a copy."""
+    return a if torch.is_tensor(a) else torch.from_numpy(a)
+
+
+def as_numpy(a) -> np.ndarray:
+    return a.cpu().numpy() if torch.is_tensor(a) else a
+
+
+def _step(net, optimizer, loss_fn, xb, yb, precision: Precision | None, scaler):
+    optimizer.zero_grad(set_to_none=True)
+    with _autocast(precision):
+        logits = net(xb)
+        loss = loss_fn(logits, yb)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return logits, loss
 
 
 @dataclass
@@ -46,8 +99,9 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """
     n = x.shape[0]
     scale_shape = (n, x.shape[1], 1) if x.ndim == 3 else (n, x.shape[1])
-    x = x * (1 + 0.1 * torch.randn(scale_shape, generator=generator))
-    x = x + 0.05 * torch.randn(x.shape, generator=generator)
+    # `generator` lives on x's device, so the noise is made there (no host copy)
+    x = x * (1 + 0.1 * torch.randn(scale_shape, generator=generator, device=x.device))
+    x = x + 0.05 * torch.randn(x.shape, generator=generator, device=x.device)
     if x.ndim == 3 and x.shape[1] % 3 == 0:
         rot = _random_rotations(n, math.radians(15), generator)  # (n, 3, 3)
         triples = x.view(n, x.shape[1] // 3, 3, x.shape[2])
@@ -56,27 +110,36 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def _random_rotations(n: int, max_angle: float, generator: torch.Generator) -> torch.Tensor:
-    axis = torch.randn((n, 3), generator=generator)
+    device = generator.device
+    axis = torch.randn((n, 3), generator=generator, device=device)
     axis = axis / axis.norm(dim=1, keepdim=True)
-    angle = (torch.rand((n,), generator=generator) * 2 - 1) * max_angle
-    k = torch.zeros((n, 3, 3))
+    angle = (torch.rand((n,), generator=generator, device=device) * 2 - 1) * max_angle
+    k = torch.zeros((n, 3, 3), device=device)
     k[:, 0, 1], k[:, 0, 2] = -axis[:, 2], axis[:, 1]
     k[:, 1, 0], k[:, 1, 2] = axis[:, 2], -axis[:, 0]
     k[:, 2, 0], k[:, 2, 1] = -axis[:, 1], axis[:, 0]
     s, c = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
-    return torch.eye(3) + s * k + (1 - c) * (k @ k)  # Rodrigues
+    return torch.eye(3, device=device) + s * k + (1 - c) * (k @ k)  # Rodrigues
 
 
-def fit(net: Net, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, lr: float, seed: int,
-        augment: bool = False, phase: str = "train", x_val: np.ndarray | None = None,
-        y_val: np.ndarray | None = None, on_progress: ProgressFn | None = None,
-        on_epoch: EpochFn | None = None) -> FitResult:
-    xt = torch.from_numpy(x)
-    yt = torch.from_numpy(y)
+def _augment_generator(device: torch.device, seed: int, cpu_generator: torch.Generator) -> torch.Generator:
+    # On the CPU the shuffle's generator also draws the augmentation, as it always has (same
+    # seeds, same runs); on a GPU the noise is drawn there by a generator of its own.
+    return cpu_generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
+
+
+def fit(net: Net, x, y, *, epochs: int, batch_size: int, lr: float, seed: int,
+        augment: bool = False, phase: str = "train", x_val=None,
+        y_val=None, on_progress: ProgressFn | None = None,
+        on_epoch: EpochFn | None = None, precision: Precision | None = None) -> FitResult:
+    xt = as_tensor(x)
+    yt = as_tensor(y)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     loss_fn = nn.CrossEntropyLoss()
+    scaler = precision.scaler() if precision is not None else None
     generator = torch.Generator().manual_seed(seed)
+    aug_generator = _augment_generator(xt.device, seed, generator)
     n = len(xt)
     # A last batch of one sample is dropped: batch-norm cannot train on it (and one sample of an
     # epoch changes nothing measurable).
@@ -87,18 +150,15 @@ def fit(net: Net, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
     window_t, window_samples = time.monotonic(), 0
     for epoch in range(1, epochs + 1):
         net.train()
-        order = torch.randperm(n, generator=generator)
+        # one small index copy per epoch; the batches are gathered on the device
+        order = torch.randperm(n, generator=generator).to(xt.device)
         correct = seen = 0
         for step in range(steps_per_epoch):
             idx = order[step * batch_size:(step + 1) * batch_size]
             xb, yb = xt[idx], yt[idx]
             if augment:
-                xb = augment_batch(xb, generator)
-            optimizer.zero_grad(set_to_none=True)
-            logits = net(xb)
-            loss = loss_fn(logits, yb)
-            loss.backward()
-            optimizer.step()
+                xb = augment_batch(xb, aug_generator)
+            logits, loss = _step(net, optimizer, loss_fn, xb, yb, precision, scaler)
             steps += 1
             samples_seen += len(idx)
             window_samples += len(idx)
@@ -117,14 +177,14 @@ def fit(net: Net, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
                     })
                     last_report, window_t, window_samples = now, now, 0
         if on_epoch is not None and x_val is not None and len(x_val):
-            on_epoch(epoch, evaluate(net, x_val, y_val)["accuracy"])
+            on_epoch(epoch, evaluate(net, x_val, y_val, precision=precision)["accuracy"])
     if on_progress is None:
         loss_value = float(loss.item()) if steps else float("nan")
     return FitResult(samples_seen=samples_seen, steps=steps, final_loss=loss_value)
 
 
-def warm_up(net: Net, x: np.ndarray, y: np.ndarray, *, batch_size: int, lr: float, augment: bool,
-            steps: int = WARMUP_STEPS) -> int:
+def warm_up(net: Net, x, y, *, batch_size: int, lr: float, augment: bool,
+            steps: int = WARMUP_STEPS, precision: Precision | None = None) -> int:
     """Run the exact training step and inference batches of `net` on a throwaway copy, unmetered.
 
     The first steps in a process pay one-off costs (thread pools, kernel selection and primitive
@@ -138,34 +198,33 @@ def warm_up(net: Net, x: np.ndarray, y: np.ndarray, *, batch_size: int, lr: floa
     params = [p for p in clone.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     loss_fn = nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    scaler = precision.scaler() if precision is not None else None
+    xt, yt = as_tensor(x), as_tensor(y)
     # Every batch shape the run will see: full batches, the epoch's last partial batch, and the
     # inference batch sizes of validation, scoring and the timed test.
     tail = len(xt) % batch_size
     shapes = [min(batch_size, len(xt))] * steps + ([tail] if tail > 1 else [])
     with torch.random.fork_rng(devices=[]):
-        generator = torch.Generator().manual_seed(0)
+        generator = _augment_generator(xt.device, 0, torch.Generator().manual_seed(0))
         clone.train()
         for n in shapes:
             xb, yb = xt[:n], yt[:n]
             if augment:
                 xb = augment_batch(xb, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(clone(xb), yb)
-            loss.backward()
-            optimizer.step()
-        predict(clone, x[:1024])  # inference batches of 512 (validation, scoring, timed test)
+            _step(clone, optimizer, loss_fn, xb, yb, precision, scaler)
+        predict(clone, xt[:1024], precision=precision)  # inference batches of 512 (validation, scoring, timed test)
     return len(shapes)
 
 
-def predict(net: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def predict(net: nn.Module, x, batch_size: int = 512, precision: Precision | None = None) -> np.ndarray:
     net.eval()
     out = []
-    with torch.inference_mode():
-        xt = torch.from_numpy(x)
+    with torch.inference_mode(), _autocast(precision):
+        xt = as_tensor(x)
         for i in range(0, len(xt), batch_size):
-            out.append(net(xt[i:i + batch_size]).argmax(1).numpy())
-    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+            out.append(net(xt[i:i + batch_size]).argmax(1))
+    # one copy of the predicted labels to the host, not one per batch
+    return torch.cat(out).cpu().numpy() if out else np.empty(0, dtype=np.int64)
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
@@ -180,24 +239,34 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(np.mean(f1s)) if f1s else 0.0
 
 
-def evaluate(net: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> dict:
-    pred = predict(net, x)
+def evaluate(net: nn.Module, x, y, n_classes: int | None = None, precision: Precision | None = None) -> dict:
+    pred = predict(net, x, precision=precision)
+    y = as_numpy(y)
     n_classes = n_classes or int(max(y.max(initial=0), pred.max(initial=0)) + 1)
     return {"accuracy": float(np.mean(pred == y)) if len(y) else 0.0, "f1_macro": macro_f1(y, pred, n_classes)}
 
 
-def timed_inference(net: nn.Module, x: np.ndarray, min_seconds: float, batch_size: int = 512) -> tuple[int, int]:
+def timed_inference(net: nn.Module, x, min_seconds: float, batch_size: int = 512,
+                    sync: Callable[[], None] = lambda: None,
+                    precision: Precision | None = None) -> tuple[int, int]:
     """Run inference over `x` repeatedly until at least `min_seconds` have passed (and at least
-    once), so that a short test set still spans enough time to be metered. Returns (passes, inferences)."""
+    once), so that a short test set still spans enough time to be metered. Returns (passes, inferences).
+
+    `sync` waits for the device (Device.sync): the timer reads the clock only after the queued
+    passes have run, or a GPU would be timed on kernel launches, not on inference."""
     net.eval()
-    xt = torch.from_numpy(x)
+    xt = as_tensor(x)
     passes = 0
+    sync()
     start = time.monotonic()
-    with torch.inference_mode():
-        while passes == 0 or time.monotonic() - start < min_seconds:
+    with torch.inference_mode(), _autocast(precision):
+        while True:
             for i in range(0, len(xt), batch_size):
                 net(xt[i:i + batch_size])
             passes += 1
+            sync()
+            if time.monotonic() - start >= min_seconds:
+                break
     return passes, passes * len(xt)
 
 

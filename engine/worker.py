@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine import __version__
+from engine.device import Device, DeviceError
+from engine.meters.base import in_totals
 from engine.protocol import SCHEMA_VERSION, encode, make_event
 from engine.spec import RunSpec, SpecError, new_run_id, spec_from_dict
 from engine.store import EVENTS, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
@@ -234,6 +236,11 @@ class Run:
         self.open_phase: tuple[str, Any] | None = None
         self.last_phase: str | None = None
         self.sampler = None
+        self.device: Device | None = None  # resolved at the start of execute()
+        self.nvml = None  # the NVML meter, when the run's GPU is metered
+        self.precision = None  # train.Precision for the amp mechanism, else None (fp32)
+        self.gpu_others_at_start: dict[str, list[dict]] = {}
+        self.thermal: dict | None = None
         self.basis: dict[str, dict[str, float]] = {}
         self.started_wall = time.time()
         self.started = time.monotonic()
@@ -244,7 +251,12 @@ class Run:
         from engine.meters.contention import open_contention
         from engine.meters.sampler import Sampler
 
-        meters, missing = discover(os.getpid(), self.spec.tdp_w)
+        from engine.meters.nvml import NvmlMeter
+
+        dev = self.device
+        gpu_uuids = [] if not dev.is_cuda else ([dev.info["uuid"]] if dev.info.get("uuid") else None)
+        meters, missing = discover(os.getpid(), self.spec.tdp_w, gpu_uuids=gpu_uuids)
+        self.nvml = next((m for m in meters if isinstance(m, NvmlMeter)), None)
         self.sampler = Sampler(
             meters, self.spec.sample_hz,
             on_sample=self.emit_sample,
@@ -256,7 +268,21 @@ class Run:
         self.manifest["missing_meters"] = [m.as_dict() for m in missing]
         self.manifest["meter_details"] = [m.manifest() for m in meters]
         self.manifest["sample_hz"] = self.spec.sample_hz
+        self.manifest["device"] = self.device_manifest()
 
+    def device_manifest(self) -> dict:
+        """The resolved device; on CUDA with NVML's view of it (driver, power limit, clocks)."""
+        out = self.device.manifest()
+        if self.nvml is not None:
+            details = self.nvml.manifest()
+            gpu = next((g for g in details["gpus"] if g["uuid"].upper() == str(out.get("uuid")).upper()), None)
+            if gpu is not None:
+                out.update(driver=details["driver_version"], power_limit_w=gpu["power_limit_w"],
+                           clocks=gpu["clocks"], nvml_domain=gpu["domain"], nvml_index=gpu["nvml_index"])
+            out["unused_gpus"] = details["unused"]
+        elif self.device.is_cuda:
+            out["not_metered"] = "NVML is not available: this GPU's energy is not measured (see missing_meters)"
+        return out
     def with_basis(self, domain: str, energy: dict) -> dict:
         """A modelled domain's record keeps what it was modelled from, so it can be re-modelled."""
         basis = self.basis.get(domain)
@@ -268,21 +294,47 @@ class Run:
         fields = {"domains": domains}
         if machine is not None:
             fields["machine"] = {k: machine[k] for k in ("others_cpu_share", "steal_share", "contended")}
+        if self.nvml is not None and self.nvml.state:
+            # temperature, SM clock, clock-event (throttle) reasons, power: per metered GPU
+            fields["gpu"] = {k: dict(v) for k, v in self.nvml.state.items()}
         try:
             self.w.emit("sample", **fields)
         except LogWriteError:
             pass  # the writer has already stopped the main thread; the sampler just goes on
 
+    def own_pids(self) -> set[int]:
+        import psutil
+
+        me = psutil.Process(os.getpid())
+        return {me.pid, *(c.pid for c in me.children(recursive=True))}
+
+    def gpu_others(self) -> dict[str, list[dict]]:
+        return self.nvml.other_processes(self.own_pids()) if self.nvml is not None else {}
+
     def begin(self, phase: str) -> None:
+        # CUDA is asynchronous: wait for the previous work, so none of it lands in this phase
+        self.device.sync()
         self.w.emit("phase_start", phase=phase)
+        self.gpu_others_at_start = self.gpu_others()
         self.open_phase = (phase, self.sampler.snapshot())
         self.last_phase = phase
 
     def end(self, partial: bool = False, extra: dict | None = None) -> dict:
         from engine.meters.sampler import phase_energy
 
+        from engine.meters.nvml import agreement
+
         phase, start = self.open_phase
         self.open_phase = None
+        # ...and for this phase's own kernels to finish before its end is read
+        try:
+            self.device.sync()
+        except Exception:
+            if not partial:
+                raise
+            # closing a failed or cancelled phase: a broken device cannot be waited for, and the
+            # partial record matters more
+
         end = self.sampler.snapshot()
         duration = end.t - start.t
         if phase == "idle" and duration > 0:
@@ -304,6 +356,11 @@ class Run:
             contention = contention_between(start.cpu, end.cpu, self.sampler.contention.cpus)
             if contention is not None:
                 record["contention"] = contention
+        if self.nvml is not None:
+            record["gpu_contention"] = gpu_contention(self.gpu_others_at_start, self.gpu_others())
+            both = agreement(energy)
+            if both:
+                record["nvml_agreement"] = both
         if partial:
             record["partial"] = True
         record.update(extra or {})
@@ -315,31 +372,42 @@ class Run:
     def cumulative_j(self, phase_start) -> float:
         snap = self.sampler.snapshot()
         return sum(snap.joules[n] - phase_start.joules[n] for n, d in self.sampler.domains.items()
-                   if d.kind != "platform")
+                   if in_totals(d.kind))
 
     # -- the run --------------------------------------------------------------------------
     def execute(self) -> None:
         import torch
 
         from engine.data.prepare import holdout, prepare
+        from engine.device import resolve_device
         from engine.models import build_network, count_parameters, flops_per_sample
-        from engine.train import (evaluate, finish_pruning, fit, prune_global, set_seed,
+        from engine.train import (Precision, evaluate, finish_pruning, fit, prune_global, set_seed,
                                   sparsity_report, timed_inference, warm_up)
 
         spec = self.spec
+        self.device = resolve_device(spec.device)
+        if spec.amp:
+            if not self.device.is_cuda:
+                raise DeviceError(f"amp: mixed precision is not applicable on the CPU (device {spec.device!r} "
+                                  f"resolved to cpu); run it with device = \"cuda\" on a machine with a GPU")
+            self.precision = Precision.for_cuda()
+        self.manifest["precision"] = self.precision.name if self.precision else "float32"
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.manifest["flush_denormal"] = torch.set_flush_denormal(spec.flush_denormal) and spec.flush_denormal
         self.start_meters()
         self.write_manifest()
         self.w.emit("hello", versions=self.manifest["environment"], pid=os.getpid(), wall_time=time.time(),
-                    spec=spec.to_dict(), meters=self.manifest["meters"], missing=self.manifest["missing_meters"])
+                    spec=spec.to_dict(), meters=self.manifest["meters"], missing=self.manifest["missing_meters"],
+                    device=self.manifest["device"])
         self.sampler.start()
 
+        self.thermal_guard()
         # Idle baseline: the machine's draw with this process doing nothing.
         self.begin("idle")
         time.sleep(spec.idle_s)
         self.end()
+        self.keep_idle_baseline()
 
         data = prepare(spec)
         gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
@@ -349,6 +417,9 @@ class Run:
                                     "kind": data.kind, "target_classes": target.n_classes,
                                     "train_samples": len(target.x_train), "val_samples": len(x_val),
                                     "test_samples": len(target.x_test), **data.info}
+        # The data lives on the device for the whole run: copied once here, never per batch.
+        target, x_val, y_val = self.on_device(target), self.device.tensor(x_val), self.device.tensor(y_val)
+        precision = self.precision
 
         def progress(p: dict) -> None:
             self.w.emit("progress", **p)
@@ -358,7 +429,8 @@ class Run:
             source = self.open_source(data.source, gap)
             lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
         else:
-            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm)
+            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm,
+                                spec.width).to(self.device.name)
             lr = spec.lr
 
         # Unmetered warm-up of every network this process will train, before the first metered
@@ -373,7 +445,8 @@ class Run:
             else:
                 jobs.append((net, target.x_train, target.y_train, lr))
             self.begin("warmup")
-            steps = sum(warm_up(n, x, y, batch_size=spec.batch_size, lr=job_lr, augment=spec.augment)
+            steps = sum(warm_up(n, x, y, batch_size=spec.batch_size, lr=job_lr, augment=spec.augment,
+                                precision=precision)
                         for n, x, y, job_lr in jobs)
             self.end(extra={"steps": steps, "networks": len(jobs)})
 
@@ -383,7 +456,7 @@ class Run:
             net = self.adapt(source.net, target.n_classes)
 
         self.manifest["network"] = {
-            "size": spec.size, "parameters": count_parameters(net),
+            "size": spec.size, "width": spec.width, "parameters": count_parameters(net),
             "trainable_parameters": count_parameters(net, trainable_only=True),
             "flops_per_sample": flops_per_sample(net, target.input_shape),
             "architecture": str(net),
@@ -394,12 +467,13 @@ class Run:
         start_snap = self.open_phase[1]
         result = fit(net, target.x_train, target.y_train, epochs=spec.epochs, batch_size=spec.batch_size, lr=lr,
                      seed=spec.seed + 1, augment=spec.augment, x_val=x_val, y_val=y_val, on_progress=progress,
-                     on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc, start_snap))
+                     on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc, start_snap), precision=precision)
         self.end()
         train_samples = result.samples_seen
 
         if spec.prune > 0:
-            before = evaluate(net, target.x_test, target.y_test, target.n_classes)["accuracy"]  # not metered
+            before = evaluate(net, target.x_test, target.y_test, target.n_classes,
+                              precision=precision)["accuracy"]  # not metered
             self.begin("prune")
             start_snap = self.open_phase[1]
             prune_global(net, spec.prune)
@@ -407,7 +481,8 @@ class Run:
                 tuned = fit(net, target.x_train, target.y_train, epochs=spec.prune_epochs,
                             batch_size=spec.batch_size, lr=lr, seed=spec.seed + 2, augment=spec.augment,
                             phase="prune", x_val=x_val, y_val=y_val, on_progress=progress,
-                            on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc, start_snap))
+                            on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc, start_snap),
+                            precision=precision)
                 train_samples += tuned.samples_seen
             finish_pruning(net)
             self.metrics["pruning"] = {
@@ -418,11 +493,13 @@ class Run:
             self.end()
 
         self.begin("test")
-        scores = evaluate(net, target.x_test, target.y_test, target.n_classes)
-        passes, inferences = timed_inference(net, target.x_test, spec.test_min_s)
+        scores = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)
+        passes, inferences = timed_inference(net, target.x_test, spec.test_min_s, sync=self.device.sync,
+                                             precision=precision)
         # The scoring pass is inference too, metered in the same phase: count it.
         passes, inferences = passes + 1, inferences + len(target.x_test)
         test = self.end()
+        self.idle_after()
 
         train_energy = self.phases["train"]["total"]
         prune_energy = self.phases.get("prune", {}).get("total")
@@ -451,9 +528,11 @@ class Run:
 
         spec = self.spec
         split, x_val, y_val = holdout(source_split, spec.val_fraction, gap)
-        net = build_network(split.input_shape, spec.size, split.n_classes, spec.batchnorm)
-        key = sources.source_key(spec, split.x_train, split.y_train)
+        net = build_network(split.input_shape, spec.size, split.n_classes, spec.batchnorm, spec.width)
+        key = sources.source_key(spec, split.x_train, split.y_train, self.device.name)
         cached = sources.load(key) if spec.reuse_source else None
+        net.to(self.device.name)
+        split, x_val, y_val = self.on_device(split), self.device.tensor(x_val), self.device.tensor(y_val)
         if cached is not None:
             state, record = cached
             net.load_state_dict(state)
@@ -472,8 +551,9 @@ class Run:
         fit(source.net, split.x_train, split.y_train, epochs=spec.effective_pretrain_epochs,
             batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, augment=spec.augment, phase="pretrain",
             x_val=source.x_val, y_val=source.y_val, on_progress=progress,
-            on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap))
-        source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes)["accuracy"]
+            on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap), precision=self.precision)
+        source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes,
+                                   precision=self.precision)["accuracy"]
         self.metrics["source_accuracy"] = source_accuracy
         phase = self.end()
         record = {"run_id": self.w.run_id, "duration_s": phase["duration_s"], "total": phase["total"],
@@ -494,7 +574,64 @@ class Run:
             net.replace_head(n_classes)
         if self.spec.mode == "transfer":
             net.freeze_body()
-        return net
+        return net.to(self.device.name)  # the new head was built on the host
+
+    def on_device(self, split):
+        """A data split with its arrays as tensors on the run's device (one copy, for the whole run)."""
+        import dataclasses
+
+        t = self.device.tensor
+        return dataclasses.replace(split, x_train=t(split.x_train), y_train=t(split.y_train),
+                                   x_test=t(split.x_test), y_test=t(split.y_test))
+
+    # -- thermal drift (GPU) --------------------------------------------------------------
+    def run_gpu(self) -> tuple[str, str] | None:
+        """(domain, UUID) of the metered GPU this run trains on, or None."""
+        if self.nvml is None or not self.device.is_cuda:
+            return None
+        domain = next((d.name for d in self.nvml.domains if d.kind == "gpu"), None)
+        uuid = self.nvml.uuid_of(domain) if domain else None
+        return (domain, uuid) if uuid else None
+
+    def thermal_guard(self) -> None:
+        """Before the idle baseline: compare the GPU with the previous run's idle state, and with
+        cooldown_s > 0 wait until it is back in the band. A warm start is recorded, not hidden."""
+        from engine import thermal
+
+        gpu = self.run_gpu()
+        if gpu is None:
+            return
+        domain, uuid = gpu
+        self.thermal = {"gpu": domain, "uuid": uuid, **thermal.cool_down(
+            lambda: self.nvml.now().get(domain, {}), thermal.load_baseline(uuid), self.spec.cooldown_s)}
+        self.manifest["thermal"] = self.thermal
+        self.write_manifest()
+
+    def keep_idle_baseline(self) -> None:
+        """After the idle phase: this run's idle state; it becomes the reference unless warm."""
+        from engine import thermal
+
+        if self.thermal is None:
+            return
+        state = self.nvml.now().get(self.thermal["gpu"], {})
+        watts = self.idle_watts.get(self.thermal["gpu"])
+        idle = {"power_w": watts if watts is not None else state.get("power_w"), "temp_c": state.get("temp_c")}
+        self.thermal["idle_before"] = idle
+        if not self.thermal["started_warm"]:
+            problem = thermal.save_baseline(self.thermal["uuid"], idle, self.w.run_id)
+            if problem:
+                self.thermal["baseline_problem"] = problem
+
+    def idle_after(self) -> None:
+        """After the last phase: the GPU's idle power and temperature again (drift over the run),
+        after one power-averaging window so the reading is not the test phase's tail."""
+        from engine import thermal
+
+        if self.thermal is None:
+            return
+        time.sleep(thermal.POLL_S)
+        self.thermal["idle_after"] = self.nvml.now().get(self.thermal["gpu"], {})
+        self.write_manifest()
 
     def reuse_pretrain_record(self, record: dict) -> dict:
         """A cached pretraining record in this run's terms. Modelled joules are re-modelled under
@@ -531,6 +668,7 @@ class Run:
         return out
 
     def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start) -> None:
+        self.device.sync()  # the cumulative joules cover the epoch's kernels, all of them
         point = {"phase": phase, "epoch": epoch, "val_accuracy": accuracy,
                  "cumulative_j": self.cumulative_j(phase_start),
                  "source": self.total_source()}
@@ -540,7 +678,7 @@ class Run:
     def total_source(self) -> str:
         from engine.meters.base import weakest_source
 
-        return weakest_source(d.source for d in self.sampler.domains.values() if d.kind != "platform")
+        return weakest_source(d.source for d in self.sampler.domains.values() if in_totals(d.kind))
 
     def write_manifest(self) -> None:
         atomic_write_json(self.path / RUN_JSON, self.manifest)
@@ -571,17 +709,35 @@ class Run:
             "missing_meters": self.manifest.get("missing_meters", []),
             "meter_gaps": sorted(self.sampler.gaps()) if self.sampler else [],
             "contended_phases": [p for p, r in self.phases.items() if (r.get("contention") or {}).get("contended")],
+            "gpu_contended_phases": [p for p, r in self.phases.items()
+                                     if any(g["contended"] for g in (r.get("gpu_contention") or {}).values())],
+            "device": self.manifest.get("device"),
+            "precision": self.manifest.get("precision"),
+            "thermal": self.thermal,
+            "started_warm": self.thermal["started_warm"] if self.thermal else None,
             "network": {k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
             "events": self.w.count + 1,  # and the done event that follows
             "reader_lost": self.w.reader_lost_at is not None,
         }
 
 
+def gpu_contention(at_start: dict[str, list[dict]], at_end: dict[str, list[dict]]) -> dict:
+    """Other processes seen on each metered GPU at the phase's start or end. Their work is inside
+    the GPU's joules and NVML cannot apportion it, so a phase with any is flagged `contended`."""
+    out = {}
+    for domain in sorted(set(at_start) | set(at_end)):
+        procs = {p["pid"]: p for p in at_start.get(domain, []) + at_end.get(domain, [])}
+        out[domain] = {"other_processes": sorted(procs.values(), key=lambda p: p["pid"]),
+                       "contended": bool(procs)}
+    return out
+
+
 def total_energy(energies) -> dict:
-    """Sum of a phase's domains, excluding platform (psys) domains, which would double count."""
+    """Sum of a phase's domains, excluding platform (psys) and cross-check domains, which would
+    double count."""
     from engine.meters.base import weakest_source
 
-    parts = [e for e in energies if e.domain.kind != "platform"]
+    parts = [e for e in energies if in_totals(e.domain.kind)]
     if not parts:
         return {"gross_j": 0.0, "idle_j": 0.0, "net_j": 0.0, "source": None, "methods": []}
     out = {
@@ -603,7 +759,7 @@ def total_energy(energies) -> dict:
 
 def sum_energy_records(energy: dict[str, dict], like: dict) -> dict:
     """A phase total recomputed from its domain records (after re-modelling), as total_energy."""
-    parts = [e for e in energy.values() if e.get("kind") != "platform"]
+    parts = [e for e in energy.values() if in_totals(e.get("kind"))]
     out = {**like, **{k: sum(e[k] for e in parts) for k in ("gross_j", "idle_j", "net_j")}}
     return out
 
@@ -674,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure must still leave a summary
         from engine.data import DataError
 
-        bad_input = isinstance(exc, (DataError, SpecError))
+        bad_input = isinstance(exc, (DataError, SpecError, DeviceError))
         status, error = "failed", str(exc) if bad_input else f"{type(exc).__name__}: {exc}"
         code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
         if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:  # run.json, a cache file...

@@ -22,6 +22,7 @@ MODE_CHOICES = (("transfer vs scratch", PAIRED), ("scratch", "scratch"), ("trans
 MODE_RUNS = {PAIRED: ("transfer", "scratch"), "scratch": ("scratch",), "transfer": ("transfer",),
              "finetune": ("finetune",)}
 SIZE_CHOICES = (("small", "small"), ("big", "big"))
+DEVICE_CHOICES = (("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda"))  # auto: the GPU when torch sees one
 DATASET_LABELS = {"synthetic": "synthetic", "motionsense": "MotionSense", "extrasensory": "ExtraSensory"}
 
 
@@ -37,6 +38,7 @@ class LabChoice:
     epochs: int = 3
     trials: int = 1
     sample_hz: float = 10.0
+    device: str = "auto"  # engine.device: auto is the GPU when torch sees one, else the CPU
 
     @property
     def mechanism(self) -> str:
@@ -81,7 +83,7 @@ def lab_plan(choice: LabChoice, *, defaults: dict[str, Any] | None = None, logs_
             fields = {
                 **defaults,
                 "dataset": choice.dataset, "size": choice.size, "mode": mode,
-                "epochs": choice.epochs, "sample_hz": float(choice.sample_hz),
+                "epochs": choice.epochs, "sample_hz": float(choice.sample_hz), "device": choice.device,
                 "normalize": choice.normalize, "batchnorm": choice.batchnorm, "augment": choice.augment,
                 "prune": 0.5 if choice.prune else 0.0,
                 "seed": base_seed + trial, "logs_dir": str(logs_dir), "config": config, "run_id": run_id(),

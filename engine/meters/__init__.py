@@ -3,7 +3,8 @@
 `discover()` is the one place that decides which meters a run uses:
 - RAPL (CPU packages, DRAM, psys) where the powercap counters are readable; otherwise the model
   (CPU time x TDP, RSS x W/GB), which is an estimate and says so;
-- NVML for the GPUs the run may use (CUDA_VISIBLE_DEVICES);
+- NVML for the GPU the run trains on (matched by UUID among CUDA_VISIBLE_DEVICES); the other
+  GPUs are listed as present but unused;
 - every meter not used is returned as a Missing with a one-line reason, so the run manifest names
   every meter found and why the others are absent.
 """
@@ -26,9 +27,11 @@ def _one_line(text: str) -> str:
 
 def discover(pid: int, tdp_w: float | None = None, *,
              powercap_root: str | os.PathLike | None = None,
-             pynvml_module: ModuleType | None = None) -> tuple[list[Meter], list[Missing]]:
+             pynvml_module: ModuleType | None = None,
+             gpu_uuids: list[str] | None = None) -> tuple[list[Meter], list[Missing]]:
     """The meters for a run whose work happens in process `pid` (and its children).
 
+    `gpu_uuids`: the GPUs the run trains on (none for a CPU run); None meters every visible GPU.
     `tdp_w` only matters to the model meter. `powercap_root` and `pynvml_module` are for tests
     (defaults: $JOULELAB_POWERCAP_ROOT or /sys/class/powercap, and the real pynvml).
     Never raises for a meter that cannot be opened; each such meter becomes a Missing.
@@ -52,7 +55,7 @@ def discover(pid: int, tdp_w: float | None = None, *,
         missing.append(Missing("model", f"not used: RAPL counters measure the CPU{note}"))
 
     try:
-        meters.append(open_nvml(pynvml_module))
+        meters.append(open_nvml(pynvml_module, used_uuids=gpu_uuids))
     except MeterUnavailable as exc:
         missing.append(Missing("nvml", _one_line(str(exc))))
 

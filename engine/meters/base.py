@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 
@@ -20,7 +21,9 @@ class Domain:
     source: "counter" (a hardware energy counter), "polled" (power readings integrated over time)
             or "modelled" (an estimate from utilisation; never a measurement)
     method: the exact means, e.g. "rapl:package-0", "nvml:gpu0:energy-counter", "model:tdp-cpu-time"
-    kind:   "cpu", "dram", "gpu" or "platform" (psys: reported, never added to the others)
+    kind:   "cpu", "dram", "gpu", "platform" (psys: reported, never added to the others) or
+            "cross-check" (a second method for a domain already counted, e.g. NVML's polled power
+            beside its energy counter: reported, never added)
     """
 
     name: str
@@ -34,6 +37,16 @@ class Domain:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+# Kinds reported but never summed into a total: they would count energy twice.
+PLATFORM = "platform"
+CROSS_CHECK = "cross-check"
+NOT_IN_TOTALS = frozenset({PLATFORM, CROSS_CHECK})
+
+
+def in_totals(kind: str | None) -> bool:
+    return kind not in NOT_IN_TOTALS
 
 
 @dataclass(frozen=True)
@@ -108,17 +121,20 @@ class Uncertainty:
     basis: str
 
 
-# Looked up by method prefix, most specific first.
+# Looked up by method pattern (fnmatch), most specific first.
 UNCERTAINTY: tuple[tuple[str, Uncertainty], ...] = (
-    ("rapl:", Uncertainty(0.02, 0.001, "RAPL: counters updated about every 1 ms (Intel SDM vol. 3B, 15.10); "
+    ("rapl:*", Uncertainty(0.02, 0.001, "RAPL: counters updated about every 1 ms (Intel SDM vol. 3B, 15.10); "
                                       "package energy tracks wall-plug measurements within a few percent "
                                       "(Khan et al., ACM TOMPECS 2018)")),
-    ("nvml:", Uncertainty(0.05, 0.1, "NVML: power accurate to +/-5 % (nvmlDeviceGetPowerUsage); the energy "
+    ("nvml:*:power-integrated", Uncertainty(0.05, 1.0, "NVML power: +/-5 % (nvmlDeviceGetPowerUsage); on Ampere "
+                                                       "and newer (except GA100) a 1 s average, and on A100/H100 "
+                                                       "it samples only part of each second")),
+    ("nvml:*", Uncertainty(0.05, 0.1, "NVML: power accurate to +/-5 % (nvmlDeviceGetPowerUsage); the energy "
                                      "counter and power readings update about every 100 ms")),
-    ("model:tdp-cpu-time", Uncertainty(0.10, 0.01, "model: CPU time is exact to a 10 ms tick; power per busy "
+    ("model:tdp-cpu-time*", Uncertainty(0.10, 0.01, "model: CPU time is exact to a 10 ms tick; power per busy "
                                                    "core varies by about 10 % between workloads at one clock "
                                                    "(an assumption, not a measurement)")),
-    ("model:", Uncertainty(0.10, 0.0, "model: resident memory x 0.375 W/GB, read at every phase edge "
+    ("model:*", Uncertainty(0.10, 0.0, "model: resident memory x 0.375 W/GB, read at every phase edge "
                                       "(an assumption, not a measurement)")),
 )
 
@@ -128,7 +144,7 @@ SHORT_PHASE_PERIODS = 10
 
 
 def uncertainty(method: str) -> Uncertainty:
-    for prefix, value in UNCERTAINTY:
-        if method.startswith(prefix):
+    for pattern, value in UNCERTAINTY:
+        if fnmatch.fnmatchcase(method, pattern):
             return value
     return Uncertainty(0.10, 0.1, "unknown meter: assumed like the model")

@@ -1,11 +1,18 @@
 """NVML: NVIDIA GPU energy through nvidia-ml-py (imported as `pynvml`).
 
-Per visible GPU, the best source it has:
+Per GPU the run uses, the best source it has:
 - `counter`: nvmlDeviceGetTotalEnergyConsumption, the board's energy in millijoules since the
   driver was loaded (Volta and newer). A 64-bit counter: no wraparound. Exact to the millijoule.
 - `polled`: otherwise nvmlDeviceGetPowerUsage (milliwatts) integrated with the trapezoid rule
   over this meter's reads. Its accuracy depends on the read rate, and on Ampere and newer
   (except GA100) the reading is itself a one-second average, so short phases are smoothed.
+Where the counter exists, polled power is integrated too, as a second domain `gpuN-polled` of
+kind "cross-check": never added to totals (that would count the GPU twice), kept so every phase
+says how far the two methods are apart (`agreement`).
+
+Each read also keeps the GPU's state (temperature, SM clock, clock-event "throttle" reasons,
+power) for the live samples, and `other_processes` lists the compute processes on the metered
+GPUs that are not ours (GPU contention).
 
 Which GPUs: those the run can use, from CUDA_VISIBLE_DEVICES as CUDA reads it: unset means all;
 empty means none; a comma list of indices or (prefixes of) UUIDs `GPU-...`; CUDA stops at the
@@ -14,7 +21,8 @@ order when CUDA_DEVICE_ORDER=PCI_BUS_ID; with CUDA's default order and different
 they may differ, and the manifest says so. Domains are named by position among the visible GPUs
 (`gpu0`, `gpu1`, ...), which is the index torch uses.
 
-Both sources measure the whole GPU: every process on it, not only this run.
+Both sources measure the whole GPU: every process on it, not only this run. MIG instances
+are not metered (NVML's energy is per physical GPU).
 """
 
 from __future__ import annotations
@@ -27,13 +35,16 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from engine.meters.base import Domain, Meter, MeterError, MeterUnavailable
+from engine.meters.base import CROSS_CHECK, Domain, Meter, MeterError, MeterUnavailable
 
 # NVML return codes (nvml.h); read from the module when it has them.
 _NOT_SUPPORTED = 3
 _NO_PERMISSION = 4
 _DRIVER_NOT_LOADED = 9
 _LIBRARY_NOT_FOUND = 12
+_TEMPERATURE_GPU = 0
+_CLOCK_SM = 1
+_CLOCK_MEM = 2
 
 
 def _code(nvml: Any, name: str, default: int) -> int:
@@ -100,15 +111,29 @@ class _Gpu:
     total_mj: int = 0
     last_mw: float = 0.0
     last_t: float = 0.0
-    energy_j: float = 0.0
+    energy_j: float = 0.0  # integrated polled power (the source, or the counter's cross-check)
+    polled: Domain | None = None  # the cross-check domain beside a counter
+    clocks: dict | None = None
+
+
+def _integrate(g: _Gpu, mw: float, t: float) -> None:
+    """Trapezoid rule over this meter's power reads."""
+    dt = max(0.0, t - g.last_t)
+    g.energy_j += (g.last_mw + mw) / 2.0 / 1000.0 * dt
+    g.last_mw, g.last_t = mw, t
 
 
 class NvmlMeter(Meter):
     """Cumulative joules of every visible NVIDIA GPU since the meter was opened."""
 
     def __init__(self, pynvml_module: ModuleType | None = None, visible: str | None = None,
-                 clock: Callable[[], float] = time.monotonic, *, use_env: bool = True) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, use_env: bool = True,
+                 used_uuids: list[str] | None = None) -> None:
+        """`used_uuids`: the GPUs this run trains on (None: every visible GPU, as `joulelab
+        meters` shows them). The other visible GPUs are listed as present but unused."""
         self._clock = clock
+        self._used_uuids = used_uuids
+        self.state: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._closed = False
         nvml = pynvml_module if pynvml_module is not None else _import_pynvml()
@@ -142,13 +167,19 @@ class NvmlMeter(Meter):
         not_supported = _code(nvml, "NVML_ERROR_NOT_SUPPORTED", _NOT_SUPPORTED)
         self._gpus: list[_Gpu] = []
         self.unmetered: list[dict] = []
+        self.unused: list[dict] = []
         names = []
-        for nvml_index in indices:
+        for position, nvml_index in enumerate(indices):
             h = handles[nvml_index]
             name = _text(nvml.nvmlDeviceGetName(h))
             names.append(name)
+            # named by CUDA's index (position among the visible GPUs): gpu1 is cuda:1
+            dname = f"gpu{position}"
+            if self._used_uuids is not None and uuids[nvml_index].upper() not in {u.upper() for u in self._used_uuids}:
+                self.unused.append({"domain": dname, "nvml_index": nvml_index, "name": name,
+                                    "uuid": uuids[nvml_index], "why": "present but not used by this run"})
+                continue
             limit = _optional(lambda h=h: nvml.nvmlDeviceGetPowerManagementLimit(h) / 1000.0)
-            dname = f"gpu{len(self._gpus)}"
             counter = True
             t = self._clock()
             try:
@@ -165,12 +196,28 @@ class NvmlMeter(Meter):
                     self.unmetered.append({"nvml_index": nvml_index, "name": name, "uuid": uuids[nvml_index],
                                            "why": f"neither energy counter nor power reading: {exc2}"})
                     continue
+            polled = None
             if counter:
                 domain = Domain(dname, "counter", f"nvml:{dname}:energy-counter", "gpu")
+                last_mw = _optional(lambda h=h: float(nvml.nvmlDeviceGetPowerUsage(h)))
+                if last_mw is not None:
+                    polled = Domain(f"{dname}-polled", "polled", f"nvml:{dname}:power-integrated", CROSS_CHECK)
+                last_mw = last_mw or 0.0
             else:
                 domain = Domain(dname, "polled", f"nvml:{dname}:power-integrated", "gpu")
+            clocks = {key: _optional(lambda h=h, fn=fn, c=c: int(getattr(nvml, fn)(h, c)))
+                      for key, fn, c in (("sm_mhz", "nvmlDeviceGetClockInfo", _CLOCK_SM),
+                                         ("sm_max_mhz", "nvmlDeviceGetMaxClockInfo", _CLOCK_SM),
+                                         ("mem_mhz", "nvmlDeviceGetClockInfo", _CLOCK_MEM),
+                                         ("mem_max_mhz", "nvmlDeviceGetMaxClockInfo", _CLOCK_MEM))}
             self._gpus.append(_Gpu(domain, nvml_index, h, name, uuids[nvml_index], limit, counter,
-                                   last_mj=last_mj, last_mw=last_mw, last_t=t))
+                                   last_mj=last_mj, last_mw=last_mw, last_t=t, polled=polled, clocks=clocks))
+        if not self._gpus and self.unused:
+            present = ", ".join(f"{u['domain']} {u['name']} {u['uuid']}" for u in self.unused)
+            if self._used_uuids:
+                raise MeterUnavailable(f"NVML: no visible GPU has the run's UUID {', '.join(self._used_uuids)} "
+                                       f"(present: {present})")
+            raise MeterUnavailable(f"NVML: not used: this run does not train on a GPU (present: {present})")
         if not self._gpus:
             raise MeterUnavailable("NVML: no visible GPU reports energy or power "
                                    f"({'; '.join(u['name'] + ': ' + u['why'] for u in self.unmetered)})")
@@ -179,44 +226,91 @@ class NvmlMeter(Meter):
             self.notes.append("CUDA_VISIBLE_DEVICES indices are read in NVML (PCI bus) order; set "
                               "CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA uses the same order for these mixed GPUs")
         self.cuda_device_order = order
-        self.domains = tuple(g.domain for g in self._gpus)
+        self.domains = tuple(d for g in self._gpus for d in (g.domain, g.polled) if d is not None)
 
     def read(self) -> dict[str, float]:
         nvml = self._nvml
         with self._lock:
             if self._closed:
                 raise MeterError("NVML: meter already closed")
-            values: list[float] = []
+            values: list[tuple[int | None, float | None]] = []
             for g in self._gpus:
                 try:
-                    if g.counter:
-                        values.append(int(nvml.nvmlDeviceGetTotalEnergyConsumption(g.handle)))
-                    else:
-                        values.append(float(nvml.nvmlDeviceGetPowerUsage(g.handle)))
+                    mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(g.handle)) if g.counter else None
+                    mw = float(nvml.nvmlDeviceGetPowerUsage(g.handle)) if (g.polled or not g.counter) else None
                 except Exception as exc:
                     raise MeterError(f"NVML: {g.domain.name} ({g.name}): {_describe(exc)}") from None
+                values.append((mj, mw))
             t = self._clock()
             out = {}
             restarted = []
-            for g, v in zip(self._gpus, values, strict=True):
+            for g, (mj, mw) in zip(self._gpus, values, strict=True):
+                if mw is not None:
+                    _integrate(g, mw, t)
                 if g.counter:
-                    mj = int(v)
                     if mj < g.last_mj:
                         restarted.append(g)
                     else:
                         g.total_mj += mj - g.last_mj
                     g.last_mj = mj
                     out[g.domain.name] = g.total_mj / 1000.0
+                    if g.polled is not None:
+                        out[g.polled.name] = g.energy_j
                 else:
-                    dt = max(0.0, t - g.last_t)
-                    g.energy_j += (g.last_mw + v) / 2.0 / 1000.0 * dt
-                    g.last_mw, g.last_t = v, t
                     out[g.domain.name] = g.energy_j
+                self.state[g.domain.name] = self._gpu_state(g, mw)
             if restarted:
                 g = restarted[0]
                 raise MeterError(f"NVML: {g.domain.name} ({g.name}) energy counter went backwards "
                                  "(driver reloaded?); the energy since the previous read is lost")
             return out
+
+    def _gpu_state(self, g: _Gpu, mw: float | None) -> dict:
+        """Temperature (C), SM clock (MHz), clock-event reasons (NVML's bit mask) and power (W)
+        now; None where this GPU cannot say. Context for the energy, never energy itself."""
+        nvml = self._nvml
+        reasons = _optional(lambda: int(nvml.nvmlDeviceGetCurrentClocksEventReasons(g.handle)))
+        if reasons is None:  # drivers before 535 have only the older name
+            reasons = _optional(lambda: int(nvml.nvmlDeviceGetCurrentClocksThrottleReasons(g.handle)))
+        return {
+            "temp_c": _optional(lambda: int(nvml.nvmlDeviceGetTemperature(g.handle, _TEMPERATURE_GPU))),
+            "sm_mhz": _optional(lambda: int(nvml.nvmlDeviceGetClockInfo(g.handle, _CLOCK_SM))),
+            "throttle": reasons,
+            "power_w": mw / 1000.0 if mw is not None else None,
+        }
+
+    def now(self) -> dict[str, dict]:
+        """Each metered GPU's state read now (power, temperature...): for the idle and cool-down checks."""
+        nvml = self._nvml
+        with self._lock:
+            if self._closed:
+                return {}
+            out = {}
+            for g in self._gpus:
+                mw = _optional(lambda g=g: float(nvml.nvmlDeviceGetPowerUsage(g.handle)))
+                out[g.domain.name] = self._gpu_state(g, mw)
+            return out
+
+    def other_processes(self, own_pids: set[int]) -> dict[str, list[dict]]:
+        """Compute processes on each metered GPU that are not in `own_pids` (GPU contention):
+        their energy is inside the GPU's joules, and NVML cannot say how much of it is theirs."""
+        nvml = self._nvml
+        out = {}
+        with self._lock:
+            if self._closed:
+                return {}
+            for g in self._gpus:
+                procs = _optional(lambda g=g: list(nvml.nvmlDeviceGetComputeRunningProcesses(g.handle)))
+                if procs is None:
+                    continue
+                out[g.domain.name] = [
+                    {"pid": int(p.pid),
+                     "used_gpu_memory_mb": (round(p.usedGpuMemory / 2**20, 1) if p.usedGpuMemory is not None else None)}
+                    for p in procs if int(p.pid) not in own_pids]
+        return out
+
+    def uuid_of(self, domain: str) -> str | None:
+        return next((g.uuid for g in self._gpus if g.domain.name == domain), None)
 
     def close(self) -> None:
         with self._lock:
@@ -245,14 +339,17 @@ class NvmlMeter(Meter):
                     "name": g.name,
                     "uuid": g.uuid,
                     "power_limit_w": g.power_limit_w,
+                    "clocks": g.clocks,
                     "source": g.domain.source,
                     "method": g.domain.method,
+                    **({"cross_check": g.polled.method} if g.polled else {}),
                     **({} if g.counter else {"note": "nvmlDeviceGetPowerUsage integrated over reads; "
                                                      "a 1 s average on Ampere and newer (except GA100)"}),
                 }
                 for g in self._gpus
             ],
             "unmetered": list(self.unmetered),
+            "unused": list(self.unused),
             "notes": list(self.notes),
         }
 
@@ -295,11 +392,32 @@ def _optional(fn: Callable[[], Any]) -> Any:
         return None
 
 
+def agreement(energy: dict) -> dict[str, dict]:
+    """Per metered GPU with both methods: the counter's and the integrated polled joules over the
+    same phase, and how far apart they are (relative to the counter). `energy` maps domain names
+    to PhaseEnergy. `short` says the phase is shorter than ten power-averaging windows, where the
+    polled value is expected to disagree."""
+    out = {}
+    for name, polled in energy.items():
+        if polled.domain.kind != CROSS_CHECK:
+            continue
+        counter = energy.get(name.removesuffix("-polled"))
+        if counter is None:
+            continue
+        diff = polled.gross_j - counter.gross_j
+        out[counter.domain.name] = {
+            "counter_j": counter.gross_j, "polled_j": polled.gross_j, "diff_j": diff,
+            "diff_rel": diff / counter.gross_j if counter.gross_j > 0 else None,
+            "short": polled.short or counter.short,
+        }
+    return out
+
+
 def open_nvml(pynvml_module: ModuleType | None = None, visible: str | None = None,
-              clock: Callable[[], float] = time.monotonic) -> NvmlMeter:
+              clock: Callable[[], float] = time.monotonic, used_uuids: list[str] | None = None) -> NvmlMeter:
     """Open the NVML meter, or raise MeterUnavailable with the one-line reason (never other errors)."""
     try:
-        return NvmlMeter(pynvml_module, visible=visible, clock=clock)
+        return NvmlMeter(pynvml_module, visible=visible, clock=clock, used_uuids=used_uuids)
     except MeterUnavailable:
         raise
     except Exception as exc:

@@ -1,7 +1,10 @@
 """A fake `pynvml` module: NVML's real function names, units and error codes, with no GPU.
 
 Units as NVML returns them: nvmlDeviceGetTotalEnergyConsumption in millijoules (an int, Volta and
-newer), nvmlDeviceGetPowerUsage and nvmlDeviceGetPowerManagementLimit in milliwatts. Errors are
+newer), nvmlDeviceGetPowerUsage and nvmlDeviceGetPowerManagementLimit in milliwatts,
+nvmlDeviceGetTemperature in degrees C, nvmlDeviceGetClockInfo in MHz, clock-event (throttle)
+reasons as nvidia-ml-py's bit mask, nvmlDeviceGetComputeRunningProcesses as objects with `pid` and
+`usedGpuMemory` (bytes). Errors are
 `NVMLError(code)`, which, as in nvidia-ml-py, constructs the matching subclass
 (NVMLError_NotSupported, ...) and carries the code in `.value`. Codes are nvml.h's (and
 nvidia-ml-py's): checked against the installed module by the tests.
@@ -20,8 +23,13 @@ NVML_ERROR_NO_PERMISSION = 4
 NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_DRIVER_NOT_LOADED = 9
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
 NVML_ERROR_GPU_IS_LOST = 15
 NVML_ERROR_UNKNOWN = 999
+NVML_TEMPERATURE_GPU = 0
+NVML_CLOCK_GRAPHICS = 0
+NVML_CLOCK_SM = 1
+NVML_CLOCK_MEM = 2
 
 _STRINGS = {
     NVML_ERROR_UNINITIALIZED: "Uninitialized",
@@ -31,6 +39,7 @@ _STRINGS = {
     NVML_ERROR_NOT_FOUND: "Not Found",
     NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
     NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
+    NVML_ERROR_FUNCTION_NOT_FOUND: "Function Not Found",
     NVML_ERROR_GPU_IS_LOST: "GPU is lost",
     NVML_ERROR_UNKNOWN: "Unknown Error",
 }
@@ -44,11 +53,36 @@ _CLASS_NAMES = {
     NVML_ERROR_NOT_FOUND: "NotFound",
     NVML_ERROR_DRIVER_NOT_LOADED: "DriverNotLoaded",
     NVML_ERROR_LIBRARY_NOT_FOUND: "LibraryNotFound",
+    NVML_ERROR_FUNCTION_NOT_FOUND: "FunctionNotFound",
     NVML_ERROR_GPU_IS_LOST: "GpuIsLost",
     NVML_ERROR_UNKNOWN: "Unknown",
 }
 
 CODES = {name: value for name, value in globals().items() if name.startswith("NVML_")}
+
+# Clock-event ("throttle") reason bits, as nvidia-ml-py names them (nvml.h's
+# nvmlClocksEventReason*; the older nvmlClocksThrottleReason* names have the same values).
+REASONS = {
+    "nvmlClocksEventReasonGpuIdle": 0x1,
+    "nvmlClocksEventReasonApplicationsClocksSetting": 0x2,
+    "nvmlClocksEventReasonSwPowerCap": 0x4,
+    "nvmlClocksEventReasonHwSlowdown": 0x8,
+    "nvmlClocksEventReasonSyncBoost": 0x10,
+    "nvmlClocksEventReasonSwThermalSlowdown": 0x20,
+    "nvmlClocksEventReasonHwThermalSlowdown": 0x40,
+    "nvmlClocksEventReasonHwPowerBrakeSlowdown": 0x80,
+    "nvmlClocksEventReasonNone": 0x0,
+}
+
+
+@dataclass
+class FakeProcess:
+    """One entry of nvmlDeviceGetComputeRunningProcesses (c_nvmlProcessInfo_t's fields)."""
+
+    pid: int
+    usedGpuMemory: int | None = 1 << 30  # bytes; None where the driver cannot say (WDDM)
+    gpuInstanceId: int = 0xFFFFFFFF
+    computeInstanceId: int = 0xFFFFFFFF
 
 
 @dataclass
@@ -58,6 +92,13 @@ class FakeGpu:
     energy_mj: int | None = 1_000_000  # None: no energy counter (pre-Volta)
     power_mw: int | None = 60_000  # None: no power reading either
     power_limit_mw: int | None = 400_000
+    temperature_c: int | None = 35
+    sm_clock_mhz: int | None = 1410
+    max_sm_clock_mhz: int | None = 1410
+    mem_clock_mhz: int | None = 1215
+    clocks_event_reasons: int | None = 0x1  # GpuIdle
+    processes: list[FakeProcess] = field(default_factory=list)
+    old_driver: bool = False  # before 535: no nvmlDeviceGetCurrentClocksEventReasons symbol
     fail_with: int | None = None  # every call on this GPU raises NVMLError(fail_with)
 
 
@@ -78,6 +119,7 @@ def make_fake_pynvml(state: FakeNvml | None = None) -> types.ModuleType:
     state = state or FakeNvml()
     mod = types.ModuleType("pynvml")
     mod.__dict__.update(CODES)
+    mod.__dict__.update(REASONS)
     mod.state = state
 
     class NVMLError(Exception):
@@ -178,6 +220,52 @@ def make_fake_pynvml(state: FakeNvml | None = None) -> types.ModuleType:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return int(g.power_limit_mw)
 
+    def nvmlDeviceGetTemperature(handle, sensor):
+        g = gpu(handle)
+        if sensor != NVML_TEMPERATURE_GPU:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        if g.temperature_c is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return int(g.temperature_c)
+
+    def _clock(g: FakeGpu, clock_type: int, maximum: bool) -> int:
+        values = {NVML_CLOCK_SM: g.max_sm_clock_mhz if maximum else g.sm_clock_mhz,
+                  NVML_CLOCK_GRAPHICS: g.max_sm_clock_mhz if maximum else g.sm_clock_mhz,
+                  NVML_CLOCK_MEM: g.mem_clock_mhz}
+        if clock_type not in values:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        if values[clock_type] is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return int(values[clock_type])
+
+    def nvmlDeviceGetClockInfo(handle, type):  # noqa: A002 - nvidia-ml-py's parameter name
+        return _clock(gpu(handle), type, False)
+
+    def nvmlDeviceGetMaxClockInfo(handle, type):  # noqa: A002
+        return _clock(gpu(handle), type, True)
+
+    def nvmlDeviceGetCurrentClocksEventReasons(handle):
+        g = gpu(handle)
+        if g.old_driver:
+            # nvidia-ml-py raises this when the library lacks the symbol
+            raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)
+        if g.clocks_event_reasons is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return int(g.clocks_event_reasons)
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(handle):
+        g = gpu(handle)
+        if g.clocks_event_reasons is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return int(g.clocks_event_reasons)
+
+    def nvmlDeviceGetComputeRunningProcesses(handle):
+        return [types.SimpleNamespace(**vars(p)) for p in gpu(handle).processes]
+
+    for fn in (nvmlDeviceGetTemperature, nvmlDeviceGetClockInfo, nvmlDeviceGetMaxClockInfo,
+               nvmlDeviceGetCurrentClocksEventReasons, nvmlDeviceGetCurrentClocksThrottleReasons,
+               nvmlDeviceGetComputeRunningProcesses):
+        setattr(mod, fn.__name__, fn)
     for fn in (nvmlInit, nvmlShutdown, nvmlSystemGetDriverVersion, nvmlSystemGetNVMLVersion, nvmlDeviceGetCount,
                nvmlDeviceGetHandleByIndex, nvmlDeviceGetHandleByUUID, nvmlDeviceGetName, nvmlDeviceGetUUID,
                nvmlDeviceGetTotalEnergyConsumption, nvmlDeviceGetPowerUsage, nvmlDeviceGetPowerManagementLimit):

@@ -28,7 +28,16 @@ def test_rapl_and_nvml_when_both_work(tmp_path):
     assert [meter_name(m) for m in meters] == ["rapl", "nvml"]
     assert reasons(missing) == {"model": "not used: RAPL counters measure the CPU"}
     domains = [d.name for m in meters for d in m.domains]
-    assert domains == ["package-0", "dram-0", "package-1", "dram-1", "gpu0"]
+    assert domains == ["package-0", "dram-0", "package-1", "dram-1", "gpu0", "gpu0-polled"]
+
+
+def test_a_cpu_run_on_a_gpu_machine_meters_no_gpu(tmp_path):
+    tree = intel_server(tmp_path, sockets=1)
+    meters, missing = discover(os.getpid(), powercap_root=tree.root, pynvml_module=make_fake_pynvml(FakeNvml()),
+                               gpu_uuids=[])
+    assert [meter_name(m) for m in meters] == ["rapl"]
+    assert reasons(missing)["nvml"] == ("NVML: not used: this run does not train on a GPU (present: gpu0 "
+                                        "NVIDIA A100-SXM4-40GB GPU-00000000-1111-2222-3333-444444444444)")
 
 
 def test_model_when_no_powercap_and_no_gpu(tmp_path):

@@ -28,8 +28,8 @@ def three_gpus() -> FakeNvml:
     ])
 
 
-def open_fake(state: FakeNvml, visible=None, clock=None):
-    return open_nvml(make_fake_pynvml(state), visible=visible, clock=clock or Clock())
+def open_fake(state: FakeNvml, visible=None, clock=None, used_uuids=None):
+    return open_nvml(make_fake_pynvml(state), visible=visible, clock=clock or Clock(), used_uuids=used_uuids)
 
 
 @pytest.fixture(autouse=True)
@@ -52,13 +52,15 @@ def test_fake_error_codes_are_nvmls():
 def test_energy_counter_in_millijoules():
     state = FakeNvml(gpus=[FakeGpu(energy_mj=1_000_000)])
     m = open_fake(state)
-    (d,) = m.domains
+    d, check = m.domains
     assert (d.name, d.source, d.method, d.kind) == ("gpu0", "counter", "nvml:gpu0:energy-counter", "gpu")
-    assert m.read() == {"gpu0": 0.0}
+    assert (check.name, check.source, check.method, check.kind) == (
+        "gpu0-polled", "polled", "nvml:gpu0:power-integrated", "cross-check")
+    assert m.read()["gpu0"] == 0.0
     state.gpus[0].energy_mj += 123_457  # mJ
-    assert m.read() == {"gpu0": 123.457}
+    assert m.read()["gpu0"] == 123.457
     state.gpus[0].energy_mj += 1
-    assert m.read() == {"gpu0": 123.458}
+    assert m.read()["gpu0"] == 123.458
 
 
 def test_power_integrated_where_no_counter():
@@ -76,7 +78,10 @@ def test_power_integrated_where_no_counter():
 
 def test_counter_and_polled_gpus_side_by_side():
     m = open_fake(three_gpus())
-    assert [(d.name, d.source) for d in m.domains] == [("gpu0", "counter"), ("gpu1", "counter"), ("gpu2", "polled")]
+    assert [(d.name, d.source, d.kind) for d in m.domains] == [
+        ("gpu0", "counter", "gpu"), ("gpu0-polled", "polled", "cross-check"),
+        ("gpu1", "counter", "gpu"), ("gpu1-polled", "polled", "cross-check"),
+        ("gpu2", "polled", "gpu")]  # no counter on the P100: its polled power is the measurement
     man = m.manifest()
     assert man["meter"] == "nvml"
     assert man["driver_version"] == "550.54.15" and man["nvml_version"] == "12.550.54.15"
@@ -99,7 +104,7 @@ def test_counter_and_polled_gpus_side_by_side():
 def test_cuda_visible_devices(spec, nvml_indices):
     m = open_fake(three_gpus(), visible=spec)
     assert [g["nvml_index"] for g in m.manifest()["gpus"]] == nvml_indices
-    assert [d.name for d in m.domains] == [f"gpu{i}" for i in range(len(nvml_indices))]
+    assert [d.name for d in m.domains if d.kind == "gpu"] == [f"gpu{i}" for i in range(len(nvml_indices))]
 
 
 def test_cuda_visible_devices_from_the_environment(monkeypatch):
@@ -165,7 +170,7 @@ def test_gpu_without_energy_or_power():
         open_fake(state)
     state = FakeNvml(gpus=[FakeGpu(uuid=A), FakeGpu(uuid=B, energy_mj=None, power_mw=None)])
     m = open_fake(state)
-    assert [d.name for d in m.domains] == ["gpu0"]
+    assert [d.name for d in m.domains] == ["gpu0", "gpu0-polled"]
     assert m.manifest()["unmetered"][0]["uuid"] == B
 
 
@@ -182,12 +187,12 @@ def test_counter_going_backwards_is_a_gap_then_goes_on():
     state = FakeNvml(gpus=[FakeGpu(energy_mj=10_000)])
     m = open_fake(state)
     state.gpus[0].energy_mj = 12_000
-    assert m.read() == {"gpu0": 2.0}
+    assert m.read()["gpu0"] == 2.0
     state.gpus[0].energy_mj = 500  # driver reloaded: the counter restarted
     with pytest.raises(MeterError, match="went backwards"):
         m.read()
     state.gpus[0].energy_mj = 1_500
-    assert m.read() == {"gpu0": 3.0}
+    assert m.read()["gpu0"] == 3.0
 
 
 def test_close_shuts_nvml_down_once():
@@ -206,3 +211,128 @@ def test_bytes_from_old_bindings_are_decoded():
     man = open_fake(state).manifest()
     assert man["gpus"][0]["name"] == "Tesla V100-SXM2-16GB" and man["gpus"][0]["uuid"] == A
     assert man["driver_version"] == "470.1"
+
+
+# -- both methods side by side, GPU state, other processes, the GPU the run uses -----------------
+
+def test_fake_functions_are_nvidia_ml_pys():
+    """Every NVML function the fake offers exists in nvidia-ml-py with the same parameters, and
+    the clock-event reason bits have nvidia-ml-py's values (old and new names)."""
+    import inspect
+
+    pynvml = pytest.importorskip("pynvml")
+    fake = make_fake_pynvml()
+    names = [n for n in dir(fake) if n.startswith("nvml") and callable(getattr(fake, n))]
+    assert "nvmlDeviceGetComputeRunningProcesses" in names and "nvmlDeviceGetTemperature" in names
+    for name in names:
+        real = getattr(pynvml, name)
+        assert list(inspect.signature(getattr(fake, name)).parameters) == list(inspect.signature(real).parameters), name
+    for name, value in fk.REASONS.items():
+        assert getattr(pynvml, name) == value
+        assert getattr(pynvml, name.replace("Event", "Throttle")) == value
+
+
+def test_counter_and_integrated_power_over_one_phase():
+    from engine.meters.nvml import agreement
+    from engine.meters.sampler import Snapshot, phase_energy
+    from engine.worker import total_energy
+
+    state = FakeNvml(gpus=[FakeGpu(energy_mj=0, power_mw=100_000)])
+    clock = Clock(0.0)
+    m = open_fake(state, clock=clock)
+    domains = {d.name: d for d in m.domains}
+    start = Snapshot(clock.t, m.read())
+    for _ in range(200):  # 20 s at 10 Hz; the board draws 100 W, but NVML's power reads 110 W
+        clock.t += 0.1
+        state.gpus[0].energy_mj += 10_000
+        state.gpus[0].power_mw = 110_000
+        m.read()
+    end = Snapshot(clock.t, m.read())
+    energy = phase_energy(start, end, domains, {}, 0.1)
+    assert energy["gpu0"].gross_j == pytest.approx(2000.0)
+    assert energy["gpu0-polled"].gross_j == pytest.approx(2000.0 * 1.1 - 0.5)  # first 0.1 s ramps 100->110 W
+    both = agreement(energy)
+    assert set(both) == {"gpu0"}
+    assert both["gpu0"]["counter_j"] == pytest.approx(2000.0)
+    assert both["gpu0"]["diff_rel"] == pytest.approx(0.09975)
+    assert both["gpu0"]["short"] is False
+    # the cross-check is reported, never added: the total is the counter's alone
+    total = total_energy(energy.values())
+    assert total["gross_j"] == pytest.approx(2000.0) and total["methods"] == ["nvml:gpu0:energy-counter"]
+    assert total["source"] == "counter"
+    record = energy["gpu0-polled"].as_dict()
+    assert record["kind"] == "cross-check" and record["source"] == "polled"
+
+
+def test_short_phases_are_flagged_per_method():
+    from engine.meters.nvml import agreement
+    from engine.meters.sampler import Snapshot, phase_energy
+
+    state = FakeNvml(gpus=[FakeGpu(energy_mj=0)])
+    clock = Clock(0.0)
+    m = open_fake(state, clock=clock)
+    domains = {d.name: d for d in m.domains}
+    start = Snapshot(clock.t, m.read())
+    clock.t += 3.0  # longer than ten counter updates (1 s), shorter than ten power windows (10 s)
+    state.gpus[0].energy_mj += 180_000
+    energy = phase_energy(start, Snapshot(clock.t, m.read()), domains, {}, 0.1)
+    assert not energy["gpu0"].short and energy["gpu0-polled"].short
+    assert agreement(energy)["gpu0"]["short"] is True
+    clock.t += 0.5  # shorter than ten counter updates too
+    start = Snapshot(clock.t, m.read())
+    clock.t += 0.5
+    energy = phase_energy(start, Snapshot(clock.t, m.read()), domains, {}, 0.1)
+    assert energy["gpu0"].short and energy["gpu0"].as_dict()["short"] is True
+
+
+def test_each_read_keeps_temperature_clock_and_throttle_reasons():
+    state = FakeNvml(gpus=[FakeGpu(temperature_c=71, sm_clock_mhz=1980, clocks_event_reasons=0x4 | 0x20,
+                                   power_mw=350_500)])
+    m = open_fake(state)
+    m.read()
+    assert m.state == {"gpu0": {"temp_c": 71, "sm_mhz": 1980, "throttle": 0x24, "power_w": 350.5}}
+    state.gpus[0].old_driver = True  # no nvmlDeviceGetCurrentClocksEventReasons: the older name answers
+    state.gpus[0].temperature_c = None  # a sensor NVML cannot read is None, not an error
+    m.read()
+    assert m.state["gpu0"]["throttle"] == 0x24 and m.state["gpu0"]["temp_c"] is None
+    assert m.now()["gpu0"]["power_w"] == 350.5
+    man = m.manifest()["gpus"][0]
+    assert man["clocks"] == {"sm_mhz": 1980, "sm_max_mhz": 1410, "mem_mhz": 1215, "mem_max_mhz": 1215}
+    assert man["cross_check"] == "nvml:gpu0:power-integrated"
+
+
+def test_other_processes_on_the_gpu_exclude_ours():
+    state = FakeNvml(gpus=[FakeGpu(processes=[fk.FakeProcess(pid=100), fk.FakeProcess(pid=4242, usedGpuMemory=3 << 29),
+                                              fk.FakeProcess(pid=4243, usedGpuMemory=None)])])
+    m = open_fake(state)
+    assert m.other_processes({100, 101}) == {"gpu0": [{"pid": 4242, "used_gpu_memory_mb": 1536.0},
+                                                      {"pid": 4243, "used_gpu_memory_mb": None}]}
+    state.gpus[0].processes = []
+    assert m.other_processes({100}) == {"gpu0": []}
+
+
+def test_only_the_gpu_the_run_uses_is_metered():
+    m = open_fake(three_gpus(), used_uuids=[B])
+    assert [d.name for d in m.domains] == ["gpu1", "gpu1-polled"]  # named by CUDA index: cuda:1
+    man = m.manifest()
+    assert [g["uuid"] for g in man["gpus"]] == [B]
+    assert [(u["domain"], u["uuid"], u["why"]) for u in man["unused"]] == [
+        ("gpu0", A, "present but not used by this run"), ("gpu2", C, "present but not used by this run")]
+    # through CUDA_VISIBLE_DEVICES: cuda:0 is NVML's GPU 2
+    m = open_fake(three_gpus(), visible="2,0", used_uuids=[A])
+    assert [d.name for d in m.domains if d.kind == "gpu"] == ["gpu1"]
+
+
+def test_a_cpu_run_meters_no_gpu_and_says_which_are_present():
+    state = three_gpus()
+    with pytest.raises(MeterUnavailable, match=r"^NVML: not used: this run does not train on a GPU \(present: "
+                                               r"gpu0 NVIDIA H100 80GB HBM3 GPU-aaaa"):
+        open_fake(state, used_uuids=[])
+    assert state.initialized == 0
+
+
+def test_a_gpu_run_whose_uuid_nvml_does_not_know_says_so():
+    with pytest.raises(MeterUnavailable, match=r"^NVML: no visible GPU has the run's UUID GPU-ffff \(present: gpu0 "):
+        open_fake(three_gpus(), used_uuids=["GPU-ffff"])
+    # torch and NVML may differ in case: matched regardless
+    assert [d.name for d in open_fake(three_gpus(), used_uuids=[B.upper()]).domains][0] == "gpu1"

@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from engine.spec import RunSpec
-from tui.plan import DATASET_LABELS, MODE_CHOICES, SIZE_CHOICES, LabChoice
+from tui.plan import DATASET_LABELS, DEVICE_CHOICES, MODE_CHOICES, SIZE_CHOICES, LabChoice
 
 NO_LOADERS = "real loaders not installed"
 
@@ -118,6 +118,9 @@ class LabForm(Vertical):
             yield Input("1", type="integer", compact=True, id="trials", classes="number")
             yield Label("Sampling Hz", classes="form-label-inline")
             yield Input(f"{self._sample_hz:g}", type="number", compact=True, id="sample-hz", classes="number")
+        with Horizontal(classes="form-row"):
+            yield Label("Device", classes="form-label")
+            yield Select(list(DEVICE_CHOICES), value="auto", allow_blank=False, compact=True, id="device")
         yield Static("", id="plan-preview")
         with Horizontal(id="lab-buttons"):
             yield Button("Run  r", variant="primary", compact=True, id="run")
@@ -172,7 +175,7 @@ class LabForm(Vertical):
                                                                              "prune")}
         return LabChoice(dataset=dataset, size=self.query_one("#size", Select).value,
                          mode=self.query_one("#mode", Select).value, epochs=epochs, trials=trials,
-                         sample_hz=hz, **box)
+                         sample_hz=hz, device=self.query_one("#device", Select).value, **box)
 
     def _int(self, widget_id: str, label: str, low: int, high: int) -> int:
         raw = self.query_one(f"#{widget_id}", Input).value.strip()

@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.meters.base import in_totals
 from engine.protocol import PHASES
 from tui import fmt
 from tui.livestate import RunState
@@ -21,8 +22,8 @@ def _short(name: str, width: int = 10) -> str:
 
 def totals_rows(state: RunState, running: bool = True) -> tuple[list[str], list[tuple[list[str], str]]]:
     """(header, [(cells, style)]): phases down, domains across, net joules of each."""
-    names = [n for n in state.domain_names() if state.domain_kind(n) != "platform"]
-    platform = [n for n in state.domain_names() if state.domain_kind(n) == "platform"]
+    names = [n for n in state.domain_names() if in_totals(state.domain_kind(n))]
+    platform = [n for n in state.domain_names() if not in_totals(state.domain_kind(n))]  # psys, cross-checks
     shown = names + platform
     header = ["phase", *[fmt.SOURCE_MARK.get(state.domain_source(n) or "", "") + _short(n) for n in shown], "net J"]
     rows = []
