@@ -90,6 +90,7 @@ def environment_manifest() -> dict:
     import torch
 
     from engine.meters.model import cpu_model_name
+    from engine.slurm import job_manifest
 
     sockets = _count_sockets()
     return {
@@ -107,6 +108,7 @@ def environment_manifest() -> dict:
         "physical_cores": psutil.cpu_count(logical=False),
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 2),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm": job_manifest(),  # job id, node, requested and granted resources; None outside Slurm
     }
 
 
@@ -407,6 +409,7 @@ class Run:
             "network": {k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
             "events": self.w.count + 1,  # and the done event that follows
             "reader_lost": self.w.reader_lost_at is not None,
+            "slurm": self.manifest.get("environment", {}).get("slurm"),  # the node pairs runs in stats
         }
 
 
