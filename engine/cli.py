@@ -181,7 +181,7 @@ def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, res
             if human:
                 console.print(f"resume: resubmitted {len(new)} job(s) of batch {record['batch']}"
                               + (f": {', '.join(j['job_id'] for j in new)}" if new else " (nothing failed or was lost)"),
-                              highlight=False)
+                              highlight=False, soft_wrap=True)
         else:
             if preset is None:
                 raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
@@ -199,7 +199,7 @@ def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, res
                 ids = [j["job_id"] for j in record["jobs"]]
                 console.print(f"submitted {len(ids)} job(s) for {len(plan)} runs (one job per pair, runs in sequence "
                               f"on one node) to Slurm: {', '.join(ids)}; requested {options.describe()}; "
-                              f"logs in {logs_dir}", highlight=False)
+                              f"logs in {logs_dir}", highlight=False, soft_wrap=True)
     except (PresetError, StoreError, slurm.SlurmError) as exc:
         raise fail(str(exc)) from None
     try:
