@@ -205,8 +205,11 @@ def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, res
     try:
         states = slurm.follow(record, console if human else None)
     except KeyboardInterrupt:
-        active = [j["job_id"] for j in slurm.current_jobs(record)
-                  if slurm.job_state(j, logs_dir, slurm.queue_states()) in slurm.ACTIVE]
+        try:
+            queue = slurm.queue_states()
+            active = [j["job_id"] for j in slurm.current_jobs(record) if slurm.job_state(j, logs_dir, queue) in slurm.ACTIVE]
+        except slurm.SlurmError:  # cannot tell which are still queued: cancel them all
+            active = [j["job_id"] for j in slurm.current_jobs(record)]
         cancel, message = slurm.interrupt_choice(sys.stdin.isatty(), typer.confirm)
         err_console.print(f"interrupted: {message}", highlight=False, soft_wrap=True)
         if cancel:
@@ -251,7 +254,10 @@ def jobs(logs: LogsOption = None,
 
     logs_dir = (logs or default_logs_dir()).resolve()
     records = slurm.load_records(logs_dir)
-    queue = slurm.queue_states() if records else {}
+    try:
+        queue = slurm.queue_states() if records else {}
+    except slurm.SlurmError as exc:
+        raise fail(str(exc)) from None
     rows = []
     for record in records:
         for job in record["jobs"]:

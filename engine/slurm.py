@@ -257,8 +257,10 @@ def queue_states() -> dict[str, tuple[str, str]]:
     try:
         out = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%T|%N"], capture_output=True, text=True,
                              timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SlurmError(f"cannot read the Slurm queue (squeue: {exc})") from None
+    if out.returncode != 0:  # never read a failed query as "every job has left the queue"
+        raise SlurmError(f"cannot read the Slurm queue (squeue: {out.stderr.strip()[:200]})")
     states = {}
     for line in out.stdout.splitlines():
         parts = line.strip().split("|")
@@ -393,7 +395,11 @@ def follow(record: dict, console, poll_s: float = 1.0) -> dict[str, str]:
         progress.start()
     try:
         while True:
-            queue = queue_states()
+            try:
+                queue = queue_states()
+            except SlurmError:  # a slurmctld that does not answer for a moment: ask again
+                time.sleep(poll_s)
+                continue
             states = {}
             for job in current_jobs(record):
                 state = states[job["job_id"]] = job_state(job, logs_dir, queue)

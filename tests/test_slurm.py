@@ -257,3 +257,49 @@ def test_resume_with_nothing_submitted_is_exit_2(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["run", "--resume", "--logs", str(tmp_path)])
     assert result.exit_code == 2
     assert "nothing to resume" in result.output
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_ctrl_c_at_a_terminal_asks_and_can_leave_the_jobs_running(real_slurm, tmp_path, quick_preset):
+    import pty
+
+    logs = tmp_path / "logs"
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(quick_preset), "--executor", "slurm",
+                             "--logs", str(logs)], cwd=REPO, stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+
+    def read_until(text: bytes, timeout: float) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in seen and time.monotonic() < deadline:
+            try:
+                seen += os.read(controller, 65536)
+            except OSError:
+                break
+        assert text in seen, seen[-2000:]
+
+    try:
+        record = wait_until(lambda: slurm.latest_record(logs.resolve()), 60, "the submission record")
+        (job,) = record["jobs"]
+        first = job["runs"][0]["run_id"]
+        wait_until(lambda: (logs / first / "events.jsonl").exists(), 120, "the first run to start")
+        proc.send_signal(signal.SIGINT)
+        read_until(b"Cancel the submitted Slurm jobs?", 30)
+        os.write(controller, b"n\n")
+        read_until(b"left the jobs running", 30)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)
+    assert job["job_id"] in slurm.queue_states()  # still queued or running: not cancelled
+    # A job that is still running is not resubmitted.
+    out = joulelab("run", "--executor", "slurm", "--resume", "--logs", str(logs))
+    assert out.returncode == 0 and "resubmitted 0 job(s)" in out.stdout, out.stderr
+    # It finishes on its own, and writes complete logs.
+    wait_until(lambda: job["job_id"] not in slurm.queue_states(), 240, "the job to finish")
+    listed = json.loads(joulelab("jobs", "--logs", str(logs), "--format", "json").stdout)
+    assert [(j["job_id"], j["state"]) for j in listed] == [(job["job_id"], "done")]
