@@ -376,17 +376,71 @@ class EventTail:
         return events
 
 
+@dataclass
+class JobView:
+    """What a person watching sees of one job: its state, and the run it is on."""
+
+    job_id: str
+    label: str
+    state: str
+    detail: str
+    energy: str
+    finished: int  # runs of the job that have ended
+    total: int
+
+    def line(self) -> str:
+        return f"job {self.job_id} {self.label}: {self.detail}  {self.energy}".rstrip()
+
+
+class Follower:
+    """Polls the jobs of a submission: queue state from squeue, live watts and joules of the run
+    each job is on from its events.jsonl (folded by LiveTotals, as for a local run)."""
+
+    def __init__(self, record: dict) -> None:
+        from engine.runs import LiveTotals
+
+        self.record, self.logs_dir = record, Path(record["logs_dir"])
+        self._new_live = LiveTotals
+        self.tails: dict[str, EventTail] = {}
+        self.lives: dict = {}
+
+    def poll(self) -> list[JobView]:
+        """One look at every current job. Raises SlurmError when the queue cannot be read."""
+        queue = queue_states()
+        views = []
+        for job in current_jobs(self.record):
+            state = job_state(job, self.logs_dir, queue)
+            detail, energy, finished = state, "", 0
+            for run in job["runs"]:
+                rid = run["run_id"]
+                tail = self.tails.setdefault(rid, EventTail(self.logs_dir / rid / EVENTS))
+                live = self.lives.setdefault(rid, self._new_live())
+                for event in tail.read():
+                    live.update(event)
+                finished += live.status is not None
+                if live.joules_now and live.status is None:
+                    node = queue.get(job["job_id"], ("", ""))[1]
+                    detail = f"{state} on {node or '?'}: {run['config']}  {live.progress_text()}"
+                    energy = live.energy_text()
+            if state not in ACTIVE:
+                detail = f"{state}: " + ", ".join(f"{_mode(r)} {run_state(self.logs_dir, r['run_id'])}"
+                                                  for r in job["runs"])
+            views.append(JobView(job["job_id"], job["label"], state, detail, energy, finished, len(job["runs"])))
+        return views
+
+
+def _mode(run: dict) -> str:
+    parts = (run.get("config") or "").split("/")
+    return parts[2] if len(parts) > 2 else run["run_id"]
+
+
 def follow(record: dict, console, poll_s: float = 1.0) -> dict[str, str]:
-    """Show queued/running/done per job, with live watts and joules of the run each job is on
-    (tailing its events.jsonl into LiveTotals), until no job is queued or running. Returns the
-    final state of each current job. KeyboardInterrupt propagates to the caller."""
+    """Show queued/running/done per job, with live watts and joules of the run each job is on,
+    until no job is queued or running. Returns the final state of each current job.
+    KeyboardInterrupt propagates to the caller."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from engine.runs import LiveTotals
-
-    logs_dir = Path(record["logs_dir"])
-    tails: dict[str, EventTail] = {}
-    lives: dict[str, LiveTotals] = {}
+    follower = Follower(record)
     progress, tasks = None, {}
     if console is not None:
         progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
@@ -396,35 +450,18 @@ def follow(record: dict, console, poll_s: float = 1.0) -> dict[str, str]:
     try:
         while True:
             try:
-                queue = queue_states()
+                views = follower.poll()
             except SlurmError:  # a slurmctld that does not answer for a moment: ask again
                 time.sleep(poll_s)
                 continue
-            states = {}
-            for job in current_jobs(record):
-                state = states[job["job_id"]] = job_state(job, logs_dir, queue)
-                detail, energy, finished = state, "", 0
-                for run in job["runs"]:
-                    rid = run["run_id"]
-                    tail = tails.setdefault(rid, EventTail(logs_dir / rid / EVENTS))
-                    live = lives.setdefault(rid, LiveTotals())
-                    for event in tail.read():
-                        live.update(event)
-                    finished += live.status is not None
-                    if live.joules_now and live.status is None:
-                        node = queue.get(job["job_id"], ("", ""))[1]
-                        detail = f"{state} on {node or '?'}: {run['config']}  {live.progress_text()}"
-                        energy = live.energy_text()
-                if progress is not None:
-                    if job["job_id"] not in tasks:
-                        tasks[job["job_id"]] = progress.add_task(f"job {job['job_id']} {job['label']}",
-                                                                 total=len(job["runs"]), detail="", energy="")
-                    if state not in ACTIVE:
-                        detail = f"{state}: " + ", ".join(f"{r['config'].split('/')[2]} {run_state(logs_dir, r['run_id'])}"
-                                                          for r in job["runs"])
-                    progress.update(tasks[job["job_id"]], completed=finished, detail=detail, energy=energy)
-            if not any(s in ACTIVE for s in states.values()):
-                return states
+            if progress is not None:
+                for v in views:
+                    if v.job_id not in tasks:
+                        tasks[v.job_id] = progress.add_task(f"job {v.job_id} {v.label}", total=v.total,
+                                                            detail="", energy="")
+                    progress.update(tasks[v.job_id], completed=v.finished, detail=v.detail, energy=v.energy)
+            if not any(v.state in ACTIVE for v in views):
+                return {v.job_id: v.state for v in views}
             time.sleep(poll_s)
     finally:
         if progress is not None:

@@ -303,3 +303,43 @@ def test_ctrl_c_at_a_terminal_asks_and_can_leave_the_jobs_running(real_slurm, tm
     wait_until(lambda: job["job_id"] not in slurm.queue_states(), 240, "the job to finish")
     listed = json.loads(joulelab("jobs", "--logs", str(logs), "--format", "json").stdout)
     assert [(j["job_id"], j["state"]) for j in listed] == [(job["job_id"], "done")]
+
+
+# -- the lab's Presets tab --------------------------------------------------------------------------
+def slurm_box(app) -> str:
+    from textual.widgets import Static
+
+    return str(app.query_one("#preset-slurm", Static).render())
+
+
+async def test_the_presets_tab_says_why_it_cannot_submit(tmp_path, quick_preset, monkeypatch):
+    from tests.tui.conftest import make_app, press, wait_for
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    app = make_app(tmp_path / "logs", preset_paths=[quick_preset])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await press(pilot, "p", "u")
+        await wait_for(pilot, lambda: "no `sbatch` on PATH" in slurm_box(app), what="the Slurm error")
+    assert not slurm.load_records((tmp_path / "logs").resolve())
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+async def test_the_presets_tab_submits_to_slurm_and_follows_the_jobs(real_slurm, tmp_path, quick_preset):
+    from engine.store import list_runs
+    from tests.tui.conftest import make_app, press, wait_for
+
+    logs = tmp_path / "logs"
+    app = make_app(logs, preset_paths=[quick_preset])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await press(pilot, "p", "u")
+        await wait_for(pilot, lambda: "running on" in slurm_box(app) and " W " in slurm_box(app), timeout=120,
+                       what="live watts from the running job")
+        await wait_for(pilot, lambda: "all jobs ended" in slurm_box(app), timeout=180, what="the jobs to end")
+        assert "done: transfer complete, scratch complete" in slurm_box(app)
+    (record,) = slurm.load_records(logs.resolve())
+    runs = list_runs(logs)
+    assert len(runs) == 2 and all(r.status == "complete" for r in runs)
+    assert {r.manifest["environment"]["slurm"]["job_id"] for r in runs} == {record["jobs"][0]["job_id"]}
