@@ -6,6 +6,7 @@ one they skip with the reason, except under CI=true, where a missing Slurm is a 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ TINY_QUICK = (REPO / "presets" / "quick.toml").read_text().split("[settings]")[0
     f"{k} = {json.dumps(v)}" for k, v in {**TINY, "pretrain_epochs": 1}.items() if k not in ("dataset", "size")) + "\n"
 
 
+@functools.cache  # asked once per session: an unreachable controller takes sinfo ~10 s to report
 def slurm_missing() -> str | None:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return "no Slurm here (sinfo/sbatch not on PATH); start one with .ci/slurm-up"
