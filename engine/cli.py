@@ -89,7 +89,7 @@ def run(
     exclusive: Annotated[bool, typer.Option(help="Slurm: a whole node per job, so meters see only this job")] = True,
     max_parallel: Annotated[Optional[int], typer.Option(min=1, help="Slurm: at most K jobs at once")] = None,
     resume: Annotated[bool, typer.Option(help="Slurm: resubmit the failed, cancelled or lost jobs of the last "
-                                              "submission (of PRESET, if given)")] = False,
+                                              "submission (of PRESET, if given), with its resources")] = False,
 ) -> None:
     """Run a preset's matrix, one worker at a time (or on Slurm, one job per pair), then print the comparison."""
     from engine.presets import PresetError, filter_plan, parse_only
@@ -177,7 +177,7 @@ def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, res
             if record is None:
                 raise fail(f"nothing to resume: no Slurm submission{' of ' + loaded_name if loaded_name else ''} "
                            f"in {logs_dir / slurm.JOBS_DIR}")
-            new = slurm.resubmit(record, options)
+            new = slurm.resubmit(record)
             if human:
                 console.print(f"resume: resubmitted {len(new)} job(s) of batch {record['batch']}"
                               + (f": {', '.join(j['job_id'] for j in new)}" if new else " (nothing failed or was lost)"),

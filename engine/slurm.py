@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, replace
@@ -53,6 +54,12 @@ class SlurmOptions:
     def requested(self) -> dict:
         return {"partition": self.partition, "gpus": self.gpus_per_job, "time_min": self.time_min,
                 "exclusive": self.exclusive, "max_parallel": self.max_parallel, "nodes": 1}
+
+    @classmethod
+    def from_requested(cls, requested: dict) -> "SlurmOptions":
+        """The options of a recorded submission (what --resume resubmits with)."""
+        return cls(requested.get("partition"), requested.get("gpus") or 0, requested.get("time_min") or 60,
+                   bool(requested.get("exclusive", True)), requested.get("max_parallel"))
 
     def describe(self) -> str:
         parts = [f"partition {self.partition or '(default)'}",
@@ -143,28 +150,48 @@ def job_manifest(environ: dict | None = None) -> dict | None:
     }
 
 
-async def _run_one(spec: RunSpec, env: dict) -> dict:
+async def _run_one(spec: RunSpec, env: dict, current: dict) -> dict:
     from engine.runner import WorkerProcess
 
     worker = WorkerProcess(spec, env=env)
     await worker.start()
+    current["pgid"] = worker.proc.pid  # the worker leads its own process group (session)
     async for _ in worker.events():  # the worker writes its own log; the job only waits for the end
         pass
     outcome = await worker.wait()
+    current.pop("pgid", None)
     return {"run_id": outcome.run_id, "status": outcome.status, "exit_code": outcome.exit_code,
             "error": outcome.error}
 
 
 def run_group(specs: list[dict], requested: dict) -> list[dict]:
     """The job's callable: run each spec of the group through the worker, in order, on this node.
-    A cancelled run (scancel's SIGTERM reaches the worker too) ends the group."""
+    scancel (or the time limit) sends this process SIGTERM: it is passed on to the running worker's
+    process group, which ends its run as cancelled and keeps its log (within Slurm's KillWait),
+    and no further run of the group starts. (The worker runs in its own session, so Slurm's signal
+    to the job step does not reliably reach it, and submitit itself ignores SIGTERM.)"""
+    stopping: list[str] = []
+    current: dict = {}
+
+    def forward(signum, _frame) -> None:
+        stopping.append(signal.Signals(signum).name)
+        if current.get("pgid"):
+            try:
+                os.killpg(current["pgid"], signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
     context = {"requested": requested, "granted": granted_resources(), "job_started": time.time()}
     print(f"joulelab: job {os.environ.get('SLURM_JOB_ID')} on {os.environ.get('SLURMD_NODENAME')}: "
           f"requested {json.dumps(requested)}; granted {json.dumps(context['granted'])}", flush=True)
     env = dict(os.environ, **{CONTEXT_ENV: json.dumps(context)})
     results = []
     for data in specs:
-        result = asyncio.run(_run_one(spec_from_dict(data), env))
+        if stopping:
+            print(f"joulelab: {stopping[0]}: no further run of this job starts", flush=True)
+            break
+        result = asyncio.run(_run_one(spec_from_dict(data), env, current))
         print(f"joulelab: run {result['run_id']} {result['status']}", flush=True)
         results.append(result)
         if result["status"] == "cancelled":
@@ -315,11 +342,13 @@ def cancel_jobs(record: dict, job_ids: list[str]) -> None:
         submitit.SlurmJob(folder=folder, job_id=job_id).cancel(check=False)
 
 
-def resubmit(record: dict, options: SlurmOptions) -> list[dict]:
-    """Resubmit each current job that failed, was cancelled or lost. Runs that completed are kept;
-    the rest run again under new ids, on the node of a completed partner when there is one, so
-    the pair still shares a node. Returns the new job entries (the record is updated on disk)."""
+def resubmit(record: dict) -> list[dict]:
+    """Resubmit each current job that failed, was cancelled or lost, with the resources of the
+    original submission. Runs that completed are kept; the rest run again under new ids, on the
+    node of a completed partner when there is one, so the pair still shares a node. Returns the
+    new job entries (the record is updated on disk)."""
     logs_dir = Path(record["logs_dir"])
+    options = SlurmOptions.from_requested(record["options"])
     queue = queue_states()
     new_entries = []
     for job in current_jobs(record):

@@ -60,6 +60,15 @@ def quick_preset(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture
+def idling_preset(tmp_path) -> Path:
+    """quick, tiny, but each run idles 5 s first, so a cancel lands inside a run, not after it."""
+    path = tmp_path / "quick.toml"
+    path.write_text(TINY_QUICK.replace("idle_s = 0.3", "idle_s = 5.0"))
+    assert "idle_s = 5.0" in path.read_text()
+    return path
+
+
 def run_json(logs: Path, run_id: str) -> dict:
     return json.loads((logs / run_id / "run.json").read_text())
 
@@ -204,17 +213,21 @@ def test_quick_through_slurm_pairs_on_one_node_like_a_local_run(real_slurm, tmp_
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_jobs_without_a_terminal_and_resume_resubmits_them(real_slurm, tmp_path, quick_preset):
+@pytest.mark.parametrize("interrupted", [0, 1], ids=["during-transfer", "during-scratch"])
+def test_ctrl_c_cancels_the_jobs_without_a_terminal_and_resume_resubmits_them(real_slurm, tmp_path, idling_preset,
+                                                                             interrupted):
+    """Ctrl-C with no terminal cancels the job; --resume reruns what did not complete (a completed
+    transfer is kept, and its scratch partner reruns on the same node), and the batch compares."""
     logs = tmp_path / "logs"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(quick_preset), "--executor", "slurm",
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(idling_preset), "--executor", "slurm",
                              "--logs", str(logs)], cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         record = wait_until(lambda: slurm.latest_record(logs.resolve()), 60, "the submission record")
         (job,) = record["jobs"]
-        first = job["runs"][0]["run_id"]
+        first = job["runs"][interrupted]["run_id"]
         wait_until(lambda: b'"phase_start"' in (logs / first / "events.jsonl").read_bytes()
-                   if (logs / first / "events.jsonl").exists() else False, 120, "the first run to start")
+                   if (logs / first / "events.jsonl").exists() else False, 120, f"run {interrupted} to start")
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -224,8 +237,10 @@ def test_ctrl_c_cancels_the_jobs_without_a_terminal_and_resume_resubmits_them(re
     assert "no terminal to ask: cancelling the submitted jobs" in stderr
     assert f"cancelled 1 job(s): {job['job_id']}" in stderr
     wait_until(lambda: job["job_id"] not in slurm.queue_states(), 60, "the job to leave the queue")
-    assert slurm.run_state(logs, first) == "cancelled"  # the worker got scancel's SIGTERM and kept its log
-    assert slurm.run_state(logs, job["runs"][1]["run_id"]) == "not started"
+    states = [slurm.run_state(logs, r["run_id"]) for r in job["runs"]]
+    # The running worker got scancel's SIGTERM and kept its log; the pair's other run never started.
+    assert states == (["cancelled", "not started"] if interrupted == 0 else ["complete", "cancelled"])
+    assert json.loads((logs / first / "summary.json").read_text())["error"] == "cancelled by SIGTERM"
     listed = json.loads(joulelab("jobs", "--logs", str(logs), "--format", "json").stdout)
     assert [(j["job_id"], j["state"]) for j in listed] == [(job["job_id"], "cancelled")]
 
@@ -234,6 +249,13 @@ def test_ctrl_c_cancels_the_jobs_without_a_terminal_and_resume_resubmits_them(re
     listed = json.loads(joulelab("jobs", "--logs", str(logs), "--format", "json").stdout)
     assert [j["state"] for j in listed] == ["resubmitted", "done"]
     assert listed[0]["resubmitted_as"] == listed[1]["job_id"] != job["job_id"]
+    rerun = [run_json(logs, rid) for rid in listed[1]["runs"]]
+    assert [m["spec"]["mode"] for m in rerun] == (["transfer", "scratch"] if interrupted == 0 else ["scratch"])
+    assert {m["environment"]["slurm"]["job_id"] for m in rerun} == {listed[1]["job_id"]}
+    if interrupted == 1:  # the rerun was pinned to the node of its completed partner
+        assert rerun[0]["environment"]["slurm"]["requested"]["exclusive"]
+        assert rerun[0]["environment"]["slurm"]["node"] == run_json(logs, job["runs"][0]["run_id"])["environment"]["slurm"]["node"]
+        assert "nodelist" in (logs / ".jobs" / record["batch"] / f"{listed[1]['job_id']}_submission.sh").read_text()
     compared = joulelab("compare", "--last", "--logs", str(logs), "--format", "json")
     assert comparison_rows(compared.stdout) == [("synthetic/small/baseline", "transfer", "scratch", 1)]
     # Nothing left to resume: says so, submits nothing.
@@ -263,12 +285,12 @@ def test_resume_with_nothing_submitted_is_exit_2(tmp_path, monkeypatch):
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_ctrl_c_at_a_terminal_asks_and_can_leave_the_jobs_running(real_slurm, tmp_path, quick_preset):
+def test_ctrl_c_at_a_terminal_asks_and_can_leave_the_jobs_running(real_slurm, tmp_path, idling_preset):
     import pty
 
     logs = tmp_path / "logs"
     controller, terminal = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(quick_preset), "--executor", "slurm",
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(idling_preset), "--executor", "slurm",
                              "--logs", str(logs)], cwd=REPO, stdin=terminal, stdout=terminal, stderr=terminal)
     os.close(terminal)
     seen = b""
