@@ -314,13 +314,14 @@ def run_node(logs_dir: Path, run_id: str) -> str | None:
 
 
 def job_state(job: dict, logs_dir: Path, queue: dict[str, tuple[str, str]]) -> str:
-    """queued | running (from squeue), else done | cancelled | failed | lost (from the runs' logs)."""
-    if job["job_id"] in queue:
-        slurm_state = queue[job["job_id"]][0]
-        return "queued" if slurm_state in ("PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED") else "running"
+    """queued | running (from squeue), else done | cancelled | failed | lost (from the runs' logs).
+    A job whose runs have all completed is done, even while Slurm still tears it down."""
     states = [run_state(logs_dir, r["run_id"]) for r in job["runs"]]
     if all(s == "complete" for s in states):
         return "done"
+    if job["job_id"] in queue:
+        slurm_state = queue[job["job_id"]][0]
+        return "queued" if slurm_state in ("PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED") else "running"
     if "cancelled" in states:
         return "cancelled"
     if any(s in ("failed", "crashed") for s in states):
