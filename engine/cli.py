@@ -51,6 +51,11 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
+class Executor(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     # The message holds user text (paths, preset keys like [matrix]): never read it as markup.
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -120,7 +125,7 @@ def _metrics_options(port: int | None, addr: str | None) -> dict:
 
 @app.command()
 def run(
-    preset: Annotated[str, typer.Argument(help="Preset name (quick, paper, ...) or path to a .toml file")],
+    preset: Annotated[Optional[str], typer.Argument(help="Preset name (quick, paper, ...) or path to a .toml file")] = None,
     trials: Annotated[Optional[int], typer.Option(min=1, max=presets_mod.MAX_TRIALS, help="Seeds per configuration (overrides the preset)")] = None,
     only: Annotated[Optional[list[str]], typer.Option(help="Keep configurations with KEY=VALUE (repeatable)")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="human: progress and tables; json: results only")] = OutputFormat.human,
@@ -132,9 +137,27 @@ def run(
     max_trials: Annotated[int, typer.Option("--max-trials", min=2, max=1000, help="Most trials per configuration with --until-clear")] = 10,
     metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve live Prometheus metrics on this port while the runs execute")] = None,
     metrics_addr: Annotated[Optional[str], typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")] = None,
+    executor: Annotated[Executor, typer.Option(help="local: here, one run at a time; slurm: one job per pair "
+                                                    "through submitit")] = Executor.local,
+    partition: Annotated[Optional[str], typer.Option(help="Slurm partition [default: the cluster's]")] = None,
+    gpus_per_job: Annotated[int, typer.Option(min=0, help="Slurm: GPUs per job")] = 0,
+    time_min: Annotated[int, typer.Option("--time", min=1, help="Slurm: time limit per job, minutes")] = 60,
+    exclusive: Annotated[bool, typer.Option(help="Slurm: a whole node per job, so meters see only this job")] = True,
+    max_parallel: Annotated[Optional[int], typer.Option(min=1, help="Slurm: at most K jobs at once")] = None,
+    resume: Annotated[bool, typer.Option(help="Slurm: resubmit the failed, cancelled or lost jobs of the last "
+                                              "submission (of PRESET, if given), with its resources")] = False,
 ) -> None:
-    """Run a preset's matrix, one worker at a time, then print the comparison."""
+    """Run a preset's matrix, one worker at a time (or on Slurm, one job per pair), then print the comparison."""
     from engine.presets import PresetError, check_data, filter_plan, parse_only
+
+    if executor == Executor.slurm or resume:
+        from engine.slurm import SlurmOptions
+
+        options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel)
+        run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, resume)
+        return
+    if preset is None:
+        raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
 
     overrides = {}
     if data_dir is not None:
@@ -254,6 +277,133 @@ def _until_clear(loaded, only: dict, done: int, max_trials: int, result, live_co
         done += 1
         if more.interrupted:
             return PlanResult(outcomes, True, result.batch), None
+
+
+def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, resume: bool) -> None:
+    """`joulelab run --executor slurm`: submit one job per pair, follow them, print the comparison.
+    Ctrl-C asks whether to cancel the jobs (without a terminal: cancels, and says so)."""
+    from engine import slurm
+    from engine.presets import PresetError, filter_plan, parse_only
+    from engine.store import check_writable
+
+    logs_dir = (logs or default_logs_dir()).resolve()  # the jobs write here: absolute, on a shared filesystem
+    human = output == OutputFormat.human
+    try:
+        check_writable(logs_dir)
+        slurm.check_cluster(options)
+        if resume:
+            loaded_name = presets_mod.load(preset).name if preset else None
+            record = slurm.latest_record(logs_dir, loaded_name)
+            if record is None:
+                raise fail(f"nothing to resume: no Slurm submission{' of ' + loaded_name if loaded_name else ''} "
+                           f"in {logs_dir / slurm.JOBS_DIR}")
+            new = slurm.resubmit(record)
+            if human:
+                console.print(f"resume: resubmitted {len(new)} job(s) of batch {record['batch']}"
+                              + (f": {', '.join(j['job_id'] for j in new)}" if new else " (nothing failed or was lost)"),
+                              highlight=False, soft_wrap=True)
+        else:
+            if preset is None:
+                raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
+            overrides = {"logs_dir": str(logs_dir)}
+            if data_dir is not None:
+                overrides["data_dir"] = str(data_dir)
+            if tdp is not None:
+                overrides["tdp_w"] = tdp
+            loaded = presets_mod.load(preset, overrides)
+            plan = filter_plan(loaded.plan(trials), parse_only(only or []))
+            if not plan:
+                raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
+            record = slurm.submit_plan(plan, options, logs_dir, loaded.name)
+            if human:
+                ids = [j["job_id"] for j in record["jobs"]]
+                console.print(f"submitted {len(ids)} job(s) for {len(plan)} runs (one job per pair, runs in sequence "
+                              f"on one node) to Slurm: {', '.join(ids)}; requested {options.describe()}; "
+                              f"logs in {logs_dir}", highlight=False, soft_wrap=True)
+    except (PresetError, StoreError, slurm.SlurmError) as exc:
+        raise fail(str(exc)) from None
+    try:
+        states = slurm.follow(record, console if human else None)
+    except KeyboardInterrupt:
+        try:
+            queue = slurm.queue_states()
+            active = [j["job_id"] for j in slurm.current_jobs(record) if slurm.job_state(j, logs_dir, queue) in slurm.ACTIVE]
+        except slurm.SlurmError:  # cannot tell which are still queued: cancel them all
+            active = [j["job_id"] for j in slurm.current_jobs(record)]
+        cancel, message = slurm.interrupt_choice(sys.stdin.isatty(), typer.confirm)
+        err_console.print(f"interrupted: {message}", highlight=False, soft_wrap=True)
+        if cancel:
+            slurm.cancel_jobs(record, active)
+            err_console.print(f"cancelled {len(active)} job(s): {', '.join(active) or 'none was active'}; "
+                              f"resubmit with `joulelab run --executor slurm --resume --logs {logs_dir}`",
+                              highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    run_ids = slurm.batch_run_ids(record)
+    summaries = [s for s in (load_summary(logs_dir / rid) for rid in run_ids) if s is not None]
+    from engine.calibrate import load_noise_floor
+    from engine.stats import compare, config_stats
+
+    stats, comparisons = config_stats(summaries), compare(summaries, load_noise_floor())
+    failed = [rid for rid in run_ids if slurm.run_state(logs_dir, rid) != "complete"]
+    if human:
+        print_results(stats, comparisons)
+        for job in slurm.current_jobs(record):
+            if states.get(job["job_id"]) != "done":
+                err_console.print(f"[bold red]job {job['job_id']} {states.get(job['job_id'])}:[/] runs "
+                                  + ", ".join(f"{r['run_id']} {slurm.run_state(logs_dir, r['run_id'])}"
+                                              for r in job["runs"])
+                                  + f" (job log: {logs_dir / slurm.JOBS_DIR / record['batch']})",
+                                  highlight=False, soft_wrap=True)
+    else:
+        from engine.export import comparison_records
+
+        json.dump({"preset": record["preset"], "batch": record["batch"], "jobs": states,
+                   "runs": [{"run_id": rid, "status": slurm.run_state(logs_dir, rid), "log": str(logs_dir / rid)}
+                            for rid in run_ids],
+                   **comparison_records(stats, comparisons)}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    raise typer.Exit(EXIT_RUN_FAILED if failed else EXIT_OK)
+
+
+@app.command()
+def jobs(logs: LogsOption = None,
+         output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human) -> None:
+    """Slurm jobs submitted by `joulelab run --executor slurm`: id, pair, node, state, runs."""
+    from rich.table import Table
+
+    from engine import slurm
+
+    logs_dir = (logs or default_logs_dir()).resolve()
+    records = slurm.load_records(logs_dir)
+    try:
+        queue = slurm.queue_states() if records else {}
+    except slurm.SlurmError as exc:
+        raise fail(str(exc)) from None
+    rows = []
+    for record in records:
+        for job in record["jobs"]:
+            state = "resubmitted" if job.get("resubmitted_as") else slurm.job_state(job, logs_dir, queue)
+            nodes = {slurm.run_node(logs_dir, r["run_id"]) for r in job["runs"]} - {None}
+            node = queue.get(job["job_id"], ("", ""))[1] or ",".join(sorted(nodes)) or "-"
+            rows.append({"batch": record["batch"], "preset": record["preset"], "job_id": job["job_id"],
+                         "pair": job["label"], "node": node, "state": state,
+                         "resubmitted_as": job.get("resubmitted_as"),
+                         "runs": {r["run_id"]: slurm.run_state(logs_dir, r["run_id"]) for r in job["runs"]}})
+    if output == OutputFormat.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if not rows:
+        console.print(f"no Slurm jobs recorded in {logs_dir}; try `joulelab run quick --executor slurm`")
+        return
+    table = Table(title=f"Slurm jobs in {logs_dir}", title_justify="left", header_style="bold")
+    for col in ("job", "batch", "preset", "pair", "node", "state", "runs"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        state = r["state"] + (f" as {r['resubmitted_as']}" if r["resubmitted_as"] else "")
+        table.add_row(r["job_id"], r["batch"], r["preset"], r["pair"], r["node"], state,
+                      " ".join(f"{rid} {st}" for rid, st in r["runs"].items()))
+    console.print(table)
 
 
 def outcome_record(o) -> dict:

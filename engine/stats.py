@@ -325,9 +325,24 @@ class Comparison:
         return widen(self.test_ratio, self.test_meter_error)
 
 
+def run_node(summary: dict) -> str | None:
+    """The Slurm node a run ran on (None for a local run): a blocking factor, so pairs never span nodes."""
+    return (summary.get("slurm") or {}).get("node")
+
+
 def _pair(treat: list[dict], ref: list[dict]) -> list[tuple[dict, dict]]:
-    by_seed = {r["spec"]["seed"]: r for r in ref}
-    return [(t, by_seed[t["spec"]["seed"]]) for t in treat if t["spec"]["seed"] in by_seed]
+    by_seed = {(run_node(r), r["spec"]["seed"]): r for r in ref}
+    return [(t, by_seed[(run_node(t), t["spec"]["seed"])]) for t in treat
+            if (run_node(t), t["spec"]["seed"]) in by_seed]
+
+
+def _node_blocks(group: str, pairs: list[tuple[dict, dict]]) -> list[tuple[str, list[tuple[dict, dict]]]]:
+    """One block when the pairs ran on one node (or locally); else a row per node and an "all" row."""
+    nodes = sorted({run_node(t) or "local" for t, _ in pairs})
+    if len(nodes) < 2:
+        return [(group, pairs)]
+    return [(f"{group} @{n}", [p for p in pairs if (run_node(p[0]) or "local") == n]) for n in nodes] \
+        + [(f"{group} @all", pairs)]
 
 
 def _compare(group: str, treatment: str, reference: str, pairs: list[tuple[dict, dict]],
@@ -383,13 +398,13 @@ def compare(summaries: list[dict], noise: NoiseFloor | None = None) -> list[Comp
             ref_key = f"{dataset}/{size}/scratch/{mechanism}"
             if ref_key in by_key:
                 pretrain = _energy_estimate([pretrain_energy(r) for r in runs])
-                out.append(_compare(f"{dataset}/{size}/{mechanism}", mode, "scratch",
-                                    _pair(runs, by_key[ref_key]), pretrain, (key, ref_key), noise))
+                for group, pairs in _node_blocks(f"{dataset}/{size}/{mechanism}", _pair(runs, by_key[ref_key])):
+                    out.append(_compare(group, mode, "scratch", pairs, pretrain, (key, ref_key), noise))
         if mechanism != "baseline":
             ref_key = f"{dataset}/{size}/{mode}/baseline"
             if ref_key in by_key:
-                out.append(_compare(f"{dataset}/{size}/{mode}", mechanism, "baseline",
-                                    _pair(runs, by_key[ref_key]), None, (key, ref_key), noise))
+                for group, pairs in _node_blocks(f"{dataset}/{size}/{mode}", _pair(runs, by_key[ref_key])):
+                    out.append(_compare(group, mechanism, "baseline", pairs, None, (key, ref_key), noise))
     return out
 
 

@@ -147,6 +147,7 @@ def environment_manifest() -> dict:
     import torch
 
     from engine.meters.model import cpu_model_name
+    from engine.slurm import job_manifest
 
     sockets = _count_sockets()
     return {
@@ -165,6 +166,7 @@ def environment_manifest() -> dict:
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 2),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "slurm": job_manifest(),  # job id, node, requested and granted resources; None outside Slurm
     }
 
 
@@ -718,6 +720,7 @@ class Run:
             "network": {k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
             "events": self.w.count + 1,  # and the done event that follows
             "reader_lost": self.w.reader_lost_at is not None,
+            "slurm": self.manifest.get("environment", {}).get("slurm"),  # the node pairs runs in stats
         }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -18,7 +18,8 @@ from tui.plan import DATASET_LABELS
 
 
 class PresetList(OptionList):
-    BINDINGS = [Binding("enter", "run", "Run preset"), Binding("o", "open_file", "Open file")]
+    BINDINGS = [Binding("enter", "run", "Run preset"), Binding("o", "open_file", "Open file"),
+                Binding("u", "slurm", "Submit to Slurm")]
 
     class Requested(Message):
         def __init__(self, what: str) -> None:
@@ -30,6 +31,17 @@ class PresetList(OptionList):
 
     def action_open_file(self) -> None:
         self.post_message(self.Requested("open"))
+
+    def action_slurm(self) -> None:
+        self.post_message(self.Requested("slurm"))
+
+
+class SlurmJobsChanged(Message):
+    """The Slurm follower's latest look at the submitted jobs (posted from its thread)."""
+
+    def __init__(self, lines: list[str], finished: bool = False, error: str | None = None) -> None:
+        super().__init__()
+        self.lines, self.finished, self.error = lines, finished, error
 
 
 def describe(path: Path) -> tuple[str, str, set[str]]:
@@ -61,6 +73,7 @@ class PresetsView(Vertical):
                      id="presets-title")
         yield PresetList(id="preset-list")
         yield Static("", id="preset-details")
+        yield Static("", id="preset-slurm")
 
     def on_mount(self) -> None:
         self.reload()
@@ -116,3 +129,62 @@ class PresetsView(Vertical):
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self.query_one("#preset-details", Static).update(Text(self.details.get(event.option.id or "", ""),
                                                               style="dim"))
+
+    # -- Slurm: `u` submits the highlighted preset, one job per pair, and follows its jobs here --
+    @on(PresetList.Requested)
+    def _slurm_request(self, message: PresetList.Requested) -> None:
+        if message.what != "slurm":
+            return  # run and open are the app's
+        message.stop()
+        path = self.highlighted
+        if path is None:
+            return
+        self.query_one("#preset-slurm", Static).update(Text(f"submitting {path.stem} to Slurm…", style="bold"))
+        self.submit_to_slurm(path)
+
+    @work(thread=True, exclusive=True, group="slurm", exit_on_error=False)
+    def submit_to_slurm(self, path: Path) -> None:
+        """Submit and follow, in a thread; post what happens, never touch a widget."""
+        import time
+
+        from textual.worker import get_current_worker
+
+        from engine import slurm
+
+        logs_dir = Path(getattr(self.app, "logs_dir", "logs")).resolve()
+        options = slurm.SlurmOptions()
+        try:
+            slurm.check_cluster(options)
+            overrides = {"logs_dir": str(logs_dir)}
+            if getattr(self.app, "data_dir", None):
+                overrides["data_dir"] = str(self.app.data_dir)
+            loaded = presets.load(str(path), overrides)
+            record = slurm.submit_plan(loaded.plan(), options, logs_dir, loaded.name)
+        except (slurm.SlurmError, presets.PresetError, OSError) as exc:
+            self.post_message(SlurmJobsChanged([], True, str(exc)))
+            return
+        follower = slurm.Follower(record)
+        head = f"Slurm batch {record['batch']} ({options.describe()}); `joulelab jobs` lists it"
+        while not get_current_worker().is_cancelled:
+            try:
+                views = follower.poll()
+            except slurm.SlurmError:
+                time.sleep(1.0)
+                continue
+            finished = not any(v.state in slurm.ACTIVE for v in views)
+            self.post_message(SlurmJobsChanged([head] + [v.line() for v in views], finished))
+            if finished:
+                return
+            time.sleep(1.0)
+
+    @on(SlurmJobsChanged)
+    def _slurm_jobs_changed(self, message: SlurmJobsChanged) -> None:
+        box = self.query_one("#preset-slurm", Static)
+        if message.error:
+            box.update(Text(f"Slurm: {message.error}", style="bold red"))
+            self.app.notify(message.error, title="Cannot submit to Slurm", severity="error", timeout=10)
+            return
+        text = "\n".join(message.lines)
+        if message.finished:
+            text += "\nall jobs ended: their runs are in History (g reloads; m compares)"
+        box.update(Text(text))
