@@ -181,17 +181,25 @@ def _count_sockets() -> int | None:
 
 class _Signals:
     """SIGTERM/SIGINT become Cancelled in the main thread, but never half-way through writing an
-    event line: inside `critical()` the signal is held and raised as soon as the line is whole."""
+    event line: inside `critical()` the signal is held and raised as soon as the line is whole.
+
+    Only the first signal cancels. Cancels often come in twos (Slurm's scancel signals every
+    process of the job, and the job passes it on; a user presses Ctrl-C twice); a second Cancelled
+    raised while the first is being handled would escape the handler and lose the summary."""
 
     in_critical = False
     pending: str | None = None
+    cancelled = False
 
     @classmethod
     def handler(cls, signum, _frame):
         name = signal.Signals(signum).name
+        if cls.cancelled:
+            return
         if cls.in_critical:
             cls.pending = name
             return
+        cls.cancelled = True
         raise Cancelled(name)
 
     @classmethod
@@ -204,8 +212,9 @@ class _Signals:
     @classmethod
     def leave(cls) -> None:
         cls.in_critical = False
-        if cls.pending is not None:
+        if cls.pending is not None and not cls.cancelled:
             name, cls.pending = cls.pending, None
+            cls.cancelled = True
             raise Cancelled(name)
 
 
@@ -316,10 +325,12 @@ class Run:
     def begin(self, phase: str) -> None:
         # CUDA is asynchronous: wait for the previous work, so none of it lands in this phase
         self.device.sync()
-        self.w.emit("phase_start", phase=phase)
         self.gpu_others_at_start = self.gpu_others()
+        # Open the phase before announcing it: a cancel that lands during the announcement still
+        # finds the phase open and closes it as partial.
         self.open_phase = (phase, self.sampler.snapshot())
         self.last_phase = phase
+        self.w.emit("phase_start", phase=phase)
 
     def end(self, partial: bool = False, extra: dict | None = None) -> dict:
         from engine.meters.sampler import phase_energy

@@ -149,3 +149,31 @@ def test_a_split_that_leaves_someone_without_test_windows_is_bad_input(tmp_path)
     assert summary["status"] == "failed"
     assert "have no test samples" in summary["error"] and "synthetic_seconds" in summary["error"]
     assert "Traceback" not in proc.stderr
+
+
+def test_a_cancel_that_comes_twice_still_leaves_a_cancelled_summary(tmp_path):
+    """scancel signals every process of a Slurm job and the job passes the signal on, so a worker
+    can get two SIGTERMs at once; the second must not interrupt the handling of the first."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    spec = tiny_spec(tmp_path, epochs=200)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    proc.stdin.write(json.dumps(spec))
+    proc.stdin.close()
+    for line in proc.stdout:
+        if '"phase_start"' in line and '"train"' in line:
+            break
+    for _ in range(3):
+        os.kill(proc.pid, signal.SIGTERM)
+    proc.stdout.read()
+    assert proc.wait(timeout=60) == 130, proc.stderr.read()
+    summary = json.loads((the_run_dir(tmp_path) / "summary.json").read_text())
+    assert summary["status"] == "cancelled" and summary["error"] == "cancelled by SIGTERM"
+    assert summary["phases"]["train"]["partial"] is True
