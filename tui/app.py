@@ -44,6 +44,8 @@ from tui.widgets.presets_view import PresetList, PresetsView
 from tui.widgets.results_view import ResultsView
 
 FLUSH_S = 0.25  # events reach the widgets at most this late
+PANE_FOCUS = {"lab": "#dataset", "history": "#history-table", "presets": "#preset-list", "results": "#results",
+              "live": None}
 URGENT = frozenset({"hello", "phase_start", "phase_end", "epoch", "result", "error", "done"})
 
 
@@ -129,27 +131,48 @@ class JouleLabApp(App):
         tab_id = self.screen_stack[0].query_one(TabbedContent).active
         return next((name for name, tid in TAB_IDS.items() if tid == tab_id), "lab")
 
+    @property
+    def ready(self) -> bool:
+        """The main screen is composed: keys typed ahead of this are ignored, never fatal."""
+        main = self.screen_stack[0] if self.screen_stack else None
+        return isinstance(main, MainScreen) and main.composed
+
     def show_tab(self, name: str) -> None:
         main = self.screen_stack[0]
         main.query_one(TabbedContent).active = TAB_IDS[name]
-        focus = {"history": "#history-table", "presets": "#preset-list", "results": "#results"}.get(name)
         if name == "history" and self._history_stale:
             self.reload_history()
-        if focus:
-            main.query_one(focus).focus()
-        elif name == "lab":
-            main.query_one("#dataset").focus()
+        self._focus_pane(name)
+
+    def _focus_pane(self, name: str) -> None:
+        """Keys go to the shown tab: focus its main widget unless focus is already inside it (a
+        click on the tab bar, or focus left in a hidden pane, would otherwise keep the keys)."""
+        main = self.screen_stack[0]
+        pane = main.query_one(f"#{TAB_IDS[name]}")
+        focused = main.focused
+        if focused is not None and pane in focused.ancestors:
+            return
+        target = PANE_FOCUS.get(name)
+        if target is None:
+            main.set_focus(None)  # Live has nothing to type into: the screen's keys apply
+        else:
+            main.query_one(target).focus()
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        if event.pane.id == TAB_IDS["history"] and self._history_stale:
+        name = next((n for n, tid in TAB_IDS.items() if tid == event.pane.id), None)
+        if name == "history" and self._history_stale:
             self.reload_history()
+        if name is not None:
+            self._focus_pane(name)
 
     def reload_history(self) -> None:
         self._history_stale = False
         self.history.reload()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("run", "cancel_run") and not self.ready:
+            return False
         if action == "run":
             return None if self.running else True
         if action == "cancel_run":

@@ -51,8 +51,14 @@ class MainScreen(Screen):
                 yield PresetsView(app.preset_paths, id="presets")
         yield Footer(compact=True)
 
+    composed = False  # True once every tab's widgets are mounted: keys before that are ignored
+
     def on_mount(self) -> None:
+        self.composed = True
         self.app.find_datasets()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.composed
 
     def action_show_tab(self, name: str) -> None:
         self.app.show_tab(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
@@ -23,6 +24,24 @@ class Tick(Checkbox):
         return super()._button
 
 
+class NumberField(Input):
+    """A number field that takes only what a number is made of. Every other key falls through to
+    the screen, so r, x, q and the tab letters work while it has focus; Escape leaves it."""
+
+    BINDINGS = [Binding("escape", "leave", "Leave field", show=False)]
+    CHARS = {"integer": "0123456789-+", "number": "0123456789-+.eE"}
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return character is not None and character in self.CHARS.get(self.type, "")
+
+    def action_leave(self) -> None:
+        run = self.screen.query_one("#run", Button)
+        if run.disabled:
+            self.screen.set_focus(None)
+        else:
+            run.focus()
+
+
 HELP = Text.assemble(
     ("What the choices mean\n", "bold"),
     ("scratch", "bold"), "  trains the network on the target people from random weights.\n",
@@ -34,6 +53,8 @@ HELP = Text.assemble(
     ("Mechanisms", "bold"), "  are measured against the plain baseline: normalization of the inputs, "
                             "batch-norm layers, augmentation of the training windows, pruning 50 % of the "
                             "weights then fine-tuning.\n",
+    ("Keys", "bold"), "  work from every field: number fields take digits only, so letters are the "
+                      "lab's keys there too; Escape leaves a field.\n",
     ("Energy", "bold"), "  is net of the idle baseline measured before each run; ~ marks an estimate, "
                         "made where no hardware counter could be read, and never shown as a measurement.",
     style="dim",
@@ -113,11 +134,11 @@ class LabForm(Vertical):
             yield Tick("prune 50%", False, compact=True, id="prune")
         with Horizontal(classes="form-row"):
             yield Label("Epochs", classes="form-label")
-            yield Input(str(self._epochs), type="integer", compact=True, id="epochs", classes="number")
+            yield NumberField(str(self._epochs), type="integer", compact=True, id="epochs", classes="number")
             yield Label("Trials", classes="form-label-inline")
-            yield Input("1", type="integer", compact=True, id="trials", classes="number")
+            yield NumberField("1", type="integer", compact=True, id="trials", classes="number")
             yield Label("Sampling Hz", classes="form-label-inline")
-            yield Input(f"{self._sample_hz:g}", type="number", compact=True, id="sample-hz", classes="number")
+            yield NumberField(f"{self._sample_hz:g}", type="number", compact=True, id="sample-hz", classes="number")
         yield Static("", id="plan-preview")
         with Horizontal(id="lab-buttons"):
             yield Button("Run  r", variant="primary", compact=True, id="run")
