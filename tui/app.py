@@ -17,6 +17,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,20 @@ from textual.binding import Binding
 from textual.widgets import Button, TabbedContent
 from textual.worker import Worker, WorkerState
 
+from engine import plans as plan_store
+from engine.follow import FollowedRun
 from engine.runner import WorkerProcess
 from engine.runner import worker_command as default_worker_command
 from engine.spec import SpecError, new_run_id
 from engine.store import SUMMARY, default_logs_dir
-from tui.messages import DatasetsDescribed, ExportDone, PlanFinished, PlanStarted, RunEvents, RunFinished, RunStarted
-from tui.plan import RunPlan, lab_plan, preset_plan
+from tui.messages import (DatasetsDescribed, ExportDone, LogsScanned, PlanFinished, PlanStarted, RunEvents,
+                          RunFinished, RunStarted)
+from tui.plan import RunPlan, attached_plan, lab_plan, plan_items_record, preset_plan, resumed_plan
 from tui.screens.confirm_quit import LEAVE, STOP, ConfirmQuit
 from tui.screens.export_dialog import ExportDialog, ExportRequest
 from tui.screens.main import TAB_IDS, MainScreen
 from tui.screens.path_prompt import PathPrompt
+from tui.screens.resume_plan import FINISH, SET_ASIDE, ResumePlan
 from tui.screens.run_detail import RunDetail, stderr_tail
 from tui.widgets.history_view import HistoryTable, HistoryView
 from tui.widgets.lab_form import NO_LOADERS, FormError, LabForm, fallback_entries
@@ -97,6 +102,9 @@ class JouleLabApp(App):
         self.plan: RunPlan | None = None
         self.current_run: tuple[int, Path] | None = None
         self._cancel = asyncio.Event()
+        self._may_start = asyncio.Event()  # cleared while the quit dialog is open: no new run starts
+        self._may_start.set()
+        self.waiting_to_start = False  # the plan waits at that gate (read by tests and the dialog)
         self._detach = False
         self._quit_after_run = False
         self._history_stale = True
@@ -234,6 +242,14 @@ class JouleLabApp(App):
         self.start(plan)
 
     def start(self, plan: RunPlan) -> None:
+        if plan.plan_file is None and plan.source in ("lab", "preset"):
+            # Recorded before anything runs: a dropped session leaves a plan the lab can finish.
+            path = plan_store.record_plan(self.logs_dir, plan.items[0].spec.run_id, plan.title, plan.source,
+                                          plan_items_record(plan))
+            plan = replace(plan, plan_file=path,
+                           items=tuple(replace(item, plan_index=i) for i, item in enumerate(plan.items)))
+        elif plan.plan_file is not None:
+            plan_store.take_over(plan.plan_file)
         self.plan = plan
         self._cancel = asyncio.Event()
         self._set_running(True)
@@ -267,11 +283,19 @@ class JouleLabApp(App):
         self.post_message(PlanStarted(plan))
         summaries, statuses, stopped = [], [], False
         for index, item in enumerate(plan.items):
+            if not self._may_start.is_set():  # the quit dialog is open: start nothing until it closes
+                self.waiting_to_start = True
+                await self._may_start.wait()
+                self.waiting_to_start = False
             if self._cancel.is_set():
                 stopped = True
                 break
-            proc = WorkerProcess(item.spec, list(self.worker_command))
-            await proc.start()
+            if item.follow:
+                proc = FollowedRun(Path(item.spec.logs_dir) / item.spec.run_id)
+            else:
+                proc = WorkerProcess(item.spec, list(self.worker_command))
+                await proc.start()
+            self._mark(plan, item, proc.spec.run_id, None)
             self.post_message(RunStarted(index, item, proc.run_path))
             if metrics is not None:
                 metrics.begin(proc.spec.run_id, item.spec.config or item.spec.describe(), item.spec.sample_hz)
@@ -283,13 +307,56 @@ class JouleLabApp(App):
             error = outcome.error or (summary or {}).get("error")
             self.post_message(RunFinished(index, item, outcome.run_id, outcome.run_path, outcome.status,
                                           outcome.exit_code, error, summary, tail))
+            self._mark(plan, item, outcome.run_id, outcome.status)
             if summary is not None:
                 summaries.append(summary)
             statuses.append(outcome.status)
             if outcome.status == "cancelled" or self._cancel.is_set():
                 stopped = index + 1 < len(plan.items) or outcome.status == "cancelled"
                 break
+        if plan.plan_file is not None:
+            plan_store.close_plan(plan.plan_file, "stopped" if stopped else "finished")
         self.post_message(PlanFinished(plan, summaries, statuses, stopped))
+
+    @staticmethod
+    def _mark(plan: RunPlan, item, run_id: str, status: str | None) -> None:
+        if plan.plan_file is not None and item.plan_index is not None:
+            plan_store.mark_item(plan.plan_file, item.plan_index, run_id, status)
+
+    # -- runs and plans found in the logs directory ---------------------------------------
+    @work(thread=True, group="scan", exclusive=True, exit_on_error=False)
+    def scan_logs(self) -> None:
+        self.post_message(LogsScanned(plan_store.running_runs(self.logs_dir),
+                                      plan_store.interrupted_plans(self.logs_dir)))
+
+    def on_logs_scanned(self, message: LogsScanned) -> None:
+        if self.running:
+            return
+        if message.interrupted:
+            interrupted = message.interrupted[0]
+
+            def chosen(choice: str | None) -> None:
+                if choice == FINISH:
+                    self.start(resumed_plan(interrupted, self.run_id_factory))
+                elif choice == SET_ASIDE:
+                    plan_store.close_plan(interrupted.path, "stopped")
+                    self.scan_logs()
+                elif message.running:
+                    self.attach(message.running[-1])
+
+            self.push_screen(ResumePlan(interrupted.describe(), str(interrupted.path)), chosen)
+        elif message.running:
+            self.attach(message.running[-1])
+
+    def attach(self, run_path: Path) -> None:
+        """Follow a run started elsewhere (the CLI, an earlier session): Live shows it, x cancels it."""
+        try:
+            plan = attached_plan(run_path)
+        except (OSError, ValueError, KeyError, SpecError) as exc:
+            self.notify(f"{run_path}: {exc}", title="Cannot follow the run", severity="warning")
+            return
+        self.notify(f"{run_path.name} is running: following it (x cancels it)", title="Run in progress")
+        self.start(plan)
 
     async def _stream(self, index: int, proc: WorkerProcess, metrics=None):
         batch: list[dict] = []
@@ -475,13 +542,16 @@ class JouleLabApp(App):
         def chosen(choice: str | None) -> None:
             if choice == STOP:
                 self._quit_after_run = True
-                self.action_cancel_run()
+                self.action_cancel_run()  # the run going now, whichever it is; nothing new starts
                 self.notify("Stopping the run, then quitting…")
             elif choice == LEAVE:
                 self._detach = True
                 self.left_running = run_path
                 self.exit()
+                return
+            self._may_start.set()
 
+        self._may_start.clear()  # while the dialog is open the plan starts no new run
         self.push_screen(ConfirmQuit(what, str(run_path)), chosen)
 
 

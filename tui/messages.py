@@ -69,3 +69,12 @@ class DatasetsDescribed(Message):
 class ExportDone(Message):
     paths: list[Path]
     error: str | None = None
+
+
+@dataclass
+class LogsScanned(Message):
+    """What the logs directory holds that the lab could pick up: runs still going (whoever started
+    them) and plans a dropped session left unfinished (engine.plans)."""
+
+    running: list[Path]
+    interrupted: list  # engine.plans.InterruptedPlan, newest first

@@ -56,6 +56,7 @@ class MainScreen(Screen):
     def on_mount(self) -> None:
         self.composed = True
         self.app.find_datasets()
+        self.app.scan_logs()  # runs still going and unfinished plans: follow or offer to finish them
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return self.composed
