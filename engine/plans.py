@@ -5,7 +5,8 @@ short by a dropped session can be finished later, from the lab or with `joulelab
                                     "state": running | finished | stopped,
                                     "items": [{"spec", "label", "config", "pair", "run_id", "status"}]}
 
-A plan is *interrupted* when its state is still "running" but the process that ran it is gone.
+A plan is *interrupted* when its state is still "running" but the process that ran it is gone
+(the session dropped), or "left" (the user quit and left its run going).
 An interrupted plan's remaining runs are its items without a complete run: a run still going (its
 worker outlived the session) is followed, not started again; anything else starts afresh.
 The leading dot keeps the folder out of the run listing (engine.store.RUN_ID_RE).
@@ -121,7 +122,8 @@ def take_over(path: Path) -> None:
 
 
 def close_plan(path: Path, state: str) -> None:
-    """finished (every run ended) or stopped (cancelled by the user, or set aside)."""
+    """finished (every run ended), stopped (cancelled by the user, or set aside) or left (the user
+    quit and left the run going: the rest is offered next time)."""
     def change(data: dict) -> None:
         data["state"] = state
     _update(path, change)
@@ -165,7 +167,10 @@ def interrupted_plans(logs_dir: Path) -> list[InterruptedPlan]:
         except (OSError, json.JSONDecodeError):
             continue
         owner = data.get("owner") or {}
-        if data.get("state") != "running" or same_process_alive(owner.get("pid"), owner.get("pid_started")):
+        state = data.get("state")
+        if state not in ("running", "left"):
+            continue
+        if state == "running" and same_process_alive(owner.get("pid"), owner.get("pid_started")):
             continue
         remaining = []
         for index, item in enumerate(data.get("items", [])):

@@ -547,6 +547,8 @@ class JouleLabApp(App):
             elif choice == LEAVE:
                 self._detach = True
                 self.left_running = run_path
+                if self.plan is not None and self.plan.plan_file is not None:
+                    plan_store.close_plan(self.plan.plan_file, "left")  # offered to finish next time
                 self.exit()
                 return
             self._may_start.set()
