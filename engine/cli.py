@@ -93,7 +93,7 @@ def _metrics_options(port: int | None, addr: str | None) -> dict:
 
 @app.command()
 def run(
-    preset: Annotated[str, typer.Argument(help="Preset name (quick, paper, ...) or path to a .toml file")],
+    preset: Annotated[Optional[str], typer.Argument(help="Preset name (quick, paper, ...) or path to a .toml file")] = None,
     trials: Annotated[Optional[int], typer.Option(min=1, help="Seeds per configuration (overrides the preset)")] = None,
     only: Annotated[Optional[list[str]], typer.Option(help="Keep configurations with KEY=VALUE (repeatable)")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="human: progress and tables; json: results only")] = OutputFormat.human,
@@ -104,8 +104,15 @@ def run(
     max_trials: Annotated[int, typer.Option("--max-trials", min=2, max=1000, help="Most trials per configuration with --until-clear")] = 10,
     metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve live Prometheus metrics on this port while the runs execute")] = None,
     metrics_addr: Annotated[Optional[str], typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish the plan a dropped lab session left unfinished in --logs (no preset)")] = False,
 ) -> None:
     """Run a preset's matrix, one worker at a time, then print the comparison."""
+    if resume:
+        from engine.plans import resume_cli
+
+        raise typer.Exit(1 if resume_cli(logs or default_logs_dir(), console) else 0)
+    if preset is None:
+        raise fail("give a preset to run (quick, paper, ... or a .toml file), or --resume")
     from engine.presets import PresetError, filter_plan, parse_only
 
     overrides = {}

@@ -144,3 +144,25 @@ async def test_a_run_started_by_the_cli_is_followed_and_cancelled_from_the_lab(l
     finally:
         if cli.poll() is None:
             cli.kill()
+
+
+@pytest.mark.slow
+def test_joulelab_run_resume_finishes_an_interrupted_plan(logs: Path) -> None:
+    from tests.helpers import tiny_spec
+
+    spec = tiny_spec(logs, mode="scratch", run_id="resume-0001", config="synthetic/small/scratch/baseline")
+    path = plans.record_plan(logs, "plan-1", "tiny scratch", "lab",
+                             [{"spec": spec, "label": "scratch · seed 0", "config": spec["config"], "pair": None}])
+    plans.close_plan(path, "left")
+    joulelab = Path(sys.executable).parent / "joulelab"
+    done = subprocess.run([str(joulelab), "run", "--resume", "--logs", str(logs)], cwd=REPO, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming tiny scratch: 0 of 1 runs done" in done.stdout
+    (record,) = list_runs(logs)
+    assert record.status == "complete" and record.run_id != "resume-0001"  # started afresh, a new id
+    (data,) = plan_files(logs)
+    assert data["state"] == "finished" and data["items"][0]["status"] == "complete"
+    again = subprocess.run([str(joulelab), "run", "--resume", "--logs", str(logs)], capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 0 and "no interrupted plan" in again.stdout
