@@ -429,7 +429,7 @@ class JouleLabApp(App):
             self.results.show(f"Results: {message.plan.title}", message.summaries, note)
             if complete == len(message.plan.items) and self.active_tab == "live":
                 self.show_tab("results")
-        self.live.refresh_text()
+        self.live.plan_finished()
         if self._quit_after_run:
             self.exit()
 

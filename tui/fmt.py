@@ -13,10 +13,21 @@ SHORT_NOTE = {
 }
 
 
+def number(value: float | None) -> str:
+    """Three significant digits in plain decimal notation, never an exponent (13.4, 0.0219,
+    0.0000604): the one number format of the lab's joules and watts."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if value == 0 or math.isinf(value) or abs(value) >= 100:
+        return fmt_number(value)
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
+
+
 def joules(value: float | None, source: str | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return SOURCE_MARK.get(source or "", "") + fmt_number(value)
+    return SOURCE_MARK.get(source or "", "") + number(value)
 
 
 def duration(seconds: float | None) -> str:

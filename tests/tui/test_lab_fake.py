@@ -58,7 +58,7 @@ async def test_cancel_stops_the_worker_and_keeps_its_partial_log(logs: Path) -> 
         await wait_for(pilot, lambda: app.live.states.get(0) and app.live.states[0].metrics, what="the result")
         await press(pilot, "x")
         await wait_settled(pilot, app)
-        assert app.live.statuses == {0: "cancelled", 1: "queued"}  # the plan stopped there
+        assert app.live.statuses == {0: "cancelled", 1: "not run"}  # the plan stopped there
         assert app.active_tab == "live"
         error = app.live.query_one("#live-error", Static)
         assert error.display and "cancelled" in str(error.render())

@@ -68,3 +68,4 @@ class MainScreen(Screen):
         self.set_class(self.size.height < 32, "-short")
         self.set_class(self.size.width < 110, "-narrow")
         self.set_class(self.size.width >= 140, "-wide")
+        self.set_class(self.size.width < 70, "-tiny")

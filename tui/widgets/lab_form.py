@@ -74,7 +74,11 @@ def dataset_options(entries: list[dict]) -> list[tuple[str, str]]:
     for e in entries:
         name = e["name"]
         label = DATASET_LABELS.get(name, name)
-        options.append((label if e.get("found") else f"{label} (not available)", name))
+        if e.get("checking"):
+            label = f"{label} (checking…)"
+        elif not e.get("found"):
+            label = f"{label} (not available)"
+        options.append((label, name))
     return options
 
 
@@ -112,7 +116,8 @@ class LabForm(Vertical):
         defaults = defaults or {}
         self._epochs = defaults.get("epochs", base.epochs)
         self._sample_hz = defaults.get("sample_hz", base.sample_hz)
-        self.entries: list[dict] = fallback_entries("looking for the real datasets…")
+        # Until engine.data.locate has answered, the real datasets are "checking…", not missing.
+        self.entries: list[dict] = [{**e, "checking": True} if not e["found"] else e for e in fallback_entries()]
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -163,7 +168,9 @@ class LabForm(Vertical):
         entry = next((e for e in self.entries if e["name"] == chosen), None)
         missing = [e for e in self.entries if not e.get("found")]
         note = self.query_one("#dataset-note", Static)
-        if entry is not None and not entry.get("found"):
+        if any(e.get("checking") for e in self.entries):
+            note.update(Text("checking which real datasets are here…", style="dim"))
+        elif entry is not None and not entry.get("found"):
             note.update(Text(dataset_reason(entry), style="bold yellow"))
         elif missing:
             names = ", ".join(DATASET_LABELS.get(e["name"], e["name"]) for e in missing)
@@ -176,6 +183,9 @@ class LabForm(Vertical):
         """The form as a LabChoice; FormError names the first field that cannot be used."""
         dataset = self.query_one("#dataset", Select).value
         entry = next((e for e in self.entries if e["name"] == dataset), None)
+        if entry is not None and entry.get("checking"):
+            label = DATASET_LABELS.get(dataset, dataset)
+            raise FormError(f"{label}: still checking whether it is here; press r again in a moment")
         if entry is not None and not entry.get("found"):
             label = DATASET_LABELS.get(dataset, dataset)
             raise FormError(dataset_reason(entry, full=True),

@@ -19,6 +19,7 @@ from tui.plan import RunPlan
 from tui.widgets.power_graph import PowerGraph
 from tui.widgets.run_totals import RunTotals
 
+IDLE_HINT = "Nothing running: r runs the Lab's choice; p lists presets."  # one line at 80 columns
 TICK_HZ = 4.0  # the graph's redraw rate
 TEXT_EVERY = 2  # the numbers change on every other tick: 2 Hz is plenty to read them
 
@@ -45,8 +46,7 @@ class LiveView(Vertical):
         self._dirty = False
 
     def compose(self) -> ComposeResult:
-        yield Static("Nothing running. Choose a configuration on the Lab tab and press r, "
-                     "or run a preset from the Presets tab.", id="live-title")
+        yield Static(IDLE_HINT, id="live-title")
         yield Static("", id="live-progress")
         yield PowerGraph(id="power-graph", redraw_hz=None)  # drawn on this view's timer
         yield Horizontal(id="live-totals")
@@ -126,6 +126,14 @@ class LiveView(Vertical):
             panel.display = True
             panel.set_class(status == "cancelled", "-cancelled")
         self._dirty = True
+
+    def plan_finished(self) -> None:
+        """The plan ended: runs still queued will not run (no 'more runs' left on the screen)."""
+        for i, status in self.statuses.items():
+            if status in ("queued", "running"):
+                self.statuses[i] = "not run" if status == "queued" else "ended"
+        self._dirty = True
+        self.refresh_text()
 
     def show_error(self, message: str) -> None:
         panel = self.query_one("#live-error", Static)

@@ -77,7 +77,9 @@ class RunTotals(Static):
             self.status = status
         head = Text.assemble((self.title, "bold"), "  ", (self.status, STATUS_STYLE.get(self.status, "")))
         if state is None or not state.rows:
-            self._set(("waiting", self.status), 2, lambda: Group(head, Text("waiting for the worker…", style="dim")))
+            waiting = {"queued": "queued: starts when the run before it ends",
+                       "running": "waiting for the worker…"}.get(self.status, "did not run: the plan stopped")
+            self._set(("waiting", self.status), 2, lambda: Group(head, Text(waiting, style="dim")))
             return
         header, rows = totals_rows(state, running=self.status == "running")
         key = (self.status, tuple(header), tuple((tuple(cells), style) for cells, style in rows))
