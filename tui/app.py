@@ -160,6 +160,7 @@ class JouleLabApp(App):
         focused = main.focused
         if focused is not None and pane in focused.ancestors:
             return
+        main.refresh_bindings()  # the graph's keys belong to Live
         target = PANE_FOCUS.get(name)
         if target is None:
             main.set_focus(None)  # Live has nothing to type into: the screen's keys apply

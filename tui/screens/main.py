@@ -33,6 +33,10 @@ class MainScreen(Screen):
         Binding("h", "show_tab('history')", "History", group=TABS, priority=True),
         Binding("p", "show_tab('presets')", "Presets", group=TABS, priority=True),
         Binding("q", "app.quit", "Quit", priority=True),
+        # The Live graph's view: shown and active on the Live tab only.
+        Binding("w", "graph('window')", "Window"),
+        Binding("plus,equals_sign", "graph('in')", "Zoom", key_display="+"),
+        Binding("minus", "graph('out')", "Unzoom", key_display="-"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -59,7 +63,12 @@ class MainScreen(Screen):
         self.app.scan_logs()  # runs still going and unfinished plans: follow or offer to finish them
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "graph":
+            return self.composed and self.app.active_tab == "live"
         return self.composed
+
+    def action_graph(self, how: str) -> None:
+        self.app.live.graph.zoom(how)
 
     def action_show_tab(self, name: str) -> None:
         self.app.show_tab(name)

@@ -79,11 +79,15 @@ class LiveView(Vertical):
         self._dirty = True
 
     async def run_started(self, index: int) -> None:
+        members = self.plan.pair_members(index) if self.plan else [index]
+        if members == self.shown_pair and self.current is not None and self.current in members:
+            # The next run of the pair: the one before stays on the graph, on the same time axis.
+            self.graph.next_run(self.plan.items[self.current].label if self.plan else None)
+        else:
+            self.graph.reset()
         self.current = index
         self.states[index] = RunState()
         self.statuses[index] = "running"
-        self.graph.reset()
-        members = self.plan.pair_members(index) if self.plan else [index]
         if members != self.shown_pair:
             self.shown_pair = members
             box = self.query_one("#live-totals", Horizontal)
@@ -108,6 +112,10 @@ class LiveView(Vertical):
                 graph.set_meters(state.meters)
             elif kind == "phase_start":
                 graph.add_boundary(state.since_start(event["t"]), event["phase"])
+            elif kind == "phase_end" and event["phase"] != "test":
+                graph.add_boundary(state.since_start(event["t"]), "setup")  # until the next phase starts
+            elif kind == "epoch":
+                graph.add_epoch(state.since_start(event["t"]))
         self._dirty = True
 
     def run_finished(self, index: int, status: str, error: str | None, stderr_tail: str) -> None:
