@@ -20,6 +20,9 @@ def number(value: float | None) -> str:
         return "-"
     if value == 0 or math.isinf(value) or abs(value) >= 100:
         return fmt_number(value)
+    value = float(f"{value:.3g}")  # round first: 9.996 is 10.0, not 10.00
+    if abs(value) >= 100:
+        return fmt_number(value)
     decimals = max(0, 2 - math.floor(math.log10(abs(value))))
     return f"{value:.{decimals}f}"
 

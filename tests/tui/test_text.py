@@ -70,6 +70,6 @@ async def test_datasets_say_checking_until_they_are_known(logs: Path) -> None:
 
 
 def test_one_number_format_without_exponents() -> None:
-    assert [fmt.number(v) for v in (0.0219, 13.4, 6.04e-05, 123.4, 12345.0, 0.0)] == \
-        ["0.0219", "13.4", "0.0000604", "123", "12,345", "0"]
+    assert [fmt.number(v) for v in (0.0219, 13.4, 6.04e-05, 123.4, 12345.0, 0.0, 9.996, 99.96)] == \
+        ["0.0219", "13.4", "0.0000604", "123", "12,345", "0", "10.0", "100"]
     assert fmt.joules(6.04e-05, "modelled") == "~0.0000604"
