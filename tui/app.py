@@ -169,6 +169,8 @@ class JouleLabApp(App):
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if not self.ready:  # the lab is closing (or not yet open): nothing to focus
+            return
         name = next((n for n, tid in TAB_IDS.items() if tid == event.pane.id), None)
         if name == "history" and self._history_stale:
             self.reload_history()

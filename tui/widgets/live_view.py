@@ -20,8 +20,8 @@ from tui.widgets.power_graph import PowerGraph
 from tui.widgets.run_totals import RunTotals
 
 IDLE_HINT = "Nothing running: r runs the Lab's choice; p lists presets."  # one line at 80 columns
-TICK_HZ = 4.0  # the graph's redraw rate
-TEXT_EVERY = 2  # the numbers change on every other tick: 2 Hz is plenty to read them
+TICK_HZ = 2.0  # text and graph redraw rate: one screen update each half second, cheap at 200x60
+TEXT_EVERY = 2  # the numbers once a second: enough to read them, and half the repaints
 
 
 def set_text(widget: Static, text: Text, layout: bool = False) -> None:
