@@ -33,8 +33,8 @@ from engine.runner import WorkerProcess
 from engine.runner import worker_command as default_worker_command
 from engine.spec import SpecError, new_run_id
 from engine.store import SUMMARY, default_logs_dir
-from tui.messages import (DatasetsDescribed, ExportDone, LogsScanned, PlanFinished, PlanStarted, RunEvents,
-                          RunFinished, RunStarted)
+from tui.messages import (DatasetsDescribed, ExportDone, LogsScanned, PlanFinished, PlanStarted, ReferenceLoaded,
+                          RunEvents, RunFinished, RunStarted)
 from tui.plan import RunPlan, attached_plan, lab_plan, plan_items_record, preset_plan, resumed_plan
 from tui.screens.confirm_quit import LEAVE, STOP, ConfirmQuit
 from tui.screens.export_dialog import ExportDialog, ExportRequest
@@ -402,8 +402,36 @@ class JouleLabApp(App):
     async def on_run_started(self, message: RunStarted) -> None:
         self.current_run = (message.index, message.run_path)
         await self.live.run_started(message.index)
+        self.load_reference(message.index, message.item.config, message.item.spec.run_id)
         n = len(self.plan.items) if self.plan else 1
         self.sub_title = f"run {message.index + 1}/{n}: {message.item.label}"
+
+    @work(thread=True, group="reference", exclusive=True, exit_on_error=False)
+    def load_reference(self, index: int, config: str, run_id: str) -> None:
+        """The newest complete run of this configuration before this one, as total watts by time."""
+        from engine.store import list_runs, read_events
+
+        for record in reversed(list_runs(self.logs_dir)):
+            summary = record.summary or {}
+            if record.run_id == run_id or record.status != "complete" or summary.get("config") != config:
+                continue
+            events, _ = read_events(record.path / "events.jsonl")
+            t0 = events[0]["t"] if events else 0.0
+            t, w = [], []
+            for e in events:
+                if e["type"] == "sample":
+                    watts = [d.get("w") for n, d in e["domains"].items()
+                             if d.get("w") is not None and d.get("kind") != "platform" and "psys" not in n]
+                    if watts:
+                        t.append(e["t"] - t0)
+                        w.append(sum(watts))
+            if t:
+                self.post_message(ReferenceLoaded(index, f"past {record.run_id}", t, w))
+            return
+
+    def on_reference_loaded(self, message: ReferenceLoaded) -> None:
+        if self.live.current == message.index:
+            self.live.graph.set_reference(message.label, message.t, message.w)
 
     def on_run_events(self, message: RunEvents) -> None:
         self.live.fold(message.index, message.events)

@@ -78,3 +78,13 @@ class LogsScanned(Message):
 
     running: list[Path]
     interrupted: list  # engine.plans.InterruptedPlan, newest first
+
+
+@dataclass
+class ReferenceLoaded(Message):
+    """A past complete run of the same configuration: its total watts, to draw under the live run."""
+
+    index: int
+    label: str
+    t: list[float]
+    w: list[float]
