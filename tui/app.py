@@ -35,6 +35,7 @@ from engine.spec import SpecError, new_run_id
 from engine.store import SUMMARY, default_logs_dir
 from tui.messages import (DatasetsDescribed, ExportDone, LogsScanned, PlanFinished, PlanStarted, ReferenceLoaded,
                           RunEvents, RunFinished, RunStarted)
+from tui import fmt
 from tui.plan import RunPlan, attached_plan, lab_plan, plan_items_record, preset_plan, resumed_plan
 from tui.screens.confirm_quit import LEAVE, STOP, ConfirmQuit
 from tui.screens.export_dialog import ExportDialog, ExportRequest
@@ -84,8 +85,11 @@ class JouleLabApp(App):
                  data_dir: str | None = None, spec_defaults: dict[str, Any] | None = None,
                  run_id_factory: Callable[[], str] | None = None, preset_paths: list[Path] | None = None,
                  datasets: Callable[[str | None], tuple[list[dict], str | None]] | None = None,
-                 metrics_port: int | None = None, metrics_addr: str | None = None) -> None:
+                 metrics_port: int | None = None, metrics_addr: str | None = None,
+                 carbon_intensity: float | None = None) -> None:
         super().__init__()
+        # g CO2e per kWh for the totals, and the export: one figure, shown with where it comes from
+        self.carbon_intensity, self.carbon_source = fmt.carbon_setting(carbon_intensity)
         self.metrics_port, self.metrics_addr = metrics_port, metrics_addr  # live Prometheus metrics
         self.logs_dir = Path(logs_dir) if logs_dir is not None else default_logs_dir()
         self.worker_command = list(worker_command or default_worker_command())
@@ -109,6 +113,18 @@ class JouleLabApp(App):
         self._quit_after_run = False
         self._history_stale = True
         self.left_running: Path | None = None
+        self.messages: list[tuple[str, str, str, str]] = []  # (time, severity, title, text) of each toast
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """A toast, kept in the message log too (n opens it): an export's path outlives its toast."""
+        self.messages.append((time.strftime("%H:%M:%S"), severity, title, str(message)))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_messages(self) -> None:
+        from tui.screens.message_log import MessageLog
+
+        self.push_screen(MessageLog(self.messages))
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen()
@@ -329,10 +345,20 @@ class JouleLabApp(App):
     # -- runs and plans found in the logs directory ---------------------------------------
     @work(thread=True, group="scan", exclusive=True, exit_on_error=False)
     def scan_logs(self) -> None:
+        from engine.store import list_runs
+
         self.post_message(LogsScanned(plan_store.running_runs(self.logs_dir),
-                                      plan_store.interrupted_plans(self.logs_dir)))
+                                      plan_store.interrupted_plans(self.logs_dir), list_runs(self.logs_dir)))
+
+    @work(thread=True, group="records", exclusive=True, exit_on_error=False)
+    def scan_records(self) -> None:
+        """The presets' estimates after a run completed (only the records, no offer to resume)."""
+        from engine.store import list_runs
+
+        self.post_message(LogsScanned([], [], list_runs(self.logs_dir)))
 
     def on_logs_scanned(self, message: LogsScanned) -> None:
+        self.presets_view.set_history(message.records)
         if self.running:
             return
         if message.interrupted:
@@ -437,6 +463,8 @@ class JouleLabApp(App):
         self.live.fold(message.index, message.events)
 
     def on_run_finished(self, message: RunFinished) -> None:
+        if message.status == "complete":
+            self.scan_records()
         self.live.run_finished(message.index, message.status, message.error, message.stderr_tail)
         self._history_stale = True
         if self.active_tab == "history":
@@ -528,7 +556,7 @@ class JouleLabApp(App):
         from engine.export import ExportError, write
 
         try:
-            paths = write(records, request.fmt, request.out)
+            paths = write(records, request.fmt, request.out, carbon_intensity=self.carbon_intensity)
         except ExportError as exc:
             self.post_message(ExportDone([], str(exc)))
             return

@@ -33,6 +33,34 @@ def joules(value: float | None, source: str | None = None) -> str:
     return SOURCE_MARK.get(source or "", "") + number(value)
 
 
+def carbon_setting(value: float | None = None) -> tuple[float, str]:
+    """The grid's carbon intensity (g CO2e per kWh) and where it comes from: the given value, else
+    JOULELAB_CARBON_INTENSITY, else the export's default (engine.export), so the lab's gCO2e and
+    an export's emissions agree."""
+    import os
+
+    from engine.export import DEFAULT_CARBON_INTENSITY
+
+    if value is not None:
+        return float(value), "set for this session"
+    env = os.environ.get("JOULELAB_CARBON_INTENSITY")
+    if env:
+        try:
+            return float(env), "JOULELAB_CARBON_INTENSITY"
+        except ValueError:
+            pass
+    return DEFAULT_CARBON_INTENSITY, "world average 2023 (Ember); set JOULELAB_CARBON_INTENSITY"
+
+
+def energy_units(value_j: float | None, source: str | None, g_per_kwh: float) -> str:
+    """One energy three ways: J, Wh and gCO2e at the given carbon intensity, each marked like J."""
+    if value_j is None:
+        return "-"
+    mark = SOURCE_MARK.get(source or "", "")
+    return (f"{mark}{number(value_j)} J = {mark}{number(value_j / 3600)} Wh = "
+            f"{mark}{number(value_j / 3.6e6 * g_per_kwh)} gCO2e")
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "-"

@@ -78,6 +78,7 @@ class LogsScanned(Message):
 
     running: list[Path]
     interrupted: list  # engine.plans.InterruptedPlan, newest first
+    records: list = field(default_factory=list)  # engine.store.RunRecord, every run in the logs
 
 
 @dataclass

@@ -17,7 +17,7 @@ from tui.widgets.live_view import LiveView
 from tui.widgets.presets_view import PresetsView
 from tui.widgets.results_view import ResultsView
 
-TABS = Binding.Group("Tabs", compact=True)
+TABS = Binding.Group("Views", compact=True)  # the five tabs, and n: the message log
 TAB_IDS = {"lab": "tab-lab", "live": "tab-live", "results": "tab-results", "history": "tab-history",
            "presets": "tab-presets"}
 
@@ -32,6 +32,7 @@ class MainScreen(Screen):
         Binding("s", "show_tab('results')", "Results", group=TABS, priority=True),
         Binding("h", "show_tab('history')", "History", group=TABS, priority=True),
         Binding("p", "show_tab('presets')", "Presets", group=TABS, priority=True),
+        Binding("n", "app.messages", "Messages", group=TABS, priority=True),
         Binding("q", "app.quit", "Quit", priority=True),
         # The Live graph's view: shown and active on the Live tab only.
         Binding("w", "graph('window')", "Window"),

@@ -94,6 +94,8 @@ class LiveView(Vertical):
             await box.remove_children()
             self.totals = {i: RunTotals(self.plan.items[i].label if self.plan else f"run {i + 1}",
                                         classes="run-totals") for i in members}
+            for widget in self.totals.values():
+                widget.g_per_kwh = self.app.carbon_intensity
             await box.mount_all(list(self.totals.values()))
         self._dirty = True
 
@@ -230,6 +232,7 @@ class LiveView(Vertical):
         text = Text(fmt.source_notes(sources), style="dim")
         if sources:
             text.append(" · J net of the idle baseline", style="dim")
+            text.append(f" · gCO2e at {self.app.carbon_intensity:g} g/kWh ({self.app.carbon_source})", style="dim")
         if s.missing:
             text.append("\nnot metered: " + "; ".join(m.get("reason", m.get("meter", "")) for m in s.missing),
                         style="dim")
