@@ -166,6 +166,8 @@ class JouleLabApp(App):
         main.query_one(TabbedContent).active = TAB_IDS[name]
         if name == "history" and self._history_stale:
             self.reload_history()
+        if name == "live" and not self.running:
+            self.scan_logs(offer_plans=False)  # a run started elsewhere since: follow it
         self._focus_pane(name)
 
     def _focus_pane(self, name: str) -> None:
@@ -344,11 +346,12 @@ class JouleLabApp(App):
 
     # -- runs and plans found in the logs directory ---------------------------------------
     @work(thread=True, group="scan", exclusive=True, exit_on_error=False)
-    def scan_logs(self) -> None:
+    def scan_logs(self, offer_plans: bool = True) -> None:
+        """Runs going in the logs directory (to follow) and, with `offer_plans`, unfinished plans."""
         from engine.store import list_runs
 
-        self.post_message(LogsScanned(plan_store.running_runs(self.logs_dir),
-                                      plan_store.interrupted_plans(self.logs_dir), list_runs(self.logs_dir)))
+        interrupted = plan_store.interrupted_plans(self.logs_dir) if offer_plans else []
+        self.post_message(LogsScanned(plan_store.running_runs(self.logs_dir), interrupted, list_runs(self.logs_dir)))
 
     @work(thread=True, group="records", exclusive=True, exit_on_error=False)
     def scan_records(self) -> None:

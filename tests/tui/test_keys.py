@@ -101,3 +101,21 @@ async def test_a_click_on_the_history_tab_gives_the_table_the_keys(logs: Path) -
         await press(pilot, "down", "enter")  # chooses json; focus moves on to the path
         assert dialog.query_one("#out", Input).has_focus
         assert dialog.query_one("#out", Input).value.endswith("joulelab.json")
+
+
+async def test_focus_is_plainly_visible_without_colour(logs: Path, monkeypatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(logs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        for selector, part in (("#dataset", "SelectCurrent"), ("#augment", None), ("#run", None)):
+            widget = app.screen.query_one(selector)
+            widget.focus()
+            await pilot.pause()
+            if part:
+                style = widget.query_one(part).rich_style
+            elif selector == "#augment":
+                style = widget.get_component_rich_style("toggle--label")
+            else:
+                style = widget.rich_style
+            assert style.reverse, (selector, style)  # reverse video: visible with or without colour
