@@ -57,7 +57,7 @@ def energy_units(value_j: float | None, source: str | None, g_per_kwh: float) ->
     if value_j is None:
         return "-"
     mark = SOURCE_MARK.get(source or "", "")
-    return (f"{mark}{number(value_j)} J = {mark}{number(value_j / 3600)} Wh = "
+    return (f"{mark}{number(value_j)} J · {mark}{number(value_j / 3600)} Wh · "
             f"{mark}{number(value_j / 3.6e6 * g_per_kwh)} gCO2e")
 
 

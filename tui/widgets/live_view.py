@@ -232,7 +232,7 @@ class LiveView(Vertical):
         text = Text(fmt.source_notes(sources), style="dim")
         if sources:
             text.append(" · J net of the idle baseline", style="dim")
-            text.append(f" · gCO2e at {self.app.carbon_intensity:g} g/kWh ({self.app.carbon_source})", style="dim")
+            text.append(f"\ngCO2e at {self.app.carbon_intensity:g} g/kWh ({self.app.carbon_source})", style="dim")
         if s.missing:
             text.append("\nnot metered: " + "; ".join(m.get("reason", m.get("meter", "")) for m in s.missing),
                         style="dim")

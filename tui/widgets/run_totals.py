@@ -84,7 +84,7 @@ class RunTotals(Static):
             return
         header, rows = totals_rows(state, running=self.status == "running")
         net = sum(r.total_net_j for p, r in state.rows.items() if p != "idle" and r.total_net_j is not None)
-        units = Text(" net " + fmt.energy_units(net, state.overall_source, self.g_per_kwh), style="bold",
+        units = Text(" " + fmt.energy_units(net, state.overall_source, self.g_per_kwh), style="bold",
                      no_wrap=True, overflow="ellipsis")
         key = (self.status, tuple(header), tuple((tuple(cells), style) for cells, style in rows), units.plain)
         cut = any(cells[0].endswith(CUT) for cells, _ in rows)
