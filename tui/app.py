@@ -24,6 +24,7 @@ from typing import Any
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.widgets import Button, TabbedContent
 from textual.worker import Worker, WorkerState
 
@@ -361,7 +362,10 @@ class JouleLabApp(App):
         self.post_message(LogsScanned([], [], list_runs(self.logs_dir)))
 
     def on_logs_scanned(self, message: LogsScanned) -> None:
-        self.presets_view.set_history(message.records)
+        try:
+            self.presets_view.set_history(message.records)
+        except NoMatches:  # the lab closed while the scan ran
+            return
         if self.running:
             return
         if message.interrupted:
@@ -459,8 +463,11 @@ class JouleLabApp(App):
             return
 
     def on_reference_loaded(self, message: ReferenceLoaded) -> None:
-        if self.live.current == message.index:
-            self.live.graph.set_reference(message.label, message.t, message.w)
+        try:
+            if self.live.current == message.index:
+                self.live.graph.set_reference(message.label, message.t, message.w)
+        except NoMatches:  # the lab closed while the past run was read
+            pass
 
     def on_run_events(self, message: RunEvents) -> None:
         self.live.fold(message.index, message.events)
