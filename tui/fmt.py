@@ -57,8 +57,16 @@ def energy_units(value_j: float | None, source: str | None, g_per_kwh: float) ->
     if value_j is None:
         return "-"
     mark = SOURCE_MARK.get(source or "", "")
-    return (f"{mark}{number(value_j)} J · {mark}{number(value_j / 3600)} Wh · "
-            f"{mark}{number(value_j / 3.6e6 * g_per_kwh)} gCO2e")
+    return (f"{mark}{si(value_j, 'J')} · {mark}{si(value_j / 3600, 'Wh')} · "
+            f"{mark}{si(value_j / 3.6e6 * g_per_kwh, 'gCO2e')}")
+
+
+def si(value: float, unit: str) -> str:
+    """Three significant digits with a metric prefix (k, m, µ) that keeps them short: 6.93 mWh."""
+    for prefix, scale in (("k", 1e3), ("", 1.0), ("m", 1e-3), ("µ", 1e-6)):
+        if abs(value) >= scale or prefix == "µ":
+            return f"{number(value / scale)} {prefix}{unit}"
+    return f"{number(value)} {unit}"
 
 
 def duration(seconds: float | None) -> str:

@@ -24,7 +24,7 @@ async def test_totals_in_joules_watt_hours_and_grams_of_co2e(logs: Path, monkeyp
         net = sum(r.total_net_j for p, r in state.rows.items() if p != "idle")
         text = screen_text(app)
         assert fmt.energy_units(net, "modelled", 250.0) in text
-        assert f"~{fmt.number(net / 3.6e6 * 250)} gCO2e" in text
+        assert f"~{fmt.si(net / 3.6e6 * 250, 'gCO2e')}" in text and "µgCO2e" in text  # a few J: micrograms
         assert "gCO2e at 250 g/kWh (set for this session)" in text
 
 

@@ -73,3 +73,5 @@ def test_one_number_format_without_exponents() -> None:
     assert [fmt.number(v) for v in (0.0219, 13.4, 6.04e-05, 123.4, 12345.0, 0.0, 9.996, 99.96)] == \
         ["0.0219", "13.4", "0.0000604", "123", "12,345", "0", "10.0", "100"]
     assert fmt.joules(6.04e-05, "modelled") == "~0.0000604"
+    assert [fmt.si(v, "Wh") for v in (0.00693, 2.5, 1234.0, 6.04e-05)] == ["6.93 mWh", "2.50 Wh", "1.23 kWh",
+                                                                           "60.4 µWh"]
