@@ -144,20 +144,25 @@ def run(
     time_min: Annotated[int, typer.Option("--time", min=1, help="Slurm: time limit per job, minutes")] = 60,
     exclusive: Annotated[bool, typer.Option(help="Slurm: a whole node per job, so meters see only this job")] = True,
     max_parallel: Annotated[Optional[int], typer.Option(min=1, help="Slurm: at most K jobs at once")] = None,
-    resume: Annotated[bool, typer.Option(help="Slurm: resubmit the failed, cancelled or lost jobs of the last "
-                                              "submission (of PRESET, if given), with its resources")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish what was left unfinished: with --executor slurm, "
+                                              "resubmit the failed, cancelled or lost jobs of the last submission (of "
+                                              "PRESET, if given); locally, the plan a dropped lab session left in --logs")] = False,
 ) -> None:
     """Run a preset's matrix, one worker at a time (or on Slurm, one job per pair), then print the comparison."""
     from engine.presets import PresetError, check_data, filter_plan, parse_only
 
-    if executor == Executor.slurm or resume:
+    if executor == Executor.slurm:
         from engine.slurm import SlurmOptions
 
         options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel)
         run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, resume)
         return
+    if resume:
+        from engine.plans import resume_cli
+
+        raise typer.Exit(1 if resume_cli(logs or default_logs_dir(), console) else 0)
     if preset is None:
-        raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
+        raise fail("give a preset to run (quick, paper, ... or a .toml file), or --resume")
 
     overrides = {}
     if data_dir is not None:

@@ -105,6 +105,7 @@ class WorkerProcess:
                 limit=STREAM_LIMIT,
                 env=env,
             )
+        record_start(self.run_path, self.spec, self.proc.pid)
         self.proc.stdin.write(json.dumps(self.spec.to_dict()).encode())
         await self.proc.stdin.drain()
         self.proc.stdin.close()
@@ -175,6 +176,9 @@ class WorkerProcess:
             status = "cancelled"
         else:
             status = "crashed"
+        if status == "cancelled" and not (self.run_path / SUMMARY).exists():
+            error = error or "cancelled during start-up, before the worker could record anything"
+            record_cancelled_start(self.run_path, self.spec, error)
         if status == "crashed" and error is None:
             error = f"worker ended without a summary (exit {describe_exit(code)})"
         return RunOutcome(self.spec.run_id, self.run_path, code, status, self.events_seen, self.bad_lines,
@@ -193,6 +197,30 @@ class WorkerProcess:
             pass
         # Reap the whole group, not just the leader: the worker may have started children.
         _signal_group(self.proc.pid, signal.SIGKILL)
+
+
+def record_start(run_path: Path, spec: RunSpec, pid: int) -> None:
+    """A first run.json, written before the worker reads its spec (so before it can write its own,
+    which replaces this one): a run cancelled during start-up is still a run with a spec and a pid."""
+    try:
+        import psutil
+
+        pid_started = psutil.Process(pid).create_time()
+    except Exception:  # noqa: BLE001 - gone already, or no psutil: no reuse guard
+        pid_started = None
+    atomic_write_json(run_path / RUN_JSON, {"run_id": spec.run_id, "spec": spec.to_dict(), "pid": pid,
+                                            "pid_started": pid_started,
+                                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def record_cancelled_start(run_path: Path, spec: RunSpec, error: str) -> None:
+    """The summary of a run cancelled before its worker could write one."""
+    atomic_write_json(run_path / SUMMARY, {
+        "run_id": spec.run_id, "status": "cancelled", "error": error, "spec": spec.to_dict(),
+        "config": spec.config or spec.describe(), "preset": spec.preset, "dataset": spec.dataset,
+        "synthetic": spec.dataset == "synthetic", "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "last_phase": None, "phases": {}, "metrics": {}, "curve": [],
+    })
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

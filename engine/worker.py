@@ -190,10 +190,12 @@ class _Signals:
     in_critical = False
     pending: str | None = None
     cancelled = False
+    received: str | None = None  # a cancel arrived (an import it interrupted may re-raise it as ImportError)
 
     @classmethod
     def handler(cls, signum, _frame):
         name = signal.Signals(signum).name
+        cls.received = name
         if cls.cancelled:
             return
         if cls.in_critical:
@@ -831,10 +833,12 @@ def main(argv: list[str] | None = None) -> int:
     writer = EventWriter(spec.run_id, run_path / EVENTS, stream)
     run = Run(spec, run_path, writer)
     run.manifest.update({"run_id": spec.run_id, "spec": spec.to_dict(), "pid": os.getpid(),
-                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                         "environment": environment_manifest()})
+                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     status, error, code = "complete", None, EXIT_OK
     try:
+        run.manifest["pid_started"] = _process_started()
+        run.write_manifest()  # before the heavy imports: a cancel during start-up finds the run recorded
+        run.manifest["environment"] = environment_manifest()
         run.write_manifest()
         run.execute()
     except Cancelled as exc:
@@ -842,19 +846,22 @@ def main(argv: list[str] | None = None) -> int:
     except LogWriteError:
         pass  # reported below: writer.log_error says why
     except Exception as exc:  # noqa: BLE001 - any failure must still leave a summary
-        from engine.data import DataError
+        if _Signals.received and run.last_phase is None:  # a cancel that an import turned into its own error
+            status, error, code = "cancelled", f"cancelled by {_Signals.received} during start-up", EXIT_CANCELLED
+        else:
+            from engine.data import DataError
 
-        bad_input = isinstance(exc, (DataError, SpecError, DeviceError))
-        status, error = "failed", str(exc) if bad_input else f"{type(exc).__name__}: {exc}"
-        code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:  # run.json, a cache file...
-            error, code = disk_message(exc, Path(exc.filename or run_path)), EXIT_LOG_UNWRITABLE
-        elif not bad_input:
-            _to_stderr(traceback.format_exc())
-        try:
-            writer.emit("error", message=error, where=run.last_phase)
-        except (Cancelled, LogWriteError):
-            pass  # a cancel or a full disk while reporting the failure: the failure is the story
+            bad_input = isinstance(exc, (DataError, SpecError, DeviceError))
+            status, error = "failed", str(exc) if bad_input else f"{type(exc).__name__}: {exc}"
+            code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:  # run.json, a cache file...
+                error, code = disk_message(exc, Path(exc.filename or run_path)), EXIT_LOG_UNWRITABLE
+            elif not bad_input:
+                _to_stderr(traceback.format_exc())
+            try:
+                writer.emit("error", message=error, where=run.last_phase)
+            except (Cancelled, LogWriteError):
+                pass  # a cancel or a full disk while reporting the failure: the failure is the story
     finally:
         # Ignore further signals while the record is closed: a second Ctrl-C must not lose it.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -895,6 +902,17 @@ def _quietly(fn, *args, **kwargs) -> None:
         fn(*args, **kwargs)
     except LogWriteError:
         pass
+
+
+def _process_started() -> float | None:
+    """This process's start time as psutil reports it: with the pid, it tells this worker from a
+    later process that reuses the pid (the lab signals a run it did not start only if both match)."""
+    try:
+        import psutil
+
+        return psutil.Process(os.getpid()).create_time()
+    except (ImportError, OSError):  # a missing start time only disables the reuse guard
+        return None
 
 
 def _stream_error(stream: TextIO, message: str) -> None:

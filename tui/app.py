@@ -17,25 +17,32 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.widgets import Button, TabbedContent
 from textual.worker import Worker, WorkerState
 
+from engine import plans as plan_store
+from engine.follow import FollowedRun
 from engine.runner import WorkerProcess
 from engine.runner import worker_command as default_worker_command
 from engine.spec import SpecError, new_run_id
 from engine.store import SUMMARY, default_logs_dir
-from tui.messages import DatasetsDescribed, ExportDone, PlanFinished, PlanStarted, RunEvents, RunFinished, RunStarted
-from tui.plan import RunPlan, lab_plan, preset_plan
+from tui.messages import (DatasetsDescribed, ExportDone, LogsScanned, PlanFinished, PlanStarted, ReferenceLoaded,
+                          RunEvents, RunFinished, RunStarted)
+from tui import fmt
+from tui.plan import RunPlan, attached_plan, lab_plan, plan_items_record, preset_plan, resumed_plan
 from tui.screens.confirm_quit import LEAVE, STOP, ConfirmQuit
 from tui.screens.export_dialog import ExportDialog, ExportRequest
 from tui.screens.main import TAB_IDS, MainScreen
 from tui.screens.path_prompt import PathPrompt
+from tui.screens.resume_plan import FINISH, SET_ASIDE, ResumePlan
 from tui.screens.run_detail import RunDetail, stderr_tail
 from tui.widgets.history_view import HistoryTable, HistoryView
 from tui.widgets.lab_form import NO_LOADERS, FormError, LabForm, fallback_entries
@@ -44,6 +51,8 @@ from tui.widgets.presets_view import PresetList, PresetsView
 from tui.widgets.results_view import ResultsView
 
 FLUSH_S = 0.25  # events reach the widgets at most this late
+PANE_FOCUS = {"lab": "#dataset", "history": "#history-table", "presets": "#preset-list", "results": "#results",
+              "live": None}
 URGENT = frozenset({"hello", "phase_start", "phase_end", "epoch", "result", "error", "done"})
 
 
@@ -77,8 +86,11 @@ class JouleLabApp(App):
                  data_dir: str | None = None, spec_defaults: dict[str, Any] | None = None,
                  run_id_factory: Callable[[], str] | None = None, preset_paths: list[Path] | None = None,
                  datasets: Callable[[str | None], tuple[list[dict], str | None]] | None = None,
-                 metrics_port: int | None = None, metrics_addr: str | None = None) -> None:
+                 metrics_port: int | None = None, metrics_addr: str | None = None,
+                 carbon_intensity: float | None = None) -> None:
         super().__init__()
+        # g CO2e per kWh for the totals, and the export: one figure, shown with where it comes from
+        self.carbon_intensity, self.carbon_source = fmt.carbon_setting(carbon_intensity)
         self.metrics_port, self.metrics_addr = metrics_port, metrics_addr  # live Prometheus metrics
         self.logs_dir = Path(logs_dir) if logs_dir is not None else default_logs_dir()
         self.worker_command = list(worker_command or default_worker_command())
@@ -95,10 +107,25 @@ class JouleLabApp(App):
         self.plan: RunPlan | None = None
         self.current_run: tuple[int, Path] | None = None
         self._cancel = asyncio.Event()
+        self._may_start = asyncio.Event()  # cleared while the quit dialog is open: no new run starts
+        self._may_start.set()
+        self.waiting_to_start = False  # the plan waits at that gate (read by tests and the dialog)
         self._detach = False
         self._quit_after_run = False
         self._history_stale = True
         self.left_running: Path | None = None
+        self.messages: list[tuple[str, str, str, str]] = []  # (time, severity, title, text) of each toast
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """A toast, kept in the message log too (n opens it): an export's path outlives its toast."""
+        self.messages.append((time.strftime("%H:%M:%S"), severity, title, str(message)))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_messages(self) -> None:
+        from tui.screens.message_log import MessageLog
+
+        self.push_screen(MessageLog(self.messages))
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen()
@@ -129,27 +156,53 @@ class JouleLabApp(App):
         tab_id = self.screen_stack[0].query_one(TabbedContent).active
         return next((name for name, tid in TAB_IDS.items() if tid == tab_id), "lab")
 
+    @property
+    def ready(self) -> bool:
+        """The main screen is composed: keys typed ahead of this are ignored, never fatal."""
+        main = self.screen_stack[0] if self.screen_stack else None
+        return isinstance(main, MainScreen) and main.composed
+
     def show_tab(self, name: str) -> None:
         main = self.screen_stack[0]
         main.query_one(TabbedContent).active = TAB_IDS[name]
-        focus = {"history": "#history-table", "presets": "#preset-list", "results": "#results"}.get(name)
         if name == "history" and self._history_stale:
             self.reload_history()
-        if focus:
-            main.query_one(focus).focus()
-        elif name == "lab":
-            main.query_one("#dataset").focus()
+        if name == "live" and not self.running:
+            self.scan_logs(offer_plans=False)  # a run started elsewhere since: follow it
+        self._focus_pane(name)
+
+    def _focus_pane(self, name: str) -> None:
+        """Keys go to the shown tab: focus its main widget unless focus is already inside it (a
+        click on the tab bar, or focus left in a hidden pane, would otherwise keep the keys)."""
+        main = self.screen_stack[0]
+        pane = main.query_one(f"#{TAB_IDS[name]}")
+        focused = main.focused
+        if focused is not None and pane in focused.ancestors:
+            return
+        main.refresh_bindings()  # the graph's keys belong to Live
+        target = PANE_FOCUS.get(name)
+        if target is None:
+            main.set_focus(None)  # Live has nothing to type into: the screen's keys apply
+        else:
+            main.query_one(target).focus()
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        if event.pane.id == TAB_IDS["history"] and self._history_stale:
+        if not self.ready:  # the lab is closing (or not yet open): nothing to focus
+            return
+        name = next((n for n, tid in TAB_IDS.items() if tid == event.pane.id), None)
+        if name == "history" and self._history_stale:
             self.reload_history()
+        if name is not None:
+            self._focus_pane(name)
 
     def reload_history(self) -> None:
         self._history_stale = False
         self.history.reload()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("run", "cancel_run") and not self.ready:
+            return False
         if action == "run":
             return None if self.running else True
         if action == "cancel_run":
@@ -211,6 +264,14 @@ class JouleLabApp(App):
         self.start(plan)
 
     def start(self, plan: RunPlan) -> None:
+        if plan.plan_file is None and plan.source in ("lab", "preset"):
+            # Recorded before anything runs: a dropped session leaves a plan the lab can finish.
+            path = plan_store.record_plan(self.logs_dir, plan.items[0].spec.run_id, plan.title, plan.source,
+                                          plan_items_record(plan))
+            plan = replace(plan, plan_file=path,
+                           items=tuple(replace(item, plan_index=i) for i, item in enumerate(plan.items)))
+        elif plan.plan_file is not None:
+            plan_store.take_over(plan.plan_file)
         self.plan = plan
         self._cancel = asyncio.Event()
         self._set_running(True)
@@ -244,11 +305,19 @@ class JouleLabApp(App):
         self.post_message(PlanStarted(plan))
         summaries, statuses, stopped = [], [], False
         for index, item in enumerate(plan.items):
+            if not self._may_start.is_set():  # the quit dialog is open: start nothing until it closes
+                self.waiting_to_start = True
+                await self._may_start.wait()
+                self.waiting_to_start = False
             if self._cancel.is_set():
                 stopped = True
                 break
-            proc = WorkerProcess(item.spec, list(self.worker_command))
-            await proc.start()
+            if item.follow:
+                proc = FollowedRun(Path(item.spec.logs_dir) / item.spec.run_id)
+            else:
+                proc = WorkerProcess(item.spec, list(self.worker_command))
+                await proc.start()
+            self._mark(plan, item, proc.spec.run_id, None)
             self.post_message(RunStarted(index, item, proc.run_path))
             if metrics is not None:
                 metrics.begin(proc.spec.run_id, item.spec.config or item.spec.describe(), item.spec.sample_hz)
@@ -260,13 +329,70 @@ class JouleLabApp(App):
             error = outcome.error or (summary or {}).get("error")
             self.post_message(RunFinished(index, item, outcome.run_id, outcome.run_path, outcome.status,
                                           outcome.exit_code, error, summary, tail))
+            self._mark(plan, item, outcome.run_id, outcome.status)
             if summary is not None:
                 summaries.append(summary)
             statuses.append(outcome.status)
             if outcome.status == "cancelled" or self._cancel.is_set():
                 stopped = index + 1 < len(plan.items) or outcome.status == "cancelled"
                 break
+        if plan.plan_file is not None:
+            plan_store.close_plan(plan.plan_file, "stopped" if stopped else "finished")
         self.post_message(PlanFinished(plan, summaries, statuses, stopped))
+
+    @staticmethod
+    def _mark(plan: RunPlan, item, run_id: str, status: str | None) -> None:
+        if plan.plan_file is not None and item.plan_index is not None:
+            plan_store.mark_item(plan.plan_file, item.plan_index, run_id, status)
+
+    # -- runs and plans found in the logs directory ---------------------------------------
+    @work(thread=True, group="scan", exclusive=True, exit_on_error=False)
+    def scan_logs(self, offer_plans: bool = True) -> None:
+        """Runs going in the logs directory (to follow) and, with `offer_plans`, unfinished plans."""
+        from engine.store import list_runs
+
+        interrupted = plan_store.interrupted_plans(self.logs_dir) if offer_plans else []
+        self.post_message(LogsScanned(plan_store.running_runs(self.logs_dir), interrupted, list_runs(self.logs_dir)))
+
+    @work(thread=True, group="records", exclusive=True, exit_on_error=False)
+    def scan_records(self) -> None:
+        """The presets' estimates after a run completed (only the records, no offer to resume)."""
+        from engine.store import list_runs
+
+        self.post_message(LogsScanned([], [], list_runs(self.logs_dir)))
+
+    def on_logs_scanned(self, message: LogsScanned) -> None:
+        try:
+            self.presets_view.set_history(message.records)
+        except NoMatches:  # the lab closed while the scan ran
+            return
+        if self.running:
+            return
+        if message.interrupted:
+            interrupted = message.interrupted[0]
+
+            def chosen(choice: str | None) -> None:
+                if choice == FINISH:
+                    self.start(resumed_plan(interrupted, self.run_id_factory))
+                elif choice == SET_ASIDE:
+                    plan_store.close_plan(interrupted.path, "stopped")
+                    self.scan_logs()
+                elif message.running:
+                    self.attach(message.running[-1])
+
+            self.push_screen(ResumePlan(interrupted.describe(), str(interrupted.path)), chosen)
+        elif message.running:
+            self.attach(message.running[-1])
+
+    def attach(self, run_path: Path) -> None:
+        """Follow a run started elsewhere (the CLI, an earlier session): Live shows it, x cancels it."""
+        try:
+            plan = attached_plan(run_path)
+        except (OSError, ValueError, KeyError, SpecError) as exc:
+            self.notify(f"{run_path}: {exc}", title="Cannot follow the run", severity="warning")
+            return
+        self.notify(f"{run_path.name} is running: following it (x cancels it)", title="Run in progress")
+        self.start(plan)
 
     async def _stream(self, index: int, proc: WorkerProcess, metrics=None):
         batch: list[dict] = []
@@ -309,13 +435,46 @@ class JouleLabApp(App):
     async def on_run_started(self, message: RunStarted) -> None:
         self.current_run = (message.index, message.run_path)
         await self.live.run_started(message.index)
+        self.load_reference(message.index, message.item.config, message.item.spec.run_id)
         n = len(self.plan.items) if self.plan else 1
         self.sub_title = f"run {message.index + 1}/{n}: {message.item.label}"
+
+    @work(thread=True, group="reference", exclusive=True, exit_on_error=False)
+    def load_reference(self, index: int, config: str, run_id: str) -> None:
+        """The newest complete run of this configuration before this one, as total watts by time."""
+        from engine.store import list_runs, read_events
+
+        for record in reversed(list_runs(self.logs_dir)):
+            summary = record.summary or {}
+            if record.run_id == run_id or record.status != "complete" or summary.get("config") != config:
+                continue
+            events, _ = read_events(record.path / "events.jsonl")
+            t0 = events[0]["t"] if events else 0.0
+            t, w = [], []
+            for e in events:
+                if e["type"] == "sample":
+                    watts = [d.get("w") for n, d in e["domains"].items()
+                             if d.get("w") is not None and d.get("kind") != "platform" and "psys" not in n]
+                    if watts:
+                        t.append(e["t"] - t0)
+                        w.append(sum(watts))
+            if t:
+                self.post_message(ReferenceLoaded(index, f"past {record.run_id}", t, w))
+            return
+
+    def on_reference_loaded(self, message: ReferenceLoaded) -> None:
+        try:
+            if self.live.current == message.index:
+                self.live.graph.set_reference(message.label, message.t, message.w)
+        except NoMatches:  # the lab closed while the past run was read
+            pass
 
     def on_run_events(self, message: RunEvents) -> None:
         self.live.fold(message.index, message.events)
 
     def on_run_finished(self, message: RunFinished) -> None:
+        if message.status == "complete":
+            self.scan_records()
         self.live.run_finished(message.index, message.status, message.error, message.stderr_tail)
         self._history_stale = True
         if self.active_tab == "history":
@@ -339,7 +498,7 @@ class JouleLabApp(App):
             self.results.show(f"Results: {message.plan.title}", message.summaries, note)
             if complete == len(message.plan.items) and self.active_tab == "live":
                 self.show_tab("results")
-        self.live.refresh_text()
+        self.live.plan_finished()
         if self._quit_after_run:
             self.exit()
 
@@ -407,7 +566,7 @@ class JouleLabApp(App):
         from engine.export import ExportError, write
 
         try:
-            paths = write(records, request.fmt, request.out)
+            paths = write(records, request.fmt, request.out, carbon_intensity=self.carbon_intensity)
         except ExportError as exc:
             self.post_message(ExportDone([], str(exc)))
             return
@@ -452,13 +611,18 @@ class JouleLabApp(App):
         def chosen(choice: str | None) -> None:
             if choice == STOP:
                 self._quit_after_run = True
-                self.action_cancel_run()
+                self.action_cancel_run()  # the run going now, whichever it is; nothing new starts
                 self.notify("Stopping the run, then quitting…")
             elif choice == LEAVE:
                 self._detach = True
                 self.left_running = run_path
+                if self.plan is not None and self.plan.plan_file is not None:
+                    plan_store.close_plan(self.plan.plan_file, "left")  # offered to finish next time
                 self.exit()
+                return
+            self._may_start.set()
 
+        self._may_start.clear()  # while the dialog is open the plan starts no new run
         self.push_screen(ConfirmQuit(what, str(run_path)), chosen)
 
 

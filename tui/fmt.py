@@ -13,10 +13,60 @@ SHORT_NOTE = {
 }
 
 
+def number(value: float | None) -> str:
+    """Three significant digits in plain decimal notation, never an exponent (13.4, 0.0219,
+    0.0000604): the one number format of the lab's joules and watts."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if value == 0 or math.isinf(value) or abs(value) >= 100:
+        return fmt_number(value)
+    value = float(f"{value:.3g}")  # round first: 9.996 is 10.0, not 10.00
+    if abs(value) >= 100:
+        return fmt_number(value)
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
+
+
 def joules(value: float | None, source: str | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return SOURCE_MARK.get(source or "", "") + fmt_number(value)
+    return SOURCE_MARK.get(source or "", "") + number(value)
+
+
+def carbon_setting(value: float | None = None) -> tuple[float, str]:
+    """The grid's carbon intensity (g CO2e per kWh) and where it comes from: the given value, else
+    JOULELAB_CARBON_INTENSITY, else the export's default (engine.export), so the lab's gCO2e and
+    an export's emissions agree."""
+    import os
+
+    from engine.export import DEFAULT_CARBON_INTENSITY
+
+    if value is not None:
+        return float(value), "set for this session"
+    env = os.environ.get("JOULELAB_CARBON_INTENSITY")
+    if env:
+        try:
+            return float(env), "JOULELAB_CARBON_INTENSITY"
+        except ValueError:
+            pass
+    return DEFAULT_CARBON_INTENSITY, "world average 2023 (Ember); set JOULELAB_CARBON_INTENSITY"
+
+
+def energy_units(value_j: float | None, source: str | None, g_per_kwh: float) -> str:
+    """One energy three ways: J, Wh and gCO2e at the given carbon intensity, each marked like J."""
+    if value_j is None:
+        return "-"
+    mark = SOURCE_MARK.get(source or "", "")
+    return (f"{mark}{si(value_j, 'J')} · {mark}{si(value_j / 3600, 'Wh')} · "
+            f"{mark}{si(value_j / 3.6e6 * g_per_kwh, 'gCO2e')}")
+
+
+def si(value: float, unit: str) -> str:
+    """Three significant digits with a metric prefix (k, m, µ) that keeps them short: 6.93 mWh."""
+    for prefix, scale in (("k", 1e3), ("", 1.0), ("m", 1e-3), ("µ", 1e-6)):
+        if abs(value) >= scale or prefix == "µ":
+            return f"{number(value / scale)} {prefix}{unit}"
+    return f"{number(value)} {unit}"
 
 
 def duration(seconds: float | None) -> str:

@@ -69,3 +69,23 @@ class DatasetsDescribed(Message):
 class ExportDone(Message):
     paths: list[Path]
     error: str | None = None
+
+
+@dataclass
+class LogsScanned(Message):
+    """What the logs directory holds that the lab could pick up: runs still going (whoever started
+    them) and plans a dropped session left unfinished (engine.plans)."""
+
+    running: list[Path]
+    interrupted: list  # engine.plans.InterruptedPlan, newest first
+    records: list = field(default_factory=list)  # engine.store.RunRecord, every run in the logs
+
+
+@dataclass
+class ReferenceLoaded(Message):
+    """A past complete run of the same configuration: its total watts, to draw under the live run."""
+
+    index: int
+    label: str
+    t: list[float]
+    w: list[float]

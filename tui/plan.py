@@ -53,14 +53,17 @@ class PlanItem:
     label: str  # what this run is within its plan, e.g. "transfer · seed 0"
     config: str  # dataset/size/mode/mechanism, the key engine.stats groups by
     pair: str | None = None  # runs with the same pair are shown side by side while they accumulate
+    follow: bool = False  # a run already going (started elsewhere): followed through its log, not started
+    plan_index: int | None = None  # its place in the plan file (engine.plans), when the plan has one
 
 
 @dataclass(frozen=True)
 class RunPlan:
     title: str
     items: tuple[PlanItem, ...]
-    source: str = "lab"  # lab | preset
+    source: str = "lab"  # lab | preset | attached | resumed
     paired: bool = False
+    plan_file: Path | None = None  # where engine.plans records it (set when it starts)
 
     def pair_members(self, index: int) -> list[int]:
         """Indexes of the runs shown beside run `index` (itself included), in plan order."""
@@ -121,3 +124,41 @@ def preset_plan(path: str | Path, *, logs_dir: Path, data_dir: str | None = None
         groups[c.group] = groups.get(c.group, 0) + 1
     return RunPlan(f"preset {loaded.name}: {len(items)} run{'s' if len(items) != 1 else ''}", tuple(items),
                    "preset", paired=any(n > 1 for n in groups.values()))
+
+
+def plan_items_record(plan: RunPlan) -> list[dict]:
+    """The plan's items as engine.plans records them."""
+    return [{"spec": item.spec.to_dict(), "label": item.label, "config": item.config, "pair": item.pair}
+            for item in plan.items]
+
+
+def attached_plan(run_path: Path) -> RunPlan:
+    """A run started elsewhere and still going, as a plan of one run to follow."""
+    import json
+
+    from engine.spec import spec_from_dict
+    from engine.store import RUN_JSON
+
+    spec = spec_from_dict(json.loads((Path(run_path) / RUN_JSON).read_text())["spec"], str(run_path))
+    config = spec.config or spec.describe()
+    return RunPlan(f"attached to {spec.run_id} (started elsewhere)",
+                   (PlanItem(spec, f"{spec.mode_label} · seed {spec.seed}", config, follow=True),), "attached")
+
+
+def resumed_plan(interrupted, run_id: Callable[[], str]) -> RunPlan:
+    """An interrupted plan's remaining runs (engine.plans.InterruptedPlan): follow those still
+    going, start the others with new run ids."""
+    from engine.spec import spec_from_dict
+
+    items = []
+    for rest in interrupted.remaining:
+        fields = dict(rest.item["spec"])
+        if not rest.follow:
+            fields["run_id"] = run_id()
+        spec = spec_from_dict(fields, str(interrupted.path))
+        items.append(PlanItem(spec, rest.item["label"], rest.item["config"], rest.item.get("pair"),
+                              follow=rest.follow, plan_index=rest.index))
+    pairs = {i.pair for i in items if i.pair}
+    return RunPlan(f"resumed {interrupted.title}", tuple(items), "resumed",
+                   paired=any(sum(1 for i in items if i.pair == p) > 1 for p in pairs),
+                   plan_file=interrupted.path)

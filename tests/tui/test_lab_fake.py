@@ -58,7 +58,7 @@ async def test_cancel_stops_the_worker_and_keeps_its_partial_log(logs: Path) -> 
         await wait_for(pilot, lambda: app.live.states.get(0) and app.live.states[0].metrics, what="the result")
         await press(pilot, "x")
         await wait_settled(pilot, app)
-        assert app.live.statuses == {0: "cancelled", 1: "queued"}  # the plan stopped there
+        assert app.live.statuses == {0: "cancelled", 1: "not run"}  # the plan stopped there
         assert app.active_tab == "live"
         error = app.live.query_one("#live-error", Static)
         assert error.display and "cancelled" in str(error.render())
@@ -145,12 +145,18 @@ async def test_a_preset_runs_from_the_presets_tab(logs: Path, tmp_path: Path) ->
     app = make_app(logs, preset_paths=[preset])
     async with app.run_test(size=(100, 30)) as pilot:
         await press(pilot, "p")
-        assert "mini  2 runs  two runs" in screen_text(app)
+        assert "mini  2 runs  duration unknown  two runs" in screen_text(app)  # never run here
         await press(pilot, "enter")
         await wait_settled(pilot, app)
         assert app.active_tab == "results"
         assert "preset mini" in screen_text(app) and "transfer used" in app.results.verdict_text
         assert {r.spec["preset"] for r in list_runs(logs)} == {"mini"}
+        # Now it has been run here: its line says how long it took (the two runs' durations).
+        took = sum(r.summary["duration_s"] for r in list_runs(logs))
+        await press(pilot, "p")
+        from tui import fmt
+        await wait_for(pilot, lambda: f"mini  2 runs  ~{fmt.duration(took)}  two runs" in screen_text(app),
+                       what="the preset's estimated duration")
 
 
 async def test_an_unavailable_dataset_says_why_and_is_not_run(logs: Path) -> None:
@@ -235,7 +241,7 @@ async def test_every_action_has_a_key_in_the_footer(logs: Path, size) -> None:
             return screen_text(app).splitlines()[-1]
 
         await wait_for(pilot, lambda: "Quit" in footer(), what="the footer")
-        for key in ("r Run", "x Cancel", "lvshp Tabs", "q Quit"):
+        for key in ("r Run", "x Cancel", "lvshpn Views", "q Quit"):
             assert key in footer(), (key, footer())
         await press(pilot, "h")
         await wait_for(pilot, lambda: "Export" in footer(), what="the history keys")

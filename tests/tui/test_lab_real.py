@@ -49,7 +49,7 @@ async def test_a_real_paired_run_live_then_the_comparison(logs: Path) -> None:
         summary = json.loads((list_runs(logs)[0].path / "summary.json").read_text())
         assert transfer.rows["train"].total_net_j == pytest.approx(summary["phases"]["train"]["total"]["net_j"])
         meters = {m["name"]: m["source"] for m in transfer.meters}
-        labels = " ".join(label for label, _, _ in live.graph.labels.values())
+        labels = " ".join(label for label, *_ in live.graph.labels.values())
         for name, source in meters.items():
             assert (f"{name} (modelled)" in labels) == (source == "modelled")
 

@@ -51,7 +51,9 @@ async def test_history_is_bounded_and_modelled_series_are_marked() -> None:
         assert all(len(ts) == 100 for ts, _ in graph.series.values())
         legend = str(graph.query_one(".graph-legend", Static).render())
         assert "cpu (modelled)" in legend and "package-0" in legend and "package-0 (" not in legend
-        assert graph.labels["cpu"][2] is True and "dim" in graph.labels["cpu"][1]
+        # Modelled: dashed, never dim (dim vanishes under NO_COLOR); its own glyphs
+        assert graph.labels["cpu"][2] is True and "dim" not in graph.labels["cpu"][1]
+        assert graph.labels["cpu"][3] != graph.labels["package-0"][3]
         assert graph.labels["package-0"][2] is False
         await wait_for(pilot, lambda: graph.redraws >= 1, what="a redraw")
         assert len(graph.plot.dashed) == 1  # the modelled series, drawn dashed

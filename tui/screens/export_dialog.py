@@ -53,7 +53,9 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
 
     @on(Select.Changed, "#format")
     def _format(self, event: Select.Changed) -> None:
-        self.query_one("#out", Input).value = str(default_out(self.logs_dir, str(event.value), self.stamp))
+        out = self.query_one("#out", Input)
+        out.value = str(default_out(self.logs_dir, str(event.value), self.stamp))
+        out.focus()  # a format chosen: the next Enter exports, rather than reopening the list
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")

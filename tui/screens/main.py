@@ -17,7 +17,7 @@ from tui.widgets.live_view import LiveView
 from tui.widgets.presets_view import PresetsView
 from tui.widgets.results_view import ResultsView
 
-TABS = Binding.Group("Tabs", compact=True)
+TABS = Binding.Group("Views", compact=True)  # the five tabs, and n: the message log
 TAB_IDS = {"lab": "tab-lab", "live": "tab-live", "results": "tab-results", "history": "tab-history",
            "presets": "tab-presets"}
 
@@ -32,7 +32,12 @@ class MainScreen(Screen):
         Binding("s", "show_tab('results')", "Results", group=TABS, priority=True),
         Binding("h", "show_tab('history')", "History", group=TABS, priority=True),
         Binding("p", "show_tab('presets')", "Presets", group=TABS, priority=True),
+        Binding("n", "app.messages", "Messages", group=TABS, priority=True),
         Binding("q", "app.quit", "Quit", priority=True),
+        # The Live graph's view: shown and active on the Live tab only.
+        Binding("w", "graph('window')", "Window"),
+        Binding("plus,equals_sign", "graph('in')", "Zoom", key_display="+"),
+        Binding("minus", "graph('out')", "Unzoom", key_display="-"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -51,8 +56,20 @@ class MainScreen(Screen):
                 yield PresetsView(app.preset_paths, id="presets")
         yield Footer(compact=True)
 
+    composed = False  # True once every tab's widgets are mounted: keys before that are ignored
+
     def on_mount(self) -> None:
+        self.composed = True
         self.app.find_datasets()
+        self.app.scan_logs()  # runs still going and unfinished plans: follow or offer to finish them
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "graph":
+            return self.composed and self.app.active_tab == "live"
+        return self.composed
+
+    def action_graph(self, how: str) -> None:
+        self.app.live.graph.zoom(how)
 
     def action_show_tab(self, name: str) -> None:
         self.app.show_tab(name)
@@ -61,3 +78,4 @@ class MainScreen(Screen):
         self.set_class(self.size.height < 32, "-short")
         self.set_class(self.size.width < 110, "-narrow")
         self.set_class(self.size.width >= 140, "-wide")
+        self.set_class(self.size.width < 70, "-tiny")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
@@ -23,6 +24,24 @@ class Tick(Checkbox):
         return super()._button
 
 
+class NumberField(Input):
+    """A number field that takes only what a number is made of. Every other key falls through to
+    the screen, so r, x, q and the tab letters work while it has focus; Escape leaves it."""
+
+    BINDINGS = [Binding("escape", "leave", "Leave field", show=False)]
+    CHARS = {"integer": "0123456789-+", "number": "0123456789-+.eE"}
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return character is not None and character in self.CHARS.get(self.type, "")
+
+    def action_leave(self) -> None:
+        run = self.screen.query_one("#run", Button)
+        if run.disabled:
+            self.screen.set_focus(None)
+        else:
+            run.focus()
+
+
 HELP = Text.assemble(
     ("What the choices mean\n", "bold"),
     ("scratch", "bold"), "  trains the network on the target people from random weights.\n",
@@ -34,6 +53,8 @@ HELP = Text.assemble(
     ("Mechanisms", "bold"), "  are measured against the plain baseline: normalization of the inputs, "
                             "batch-norm layers, augmentation of the training windows, pruning 50 % of the "
                             "weights then fine-tuning.\n",
+    ("Keys", "bold"), "  work from every field: number fields take digits only, so letters are the "
+                      "lab's keys there too; Escape leaves a field.\n",
     ("Energy", "bold"), "  is net of the idle baseline measured before each run; ~ marks an estimate, "
                         "made where no hardware counter could be read, and never shown as a measurement.",
     style="dim",
@@ -53,7 +74,11 @@ def dataset_options(entries: list[dict]) -> list[tuple[str, str]]:
     for e in entries:
         name = e["name"]
         label = DATASET_LABELS.get(name, name)
-        options.append((label if e.get("found") else f"{label} (not available)", name))
+        if e.get("checking"):
+            label = f"{label} (checking…)"
+        elif not e.get("found"):
+            label = f"{label} (not available)"
+        options.append((label, name))
     return options
 
 
@@ -91,7 +116,8 @@ class LabForm(Vertical):
         defaults = defaults or {}
         self._epochs = defaults.get("epochs", base.epochs)
         self._sample_hz = defaults.get("sample_hz", base.sample_hz)
-        self.entries: list[dict] = fallback_entries("looking for the real datasets…")
+        # Until engine.data.locate has answered, the real datasets are "checking…", not missing.
+        self.entries: list[dict] = [{**e, "checking": True} if not e["found"] else e for e in fallback_entries()]
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -113,11 +139,11 @@ class LabForm(Vertical):
             yield Tick("prune 50%", False, compact=True, id="prune")
         with Horizontal(classes="form-row"):
             yield Label("Epochs", classes="form-label")
-            yield Input(str(self._epochs), type="integer", compact=True, id="epochs", classes="number")
+            yield NumberField(str(self._epochs), type="integer", compact=True, id="epochs", classes="number")
             yield Label("Trials", classes="form-label-inline")
-            yield Input("1", type="integer", compact=True, id="trials", classes="number")
+            yield NumberField("1", type="integer", compact=True, id="trials", classes="number")
             yield Label("Sampling Hz", classes="form-label-inline")
-            yield Input(f"{self._sample_hz:g}", type="number", compact=True, id="sample-hz", classes="number")
+            yield NumberField(f"{self._sample_hz:g}", type="number", compact=True, id="sample-hz", classes="number")
         with Horizontal(classes="form-row"):
             yield Label("Device", classes="form-label")
             yield Select(list(DEVICE_CHOICES), value="auto", allow_blank=False, compact=True, id="device")
@@ -145,7 +171,9 @@ class LabForm(Vertical):
         entry = next((e for e in self.entries if e["name"] == chosen), None)
         missing = [e for e in self.entries if not e.get("found")]
         note = self.query_one("#dataset-note", Static)
-        if entry is not None and not entry.get("found"):
+        if any(e.get("checking") for e in self.entries):
+            note.update(Text("checking which real datasets are here…", style="dim"))
+        elif entry is not None and not entry.get("found"):
             note.update(Text(dataset_reason(entry), style="bold yellow"))
         elif missing:
             names = ", ".join(DATASET_LABELS.get(e["name"], e["name"]) for e in missing)
@@ -158,6 +186,9 @@ class LabForm(Vertical):
         """The form as a LabChoice; FormError names the first field that cannot be used."""
         dataset = self.query_one("#dataset", Select).value
         entry = next((e for e in self.entries if e["name"] == dataset), None)
+        if entry is not None and entry.get("checking"):
+            label = DATASET_LABELS.get(dataset, dataset)
+            raise FormError(f"{label}: still checking whether it is here; press r again in a moment")
         if entry is not None and not entry.get("found"):
             label = DATASET_LABELS.get(dataset, dataset)
             raise FormError(dataset_reason(entry, full=True),

@@ -19,8 +19,9 @@ from tui.plan import RunPlan
 from tui.widgets.power_graph import PowerGraph
 from tui.widgets.run_totals import RunTotals
 
-TICK_HZ = 4.0  # the graph's redraw rate
-TEXT_EVERY = 2  # the numbers change on every other tick: 2 Hz is plenty to read them
+IDLE_HINT = "Nothing running: r runs the Lab's choice; p lists presets."  # one line at 80 columns
+TICK_HZ = 2.0  # text and graph redraw rate: one screen update each half second, cheap at 200x60
+TEXT_EVERY = 2  # the numbers once a second: enough to read them, and half the repaints
 
 
 def set_text(widget: Static, text: Text, layout: bool = False) -> None:
@@ -45,8 +46,7 @@ class LiveView(Vertical):
         self._dirty = False
 
     def compose(self) -> ComposeResult:
-        yield Static("Nothing running. Choose a configuration on the Lab tab and press r, "
-                     "or run a preset from the Presets tab.", id="live-title")
+        yield Static(IDLE_HINT, id="live-title")
         yield Static("", id="live-progress")
         yield PowerGraph(id="power-graph", redraw_hz=None)  # drawn on this view's timer
         yield Horizontal(id="live-totals")
@@ -79,17 +79,23 @@ class LiveView(Vertical):
         self._dirty = True
 
     async def run_started(self, index: int) -> None:
+        members = self.plan.pair_members(index) if self.plan else [index]
+        if members == self.shown_pair and self.current is not None and self.current in members:
+            # The next run of the pair: the one before stays on the graph, on the same time axis.
+            self.graph.next_run(self.plan.items[self.current].label if self.plan else None)
+        else:
+            self.graph.reset()
         self.current = index
         self.states[index] = RunState()
         self.statuses[index] = "running"
-        self.graph.reset()
-        members = self.plan.pair_members(index) if self.plan else [index]
         if members != self.shown_pair:
             self.shown_pair = members
             box = self.query_one("#live-totals", Horizontal)
             await box.remove_children()
             self.totals = {i: RunTotals(self.plan.items[i].label if self.plan else f"run {i + 1}",
                                         classes="run-totals") for i in members}
+            for widget in self.totals.values():
+                widget.g_per_kwh = self.app.carbon_intensity
             await box.mount_all(list(self.totals.values()))
         self._dirty = True
 
@@ -108,6 +114,10 @@ class LiveView(Vertical):
                 graph.set_meters(state.meters)
             elif kind == "phase_start":
                 graph.add_boundary(state.since_start(event["t"]), event["phase"])
+            elif kind == "phase_end" and event["phase"] != "test":
+                graph.add_boundary(state.since_start(event["t"]), "setup")  # until the next phase starts
+            elif kind == "epoch":
+                graph.add_epoch(state.since_start(event["t"]))
         self._dirty = True
 
     def run_finished(self, index: int, status: str, error: str | None, stderr_tail: str) -> None:
@@ -126,6 +136,14 @@ class LiveView(Vertical):
             panel.display = True
             panel.set_class(status == "cancelled", "-cancelled")
         self._dirty = True
+
+    def plan_finished(self) -> None:
+        """The plan ended: runs still queued will not run (no 'more runs' left on the screen)."""
+        for i, status in self.statuses.items():
+            if status in ("queued", "running"):
+                self.statuses[i] = "not run" if status == "queued" else "ended"
+        self._dirty = True
+        self.refresh_text()
 
     def show_error(self, message: str) -> None:
         panel = self.query_one("#live-error", Static)
@@ -214,6 +232,7 @@ class LiveView(Vertical):
         text = Text(fmt.source_notes(sources), style="dim")
         if sources:
             text.append(" · J net of the idle baseline", style="dim")
+            text.append(f"\ngCO2e at {self.app.carbon_intensity:g} g/kWh ({self.app.carbon_source})", style="dim")
         if s.missing:
             text.append("\nnot metered: " + "; ".join(m.get("reason", m.get("meter", "")) for m in s.missing),
                         style="dim")

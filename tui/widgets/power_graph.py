@@ -10,8 +10,14 @@ timer (4 Hz) only when something changed, and only while they are shown.
 - The y-axis bound moves at most once a second, and the x-axis ends on a round number and
   moves in steps: between steps the drawn part stays put and only the rows the newest points
   touch are repainted and sent to the terminal (a live graph costs little over SSH).
-- A modelled domain (an estimate, not a measurement) is drawn dashed and dim and labelled
-  "(modelled)"; a measured one is a solid line. The dashes survive NO_COLOR.
+- A modelled domain (an estimate, not a measurement) is drawn dashed and labelled "(modelled)";
+  a measured one is a solid line. Each domain has its own glyphs (braille, half blocks,
+  quadrants), so series stay apart without colour (NO_COLOR), and no line is drawn dim.
+- The paired runs share one time axis, each from its own t = 0: when the next run of a pair
+  starts, the one before stays as a grey dashed line of its total watts; a past run of the same
+  configuration can be laid under as a reference. Phase names are the current run's only.
+- Ticks say their units (W, s); epochs are ticked along the bottom; a rolling window and zoom
+  show the newest seconds.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual_hires_canvas import Canvas, HiResMode
 from textual_plot import PlotWidget
+from textual_plot.axis_formatter import NumericAxisFormatter
 from textual_plot.plot_widget import Legend
 
 REDRAW_HZ = 4.0
@@ -55,6 +62,22 @@ PALETTE = {
     "platform": ["white"],
 }
 OTHER = ["bright_red", "orange3", "white"]
+# Glyphs per series, in order, with the legend's swatch for each: told apart without colour.
+GLYPHS = [(HiResMode.BRAILLE, "⣀⣀"), (HiResMode.HALFBLOCK, "▄▄"), (HiResMode.QUADRANT, "▗▖")]
+OVERLAY_STYLE = "grey70"  # the pair's earlier run
+REFERENCE_STYLE = "grey50"  # a past run of the same configuration
+ZOOM_STEPS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # the rolling window's widths, in seconds
+
+
+class UnitFormatter(NumericAxisFormatter):
+    """Numeric ticks that say their unit: 20 W, 15 s."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def get_labels_for_ticks(self, ticks):
+        return [f"{label}{self.unit}" for label in super().get_labels_for_ticks(ticks)]
 
 
 def nice_ceiling(value: float) -> float:
@@ -198,6 +221,7 @@ class _Plot(PlotWidget):
         self.can_focus = False
         self.dashed: set[int] = set()  # ids of datasets drawn dashed
         self.markers: list[tuple[float, str]] = []  # (x, label) written at the top of each v-line
+        self.ticks: list[float] = []  # x of each epoch's end, ticked on the bottom row
         self.last_render_s = 0.0
 
     def _render_plot(self) -> None:
@@ -223,7 +247,15 @@ class _Plot(PlotWidget):
             canvas = self.query_one("#plot", Canvas)
         except Exception:  # noqa: BLE001 - not composed yet
             return
-        if canvas._canvas_size is None or not self.markers:
+        if canvas._canvas_size is None:
+            return
+        # Epoch ticks along the bottom row, inside the frame.
+        bottom = canvas._canvas_size.height - 2
+        for x in self.ticks:
+            if self._x_min <= x <= self._x_max:
+                px, _ = self.get_pixel_from_coordinate(x, 0)
+                canvas.write_text(px, bottom, "[bold]┴")
+        if not self.markers:
             return
         # Phase names just right of their boundary, on the first row inside the frame; a name
         # that would run into the next one is shortened, then left out.
@@ -269,8 +301,8 @@ class _Plot(PlotWidget):
         else:
             super()._rerender()
 
-    def plot_dataset(self, x, y, style: str, dashed: bool = False) -> None:
-        self.plot(x, y, line_style=style, hires_mode=HiResMode.BRAILLE)
+    def plot_dataset(self, x, y, style: str, dashed: bool = False, mode: HiResMode = HiResMode.BRAILLE) -> None:
+        self.plot(x, y, line_style=style, hires_mode=mode)
         if dashed:
             self.dashed.add(id(self._datasets[-1]))
 
@@ -305,6 +337,8 @@ class _GraphBase(Widget):
         plot = self.plot
         # Units and names go in the legend line above, so the plot keeps every row for data.
         plot.margin_top, plot.margin_bottom, plot.margin_left = 0, 1, 7
+        plot.set_x_formatter(UnitFormatter(" s"))
+        plot.set_y_formatter(UnitFormatter("W"))
         if self._redraw_hz:
             self._timer = self.set_interval(1 / self._redraw_hz, self.tick)
 
@@ -364,17 +398,61 @@ class PowerGraph(_GraphBase):
         super().__init__(redraw_hz=redraw_hz, id=id, classes=classes)
         self.history = history
         self.series: dict[str, tuple[deque, deque]] = {}
-        self.labels: dict[str, tuple[str, str, bool]] = {}  # name -> (label, style, dashed)
+        self.labels: dict[str, tuple[str, str, bool, int]] = {}  # name -> (label, style, dashed, glyph)
         self.boundaries: list[tuple[float, str]] = []
+        self.epochs: list[float] = []
+        self.total: tuple[deque, deque] = (deque(maxlen=history), deque(maxlen=history))  # counted domains
+        self.overlays: list[tuple[str, np.ndarray, np.ndarray]] = []  # the pair's earlier runs: total W
+        self.reference: tuple[str, np.ndarray, np.ndarray] | None = None  # a past run: total W
+        self.window_s: float | None = None  # a rolling window of the newest seconds, or the whole run
         self._y_max: float | None = None
         self._y_changed_at = -math.inf
         self._x_span: float | None = None
 
     # -- data in -------------------------------------------------------------------------
     def reset(self) -> None:
+        """A new plan: nothing of the runs before stays."""
+        self.overlays = []
+        self.reference = None
+        self._clear_run()
+
+    def next_run(self, keep_as: str | None) -> None:
+        """The next run of a pair starts: the current one's total stays as a grey line (labelled
+        `keep_as`) on the same time axis; its phases and epochs go."""
+        if keep_as is not None and self.total[0]:
+            ts, ws = self.total
+            self.overlays.append((keep_as, np.fromiter(ts, float, len(ts)), np.fromiter(ws, float, len(ws))))
+        self._clear_run()
+
+    def set_reference(self, label: str, t, w) -> None:
+        """A past run of the same configuration, drawn under the live one (total W)."""
+        self.reference = (label, np.asarray(t, float), np.asarray(w, float))
+        self._update_legend()
+        self.mark_dirty()
+
+    def add_epoch(self, t: float) -> None:
+        self.epochs.append(t)
+        self._dirty = True
+
+    def zoom(self, how: str) -> None:
+        """in / out: a narrower or wider rolling window; window: the newest 60 s, or the whole run."""
+        if how == "window":
+            self.window_s = None if self.window_s else 60.0
+        elif how == "in":
+            self.window_s = max([s for s in ZOOM_STEPS if s < (self.window_s or math.inf)] or [ZOOM_STEPS[0]])
+        elif how == "out" and self.window_s is not None:
+            wider = [s for s in ZOOM_STEPS if s > self.window_s]
+            self.window_s = wider[0] if wider else None
+        self._x_span = None
+        self._update_legend()
+        self.mark_dirty()
+
+    def _clear_run(self) -> None:
         self.series.clear()
         self.labels.clear()
         self.boundaries = []
+        self.epochs = []
+        self.total = (deque(maxlen=self.history), deque(maxlen=self.history))
         self._y_max = None
         self._y_changed_at = -math.inf
         self._x_span = None
@@ -389,20 +467,28 @@ class PowerGraph(_GraphBase):
     def add_sample(self, t: float, watts: dict[str, tuple[float | None, str | None]]) -> None:
         """One sample: seconds since the run started, and per domain (watts, source)."""
         new = False
+        total = None
         for name, (w, source) in watts.items():
             if w is None:
                 continue
+            if _guess_kind(name) != "platform":  # psys would count the others twice
+                total = (total or 0.0) + w
             if name not in self.series:
                 self._ensure(name, source, None)
                 new = True
             ts, ws = self.series[name]
             ts.append(t)
             ws.append(w)
+        if total is not None:
+            self.total[0].append(t)
+            self.total[1].append(total)
         if new:
             self._update_legend()
         self._dirty = True
 
     def add_boundary(self, t: float, phase: str) -> None:
+        if self.boundaries and self.boundaries[-1][1] == "setup" and t - self.boundaries[-1][0] < 0.3:
+            self.boundaries.pop()  # the next phase came straight after: no setup worth marking
         self.boundaries.append((t, phase))
         self._dirty = True
 
@@ -413,19 +499,30 @@ class PowerGraph(_GraphBase):
         used = sum(1 for n in self.labels if n != name and _guess_kind(n) == kind)
         colours = PALETTE.get(kind, OTHER)
         modelled = source == "modelled"
-        style = colours[used % len(colours)] + (" dim" if modelled else "")
+        style = colours[used % len(colours)]
         label = f"{name} (modelled)" if modelled else (f"{name} (polled)" if source == "polled" else name)
-        self.labels[name] = (label, style, modelled)
+        glyph = list(self.series).index(name) % len(GLYPHS)
+        self.labels[name] = (label, style, modelled, glyph)
 
     def _update_legend(self) -> None:
         text = Text("W by s", style="bold")
         for name in self.series:
-            label, style, dashed = self.labels[name]
+            label, style, dashed, glyph = self.labels[name]
             text.append("  ")
-            text.append("╍╍ " if dashed else "━━ ", style=style)
+            text.append(GLYPHS[glyph][1] + ("┄ " if dashed else " "), style=style)
             text.append(label)
+        for label, *_ in self.overlays:
+            text.append("  ")
+            text.append("▗▖┄ ", style=OVERLAY_STYLE)
+            text.append(label)
+        if self.reference is not None:
+            text.append("  ")
+            text.append("▗▖┄ ", style=REFERENCE_STYLE)
+            text.append(self.reference[0], style=REFERENCE_STYLE)
         if self.boundaries or self.series:
-            text.append("  │ phase", style="dim")
+            text.append("  │ phase ┴ epoch", style="dim")
+        if self.window_s:
+            text.append(f"  last {self.window_s:g} s", style="bold")
         self.query_one(".graph-legend", Static).update(text)
 
     # -- drawing -------------------------------------------------------------------------
@@ -435,6 +532,8 @@ class PowerGraph(_GraphBase):
 
     def desired_y_max(self) -> float | None:
         peaks = [max(ws) for _, ws in self.series.values() if ws]
+        peaks += [float(w.max()) for _, _, w in self.overlays + ([self.reference] if self.reference else []) if len(w)]
+        peaks += [max(self.total[1])] if self.total[1] else []
         if not peaks:
             return None
         return nice_ceiling(max(peaks) * 1.1 if max(peaks) > 0 else 1.0)
@@ -452,27 +551,41 @@ class PowerGraph(_GraphBase):
             plot.set_ylimits(0, 1)
             return
         first, last = min(a for a, _ in spans), max(b for _, b in spans)
+        others = self.overlays + ([self.reference] if self.reference else [])
         full = any(len(ts) >= self.history for ts, _ in self.series.values())
         # The x-axis ends on a round number and moves in steps, like the y-axis: between two
         # steps, what is drawn stays put and only the newest points are new.
         x0 = min(first, self.boundaries[0][0]) if self.boundaries and not full else first
-        if self._x_span is None or last - x0 > self._x_span or full:
-            self._x_span = nice_ceiling(max(1.0, (last - x0) * 1.1))
-        if full:  # older samples fall off: the axis starts on a step of a twentieth
+        if others and not full:
+            x0 = min(x0, 0.0)  # each run from its own t = 0, on one axis
+        end = max([last] + [float(t[-1]) for _, t, _ in others if len(t)])
+        if self.window_s:  # the newest seconds of the current run, moving in twentieths
+            self._x_span = self.window_s
+            step = self.window_s / 20
+            x0 = max(0.0, math.ceil((last - self.window_s) / step) * step) if last > self.window_s else min(x0, 0.0)
+        elif self._x_span is None or end - x0 > self._x_span or full:
+            self._x_span = nice_ceiling(max(1.0, (end - x0) * 1.1))
+        if full and not self.window_s:  # older samples fall off: the axis starts on a step of a twentieth
             step = self._x_span / 20
             x0 = math.floor(first / step) * step
         x1 = x0 + self._x_span
+        for i, (_, t, w) in enumerate(others):
+            if len(t):
+                style = REFERENCE_STYLE if self.reference is not None and i == len(others) - 1 else OVERLAY_STYLE
+                ot, ow = decimate(t, w, x0, self._x_span / max(2, self.plot_width))
+                plot.plot_dataset(ot, ow, style, dashed=True, mode=HiResMode.QUADRANT)
         bucket_s = self._x_span / max(2, self.plot_width)  # two points (min, max) a column
         for name, (ts, ws) in self.series.items():
             if not ts:
                 continue
             t, w = decimate(np.fromiter(ts, float, len(ts)), np.fromiter(ws, float, len(ws)), x0, bucket_s)
-            _, style, dashed = self.labels[name]
-            plot.plot_dataset(t, w, style, dashed)
+            _, style, dashed, glyph = self.labels[name]
+            plot.plot_dataset(t, w, style, dashed, GLYPHS[glyph][0])
         for t, _phase in self.boundaries:
             if x0 <= t <= x1:
                 plot.add_v_line(t, "grey50")
         plot.markers = [(t, phase) for t, phase in self.boundaries if x0 <= t <= x1]
+        plot.ticks = [t for t in self.epochs if x0 <= t <= x1]
         want = self.desired_y_max()
         now = clock()
         if self._y_max is None or (want != self._y_max and now - self._y_changed_at >= Y_BOUND_EVERY_S):

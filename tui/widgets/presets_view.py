@@ -14,6 +14,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine import presets
+from tui import fmt
 from tui.plan import DATASET_LABELS
 
 
@@ -44,18 +45,55 @@ class SlurmJobsChanged(Message):
         self.lines, self.finished, self.error = lines, finished, error
 
 
-def describe(path: Path) -> tuple[str, str, set[str]]:
+# Fields that make one run of a spec differ from another of the same work: not part of the match.
+NOT_WORK = {"run_id", "seed", "logs_dir", "config", "preset", "batch", "data_dir", "tdp_w"}
+
+
+def work_key(spec: dict) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in spec.items() if k not in NOT_WORK))
+
+
+def past_durations(records) -> dict[tuple, list[float]]:
+    """Seconds each kind of work took on this machine: complete runs on this host, by work key."""
+    import socket
+
+    host = socket.gethostname()
+    found: dict[tuple, list[float]] = {}
+    for r in records:
+        s = r.summary or {}
+        if r.status == "complete" and s.get("duration_s") and s.get("host", host) == host:
+            found.setdefault(work_key(s.get("spec") or r.spec), []).append(float(s["duration_s"]))
+    return found
+
+
+def estimate(planned, durations: dict[tuple, list[float]]) -> float | None:
+    """The plan's duration from past runs of the same work here, or None if any run is new."""
+    total = 0.0
+    for p in planned:
+        seen = durations.get(work_key(p.spec.to_dict()))
+        if not seen:
+            return None
+        total += sum(seen) / len(seen)
+    return total
+
+
+def describe(path: Path, durations: dict[tuple, list[float]] | None = None) -> tuple[str, str, set[str]]:
     """(one line for the list, the details, the datasets it needs) for a preset file; a broken
-    file says why."""
+    file says why. The line says how many runs, and how long they took here before (or unknown)."""
     try:
         loaded = presets.load(str(path))
     except presets.PresetError as exc:
         return f"{path.stem}  (cannot be used)", str(exc), set()
-    runs = len(loaded.plan())
+    planned = loaded.plan()
+    runs = len(planned)
+    took = estimate(planned, durations or {})
+    how_long = f"~{fmt.duration(took)}" if took is not None else "duration unknown"
     keys = "\n".join(f"  {c.key}" for c in loaded.configs)
     details = (f"{loaded.name}: {loaded.description}\n{path}\n{len(loaded.configs)} configurations x "
                f"{loaded.trials} trial{'s' if loaded.trials != 1 else ''} = {runs} runs:\n{keys}")
-    return (f"{loaded.name}  {runs} run{'s' if runs != 1 else ''}  {loaded.description}", details,
+    details += ("\nestimated from past runs of the same specs on this machine" if took is not None else
+                "\nno past run of some of its specs on this machine: duration unknown")
+    return (f"{loaded.name}  {runs} run{'s' if runs != 1 else ''}  {how_long}  {loaded.description}", details,
             {c.dataset for c in loaded.configs})
 
 
@@ -66,6 +104,7 @@ class PresetsView(Vertical):
         self.details: dict[str, str] = {}
         self.needs: dict[str, set[str]] = {}
         self.missing: dict[str, str] = {}  # dataset -> why it is not available here
+        self.durations: dict[tuple, list[float]] = {}  # past runs here, for the estimates
 
     def compose(self) -> ComposeResult:
         yield Static(Text.assemble(("Presets", "bold"),
@@ -82,7 +121,7 @@ class PresetsView(Vertical):
         option_list = self.query_one(PresetList)
         option_list.clear_options()
         for path in self.paths:
-            line, details, needs = describe(path)
+            line, details, needs = describe(path, self.durations)
             self.details[str(path)] = details
             self.needs[str(path)] = needs
             lacking = sorted(needs & set(self.missing))
@@ -103,6 +142,14 @@ class PresetsView(Vertical):
     def set_datasets(self, entries: list[dict]) -> None:
         self.missing = {e["name"]: e.get("reason") or e.get("problem") or "not found"
                         for e in entries if not e.get("found")}
+        highlighted = self.query_one(PresetList).highlighted
+        self.reload()
+        if highlighted is not None and self.paths:
+            self.query_one(PresetList).highlighted = min(highlighted, len(self.paths) - 1)
+
+    def set_history(self, records) -> None:
+        """Past runs (engine.store records): each preset's line says how long it took here."""
+        self.durations = past_durations(records)
         highlighted = self.query_one(PresetList).highlighted
         self.reload()
         if highlighted is not None and self.paths:

@@ -72,18 +72,24 @@ class RunTotals(Static):
         super().__init__("", id=id, classes=classes)
         self.title = title
         self.status = "queued"
+        self.g_per_kwh = fmt.carbon_setting()[0]  # the app sets its own (configurable) figure
 
     def show(self, state: RunState | None, status: str | None = None) -> None:
         if status:
             self.status = status
         head = Text.assemble((self.title, "bold"), "  ", (self.status, STATUS_STYLE.get(self.status, "")))
         if state is None or not state.rows:
-            self._set(("waiting", self.status), 2, lambda: Group(head, Text("waiting for the worker…", style="dim")))
+            waiting = {"queued": "queued: starts when the run before it ends",
+                       "running": "waiting for the worker…"}.get(self.status, "did not run: the plan stopped")
+            self._set(("waiting", self.status), 2, lambda: Group(head, Text(waiting, style="dim")))
             return
         header, rows = totals_rows(state, running=self.status == "running")
-        key = (self.status, tuple(header), tuple((tuple(cells), style) for cells, style in rows))
+        net = sum(r.total_net_j for p, r in state.rows.items() if p != "idle" and r.total_net_j is not None)
+        units = Text(" " + fmt.energy_units(net, state.overall_source, self.g_per_kwh), style="bold",
+                     no_wrap=True, overflow="ellipsis")
+        key = (self.status, tuple(header), tuple((tuple(cells), style) for cells, style in rows), units.plain)
         cut = any(cells[0].endswith(CUT) for cells, _ in rows)
-        self._set(key, 2 + len(rows) + cut, lambda: Group(head, totals_text(header, rows)))
+        self._set(key, 3 + len(rows) + cut, lambda: Group(head, totals_text(header, rows), units))
 
     def _set(self, key, lines: int, make) -> None:
         """Repaint only when something changed; lay out again only when the height did."""

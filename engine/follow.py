@@ -1,0 +1,117 @@
+"""Follow a run that something else started (the CLI, an earlier lab session): its events come
+from tailing its events.jsonl, and a cancel signals the pid its run.json records, only while that
+pid is still the same process (its start time matches), never a process that reused the pid.
+
+`FollowedRun` has WorkerProcess's reading side (run_path, spec, events(), wait(), cancel()), so
+whatever streams a worker's events streams a followed run's the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from engine.plans import run_alive, same_process_alive
+from engine.protocol import ProtocolError, decode
+from engine.runner import CANCEL_GRACE_S, RunOutcome
+from engine.spec import spec_from_dict
+from engine.store import EVENTS, RUN_JSON, SUMMARY
+
+POLL_S = 0.2  # how often the log is read for new lines
+
+
+class FollowedRun:
+    def __init__(self, run_path: Path) -> None:
+        self.run_path = Path(run_path)
+        self.manifest = json.loads((self.run_path / RUN_JSON).read_text())
+        self.spec = spec_from_dict(self.manifest["spec"], str(self.run_path / RUN_JSON))
+        self.pid = self.manifest.get("pid")
+        self.pid_started = self.manifest.get("pid_started")
+        self.events_seen = 0
+        self.bad_lines = 0
+        self.cancelled = False
+        self.last_error: str | None = None
+        self.result: dict | None = None
+
+    def alive(self) -> bool:
+        return run_alive(self.run_path)
+
+    async def events(self) -> AsyncIterator[dict]:
+        """Every event logged so far, then each new one, until the run's done event or its end."""
+        path = self.run_path / EVENTS
+        partial = b""
+        offset = 0
+        while True:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+            except FileNotFoundError:
+                chunk = b""
+            offset += len(chunk)
+            data = partial + chunk
+            lines = data.split(b"\n")
+            partial = lines.pop()  # an unfinished line waits for its end
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    event = decode(line)
+                except ProtocolError:
+                    self.bad_lines += 1
+                    continue
+                self.events_seen += 1
+                if event["type"] == "error":
+                    self.last_error = event.get("message")
+                elif event["type"] == "result":
+                    self.result = event
+                yield event
+                if event["type"] == "done":
+                    return
+            if not chunk and not self.alive():
+                return
+            await asyncio.sleep(POLL_S)
+
+    async def wait(self) -> RunOutcome:
+        while self.alive():
+            await asyncio.sleep(POLL_S)
+        try:
+            summary = json.loads((self.run_path / SUMMARY).read_text())
+        except (OSError, json.JSONDecodeError):
+            summary = None
+        if summary is not None:
+            status, error = summary.get("status", "failed"), summary.get("error")
+        else:
+            status = "cancelled" if self.cancelled else "crashed"
+            error = self.last_error or ("cancelled" if self.cancelled else "the worker ended without a summary")
+        return RunOutcome(self.spec.run_id, self.run_path, -1, status, self.events_seen, self.bad_lines,
+                          error, self.result)
+
+    async def cancel(self, grace_s: float = CANCEL_GRACE_S) -> None:
+        """SIGTERM the run's process group, then SIGKILL what is left: only while the recorded pid
+        is the same process (start time), so a reused pid is never signalled."""
+        if not same_process_alive(self.pid, self.pid_started) or self.pid_started is None:
+            return
+        self.cancelled = True
+        _signal_group(self.pid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while loop.time() < deadline and same_process_alive(self.pid, self.pid_started):
+            await asyncio.sleep(0.05)
+        if same_process_alive(self.pid, self.pid_started):
+            _signal_group(self.pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """The worker leads its own session (engine.runner starts it so): signal its whole group."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:  # not a group leader: its group may hold the shell that started it; only the pid
+            os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
