@@ -278,7 +278,7 @@ def test_resume_with_nothing_submitted_is_exit_2(tmp_path, monkeypatch):
 
     from engine.cli import app
 
-    result = CliRunner().invoke(app, ["run", "--resume", "--logs", str(tmp_path)])
+    result = CliRunner().invoke(app, ["run", "--executor", "slurm", "--resume", "--logs", str(tmp_path)])
     assert result.exit_code == 2
     assert "nothing to resume" in result.output
 
