@@ -487,7 +487,6 @@ def runs_cmd(logs: LogsOption = None,
              every: Annotated[bool, typer.Option("--all", help=f"List every run, not only the newest {RUNS_SHOWN}")] = False,
              ) -> None:
     """List past runs: id, when, preset, configuration, status, energy, accuracy."""
-    from rich.table import Table
 
     from engine.store import list_runs, run_dirs
 

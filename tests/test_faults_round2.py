@@ -22,7 +22,7 @@ from engine.runner import run_spec
 from engine.spec import spec_from_dict
 from engine.store import list_runs, load_run
 from tests.fakes.powercap import PowercapTree
-from tests.helpers import REPO, TINY, the_run_dir, tiny_spec
+from tests.helpers import REPO, the_run_dir, tiny_spec
 from tests.test_faults import cli, preset_file, training_worker, wait_for
 
 LONG = {"epochs": 200, "synthetic_seconds": 60.0}

@@ -3,11 +3,9 @@ the datasets are looked for, and one number format."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 
-from textual.widgets import Static
 
 from tests.tui.conftest import DATASETS_NONE_FOUND, fake_command, make_app, press, wait_for, wait_settled
 from tests.tui.screen_text import screen_text
