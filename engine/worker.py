@@ -798,9 +798,12 @@ def read_spec(argv: list[str]) -> RunSpec:
 
 # OpenMP threads that wait for work by spinning burn CPU time that the energy model counts, and on
 # a busy machine they fight the other processes for cores: one training step took 420 ms instead
-# of 9 ms with one core taken by another process. Waiting passively costs nothing measurable when
-# the machine is quiet. It must be set before torch (and its OpenMP runtime) is loaded; a value
-# the user set is kept, and run.json records which applied.
+# of 9 ms with one core taken by another process. Passive waiting makes a measurement hold still
+# (quick's scratch training: 6.1 J quiet, 5.7 J beside a busy core; libgomp's default spin: 5.0 J
+# and 11 J), at a price on a quiet machine: for tiny networks, waking sleeping threads for each
+# parallel region adds about 20 % of CPU time and doubles the wall time. Stability wins for a
+# measuring tool; a user on a dedicated machine can set OMP_WAIT_POLICY, which is kept. It must be
+# set before torch (and its OpenMP runtime) is loaded; run.json records which applied.
 THREAD_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
