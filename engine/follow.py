@@ -16,10 +16,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from engine.plans import run_alive, same_process_alive
-from engine.protocol import ProtocolError, decode
 from engine.runner import CANCEL_GRACE_S, RunOutcome
 from engine.spec import spec_from_dict
-from engine.store import EVENTS, RUN_JSON, SUMMARY
+from engine.store import EVENTS, RUN_JSON, SUMMARY, EventTail
 
 POLL_S = 0.2  # how often the log is read for new lines
 
@@ -42,28 +41,11 @@ class FollowedRun:
 
     async def events(self) -> AsyncIterator[dict]:
         """Every event logged so far, then each new one, until the run's done event or its end."""
-        path = self.run_path / EVENTS
-        partial = b""
-        offset = 0
+        tail = EventTail(self.run_path / EVENTS)
         while True:
-            try:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    chunk = f.read()
-            except FileNotFoundError:
-                chunk = b""
-            offset += len(chunk)
-            data = partial + chunk
-            lines = data.split(b"\n")
-            partial = lines.pop()  # an unfinished line waits for its end
-            for line in lines:
-                if not line.strip():
-                    continue
-                try:
-                    event = decode(line)
-                except ProtocolError:
-                    self.bad_lines += 1
-                    continue
+            events = tail.read()
+            self.bad_lines = tail.bad_lines
+            for event in events:
                 self.events_seen += 1
                 if event["type"] == "error":
                     self.last_error = event.get("message")
@@ -72,7 +54,7 @@ class FollowedRun:
                 yield event
                 if event["type"] == "done":
                     return
-            if not chunk and not self.alive():
+            if not tail.grew and not self.alive():
                 return
             await asyncio.sleep(POLL_S)
 

@@ -29,9 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.presets import PlannedRun
-from engine.protocol import ProtocolError, decode
 from engine.spec import RunSpec, new_run_id, spec_from_dict
-from engine.store import EVENTS, RUN_JSON, SUMMARY, atomic_write_json
+from engine.store import EVENTS, RUN_JSON, SUMMARY, EventTail, atomic_write_json
 
 JOBS_DIR = ".jobs"
 CONTEXT_ENV = "JOULELAB_SLURM"  # requested/granted resources, passed from the job to its workers
@@ -381,31 +380,6 @@ def batch_run_ids(record: dict) -> list[str]:
 
 
 # -- following --------------------------------------------------------------------------------
-class EventTail:
-    """New complete lines of a growing events.jsonl, decoded; a half-written last line waits."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.offset, self.partial = path, 0, b""
-
-    def read(self) -> list[dict]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(data)
-        lines = (self.partial + data).split(b"\n")
-        self.partial = lines.pop()
-        events = []
-        for line in lines:
-            try:
-                events.append(decode(line))
-            except ProtocolError:
-                continue
-        return events
-
-
 @dataclass
 class JobView:
     """What a person watching sees of one job: its state, and the run it is on."""

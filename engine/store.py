@@ -111,6 +111,38 @@ def read_events(path: Path) -> tuple[list[dict], int]:
     return events, bad
 
 
+class EventTail:
+    """New complete lines of a growing events.jsonl, decoded; a half-written last line waits.
+    `bad_lines` counts lines that were not valid events; `grew` says whether the last read found
+    any new bytes (a whole line or part of one)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self.partial = path, 0, b""
+        self.bad_lines = 0
+        self.grew = False
+
+    def read(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        self.offset += len(data)
+        self.grew = bool(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        events = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                events.append(decode(line))
+            except ProtocolError:
+                self.bad_lines += 1
+        return events
+
+
 def _load_json(path: Path) -> tuple[dict | None, str | None]:
     """(the object, None), or (None, why not): "missing", or how the file is damaged."""
     try:

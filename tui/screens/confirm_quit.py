@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
+
+from tui.screens.choice import ChoiceDialog
 
 STOP, LEAVE, STAY = "stop", "leave", "stay"
 
 
-class ConfirmQuit(ModalScreen[str]):
+class ConfirmQuit(ChoiceDialog):
     BINDINGS = [
         Binding("s", "choose('stop')", "Stop run and quit"),
         Binding("l", "choose('leave')", "Leave it running"),
@@ -36,10 +36,3 @@ class ConfirmQuit(ModalScreen[str]):
                 yield Button("Leave running  l", variant="primary", compact=True, id="leave")
                 yield Button("Stay  esc", compact=True, id="stay")
         yield Footer(compact=True)
-
-    def action_choose(self, choice: str) -> None:
-        self.dismiss(choice)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
+
+from tui.screens.choice import ChoiceDialog
 
 FINISH, SET_ASIDE, LATER = "finish", "set-aside", "later"
 
 
-class ResumePlan(ModalScreen[str]):
+class ResumePlan(ChoiceDialog):
     BINDINGS = [
         Binding("f", "choose('finish')", "Finish it"),
         Binding("d", "choose('set-aside')", "Set aside"),
@@ -36,10 +36,3 @@ class ResumePlan(ModalScreen[str]):
                 yield Button("Set aside  d", compact=True, id=SET_ASIDE)
                 yield Button("Not now  esc", compact=True, id=LATER)
         yield Footer(compact=True)
-
-    def action_choose(self, choice: str) -> None:
-        self.dismiss(choice)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id)
