@@ -153,7 +153,9 @@ def test_a_split_that_leaves_someone_without_test_windows_is_bad_input(tmp_path)
 
 def test_a_cancel_that_comes_twice_still_leaves_a_cancelled_summary(tmp_path):
     """scancel signals every process of a Slurm job and the job passes the signal on, so a worker
-    can get two SIGTERMs at once; the second must not interrupt the handling of the first."""
+    gets SIGTERM more than once, here right as it announces its train phase. Fails when the phase
+    is announced before it is opened (the partial train phase was lost); the kernel merges
+    signals sent at once, so the only-the-first-cancels guard is not what this exercises."""
     import os
     import signal
     import subprocess
