@@ -14,6 +14,8 @@ turns any failure of a worker into a visible error, and the app stays usable.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.widgets import Button, TabbedContent
 from textual.worker import Worker, WorkerState
 
@@ -73,6 +76,27 @@ def describe_real_datasets(data_dir: str | None) -> tuple[list[dict], str | None
         return describe_datasets(resolve_data_dir(data_dir)), None
     except Exception as exc:  # noqa: BLE001 - a broken finder must not stop the lab
         return fallback_entries(NO_LOADERS), f"{NO_LOADERS} ({type(exc).__name__}: {exc})"
+
+
+def while_open(handler):
+    """For handlers of a worker's messages: one that arrives after the lab closed (its screens are
+    gone, so views raise NoMatches) is dropped, never an error at exit."""
+    if inspect.iscoroutinefunction(handler):
+        @functools.wraps(handler)
+        async def guarded_async(self, message):
+            try:
+                return await handler(self, message)
+            except NoMatches:
+                return None
+        return guarded_async
+
+    @functools.wraps(handler)
+    def guarded(self, message):
+        try:
+            return handler(self, message)
+        except NoMatches:
+            return None
+    return guarded
 
 
 class JouleLabApp(App):
@@ -132,28 +156,36 @@ class JouleLabApp(App):
 
     # -- views ---------------------------------------------------------------------------
     @property
+    def main_screen(self) -> Screen:
+        """The screen under any dialogs. Raises NoMatches once the lab has closed (the stack is
+        empty then), so a worker's late message is dropped where views are looked up."""
+        if not self.screen_stack:
+            raise NoMatches("the lab has closed")
+        return self.screen_stack[0]
+
+    @property
     def form(self) -> LabForm:
-        return self.screen_stack[0].query_one(LabForm)
+        return self.main_screen.query_one(LabForm)
 
     @property
     def live(self) -> LiveView:
-        return self.screen_stack[0].query_one(LiveView)
+        return self.main_screen.query_one(LiveView)
 
     @property
     def results(self) -> ResultsView:
-        return self.screen_stack[0].query_one(ResultsView)
+        return self.main_screen.query_one(ResultsView)
 
     @property
     def history(self) -> HistoryView:
-        return self.screen_stack[0].query_one(HistoryView)
+        return self.main_screen.query_one(HistoryView)
 
     @property
     def presets_view(self) -> PresetsView:
-        return self.screen_stack[0].query_one(PresetsView)
+        return self.main_screen.query_one(PresetsView)
 
     @property
     def active_tab(self) -> str:
-        tab_id = self.screen_stack[0].query_one(TabbedContent).active
+        tab_id = self.main_screen.query_one(TabbedContent).active
         return next((name for name, tid in TAB_IDS.items() if tid == tab_id), "lab")
 
     @property
@@ -163,7 +195,7 @@ class JouleLabApp(App):
         return isinstance(main, MainScreen) and main.composed
 
     def show_tab(self, name: str) -> None:
-        main = self.screen_stack[0]
+        main = self.main_screen
         main.query_one(TabbedContent).active = TAB_IDS[name]
         if name == "history" and self._history_stale:
             self.reload_history()
@@ -174,7 +206,7 @@ class JouleLabApp(App):
     def _focus_pane(self, name: str) -> None:
         """Keys go to the shown tab: focus its main widget unless focus is already inside it (a
         click on the tab bar, or focus left in a hidden pane, would otherwise keep the keys)."""
-        main = self.screen_stack[0]
+        main = self.main_screen
         pane = main.query_one(f"#{TAB_IDS[name]}")
         focused = main.focused
         if focused is not None and pane in focused.ancestors:
@@ -212,7 +244,7 @@ class JouleLabApp(App):
     def _set_running(self, running: bool) -> None:
         self.running = running
         self.form.set_running(running)
-        self.screen_stack[0].refresh_bindings()
+        self.main_screen.refresh_bindings()
 
     # -- datasets ------------------------------------------------------------------------
     @work(thread=True, group="datasets", exit_on_error=False)
@@ -220,6 +252,7 @@ class JouleLabApp(App):
         entries, note = self._datasets(self.data_dir)
         self.post_message(DatasetsDescribed(entries, note))
 
+    @while_open
     def on_datasets_described(self, message: DatasetsDescribed) -> None:
         self.form.set_datasets(message.entries)
         self.presets_view.set_datasets(message.entries)
@@ -361,11 +394,9 @@ class JouleLabApp(App):
 
         self.post_message(LogsScanned([], [], list_runs(self.logs_dir)))
 
+    @while_open
     def on_logs_scanned(self, message: LogsScanned) -> None:
-        try:
-            self.presets_view.set_history(message.records)
-        except NoMatches:  # the lab closed while the scan ran
-            return
+        self.presets_view.set_history(message.records)
         if self.running:
             return
         if message.interrupted:
@@ -432,6 +463,7 @@ class JouleLabApp(App):
             for task in helpers:
                 task.cancel()
 
+    @while_open
     async def on_run_started(self, message: RunStarted) -> None:
         self.current_run = (message.index, message.run_path)
         await self.live.run_started(message.index)
@@ -462,16 +494,16 @@ class JouleLabApp(App):
                 self.post_message(ReferenceLoaded(index, f"past {record.run_id}", t, w))
             return
 
+    @while_open
     def on_reference_loaded(self, message: ReferenceLoaded) -> None:
-        try:
-            if self.live.current == message.index:
-                self.live.graph.set_reference(message.label, message.t, message.w)
-        except NoMatches:  # the lab closed while the past run was read
-            pass
+        if self.live.current == message.index:
+            self.live.graph.set_reference(message.label, message.t, message.w)
 
+    @while_open
     def on_run_events(self, message: RunEvents) -> None:
         self.live.fold(message.index, message.events)
 
+    @while_open
     def on_run_finished(self, message: RunFinished) -> None:
         if message.status == "complete":
             self.scan_records()
@@ -480,6 +512,7 @@ class JouleLabApp(App):
         if self.active_tab == "history":
             self.reload_history()
 
+    @while_open
     def on_plan_finished(self, message: PlanFinished) -> None:
         self.current_run = None
         self._set_running(False)

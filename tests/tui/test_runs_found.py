@@ -166,3 +166,16 @@ def test_joulelab_run_resume_finishes_an_interrupted_plan(logs: Path) -> None:
     again = subprocess.run([str(joulelab), "run", "--resume", "--logs", str(logs)], capture_output=True, text=True,
                            timeout=60)
     assert again.returncode == 0 and "no interrupted plan" in again.stdout
+
+
+async def test_a_scan_that_lands_after_the_lab_closed_is_dropped(logs: Path) -> None:
+    """A scan thread's result can arrive while the lab exits (its screens already gone): CI once
+    failed a test on the IndexError this raised. Delivered through the app's own queue here."""
+    from tui.messages import LogsScanned, RunEvents
+
+    app = make_app(logs, fake_command())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.ready, what="the lab")
+    assert not app.screen_stack
+    assert app.on_logs_scanned(LogsScanned([], [], list_runs(logs))) is None
+    assert app.on_run_events(RunEvents(0, [])) is None
