@@ -27,8 +27,16 @@ from pathlib import Path
 from engine.data.cache import cache_root
 from engine.meters.base import weakest_source
 from engine.presets import PlannedRun, Preset
-from engine.stats import (NoiseFloor, VerdictContext, contended_phases, inference_energy, meter_error, ratio_ci,
-                          training_energy, verdict)
+from engine.stats import (
+    NoiseFloor,
+    VerdictContext,
+    contended_phases,
+    inference_energy,
+    meter_error,
+    ratio_ci,
+    training_energy,
+    verdict,
+)
 
 ARMS = ("A", "B")
 MIN_PAIRS = 5
@@ -84,10 +92,18 @@ def analyse(summaries: list[dict]) -> dict:
             sd_log[name] = statistics.stdev([math.log(a[0] / b[0]) for a, b in vals])
     all_runs = [x for pair in pairs for x in pair]
     contended = sum(1 for x in all_runs if contended_phases(x))
-    context = VerdictContext(max(meter_error(x, ("train", "prune")) for x in all_runs),
-                             max(meter_error(x, ("test",)) for x in all_runs), contended_runs=contended)
-    floor = NoiseFloor(socket.gethostname(), sd_log, len(pairs), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                       runs[0]["config"].rpartition("#")[0])
+    context = VerdictContext(
+        max(meter_error(x, ("train", "prune")) for x in all_runs),
+        max(meter_error(x, ("test",)) for x in all_runs),
+        contended_runs=contended,
+    )
+    floor = NoiseFloor(
+        socket.gethostname(),
+        sd_log,
+        len(pairs),
+        time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        runs[0]["config"].rpartition("#")[0],
+    )
     return {
         "host": floor.host,
         "measured": floor.measured,
@@ -116,7 +132,12 @@ def load_noise_floor(host: str | None = None) -> NoiseFloor | None:
     """This machine's saved noise floor, or None (never calibrated, or the file is unreadable)."""
     try:
         record = json.loads(calibration_path(host).read_text())
-        return NoiseFloor(record["host"], {k: float(v) for k, v in record["sd_log"].items()}, int(record["pairs"]),
-                          str(record["measured"]), str(record["config"]))
+        return NoiseFloor(
+            record["host"],
+            {k: float(v) for k, v in record["sd_log"].items()},
+            int(record["pairs"]),
+            str(record["measured"]),
+            str(record["config"]),
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -13,7 +13,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -34,6 +34,8 @@ app = typer.Typer(
     # Rich markup off in help: "[default: ...]" and other brackets must show as written.
     rich_markup_mode=None,
 )
+
+
 def _console(stderr: bool = False) -> Console:
     # Piped or redirected output (logs of headless runs, papers) gets room for the full tables
     # instead of rich's 80-column default, which would crop them.
@@ -66,8 +68,7 @@ def skip_damaged(records: list) -> list:
     """Drop runs that cannot be read as data, naming each on stderr with the reason."""
     for r in records:
         if r.problem:
-            err_console.print(f"skipped run {r.run_id}: {r.problem}", highlight=False, markup=False,
-                              soft_wrap=True)
+            err_console.print(f"skipped run {r.run_id}: {r.problem}", highlight=False, markup=False, soft_wrap=True)
     return [r for r in records if not r.problem]
 
 
@@ -78,16 +79,25 @@ def finite(option: str, value: float | None, low: float, high: float) -> float |
     return value
 
 
-LogsOption = Annotated[Optional[Path], typer.Option("--logs", help="Logs directory [default: $JOULELAB_LOGS or ./logs]")]
+LogsOption = Annotated[Path | None, typer.Option("--logs", help="Logs directory [default: $JOULELAB_LOGS or ./logs]")]
 
 
 @app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
-    logs: Annotated[Optional[Path], typer.Option("--logs", help="Logs directory for the lab [default: $JOULELAB_LOGS or ./logs]")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are, for the lab")] = None,
-    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve live Prometheus metrics of the lab's runs on this port")] = None,
-    metrics_addr: Annotated[Optional[str], typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")] = None,
+    logs: Annotated[
+        Path | None, typer.Option("--logs", help="Logs directory for the lab [default: $JOULELAB_LOGS or ./logs]")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the real datasets are, for the lab")
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve live Prometheus metrics of the lab's runs on this port"),
+    ] = None,
+    metrics_addr: Annotated[
+        str | None, typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")
+    ] = None,
 ) -> None:
     """With no command, open the interactive lab."""
     if logs is not None and ctx.invoked_subcommand is not None:
@@ -125,28 +135,66 @@ def _metrics_options(port: int | None, addr: str | None) -> dict:
 
 @app.command()
 def run(
-    preset: Annotated[Optional[str], typer.Argument(help="Preset name (quick, paper, ...) or path to a .toml file")] = None,
-    trials: Annotated[Optional[int], typer.Option(min=1, max=presets_mod.MAX_TRIALS, help="Seeds per configuration (overrides the preset)")] = None,
-    only: Annotated[Optional[list[str]], typer.Option(help="Keep configurations with KEY=VALUE (repeatable)")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="human: progress and tables; json: results only")] = OutputFormat.human,
+    preset: Annotated[
+        str | None, typer.Argument(help="Preset name (quick, paper, ...) or path to a .toml file")
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(min=1, max=presets_mod.MAX_TRIALS, help="Seeds per configuration (overrides the preset)"),
+    ] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Keep configurations with KEY=VALUE (repeatable)")] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="human: progress and tables; json: results only")
+    ] = OutputFormat.human,
     logs: LogsOption = None,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are")] = None,
-    tdp: Annotated[Optional[float], typer.Option("--tdp", help="TDP of one CPU package in watts, for the energy model (shared by that package's physical cores)")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (overrides the preset; auto: the GPU when torch sees one)")] = None,
-    until_clear: Annotated[bool, typer.Option("--until-clear", help="Add trials to unclear comparisons until each training-energy interval excludes 1.0, or --max-trials")] = False,
-    max_trials: Annotated[int, typer.Option("--max-trials", min=2, max=1000, help="Most trials per configuration with --until-clear")] = 10,
-    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve live Prometheus metrics on this port while the runs execute")] = None,
-    metrics_addr: Annotated[Optional[str], typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")] = None,
-    executor: Annotated[Executor, typer.Option(help="local: here, one run at a time; slurm: one job per pair "
-                                                    "through submitit")] = Executor.local,
-    partition: Annotated[Optional[str], typer.Option(help="Slurm partition [default: the cluster's]")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real datasets are")] = None,
+    tdp: Annotated[
+        float | None,
+        typer.Option(
+            "--tdp",
+            help="TDP of one CPU package in watts, for the energy model (shared by that package's physical cores)",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device", help="auto, cpu, cuda or cuda:N (overrides the preset; auto: the GPU when torch sees one)"
+        ),
+    ] = None,
+    until_clear: Annotated[
+        bool,
+        typer.Option(
+            "--until-clear",
+            help="Add trials to unclear comparisons until each training-energy interval excludes 1.0, or --max-trials",
+        ),
+    ] = False,
+    max_trials: Annotated[
+        int, typer.Option("--max-trials", min=2, max=1000, help="Most trials per configuration with --until-clear")
+    ] = 10,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve live Prometheus metrics on this port while the runs execute"),
+    ] = None,
+    metrics_addr: Annotated[
+        str | None, typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")
+    ] = None,
+    executor: Annotated[
+        Executor, typer.Option(help="local: here, one run at a time; slurm: one job per pair through submitit")
+    ] = Executor.local,
+    partition: Annotated[str | None, typer.Option(help="Slurm partition [default: the cluster's]")] = None,
     gpus_per_job: Annotated[int, typer.Option(min=0, help="Slurm: GPUs per job")] = 0,
     time_min: Annotated[int, typer.Option("--time", min=1, help="Slurm: time limit per job, minutes")] = 60,
     exclusive: Annotated[bool, typer.Option(help="Slurm: a whole node per job, so meters see only this job")] = True,
-    max_parallel: Annotated[Optional[int], typer.Option(min=1, help="Slurm: at most K jobs at once")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Finish what was left unfinished: with --executor slurm, "
-                                              "resubmit the failed, cancelled or lost jobs of the last submission (of "
-                                              "PRESET, if given); locally, the plan a dropped lab session left in --logs")] = False,
+    max_parallel: Annotated[int | None, typer.Option(min=1, help="Slurm: at most K jobs at once")] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Finish what was left unfinished: with --executor slurm, "
+            "resubmit the failed, cancelled or lost jobs of the last submission (of "
+            "PRESET, if given); locally, the plan a dropped lab session left in --logs",
+        ),
+    ] = False,
 ) -> None:
     """Run a preset's matrix, one worker at a time (or on Slurm, one job per pair), then print the comparison."""
     from engine.presets import PresetError, check_data, filter_plan, parse_only
@@ -199,8 +247,10 @@ def run(
         from engine.export import DEFAULT_MLFLOW_EXPERIMENT, MLFLOW_INSTALL, MlflowTarget
 
         if importlib.util.find_spec("mlflow") is None:
-            raise fail(f"preset {loaded.name!r} sets mlflow = true, but MLflow is not installed; "
-                       f"install it with: {MLFLOW_INSTALL}")
+            raise fail(
+                f"preset {loaded.name!r} sets mlflow = true, but MLflow is not installed; "
+                f"install it with: {MLFLOW_INSTALL}"
+            )
         mlflow = MlflowTarget(loaded.mlflow_tracking_uri, loaded.mlflow_experiment or DEFAULT_MLFLOW_EXPERIMENT)
 
     from engine.metrics_server import MetricsError
@@ -215,16 +265,28 @@ def run(
     clear_note = None
     if until_clear and not result.interrupted:
         try:
-            result, clear_note = _until_clear(loaded, parse_only(only or []), trials or loaded.trials, max_trials,
-                                              result, console if human else None, {"mlflow": mlflow, **metrics})
+            result, clear_note = _until_clear(
+                loaded,
+                parse_only(only or []),
+                trials or loaded.trials,
+                max_trials,
+                result,
+                console if human else None,
+                {"mlflow": mlflow, **metrics},
+            )
         except MetricsError as exc:
             raise fail(str(exc)) from None
         outcomes = result.outcomes
     if result.interrupted:
         cancelled = next((o for o in reversed(outcomes) if o.status != "complete"), None)
         what = f"run {cancelled.run_id} was cancelled" if cancelled else "no run had started"
-        err_console.print(f"interrupted: {what}; its partial log is kept and no further run started "
-                          f"(see `joulelab runs --logs {logs_dir}`)", highlight=False, soft_wrap=True, markup=False)
+        err_console.print(
+            f"interrupted: {what}; its partial log is kept and no further run started "
+            f"(see `joulelab runs --logs {logs_dir}`)",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
         raise typer.Exit(EXIT_INTERRUPTED)
     summaries = [load_summary(o.run_path) for o in outcomes]
     summaries = [s for s in summaries if s is not None]
@@ -238,13 +300,24 @@ def run(
         if clear_note:
             console.print(clear_note, highlight=False, markup=False)
         for o in failed:
-            err_console.print(f"[bold red]run {o.run_id} {o.status}:[/] {escape(o.error or 'no error message')} "
-                              f"(log: {escape(str(o.run_path))})", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]run {o.run_id} {o.status}:[/] {escape(o.error or 'no error message')} "
+                f"(log: {escape(str(o.run_path))})",
+                highlight=False,
+                soft_wrap=True,
+            )
     else:
         from engine.export import comparison_records
 
-        json.dump({"preset": loaded.name, "runs": [outcome_record(o) for o in outcomes],
-                   **comparison_records(stats, comparisons)}, sys.stdout, indent=2)
+        json.dump(
+            {
+                "preset": loaded.name,
+                "runs": [outcome_record(o) for o in outcomes],
+                **comparison_records(stats, comparisons),
+            },
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
     # A run the worker refused as bad input (missing or broken data, a bad group) is the user's
     # to fix: exit 2, like any other bad input; other failures and crashes exit 1.
@@ -266,15 +339,20 @@ def _until_clear(loaded, only: dict, done: int, max_trials: int, result, live_co
     while True:
         summaries = [s for o in outcomes if (s := load_summary(o.run_path)) is not None]
         comparisons = compare(summaries, load_noise_floor())
-        unclear = [c for c in comparisons if not (c.train_interval and c.train_interval.has_interval
-                                                  and not c.train_interval.spans(1.0))]
+        unclear = [
+            c
+            for c in comparisons
+            if not (c.train_interval and c.train_interval.has_interval and not c.train_interval.spans(1.0))
+        ]
         if not unclear:
             return PlanResult(outcomes, False, result.batch), (
-                f"--until-clear: every comparison is clear after {done} trial{'s' if done != 1 else ''}")
+                f"--until-clear: every comparison is clear after {done} trial{'s' if done != 1 else ''}"
+            )
         if done >= max_trials:
             names = ", ".join(f"{c.group} {c.treatment} vs {c.reference}" for c in unclear)
             return PlanResult(outcomes, False, result.batch), (
-                f"--until-clear: still unclear after the maximum of {max_trials} trials: {names}")
+                f"--until-clear: still unclear after the maximum of {max_trials} trials: {names}"
+            )
         keys = {k for c in unclear for k in c.keys}
         extra = [p for p in filter_plan(loaded.plan(done + 1), only) if p.trial == done and p.config.key in keys]
         more = asyncio.run(execute_plan(extra, live_console, batch=result.batch, **plan_options))
@@ -300,13 +378,18 @@ def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, res
             loaded_name = presets_mod.load(preset).name if preset else None
             record = slurm.latest_record(logs_dir, loaded_name)
             if record is None:
-                raise fail(f"nothing to resume: no Slurm submission{' of ' + loaded_name if loaded_name else ''} "
-                           f"in {logs_dir / slurm.JOBS_DIR}")
+                raise fail(
+                    f"nothing to resume: no Slurm submission{' of ' + loaded_name if loaded_name else ''} "
+                    f"in {logs_dir / slurm.JOBS_DIR}"
+                )
             new = slurm.resubmit(record)
             if human:
-                console.print(f"resume: resubmitted {len(new)} job(s) of batch {record['batch']}"
-                              + (f": {', '.join(j['job_id'] for j in new)}" if new else " (nothing failed or was lost)"),
-                              highlight=False, soft_wrap=True)
+                console.print(
+                    f"resume: resubmitted {len(new)} job(s) of batch {record['batch']}"
+                    + (f": {', '.join(j['job_id'] for j in new)}" if new else " (nothing failed or was lost)"),
+                    highlight=False,
+                    soft_wrap=True,
+                )
         else:
             if preset is None:
                 raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
@@ -322,9 +405,13 @@ def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, res
             record = slurm.submit_plan(plan, options, logs_dir, loaded.name)
             if human:
                 ids = [j["job_id"] for j in record["jobs"]]
-                console.print(f"submitted {len(ids)} job(s) for {len(plan)} runs (one job per pair, runs in sequence "
-                              f"on one node) to Slurm: {', '.join(ids)}; requested {options.describe()}; "
-                              f"logs in {logs_dir}", highlight=False, soft_wrap=True)
+                console.print(
+                    f"submitted {len(ids)} job(s) for {len(plan)} runs (one job per pair, runs in sequence "
+                    f"on one node) to Slurm: {', '.join(ids)}; requested {options.describe()}; "
+                    f"logs in {logs_dir}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
     except (PresetError, StoreError, slurm.SlurmError) as exc:
         raise fail(str(exc)) from None
     try:
@@ -332,17 +419,22 @@ def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, res
     except KeyboardInterrupt:
         try:
             queue = slurm.queue_states()
-            active = [j["job_id"] for j in slurm.current_jobs(record) if slurm.job_state(j, logs_dir, queue) in slurm.ACTIVE]
+            active = [
+                j["job_id"] for j in slurm.current_jobs(record) if slurm.job_state(j, logs_dir, queue) in slurm.ACTIVE
+            ]
         except slurm.SlurmError:  # cannot tell which are still queued: cancel them all
             active = [j["job_id"] for j in slurm.current_jobs(record)]
         cancel, message = slurm.interrupt_choice(sys.stdin.isatty(), typer.confirm)
         err_console.print(f"interrupted: {message}", highlight=False, soft_wrap=True)
         if cancel:
             slurm.cancel_jobs(record, active)
-            err_console.print(f"cancelled {len(active)} job(s): {', '.join(active) or 'none was active'}; "
-                              f"resubmit with `joulelab run --executor slurm --resume --logs {logs_dir}`",
-                              highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+            err_console.print(
+                f"cancelled {len(active)} job(s): {', '.join(active) or 'none was active'}; "
+                f"resubmit with `joulelab run --executor slurm --resume --logs {logs_dir}`",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     run_ids = slurm.batch_run_ids(record)
     summaries = [s for s in (load_summary(logs_dir / rid) for rid in run_ids) if s is not None]
     from engine.calibrate import load_noise_floor
@@ -354,25 +446,38 @@ def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, res
         print_results(stats, comparisons)
         for job in slurm.current_jobs(record):
             if states.get(job["job_id"]) != "done":
-                err_console.print(f"[bold red]job {job['job_id']} {states.get(job['job_id'])}:[/] runs "
-                                  + ", ".join(f"{r['run_id']} {slurm.run_state(logs_dir, r['run_id'])}"
-                                              for r in job["runs"])
-                                  + f" (job log: {logs_dir / slurm.JOBS_DIR / record['batch']})",
-                                  highlight=False, soft_wrap=True)
+                err_console.print(
+                    f"[bold red]job {job['job_id']} {states.get(job['job_id'])}:[/] runs "
+                    + ", ".join(f"{r['run_id']} {slurm.run_state(logs_dir, r['run_id'])}" for r in job["runs"])
+                    + f" (job log: {logs_dir / slurm.JOBS_DIR / record['batch']})",
+                    highlight=False,
+                    soft_wrap=True,
+                )
     else:
         from engine.export import comparison_records
 
-        json.dump({"preset": record["preset"], "batch": record["batch"], "jobs": states,
-                   "runs": [{"run_id": rid, "status": slurm.run_state(logs_dir, rid), "log": str(logs_dir / rid)}
-                            for rid in run_ids],
-                   **comparison_records(stats, comparisons)}, sys.stdout, indent=2)
+        json.dump(
+            {
+                "preset": record["preset"],
+                "batch": record["batch"],
+                "jobs": states,
+                "runs": [
+                    {"run_id": rid, "status": slurm.run_state(logs_dir, rid), "log": str(logs_dir / rid)}
+                    for rid in run_ids
+                ],
+                **comparison_records(stats, comparisons),
+            },
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
     raise typer.Exit(EXIT_RUN_FAILED if failed else EXIT_OK)
 
 
 @app.command()
-def jobs(logs: LogsOption = None,
-         output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human) -> None:
+def jobs(
+    logs: LogsOption = None, output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human
+) -> None:
     """Slurm jobs submitted by `joulelab run --executor slurm`: id, pair, node, state, runs."""
     from rich.table import Table
 
@@ -390,10 +495,18 @@ def jobs(logs: LogsOption = None,
             state = "resubmitted" if job.get("resubmitted_as") else slurm.job_state(job, logs_dir, queue)
             nodes = {slurm.run_node(logs_dir, r["run_id"]) for r in job["runs"]} - {None}
             node = queue.get(job["job_id"], ("", ""))[1] or ",".join(sorted(nodes)) or "-"
-            rows.append({"batch": record["batch"], "preset": record["preset"], "job_id": job["job_id"],
-                         "pair": job["label"], "node": node, "state": state,
-                         "resubmitted_as": job.get("resubmitted_as"),
-                         "runs": {r["run_id"]: slurm.run_state(logs_dir, r["run_id"]) for r in job["runs"]}})
+            rows.append(
+                {
+                    "batch": record["batch"],
+                    "preset": record["preset"],
+                    "job_id": job["job_id"],
+                    "pair": job["label"],
+                    "node": node,
+                    "state": state,
+                    "resubmitted_as": job.get("resubmitted_as"),
+                    "runs": {r["run_id"]: slurm.run_state(logs_dir, r["run_id"]) for r in job["runs"]},
+                }
+            )
     if output == OutputFormat.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -406,14 +519,28 @@ def jobs(logs: LogsOption = None,
         table.add_column(col, overflow="fold")
     for r in rows:
         state = r["state"] + (f" as {r['resubmitted_as']}" if r["resubmitted_as"] else "")
-        table.add_row(r["job_id"], r["batch"], r["preset"], r["pair"], r["node"], state,
-                      " ".join(f"{rid} {st}" for rid, st in r["runs"].items()))
+        table.add_row(
+            r["job_id"],
+            r["batch"],
+            r["preset"],
+            r["pair"],
+            r["node"],
+            state,
+            " ".join(f"{rid} {st}" for rid, st in r["runs"].items()),
+        )
     console.print(table)
 
 
 def outcome_record(o) -> dict:
-    return {"run_id": o.run_id, "status": o.status, "exit_code": o.exit_code, "error": o.error,
-            "log": str(o.run_path), "events": o.events, "bad_lines": o.bad_lines}
+    return {
+        "run_id": o.run_id,
+        "status": o.status,
+        "exit_code": o.exit_code,
+        "error": o.error,
+        "log": str(o.run_path),
+        "events": o.events,
+        "bad_lines": o.bad_lines,
+    }
 
 
 def load_summary(run_path: Path) -> dict | None:
@@ -433,8 +560,14 @@ def print_results(stats, comparisons) -> None:
         console.print(verdicts(comparisons))
 
 
-def _records(logs_dir: Path, run_ids: list[str] | None, all_runs: bool = False, preset: str | None = None,
-             last: bool = False, light: bool = False):
+def _records(
+    logs_dir: Path,
+    run_ids: list[str] | None,
+    all_runs: bool = False,
+    preset: str | None = None,
+    last: bool = False,
+    light: bool = False,
+):
     """Select runs by id, by preset, the last `joulelab run` batch, or all. Errors exit 2.
     Damaged runs are left out and named on stderr. `light`: records for listing or exporting
     (the exporter loads each run whole in turn)."""
@@ -482,10 +615,11 @@ RUNS_SHOWN = 100  # `joulelab runs` lists the newest this many unless --all: it 
 
 
 @app.command("runs")
-def runs_cmd(logs: LogsOption = None,
-             output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human,
-             every: Annotated[bool, typer.Option("--all", help=f"List every run, not only the newest {RUNS_SHOWN}")] = False,
-             ) -> None:
+def runs_cmd(
+    logs: LogsOption = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human,
+    every: Annotated[bool, typer.Option("--all", help=f"List every run, not only the newest {RUNS_SHOWN}")] = False,
+) -> None:
     """List past runs: id, when, preset, configuration, status, energy, accuracy."""
 
     from engine.store import list_runs, run_dirs
@@ -516,21 +650,37 @@ def _runs_table(records, logs_dir: Path, total: int, narrow: bool):
     from engine.report import ABBREV_NOTE, short_key
 
     if narrow:
-        table = Table(title=escape(f"Runs in {logs_dir}"), title_justify="left", header_style="bold",
-                      box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        table = Table(
+            title=escape(f"Runs in {logs_dir}"),
+            title_justify="left",
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            pad_edge=False,
+        )
         columns = ("run / started", "preset / config", "seed", "status", "train J", "acc %")
     else:
         table = Table(title=escape(f"Runs in {logs_dir}"), title_justify="left", header_style="bold")
         columns = ("run", "started", "preset", "configuration", "seed", "status", "train J", "acc %")
     for col in columns:
-        table.add_column(col, justify="right" if col in ("seed", "train J", "acc %") else "left",
-                         overflow="fold", no_wrap=col.startswith("run"))
+        table.add_column(
+            col,
+            justify="right" if col in ("seed", "train J", "acc %") else "left",
+            overflow="fold",
+            no_wrap=col.startswith("run"),
+        )
     for r in records:
         acc = (r.summary or {}).get("metrics", {}).get("accuracy")
-        status = r.status + (f" ({r.last_phase})" if r.status in ("crashed", "cancelled", "stalled") and r.last_phase
-                             else "")
+        status = r.status + (
+            f" ({r.last_phase})" if r.status in ("crashed", "cancelled", "stalled") and r.last_phase else ""
+        )
         started, preset, config = r.started[5:16].replace("T", " "), r.spec.get("preset") or "-", r.spec.get("config")
-        cells = [str(r.spec.get("seed", "-")), status, _energy_cell(r.summary), f"{100 * acc:.1f}" if acc is not None else "-"]
+        cells = [
+            str(r.spec.get("seed", "-")),
+            status,
+            _energy_cell(r.summary),
+            f"{100 * acc:.1f}" if acc is not None else "-",
+        ]
         if narrow:
             config = short_key(config, False, narrow=True) if config else "-"
             table.add_row(f"{r.run_id}\n{started}", escape(f"{preset}\n{config}"), *cells)
@@ -546,7 +696,9 @@ def _runs_table(records, logs_dir: Path, total: int, narrow: bool):
 
 
 @app.command()
-def show(run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab runs`)")], logs: LogsOption = None) -> None:
+def show(
+    run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab runs`)")], logs: LogsOption = None
+) -> None:
     """One run: phases and energy per domain with provenance, metrics, meters, errors."""
     from engine.report import run_table
     from engine.store import STDERR, find_run
@@ -558,17 +710,23 @@ def show(run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab run
         raise fail(str(exc)) from None
     s = record.summary
     if record.problem:
-        raise fail(f"run {run_id} is damaged: {record.problem}; its events are in "
-                   f"{record.path / 'events.jsonl'}", EXIT_RUN_FAILED)
+        raise fail(
+            f"run {run_id} is damaged: {record.problem}; its events are in {record.path / 'events.jsonl'}",
+            EXIT_RUN_FAILED,
+        )
     if s is None:
-        console.print(f"run {run_id}: [bold]{record.status}[/] (last phase: {record.last_phase or 'none'}); "
-                      "no summary was written (summary.json is missing)")
+        console.print(
+            f"run {run_id}: [bold]{record.status}[/] (last phase: {record.last_phase or 'none'}); "
+            "no summary was written (summary.json is missing)"
+        )
     else:
         console.print(run_table(s))
         m = s.get("metrics", {})
         if "accuracy" in m:
-            console.print(f"accuracy {100 * m['accuracy']:.2f} %, macro-F1 {m['f1_macro']:.3f}, "
-                          f"{m['train_samples']} training samples, {m['inferences']} inferences")
+            console.print(
+                f"accuracy {100 * m['accuracy']:.2f} %, macro-F1 {m['f1_macro']:.3f}, "
+                f"{m['train_samples']} training samples, {m['inferences']} inferences"
+            )
             for key in ("j_per_train_sample", "j_per_inference"):
                 v = m.get(key) or {}
                 if v.get("value") is not None:
@@ -578,8 +736,11 @@ def show(run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab run
     for missing in record.manifest.get("missing_meters", []):
         console.print(f"[dim]{escape(missing['meter'])}: {escape(missing['reason'])}[/]", highlight=False)
     if record.status in ("failed", "crashed", "stalled"):
-        tail = (record.path / STDERR).read_text(errors="replace").splitlines()[-15:] \
-            if (record.path / STDERR).exists() else []
+        tail = (
+            (record.path / STDERR).read_text(errors="replace").splitlines()[-15:]
+            if (record.path / STDERR).exists()
+            else []
+        )
         if tail:
             console.print("[bold]stderr.log (last lines):[/]")
             console.print("\n".join(tail), highlight=False, markup=False)
@@ -587,8 +748,8 @@ def show(run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab run
 
 @app.command()
 def compare(
-    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Run ids to compare")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="All runs of this preset")] = None,
+    run_ids: Annotated[list[str] | None, typer.Argument(help="Run ids to compare")] = None,
+    preset: Annotated[str | None, typer.Option(help="All runs of this preset")] = None,
     last: Annotated[bool, typer.Option("--last", help="The runs of the last `joulelab run`")] = False,
     logs: LogsOption = None,
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human,
@@ -603,8 +764,11 @@ def compare(
     records = _records(logs_dir, run_ids, preset=preset, last=last)
     for r in records:
         if r.summary is None:
-            err_console.print(f"skipped run {r.run_id}: {r.status}, no summary (see `joulelab show {r.run_id}`)",
-                              highlight=False, markup=False)
+            err_console.print(
+                f"skipped run {r.run_id}: {r.status}, no summary (see `joulelab show {r.run_id}`)",
+                highlight=False,
+                markup=False,
+            )
     summaries = [r.summary for r in records if r.summary is not None]
     from engine.calibrate import load_noise_floor
 
@@ -630,14 +794,23 @@ class ExportFormat(str, Enum):
 
 @app.command()
 def export(
-    run_ids: Annotated[Optional[list[str]], typer.Argument(help="Run ids to export")] = None,
+    run_ids: Annotated[list[str] | None, typer.Argument(help="Run ids to export")] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Export every run in the logs directory")] = False,
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="csv/parquet: a file per table; json: one file; "
-                                                               "codecarbon: emissions.csv; mlflow: MLflow runs")] = ExportFormat.csv,
-    out: Annotated[Optional[Path], typer.Option("-o", "--output", help="Directory (or file for json/codecarbon)")] = None,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="csv/parquet: a file per table; json: one file; codecarbon: emissions.csv; mlflow: MLflow runs",
+        ),
+    ] = ExportFormat.csv,
+    out: Annotated[Path | None, typer.Option("-o", "--output", help="Directory (or file for json/codecarbon)")] = None,
     carbon_intensity: Annotated[float, typer.Option(min=0, help="g CO2eq per kWh, for --format codecarbon")] = 480.0,
-    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="For --format mlflow [default: MLflow's own]")] = None,
-    experiment: Annotated[Optional[str], typer.Option("--experiment", help="MLflow experiment, for --format mlflow [default: joulelab]")] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="For --format mlflow [default: MLflow's own]")
+    ] = None,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="MLflow experiment, for --format mlflow [default: joulelab]")
+    ] = None,
     logs: LogsOption = None,
 ) -> None:
     """Export runs as tidy tables: runs, phases, samples and the energy-to-accuracy curve."""
@@ -666,11 +839,16 @@ def export_mlflow(records, tracking_uri: str | None, experiment: str | None) -> 
     except ExportError as exc:
         raise fail(str(exc)) from None
     for item in logged:
-        what = f"logged as MLflow run {item.mlflow_run_id}" if item.created else \
-            f"{item.note}" + (f" (MLflow run {item.mlflow_run_id})" if item.mlflow_run_id else "")
+        what = (
+            f"logged as MLflow run {item.mlflow_run_id}"
+            if item.created
+            else f"{item.note}" + (f" (MLflow run {item.mlflow_run_id})" if item.mlflow_run_id else "")
+        )
         console.print(f"{item.run_id}: {what}", highlight=False)
-    console.print(f"experiment {experiment!r} at {tracking_uri or 'the default tracking URI'}; "
-                  "see them with `mlflow ui`", highlight=False)
+    console.print(
+        f"experiment {experiment!r} at {tracking_uri or 'the default tracking URI'}; see them with `mlflow ui`",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -693,11 +871,14 @@ def plot(
 @app.command()
 def calibrate(
     preset: Annotated[str, typer.Argument(help="Preset whose configuration is run against itself")] = "quick",
-    only: Annotated[Optional[list[str]], typer.Option(help="Pick the configuration with KEY=VALUE (default: the preset's scratch run)")] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Pick the configuration with KEY=VALUE (default: the preset's scratch run)"),
+    ] = None,
     pairs: Annotated[int, typer.Option(min=2, max=100, help="A/A pairs (at least 5 for a floor worth using)")] = 5,
     logs: LogsOption = None,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are")] = None,
-    tdp: Annotated[Optional[float], typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real datasets are")] = None,
+    tdp: Annotated[float | None, typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
 ) -> None:
     """This machine's noise floor: one configuration against itself (A/A, paired), saved for verdicts."""
     from engine.calibrate import MIN_PAIRS, analyse, calibration_plan, save
@@ -743,7 +924,7 @@ def calibrate(
 def meters(
     seconds: Annotated[float, typer.Option(min=0.1, max=60, help="How long to read each meter")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-    tdp: Annotated[Optional[float], typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
+    tdp: Annotated[float | None, typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
 ) -> None:
     """What this machine can measure, why not the rest, and a one-second reading of each meter."""
     from engine.meters.probe import probe, render_probe
@@ -759,7 +940,7 @@ def meters(
 
 @app.command()
 def data(
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the real datasets are")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real datasets are")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Each dataset: where JouleLab looked, what it found, and how to get what is missing."""

@@ -73,16 +73,20 @@ def resolve_device(requested: str) -> Device:
     count = torch.cuda.device_count() if available else 0
     if requested == "cpu" or (requested == "auto" and not available):
         why = "asked for" if requested == "cpu" else "auto: torch sees no CUDA GPU"
-        return Device(requested, "cpu", {"type": "cpu", "why": why,
-                                         "torch_cuda_build": torch.version.cuda})
+        return Device(requested, "cpu", {"type": "cpu", "why": why, "torch_cuda_build": torch.version.cuda})
     if not available:
-        build = (f"this torch ({torch.__version__}) is a CPU build" if torch.version.cuda is None
-                 else "torch sees no CUDA GPU (driver, CUDA_VISIBLE_DEVICES?)")
-        raise DeviceError(f"device: {requested!r} needs a CUDA GPU, but {build}; use device = \"auto\" or \"cpu\"")
+        build = (
+            f"this torch ({torch.__version__}) is a CPU build"
+            if torch.version.cuda is None
+            else "torch sees no CUDA GPU (driver, CUDA_VISIBLE_DEVICES?)"
+        )
+        raise DeviceError(f'device: {requested!r} needs a CUDA GPU, but {build}; use device = "auto" or "cpu"')
     index = 0 if requested in ("auto", "cuda") else int(requested.split(":")[1])
     if index >= count:
-        raise DeviceError(f"device: {requested!r}: torch sees {count} CUDA GPU(s) (cuda:0"
-                          f"{f'..cuda:{count - 1}' if count > 1 else ''})")
+        raise DeviceError(
+            f"device: {requested!r}: torch sees {count} CUDA GPU(s) (cuda:0"
+            f"{f'..cuda:{count - 1}' if count > 1 else ''})"
+        )
     name = f"cuda:{index}"
     return Device(requested, name, cuda_info(index))
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.store import EVENTS, FILE_MODE, RunRecord, read_events
 from engine.stats import Comparison, ConfigStats
+from engine.store import EVENTS, FILE_MODE, RunRecord, read_events
 
 FORMATS = ("csv", "json", "parquet", "codecarbon")
 TABLES = ("runs", "phases", "samples", "curve")
@@ -36,12 +36,44 @@ DEFAULT_CARBON_INTENSITY = 480.0
 # CodeCarbon 3.x's emissions.csv columns, in the order of its EmissionsData dataclass
 # (codecarbon/output_methods/emissions_data.py, checked against codecarbon 3.3.2).
 CODECARBON_COLUMNS = (
-    "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
-    "cpu_power", "gpu_power", "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed",
-    "water_consumed", "country_name", "country_iso_code", "region", "cloud_provider", "cloud_region", "os",
-    "python_version", "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude",
-    "latitude", "ram_total_size", "tracking_mode", "cpu_utilization_percent", "gpu_utilization_percent",
-    "ram_utilization_percent", "ram_used_gb", "on_cloud", "pue", "wue",
+    "timestamp",
+    "project_name",
+    "run_id",
+    "experiment_id",
+    "duration",
+    "emissions",
+    "emissions_rate",
+    "cpu_power",
+    "gpu_power",
+    "ram_power",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "water_consumed",
+    "country_name",
+    "country_iso_code",
+    "region",
+    "cloud_provider",
+    "cloud_region",
+    "os",
+    "python_version",
+    "codecarbon_version",
+    "cpu_count",
+    "cpu_model",
+    "gpu_count",
+    "gpu_model",
+    "longitude",
+    "latitude",
+    "ram_total_size",
+    "tracking_mode",
+    "cpu_utilization_percent",
+    "gpu_utilization_percent",
+    "ram_utilization_percent",
+    "ram_used_gb",
+    "on_cloud",
+    "pue",
+    "wue",
 )
 
 
@@ -53,20 +85,65 @@ class ExportError(ValueError):
 # appends, Parquet row groups) agree even when a chunk has only missing values in a column.
 _PHASE_NAMES = ("idle", "pretrain", "train", "prune", "test")
 COLUMNS: dict[str, dict[str, str]] = {
-    "runs": {"run_id": "str", "preset": "str", "config": "str", "dataset": "str", "size": "str", "mode": "str",
-             "mechanism": "str", "seed": "int", "status": "str", "started": "str", "synthetic": "bool",
-             "last_phase": "str", "duration_s": "float", "accuracy": "float", "f1_macro": "float",
-             "train_samples": "int", "inferences": "int", "j_per_train_sample": "float",
-             "j_per_inference": "float", **{f"{p}_net_j": "float" for p in _PHASE_NAMES},
-             "energy_source": "str", "energy_methods": "str"},
-    "phases": {"run_id": "str", "phase": "str", "domain": "str", "kind": "str", "duration_s": "float",
-               "gross_j": "float", "idle_j": "float", "net_j": "float", "source": "str", "method": "str",
-               "partial": "bool", "gap": "bool", "error_rel": "float", "short": "bool",
-               "others_cpu_share": "float", "contended": "bool"},
-    "samples": {"run_id": "str", "t_s": "float", "domain": "str", "watts": "float", "joules": "float",
-                "source": "str", "method": "str"},
-    "curve": {"run_id": "str", "phase": "str", "epoch": "int", "val_accuracy": "float", "cumulative_j": "float",
-              "source": "str"},
+    "runs": {
+        "run_id": "str",
+        "preset": "str",
+        "config": "str",
+        "dataset": "str",
+        "size": "str",
+        "mode": "str",
+        "mechanism": "str",
+        "seed": "int",
+        "status": "str",
+        "started": "str",
+        "synthetic": "bool",
+        "last_phase": "str",
+        "duration_s": "float",
+        "accuracy": "float",
+        "f1_macro": "float",
+        "train_samples": "int",
+        "inferences": "int",
+        "j_per_train_sample": "float",
+        "j_per_inference": "float",
+        **{f"{p}_net_j": "float" for p in _PHASE_NAMES},
+        "energy_source": "str",
+        "energy_methods": "str",
+    },
+    "phases": {
+        "run_id": "str",
+        "phase": "str",
+        "domain": "str",
+        "kind": "str",
+        "duration_s": "float",
+        "gross_j": "float",
+        "idle_j": "float",
+        "net_j": "float",
+        "source": "str",
+        "method": "str",
+        "partial": "bool",
+        "gap": "bool",
+        "error_rel": "float",
+        "short": "bool",
+        "others_cpu_share": "float",
+        "contended": "bool",
+    },
+    "samples": {
+        "run_id": "str",
+        "t_s": "float",
+        "domain": "str",
+        "watts": "float",
+        "joules": "float",
+        "source": "str",
+        "method": "str",
+    },
+    "curve": {
+        "run_id": "str",
+        "phase": "str",
+        "epoch": "int",
+        "val_accuracy": "float",
+        "cumulative_j": "float",
+        "source": "str",
+    },
 }
 # Runs whose rows are built and written together: memory holds one chunk, never the history.
 CHUNK_RUNS = 100
@@ -96,9 +173,16 @@ def _config_parts(record: RunRecord) -> dict:
     summary = record.summary or {}
     key = summary.get("config") or spec.get("config") or ""
     mechanism = key.split("/")[3] if key.count("/") == 3 else "baseline"
-    return {"run_id": record.run_id, "preset": spec.get("preset"), "config": key,
-            "dataset": spec.get("dataset"), "size": spec.get("size"), "mode": spec.get("mode"),
-            "mechanism": mechanism, "seed": spec.get("seed")}
+    return {
+        "run_id": record.run_id,
+        "preset": spec.get("preset"),
+        "config": key,
+        "dataset": spec.get("dataset"),
+        "size": spec.get("size"),
+        "mode": spec.get("mode"),
+        "mechanism": mechanism,
+        "seed": spec.get("seed"),
+    }
 
 
 def _run_rows(r: RunRecord) -> list[dict]:
@@ -106,12 +190,20 @@ def _run_rows(r: RunRecord) -> list[dict]:
 
     s = r.summary or {}
     m = s.get("metrics", {})
-    row = {**_config_parts(r), "status": r.status, "started": r.started, "synthetic": s.get("synthetic"),
-           "last_phase": r.last_phase, "duration_s": s.get("duration_s"),
-           "accuracy": m.get("accuracy"), "f1_macro": m.get("f1_macro"),
-           "train_samples": m.get("train_samples"), "inferences": m.get("inferences"),
-           "j_per_train_sample": (m.get("j_per_train_sample") or {}).get("value"),
-           "j_per_inference": (m.get("j_per_inference") or {}).get("value")}
+    row = {
+        **_config_parts(r),
+        "status": r.status,
+        "started": r.started,
+        "synthetic": s.get("synthetic"),
+        "last_phase": r.last_phase,
+        "duration_s": s.get("duration_s"),
+        "accuracy": m.get("accuracy"),
+        "f1_macro": m.get("f1_macro"),
+        "train_samples": m.get("train_samples"),
+        "inferences": m.get("inferences"),
+        "j_per_train_sample": (m.get("j_per_train_sample") or {}).get("value"),
+        "j_per_inference": (m.get("j_per_inference") or {}).get("value"),
+    }
     sources = set()
     for phase in _PHASE_NAMES:
         total = s.get("phases", {}).get(phase, {}).get("total")
@@ -119,30 +211,55 @@ def _run_rows(r: RunRecord) -> list[dict]:
         if total and total.get("source"):
             sources.add(total["source"])
     row["energy_source"] = weakest_source(sources) if sources else None
-    row["energy_methods"] = ";".join(sorted({mth for p in s.get("phases", {}).values()
-                                             for mth in p.get("total", {}).get("methods", [])}))
+    row["energy_methods"] = ";".join(
+        sorted({mth for p in s.get("phases", {}).values() for mth in p.get("total", {}).get("methods", [])})
+    )
     return [row]
 
 
 def _phase_rows(r: RunRecord) -> list[dict]:
-    return [{"run_id": r.run_id, "phase": phase, "domain": domain, "kind": e.get("kind"),
-             "duration_s": record["duration_s"], "gross_j": e["gross_j"], "idle_j": e["idle_j"],
-             "net_j": e["net_j"], "source": e["source"], "method": e["method"],
-             "partial": bool(record.get("partial")), "gap": bool(e.get("gap")),
-             # the meter's documented error and the machine's state (absent from older logs)
-             "error_rel": e.get("error_rel"), "short": bool(e.get("short")),
-             "others_cpu_share": (record.get("contention") or {}).get("others_cpu_share"),
-             "contended": bool((record.get("contention") or {}).get("contended"))}
-            for phase, record in ((r.summary or {}).get("phases") or {}).items()
-            for domain, e in record["energy"].items()]
+    return [
+        {
+            "run_id": r.run_id,
+            "phase": phase,
+            "domain": domain,
+            "kind": e.get("kind"),
+            "duration_s": record["duration_s"],
+            "gross_j": e["gross_j"],
+            "idle_j": e["idle_j"],
+            "net_j": e["net_j"],
+            "source": e["source"],
+            "method": e["method"],
+            "partial": bool(record.get("partial")),
+            "gap": bool(e.get("gap")),
+            # the meter's documented error and the machine's state (absent from older logs)
+            "error_rel": e.get("error_rel"),
+            "short": bool(e.get("short")),
+            "others_cpu_share": (record.get("contention") or {}).get("others_cpu_share"),
+            "contended": bool((record.get("contention") or {}).get("contended")),
+        }
+        for phase, record in ((r.summary or {}).get("phases") or {}).items()
+        for domain, e in record["energy"].items()
+    ]
 
 
 def _sample_rows(r: RunRecord) -> list[dict]:
     events, _ = read_events(r.path / EVENTS)
     t0 = events[0]["t"] if events else 0.0
-    return [{"run_id": r.run_id, "t_s": e["t"] - t0, "domain": domain, "watts": d["w"],
-             "joules": d["j"], "source": d["source"], "method": d["method"]}
-            for e in events if e["type"] == "sample" for domain, d in e["domains"].items()]
+    return [
+        {
+            "run_id": r.run_id,
+            "t_s": e["t"] - t0,
+            "domain": domain,
+            "watts": d["w"],
+            "joules": d["j"],
+            "source": d["source"],
+            "method": d["method"],
+        }
+        for e in events
+        if e["type"] == "sample"
+        for domain, d in e["domains"].items()
+    ]
 
 
 def _curve_rows(r: RunRecord) -> list[dict]:
@@ -197,32 +314,56 @@ def _codecarbon_row(r: RunRecord, carbon_intensity_g_per_kwh: float) -> dict:
     emissions = total_kwh * carbon_intensity_g_per_kwh / 1000
     gpus = [m for m in s.get("meters", []) if m.get("kind") == "gpu"]
     return {
-        "timestamp": (s.get("ended") or r.started)[:19], "project_name": f"joulelab:{r.spec.get('preset') or 'run'}",
-        "run_id": r.run_id, "experiment_id": s.get("config"), "duration": duration, "emissions": emissions,
+        "timestamp": (s.get("ended") or r.started)[:19],
+        "project_name": f"joulelab:{r.spec.get('preset') or 'run'}",
+        "run_id": r.run_id,
+        "experiment_id": s.get("config"),
+        "duration": duration,
+        "emissions": emissions,
         "emissions_rate": emissions / duration if duration else 0.0,
         "cpu_power": by_kind["cpu"] / duration if duration else 0.0,
         "gpu_power": by_kind["gpu"] / duration if duration else 0.0,
         "ram_power": by_kind["dram"] / duration if duration else 0.0,
-        "cpu_energy": kwh["cpu"], "gpu_energy": kwh["gpu"], "ram_energy": kwh["dram"],
-        "energy_consumed": total_kwh, "country_name": "", "country_iso_code": "", "region": "",
-        "cloud_provider": "", "cloud_region": "", "os": env.get("platform", platform.platform()),
-        "python_version": env.get("python", ""), "codecarbon_version": "", "cpu_count": env.get("logical_cpus"),
-        "cpu_model": env.get("cpu_model", ""), "gpu_count": len(gpus), "gpu_model": "",
-        "longitude": "", "latitude": "", "ram_total_size": env.get("memory_gb"), "tracking_mode": "process",
-        "on_cloud": "N", "pue": 1.0,
+        "cpu_energy": kwh["cpu"],
+        "gpu_energy": kwh["gpu"],
+        "ram_energy": kwh["dram"],
+        "energy_consumed": total_kwh,
+        "country_name": "",
+        "country_iso_code": "",
+        "region": "",
+        "cloud_provider": "",
+        "cloud_region": "",
+        "os": env.get("platform", platform.platform()),
+        "python_version": env.get("python", ""),
+        "codecarbon_version": "",
+        "cpu_count": env.get("logical_cpus"),
+        "cpu_model": env.get("cpu_model", ""),
+        "gpu_count": len(gpus),
+        "gpu_model": "",
+        "longitude": "",
+        "latitude": "",
+        "ram_total_size": env.get("memory_gb"),
+        "tracking_mode": "process",
+        "on_cloud": "N",
+        "pue": 1.0,
         "joulelab_energy_source": weakest_source(sources) if sources else "",
     }
 
 
-def codecarbon_table(records: list[RunRecord], carbon_intensity_g_per_kwh: float = DEFAULT_CARBON_INTENSITY) -> pd.DataFrame:
+def codecarbon_table(
+    records: list[RunRecord], carbon_intensity_g_per_kwh: float = DEFAULT_CARBON_INTENSITY
+) -> pd.DataFrame:
     """One row per run in CodeCarbon's emissions.csv layout (energies in kWh, emissions in kg).
 
     Gross energy of the measured phases (idle baseline excluded), since that is what CodeCarbon
     reports. The extra `joulelab_energy_source` column keeps the provenance. A run with no
     measured phase (it crashed before any) has no row: zero kWh would be a false measurement.
     """
-    rows = [_codecarbon_row(r, carbon_intensity_g_per_kwh) for r in records
-            if set(((r.summary or {}).get("phases") or {})) - {"idle"}]
+    rows = [
+        _codecarbon_row(r, carbon_intensity_g_per_kwh)
+        for r in records
+        if set((r.summary or {}).get("phases") or {}) - {"idle"}
+    ]
     return pd.DataFrame(rows, columns=[*CODECARBON_COLUMNS, "joulelab_energy_source"])
 
 
@@ -232,12 +373,13 @@ def _chunks(records: list[RunRecord]):
     from engine.store import load_run
 
     for i in range(0, len(records), CHUNK_RUNS):
-        full = [load_run(r.path) for r in records[i:i + CHUNK_RUNS]]
+        full = [load_run(r.path) for r in records[i : i + CHUNK_RUNS]]
         yield [r for r in full if r.problem is None]
 
 
-def write(records: list[RunRecord], fmt: str, out: Path,
-          carbon_intensity: float = DEFAULT_CARBON_INTENSITY) -> list[Path]:
+def write(
+    records: list[RunRecord], fmt: str, out: Path, carbon_intensity: float = DEFAULT_CARBON_INTENSITY
+) -> list[Path]:
     """Write the export; `out` is a directory for csv/parquet (one file per table) and a file for
     json and codecarbon. Returns the paths written. Runs are read and written a chunk at a time,
     so memory stays flat however long the history is."""
@@ -250,10 +392,12 @@ def write(records: list[RunRecord], fmt: str, out: Path,
             def write_cc(p):
                 with open(p, "w", newline="") as f:
                     for n, chunk in enumerate(_chunks(records)):
-                        codecarbon_table(chunk, carbon_intensity).to_csv(f, index=False, header=n == 0,
-                                                                         quoting=csv.QUOTE_MINIMAL)
+                        codecarbon_table(chunk, carbon_intensity).to_csv(
+                            f, index=False, header=n == 0, quoting=csv.QUOTE_MINIMAL
+                        )
                     if not records:
                         codecarbon_table([], carbon_intensity).to_csv(f, index=False)
+
             _atomic(path, write_cc)
             return [path]
         if fmt == "json":
@@ -264,8 +408,9 @@ def write(records: list[RunRecord], fmt: str, out: Path,
         _atomic_many(list(paths.values()), lambda tmps: _write_tables(records, fmt, dict(zip(TABLES, tmps))))
         return list(paths.values())
     except OSError as exc:
-        raise ExportError(f"cannot write the export to {out}: {exc.strerror or exc}; "
-                          "choose a writable path with -o") from None
+        raise ExportError(
+            f"cannot write the export to {out}: {exc.strerror or exc}; choose a writable path with -o"
+        ) from None
 
 
 def _write_tables(records: list[RunRecord], fmt: str, tmps: dict[str, str]) -> None:
@@ -279,8 +424,9 @@ def _write_tables(records: list[RunRecord], fmt: str, tmps: dict[str, str]) -> N
             for chunk in _chunks(records):
                 for name in TABLES:
                     df = _table(chunk, name)
-                    writers[name].write_table(pa.Table.from_pandas(df, schema=_arrow_schema(COLUMNS[name]),
-                                                                   preserve_index=False))
+                    writers[name].write_table(
+                        pa.Table.from_pandas(df, schema=_arrow_schema(COLUMNS[name]), preserve_index=False)
+                    )
         finally:
             for w in writers.values():
                 w.close()
@@ -359,26 +505,50 @@ def _atomic(path: Path, write_fn) -> None:
 
 def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) -> dict:
     """Stats and comparisons as plain data, for --format json (and anything else that wants it)."""
+
     def est(e):
         return e.as_dict() if e is not None else None
 
     return {
-        "configs": [{"config": s.key, "dataset": s.dataset, "size": s.size, "mode": s.mode,
-                     "mechanism": s.mechanism, "synthetic": s.synthetic, "trials": s.n, "seeds": s.seeds,
-                     "train_net_j": est(s.train_j), "pretrain_net_j": est(s.pretrain_j),
-                     "test_j_per_inference": est(s.test_j_per_inference),
-                     "accuracy": est(s.accuracy), "f1_macro": est(s.f1),
-                     "phase_net_j": {p: est(e) for p, e in s.phase_net_j.items()},
-                     "phase_duration_s": {p: est(e) for p, e in s.durations.items()}} for s in stats],
-        "comparisons": [{**{k: v for k, v in asdict(c).items()
-                            if k not in ("train_ratio", "test_ratio", "accuracy_diff_points", "pretrain_j")},
-                         "train_energy_ratio": est(c.train_ratio), "inference_energy_ratio": est(c.test_ratio),
-                         "accuracy_change_points": est(c.accuracy_diff_points), "pretrain_net_j": est(c.pretrain_j),
-                         # JSON has no infinity: "never pays back" is null with pays_back false
-                         "break_even_runs": None if c.break_even_runs is None or math.isinf(c.break_even_runs)
-                         else c.break_even_runs,
-                         "pays_back": None if c.break_even_runs is None else not math.isinf(c.break_even_runs)}
-                        for c in comparisons],
+        "configs": [
+            {
+                "config": s.key,
+                "dataset": s.dataset,
+                "size": s.size,
+                "mode": s.mode,
+                "mechanism": s.mechanism,
+                "synthetic": s.synthetic,
+                "trials": s.n,
+                "seeds": s.seeds,
+                "train_net_j": est(s.train_j),
+                "pretrain_net_j": est(s.pretrain_j),
+                "test_j_per_inference": est(s.test_j_per_inference),
+                "accuracy": est(s.accuracy),
+                "f1_macro": est(s.f1),
+                "phase_net_j": {p: est(e) for p, e in s.phase_net_j.items()},
+                "phase_duration_s": {p: est(e) for p, e in s.durations.items()},
+            }
+            for s in stats
+        ],
+        "comparisons": [
+            {
+                **{
+                    k: v
+                    for k, v in asdict(c).items()
+                    if k not in ("train_ratio", "test_ratio", "accuracy_diff_points", "pretrain_j")
+                },
+                "train_energy_ratio": est(c.train_ratio),
+                "inference_energy_ratio": est(c.test_ratio),
+                "accuracy_change_points": est(c.accuracy_diff_points),
+                "pretrain_net_j": est(c.pretrain_j),
+                # JSON has no infinity: "never pays back" is null with pays_back false
+                "break_even_runs": None
+                if c.break_even_runs is None or math.isinf(c.break_even_runs)
+                else c.break_even_runs,
+                "pays_back": None if c.break_even_runs is None else not math.isinf(c.break_even_runs),
+            }
+            for c in comparisons
+        ],
     }
 
 
@@ -412,9 +582,12 @@ def mlflow_payload(record: RunRecord) -> tuple[dict[str, str], list[tuple[str, f
     s = record.summary or {}
     params = {k: "" if v is None else str(v) for k, v in sorted(record.spec.items())}
     synthetic = s.get("synthetic")
-    tags = {"joulelab.status": record.status,
-            "joulelab.config": _config_parts(record)["config"], "joulelab.dataset": str(record.spec.get("dataset")),
-            "joulelab.synthetic": "unknown" if synthetic is None else str(bool(synthetic)).lower()}
+    tags = {
+        "joulelab.status": record.status,
+        "joulelab.config": _config_parts(record)["config"],
+        "joulelab.dataset": str(record.spec.get("dataset")),
+        "joulelab.synthetic": "unknown" if synthetic is None else str(bool(synthetic)).lower(),
+    }
     metrics: list[tuple[str, float, int]] = []
     for phase, rec in (s.get("phases") or {}).items():
         metrics.append((f"duration/{phase}_s", rec["duration_s"], 0))
@@ -468,8 +641,9 @@ def _mlflow_client_class():
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise ExportError(f"--format mlflow needs MLflow, which is not installed; install it with: {MLFLOW_INSTALL}") \
-            from None
+        raise ExportError(
+            f"--format mlflow needs MLflow, which is not installed; install it with: {MLFLOW_INSTALL}"
+        ) from None
     return MlflowClient
 
 
@@ -487,8 +661,9 @@ def log_mlflow(records: list[RunRecord], target: MlflowTarget = MlflowTarget()) 
     try:
         client = client_class(target.tracking_uri)
         experiment = client.get_experiment_by_name(target.experiment)
-        experiment_id = (experiment.experiment_id if experiment is not None
-                         else client.create_experiment(target.experiment))
+        experiment_id = (
+            experiment.experiment_id if experiment is not None else client.create_experiment(target.experiment)
+        )
         return [_log_one(client, experiment_id, r) for r in records]
     except (MlflowException, OSError) as exc:
         raise _mlflow_error(target, exc) from None
@@ -499,8 +674,9 @@ def _log_one(client, experiment_id: str, record: RunRecord) -> MlflowLogged:
 
     if record.status == "running":
         return MlflowLogged(record.run_id, None, False, "still running; export it when it has ended")
-    found = client.search_runs([experiment_id], filter_string=f"tags.`{MLFLOW_RUN_ID_TAG}` = '{record.run_id}'",
-                               max_results=1)
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{MLFLOW_RUN_ID_TAG}` = '{record.run_id}'", max_results=1
+    )
     if found:
         return MlflowLogged(record.run_id, found[0].info.run_id, False, "already logged; unchanged")
     params, metrics, tags = mlflow_payload(record)
@@ -511,12 +687,14 @@ def _log_one(client, experiment_id: str, record: RunRecord) -> MlflowLogged:
     rid = run.info.run_id
     try:
         stamp = end_ms or 0
-        entities = ([Param(k, v) for k, v in params.items()],
-                    [Metric(k, float(v), stamp, step) for k, v, step in metrics],
-                    [RunTag(k, v) for k, v in tags.items()])
+        entities = (
+            [Param(k, v) for k, v in params.items()],
+            [Metric(k, float(v), stamp, step) for k, v, step in metrics],
+            [RunTag(k, v) for k, v in tags.items()],
+        )
         for kind, items in zip(("params", "metrics", "tags"), entities):
             for i in range(0, len(items), _MLFLOW_BATCH):
-                client.log_batch(rid, **{kind: items[i:i + _MLFLOW_BATCH]})
+                client.log_batch(rid, **{kind: items[i : i + _MLFLOW_BATCH]})
         for name in ("run.json", "summary.json"):
             if (record.path / name).exists():
                 client.log_artifact(rid, str(record.path / name))

@@ -70,8 +70,9 @@ class FollowedRun:
         else:
             status = "cancelled" if self.cancelled else "crashed"
             error = self.last_error or ("cancelled" if self.cancelled else "the worker ended without a summary")
-        return RunOutcome(self.spec.run_id, self.run_path, -1, status, self.events_seen, self.bad_lines,
-                          error, self.result)
+        return RunOutcome(
+            self.spec.run_id, self.run_path, -1, status, self.events_seen, self.bad_lines, error, self.result
+        )
 
     async def cancel(self, grace_s: float = CANCEL_GRACE_S) -> None:
         """SIGTERM the run's process group, then SIGKILL what is left: only while the recorded pid

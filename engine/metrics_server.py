@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 
 DEFAULT_ADDR = "127.0.0.1"
 INSTALL = "pip install 'joulelab[prometheus]'"
-STATES = ("starting", "idle", "pretrain", "train", "prune", "test",
-          "complete", "cancelled", "failed", "crashed")
+STATES = ("starting", "idle", "pretrain", "train", "prune", "test", "complete", "cancelled", "failed", "crashed")
 
 
 class MetricsError(ValueError):
@@ -62,21 +61,43 @@ class MetricsServer:
         try:
             from prometheus_client import CollectorRegistry, Counter, Enum, Gauge
         except ImportError:
-            raise MetricsError(f"--metrics-port needs prometheus_client, which is not installed; "
-                               f"install it with: {INSTALL}") from None
+            raise MetricsError(
+                f"--metrics-port needs prometheus_client, which is not installed; install it with: {INSTALL}"
+            ) from None
         self.port, self.addr = port, addr
         self.registry = CollectorRegistry(auto_describe=True)
         run = ["run_id", "configuration"]
-        self.watts = Gauge("joulelab_power_watts", "Power of each meter domain at the last sample (W)",
-                           [*run, "domain", "kind", "source"], registry=self.registry)
-        self.joules = Counter("joulelab_energy_joules", "Gross energy per phase and meter domain (J)",
-                              [*run, "phase", "domain", "kind", "source", "method"], registry=self.registry)
-        self.state = Enum("joulelab_run_state", "The run's phase while it runs, then its final status",
-                          run, states=list(STATES), registry=self.registry)
-        self.dropped = Counter("joulelab_samples_dropped", "Live samples the sampler's fixed-rate schedule "
-                               "skipped (it fell behind)", run, registry=self.registry)
-        self.gaps = Counter("joulelab_meter_gaps", "Times a meter stopped answering (meter_gap events)",
-                            [*run, "domain"], registry=self.registry)
+        self.watts = Gauge(
+            "joulelab_power_watts",
+            "Power of each meter domain at the last sample (W)",
+            [*run, "domain", "kind", "source"],
+            registry=self.registry,
+        )
+        self.joules = Counter(
+            "joulelab_energy_joules",
+            "Gross energy per phase and meter domain (J)",
+            [*run, "phase", "domain", "kind", "source", "method"],
+            registry=self.registry,
+        )
+        self.state = Enum(
+            "joulelab_run_state",
+            "The run's phase while it runs, then its final status",
+            run,
+            states=list(STATES),
+            registry=self.registry,
+        )
+        self.dropped = Counter(
+            "joulelab_samples_dropped",
+            "Live samples the sampler's fixed-rate schedule skipped (it fell behind)",
+            run,
+            registry=self.registry,
+        )
+        self.gaps = Counter(
+            "joulelab_meter_gaps",
+            "Times a meter stopped answering (meter_gap events)",
+            [*run, "domain"],
+            registry=self.registry,
+        )
         self.runs: dict[str, _Run] = {}
         self._server = self._thread = None
 
@@ -87,8 +108,10 @@ class MetricsServer:
         try:
             self._server, self._thread = start_http_server(self.port, addr=self.addr, registry=self.registry)
         except OSError as exc:
-            raise MetricsError(f"cannot serve metrics on {self.addr}:{self.port} ({exc.strerror or exc}); "
-                               "choose another --metrics-port") from None
+            raise MetricsError(
+                f"cannot serve metrics on {self.addr}:{self.port} ({exc.strerror or exc}); "
+                "choose another --metrics-port"
+            ) from None
         return self
 
     def stop(self) -> None:

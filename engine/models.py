@@ -79,15 +79,19 @@ def _conv_body(channels: int, length: int, size: str, batchnorm: bool, width: fl
         return _scaled(n, width)
 
     if size == "small":
-        layers = [*_conv_block(channels, w(16), 5, batchnorm, True, 0.0),
-                  *_conv_block(w(16), w(16), 5, batchnorm, True, 0.0)]
+        layers = [
+            *_conv_block(channels, w(16), 5, batchnorm, True, 0.0),
+            *_conv_block(w(16), w(16), 5, batchnorm, True, 0.0),
+        ]
         flat = w(16) * (length // 4)
         layers += [nn.Flatten(), *_dense(flat, w(32), batchnorm, 0.0)]
         return nn.Sequential(*layers), w(32)
-    layers = [*_conv_block(channels, w(64), 5, batchnorm, True, 0.1),
-              *_conv_block(w(64), w(64), 5, batchnorm, True, 0.1),
-              *_conv_block(w(64), w(32), 5, batchnorm, True, 0.1),
-              *_conv_block(w(32), w(32), 5, batchnorm, False, 0.1)]
+    layers = [
+        *_conv_block(channels, w(64), 5, batchnorm, True, 0.1),
+        *_conv_block(w(64), w(64), 5, batchnorm, True, 0.1),
+        *_conv_block(w(64), w(32), 5, batchnorm, True, 0.1),
+        *_conv_block(w(32), w(32), 5, batchnorm, False, 0.1),
+    ]
     flat = w(32) * (length // 8)
     layers += [nn.Flatten(), *_dense(flat, w(256), batchnorm, 0.2), *_dense(w(256), w(64), batchnorm, 0.2)]
     return nn.Sequential(*layers), w(64)
@@ -104,8 +108,9 @@ def _mlp_body(features: int, size: str, batchnorm: bool, width: float = 1.0) -> 
     return nn.Sequential(*layers), widths[-1]
 
 
-def build_network(input_shape: tuple[int, ...], size: str, n_classes: int, batchnorm: bool = True,
-                  width: float = 1.0) -> Net:
+def build_network(
+    input_shape: tuple[int, ...], size: str, n_classes: int, batchnorm: bool = True, width: float = 1.0
+) -> Net:
     """A network for (channels, length) windows or (features,) vectors; `width` multiplies every
     hidden layer's channels/units (1 = the study's network; the input and output stay)."""
     if len(input_shape) == 2:

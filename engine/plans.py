@@ -31,7 +31,7 @@ def process_started(pid: int) -> float | None:
         import psutil
 
         return psutil.Process(pid).create_time()
-    except Exception:  # noqa: BLE001 - gone, or not ours to see
+    except Exception:
         return None
 
 
@@ -47,7 +47,7 @@ def same_process_alive(pid: int | None, pid_started: float | None) -> bool:
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
         return pid_started is None or abs(proc.create_time() - pid_started) < 0.05
-    except Exception:  # noqa: BLE001 - gone
+    except Exception:
         return False
 
 
@@ -85,11 +85,18 @@ def record_plan(logs_dir: Path, plan_id: str, title: str, source: str, items: li
     the logs directory cannot be written: the plan runs unrecorded, and its first run says why."""
     path = Path(logs_dir) / PLANS_DIR / f"{plan_id}.json"
     try:
-        atomic_write_json(path, {
-            "plan_id": plan_id, "title": title, "source": source, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "owner": {"pid": os.getpid(), "pid_started": process_started(os.getpid())}, "state": "running",
-            "items": [{"run_id": item["spec"].get("run_id"), "status": None, **item} for item in items],
-        })
+        atomic_write_json(
+            path,
+            {
+                "plan_id": plan_id,
+                "title": title,
+                "source": source,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "owner": {"pid": os.getpid(), "pid_started": process_started(os.getpid())},
+                "state": "running",
+                "items": [{"run_id": item["spec"].get("run_id"), "status": None, **item} for item in items],
+            },
+        )
     except OSError:
         return None
     return path
@@ -108,30 +115,37 @@ def _update(path: Path, change) -> None:
 
 def mark_item(path: Path, index: int, run_id: str, status: str | None) -> None:
     """Item `index` runs as `run_id` (status None while it runs) or ended with `status`."""
+
     def change(data: dict) -> None:
         data["items"][index].update(run_id=run_id, status=status)
+
     _update(path, change)
 
 
 def take_over(path: Path) -> None:
     """This process now runs the plan (resuming it)."""
+
     def change(data: dict) -> None:
         data["owner"] = {"pid": os.getpid(), "pid_started": process_started(os.getpid())}
         data["state"] = "running"
+
     _update(path, change)
 
 
 def close_plan(path: Path, state: str) -> None:
     """finished (every run ended), stopped (cancelled by the user, or set aside) or left (the user
     quit and left the run going: the rest is offered next time)."""
+
     def change(data: dict) -> None:
         data["state"] = state
+
     _update(path, change)
 
 
 @dataclass(frozen=True)
 class Remaining:
     """One run an interrupted plan still needs: `follow` when its worker still runs."""
+
     index: int
     item: dict
     follow: bool
@@ -150,9 +164,11 @@ class InterruptedPlan:
 
     def describe(self) -> str:
         going = sum(1 for r in self.remaining if r.follow)
-        return (f"{self.title}: {self.done} of {self.total} runs done"
-                + (f", {going} still running" if going else "")
-                + f", {len(self.remaining) - going} to start")
+        return (
+            f"{self.title}: {self.done} of {self.total} runs done"
+            + (f", {going} still running" if going else "")
+            + f", {len(self.remaining) - going} to start"
+        )
 
 
 def interrupted_plans(logs_dir: Path) -> list[InterruptedPlan]:
@@ -181,8 +197,9 @@ def interrupted_plans(logs_dir: Path) -> list[InterruptedPlan]:
                 continue
             remaining.append(Remaining(index, item, follow=status == "running"))
         if remaining:
-            found.append(InterruptedPlan(path, data.get("title", path.stem), len(data.get("items", [])),
-                                         tuple(remaining)))
+            found.append(
+                InterruptedPlan(path, data.get("title", path.stem), len(data.get("items", [])), tuple(remaining))
+            )
         else:
             close_plan(path, "finished")  # its last run ended after the session did
     return found
@@ -198,7 +215,7 @@ def resume_cli(logs_dir: Path, console=None) -> int:
     from engine.spec import new_run_id, spec_from_dict
 
     plans = interrupted_plans(logs_dir)
-    say = (console.print if console is not None else (lambda *a, **k: None))
+    say = console.print if console is not None else (lambda *a, **k: None)
     if not plans:
         say(f"no interrupted plan in {logs_dir}")
         return 0

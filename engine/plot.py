@@ -41,8 +41,9 @@ def plot_runs(records: list[RunRecord], out: Path) -> None:
         for phase, part in df.groupby("phase", sort=False):
             source = part["source"].iloc[0]
             label = f"{run_id} {phase}" + (" (modelled)" if source == "modelled" else "")
-            ax_curve.plot(part["cumulative_j"], 100 * part["val_accuracy"], LINESTYLE.get(source, "-"),
-                          marker="o", label=label)
+            ax_curve.plot(
+                part["cumulative_j"], 100 * part["val_accuracy"], LINESTYLE.get(source, "-"), marker="o", label=label
+            )
     ax_curve.set_xlabel("cumulative energy in the phase (J)")
     ax_curve.set_ylabel("validation accuracy (%)")
     ax_curve.set_title("Energy to accuracy")

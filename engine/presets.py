@@ -36,14 +36,39 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.spec import (DATASETS, FIELDS, MECHANISMS, MODES, SIZES, TRANSFER_HEADS, RunSpec, SpecError, mode_label,
-                         size_label, spec_from_dict, suggest)
+from engine.spec import (
+    DATASETS,
+    FIELDS,
+    MECHANISMS,
+    MODES,
+    SIZES,
+    TRANSFER_HEADS,
+    RunSpec,
+    SpecError,
+    mode_label,
+    size_label,
+    spec_from_dict,
+    suggest,
+)
 
-MATRIX_KEYS = {"dataset": DATASETS, "size": SIZES, "mode": MODES, "mechanism": tuple(MECHANISMS),
-               "transfer_head": TRANSFER_HEADS}
+MATRIX_KEYS = {
+    "dataset": DATASETS,
+    "size": SIZES,
+    "mode": MODES,
+    "mechanism": tuple(MECHANISMS),
+    "transfer_head": TRANSFER_HEADS,
+}
 TOP_KEYS = ("preset", "matrix", "settings", "override")
-PRESET_KEYS = ("name", "description", "trials", "mlflow", "mlflow_tracking_uri", "mlflow_experiment",
-               "metrics_port", "metrics_addr")
+PRESET_KEYS = (
+    "name",
+    "description",
+    "trials",
+    "mlflow",
+    "mlflow_tracking_uri",
+    "mlflow_experiment",
+    "metrics_port",
+    "metrics_addr",
+)
 MAX_TRIALS = 1000  # seeds per configuration, in a preset or on the command line
 # Keys the matrix and the preset itself own; settings may not set them.
 RESERVED = {"dataset", "size", "mode", "transfer_head", "seed", "run_id", "preset", "config", "batch"}
@@ -66,8 +91,10 @@ class Config:
 
     @property
     def key(self) -> str:
-        return (f"{self.dataset}/{size_label(self.size, self.width)}/{mode_label(self.mode, self.transfer_head)}/"
-                f"{self.mechanism}")
+        return (
+            f"{self.dataset}/{size_label(self.size, self.width)}/{mode_label(self.mode, self.transfer_head)}/"
+            f"{self.mechanism}"
+        )
 
     @property
     def group(self) -> str:
@@ -75,8 +102,7 @@ class Config:
         return f"{self.dataset}/{size_label(self.size, self.width)}/{self.mechanism}"
 
     def matches(self, match: dict[str, Any]) -> bool:
-        return all(getattr(self, k) == v or (isinstance(v, list) and getattr(self, k) in v)
-                   for k, v in match.items())
+        return all(getattr(self, k) == v or (isinstance(v, list) and getattr(self, k) in v) for k, v in match.items())
 
 
 @dataclass(frozen=True)
@@ -129,8 +155,10 @@ def resolve(name_or_path: str) -> Path:
         if candidate.exists():
             return candidate
     available = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
-    raise PresetError(f"no preset {name_or_path!r}{suggest(name_or_path, available)}; "
-                      f"available: {', '.join(available)}, or give a path to a .toml file")
+    raise PresetError(
+        f"no preset {name_or_path!r}{suggest(name_or_path, available)}; "
+        f"available: {', '.join(available)}, or give a path to a .toml file"
+    )
 
 
 def available() -> list[Path]:
@@ -158,13 +186,13 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         raise PresetError(f"{where}: empty preset; it needs at least a [matrix] table")
     for key in data:
         if key not in TOP_KEYS:
-            raise PresetError(f"{where}: unknown table {key!r}{suggest(key, TOP_KEYS)}; "
-                              f"allowed: {', '.join(TOP_KEYS)}")
+            raise PresetError(f"{where}: unknown table {key!r}{suggest(key, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
     head = _table(data.get("preset", {}), where, "preset")
     for key in head:
         if key not in PRESET_KEYS:
-            raise PresetError(f"{where}: [preset] unknown key {key!r}{suggest(key, PRESET_KEYS)}; "
-                              f"allowed: {', '.join(PRESET_KEYS)}")
+            raise PresetError(
+                f"{where}: [preset] unknown key {key!r}{suggest(key, PRESET_KEYS)}; allowed: {', '.join(PRESET_KEYS)}"
+            )
     name = head.get("name", path.stem)
     description = head.get("description", "")
     trials = head.get("trials", 1)
@@ -181,21 +209,29 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
             axes["width"] = _widths(values, where)
             continue
         if key not in MATRIX_KEYS:
-            raise PresetError(f"{where}: [matrix] unknown key {key!r}{suggest(key, MATRIX_KEYS)}; "
-                              f"allowed: {', '.join(MATRIX_KEYS)}")
+            raise PresetError(
+                f"{where}: [matrix] unknown key {key!r}{suggest(key, MATRIX_KEYS)}; allowed: {', '.join(MATRIX_KEYS)}"
+            )
         if isinstance(values, str):
             values = [values]
         if not isinstance(values, list) or not values:
             raise PresetError(f"{where}: [matrix] {key}: expected a non-empty list, got {values!r}")
         for v in values:
             if v not in MATRIX_KEYS[key]:
-                raise PresetError(f"{where}: [matrix] {key}: {v!r} is not one of "
-                                  f"{', '.join(MATRIX_KEYS[key])}{suggest(str(v), MATRIX_KEYS[key])}")
+                raise PresetError(
+                    f"{where}: [matrix] {key}: {v!r} is not one of "
+                    f"{', '.join(MATRIX_KEYS[key])}{suggest(str(v), MATRIX_KEYS[key])}"
+                )
         if len(set(values)) != len(values):
             raise PresetError(f"{where}: [matrix] {key}: repeated values in {values!r}")
         axes[key] = values
-    for key, default in (("dataset", "synthetic"), ("size", "small"), ("mode", "scratch"), ("mechanism", "baseline"),
-                         ("transfer_head", "replace")):
+    for key, default in (
+        ("dataset", "synthetic"),
+        ("size", "small"),
+        ("mode", "scratch"),
+        ("mechanism", "baseline"),
+        ("transfer_head", "replace"),
+    ):
         axes.setdefault(key, [default])
 
     settings = _table(data.get("settings", {}), where, "settings")
@@ -210,20 +246,29 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
             raise PresetError(f"{where}: override #{i}: needs match = {{ dataset = ..., ... }}")
         for k, v in match.items():
             if k not in MATRIX_KEYS:
-                raise PresetError(f"{where}: override #{i} match: unknown key {k!r}{suggest(k, MATRIX_KEYS)}; "
-                                  f"allowed: {', '.join(MATRIX_KEYS)}")
+                raise PresetError(
+                    f"{where}: override #{i} match: unknown key {k!r}{suggest(k, MATRIX_KEYS)}; "
+                    f"allowed: {', '.join(MATRIX_KEYS)}"
+                )
             for item in v if isinstance(v, list) else [v]:
                 if item not in MATRIX_KEYS[k]:
-                    raise PresetError(f"{where}: override #{i} match: {k}: {item!r} is not one of "
-                                      f"{', '.join(MATRIX_KEYS[k])}")
+                    raise PresetError(
+                        f"{where}: override #{i} match: {k}: {item!r} is not one of {', '.join(MATRIX_KEYS[k])}"
+                    )
         _check_settings({k: v for k, v in ov.items() if k != "match"}, where, f"override #{i}")
 
     if overrides:
         _check_settings(overrides, where, "command line")
 
     configs, specs = [], {}
-    axes_in_order = (axes["dataset"], axes["size"], axes["mode"], axes["mechanism"], axes["transfer_head"],
-                     axes.get("width", [None]))
+    axes_in_order = (
+        axes["dataset"],
+        axes["size"],
+        axes["mode"],
+        axes["mechanism"],
+        axes["transfer_head"],
+        axes.get("width", [None]),
+    )
     for dataset, size, mode, mechanism, transfer_head, width in itertools.product(*axes_in_order):
         if mode == "scratch":
             transfer_head = "replace"  # scratch has no source network: one configuration, whatever the axis says
@@ -238,7 +283,9 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         config = replace(config, width=float(fields.get("width", 1.0)))
         if config.key in specs:
             continue
-        fields.update(dataset=dataset, size=size, mode=mode, transfer_head=transfer_head, preset=name, config=config.key)
+        fields.update(
+            dataset=dataset, size=size, mode=mode, transfer_head=transfer_head, preset=name, config=config.key
+        )
         try:
             specs[config.key] = spec_from_dict(fields, f"{where}: {config.key}")
         except SpecError as exc:
@@ -258,8 +305,11 @@ def _widths(values: Any, where: str) -> list[float]:
 
 def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:
     """[preset] mlflow, mlflow_tracking_uri, mlflow_experiment, metrics_port, metrics_addr."""
-    out = {k: head[k] for k in ("mlflow", "mlflow_tracking_uri", "mlflow_experiment", "metrics_port",
-                                "metrics_addr") if k in head}
+    out = {
+        k: head[k]
+        for k in ("mlflow", "mlflow_tracking_uri", "mlflow_experiment", "metrics_port", "metrics_addr")
+        if k in head
+    }
     if not isinstance(out.get("mlflow", False), bool):
         raise PresetError(f"{where}: [preset] mlflow: expected true or false, got {out['mlflow']!r}")
     for key in ("mlflow_tracking_uri", "mlflow_experiment", "metrics_addr"):
@@ -282,8 +332,10 @@ def _table(value: Any, where: str, name: str) -> dict:
 def _check_settings(settings: dict[str, Any], where: str, section: str) -> None:
     for key in settings:
         if key in RESERVED:
-            raise PresetError(f"{where}: {section} {key!r} is set by the matrix or the preset, not here"
-                              + (" (use [matrix])" if key in MATRIX_KEYS else ""))
+            raise PresetError(
+                f"{where}: {section} {key!r} is set by the matrix or the preset, not here"
+                + (" (use [matrix])" if key in MATRIX_KEYS else "")
+            )
         if key not in FIELDS:
             raise PresetError(f"{where}: {section} unknown key {key!r}{suggest(key, FIELDS)}")
     try:
@@ -309,8 +361,9 @@ def check_data(plan: list[PlannedRun]) -> None:
             finders[dataset](resolve_data_dir(data_dir) / dataset)
         except DataError as exc:
             many = runs > 1
-            raise PresetError(f"{exc} ({runs} run{'s' if many else ''} of the plan need{'' if many else 's'} it; "
-                              "none was started)") from None
+            raise PresetError(
+                f"{exc} ({runs} run{'s' if many else ''} of the plan need{'' if many else 's'} it; none was started)"
+            ) from None
 
 
 def parse_only(items: list[str]) -> dict[str, set[str]]:
@@ -322,8 +375,10 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
         if not sep or key not in MATRIX_KEYS:
             raise PresetError(f"--only {item!r}: expected KEY=VALUE with KEY one of {', '.join(MATRIX_KEYS)}")
         if value not in MATRIX_KEYS[key]:
-            raise PresetError(f"--only {item!r}: {value!r} is not one of {', '.join(MATRIX_KEYS[key])}"
-                              f"{suggest(value, MATRIX_KEYS[key])}")
+            raise PresetError(
+                f"--only {item!r}: {value!r} is not one of {', '.join(MATRIX_KEYS[key])}"
+                f"{suggest(value, MATRIX_KEYS[key])}"
+            )
         out.setdefault(key, set()).add(value)
     return out
 

@@ -40,8 +40,15 @@ def fmt_number(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def fmt_estimate(e: Estimate | None, scale: float = 1.0, digits: int = 3, suffix: str = "",
-                 symmetric: bool = False, flags: str = "", stacked: bool = False) -> str:
+def fmt_estimate(
+    e: Estimate | None,
+    scale: float = 1.0,
+    digits: int = 3,
+    suffix: str = "",
+    symmetric: bool = False,
+    flags: str = "",
+    stacked: bool = False,
+) -> str:
     """mean [low, high], or mean ± half-width for symmetric (Student's t) intervals; '~' marks
     a modelled value; `flags` follow the mean. Stacked (narrow tables): the interval on a second
     line, without spaces."""
@@ -61,12 +68,19 @@ def fmt_estimate(e: Estimate | None, scale: float = 1.0, digits: int = 3, suffix
 # headers, intervals under their means and no vertical rules, so every column fits in 80.
 WIDE_COLUMNS = 120
 DATASET_ABBREV = {"motionsense": "MS", "extrasensory": "ES", "synthetic": "SYN"}
-MODE_ABBREV = {"scratch": "scr", "transfer": "tr", "transfer-extend": "tr-ext", "finetune": "ft",
-               "finetune-extend": "ft-ext"}
+MODE_ABBREV = {
+    "scratch": "scr",
+    "transfer": "tr",
+    "transfer-extend": "tr-ext",
+    "finetune": "ft",
+    "finetune-extend": "ft-ext",
+}
 MECHANISM_ABBREV = {"no-normalization": "no-norm", "no-batchnorm": "no-bn", "augmentation": "aug"}
-ABBREV_NOTE = ("MS MotionSense, ES ExtraSensory, SYN synthetic; scr scratch, tr transfer, tr-ext transfer with an "
-               "extended head, ft fine-tune; no-norm, no-bn, aug: without normalization, without batch-norm, "
-               "augmentation")
+ABBREV_NOTE = (
+    "MS MotionSense, ES ExtraSensory, SYN synthetic; scr scratch, tr transfer, tr-ext transfer with an "
+    "extended head, ft fine-tune; no-norm, no-bn, aug: without normalization, without batch-norm, "
+    "augmentation"
+)
 
 
 def fitted(console, build):
@@ -96,16 +110,16 @@ def sources_in(stats: list[ConfigStats]) -> set[str]:
 def _table(title: str, headers: list[str], rows: list[list[str]], labels: int, narrow: bool = False) -> Table:
     """A table whose number columns never truncate: on a narrow terminal the label columns wrap."""
     if narrow:
-        table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
-                      padding=(0, 1), pad_edge=False)
+        table = Table(
+            title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False
+        )
     else:
         table = Table(title=title, title_justify="left", header_style="bold")
     for i, header in enumerate(headers):
         if i < labels:
             table.add_column(header, overflow="fold")
         else:
-            widest = max([len(line) for r in rows for line in r[i].split("\n")]
-                         + [max(len(w) for w in header.split())])
+            widest = max([len(line) for r in rows for line in r[i].split("\n")] + [max(len(w) for w in header.split())])
             table.add_column(header, justify="right", min_width=widest)
     for row in rows:
         table.add_row(*row)
@@ -122,35 +136,60 @@ def short_key(key: str, synthetic: bool, narrow: bool = False) -> str:
     return key + ("*" if synthetic else "")
 
 
-def config_table(stats: list[ConfigStats], title: str = "Energy and accuracy per configuration",
-                 narrow: bool = False) -> Table:
-    phases = [p for p in PHASE_ORDER if p not in ("idle", "warmup", "pretrain") and any(p in s.phase_net_j for s in stats)]
+def config_table(
+    stats: list[ConfigStats], title: str = "Energy and accuracy per configuration", narrow: bool = False
+) -> Table:
+    phases = [
+        p for p in PHASE_ORDER if p not in ("idle", "warmup", "pretrain") and any(p in s.phase_net_j for s in stats)
+    ]
     pretrain = any(s.pretrain_j is not None for s in stats)
-    headers = ["configuration", "n", *(["pretrain J"] if pretrain else []), *[f"{p} J" for p in phases],
-               "mJ/inf", "acc %", "F1"]
+    headers = [
+        "configuration",
+        "n",
+        *(["pretrain J"] if pretrain else []),
+        *[f"{p} J" for p in phases],
+        "mJ/inf",
+        "acc %",
+        "F1",
+    ]
     if narrow:
         headers = ["config", "n", *(["pre J"] if pretrain else []), *[f"{p} J" for p in phases], "mJ/inf", "acc%", "F1"]
     est = {"symmetric": True, "stacked": narrow}
-    rows = [[short_key(s.key, s.synthetic, narrow), str(s.n),
-             *([fmt_estimate(s.pretrain_j, flags=("°" if s.cached_sources else "") + _busy(s, "pretrain"), **est)]
-               if pretrain else []),
-             *[fmt_estimate(s.phase_net_j.get(p), flags=_busy(s, p), **est) for p in phases],
-             fmt_estimate(s.test_j_per_inference, 1000, **est),
-             fmt_estimate(s.accuracy, 100, 3, **est), fmt_estimate(s.f1, 1, 2, **est)]
-            for s in stats]
+    rows = [
+        [
+            short_key(s.key, s.synthetic, narrow),
+            str(s.n),
+            *(
+                [fmt_estimate(s.pretrain_j, flags=("°" if s.cached_sources else "") + _busy(s, "pretrain"), **est)]
+                if pretrain
+                else []
+            ),
+            *[fmt_estimate(s.phase_net_j.get(p), flags=_busy(s, p), **est) for p in phases],
+            fmt_estimate(s.test_j_per_inference, 1000, **est),
+            fmt_estimate(s.accuracy, 100, 3, **est),
+            fmt_estimate(s.f1, 1, 2, **est),
+        ]
+        for s in stats
+    ]
     table = _table(title, headers, rows, labels=1, narrow=narrow)
     table.caption = caption(sources_in(stats), any(s.synthetic for s in stats))
     if narrow:
         table.caption += "\n" + ABBREV_NOTE
     if any(s.cached_sources for s in stats):
-        table.caption += ("\n° pretrain J: the energy that trained the source network, measured once and "
-                          "reused from the cache by later transfer runs")
+        table.caption += (
+            "\n° pretrain J: the energy that trained the source network, measured once and "
+            "reused from the cache by later transfer runs"
+        )
     if any(s.gap_runs for s in stats):
-        table.caption += ("\nmeter gaps (a failed read, a counter reset, lost wraps) left the energy of "
-                          f"{sum(s.gap_runs for s in stats)} run(s) unknown: left out of the energy columns")
+        table.caption += (
+            "\nmeter gaps (a failed read, a counter reset, lost wraps) left the energy of "
+            f"{sum(s.gap_runs for s in stats)} run(s) unknown: left out of the energy columns"
+        )
     if any(s.contended for s in stats):
-        table.caption += (f"\n{CONTENDED_MARK} measured while other processes used more than "
-                          f"{100 * CONTENDED_SHARE:.0f} % of the machine's CPU (in some of the trials): unreliable")
+        table.caption += (
+            f"\n{CONTENDED_MARK} measured while other processes used more than "
+            f"{100 * CONTENDED_SHARE:.0f} % of the machine's CPU (in some of the trials): unreliable"
+        )
     table.caption_justify = "left"
     return table
 
@@ -167,26 +206,40 @@ def caption(sources: set[str], synthetic: bool = False) -> str:
     return "\n".join(notes)
 
 
-def comparison_table(comparisons: list[Comparison], title: str = "Comparison (paired by seed)",
-                     narrow: bool = False) -> Table:
+def comparison_table(
+    comparisons: list[Comparison], title: str = "Comparison (paired by seed)", narrow: bool = False
+) -> Table:
     rows = []
     for c in comparisons:
-        be = "-" if c.break_even_runs is None else (
-            "never" if math.isinf(c.break_even_runs) else f"{c.break_even_runs:.1f} runs")
+        be = (
+            "-"
+            if c.break_even_runs is None
+            else ("never" if math.isinf(c.break_even_runs) else f"{c.break_even_runs:.1f} runs")
+        )
         group = short_key(c.group, c.synthetic, narrow)
         busy = CONTENDED_MARK if c.contended_runs else ""
-        what = (f"{abbreviate(c.treatment)}\nvs {abbreviate(c.reference)}" if narrow
-                else f"{c.treatment} vs {c.reference}")
-        rows.append([group, what, str(c.pairs),
-                     fmt_estimate(c.train_interval, suffix="x", flags=busy, stacked=narrow),
-                     fmt_estimate(c.test_interval, suffix="x", flags=busy, stacked=narrow),
-                     fmt_estimate(c.accuracy_diff_points, digits=2, stacked=narrow), be])
+        what = (
+            f"{abbreviate(c.treatment)}\nvs {abbreviate(c.reference)}" if narrow else f"{c.treatment} vs {c.reference}"
+        )
+        rows.append(
+            [
+                group,
+                what,
+                str(c.pairs),
+                fmt_estimate(c.train_interval, suffix="x", flags=busy, stacked=narrow),
+                fmt_estimate(c.test_interval, suffix="x", flags=busy, stacked=narrow),
+                fmt_estimate(c.accuracy_diff_points, digits=2, stacked=narrow),
+                be,
+            ]
+        )
     headers = ["held fixed", "comparison", "n", "train energy", "inference energy", "accuracy pts", "pays back"]
     if narrow:
         headers = ["group", "compared", "n", "train E", "infer E", "acc pts", "payback"]
     table = _table(title, headers, rows, labels=2, narrow=narrow)
-    table.caption = ("energy: treatment/reference ratio, geometric mean [95 % CI widened by the meters' error]; "
-                     "accuracy: change in points; pays back: transfers before pretraining's energy is recovered")
+    table.caption = (
+        "energy: treatment/reference ratio, geometric mean [95 % CI widened by the meters' error]; "
+        "accuracy: change in points; pays back: transfers before pretraining's energy is recovered"
+    )
     if any(c.contended_runs for c in comparisons):
         table.caption += f"\n{CONTENDED_MARK} some runs were measured on a busy machine: unreliable"
     if narrow:
@@ -202,8 +255,11 @@ def verdicts(comparisons: list[Comparison]) -> Group:
 
 def run_table(summary: dict) -> Table:
     """One run's phases, per domain, with provenance."""
-    table = Table(title=f"Run {summary['run_id']}: {summary.get('config')} ({summary.get('status')})",
-                  title_justify="left", header_style="bold")
+    table = Table(
+        title=f"Run {summary['run_id']}: {summary.get('config')} ({summary.get('status')})",
+        title_justify="left",
+        header_style="bold",
+    )
     for col in ("phase", "domain", "seconds", "gross J", "idle J", "net J", "source", "method"):
         table.add_column(col, justify="right" if col.endswith(("J", "seconds")) else "left")
     for phase in PHASE_ORDER:
@@ -217,9 +273,16 @@ def run_table(summary: dict) -> Table:
             flags = "".join(f" ({f})" for f in ("gap", "short") if e.get(f))
             if e["net_j"] < 0 and not e.get("gap") and phase != "idle":
                 flags += " (below idle)"  # drew less than the idle baseline: noise, not negative energy
-            table.add_row(label if i == 0 else "", domain, f"{record['duration_s']:.2f}" if i == 0 else "",
-                          mark + fmt_number(e["gross_j"]), mark + fmt_number(e["idle_j"]),
-                          mark + fmt_number(e["net_j"]) + flags, e["source"], e["method"])
+            table.add_row(
+                label if i == 0 else "",
+                domain,
+                f"{record['duration_s']:.2f}" if i == 0 else "",
+                mark + fmt_number(e["gross_j"]),
+                mark + fmt_number(e["idle_j"]),
+                mark + fmt_number(e["net_j"]) + flags,
+                e["source"],
+                e["method"],
+            )
     table.caption = "\n".join(run_notes(summary))
     table.caption_justify = "left"
     return table
@@ -232,30 +295,44 @@ def run_notes(summary: dict) -> list[str]:
     phases = summary.get("phases", {})
     if "warmup" in phases:
         w = phases["warmup"]
-        notes.append(f"warmup: {w.get('steps', '?')} unmetered training steps before the first metered phase "
-                     f"({w['duration_s']:.2f} s), so no phase pays start-up costs; in no figure")
+        notes.append(
+            f"warmup: {w.get('steps', '?')} unmetered training steps before the first metered phase "
+            f"({w['duration_s']:.2f} s), so no phase pays start-up costs; in no figure"
+        )
     for phase in PHASE_ORDER:
         c = (phases.get(phase) or {}).get("contention")
         if c:
             state = f"{CONTENDED_MARK} contended" if c["contended"] else "quiet"
-            notes.append(f"{phase}: other processes used {100 * c['others_cpu_share']:.0f} % of the CPU "
-                         f"(steal {100 * c['steal_share']:.0f} %), {state}")
+            notes.append(
+                f"{phase}: other processes used {100 * c['others_cpu_share']:.0f} % of the CPU "
+                f"(steal {100 * c['steal_share']:.0f} %), {state}"
+            )
     if any(e.get("short") for p in phases.values() for e in p.get("energy", {}).values()):
-        notes.append("(short): the phase lasted under ten of the meter's update periods; its edges alone may be "
-                     "off by more than 10 %")
+        notes.append(
+            "(short): the phase lasted under ten of the meter's update periods; its edges alone may be "
+            "off by more than 10 %"
+        )
     pretrain = summary.get("pretrain") or {}
     if pretrain.get("cached"):
-        how = ("re-modelled under this run's TDP" if pretrain.get("remodelled") else
-               pretrain.get("incomparable") or pretrain.get("basis_unknown") or "same basis as this run")
-        notes.append(f"pretrain: source network reused from the cache (trained by run {pretrain.get('run_id')}); "
-                     f"its energy: {how}")
+        how = (
+            "re-modelled under this run's TDP"
+            if pretrain.get("remodelled")
+            else pretrain.get("incomparable") or pretrain.get("basis_unknown") or "same basis as this run"
+        )
+        notes.append(
+            f"pretrain: source network reused from the cache (trained by run {pretrain.get('run_id')}); "
+            f"its energy: {how}"
+        )
     return notes
 
 
 def calibration_table(record: dict) -> Table:
     """`joulelab calibrate`: how much identical runs differ here, and the smallest ratio n pairs resolve."""
-    table = Table(title=f"Noise floor of {record['host']}: {record['config']} against itself, "
-                        f"{record['pairs']} A/A pairs", title_justify="left", header_style="bold")
+    table = Table(
+        title=f"Noise floor of {record['host']}: {record['config']} against itself, {record['pairs']} A/A pairs",
+        title_justify="left",
+        header_style="bold",
+    )
     for col in ("quantity", "CV per run", "A/B ratio [95 % CI]", *[f"floor at n={n}" for n in (3, 5, 10)]):
         table.add_column(col, justify="left" if col == "quantity" else "right")
     names = {"train": "train energy", "test": "energy per inference"}
@@ -264,15 +341,23 @@ def calibration_table(record: dict) -> Table:
         floors = record["floors"].get(key, {})
         est = Estimate(**{k: ratio[k] for k in ("mean", "low", "high", "n", "source")}) if ratio else None
         cv = record["cv"].get(key)
-        table.add_row(label, f"{100 * cv:.1f} %" if cv is not None else "-", fmt_estimate(est, suffix="x"),
-                      *[f"±{100 * floors[str(n)]:.1f} %" if floors.get(str(n)) is not None else "-" for n in (3, 5, 10)])
+        table.add_row(
+            label,
+            f"{100 * cv:.1f} %" if cv is not None else "-",
+            fmt_estimate(est, suffix="x"),
+            *[f"±{100 * floors[str(n)]:.1f} %" if floors.get(str(n)) is not None else "-" for n in (3, 5, 10)],
+        )
     for phase, cv in record["cv"].items():
         if phase not in names:
             table.add_row(f"{phase} phase energy", f"{100 * cv:.1f} %", "", "", "", "")
-    table.caption = ("CV: coefficient of variation of net joules over all runs; floor: the smallest ratio "
-                     "n pairs of such runs can tell from 1.0 (95 %), used by verdicts on this machine")
+    table.caption = (
+        "CV: coefficient of variation of net joules over all runs; floor: the smallest ratio "
+        "n pairs of such runs can tell from 1.0 (95 %), used by verdicts on this machine"
+    )
     if record.get("contended_runs"):
-        table.caption += (f"\n{CONTENDED_MARK} {record['contended_runs']} runs were measured on a busy machine: "
-                          "this floor includes other processes' noise")
+        table.caption += (
+            f"\n{CONTENDED_MARK} {record['contended_runs']} runs were measured on a busy machine: "
+            "this floor includes other processes' noise"
+        )
     table.caption_justify = "left"
     return table

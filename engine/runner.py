@@ -25,8 +25,17 @@ from pathlib import Path
 
 from engine.protocol import ProtocolError, decode
 from engine.spec import RunSpec, new_run_id
-from engine.store import (EVENTS, RUN_JSON, STDERR, SUMMARY, atomic_write_json, check_writable, read_events,
-                          read_json, read_summary)
+from engine.store import (
+    EVENTS,
+    RUN_JSON,
+    STDERR,
+    SUMMARY,
+    atomic_write_json,
+    check_writable,
+    read_events,
+    read_json,
+    read_summary,
+)
 
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this: the whole group is gone within 2 s
 # Silence (no event at all) after which a worker is declared stalled. Samples arrive at sample_hz
@@ -119,7 +128,7 @@ class WorkerProcess:
             except ValueError:  # a line over STREAM_LIMIT: skip it like any other bad line
                 self._bad("line too long", "")
                 continue
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._stall(limit)
                 break
             if not line:
@@ -152,8 +161,10 @@ class WorkerProcess:
         """No event for `silent_s`: kill the group (a stopped or hung worker cannot be trusted to
         finish its record, and two writers would disagree), then record what was measured."""
         self.stalled = True
-        self.last_error = (f"stalled: no event from the worker for {silent_s:g} s (stopped or hung); "
-                           "it was killed and the energy measured up to then is kept, labelled partial")
+        self.last_error = (
+            f"stalled: no event from the worker for {silent_s:g} s (stopped or hung); "
+            "it was killed and the energy measured up to then is kept, labelled partial"
+        )
         _signal_group(self.proc.pid, signal.SIGKILL)
         _signal_group(self.proc.pid, signal.SIGCONT)  # a stopped group still dies of SIGKILL; wake it anyway
         await self.proc.wait()
@@ -181,8 +192,9 @@ class WorkerProcess:
             record_cancelled_start(self.run_path, self.spec, error)
         if status == "crashed" and error is None:
             error = f"worker ended without a summary (exit {describe_exit(code)})"
-        return RunOutcome(self.spec.run_id, self.run_path, code, status, self.events_seen, self.bad_lines,
-                          error, self.result)
+        return RunOutcome(
+            self.spec.run_id, self.run_path, code, status, self.events_seen, self.bad_lines, error, self.result
+        )
 
     async def cancel(self, grace_s: float = CANCEL_GRACE_S) -> None:
         """SIGTERM the worker's process group; SIGKILL whatever is left after `grace_s`."""
@@ -193,7 +205,7 @@ class WorkerProcess:
         _signal_group(self.proc.pid, signal.SIGCONT)  # a stopped worker handles SIGTERM only once resumed
         try:
             await asyncio.wait_for(self.proc.wait(), grace_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         # Reap the whole group, not just the leader: the worker may have started children.
         _signal_group(self.proc.pid, signal.SIGKILL)
@@ -206,21 +218,40 @@ def record_start(run_path: Path, spec: RunSpec, pid: int) -> None:
         import psutil
 
         pid_started = psutil.Process(pid).create_time()
-    except Exception:  # noqa: BLE001 - gone already, or no psutil: no reuse guard
+    except Exception:
         pid_started = None
-    atomic_write_json(run_path / RUN_JSON, {"run_id": spec.run_id, "spec": spec.to_dict(), "pid": pid,
-                                            "pid_started": pid_started,
-                                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    atomic_write_json(
+        run_path / RUN_JSON,
+        {
+            "run_id": spec.run_id,
+            "spec": spec.to_dict(),
+            "pid": pid,
+            "pid_started": pid_started,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
 
 
 def record_cancelled_start(run_path: Path, spec: RunSpec, error: str) -> None:
     """The summary of a run cancelled before its worker could write one."""
-    atomic_write_json(run_path / SUMMARY, {
-        "run_id": spec.run_id, "status": "cancelled", "error": error, "spec": spec.to_dict(),
-        "config": spec.config or spec.describe(), "preset": spec.preset, "dataset": spec.dataset,
-        "synthetic": spec.dataset == "synthetic", "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "last_phase": None, "phases": {}, "metrics": {}, "curve": [],
-    })
+    atomic_write_json(
+        run_path / SUMMARY,
+        {
+            "run_id": spec.run_id,
+            "status": "cancelled",
+            "error": error,
+            "spec": spec.to_dict(),
+            "config": spec.config or spec.describe(),
+            "preset": spec.preset,
+            "dataset": spec.dataset,
+            "synthetic": spec.dataset == "synthetic",
+            "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "last_phase": None,
+            "phases": {},
+            "metrics": {},
+            "curve": [],
+        },
+    )
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -239,8 +270,9 @@ def describe_exit(code: int) -> str:
     return f"code {code}"
 
 
-async def run_spec(spec: RunSpec, on_event: Callable[[dict], None] | None = None,
-                   command: list[str] | None = None) -> RunOutcome:
+async def run_spec(
+    spec: RunSpec, on_event: Callable[[dict], None] | None = None, command: list[str] | None = None
+) -> RunOutcome:
     """Run one spec to the end, passing each event to `on_event`. Cancelling the calling task
     cancels the worker (the whole process group) and re-raises."""
     worker = WorkerProcess(spec, command or worker_command())
@@ -294,32 +326,59 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
                 phases[e["phase"]]["partial"] = True
             open_phase = None
     idle = phases.get("idle")
-    idle_watts = ({n: d["gross_j"] / idle["duration_s"] for n, d in idle["energy"].items()}
-                  if idle and idle.get("duration_s") else {})
-    if open_phase is not None and open_phase[1] is not None and last_sample is not None \
-            and set(domains) <= set(open_phase[1].joules) and set(domains) <= set(last_sample.joules):
+    idle_watts = (
+        {n: d["gross_j"] / idle["duration_s"] for n, d in idle["energy"].items()}
+        if idle and idle.get("duration_s")
+        else {}
+    )
+    if (
+        open_phase is not None
+        and open_phase[1] is not None
+        and last_sample is not None
+        and set(domains) <= set(open_phase[1].joules)
+        and set(domains) <= set(last_sample.joules)
+    ):
         name, start = open_phase
         energy = phase_energy(start, last_sample, domains, idle_watts)
-        phases[name] = {"duration_s": last_sample.t - start.t,
-                        "energy": {n: en.as_dict() for n, en in energy.items()},
-                        "total": total_energy(energy.values()), "partial": True}
+        phases[name] = {
+            "duration_s": last_sample.t - start.t,
+            "energy": {n: en.as_dict() for n, en in energy.items()},
+            "total": total_energy(energy.values()),
+            "partial": True,
+        }
     result = next((e for e in reversed(events) if e["type"] == "result"), {})
     summary = {
-        "run_id": run_id, "status": "stalled", "error": error, "spec": spec,
+        "run_id": run_id,
+        "status": "stalled",
+        "error": error,
+        "spec": spec,
         "config": run_spec.config or run_spec.describe(),
-        "preset": spec.get("preset"), "dataset": spec.get("dataset"),
-        "synthetic": spec.get("dataset") == "synthetic", "started": manifest.get("started"),
+        "preset": spec.get("preset"),
+        "dataset": spec.get("dataset"),
+        "synthetic": spec.get("dataset") == "synthetic",
+        "started": manifest.get("started"),
         "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "duration_s": (events[-1]["t"] - events[0]["t"]) if events else 0.0,
-        "last_phase": last_phase, "phases": phases, "pretrain": None,
-        "idle_watts": {n: {"w": w, "source": domains[n].source, "method": domains[n].method}
-                       for n, w in idle_watts.items() if n in domains},
+        "last_phase": last_phase,
+        "phases": phases,
+        "pretrain": None,
+        "idle_watts": {
+            n: {"w": w, "source": domains[n].source, "method": domains[n].method}
+            for n, w in idle_watts.items()
+            if n in domains
+        },
         "metrics": result.get("metrics", {}),
-        "curve": [{k: e[k] for k in ("phase", "epoch", "val_accuracy", "cumulative_j", "source") if k in e}
-                  for e in events if e["type"] == "epoch"],
-        "meters": hello.get("meters", []), "missing_meters": hello.get("missing", []),
+        "curve": [
+            {k: e[k] for k in ("phase", "epoch", "val_accuracy", "cumulative_j", "source") if k in e}
+            for e in events
+            if e["type"] == "epoch"
+        ],
+        "meters": hello.get("meters", []),
+        "missing_meters": hello.get("missing", []),
         "meter_gaps": sorted({e["domain"] for e in events if e["type"] == "meter_gap"}),
-        "network": {}, "events": len(events) + 2, "reader_lost": False,
+        "network": {},
+        "events": len(events) + 2,
+        "reader_lost": False,
         "written_by": "runner (the worker stalled)",
     }
     atomic_write_json(run_path / SUMMARY, summary)

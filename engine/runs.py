@@ -123,9 +123,15 @@ class PlanResult:
     batch: str = ""
 
 
-async def execute_plan(plan: list[PlannedRun], console: Console | None, *, metrics_port: int | None = None,
-                       metrics_addr: str | None = None, mlflow: MlflowTarget | None = None,
-                       batch: str | None = None) -> PlanResult:
+async def execute_plan(
+    plan: list[PlannedRun],
+    console: Console | None,
+    *,
+    metrics_port: int | None = None,
+    metrics_addr: str | None = None,
+    mlflow: MlflowTarget | None = None,
+    batch: str | None = None,
+) -> PlanResult:
     """Run every planned spec in order. With a console, show rich progress; without, stay quiet.
 
     With `metrics_port`, serve live Prometheus metrics of the runs (engine.metrics_server) until
@@ -159,9 +165,16 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None, *, metri
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     if console is not None:
         progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[detail]}"), TextColumn("{task.fields[energy]}"), TimeElapsedColumn(),
-            console=console, transient=False, refresh_per_second=4,
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TextColumn("{task.fields[energy]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            refresh_per_second=4,
         )
         progress.start()
         overall = progress.add_task(f"[bold]{len(plan)} runs", total=len(plan), detail="", energy="")
@@ -186,8 +199,9 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None, *, metri
                     if progress is not None and event["type"] in ("progress", "sample", "phase_start"):
                         total = live.steps * live.epochs if live.steps and live.epochs else None
                         done = ((live.epoch or 1) - 1) * (live.steps or 0) + (live.step or 0) if total else None
-                        progress.update(task, total=total, completed=done, detail=live.progress_text(),
-                                        energy=live.energy_text())
+                        progress.update(
+                            task, total=total, completed=done, detail=live.progress_text(), energy=live.energy_text()
+                        )
                 outcome = await current.wait()
                 if cancelling:
                     await asyncio.gather(*cancelling)  # the group is gone before we go on
@@ -200,8 +214,13 @@ async def execute_plan(plan: list[PlannedRun], console: Console | None, *, metri
             if mlflow is not None:
                 log_run_to_mlflow(outcome, mlflow, console)
             if progress is not None:
-                progress.update(task, detail=f"{outcome.status}  {live.progress_text()}", energy=live.energy_text(),
-                                total=1, completed=1)
+                progress.update(
+                    task,
+                    detail=f"{outcome.status}  {live.progress_text()}",
+                    energy=live.energy_text(),
+                    total=1,
+                    completed=1,
+                )
                 progress.update(overall, completed=i)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
@@ -224,5 +243,7 @@ def log_run_to_mlflow(outcome: RunOutcome, target: MlflowTarget, console: Consol
         print(f"warning: run {outcome.run_id} was not logged to MLflow: {exc}", file=sys.stderr)
         return
     if console is not None and logged.created:
-        console.print(f"logged {outcome.run_id} to MLflow (run {logged.mlflow_run_id}, "
-                      f"experiment {target.experiment!r})", highlight=False)
+        console.print(
+            f"logged {outcome.run_id} to MLflow (run {logged.mlflow_run_id}, experiment {target.experiment!r})",
+            highlight=False,
+        )

@@ -51,20 +51,33 @@ class SlurmOptions:
     max_parallel: int | None = None
 
     def requested(self) -> dict:
-        return {"partition": self.partition, "gpus": self.gpus_per_job, "time_min": self.time_min,
-                "exclusive": self.exclusive, "max_parallel": self.max_parallel, "nodes": 1}
+        return {
+            "partition": self.partition,
+            "gpus": self.gpus_per_job,
+            "time_min": self.time_min,
+            "exclusive": self.exclusive,
+            "max_parallel": self.max_parallel,
+            "nodes": 1,
+        }
 
     @classmethod
-    def from_requested(cls, requested: dict) -> "SlurmOptions":
+    def from_requested(cls, requested: dict) -> SlurmOptions:
         """The options of a recorded submission (what --resume resubmits with)."""
-        return cls(requested.get("partition"), requested.get("gpus") or 0, requested.get("time_min") or 60,
-                   bool(requested.get("exclusive", True)), requested.get("max_parallel"))
+        return cls(
+            requested.get("partition"),
+            requested.get("gpus") or 0,
+            requested.get("time_min") or 60,
+            bool(requested.get("exclusive", True)),
+            requested.get("max_parallel"),
+        )
 
     def describe(self) -> str:
-        parts = [f"partition {self.partition or '(default)'}",
-                 "an exclusive node per job" if self.exclusive else "a shared node (not exclusive)",
-                 f"{self.gpus_per_job} GPU(s)" if self.gpus_per_job else "no GPU",
-                 f"time limit {self.time_min} min"]
+        parts = [
+            f"partition {self.partition or '(default)'}",
+            "an exclusive node per job" if self.exclusive else "a shared node (not exclusive)",
+            f"{self.gpus_per_job} GPU(s)" if self.gpus_per_job else "no GPU",
+            f"time limit {self.time_min} min",
+        ]
         if self.max_parallel:
             parts.append(f"at most {self.max_parallel} jobs at once")
         return ", ".join(parts)
@@ -74,8 +87,10 @@ class SlurmOptions:
 def check_cluster(options: SlurmOptions) -> None:
     """Refuse early, in one line, when this machine cannot submit the jobs."""
     if shutil.which("sbatch") is None:
-        raise SlurmError("no `sbatch` on PATH: this machine cannot submit to Slurm; run on a login node of "
-                         "the cluster, or use --executor local")
+        raise SlurmError(
+            "no `sbatch` on PATH: this machine cannot submit to Slurm; run on a login node of "
+            "the cluster, or use --executor local"
+        )
     try:
         out = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -84,8 +99,9 @@ def check_cluster(options: SlurmOptions) -> None:
         raise SlurmError(f"cannot reach Slurm (sinfo: {out.stderr.strip().splitlines()[-1:] or out.returncode})")
     partitions = sorted(set(out.stdout.split()))
     if options.partition is not None and options.partition not in partitions:
-        raise SlurmError(f"--partition {options.partition}: no such partition; this cluster has: "
-                         f"{', '.join(partitions) or 'none'}")
+        raise SlurmError(
+            f"--partition {options.partition}: no such partition; this cluster has: {', '.join(partitions) or 'none'}"
+        )
 
 
 def pair_groups(plan: list[PlannedRun]) -> list[list[PlannedRun]]:
@@ -108,8 +124,17 @@ def granted_resources(job_id: str | None = None) -> dict:
     except (OSError, subprocess.TimeoutExpired):
         return {}
     fields = dict(tok.split("=", 1) for tok in out.stdout.split() if "=" in tok)
-    keep = ("NodeList", "NumNodes", "NumCPUs", "TRES", "OverSubscribe", "Partition", "TimeLimit",
-            "SubmitTime", "StartTime")
+    keep = (
+        "NodeList",
+        "NumNodes",
+        "NumCPUs",
+        "TRES",
+        "OverSubscribe",
+        "Partition",
+        "TimeLimit",
+        "SubmitTime",
+        "StartTime",
+    )
     granted = {k: fields[k] for k in keep if k in fields}
     if "OverSubscribe" in fields:
         granted["exclusive"] = fields["OverSubscribe"] == "NO"
@@ -129,8 +154,10 @@ def job_manifest(environ: dict | None = None) -> dict | None:
     elif granted.get("exclusive"):
         note = "exclusive node granted (not requested)"
     else:
-        note = ("node NOT exclusive: other jobs may have shared the package/GPU, and their draw is in the "
-                "RAPL/NVML readings (the model meter counts only this run's processes)")
+        note = (
+            "node NOT exclusive: other jobs may have shared the package/GPU, and their draw is in the "
+            "RAPL/NVML readings (the model meter counts only this run's processes)"
+        )
     return {
         "job_id": f"{array_job}_{index}" if array_job and index is not None else env["SLURM_JOB_ID"],
         "slurm_job_id": env["SLURM_JOB_ID"],
@@ -159,8 +186,7 @@ async def _run_one(spec: RunSpec, env: dict, current: dict) -> dict:
         pass
     outcome = await worker.wait()
     current.pop("pgid", None)
-    return {"run_id": outcome.run_id, "status": outcome.status, "exit_code": outcome.exit_code,
-            "error": outcome.error}
+    return {"run_id": outcome.run_id, "status": outcome.status, "exit_code": outcome.exit_code, "error": outcome.error}
 
 
 def run_group(specs: list[dict], requested: dict) -> list[dict]:
@@ -182,8 +208,11 @@ def run_group(specs: list[dict], requested: dict) -> list[dict]:
 
     signal.signal(signal.SIGTERM, forward)
     context = {"requested": requested, "granted": granted_resources(), "job_started": time.time()}
-    print(f"joulelab: job {os.environ.get('SLURM_JOB_ID')} on {os.environ.get('SLURMD_NODENAME')}: "
-          f"requested {json.dumps(requested)}; granted {json.dumps(context['granted'])}", flush=True)
+    print(
+        f"joulelab: job {os.environ.get('SLURM_JOB_ID')} on {os.environ.get('SLURMD_NODENAME')}: "
+        f"requested {json.dumps(requested)}; granted {json.dumps(context['granted'])}",
+        flush=True,
+    )
     env = dict(os.environ, **{CONTEXT_ENV: json.dumps(context)})
     results = []
     for data in specs:
@@ -226,16 +255,22 @@ def _submit_groups(executor, groups: list[list[dict]], requested: dict) -> list:
     try:
         with executor.batch():
             return [executor.submit(run_group, specs, requested) for specs in groups]
-    except Exception as exc:  # noqa: BLE001 - sbatch's refusal (bad partition, no GPUs) is the user's to fix
+    except Exception as exc:
         lines = [ln for ln in str(exc).splitlines() if ln.strip()]
         reason = next((ln.strip() for ln in lines if "error" in ln.lower()), lines[-1].strip() if lines else repr(exc))
         raise SlurmError(f"Slurm refused the jobs: {reason}") from None
 
 
 def _job_entry(job, label: str, specs: list[dict], submit_s: float) -> dict:
-    return {"job_id": str(job.job_id), "label": label, "submitted": time.time(), "submit_s": submit_s,
-            "runs": [{"run_id": s["run_id"], "config": s.get("config")} for s in specs], "specs": specs,
-            "resubmitted_as": None}
+    return {
+        "job_id": str(job.job_id),
+        "label": label,
+        "submitted": time.time(),
+        "submit_s": submit_s,
+        "runs": [{"run_id": s["run_id"], "config": s.get("config")} for s in specs],
+        "specs": specs,
+        "resubmitted_as": None,
+    }
 
 
 def submit_plan(plan: list[PlannedRun], options: SlurmOptions, logs_dir: Path, preset: str) -> dict:
@@ -244,11 +279,18 @@ def submit_plan(plan: list[PlannedRun], options: SlurmOptions, logs_dir: Path, p
     batch = new_run_id()
     groups, labels = [], []
     for group in pair_groups(plan):
-        groups.append([replace(p.spec, batch=batch, run_id=new_run_id(), logs_dir=str(logs_dir)).to_dict()
-                       for p in group])
+        groups.append(
+            [replace(p.spec, batch=batch, run_id=new_run_id(), logs_dir=str(logs_dir)).to_dict() for p in group]
+        )
         labels.append(f"{group[0].config.group} #{group[0].trial + 1}")
-    record = {"batch": batch, "preset": preset, "logs_dir": str(logs_dir), "created": time.time(),
-              "options": options.requested(), "jobs": []}
+    record = {
+        "batch": batch,
+        "preset": preset,
+        "logs_dir": str(logs_dir),
+        "created": time.time(),
+        "options": options.requested(),
+        "jobs": [],
+    }
     folder = logs_dir / JOBS_DIR / batch
     executor = make_executor(folder, options, preset)
     t0 = time.monotonic()
@@ -281,8 +323,9 @@ def latest_record(logs_dir: Path, preset: str | None = None) -> dict | None:
 def queue_states() -> dict[str, tuple[str, str]]:
     """job id -> (Slurm state, node list) for this user's jobs in the queue (array tasks one by one)."""
     try:
-        out = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%T|%N"], capture_output=True, text=True,
-                             timeout=30)
+        out = subprocess.run(
+            ["squeue", "--me", "-h", "-r", "-o", "%i|%T|%N"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SlurmError(f"cannot read the Slurm queue (squeue: {exc})") from None
     if out.returncode != 0:  # never read a failed query as "every job has left the queue"
@@ -356,10 +399,13 @@ def resubmit(record: dict) -> list[dict]:
             continue
         done = [r for r in job["runs"] if run_state(logs_dir, r["run_id"]) == "complete"]
         nodes = {run_node(logs_dir, r["run_id"]) for r in done} - {None}
-        specs = [dict(s, run_id=new_run_id()) for s in job["specs"]
-                 if run_state(logs_dir, s["run_id"]) != "complete"]
-        executor = make_executor(logs_dir / JOBS_DIR / record["batch"], options, record["preset"],
-                                 nodelist=next(iter(nodes)) if len(nodes) == 1 else None)
+        specs = [dict(s, run_id=new_run_id()) for s in job["specs"] if run_state(logs_dir, s["run_id"]) != "complete"]
+        executor = make_executor(
+            logs_dir / JOBS_DIR / record["batch"],
+            options,
+            record["preset"],
+            nodelist=next(iter(nodes)) if len(nodes) == 1 else None,
+        )
         t0 = time.monotonic()
         (new_job,) = _submit_groups(executor, [specs], options.requested())
         entry = _job_entry(new_job, job["label"], specs, time.monotonic() - t0)
@@ -427,8 +473,9 @@ class Follower:
                     detail = f"{state} on {node or '?'}: {run['config']}  {live.progress_text()}"
                     energy = live.energy_text()
             if state not in ACTIVE:
-                detail = f"{state}: " + ", ".join(f"{_mode(r)} {run_state(self.logs_dir, r['run_id'])}"
-                                                  for r in job["runs"])
+                detail = f"{state}: " + ", ".join(
+                    f"{_mode(r)} {run_state(self.logs_dir, r['run_id'])}" for r in job["runs"]
+                )
             views.append(JobView(job["job_id"], job["label"], state, detail, energy, finished, len(job["runs"])))
         return views
 
@@ -447,9 +494,17 @@ def follow(record: dict, console, poll_s: float = 1.0) -> dict[str, str]:
     follower = Follower(record)
     progress, tasks = None, {}
     if console is not None:
-        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                            TextColumn("{task.fields[detail]}"), TextColumn("{task.fields[energy]}"),
-                            TimeElapsedColumn(), console=console, transient=False, refresh_per_second=4)
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TextColumn("{task.fields[energy]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            refresh_per_second=4,
+        )
         progress.start()
     try:
         while True:
@@ -461,8 +516,9 @@ def follow(record: dict, console, poll_s: float = 1.0) -> dict[str, str]:
             if progress is not None:
                 for v in views:
                     if v.job_id not in tasks:
-                        tasks[v.job_id] = progress.add_task(f"job {v.job_id} {v.label}", total=v.total,
-                                                            detail="", energy="")
+                        tasks[v.job_id] = progress.add_task(
+                            f"job {v.job_id} {v.label}", total=v.total, detail="", energy=""
+                        )
                     progress.update(tasks[v.job_id], completed=v.finished, detail=v.detail, energy=v.energy)
             if not any(v.state in ACTIVE for v in views):
                 return {v.job_id: v.state for v in views}
@@ -480,4 +536,3 @@ def interrupt_choice(interactive: bool, ask=None) -> tuple[bool, str]:
     if ask("Cancel the submitted Slurm jobs? (no: leave them running)"):
         return True, "cancelling the submitted jobs (scancel)"
     return False, "left the jobs running; follow them with `joulelab jobs`, resume with `joulelab run --resume`"
-

@@ -23,8 +23,18 @@ from engine.data.cache import cache_root
 from engine.spec import RunSpec
 
 # Spec fields that change what the source network learns.
-KEY_FIELDS = ("dataset", "size", "effective_pretrain_epochs", "batch_size", "lr", "seed", "normalize",
-              "batchnorm", "augment", "val_fraction")
+KEY_FIELDS = (
+    "dataset",
+    "size",
+    "effective_pretrain_epochs",
+    "batch_size",
+    "lr",
+    "seed",
+    "normalize",
+    "batchnorm",
+    "augment",
+    "val_fraction",
+)
 # Keyed only when not at their defaults, so networks cached before these settings existed stay valid.
 KEY_FIELDS_IF_SET = {"width": 1.0, "amp": False}
 
@@ -65,8 +75,10 @@ def save(key: str, state: dict, record: dict) -> str | None:
     folder = sources_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for suffix, write in ((".pt", lambda p: torch.save(state, p)),
-                              (".json", lambda p: Path(p).write_text(json.dumps(record, indent=1)))):
+        for suffix, write in (
+            (".pt", lambda p: torch.save(state, p)),
+            (".json", lambda p: Path(p).write_text(json.dumps(record, indent=1))),
+        ):
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=suffix)
             os.close(fd)
             try:

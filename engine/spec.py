@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine.store import RUN_ID_RE
 from engine.device import DEVICE_PATTERN
+from engine.store import RUN_ID_RE
 
 DATASETS = ("synthetic", "motionsense", "extrasensory")
 SIZES = ("small", "big")
@@ -105,8 +105,11 @@ class RunSpec:
     @property
     def mechanism(self) -> str:
         """The mechanisms switched on, by name ("baseline" when none; "+"-joined when several)."""
-        names = [name for name, change in MECHANISMS.items()
-                 if change and all(getattr(self, k) == v if k != "prune" else self.prune > 0 for k, v in change.items())]
+        names = [
+            name
+            for name, change in MECHANISMS.items()
+            if change and all(getattr(self, k) == v if k != "prune" else self.prune > 0 for k, v in change.items())
+        ]
         return "+".join(names) or "baseline"
 
     @property
@@ -154,12 +157,15 @@ def suggest(name: str, options) -> str:
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise SpecError(f"{name}: {value!r} is not one of {', '.join(allowed)}"
-                        + (suggest(str(value), allowed) if isinstance(value, str) else ""))
+        raise SpecError(
+            f"{name}: {value!r} is not one of {', '.join(allowed)}"
+            + (suggest(str(value), allowed) if isinstance(value, str) else "")
+        )
 
 
-def _number(name: str, value: Any, kind: type, low: float | None = None, high: float | None = None,
-            low_open: bool = False) -> None:
+def _number(
+    name: str, value: Any, kind: type, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> None:
     ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
     if isinstance(value, bool) or not ok_type:
         raise SpecError(f"{name}: expected {'a number' if kind is float else 'an integer'}, got {value!r}")
@@ -210,8 +216,10 @@ def validate(spec: RunSpec) -> None:
         if value is not None and len(value) == 0:
             raise SpecError(f"{group}: an empty group has no one to identify; list at least two ids")
     if spec.run_id and not RUN_ID_RE.match(spec.run_id):
-        raise SpecError(f"run_id: {spec.run_id!r} may hold only ASCII letters, digits, '-' and '_' "
-                        "and must start with a letter or digit")
+        raise SpecError(
+            f"run_id: {spec.run_id!r} may hold only ASCII letters, digits, '-' and '_' "
+            "and must start with a letter or digit"
+        )
 
 
 def spec_from_dict(data: dict[str, Any], where: str = "spec") -> RunSpec:
@@ -230,8 +238,24 @@ def spec_from_dict(data: dict[str, Any], where: str = "spec") -> RunSpec:
             if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
                 raise SpecError(f"{where}: trials: expected a list of trial numbers, got {value!r}")
             value = tuple(value)
-        elif key in ("lr", "finetune_lr_factor", "prune", "sample_hz", "idle_s", "test_min_s", "tdp_w",
-                     "val_fraction", "synthetic_seconds", "width", "cooldown_s") and isinstance(value, int) and not isinstance(value, bool):
+        elif (
+            key
+            in (
+                "lr",
+                "finetune_lr_factor",
+                "prune",
+                "sample_hz",
+                "idle_s",
+                "test_min_s",
+                "tdp_w",
+                "val_fraction",
+                "synthetic_seconds",
+                "width",
+                "cooldown_s",
+            )
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+        ):
             value = float(value)
         kwargs[key] = value
     try:

@@ -123,8 +123,13 @@ def ratio_ci(numerators: list[float], denominators: list[float], source: str | N
         return None
     logs = mean_ci([math.log(a / b) for a, b in pairs])
     exp = math.exp
-    return Estimate(exp(logs.mean), exp(logs.low) if logs.has_interval else None,
-                    exp(logs.high) if logs.has_interval else None, logs.n, source)
+    return Estimate(
+        exp(logs.mean),
+        exp(logs.low) if logs.has_interval else None,
+        exp(logs.high) if logs.has_interval else None,
+        logs.n,
+        source,
+    )
 
 
 def diff_ci(a: list[float], b: list[float]) -> Estimate:
@@ -142,8 +147,11 @@ def _phase_net(summary: dict, phase: str) -> tuple[float, str] | None:
 
 def has_gap(summary: dict) -> bool:
     """A run whose energy in some metered phase is unknown, and so left out of energy figures."""
-    return any((p.get("total") or {}).get("gap") for name, p in summary.get("phases", {}).items()
-               if name not in ("idle", "warmup"))
+    return any(
+        (p.get("total") or {}).get("gap")
+        for name, p in summary.get("phases", {}).items()
+        if name not in ("idle", "warmup")
+    )
 
 
 def pretrain_energy(summary: dict) -> tuple[float, str] | None:
@@ -185,8 +193,11 @@ def others_cpu_share(summary: dict, phase: str = "train") -> float | None:
 
 def meter_error(summary: dict, phases: tuple[str, ...]) -> float:
     """The documented relative error of a run's energy over these phases (see meters.base)."""
-    errors = [t.get("error_rel", 0.0) for p in phases
-              if (t := summary.get("phases", {}).get(p, {}).get("total")) and t.get("source") is not None]
+    errors = [
+        t.get("error_rel", 0.0)
+        for p in phases
+        if (t := summary.get("phases", {}).get(p, {}).get("total")) and t.get("source") is not None
+    ]
     return max(errors, default=0.0)
 
 
@@ -242,22 +253,32 @@ def config_stats(summaries: list[dict]) -> list[ConfigStats]:
     for key, runs in by_key.items():
         dataset, size, mode, mechanism = _split_key(key)
         phases = sorted({p for r in runs for p in r.get("phases", {})})
-        out.append(ConfigStats(
-            key=key, dataset=dataset, size=size, mode=mode, mechanism=mechanism,
-            synthetic=any(r.get("synthetic") for r in runs), n=len(runs),
-            seeds=[r["spec"]["seed"] for r in runs],
-            train_j=_energy_estimate([training_energy(r) for r in runs]),
-            pretrain_j=_energy_estimate([pretrain_energy(r) for r in runs]),
-            test_j_per_inference=_energy_estimate([inference_energy(r) for r in runs]),
-            accuracy=mean_ci([r["metrics"]["accuracy"] for r in runs]),
-            f1=mean_ci([r["metrics"]["f1_macro"] for r in runs]),
-            durations={p: mean_ci([r["phases"][p]["duration_s"] for r in runs if p in r["phases"]]) for p in phases},
-            phase_net_j={p: e for p in phases
-                         if (e := _energy_estimate([_phase_net(r, p) for r in runs])) is not None},
-            cached_sources=sum(1 for r in runs if (r.get("pretrain") or {}).get("cached")),
-            contended={p: n for p in phases if (n := sum(1 for r in runs if p in contended_phases(r, (p,))))},
-            gap_runs=sum(1 for r in runs if has_gap(r)),
-        ))
+        out.append(
+            ConfigStats(
+                key=key,
+                dataset=dataset,
+                size=size,
+                mode=mode,
+                mechanism=mechanism,
+                synthetic=any(r.get("synthetic") for r in runs),
+                n=len(runs),
+                seeds=[r["spec"]["seed"] for r in runs],
+                train_j=_energy_estimate([training_energy(r) for r in runs]),
+                pretrain_j=_energy_estimate([pretrain_energy(r) for r in runs]),
+                test_j_per_inference=_energy_estimate([inference_energy(r) for r in runs]),
+                accuracy=mean_ci([r["metrics"]["accuracy"] for r in runs]),
+                f1=mean_ci([r["metrics"]["f1_macro"] for r in runs]),
+                durations={
+                    p: mean_ci([r["phases"][p]["duration_s"] for r in runs if p in r["phases"]]) for p in phases
+                },
+                phase_net_j={
+                    p: e for p in phases if (e := _energy_estimate([_phase_net(r, p) for r in runs])) is not None
+                },
+                cached_sources=sum(1 for r in runs if (r.get("pretrain") or {}).get("cached")),
+                contended={p: n for p in phases if (n := sum(1 for r in runs if p in contended_phases(r, (p,))))},
+                gap_runs=sum(1 for r in runs if has_gap(r)),
+            )
+        )
     return out
 
 
@@ -332,8 +353,9 @@ def run_node(summary: dict) -> str | None:
 
 def _pair(treat: list[dict], ref: list[dict]) -> list[tuple[dict, dict]]:
     by_seed = {(run_node(r), r["spec"]["seed"]): r for r in ref}
-    return [(t, by_seed[(run_node(t), t["spec"]["seed"])]) for t in treat
-            if (run_node(t), t["spec"]["seed"]) in by_seed]
+    return [
+        (t, by_seed[(run_node(t), t["spec"]["seed"])]) for t in treat if (run_node(t), t["spec"]["seed"]) in by_seed
+    ]
 
 
 def _node_blocks(group: str, pairs: list[tuple[dict, dict]]) -> list[tuple[str, list[tuple[dict, dict]]]]:
@@ -341,13 +363,20 @@ def _node_blocks(group: str, pairs: list[tuple[dict, dict]]) -> list[tuple[str, 
     nodes = sorted({run_node(t) or "local" for t, _ in pairs})
     if len(nodes) < 2:
         return [(group, pairs)]
-    return [(f"{group} @{n}", [p for p in pairs if (run_node(p[0]) or "local") == n]) for n in nodes] \
-        + [(f"{group} @all", pairs)]
+    return [(f"{group} @{n}", [p for p in pairs if (run_node(p[0]) or "local") == n]) for n in nodes] + [
+        (f"{group} @all", pairs)
+    ]
 
 
-def _compare(group: str, treatment: str, reference: str, pairs: list[tuple[dict, dict]],
-             pretrain: Estimate | None, keys: tuple[str, str] = ("", ""),
-             noise: NoiseFloor | None = None) -> Comparison:
+def _compare(
+    group: str,
+    treatment: str,
+    reference: str,
+    pairs: list[tuple[dict, dict]],
+    pretrain: Estimate | None,
+    keys: tuple[str, str] = ("", ""),
+    noise: NoiseFloor | None = None,
+) -> Comparison:
     def paired(fn):
         vals = [(fn(t), fn(r)) for t, r in pairs]
         vals = [(a, b) for a, b in vals if a is not None and b is not None]
@@ -358,14 +387,19 @@ def _compare(group: str, treatment: str, reference: str, pairs: list[tuple[dict,
 
     train_ratio = paired(training_energy)
     too_small = train_ratio is None and any(
-        (e := training_energy(x)) is not None and e[0] <= 0 for pair in pairs for x in pair)
+        (e := training_energy(x)) is not None and e[0] <= 0 for pair in pairs for x in pair
+    )
     test_ratio = paired(inference_energy)
-    acc = diff_ci([100 * t["metrics"]["accuracy"] for t, _ in pairs],
-                  [100 * r["metrics"]["accuracy"] for _, r in pairs]) if pairs else None
+    acc = (
+        diff_ci([100 * t["metrics"]["accuracy"] for t, _ in pairs], [100 * r["metrics"]["accuracy"] for _, r in pairs])
+        if pairs
+        else None
+    )
     break_even = None
     if pretrain is not None and train_ratio is not None:
-        saved = [training_energy(r)[0] - training_energy(t)[0] for t, r in pairs
-                 if training_energy(r) and training_energy(t)]
+        saved = [
+            training_energy(r)[0] - training_energy(t)[0] for t, r in pairs if training_energy(r) and training_energy(t)
+        ]
         mean_saved = sum(saved) / len(saved) if saved else 0.0
         break_even = pretrain.mean / mean_saved if mean_saved > 0 else math.inf
     synthetic = any(t.get("synthetic") or r.get("synthetic") for t, r in pairs)
@@ -377,10 +411,26 @@ def _compare(group: str, treatment: str, reference: str, pairs: list[tuple[dict,
     contended = sum(1 for x in runs if contended_phases(x))
     shares = [v for x in runs if (v := others_cpu_share(x)) is not None]
     context = VerdictContext(train_error, test_error, floors[0], floors[1], contended, max(shares, default=None))
-    return Comparison(group, treatment, reference, len(pairs), synthetic, train_ratio, test_ratio, acc,
-                      pretrain, break_even, verdict(treatment, reference, train_ratio, acc, too_small, test_ratio,
-                                                    context),
-                      keys, train_error, test_error, floors[0], floors[1], contended, context.others_cpu_share)
+    return Comparison(
+        group,
+        treatment,
+        reference,
+        len(pairs),
+        synthetic,
+        train_ratio,
+        test_ratio,
+        acc,
+        pretrain,
+        break_even,
+        verdict(treatment, reference, train_ratio, acc, too_small, test_ratio, context),
+        keys,
+        train_error,
+        test_error,
+        floors[0],
+        floors[1],
+        contended,
+        context.others_cpu_share,
+    )
 
 
 def compare(summaries: list[dict], noise: NoiseFloor | None = None) -> list[Comparison]:
@@ -426,8 +476,9 @@ class VerdictContext:
     others_cpu_share: float | None = None
 
 
-def _ratio_clause(ratio: Estimate, no_difference: str, differs: str, meter_error: float = 0.0,
-                  noise_floor: float | None = None) -> str:
+def _ratio_clause(
+    ratio: Estimate, no_difference: str, differs: str, meter_error: float = 0.0, noise_floor: float | None = None
+) -> str:
     """`no_difference (0.98x, CI)` when the interval spans 1, else `differs` with {x} filled in.
 
     The interval is the trials' interval widened by the meters' error; a ratio within this
@@ -446,24 +497,45 @@ def _ratio_clause(ratio: Estimate, no_difference: str, differs: str, meter_error
     return f"{differs.format(x=x)} ({interval})"
 
 
-def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: Estimate | None,
-            too_small: bool = False, test_ratio: Estimate | None = None,
-            context: VerdictContext | None = None) -> str:
+def verdict(
+    treatment: str,
+    reference: str,
+    train_ratio: Estimate | None,
+    acc: Estimate | None,
+    too_small: bool = False,
+    test_ratio: Estimate | None = None,
+    context: VerdictContext | None = None,
+) -> str:
     """One plain sentence a reader can paste, saying when an interval includes no difference."""
     ctx = context or VerdictContext()
     parts = []
     if train_ratio is None and too_small:
-        parts.append(f"no training energy ratio for {treatment} vs {reference}: a net training energy was at or "
-                     "below zero, too short for the meter to resolve (train longer)")
+        parts.append(
+            f"no training energy ratio for {treatment} vs {reference}: a net training energy was at or "
+            "below zero, too short for the meter to resolve (train longer)"
+        )
     elif train_ratio is None:
         parts.append(f"no training energy to compare for {treatment} and {reference}")
     else:
-        parts.append(_ratio_clause(train_ratio, f"{treatment} and {reference}: no clear difference in training energy",
-                                   f"{treatment} used {{x}} the training energy of {reference}",
-                                   ctx.train_meter_error, ctx.train_noise_floor))
+        parts.append(
+            _ratio_clause(
+                train_ratio,
+                f"{treatment} and {reference}: no clear difference in training energy",
+                f"{treatment} used {{x}} the training energy of {reference}",
+                ctx.train_meter_error,
+                ctx.train_noise_floor,
+            )
+        )
     if test_ratio is not None:
-        parts.append(_ratio_clause(test_ratio, "no clear difference in energy per inference",
-                                   "{x} the energy per inference", ctx.test_meter_error, ctx.test_noise_floor))
+        parts.append(
+            _ratio_clause(
+                test_ratio,
+                "no clear difference in energy per inference",
+                "{x} the energy per inference",
+                ctx.test_meter_error,
+                ctx.test_noise_floor,
+            )
+        )
     if acc is not None:
         if acc.has_interval and acc.spans(0.0):
             parts.append(f"no clear difference in accuracy ({acc.mean:+.1f} points, {_interval_text(acc, '+.1f')})")
@@ -476,8 +548,13 @@ def verdict(treatment: str, reference: str, train_ratio: Estimate | None, acc: E
     if any(e is not None and e.source == "modelled" for e in (train_ratio, test_ratio)):
         sentence += " [energy modelled, not measured]"
     if ctx.contended_runs:
-        share = f"; other processes used up to {100 * ctx.others_cpu_share:.0f} % of the CPU" \
-            if ctx.others_cpu_share is not None else ""
-        sentence += (f" [measured on a busy machine: {ctx.contended_runs} run"
-                     f"{'s' if ctx.contended_runs != 1 else ''} contended{share}; treat as unreliable]")
+        share = (
+            f"; other processes used up to {100 * ctx.others_cpu_share:.0f} % of the CPU"
+            if ctx.others_cpu_share is not None
+            else ""
+        )
+        sentence += (
+            f" [measured on a busy machine: {ctx.contended_runs} run"
+            f"{'s' if ctx.contended_runs != 1 else ''} contended{share}; treat as unreliable]"
+        )
     return sentence

@@ -72,8 +72,10 @@ def check_writable(logs_dir: Path) -> None:
     blocker = next((p for p in (logs_dir, *logs_dir.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         where = "" if blocker == logs_dir else f": {blocker} is"
-        raise StoreError(f"logs directory {logs_dir} is not writable{where or ': it is'} a file, not a directory; "
-                         "point --logs / JOULELAB_LOGS at a directory")
+        raise StoreError(
+            f"logs directory {logs_dir} is not writable{where or ': it is'} a file, not a directory; "
+            "point --logs / JOULELAB_LOGS at a directory"
+        )
     try:
         logs_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=logs_dir, prefix=".probe-", delete=True) as f:
@@ -81,15 +83,16 @@ def check_writable(logs_dir: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:
-        raise StoreError(f"logs directory {logs_dir} is not writable ({exc.strerror or exc}); "
-                         "free space or fix permissions, or point --logs / JOULELAB_LOGS elsewhere") from None
+        raise StoreError(
+            f"logs directory {logs_dir} is not writable ({exc.strerror or exc}); "
+            "free space or fix permissions, or point --logs / JOULELAB_LOGS elsewhere"
+        ) from None
 
 
 def run_dir(logs_dir: Path, run_id: str) -> Path:
     """The directory of one run, refusing ids that are malformed or would escape logs/."""
     if not RUN_ID_RE.match(run_id):
-        raise StoreError(f"run id {run_id!r} is not valid: ids hold letters, digits, '-' and '_' "
-                         "(see `joulelab runs`)")
+        raise StoreError(f"run id {run_id!r} is not valid: ids hold letters, digits, '-' and '_' (see `joulelab runs`)")
     path = logs_dir / run_id
     if not path.is_dir():
         raise StoreError(f"no run {run_id!r} in {logs_dir} (see `joulelab runs`)")
@@ -241,12 +244,17 @@ _LIGHT_SUMMARY = ("status", "error", "last_phase", "config", "synthetic")
 
 def _lighten(manifest: dict, summary: dict | None) -> tuple[dict, dict | None]:
     spec = manifest.get("spec") or {}
-    manifest = {"spec": {k: spec.get(k) for k in _LIGHT_SPEC}, "started": manifest.get("started"),
-                "pid": manifest.get("pid")}
+    manifest = {
+        "spec": {k: spec.get(k) for k in _LIGHT_SPEC},
+        "started": manifest.get("started"),
+        "pid": manifest.get("pid"),
+    }
     if summary is not None:
-        summary = {**{k: summary.get(k) for k in _LIGHT_SUMMARY},
-                   "phases": {p: {"total": r.get("total")} for p, r in (summary.get("phases") or {}).items()},
-                   "metrics": {"accuracy": (summary.get("metrics") or {}).get("accuracy")}}
+        summary = {
+            **{k: summary.get(k) for k in _LIGHT_SUMMARY},
+            "phases": {p: {"total": r.get("total")} for p, r in (summary.get("phases") or {}).items()},
+            "metrics": {"accuracy": (summary.get("metrics") or {}).get("accuracy")},
+        }
     return manifest, summary
 
 
@@ -257,13 +265,19 @@ def load_run(path: Path, light: bool = False) -> RunRecord:
     if summary_problem not in (None, "missing"):
         return RunRecord(path.name, path, manifest, None, "damaged", None, f"summary.json is {summary_problem}")
     if manifest_problem is not None:
-        return RunRecord(path.name, path, manifest, None, "damaged", None,
-                         f"run.json is {manifest_problem} (no spec to read the run by)")
+        return RunRecord(
+            path.name,
+            path,
+            manifest,
+            None,
+            "damaged",
+            None,
+            f"run.json is {manifest_problem} (no spec to read the run by)",
+        )
     if light:
         manifest, summary = _lighten(manifest, summary)
     if summary is not None:
-        return RunRecord(path.name, path, manifest, summary, summary.get("status", "failed"),
-                         summary.get("last_phase"))
+        return RunRecord(path.name, path, manifest, summary, summary.get("status", "failed"), summary.get("last_phase"))
     alive = _pid_alive(manifest.get("pid"))
     return RunRecord(path.name, path, manifest, None, "running" if alive else "crashed", _last_phase(path / EVENTS))
 

@@ -44,8 +44,16 @@ def save_baseline(uuid: str, state: dict, run_id: str, root: Path | None = None)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"power_w": state.get("power_w"), "temp_c": state.get("temp_c"),
-                                   "run_id": run_id, "wall_time": time.time()}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "power_w": state.get("power_w"),
+                    "temp_c": state.get("temp_c"),
+                    "run_id": run_id,
+                    "wall_time": time.time(),
+                }
+            )
+        )
         tmp.replace(path)
     except OSError as exc:
         return f"could not save the GPU idle baseline to {path}: {exc.strerror}"
@@ -66,9 +74,13 @@ def outside_band(state: dict, baseline: dict) -> list[str]:
     return out
 
 
-def cool_down(read: Callable[[], dict], baseline: dict | None, timeout_s: float,
-              sleep: Callable[[float], None] = time.sleep,
-              clock: Callable[[], float] = time.monotonic) -> dict:
+def cool_down(
+    read: Callable[[], dict],
+    baseline: dict | None,
+    timeout_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict:
     """Wait until `read()` (one GPU's state) is inside the band of `baseline`, or `timeout_s`.
 
     Returns the record run.json keeps: the baseline, the state at the start, how long it

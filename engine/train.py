@@ -8,10 +8,10 @@ tensors (or host arrays, for tests and tools) and never copy a batch between hos
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -128,10 +128,23 @@ def _augment_generator(device: torch.device, seed: int, cpu_generator: torch.Gen
     return cpu_generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
 
 
-def fit(net: Net, x, y, *, epochs: int, batch_size: int, lr: float, seed: int,
-        augment: bool = False, phase: str = "train", x_val=None,
-        y_val=None, on_progress: ProgressFn | None = None,
-        on_epoch: EpochFn | None = None, precision: Precision | None = None) -> FitResult:
+def fit(
+    net: Net,
+    x,
+    y,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    augment: bool = False,
+    phase: str = "train",
+    x_val=None,
+    y_val=None,
+    on_progress: ProgressFn | None = None,
+    on_epoch: EpochFn | None = None,
+    precision: Precision | None = None,
+) -> FitResult:
     xt = as_tensor(x)
     yt = as_tensor(y)
     params = [p for p in net.parameters() if p.requires_grad]
@@ -154,7 +167,7 @@ def fit(net: Net, x, y, *, epochs: int, batch_size: int, lr: float, seed: int,
         order = torch.randperm(n, generator=generator).to(xt.device)
         correct = seen = 0
         for step in range(steps_per_epoch):
-            idx = order[step * batch_size:(step + 1) * batch_size]
+            idx = order[step * batch_size : (step + 1) * batch_size]
             xb, yb = xt[idx], yt[idx]
             if augment:
                 xb = augment_batch(xb, aug_generator)
@@ -169,12 +182,18 @@ def fit(net: Net, x, y, *, epochs: int, batch_size: int, lr: float, seed: int,
                     loss_value = loss.item()
                     correct += int((logits.argmax(1) == yb).sum())
                     seen += len(idx)
-                    on_progress({
-                        "phase": phase, "epoch": epoch, "epochs": epochs, "step": step + 1,
-                        "steps": steps_per_epoch, "loss": loss_value,
-                        "accuracy": correct / seen if seen else None,
-                        "samples_per_s": window_samples / max(now - window_t, 1e-9),
-                    })
+                    on_progress(
+                        {
+                            "phase": phase,
+                            "epoch": epoch,
+                            "epochs": epochs,
+                            "step": step + 1,
+                            "steps": steps_per_epoch,
+                            "loss": loss_value,
+                            "accuracy": correct / seen if seen else None,
+                            "samples_per_s": window_samples / max(now - window_t, 1e-9),
+                        }
+                    )
                     last_report, window_t, window_samples = now, now, 0
         if on_epoch is not None and x_val is not None and len(x_val):
             on_epoch(epoch, evaluate(net, x_val, y_val, precision=precision)["accuracy"])
@@ -183,8 +202,17 @@ def fit(net: Net, x, y, *, epochs: int, batch_size: int, lr: float, seed: int,
     return FitResult(samples_seen=samples_seen, steps=steps, final_loss=loss_value)
 
 
-def warm_up(net: Net, x, y, *, batch_size: int, lr: float, augment: bool,
-            steps: int = WARMUP_STEPS, precision: Precision | None = None) -> int:
+def warm_up(
+    net: Net,
+    x,
+    y,
+    *,
+    batch_size: int,
+    lr: float,
+    augment: bool,
+    steps: int = WARMUP_STEPS,
+    precision: Precision | None = None,
+) -> int:
     """Run the exact training step and inference batches of `net` on a throwaway copy, unmetered.
 
     The first steps in a process pay one-off costs (thread pools, kernel selection and primitive
@@ -222,7 +250,7 @@ def predict(net: nn.Module, x, batch_size: int = 512, precision: Precision | Non
     with torch.inference_mode(), _autocast(precision):
         xt = as_tensor(x)
         for i in range(0, len(xt), batch_size):
-            out.append(net(xt[i:i + batch_size]).argmax(1))
+            out.append(net(xt[i : i + batch_size]).argmax(1))
     # one copy of the predicted labels to the host, not one per batch
     return torch.cat(out).cpu().numpy() if out else np.empty(0, dtype=np.int64)
 
@@ -246,9 +274,14 @@ def evaluate(net: nn.Module, x, y, n_classes: int | None = None, precision: Prec
     return {"accuracy": float(np.mean(pred == y)) if len(y) else 0.0, "f1_macro": macro_f1(y, pred, n_classes)}
 
 
-def timed_inference(net: nn.Module, x, min_seconds: float, batch_size: int = 512,
-                    sync: Callable[[], None] = lambda: None,
-                    precision: Precision | None = None) -> tuple[int, int]:
+def timed_inference(
+    net: nn.Module,
+    x,
+    min_seconds: float,
+    batch_size: int = 512,
+    sync: Callable[[], None] = lambda: None,
+    precision: Precision | None = None,
+) -> tuple[int, int]:
     """Run inference over `x` repeatedly until at least `min_seconds` have passed (and at least
     once), so that a short test set still spans enough time to be metered. Returns (passes, inferences).
 
@@ -262,7 +295,7 @@ def timed_inference(net: nn.Module, x, min_seconds: float, batch_size: int = 512
     with torch.inference_mode(), _autocast(precision):
         while True:
             for i in range(0, len(xt), batch_size):
-                net(xt[i:i + batch_size])
+                net(xt[i : i + batch_size])
             passes += 1
             sync()
             if time.monotonic() - start >= min_seconds:
@@ -271,8 +304,7 @@ def timed_inference(net: nn.Module, x, min_seconds: float, batch_size: int = 512
 
 
 def prunable(net: nn.Module) -> list[tuple[nn.Module, str]]:
-    return [(m, "weight") for m in net.modules()
-            if isinstance(m, (nn.Conv1d, nn.Linear)) and m.weight.requires_grad]
+    return [(m, "weight") for m in net.modules() if isinstance(m, (nn.Conv1d, nn.Linear)) and m.weight.requires_grad]
 
 
 def prune_global(net: nn.Module, sparsity: float) -> dict:

@@ -102,8 +102,11 @@ class EventWriter:
                     self.reader_lost_at = time.monotonic()
 
     def _log_failed(self, exc: OSError) -> None:
-        self.log_error = disk_message(exc, self.log_path) if exc.errno in DISK_FULL_ERRNOS \
+        self.log_error = (
+            disk_message(exc, self.log_path)
+            if exc.errno in DISK_FULL_ERRNOS
             else f"cannot write {self.log_path}: {exc.strerror or exc}"
+        )
         _to_stderr(f"joulelab worker: {self.log_error}")
         if threading.current_thread() is not threading.main_thread():
             # The sampler thread hit it: stop the run in the main thread, as a cancel would.
@@ -172,8 +175,11 @@ def environment_manifest() -> dict:
 
 def _count_sockets() -> int | None:
     try:
-        ids = {line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-               if line.startswith("physical id")}
+        ids = {
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("physical id")
+        }
         return len(ids) or 1
     except OSError:
         return None
@@ -262,16 +268,16 @@ class Run:
     def start_meters(self) -> None:
         from engine.meters import discover
         from engine.meters.contention import open_contention
-        from engine.meters.sampler import Sampler
-
         from engine.meters.nvml import NvmlMeter
+        from engine.meters.sampler import Sampler
 
         dev = self.device
         gpu_uuids = [] if not dev.is_cuda else ([dev.info["uuid"]] if dev.info.get("uuid") else None)
         meters, missing = discover(os.getpid(), self.spec.tdp_w, gpu_uuids=gpu_uuids)
         self.nvml = next((m for m in meters if isinstance(m, NvmlMeter)), None)
         self.sampler = Sampler(
-            meters, self.spec.sample_hz,
+            meters,
+            self.spec.sample_hz,
             on_sample=self.emit_sample,
             on_gap=lambda domain, reason: _quietly(self.w.emit, "meter_gap", domain=domain, reason=reason),
             contention=open_contention(os.getpid()),
@@ -290,12 +296,18 @@ class Run:
             details = self.nvml.manifest()
             gpu = next((g for g in details["gpus"] if g["uuid"].upper() == str(out.get("uuid")).upper()), None)
             if gpu is not None:
-                out.update(driver=details["driver_version"], power_limit_w=gpu["power_limit_w"],
-                           clocks=gpu["clocks"], nvml_domain=gpu["domain"], nvml_index=gpu["nvml_index"])
+                out.update(
+                    driver=details["driver_version"],
+                    power_limit_w=gpu["power_limit_w"],
+                    clocks=gpu["clocks"],
+                    nvml_domain=gpu["domain"],
+                    nvml_index=gpu["nvml_index"],
+                )
             out["unused_gpus"] = details["unused"]
         elif self.device.is_cuda:
             out["not_metered"] = "NVML is not available: this GPU's energy is not measured (see missing_meters)"
         return out
+
     def with_basis(self, domain: str, energy: dict) -> dict:
         """A modelled domain's record keeps what it was modelled from, so it can be re-modelled."""
         basis = self.basis.get(domain)
@@ -335,9 +347,8 @@ class Run:
         self.w.emit("phase_start", phase=phase)
 
     def end(self, partial: bool = False, extra: dict | None = None) -> dict:
-        from engine.meters.sampler import phase_energy
-
         from engine.meters.nvml import agreement
+        from engine.meters.sampler import phase_energy
 
         phase, start = self.open_phase
         self.open_phase = None
@@ -380,14 +391,19 @@ class Run:
             record["partial"] = True
         record.update(extra or {})
         self.phases[phase] = record
-        self.w.emit("phase_end", phase=phase, duration_s=duration, energy=record["energy"],
-                    total=record["total"], partial=partial)
+        self.w.emit(
+            "phase_end",
+            phase=phase,
+            duration_s=duration,
+            energy=record["energy"],
+            total=record["total"],
+            partial=partial,
+        )
         return record
 
     def cumulative_j(self, phase_start) -> float:
         snap = self.sampler.snapshot()
-        return sum(snap.joules[n] - phase_start.joules[n] for n, d in self.sampler.domains.items()
-                   if in_totals(d.kind))
+        return sum(snap.joules[n] - phase_start.joules[n] for n, d in self.sampler.domains.items() if in_totals(d.kind))
 
     # -- the run --------------------------------------------------------------------------
     def execute(self) -> None:
@@ -396,15 +412,26 @@ class Run:
         from engine.data.prepare import holdout, prepare
         from engine.device import resolve_device
         from engine.models import build_network, count_parameters, flops_per_sample
-        from engine.train import (Precision, evaluate, finish_pruning, fit, prune_global, set_seed,
-                                  sparsity_report, timed_inference, warm_up)
+        from engine.train import (
+            Precision,
+            evaluate,
+            finish_pruning,
+            fit,
+            prune_global,
+            set_seed,
+            sparsity_report,
+            timed_inference,
+            warm_up,
+        )
 
         spec = self.spec
         self.device = resolve_device(spec.device)
         if spec.amp:
             if not self.device.is_cuda:
-                raise DeviceError(f"amp: mixed precision is not applicable on the CPU (device {spec.device!r} "
-                                  f"resolved to cpu); run it with device = \"cuda\" on a machine with a GPU")
+                raise DeviceError(
+                    f"amp: mixed precision is not applicable on the CPU (device {spec.device!r} "
+                    f'resolved to cpu); run it with device = "cuda" on a machine with a GPU'
+                )
             self.precision = Precision.for_cuda()
         self.manifest["precision"] = self.precision.name if self.precision else "float32"
         if spec.threads:
@@ -412,9 +439,16 @@ class Run:
         self.manifest["flush_denormal"] = torch.set_flush_denormal(spec.flush_denormal) and spec.flush_denormal
         self.start_meters()
         self.write_manifest()
-        self.w.emit("hello", versions=self.manifest["environment"], pid=os.getpid(), wall_time=time.time(),
-                    spec=spec.to_dict(), meters=self.manifest["meters"], missing=self.manifest["missing_meters"],
-                    device=self.manifest["device"])
+        self.w.emit(
+            "hello",
+            versions=self.manifest["environment"],
+            pid=os.getpid(),
+            wall_time=time.time(),
+            spec=spec.to_dict(),
+            meters=self.manifest["meters"],
+            missing=self.manifest["missing_meters"],
+            device=self.manifest["device"],
+        )
         self.sampler.start()
 
         self.thermal_guard()
@@ -428,10 +462,17 @@ class Run:
         gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
         target, x_val, y_val = holdout(data.target, spec.val_fraction, gap)
         set_seed(spec.seed)
-        self.manifest["dataset"] = {"name": data.name, "label": data.label, "synthetic": data.synthetic,
-                                    "kind": data.kind, "target_classes": target.n_classes,
-                                    "train_samples": len(target.x_train), "val_samples": len(x_val),
-                                    "test_samples": len(target.x_test), **data.info}
+        self.manifest["dataset"] = {
+            "name": data.name,
+            "label": data.label,
+            "synthetic": data.synthetic,
+            "kind": data.kind,
+            "target_classes": target.n_classes,
+            "train_samples": len(target.x_train),
+            "val_samples": len(x_val),
+            "test_samples": len(target.x_test),
+            **data.info,
+        }
         # The data lives on the device for the whole run: copied once here, never per batch.
         target, x_val, y_val = self.on_device(target), self.device.tensor(x_val), self.device.tensor(y_val)
         precision = self.precision
@@ -444,8 +485,9 @@ class Run:
             source = self.open_source(data.source, gap)
             lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
         else:
-            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm,
-                                spec.width).to(self.device.name)
+            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm, spec.width).to(
+                self.device.name
+            )
             lr = spec.lr
 
         # Unmetered warm-up of every network this process will train, before the first metered
@@ -455,14 +497,16 @@ class Run:
             if transfer and source.cached is None:
                 jobs.append((source.net, source.split.x_train, source.split.y_train, spec.lr))
             if transfer:
-                jobs.append((self.adapt(copy.deepcopy(source.net), target.n_classes), target.x_train,
-                             target.y_train, lr))
+                jobs.append(
+                    (self.adapt(copy.deepcopy(source.net), target.n_classes), target.x_train, target.y_train, lr)
+                )
             else:
                 jobs.append((net, target.x_train, target.y_train, lr))
             self.begin("warmup")
-            steps = sum(warm_up(n, x, y, batch_size=spec.batch_size, lr=job_lr, augment=spec.augment,
-                                precision=precision)
-                        for n, x, y, job_lr in jobs)
+            steps = sum(
+                warm_up(n, x, y, batch_size=spec.batch_size, lr=job_lr, augment=spec.augment, precision=precision)
+                for n, x, y, job_lr in jobs
+            )
             self.end(extra={"steps": steps, "networks": len(jobs)})
 
         if transfer:
@@ -471,7 +515,9 @@ class Run:
             net = self.adapt(source.net, target.n_classes)
 
         self.manifest["network"] = {
-            "size": spec.size, "width": spec.width, "parameters": count_parameters(net),
+            "size": spec.size,
+            "width": spec.width,
+            "parameters": count_parameters(net),
             "trainable_parameters": count_parameters(net, trainable_only=True),
             "flops_per_sample": flops_per_sample(net, target.input_shape),
             "architecture": str(net),
@@ -480,37 +526,63 @@ class Run:
 
         self.begin("train")
         start_snap = self.open_phase[1]
-        result = fit(net, target.x_train, target.y_train, epochs=spec.epochs, batch_size=spec.batch_size, lr=lr,
-                     seed=spec.seed + 1, augment=spec.augment, x_val=x_val, y_val=y_val, on_progress=progress,
-                     on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc, start_snap), precision=precision)
+        result = fit(
+            net,
+            target.x_train,
+            target.y_train,
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            lr=lr,
+            seed=spec.seed + 1,
+            augment=spec.augment,
+            x_val=x_val,
+            y_val=y_val,
+            on_progress=progress,
+            on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc, start_snap),
+            precision=precision,
+        )
         self.end()
         train_samples = result.samples_seen
 
         if spec.prune > 0:
-            before = evaluate(net, target.x_test, target.y_test, target.n_classes,
-                              precision=precision)["accuracy"]  # not metered
+            before = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)[
+                "accuracy"
+            ]  # not metered
             self.begin("prune")
             start_snap = self.open_phase[1]
             prune_global(net, spec.prune)
             if spec.prune_epochs:
-                tuned = fit(net, target.x_train, target.y_train, epochs=spec.prune_epochs,
-                            batch_size=spec.batch_size, lr=lr, seed=spec.seed + 2, augment=spec.augment,
-                            phase="prune", x_val=x_val, y_val=y_val, on_progress=progress,
-                            on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc, start_snap),
-                            precision=precision)
+                tuned = fit(
+                    net,
+                    target.x_train,
+                    target.y_train,
+                    epochs=spec.prune_epochs,
+                    batch_size=spec.batch_size,
+                    lr=lr,
+                    seed=spec.seed + 2,
+                    augment=spec.augment,
+                    phase="prune",
+                    x_val=x_val,
+                    y_val=y_val,
+                    on_progress=progress,
+                    on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc, start_snap),
+                    precision=precision,
+                )
                 train_samples += tuned.samples_seen
             finish_pruning(net)
             self.metrics["pruning"] = {
-                **sparsity_report(net), "accuracy_before_pruning": before,
+                **sparsity_report(net),
+                "accuracy_before_pruning": before,
                 "note": "unstructured sparsity: dense kernels still multiply every zero, so FLOPs and "
-                        "inference energy are not expected to fall; see test-phase energy",
+                "inference energy are not expected to fall; see test-phase energy",
             }
             self.end()
 
         self.begin("test")
         scores = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)
-        passes, inferences = timed_inference(net, target.x_test, spec.test_min_s, sync=self.device.sync,
-                                             precision=precision)
+        passes, inferences = timed_inference(
+            net, target.x_test, spec.test_min_s, sync=self.device.sync, precision=precision
+        )
         # The scoring pass is inference too, metered in the same phase: count it.
         passes, inferences = passes + 1, inferences + len(target.x_test)
         test = self.end()
@@ -520,18 +592,26 @@ class Run:
         prune_energy = self.phases.get("prune", {}).get("total")
         train_net = train_energy["net_j"] + (prune_energy["net_j"] if prune_energy else 0.0)
         train_source = train_energy["source"]
-        self.metrics.update({
-            "accuracy": scores["accuracy"],
-            "f1_macro": scores["f1_macro"],
-            "train_samples": train_samples,
-            "test_samples": len(target.x_test),
-            "test_passes": passes,
-            "inferences": inferences,
-            "j_per_train_sample": {"value": train_net / train_samples if train_samples else None,
-                                   "source": train_source, "basis": "net"},
-            "j_per_inference": {"value": test["total"]["net_j"] / inferences if inferences else None,
-                                "source": test["total"]["source"], "basis": "net"},
-        })
+        self.metrics.update(
+            {
+                "accuracy": scores["accuracy"],
+                "f1_macro": scores["f1_macro"],
+                "train_samples": train_samples,
+                "test_samples": len(target.x_test),
+                "test_passes": passes,
+                "inferences": inferences,
+                "j_per_train_sample": {
+                    "value": train_net / train_samples if train_samples else None,
+                    "source": train_source,
+                    "basis": "net",
+                },
+                "j_per_inference": {
+                    "value": test["total"]["net_j"] / inferences if inferences else None,
+                    "source": test["total"]["source"],
+                    "basis": "net",
+                },
+            }
+        )
         self.w.emit("result", metrics=self.metrics, curve=self.curve)
 
     def open_source(self, source_split, gap: int) -> SourceNetwork:
@@ -563,17 +643,35 @@ class Run:
         spec, split = self.spec, source.split
         self.begin("pretrain")
         start_snap = self.open_phase[1]
-        fit(source.net, split.x_train, split.y_train, epochs=spec.effective_pretrain_epochs,
-            batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, augment=spec.augment, phase="pretrain",
-            x_val=source.x_val, y_val=source.y_val, on_progress=progress,
-            on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap), precision=self.precision)
-        source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes,
-                                   precision=self.precision)["accuracy"]
+        fit(
+            source.net,
+            split.x_train,
+            split.y_train,
+            epochs=spec.effective_pretrain_epochs,
+            batch_size=spec.batch_size,
+            lr=spec.lr,
+            seed=spec.seed,
+            augment=spec.augment,
+            phase="pretrain",
+            x_val=source.x_val,
+            y_val=source.y_val,
+            on_progress=progress,
+            on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap),
+            precision=self.precision,
+        )
+        source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes, precision=self.precision)[
+            "accuracy"
+        ]
         self.metrics["source_accuracy"] = source_accuracy
         phase = self.end()
-        record = {"run_id": self.w.run_id, "duration_s": phase["duration_s"], "total": phase["total"],
-                  "energy": phase["energy"], "source_accuracy": source_accuracy,
-                  "source_classes": split.classes}
+        record = {
+            "run_id": self.w.run_id,
+            "duration_s": phase["duration_s"],
+            "total": phase["total"],
+            "energy": phase["energy"],
+            "source_accuracy": source_accuracy,
+            "source_classes": split.classes,
+        }
         self.pretrain = {**record, "cached": False, "key": source.key}
         if spec.reuse_source:
             problem = sources.save(source.key, source.net.state_dict(), record)
@@ -596,8 +694,9 @@ class Run:
         import dataclasses
 
         t = self.device.tensor
-        return dataclasses.replace(split, x_train=t(split.x_train), y_train=t(split.y_train),
-                                   x_test=t(split.x_test), y_test=t(split.y_test))
+        return dataclasses.replace(
+            split, x_train=t(split.x_train), y_train=t(split.y_train), x_test=t(split.x_test), y_test=t(split.y_test)
+        )
 
     # -- thermal drift (GPU) --------------------------------------------------------------
     def run_gpu(self) -> tuple[str, str] | None:
@@ -617,8 +716,13 @@ class Run:
         if gpu is None:
             return
         domain, uuid = gpu
-        self.thermal = {"gpu": domain, "uuid": uuid, **thermal.cool_down(
-            lambda: self.nvml.now().get(domain, {}), thermal.load_baseline(uuid), self.spec.cooldown_s)}
+        self.thermal = {
+            "gpu": domain,
+            "uuid": uuid,
+            **thermal.cool_down(
+                lambda: self.nvml.now().get(domain, {}), thermal.load_baseline(uuid), self.spec.cooldown_s
+            ),
+        }
         self.manifest["thermal"] = self.thermal
         self.write_manifest()
 
@@ -657,8 +761,10 @@ class Run:
         then_source = (record.get("total") or {}).get("source")
         now_source = self.total_source()
         if then_source != now_source:
-            out["incomparable"] = (f"the source network's pretraining was {then_source}, this run is {now_source}; "
-                                   "retrain it here (reuse_source = false) to compare")
+            out["incomparable"] = (
+                f"the source network's pretraining was {then_source}, this run is {now_source}; "
+                "retrain it here (reuse_source = false) to compare"
+            )
             return out
         energy, remodelled, unknown = {}, False, False
         for name, e in (record.get("energy") or {}).items():
@@ -668,7 +774,7 @@ class Run:
                 if not then:
                     unknown = True
                 elif then != now:
-                    (key, value), = now.items()
+                    ((key, value),) = now.items()
                     factor = value / then[key]
                     for k in ("gross_j", "idle_j", "net_j"):
                         e[k] *= factor
@@ -684,9 +790,13 @@ class Run:
 
     def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start) -> None:
         self.device.sync()  # the cumulative joules cover the epoch's kernels, all of them
-        point = {"phase": phase, "epoch": epoch, "val_accuracy": accuracy,
-                 "cumulative_j": self.cumulative_j(phase_start),
-                 "source": self.total_source()}
+        point = {
+            "phase": phase,
+            "epoch": epoch,
+            "val_accuracy": accuracy,
+            "cumulative_j": self.cumulative_j(phase_start),
+            "source": self.total_source(),
+        }
         self.curve.append(point)
         self.w.emit("epoch", **point)
 
@@ -715,17 +825,23 @@ class Run:
             "last_phase": self.last_phase,
             "phases": self.phases,
             "pretrain": self.pretrain,
-            "idle_watts": {n: {"w": w, "source": self.sampler.domains[n].source,
-                               "method": self.sampler.domains[n].method}
-                           for n, w in self.idle_watts.items()} if self.sampler else {},
+            "idle_watts": {
+                n: {"w": w, "source": self.sampler.domains[n].source, "method": self.sampler.domains[n].method}
+                for n, w in self.idle_watts.items()
+            }
+            if self.sampler
+            else {},
             "metrics": self.metrics,
             "curve": self.curve,
             "meters": self.manifest.get("meters", []),
             "missing_meters": self.manifest.get("missing_meters", []),
             "meter_gaps": sorted(self.sampler.gaps()) if self.sampler else [],
             "contended_phases": [p for p, r in self.phases.items() if (r.get("contention") or {}).get("contended")],
-            "gpu_contended_phases": [p for p, r in self.phases.items()
-                                     if any(g["contended"] for g in (r.get("gpu_contention") or {}).values())],
+            "gpu_contended_phases": [
+                p
+                for p, r in self.phases.items()
+                if any(g["contended"] for g in (r.get("gpu_contention") or {}).values())
+            ],
             "device": self.manifest.get("device"),
             "precision": self.manifest.get("precision"),
             "thermal": self.thermal,
@@ -743,8 +859,7 @@ def gpu_contention(at_start: dict[str, list[dict]], at_end: dict[str, list[dict]
     out = {}
     for domain in sorted(set(at_start) | set(at_end)):
         procs = {p["pid"]: p for p in at_start.get(domain, []) + at_end.get(domain, [])}
-        out[domain] = {"other_processes": sorted(procs.values(), key=lambda p: p["pid"]),
-                       "contended": bool(procs)}
+        out[domain] = {"other_processes": sorted(procs.values(), key=lambda p: p["pid"]), "contended": bool(procs)}
     return out
 
 
@@ -835,8 +950,14 @@ def main(argv: list[str] | None = None) -> int:
 
     writer = EventWriter(spec.run_id, run_path / EVENTS, stream)
     run = Run(spec, run_path, writer)
-    run.manifest.update({"run_id": spec.run_id, "spec": spec.to_dict(), "pid": os.getpid(),
-                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    run.manifest.update(
+        {
+            "run_id": spec.run_id,
+            "spec": spec.to_dict(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
     status, error, code = "complete", None, EXIT_OK
     try:
         run.manifest["pid_started"] = _process_started()
@@ -848,7 +969,7 @@ def main(argv: list[str] | None = None) -> int:
         status, error, code = "cancelled", f"cancelled by {exc}", EXIT_CANCELLED
     except LogWriteError:
         pass  # reported below: writer.log_error says why
-    except Exception as exc:  # noqa: BLE001 - any failure must still leave a summary
+    except Exception as exc:
         if _Signals.received and run.last_phase is None:  # a cancel that an import turned into its own error
             status, error, code = "cancelled", f"cancelled by {_Signals.received} during start-up", EXIT_CANCELLED
         else:

@@ -32,8 +32,9 @@ def run_worker(spec: dict, *, code: str | None = None, timeout: float = 120) -> 
     """Run the real worker as a subprocess with the spec on stdin, as the runner does."""
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "engine.worker"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(cmd, input=json.dumps(spec), capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, env=env)
+    return subprocess.run(
+        cmd, input=json.dumps(spec), capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
+    )
 
 
 def the_run_dir(logs: Path) -> Path:

@@ -15,11 +15,16 @@ runner = CliRunner()
 def tiny_preset(tmp_path, trials=1):
     # three epochs: the transfer head's training must outlast the model meter's 10 ms CPU tick
     values = {**TINY, "epochs": 3}
-    settings = "\n".join(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"'
-                         for k, v in values.items() if k not in ("dataset", "size"))
+    settings = "\n".join(
+        f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"'
+        for k, v in values.items()
+        if k not in ("dataset", "size")
+    )
     path = tmp_path / "tiny.toml"
-    path.write_text(f"# tiny\n[preset]\nname = 'tiny'\ntrials = {trials}\n[matrix]\nmode = ['transfer', 'scratch']\n"
-                    f"[settings]\n{settings}\n")
+    path.write_text(
+        f"# tiny\n[preset]\nname = 'tiny'\ntrials = {trials}\n[matrix]\nmode = ['transfer', 'scratch']\n"
+        f"[settings]\n{settings}\n"
+    )
     return path
 
 
@@ -37,8 +42,19 @@ def test_run_prints_the_comparison_and_leaves_logs(tmp_path):
 
 
 def test_run_json_format_prints_results_only(tmp_path):
-    result = runner.invoke(app, ["run", str(tiny_preset(tmp_path)), "--logs", str(tmp_path / "logs"),
-                                 "--only", "mode=scratch", "--format", "json"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(tiny_preset(tmp_path)),
+            "--logs",
+            str(tmp_path / "logs"),
+            "--only",
+            "mode=scratch",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert [r["status"] for r in data["runs"]] == ["complete"]
@@ -57,8 +73,10 @@ def test_bad_preset_is_one_line_exit_2(tmp_path):
 
 
 def test_engine_never_imports_textual():
-    code = "import sys, engine.cli, engine.worker, engine.runner, engine.runs, engine.stats, engine.report; " \
-           "print(any(m == 'textual' or m.startswith('textual.') for m in sys.modules))"
+    code = (
+        "import sys, engine.cli, engine.worker, engine.runner, engine.runs, engine.stats, engine.report; "
+        "print(any(m == 'textual' or m.startswith('textual.') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
 
@@ -90,8 +108,11 @@ def test_show_prints_phases_with_provenance_and_missing_meters():
 def test_compare_by_ids_and_json():
     result = runner.invoke(app, ["compare", "golden-transfer", "golden-scratch", "--logs", GOLDEN_LOGS], env=WIDE)
     assert result.exit_code == 0 and "transfer vs scratch" in result.output
-    data = json.loads(runner.invoke(app, ["compare", "golden-transfer", "golden-scratch", "--logs", GOLDEN_LOGS,
-                                          "--format", "json"]).stdout)
+    data = json.loads(
+        runner.invoke(
+            app, ["compare", "golden-transfer", "golden-scratch", "--logs", GOLDEN_LOGS, "--format", "json"]
+        ).stdout
+    )
     (c,) = data["comparisons"]
     assert c["treatment"] == "transfer" and c["train_energy_ratio"]["source"] == "modelled"
     none = runner.invoke(app, ["compare", "--preset", "paper", "--logs", GOLDEN_LOGS])

@@ -24,6 +24,7 @@ def _events(stdout: str) -> list[dict]:
 
 # -- resolution ------------------------------------------------------------------------------
 
+
 def test_auto_is_the_cpu_without_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     dev = resolve_device("auto")
@@ -45,12 +46,18 @@ def _two_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     uuids = ["aaaaaaaa-0000-0000-0000-000000000000", "bbbbbbbb-0000-0000-0000-000000000000"]
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(
-        name=f"NVIDIA H100 #{i}", uuid=uuids[i], major=9, minor=0, total_memory=80 * 10**9))
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda i: types.SimpleNamespace(
+            name=f"NVIDIA H100 #{i}", uuid=uuids[i], major=9, minor=0, total_memory=80 * 10**9
+        ),
+    )
 
 
-@pytest.mark.parametrize(("requested", "name", "uuid"), [
-    ("auto", "cuda:0", A), ("cuda", "cuda:0", A), ("cuda:1", "cuda:1", B)])
+@pytest.mark.parametrize(
+    ("requested", "name", "uuid"), [("auto", "cuda:0", A), ("cuda", "cuda:0", A), ("cuda:1", "cuda:1", B)]
+)
 def test_auto_and_cuda_pick_a_visible_gpu(monkeypatch, requested, name, uuid):
     _two_gpus(monkeypatch)
     dev = resolve_device(requested)
@@ -77,6 +84,7 @@ def test_sync_waits_for_cuda_and_is_free_on_the_cpu(monkeypatch):
 
 # -- real workers ----------------------------------------------------------------------------
 
+
 def test_auto_resolves_to_the_cpu_and_the_manifest_says_so(tmp_path):
     proc = run_worker(tiny_spec(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -90,10 +98,13 @@ def test_auto_resolves_to_the_cpu_and_the_manifest_says_so(tmp_path):
     assert "nvml_agreement" not in summary["phases"]["train"]
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"device": "cuda"}, "device: 'cuda' needs a CUDA GPU, but "),
-    ({"amp": True}, "amp: mixed precision is not applicable on the CPU (device 'auto' resolved to cpu)"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"device": "cuda"}, "device: 'cuda' needs a CUDA GPU, but "),
+        ({"amp": True}, "amp: mixed precision is not applicable on the CPU (device 'auto' resolved to cpu)"),
+    ],
+)
 def test_a_gpu_setting_on_the_cpu_is_refused_as_bad_input(tmp_path, spec, message):
     proc = run_worker(tiny_spec(tmp_path, **spec))
     assert proc.returncode == 2
@@ -118,8 +129,10 @@ sys.exit(main([]))
 
 def test_the_worker_syncs_at_every_phase_edge_epoch_and_test_timer(tmp_path):
     log = tmp_path / "syncs.log"
-    proc = run_worker(tiny_spec(tmp_path / "logs", mode="transfer", epochs=2, reuse_source=False),
-                      code=SYNC_CODE.format(repo=str(REPO), log=str(log)))
+    proc = run_worker(
+        tiny_spec(tmp_path / "logs", mode="transfer", epochs=2, reuse_source=False),
+        code=SYNC_CODE.format(repo=str(REPO), log=str(log)),
+    )
     assert proc.returncode == 0, proc.stderr
     syncs = [(float(t), who) for t, who in (line.split() for line in log.read_text().splitlines())]
     events = [e for e in _events(proc.stdout) if e["type"] != "sample"]  # samples come from another thread
@@ -177,7 +190,9 @@ def test_a_gpu_run_meters_its_gpu_with_both_methods(tmp_path, monkeypatch):
     summary = json.loads((run / "summary.json").read_text())
     # the GPU the run uses (NVML's second GPU, matched by UUID) is metered; the other is present, unused
     assert [(m["name"], m["method"], m["kind"]) for m in manifest["meters"] if m["method"].startswith("nvml:")] == [
-        ("gpu1", "nvml:gpu1:energy-counter", "gpu"), ("gpu1-polled", "nvml:gpu1:power-integrated", "cross-check")]
+        ("gpu1", "nvml:gpu1:energy-counter", "gpu"),
+        ("gpu1-polled", "nvml:gpu1:power-integrated", "cross-check"),
+    ]
     assert manifest["device"]["nvml_domain"] == "gpu1" and manifest["device"]["driver"] == "550.54.15"
     assert manifest["device"]["power_limit_w"] == 400.0 and manifest["device"]["clocks"]["sm_max_mhz"] == 1410
     assert [(u["domain"], u["uuid"]) for u in manifest["device"]["unused_gpus"]] == [("gpu0", B)]
@@ -190,8 +205,10 @@ def test_a_gpu_run_meters_its_gpu_with_both_methods(tmp_path, monkeypatch):
     assert "nvml:gpu1:power-integrated" not in train["total"]["methods"]
     assert "nvml:gpu1:energy-counter" in train["total"]["methods"]
     # another process on the GPU: recorded beside the CPU contention, per phase
-    assert train["gpu_contention"]["gpu1"] == {"other_processes": [{"pid": 999999, "used_gpu_memory_mb": 1024.0}],
-                                               "contended": True}
+    assert train["gpu_contention"]["gpu1"] == {
+        "other_processes": [{"pid": 999999, "used_gpu_memory_mb": 1024.0}],
+        "contended": True,
+    }
     assert "train" in summary["gpu_contended_phases"]
     # per sample: temperature, SM clock, throttle reasons
     samples = [e for e in _events(proc.stdout) if e["type"] == "sample"]

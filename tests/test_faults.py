@@ -24,8 +24,15 @@ LONG = {"epochs": 200, "synthetic_seconds": 60.0}
 
 def cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **kwargs.pop("env", {})}
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+        **kwargs,
+    )
 
 
 def preset_file(tmp_path: Path, **settings) -> Path:
@@ -48,12 +55,18 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
 
 def training_worker(logs: Path) -> psutil.Process:
     """The worker of the only run in `logs`, once it is training."""
+
     def ready():
         runs = list_runs(logs)
-        if runs and runs[0].last_phase == "train" and runs[0].manifest.get("pid") \
-                and '"type":"progress"' in (runs[0].path / "events.jsonl").read_text():
+        if (
+            runs
+            and runs[0].last_phase == "train"
+            and runs[0].manifest.get("pid")
+            and '"type":"progress"' in (runs[0].path / "events.jsonl").read_text()
+        ):
             return psutil.Process(runs[0].manifest["pid"])
         return None
+
     return wait_for(ready, what="the worker to start training")
 
 
@@ -87,8 +100,11 @@ def test_ctrl_c_cancels_the_run_keeps_partial_energy_and_leaves_no_process(tmp_p
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
-    wait_for(lambda: not psutil.pid_exists(worker.pid) or worker.status() == psutil.STATUS_ZOMBIE,
-             timeout=2.5, what="the worker to be gone")
+    wait_for(
+        lambda: not psutil.pid_exists(worker.pid) or worker.status() == psutil.STATUS_ZOMBIE,
+        timeout=2.5,
+        what="the worker to be gone",
+    )
     assert time.monotonic() - t0 < 5
     record = load_run(the_run_dir(logs))
     assert record.status == "cancelled"
@@ -99,8 +115,14 @@ def test_ctrl_c_cancels_the_run_keeps_partial_energy_and_leaves_no_process(tmp_p
 def test_worker_finishes_its_run_when_the_reader_disappears(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     spec = tiny_spec(tmp_path, epochs=3)
-    proc = subprocess.Popen([sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
+    )
     proc.stdin.write(json.dumps(spec).encode())
     proc.stdin.close()
     for line in proc.stdout:
@@ -116,8 +138,10 @@ def test_worker_finishes_its_run_when_the_reader_disappears(tmp_path):
 
 def test_two_runs_at_once_write_separate_uncorrupted_logs(tmp_path):
     results = []
-    threads = [threading.Thread(target=lambda s=seed: results.append(run_worker(tiny_spec(tmp_path, seed=s))))
-               for seed in (1, 2)]
+    threads = [
+        threading.Thread(target=lambda s=seed: results.append(run_worker(tiny_spec(tmp_path, seed=s))))
+        for seed in (1, 2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -150,8 +174,15 @@ def test_a_meter_that_fails_mid_run_leaves_a_gap_in_events_and_summary(tmp_path)
     env_root = str(tree.root)
     spec = tiny_spec(tmp_path / "logs", epochs=50, synthetic_seconds=40.0)
     env = {**os.environ, "PYTHONPATH": str(REPO), "JOULELAB_POWERCAP_ROOT": env_root}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, cwd=REPO, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
+        text=True,
+    )
     proc.stdin.write(json.dumps(spec))
     proc.stdin.close()
     events = []
@@ -212,8 +243,14 @@ def test_a_full_disk_is_refused_before_training(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
 
     logs = tmp_path / "logs"
-    proc = cli("run", str(preset_file(tmp_path)), "--logs", str(logs), preexec_fn=limit_writes,
-               env={"PYTHONDONTWRITEBYTECODE": "1"})
+    proc = cli(
+        "run",
+        str(preset_file(tmp_path)),
+        "--logs",
+        str(logs),
+        preexec_fn=limit_writes,
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+    )
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
     assert str(logs) in err and "not writable" in err and "Traceback" not in err
@@ -226,8 +263,10 @@ def test_missing_or_corrupt_data_is_one_line_and_exit_2_through_the_cli(tmp_path
     (broken / "sub_1.csv").write_text("not,the,right,header\n1,2,3,4\n")
     for data_dir in (tmp_path / "nowhere", tmp_path / "data"):
         path = tmp_path / "ms.toml"
-        path.write_text(f"# t\n[matrix]\ndataset = ['motionsense']\n[settings]\nidle_s = 0.1\n"
-                        f"data_dir = {json.dumps(str(data_dir))}\n")
+        path.write_text(
+            f"# t\n[matrix]\ndataset = ['motionsense']\n[settings]\nidle_s = 0.1\n"
+            f"data_dir = {json.dumps(str(data_dir))}\n"
+        )
         proc = cli("run", str(path), "--logs", str(tmp_path / "logs"))
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 2, err

@@ -65,21 +65,30 @@ class Hardware(threading.Thread):
 
 def powercap(tmp_path: Path) -> PowercapTree:
     tree = PowercapTree(tmp_path / "sys")
-    tree.add_zone("intel-rapl:0", "package-0", energy_uj=100_000_000, max_energy_range_uj=RANGE_UJ,
-                  max_power_uw=MAX_POWER_UW)
+    tree.add_zone(
+        "intel-rapl:0", "package-0", energy_uj=100_000_000, max_energy_range_uj=RANGE_UJ, max_power_uw=MAX_POWER_UW
+    )
     return tree
 
 
 def start_worker(spec: dict, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=REPO, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, **kwargs)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        **kwargs,
+    )
     proc.stdin.write(json.dumps(spec))
     proc.stdin.close()
     return proc
 
 
 # -- 1 and 2: a counter that steps back, and wraps lost while the worker was stopped ---------
+
 
 def test_a_rapl_reset_and_lost_wraps_are_gaps_never_phantom_energy(tmp_path):
     tree = powercap(tmp_path)
@@ -92,8 +101,12 @@ def test_a_rapl_reset_and_lost_wraps_are_gaps_never_phantom_energy(tmp_path):
         for line in proc.stdout:
             event = decode(line)
             stream.append(event)
-            if event["type"] == "progress" and event.get("epoch") == 1 and not hw.back and \
-                    not any(e["type"] == "meter_gap" for e in stream):
+            if (
+                event["type"] == "progress"
+                and event.get("epoch") == 1
+                and not hw.back
+                and not any(e["type"] == "meter_gap" for e in stream)
+            ):
                 hw.back = 20_000_000  # 20 J back on a 1,000 J range: a reset, not 980 J
             if sum(e["type"] == "meter_gap" for e in stream) == 1 and event["type"] == "meter_gap":
                 os.kill(proc.pid, signal.SIGSTOP)  # 6 s stopped > the 5 s shortest wrap period
@@ -124,6 +137,7 @@ def test_a_rapl_reset_and_lost_wraps_are_gaps_never_phantom_energy(tmp_path):
 
 # -- 3: a stalled worker -------------------------------------------------------------------
 
+
 def test_a_stopped_worker_is_declared_stalled_cancelled_and_recorded(tmp_path):
     logs = tmp_path / "logs"
     proc = cli("run", str(preset_file(tmp_path, **LONG)), "--logs", str(logs), env={"JOULELAB_STALL_S": "3"})
@@ -136,8 +150,11 @@ def test_a_stopped_worker_is_declared_stalled_cancelled_and_recorded(tmp_path):
     assert proc.returncode == 1, err
     lines = [line for line in err.splitlines() if "stalled" in line]
     assert len(lines) == 1 and "no event from the worker for 3 s" in lines[0] and "Traceback" not in err
-    wait_for(lambda: not psutil.pid_exists(worker.pid) or worker.status() == psutil.STATUS_ZOMBIE,
-             timeout=5, what="the stalled worker to be gone")
+    wait_for(
+        lambda: not psutil.pid_exists(worker.pid) or worker.status() == psutil.STATUS_ZOMBIE,
+        timeout=5,
+        what="the stalled worker to be gone",
+    )
     record = load_run(the_run_dir(logs))
     assert record.status == "stalled" and record.summary["error"] in lines[0]
     train = record.summary["phases"]["train"]
@@ -151,10 +168,12 @@ def test_a_stopped_worker_is_declared_stalled_cancelled_and_recorded(tmp_path):
 
 # -- 4: the disk fills during a run --------------------------------------------------------
 
+
 def _limit_file_size(limit: int):
     def apply():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write (EFBIG) instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -167,8 +186,14 @@ def check_log_readable_to_the_last_line(run_path: Path) -> list[dict]:
 def test_a_log_that_cannot_grow_mid_run_stops_the_run_with_its_cause(tmp_path):
     logs = tmp_path / "logs"
     cache = tmp_path / "cache"
-    proc = cli("run", str(preset_file(tmp_path, sample_hz=100.0, **LONG)), "--logs", str(logs),
-               preexec_fn=_limit_file_size(40_000), env={"PYTHONDONTWRITEBYTECODE": "1", "JOULELAB_CACHE": str(cache)})
+    proc = cli(
+        "run",
+        str(preset_file(tmp_path, sample_hz=100.0, **LONG)),
+        "--logs",
+        str(logs),
+        preexec_fn=_limit_file_size(40_000),
+        env={"PYTHONDONTWRITEBYTECODE": "1", "JOULELAB_CACHE": str(cache)},
+    )
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "Traceback" not in err
@@ -190,8 +215,15 @@ def test_a_full_tmpfs_as_logs_stops_the_run_with_no_space_left_and_a_readable_lo
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120k", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
-        proc = cli("run", str(preset_file(tmp_path, sample_hz=100.0, **LONG)), "--logs", str(mnt), "--format", "json",
-                   env={"JOULELAB_CACHE": str(tmp_path / "cache")})
+        proc = cli(
+            "run",
+            str(preset_file(tmp_path, sample_hz=100.0, **LONG)),
+            "--logs",
+            str(mnt),
+            "--format",
+            "json",
+            env={"JOULELAB_CACHE": str(tmp_path / "cache")},
+        )
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, err
         assert "Traceback" not in err

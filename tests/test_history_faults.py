@@ -63,13 +63,23 @@ def test_the_store_tells_damaged_from_missing(history):
 
 
 def test_compare_names_every_run_it_leaves_out(history):
-    result = invoke("compare", "a-good", "b-good", "c-truncated", "d-no-runjson", "e-crashed", "--logs", str(history),
-                    "--format", "json")
+    result = invoke(
+        "compare",
+        "a-good",
+        "b-good",
+        "c-truncated",
+        "d-no-runjson",
+        "e-crashed",
+        "--logs",
+        str(history),
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     skipped = skipped_lines(result.output)
     assert set(skipped) == {"c-truncated", "d-no-runjson", "e-crashed"}
     assert "summary.json is truncated" in skipped["c-truncated"] and "run.json is missing" in skipped["d-no-runjson"]
-    data = json.loads(result.stdout[result.stdout.index("{"):])
+    data = json.loads(result.stdout[result.stdout.index("{") :])
     assert [c["trials"] for c in data["configs"]] == [2]  # both whole runs, and only they
 
 

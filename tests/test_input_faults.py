@@ -38,6 +38,7 @@ def preset(tmp_path: Path, body: str) -> Path:
 
 # -- nan and inf ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("key", ["lr", "sample_hz", "idle_s", "tdp_w"])
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_nan_and_inf_settings_are_refused_in_one_line(key, value):
@@ -55,8 +56,12 @@ def test_nan_in_a_preset_and_on_the_command_line_is_one_line_exit_2(tmp_path):
     path = preset(tmp_path, "[matrix]\nmode = ['scratch']\n[settings]\nlr = nan\n")
     result = invoke("run", str(path), "--logs", str(tmp_path / "logs"))
     assert result.exit_code == 2 and len(error_lines(result)) == 1 and "not a finite number" in result.output
-    for args in (["run", "quick", "--tdp", "nan"], ["meters", "--tdp", "1e12"], ["meters", "--tdp", "-5"],
-                 ["meters", "--tdp", "inf"]):
+    for args in (
+        ["run", "quick", "--tdp", "nan"],
+        ["meters", "--tdp", "1e12"],
+        ["meters", "--tdp", "-5"],
+        ["meters", "--tdp", "inf"],
+    ):
         result = invoke(*args, "--logs", str(tmp_path / "logs")) if args[0] == "run" else invoke(*args)
         assert result.exit_code == 2 and "--tdp" in result.output and "at most 2000" in result.output, args
     assert not (tmp_path / "logs").exists()
@@ -69,6 +74,7 @@ def test_trials_on_the_command_line_is_bounded_like_presets(tmp_path):
 
 
 # -- markup: user text is shown as written ---------------------------------------------------
+
 
 def test_brackets_in_errors_paths_and_help_are_shown_as_written(tmp_path):
     path = preset(tmp_path, "[matrix]\nfoo = [1]\n")
@@ -86,10 +92,14 @@ def test_brackets_in_errors_paths_and_help_are_shown_as_written(tmp_path):
 
 # -- a plan whose dataset is missing ---------------------------------------------------------
 
+
 def test_a_plan_whose_dataset_is_missing_is_refused_before_the_first_run(tmp_path):
     nowhere = tmp_path / "nowhere"
-    path = preset(tmp_path, "[matrix]\ndataset = ['motionsense']\nmode = ['scratch', 'transfer', 'finetune']\n"
-                            f"[preset]\ntrials = 5\n[settings]\ndata_dir = {json.dumps(str(nowhere))}\n")
+    path = preset(
+        tmp_path,
+        "[matrix]\ndataset = ['motionsense']\nmode = ['scratch', 'transfer', 'finetune']\n"
+        f"[preset]\ntrials = 5\n[settings]\ndata_dir = {json.dumps(str(nowhere))}\n",
+    )
     result = invoke("run", str(path), "--logs", str(tmp_path / "logs"))
     assert result.exit_code == 2
     (line,) = error_lines(result)
@@ -98,6 +108,7 @@ def test_a_plan_whose_dataset_is_missing_is_refused_before_the_first_run(tmp_pat
 
 
 # -- selecting and filtering -----------------------------------------------------------------
+
 
 def test_repeated_only_keeps_any_of_the_values():
     plan = load("quick").plan(1)
@@ -127,6 +138,7 @@ def test_top_level_logs_reaches_the_subcommand_or_is_refused(tmp_path):
 
 
 # -- data, run ids and logs paths ------------------------------------------------------------
+
 
 def test_data_calls_a_truncated_gzip_damaged_and_a_file_a_file(tmp_path):
     folder = tmp_path / "data" / "extrasensory"

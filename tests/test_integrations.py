@@ -33,12 +33,44 @@ runner = CliRunner()
 
 # codecarbon 3.3.2, codecarbon/output_methods/emissions_data.py: EmissionsData's fields in order
 CODECARBON_3_COLUMNS = [
-    "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
-    "cpu_power", "gpu_power", "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed",
-    "water_consumed", "country_name", "country_iso_code", "region", "cloud_provider", "cloud_region", "os",
-    "python_version", "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude",
-    "latitude", "ram_total_size", "tracking_mode", "cpu_utilization_percent", "gpu_utilization_percent",
-    "ram_utilization_percent", "ram_used_gb", "on_cloud", "pue", "wue",
+    "timestamp",
+    "project_name",
+    "run_id",
+    "experiment_id",
+    "duration",
+    "emissions",
+    "emissions_rate",
+    "cpu_power",
+    "gpu_power",
+    "ram_power",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+    "water_consumed",
+    "country_name",
+    "country_iso_code",
+    "region",
+    "cloud_provider",
+    "cloud_region",
+    "os",
+    "python_version",
+    "codecarbon_version",
+    "cpu_count",
+    "cpu_model",
+    "gpu_count",
+    "gpu_model",
+    "longitude",
+    "latitude",
+    "ram_total_size",
+    "tracking_mode",
+    "cpu_utilization_percent",
+    "gpu_utilization_percent",
+    "ram_utilization_percent",
+    "ram_used_gb",
+    "on_cloud",
+    "pue",
+    "wue",
 ]
 
 
@@ -50,15 +82,21 @@ def free_port() -> int:
 
 # --- MLflow ----------------------------------------------------------------------------------------
 
+
 def mlflow_state(client, experiment_id):
     """Everything MLflow holds for an experiment, comparable between two exports."""
     out = {}
     for run in client.search_runs([experiment_id]):
         rid = run.info.run_id
-        histories = {k: sorted((m.step, m.value) for m in client.get_metric_history(rid, k))
-                     for k in run.data.metrics}
-        out[rid] = (run.data.params, run.data.metrics, run.data.tags, histories, run.info.status,
-                    sorted(a.path for a in client.list_artifacts(rid)))
+        histories = {k: sorted((m.step, m.value) for m in client.get_metric_history(rid, k)) for k in run.data.metrics}
+        out[rid] = (
+            run.data.params,
+            run.data.metrics,
+            run.data.tags,
+            histories,
+            run.info.status,
+            sorted(a.path for a in client.list_artifacts(rid)),
+        )
     return out
 
 
@@ -67,8 +105,18 @@ def test_mlflow_export_of_the_golden_runs_reads_back_and_a_second_export_changes
 
     monkeypatch.chdir(tmp_path)  # MLflow puts artifacts beside the store, as `mlflow ui` expects
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = ["export", "--all", "--logs", str(GOLDEN_LOGS), "--format", "mlflow", "--tracking-uri", uri,
-            "--experiment", "golden"]
+    args = [
+        "export",
+        "--all",
+        "--logs",
+        str(GOLDEN_LOGS),
+        "--format",
+        "mlflow",
+        "--tracking-uri",
+        uri,
+        "--experiment",
+        "golden",
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "golden-transfer: logged as MLflow run" in first.stdout
@@ -105,8 +153,9 @@ def test_mlflow_export_of_the_golden_runs_reads_back_and_a_second_export_changes
         # the energy-to-accuracy curve: one step per epoch
         train_curve = [p for p in s["curve"] if p["phase"] == "train"]
         history = client.get_metric_history(run.info.run_id, "curve/train/cumulative_j")
-        assert sorted((h.step, h.value) for h in history) == \
-            pytest.approx([(p["epoch"], p["cumulative_j"]) for p in train_curve])
+        assert sorted((h.step, h.value) for h in history) == pytest.approx(
+            [(p["epoch"], p["cumulative_j"]) for p in train_curve]
+        )
         assert len(client.get_metric_history(run.info.run_id, "curve/train/val_accuracy")) == len(train_curve)
         assert data.tags["curve/train.source"] == "modelled"
         # summary.json and run.json as artifacts, byte for byte
@@ -132,13 +181,25 @@ def test_mlflow_not_installed_says_how_to_install_it(monkeypatch):
 
 def test_mlflow_bad_tracking_uri_is_one_line_exit_2(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["export", "golden-scratch", "--logs", str(GOLDEN_LOGS), "--format", "mlflow",
-                                 "--tracking-uri", "nosuchscheme://x"])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "golden-scratch",
+            "--logs",
+            str(GOLDEN_LOGS),
+            "--format",
+            "mlflow",
+            "--tracking-uri",
+            "nosuchscheme://x",
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "cannot log to MLflow at nosuchscheme://x" in result.stderr and "Traceback" not in result.output
 
 
 # --- Prometheus ------------------------------------------------------------------------------------
+
 
 def test_metrics_follow_a_runs_events_and_end_at_its_phase_energies():
     """Fed the golden run's events, the counters hold the summary's gross joules per phase."""
@@ -152,12 +213,22 @@ def test_metrics_follow_a_runs_events_and_end_at_its_phase_energies():
     labels = {"run_id": record.run_id, "configuration": "synthetic/small/transfer/baseline"}
     for phase, p in record.summary["phases"].items():
         for domain, e in p["energy"].items():
-            got = value("joulelab_energy_joules_total", {**labels, "phase": phase, "domain": domain, "kind": e["kind"],
-                                                         "source": e["source"], "method": e["method"]})
+            got = value(
+                "joulelab_energy_joules_total",
+                {
+                    **labels,
+                    "phase": phase,
+                    "domain": domain,
+                    "kind": e["kind"],
+                    "source": e["source"],
+                    "method": e["method"],
+                },
+            )
             assert got == pytest.approx(e["gross_j"]) if e["gross_j"] > 0 else got in (None, 0.0)
     last = [e for e in events if e["type"] == "sample"][-1]["domains"]
-    assert value("joulelab_power_watts", {**labels, "domain": "dram", "kind": "dram", "source": "modelled"}) == \
-        pytest.approx(last["dram"]["w"])
+    assert value(
+        "joulelab_power_watts", {**labels, "domain": "dram", "kind": "dram", "source": "modelled"}
+    ) == pytest.approx(last["dram"]["w"])
     assert value("joulelab_run_state", {**labels, "joulelab_run_state": "complete"}) == 1.0
     assert value("joulelab_run_state", {**labels, "joulelab_run_state": "test"}) == 0.0
     assert value("joulelab_samples_dropped_total", labels) is not None
@@ -201,15 +272,20 @@ def test_a_real_run_serves_live_metrics_then_closes_the_port_and_logs_itself_to_
     preset = tiny_preset(tmp_path, f"mlflow = true\nmlflow_tracking_uri = '{uri}'\nmlflow_experiment = 'live'")
     logs = tmp_path / "logs"
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(preset), "--logs", str(logs),
-                             "--metrics-port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "run", str(preset), "--logs", str(logs), "--metrics-port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/metrics"
     seen = None
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         text = scrape(url)
-        if text and 'joulelab_energy_joules_total{' in text and "joulelab_power_watts{" in text:
+        if text and "joulelab_energy_joules_total{" in text and "joulelab_power_watts{" in text:
             seen = text
             break
         time.sleep(0.05)
@@ -220,10 +296,20 @@ def test_a_real_run_serves_live_metrics_then_closes_the_port_and_logs_itself_to_
     run_id = run_dir.name
     config = 'configuration="synthetic/small/scratch/baseline"'
     mine = [line for line in seen.splitlines() if f'run_id="{run_id}"' in line and config in line]
-    assert any(line.startswith("joulelab_power_watts{") and 'domain="cpu"' in line and 'kind="cpu"' in line
-               and 'source="modelled"' in line for line in mine), seen
-    assert any(line.startswith("joulelab_energy_joules_total{") and 'phase="idle"' in line
-               and 'source="modelled"' in line and 'domain="dram"' in line for line in mine), seen
+    assert any(
+        line.startswith("joulelab_power_watts{")
+        and 'domain="cpu"' in line
+        and 'kind="cpu"' in line
+        and 'source="modelled"' in line
+        for line in mine
+    ), seen
+    assert any(
+        line.startswith("joulelab_energy_joules_total{")
+        and 'phase="idle"' in line
+        and 'source="modelled"' in line
+        and 'domain="dram"' in line
+        for line in mine
+    ), seen
     assert any(line.startswith("joulelab_run_state{") and line.endswith(" 1.0") for line in mine), seen
     assert any(line.startswith("joulelab_samples_dropped_total{") for line in mine), seen
     # after the run the port is closed
@@ -233,8 +319,9 @@ def test_a_real_run_serves_live_metrics_then_closes_the_port_and_logs_itself_to_
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    found = client.search_runs([client.get_experiment_by_name("live").experiment_id],
-                               filter_string=f"tags.`{MLFLOW_RUN_ID_TAG}` = '{run_id}'")
+    found = client.search_runs(
+        [client.get_experiment_by_name("live").experiment_id], filter_string=f"tags.`{MLFLOW_RUN_ID_TAG}` = '{run_id}'"
+    )
     assert len(found) == 1 and found[0].data.metrics["energy/train/gross_j"] > 0
     assert f"logged {run_id} to MLflow" in out
 
@@ -245,8 +332,9 @@ def test_metrics_port_in_use_is_one_line_exit_2_before_any_run(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         logs = tmp_path / "logs"
-        result = runner.invoke(app, ["run", str(tiny_preset(tmp_path)), "--logs", str(logs),
-                                     "--metrics-port", str(port)])
+        result = runner.invoke(
+            app, ["run", str(tiny_preset(tmp_path)), "--logs", str(logs), "--metrics-port", str(port)]
+        )
     assert result.exit_code == 2, result.output
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.output
     assert not logs.exists() or not any(p.is_dir() for p in logs.iterdir())  # no run started
@@ -272,8 +360,12 @@ def test_the_lab_takes_a_metrics_port_and_passes_it_to_its_plan_runner(monkeypat
 def test_preset_integration_settings_are_checked():
     base = {"matrix": {"mode": ["scratch"]}}
     loaded = parse({**base, "preset": {"mlflow": True, "mlflow_experiment": "e", "metrics_port": 9464}}, Path("p.toml"))
-    assert (loaded.mlflow, loaded.mlflow_experiment, loaded.metrics_port, loaded.metrics_addr) == \
-        (True, "e", 9464, None)
+    assert (loaded.mlflow, loaded.mlflow_experiment, loaded.metrics_port, loaded.metrics_addr) == (
+        True,
+        "e",
+        9464,
+        None,
+    )
     assert parse(base, Path("p.toml")).mlflow is False
     with pytest.raises(PresetError, match=r"p.toml: \[preset\] metrics_port: expected a port number"):
         parse({**base, "preset": {"metrics_port": 0}}, Path("p.toml"))
@@ -285,6 +377,7 @@ def test_preset_integration_settings_are_checked():
 
 # --- CodeCarbon ------------------------------------------------------------------------------------
 
+
 def test_codecarbon_export_has_codecarbon_3_columns_and_reads_back(tmp_path):
     records = list_runs(GOLDEN_LOGS)
     (path,) = write(records, "codecarbon", tmp_path)
@@ -293,15 +386,23 @@ def test_codecarbon_export_has_codecarbon_3_columns_and_reads_back(tmp_path):
     df = pd.read_csv(path, usecols=CODECARBON_3_COLUMNS)  # how CodeCarbon's dashboard loads the file
     assert list(df.columns) == CODECARBON_3_COLUMNS and len(df) == 2
     # what JouleLab does not measure is empty, not invented
-    for col in ("water_consumed", "wue", "cpu_utilization_percent", "gpu_utilization_percent",
-                "ram_utilization_percent", "ram_used_gb"):
+    for col in (
+        "water_consumed",
+        "wue",
+        "cpu_utilization_percent",
+        "gpu_utilization_percent",
+        "ram_utilization_percent",
+        "ram_used_gb",
+    ):
         assert df[col].isna().all(), col
     assert (df["energy_consumed"] > 0).all() and set(df["run_id"]) == {"golden-transfer", "golden-scratch"}
 
 
 def test_integrations_are_imported_only_when_used():
     """mlflow takes seconds to import: importing the CLI, exporter or metrics server must not."""
-    code = ("import sys, engine.cli, engine.export, engine.runs, engine.metrics_server, engine.presets; "
-            "print(sorted(m for m in ('mlflow', 'prometheus_client', 'textual', 'sqlalchemy') if m in sys.modules))")
+    code = (
+        "import sys, engine.cli, engine.export, engine.runs, engine.metrics_server, engine.presets; "
+        "print(sorted(m for m in ('mlflow', 'prometheus_client', 'textual', 'sqlalchemy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"

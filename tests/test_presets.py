@@ -21,7 +21,9 @@ def test_quick_preset_expands_to_transfer_and_scratch():
 
 
 def test_matrix_trials_overrides_and_order(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [preset]
 trials = 3
 [matrix]
@@ -33,7 +35,8 @@ seed = 10
 [[override]]
 match = { size = "big" }
 epochs = 5
-""")
+""",
+    )
     with pytest.raises(PresetError, match="'seed' is set by the matrix"):
         presets.load(str(path))
     path.write_text(path.read_text().replace("seed = 10\n", ""))
@@ -42,7 +45,11 @@ epochs = 5
     assert len(plan) == 2 * 2 * 3
     # paired modes run next to each other, trial by trial
     assert [(p.config.size, p.config.mode, p.spec.seed) for p in plan[:4]] == [
-        ("small", "transfer", 0), ("small", "scratch", 0), ("small", "transfer", 1), ("small", "scratch", 1)]
+        ("small", "transfer", 0),
+        ("small", "scratch", 0),
+        ("small", "transfer", 1),
+        ("small", "scratch", 1),
+    ]
     assert {p.spec.epochs for p in plan if p.config.size == "big"} == {5}
     assert {p.spec.epochs for p in plan if p.config.size == "small"} == {2}
     assert len(preset.plan(trials=1)) == 4

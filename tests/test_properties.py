@@ -13,14 +13,40 @@ from engine import presets
 from engine.presets import PresetError
 from engine.protocol import EVENT_TYPES, SCHEMA_VERSION, ProtocolError, decode, encode, make_event
 
-toml_scalars = st.one_of(st.booleans(), st.integers(-10, 10_000), st.floats(-1e3, 1e3, allow_nan=False),
-                         st.text(max_size=12), st.sampled_from(["small", "big", "synthetic", "transfer", "scratch"]))
+toml_scalars = st.one_of(
+    st.booleans(),
+    st.integers(-10, 10_000),
+    st.floats(-1e3, 1e3, allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(["small", "big", "synthetic", "transfer", "scratch"]),
+)
 toml_values = st.recursive(toml_scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
-keys = st.one_of(st.sampled_from(["epochs", "lr", "size", "mode", "dataset", "mechanism", "trials", "seed",
-                                  "batch_size", "sample_hz", "name", "match", "prune"]), st.text(min_size=1, max_size=8))
+keys = st.one_of(
+    st.sampled_from(
+        [
+            "epochs",
+            "lr",
+            "size",
+            "mode",
+            "dataset",
+            "mechanism",
+            "trials",
+            "seed",
+            "batch_size",
+            "sample_hz",
+            "name",
+            "match",
+            "prune",
+        ]
+    ),
+    st.text(min_size=1, max_size=8),
+)
 tables = st.dictionaries(keys, toml_values, max_size=4)
-documents = st.dictionaries(st.sampled_from(["preset", "matrix", "settings", "override", "other"]),
-                            st.one_of(tables, st.lists(tables, max_size=2), toml_scalars), max_size=4)
+documents = st.dictionaries(
+    st.sampled_from(["preset", "matrix", "settings", "override", "other"]),
+    st.one_of(tables, st.lists(tables, max_size=2), toml_scalars),
+    max_size=4,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -46,18 +72,25 @@ def test_preset_loader_never_crashes_on_arbitrary_text(tmp_path_factory, text):
         assert "\n" not in str(exc)
 
 
-json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False,
-                                                                                        allow_infinity=False),
-                                     st.text(max_size=10)),
-                           lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                   st.dictionaries(st.text(max_size=5), inner, max_size=3)),
-                           max_leaves=8)
+json_values = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=10)
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=8,
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
-                 st.dictionaries(st.sampled_from(["v", "type", "run", "t", "x"]), json_values).map(
-                     lambda d: json.dumps(d).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200).map(str.encode),
+        st.dictionaries(st.sampled_from(["v", "type", "run", "t", "x"]), json_values).map(
+            lambda d: json.dumps(d).encode()
+        ),
+    )
+)
 def test_event_parser_accepts_only_valid_events(line):
     try:
         event = decode(line)
@@ -67,9 +100,13 @@ def test_event_parser_accepts_only_valid_events(line):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(sorted(EVENT_TYPES)), st.text(min_size=1, max_size=20),
-       st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k not in ("v", "type", "run", "t")),
-                       json_values, max_size=4))
+@given(
+    st.sampled_from(sorted(EVENT_TYPES)),
+    st.text(min_size=1, max_size=20),
+    st.dictionaries(
+        st.text(min_size=1, max_size=8).filter(lambda k: k not in ("v", "type", "run", "t")), json_values, max_size=4
+    ),
+)
 def test_every_event_round_trips_through_one_line(kind, run_id, fields):
     event = make_event(kind, run_id, **fields)
     line = encode(event)

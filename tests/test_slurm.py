@@ -25,8 +25,14 @@ from tests.helpers import REPO, TINY, tiny_spec
 from tests.test_stats import summary as fake_summary
 
 # The quick preset, with settings that keep each run to a few seconds.
-TINY_QUICK = (REPO / "presets" / "quick.toml").read_text().split("[settings]")[0] + "[settings]\n" + "\n".join(
-    f"{k} = {json.dumps(v)}" for k, v in {**TINY, "pretrain_epochs": 1}.items() if k not in ("dataset", "size")) + "\n"
+TINY_QUICK = (
+    (REPO / "presets" / "quick.toml").read_text().split("[settings]")[0]
+    + "[settings]\n"
+    + "\n".join(
+        f"{k} = {json.dumps(v)}" for k, v in {**TINY, "pretrain_epochs": 1}.items() if k not in ("dataset", "size")
+    )
+    + "\n"
+)
 
 
 @functools.cache  # asked once per session: an unreachable controller takes sinfo ~10 s to report
@@ -49,8 +55,15 @@ def real_slurm():
 
 
 def joulelab(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, stdin=subprocess.DEVNULL, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -78,18 +91,32 @@ def test_one_group_per_trial_keeps_the_pair_together(quick_preset):
     plan = load(str(quick_preset)).plan(trials=3)
     groups = slurm.pair_groups(plan)
     assert [[(p.config.mode, p.trial) for p in g] for g in groups] == [
-        [("transfer", t), ("scratch", t)] for t in range(3)]
+        [("transfer", t), ("scratch", t)] for t in range(3)
+    ]
     assert all(g[0].spec.seed == g[1].spec.seed for g in groups)
 
 
 def test_job_manifest_records_job_array_node_and_what_was_granted():
     assert slurm.job_manifest({}) is None
     context = {"requested": {"exclusive": True, "gpus": 0}, "granted": {"OverSubscribe": "NO", "exclusive": True}}
-    env = {"SLURM_JOB_ID": "42", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "2", "SLURMD_NODENAME": "n7",
-           "SLURM_CPUS_ON_NODE": "64", "SLURM_JOB_GPUS": "0,1", "CUDA_VISIBLE_DEVICES": "0,1",
-           slurm.CONTEXT_ENV: json.dumps(context)}
+    env = {
+        "SLURM_JOB_ID": "42",
+        "SLURM_ARRAY_JOB_ID": "40",
+        "SLURM_ARRAY_TASK_ID": "2",
+        "SLURMD_NODENAME": "n7",
+        "SLURM_CPUS_ON_NODE": "64",
+        "SLURM_JOB_GPUS": "0,1",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        slurm.CONTEXT_ENV: json.dumps(context),
+    }
     m = slurm.job_manifest(env)
-    assert (m["job_id"], m["slurm_job_id"], m["array_index"], m["node"], m["cpus_on_node"]) == ("40_2", "42", 2, "n7", 64)
+    assert (m["job_id"], m["slurm_job_id"], m["array_index"], m["node"], m["cpus_on_node"]) == (
+        "40_2",
+        "42",
+        2,
+        "n7",
+        64,
+    )
     assert m["job_gpus"] == "0,1" and m["exclusive"] and "requested and granted" in m["note"]
     shared = slurm.job_manifest({**env, slurm.CONTEXT_ENV: json.dumps({"granted": {"exclusive": False}})})
     assert not shared["exclusive"] and "NOT exclusive" in shared["note"]
@@ -99,13 +126,20 @@ def test_stats_pair_within_a_node_and_add_an_all_row():
     def on(node, s):
         return {**s, "slurm": {"node": node}}
 
-    runs = [on("a", fake_summary("transfer", 0, 10, 0.9, pretrain_j=50)), on("a", fake_summary("scratch", 0, 40, 0.9)),
-            on("b", fake_summary("transfer", 1, 12, 0.9, pretrain_j=50)), on("b", fake_summary("scratch", 1, 30, 0.9)),
-            # seed 2's runs landed on different nodes: not a pair
-            on("a", fake_summary("transfer", 2, 10, 0.9, pretrain_j=50)), on("b", fake_summary("scratch", 2, 40, 0.9))]
+    runs = [
+        on("a", fake_summary("transfer", 0, 10, 0.9, pretrain_j=50)),
+        on("a", fake_summary("scratch", 0, 40, 0.9)),
+        on("b", fake_summary("transfer", 1, 12, 0.9, pretrain_j=50)),
+        on("b", fake_summary("scratch", 1, 30, 0.9)),
+        # seed 2's runs landed on different nodes: not a pair
+        on("a", fake_summary("transfer", 2, 10, 0.9, pretrain_j=50)),
+        on("b", fake_summary("scratch", 2, 40, 0.9)),
+    ]
     rows = {c.group: c for c in compare(runs)}
     assert set(rows) == {"synthetic/small/baseline @a", "synthetic/small/baseline @b", "synthetic/small/baseline @all"}
-    assert rows["synthetic/small/baseline @a"].pairs == 1 and rows["synthetic/small/baseline @a"].train_ratio.mean == pytest.approx(0.25)
+    assert rows["synthetic/small/baseline @a"].pairs == 1 and rows[
+        "synthetic/small/baseline @a"
+    ].train_ratio.mean == pytest.approx(0.25)
     assert rows["synthetic/small/baseline @b"].train_ratio.mean == pytest.approx(0.4)
     assert rows["synthetic/small/baseline @all"].pairs == 2
     # One node (or local runs): the label is unchanged, as for a local run.
@@ -137,8 +171,15 @@ def test_event_tail_waits_for_a_whole_line(tmp_path):
 def test_no_sbatch_is_one_line_and_exit_2(tmp_path, quick_preset):
     empty = tmp_path / "bin"
     empty.mkdir()
-    out = joulelab("run", str(quick_preset), "--executor", "slurm", "--logs", str(tmp_path / "logs"),
-                   env={**os.environ, "PATH": str(empty)})
+    out = joulelab(
+        "run",
+        str(quick_preset),
+        "--executor",
+        "slurm",
+        "--logs",
+        str(tmp_path / "logs"),
+        env={**os.environ, "PATH": str(empty)},
+    )
     assert out.returncode == 2, out.stderr
     assert "no `sbatch` on PATH" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
@@ -207,27 +248,43 @@ def test_quick_through_slurm_pairs_on_one_node_like_a_local_run(real_slurm, tmp_
     local_logs = tmp_path / "local"
     assert joulelab("run", str(quick_preset), "--logs", str(local_logs), "--format", "json").returncode == 0
     local_cmp = joulelab("compare", "--last", "--logs", str(local_logs), "--format", "json")
-    assert comparison_rows(slurm_cmp.stdout) == comparison_rows(local_cmp.stdout) == [
-        ("synthetic/small/baseline", "transfer", "scratch", 1)]
+    assert (
+        comparison_rows(slurm_cmp.stdout)
+        == comparison_rows(local_cmp.stdout)
+        == [("synthetic/small/baseline", "transfer", "scratch", 1)]
+    )
 
 
 @pytest.mark.slurm
 @pytest.mark.slow
 @pytest.mark.parametrize("interrupted", [0, 1], ids=["during-transfer", "during-scratch"])
-def test_ctrl_c_cancels_the_jobs_without_a_terminal_and_resume_resubmits_them(real_slurm, tmp_path, idling_preset,
-                                                                             interrupted):
+def test_ctrl_c_cancels_the_jobs_without_a_terminal_and_resume_resubmits_them(
+    real_slurm, tmp_path, idling_preset, interrupted
+):
     """Ctrl-C with no terminal cancels the job; --resume reruns what did not complete (a completed
     transfer is kept, and its scratch partner reruns on the same node), and the batch compares."""
     logs = tmp_path / "logs"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(idling_preset), "--executor", "slurm",
-                             "--logs", str(logs)], cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "run", str(idling_preset), "--executor", "slurm", "--logs", str(logs)],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         record = wait_until(lambda: slurm.latest_record(logs.resolve()), 60, "the submission record")
         (job,) = record["jobs"]
         first = job["runs"][interrupted]["run_id"]
-        wait_until(lambda: b'"phase_start"' in (logs / first / "events.jsonl").read_bytes()
-                   if (logs / first / "events.jsonl").exists() else False, 120, f"run {interrupted} to start")
+        wait_until(
+            lambda: (
+                b'"phase_start"' in (logs / first / "events.jsonl").read_bytes()
+                if (logs / first / "events.jsonl").exists()
+                else False
+            ),
+            120,
+            f"run {interrupted} to start",
+        )
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -254,7 +311,10 @@ def test_ctrl_c_cancels_the_jobs_without_a_terminal_and_resume_resubmits_them(re
     assert {m["environment"]["slurm"]["job_id"] for m in rerun} == {listed[1]["job_id"]}
     if interrupted == 1:  # the rerun was pinned to the node of its completed partner
         assert rerun[0]["environment"]["slurm"]["requested"]["exclusive"]
-        assert rerun[0]["environment"]["slurm"]["node"] == run_json(logs, job["runs"][0]["run_id"])["environment"]["slurm"]["node"]
+        assert (
+            rerun[0]["environment"]["slurm"]["node"]
+            == run_json(logs, job["runs"][0]["run_id"])["environment"]["slurm"]["node"]
+        )
         assert "nodelist" in (logs / ".jobs" / record["batch"] / f"{listed[1]['job_id']}_submission.sh").read_text()
     compared = joulelab("compare", "--last", "--logs", str(logs), "--format", "json")
     assert comparison_rows(compared.stdout) == [("synthetic/small/baseline", "transfer", "scratch", 1)]
@@ -265,8 +325,9 @@ def test_ctrl_c_cancels_the_jobs_without_a_terminal_and_resume_resubmits_them(re
 
 @pytest.mark.slurm
 def test_bad_partition_is_one_line_and_exit_2(real_slurm, tmp_path, quick_preset):
-    out = joulelab("run", str(quick_preset), "--executor", "slurm", "--partition", "nosuch",
-                   "--logs", str(tmp_path / "logs"))
+    out = joulelab(
+        "run", str(quick_preset), "--executor", "slurm", "--partition", "nosuch", "--logs", str(tmp_path / "logs")
+    )
     assert out.returncode == 2
     assert "--partition nosuch: no such partition; this cluster has: " in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
@@ -290,8 +351,13 @@ def test_ctrl_c_at_a_terminal_asks_and_can_leave_the_jobs_running(real_slurm, tm
 
     logs = tmp_path / "logs"
     controller, terminal = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(idling_preset), "--executor", "slurm",
-                             "--logs", str(logs)], cwd=REPO, stdin=terminal, stdout=terminal, stderr=terminal)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "run", str(idling_preset), "--executor", "slurm", "--logs", str(logs)],
+        cwd=REPO,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
     os.close(terminal)
     seen = b""
 
@@ -359,8 +425,12 @@ async def test_the_presets_tab_submits_to_slurm_and_follows_the_jobs(real_slurm,
     app = make_app(logs, preset_paths=[quick_preset])
     async with app.run_test(size=(120, 40)) as pilot:
         await press(pilot, "p", "u")
-        await wait_for(pilot, lambda: "running on" in slurm_box(app) and " W " in slurm_box(app), timeout=120,
-                       what="live watts from the running job")
+        await wait_for(
+            pilot,
+            lambda: "running on" in slurm_box(app) and " W " in slurm_box(app),
+            timeout=120,
+            what="live watts from the running job",
+        )
         await wait_for(pilot, lambda: "all jobs ended" in slurm_box(app), timeout=180, what="the jobs to end")
         assert "done: transfer complete, scratch complete" in slurm_box(app)
     (record,) = slurm.load_records(logs.resolve())

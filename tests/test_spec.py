@@ -11,7 +11,10 @@ def test_defaults_are_valid_and_round_trip():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"dataset": "motionsence"}, "dataset: 'motionsence' is not one of synthetic, motionsense, extrasensory (did you mean 'motionsense'?)"),
+        (
+            {"dataset": "motionsence"},
+            "dataset: 'motionsence' is not one of synthetic, motionsense, extrasensory (did you mean 'motionsense'?)",
+        ),
         ({"size": "huge"}, "size: 'huge' is not one of small, big"),
         ({"mode": "transfr"}, "did you mean 'transfer'?"),
         ({"epochs": 0}, "epochs: 0 must be >= 1"),

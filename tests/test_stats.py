@@ -5,7 +5,9 @@ import pytest
 from engine.stats import compare, config_stats, mean_ci, ratio_ci, t_quantile
 
 
-@pytest.mark.parametrize(("df", "expected"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423), (1000, 1.9623)])
+@pytest.mark.parametrize(
+    ("df", "expected"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423), (1000, 1.9623)]
+)
 def test_t_quantile_matches_tables(df, expected):
     assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
 
@@ -31,13 +33,20 @@ def test_ratio_is_geometric_and_paired():
 
 
 def summary(mode, seed, train_j, acc, pretrain_j=None, source="modelled", j_inf=0.001):
-    phases = {"train": {"duration_s": 1.0, "total": {"net_j": train_j, "source": source}},
-              "test": {"duration_s": 1.0, "total": {"net_j": 1.0, "source": source}}}
+    phases = {
+        "train": {"duration_s": 1.0, "total": {"net_j": train_j, "source": source}},
+        "test": {"duration_s": 1.0, "total": {"net_j": 1.0, "source": source}},
+    }
     if pretrain_j is not None:
         phases["pretrain"] = {"duration_s": 1.0, "total": {"net_j": pretrain_j, "source": source}}
-    return {"status": "complete", "config": f"synthetic/small/{mode}/baseline", "synthetic": True,
-            "spec": {"seed": seed}, "phases": phases,
-            "metrics": {"accuracy": acc, "f1_macro": acc, "j_per_inference": {"value": j_inf, "source": source}}}
+    return {
+        "status": "complete",
+        "config": f"synthetic/small/{mode}/baseline",
+        "synthetic": True,
+        "spec": {"seed": seed},
+        "phases": phases,
+        "metrics": {"accuracy": acc, "f1_macro": acc, "j_per_inference": {"value": j_inf, "source": source}},
+    }
 
 
 def test_transfer_vs_scratch_verdict_ratio_and_break_even():
@@ -69,7 +78,9 @@ def test_no_clear_difference_when_the_interval_spans_one():
 
 
 def test_one_trial_says_so_and_counter_values_are_not_called_modelled():
-    (c,) = compare([summary("transfer", 0, 10, 0.9, source="counter"), summary("scratch", 0, 20, 0.8, source="counter")])
+    (c,) = compare(
+        [summary("transfer", 0, 10, 0.9, source="counter"), summary("scratch", 0, 20, 0.8, source="counter")]
+    )
     assert "no interval: one trial" in c.verdict
     assert "modelled" not in c.verdict
     assert c.train_ratio.mean == pytest.approx(0.5)

@@ -15,12 +15,44 @@ from tests.helpers import REPO
 GOLDEN = Path(__file__).parent / "golden"
 SNAPSHOTS = GOLDEN / "expected" / "tables"
 # Every column, in the compact layout and in the full one (which is used when it fits).
-COMPARE_COLUMNS = (("config", "n", "pre J", "train J", "test J", "mJ/inf", "acc%", "F1",
-                    "group", "compared", "train E", "infer E", "acc pts", "payback"),
-                   ("configuration", "n", "pretrain J", "train J", "test J", "mJ/inf", "acc %", "F1",
-                    "held fixed", "comparison", "train energy", "inference energy", "accuracy pts", "pays back"))
-RUNS_COLUMNS = (("run / started", "preset / config", "seed", "status", "train J", "acc %"),
-                ("run", "started", "preset", "configuration", "seed", "status", "train J", "acc %"))
+COMPARE_COLUMNS = (
+    (
+        "config",
+        "n",
+        "pre J",
+        "train J",
+        "test J",
+        "mJ/inf",
+        "acc%",
+        "F1",
+        "group",
+        "compared",
+        "train E",
+        "infer E",
+        "acc pts",
+        "payback",
+    ),
+    (
+        "configuration",
+        "n",
+        "pretrain J",
+        "train J",
+        "test J",
+        "mJ/inf",
+        "acc %",
+        "F1",
+        "held fixed",
+        "comparison",
+        "train energy",
+        "inference energy",
+        "accuracy pts",
+        "pays back",
+    ),
+)
+RUNS_COLUMNS = (
+    ("run / started", "preset / config", "seed", "status", "train J", "acc %"),
+    ("run", "started", "preset", "configuration", "seed", "status", "train J", "acc %"),
+)
 
 
 def _cli(args: list[str], columns: int | None, tmp_path: Path) -> str:
@@ -29,17 +61,26 @@ def _cli(args: list[str], columns: int | None, tmp_path: Path) -> str:
     if columns is not None:
         env["COLUMNS"] = str(columns)
     # relative to the checkout, so the title ("Runs in ...") is the same in any clone
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", *args, "--logs", "tests/golden/logs"],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args, "--logs", "tests/golden/logs"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
 @pytest.mark.parametrize("columns", [80, 120])
-@pytest.mark.parametrize(("command", "headers"), [
-    (["compare", "golden-transfer", "golden-scratch"], COMPARE_COLUMNS),
-    (["runs"], RUNS_COLUMNS),
-])
+@pytest.mark.parametrize(
+    ("command", "headers"),
+    [
+        (["compare", "golden-transfer", "golden-scratch"], COMPARE_COLUMNS),
+        (["runs"], RUNS_COLUMNS),
+    ],
+)
 def test_tables_fit_the_terminal_with_every_column(command, headers, columns, tmp_path):
     out = _cli(command, columns, tmp_path)
     assert max(len(line) for line in out.splitlines()) <= columns

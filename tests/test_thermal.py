@@ -20,7 +20,9 @@ BASE = {"power_w": 60.0, "temp_c": 35}
 def test_band():
     assert thermal.outside_band({"power_w": 65.9, "temp_c": 38}, BASE) == []
     assert thermal.outside_band({"power_w": 66.1, "temp_c": 39}, BASE) == [
-        "temperature 39 C > 35 + 3 C", "idle power 66.1 W > 66.0 W"]
+        "temperature 39 C > 35 + 3 C",
+        "idle power 66.1 W > 66.0 W",
+    ]
     assert thermal.outside_band({"power_w": 4.0}, {"power_w": 0.5}) == ["idle power 4.0 W > 3.5 W"]  # 3 W floor
     assert thermal.outside_band({"power_w": None, "temp_c": None}, BASE) == []  # unknown is not held against it
 

@@ -80,7 +80,8 @@ def test_in_process_and_cached_source_paths_measure_training_alike(tmp_path):
     assert 1 / 3 < ratio < 3.0, ratio  # before: about 7x
     # the warm-up is in the log and in no figure
     assert cached["metrics"]["j_per_train_sample"]["value"] == pytest.approx(
-        cached["phases"]["train"]["total"]["net_j"] / cached["metrics"]["train_samples"])
+        cached["phases"]["train"]["total"]["net_j"] / cached["metrics"]["train_samples"]
+    )
 
 
 # -- contention ---------------------------------------------------------------------------------
@@ -160,7 +161,8 @@ def test_cached_pretraining_is_remodelled_under_a_changed_tdp(tmp_path):
     assert reused["energy"]["cpu"]["net_j"] == pytest.approx(2 * measured["energy"]["cpu"]["net_j"])
     assert reused["energy"]["dram"]["net_j"] == pytest.approx(measured["energy"]["dram"]["net_j"])
     assert reused["total"]["net_j"] == pytest.approx(
-        reused["energy"]["cpu"]["net_j"] + reused["energy"]["dram"]["net_j"])
+        reused["energy"]["cpu"]["net_j"] + reused["energy"]["dram"]["net_j"]
+    )
     # and the train phase of the second run is modelled on the same basis
     assert b["phases"]["train"]["energy"]["cpu"]["basis"]["watts_per_core"] == pytest.approx(w_b)
 
@@ -171,8 +173,10 @@ def test_pretraining_from_another_kind_of_meter_is_incomparable(tmp_path):
     spec = dict(mode="transfer", epochs=1)
     assert run_worker(tiny_spec(tmp_path / "model", **spec)).returncode == 0
     tree = intel_server(tmp_path / "powercap", sockets=1)
-    env_code = (f"import os, sys; os.environ['JOULELAB_POWERCAP_ROOT'] = {str(tree.root)!r}; "
-                "from engine.worker import main; sys.exit(main([]))")
+    env_code = (
+        f"import os, sys; os.environ['JOULELAB_POWERCAP_ROOT'] = {str(tree.root)!r}; "
+        "from engine.worker import main; sys.exit(main([]))"
+    )
     proc = run_worker(tiny_spec(tmp_path / "rapl", **spec), code=env_code)
     assert proc.returncode == 0, proc.stderr
     summary = _only_summary(tmp_path / "rapl")
@@ -270,8 +274,9 @@ sample_hz = 20.0
 
 def _cli(*args: str, cache: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "JOULELAB_CACHE": str(cache), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
+    )
 
 
 def test_calibrate_runs_a_against_a_and_verdicts_use_the_floor(tmp_path):
@@ -287,8 +292,7 @@ def test_calibrate_runs_a_against_a_and_verdicts_use_the_floor(tmp_path):
     assert saved["pairs"] == 5 and saved["config"] == "synthetic/small/scratch/baseline"
     assert len(saved["runs"]) == 10
     runs = [json.loads((logs / r / "summary.json").read_text()) for r in saved["runs"]]
-    assert {r["config"] for r in runs} == {"synthetic/small/scratch/baseline#A",
-                                           "synthetic/small/scratch/baseline#B"}
+    assert {r["config"] for r in runs} == {"synthetic/small/scratch/baseline#A", "synthetic/small/scratch/baseline#B"}
     assert sorted(r["spec"]["seed"] for r in runs) == sorted(list(range(5)) * 2)
     # identical runs: the interval (trials and meter error) contains 1.0
     assert saved["verdict"].startswith("A and B: no clear difference in training energy")
@@ -300,8 +304,9 @@ def test_until_clear_adds_trials_until_the_interval_excludes_one_or_the_maximum(
     preset = tmp_path / "tiny.toml"
     preset.write_text(TINY_PRESET)
     cache, logs = tmp_path / "cache", tmp_path / "logs"
-    proc = _cli("run", str(preset), "--trials", "2", "--until-clear", "--max-trials", "3", "--logs", str(logs),
-                cache=cache)
+    proc = _cli(
+        "run", str(preset), "--trials", "2", "--until-clear", "--max-trials", "3", "--logs", str(logs), cache=cache
+    )
     assert proc.returncode == 0, proc.stderr
     summaries = _summaries(logs)
     trials = len(summaries) // 2

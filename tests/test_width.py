@@ -6,8 +6,10 @@ from engine.models import build_network, count_parameters
 from engine.spec import RunSpec, SpecError, spec_from_dict
 
 
-@pytest.mark.parametrize(("shape", "size", "params"), [
-    ((6, 128), "small", 18_602), ((6, 128), "big", 186_890), ((40,), "small", 5_130), ((40,), "big", 170_250)])
+@pytest.mark.parametrize(
+    ("shape", "size", "params"),
+    [((6, 128), "small", 18_602), ((6, 128), "big", 186_890), ((40,), "small", 5_130), ((40,), "big", 170_250)],
+)
 def test_width_one_is_the_studys_network(shape, size, params):
     assert count_parameters(build_network(shape, size, 10)) == params
     assert count_parameters(build_network(shape, size, 10, width=1.0)) == params
@@ -36,14 +38,19 @@ def test_a_width_axis_in_a_preset(tmp_path):
     from engine.presets import PresetError
 
     path = tmp_path / "w.toml"
-    path.write_text('[matrix]\nsize = ["big"]\nmode = ["transfer", "scratch"]\nwidth = [1, 16]\n'
-                    '[settings]\nepochs = 1\nwidth = 4\n')
+    path.write_text(
+        '[matrix]\nsize = ["big"]\nmode = ["transfer", "scratch"]\nwidth = [1, 16]\n[settings]\nepochs = 1\nwidth = 4\n'
+    )
     preset = presets.load(str(path))
-    assert [c.key for c in preset.configs] == ["synthetic/big/transfer/baseline", "synthetic/big-x16/transfer/baseline",
-                                              "synthetic/big/scratch/baseline", "synthetic/big-x16/scratch/baseline"]
+    assert [c.key for c in preset.configs] == [
+        "synthetic/big/transfer/baseline",
+        "synthetic/big-x16/transfer/baseline",
+        "synthetic/big/scratch/baseline",
+        "synthetic/big-x16/scratch/baseline",
+    ]
     assert [preset.specs[c.key].width for c in preset.configs] == [1.0, 16.0, 1.0, 16.0]  # the axis wins
     assert {c.group for c in preset.configs} == {"synthetic/big/baseline", "synthetic/big-x16/baseline"}
-    path.write_text('[matrix]\nwidth = [0]\n')
+    path.write_text("[matrix]\nwidth = [0]\n")
     with pytest.raises(PresetError, match=r"\[matrix\] width: expected a list of numbers > 0 and <= 64, got \[0\]"):
         presets.load(str(path))
     # without the axis, a width in [settings] still names the configuration

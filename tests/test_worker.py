@@ -165,8 +165,15 @@ def test_a_cancel_that_comes_twice_still_leaves_a_cancelled_summary(tmp_path):
 
     spec = tiny_spec(tmp_path, epochs=200)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     proc.stdin.write(json.dumps(spec))
     proc.stdin.close()
     for line in proc.stdout:

@@ -37,9 +37,18 @@ from engine.runner import WorkerProcess
 from engine.runner import worker_command as default_worker_command
 from engine.spec import SpecError, new_run_id
 from engine.store import SUMMARY, default_logs_dir
-from tui.messages import (DatasetsDescribed, ExportDone, LogsScanned, PlanFinished, PlanStarted, ReferenceLoaded,
-                          RunEvents, RunFinished, RunStarted)
 from tui import fmt
+from tui.messages import (
+    DatasetsDescribed,
+    ExportDone,
+    LogsScanned,
+    PlanFinished,
+    PlanStarted,
+    ReferenceLoaded,
+    RunEvents,
+    RunFinished,
+    RunStarted,
+)
 from tui.plan import RunPlan, attached_plan, lab_plan, plan_items_record, preset_plan, resumed_plan
 from tui.screens.confirm_quit import LEAVE, STOP, ConfirmQuit
 from tui.screens.export_dialog import ExportDialog, ExportRequest
@@ -54,8 +63,13 @@ from tui.widgets.presets_view import PresetList, PresetsView
 from tui.widgets.results_view import ResultsView
 
 FLUSH_S = 0.25  # events reach the widgets at most this late
-PANE_FOCUS = {"lab": "#dataset", "history": "#history-table", "presets": "#preset-list", "results": "#results",
-              "live": None}
+PANE_FOCUS = {
+    "lab": "#dataset",
+    "history": "#history-table",
+    "presets": "#preset-list",
+    "results": "#results",
+    "live": None,
+}
 URGENT = frozenset({"hello", "phase_start", "phase_end", "epoch", "result", "error", "done"})
 
 
@@ -74,7 +88,7 @@ def describe_real_datasets(data_dir: str | None) -> tuple[list[dict], str | None
         return fallback_entries(NO_LOADERS), NO_LOADERS
     try:
         return describe_datasets(resolve_data_dir(data_dir)), None
-    except Exception as exc:  # noqa: BLE001 - a broken finder must not stop the lab
+    except Exception as exc:
         return fallback_entries(NO_LOADERS), f"{NO_LOADERS} ({type(exc).__name__}: {exc})"
 
 
@@ -82,12 +96,14 @@ def while_open(handler):
     """For handlers of a worker's messages: one that arrives after the lab closed (its screens are
     gone, so views raise NoMatches) is dropped, never an error at exit."""
     if inspect.iscoroutinefunction(handler):
+
         @functools.wraps(handler)
         async def guarded_async(self, message):
             try:
                 return await handler(self, message)
             except NoMatches:
                 return None
+
         return guarded_async
 
     @functools.wraps(handler)
@@ -96,6 +112,7 @@ def while_open(handler):
             return handler(self, message)
         except NoMatches:
             return None
+
     return guarded
 
 
@@ -106,12 +123,20 @@ class JouleLabApp(App):
     ENABLE_COMMAND_PALETTE = False  # every action is on a key; the footer's room goes to them
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
 
-    def __init__(self, *, logs_dir: str | Path | None = None, worker_command: list[str] | None = None,
-                 data_dir: str | None = None, spec_defaults: dict[str, Any] | None = None,
-                 run_id_factory: Callable[[], str] | None = None, preset_paths: list[Path] | None = None,
-                 datasets: Callable[[str | None], tuple[list[dict], str | None]] | None = None,
-                 metrics_port: int | None = None, metrics_addr: str | None = None,
-                 carbon_intensity: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        logs_dir: str | Path | None = None,
+        worker_command: list[str] | None = None,
+        data_dir: str | None = None,
+        spec_defaults: dict[str, Any] | None = None,
+        run_id_factory: Callable[[], str] | None = None,
+        preset_paths: list[Path] | None = None,
+        datasets: Callable[[str | None], tuple[list[dict], str | None]] | None = None,
+        metrics_port: int | None = None,
+        metrics_addr: str | None = None,
+        carbon_intensity: float | None = None,
+    ) -> None:
         super().__init__()
         # g CO2e per kWh for the totals, and the export: one figure, shown with where it comes from
         self.carbon_intensity, self.carbon_source = fmt.carbon_setting(carbon_intensity)
@@ -140,8 +165,15 @@ class JouleLabApp(App):
         self.left_running: Path | None = None
         self.messages: list[tuple[str, str, str, str]] = []  # (time, severity, title, text) of each toast
 
-    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
-               markup: bool = True) -> None:
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: str = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
         """A toast, kept in the message log too (n opens it): an export's path outlives its toast."""
         self.messages.append((time.strftime("%H:%M:%S"), severity, title, str(message)))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
@@ -277,8 +309,13 @@ class JouleLabApp(App):
             return
         try:
             choice = self.form.choice()
-            plan = lab_plan(choice, defaults=self.spec_defaults, logs_dir=self.logs_dir, data_dir=self.data_dir,
-                            run_id=self.run_id_factory)
+            plan = lab_plan(
+                choice,
+                defaults=self.spec_defaults,
+                logs_dir=self.logs_dir,
+                data_dir=self.data_dir,
+                run_id=self.run_id_factory,
+            )
         except (FormError, SpecError) as exc:
             self.form.show_error(str(exc))
             self.show_tab("lab")
@@ -299,10 +336,12 @@ class JouleLabApp(App):
     def start(self, plan: RunPlan) -> None:
         if plan.plan_file is None and plan.source in ("lab", "preset"):
             # Recorded before anything runs: a dropped session leaves a plan the lab can finish.
-            path = plan_store.record_plan(self.logs_dir, plan.items[0].spec.run_id, plan.title, plan.source,
-                                          plan_items_record(plan))
-            plan = replace(plan, plan_file=path,
-                           items=tuple(replace(item, plan_index=i) for i, item in enumerate(plan.items)))
+            path = plan_store.record_plan(
+                self.logs_dir, plan.items[0].spec.run_id, plan.title, plan.source, plan_items_record(plan)
+            )
+            plan = replace(
+                plan, plan_file=path, items=tuple(replace(item, plan_index=i) for i, item in enumerate(plan.items))
+            )
         elif plan.plan_file is not None:
             plan_store.take_over(plan.plan_file)
         self.plan = plan
@@ -360,8 +399,19 @@ class JouleLabApp(App):
             summary = load_summary(outcome.run_path)
             tail = "" if outcome.status == "complete" else stderr_tail(outcome.run_path)
             error = outcome.error or (summary or {}).get("error")
-            self.post_message(RunFinished(index, item, outcome.run_id, outcome.run_path, outcome.status,
-                                          outcome.exit_code, error, summary, tail))
+            self.post_message(
+                RunFinished(
+                    index,
+                    item,
+                    outcome.run_id,
+                    outcome.run_path,
+                    outcome.status,
+                    outcome.exit_code,
+                    error,
+                    summary,
+                    tail,
+                )
+            )
             self._mark(plan, item, outcome.run_id, outcome.status)
             if summary is not None:
                 summaries.append(summary)
@@ -485,8 +535,11 @@ class JouleLabApp(App):
             t, w = [], []
             for e in events:
                 if e["type"] == "sample":
-                    watts = [d.get("w") for n, d in e["domains"].items()
-                             if d.get("w") is not None and d.get("kind") != "platform" and "psys" not in n]
+                    watts = [
+                        d.get("w")
+                        for n, d in e["domains"].items()
+                        if d.get("w") is not None and d.get("kind") != "platform" and "psys" not in n
+                    ]
                     if watts:
                         t.append(e["t"] - t0)
                         w.append(sum(watts))
@@ -519,11 +572,16 @@ class JouleLabApp(App):
         complete = sum(1 for s in message.statuses if s == "complete")
         failed = sum(1 for s in message.statuses if s in ("crashed", "failed", "stalled"))
         if failed:
-            self.notify(f"{failed} of {len(message.statuses)} run{'s' if len(message.statuses) > 1 else ''} "
-                        "failed: the Live tab shows the error and the end of stderr.log",
-                        title="Run failed", severity="error", timeout=6)
-        self.sub_title = (f"done: {complete}/{len(message.plan.items)} complete"
-                          + (" (stopped)" if message.stopped else ""))
+            self.notify(
+                f"{failed} of {len(message.statuses)} run{'s' if len(message.statuses) > 1 else ''} "
+                "failed: the Live tab shows the error and the end of stderr.log",
+                title="Run failed",
+                severity="error",
+                timeout=6,
+            )
+        self.sub_title = f"done: {complete}/{len(message.plan.items)} complete" + (
+            " (stopped)" if message.stopped else ""
+        )
         if message.summaries:
             note = None
             if message.stopped:
@@ -543,8 +601,9 @@ class JouleLabApp(App):
             error = worker.error
             message = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
             if worker.group == "run":
-                self.live.show_error(f"The run stopped: {message}\n(the app is still usable; fix the "
-                                     "problem and press r to run again)")
+                self.live.show_error(
+                    f"The run stopped: {message}\n(the app is still usable; fix the problem and press r to run again)"
+                )
                 self._set_running(False)
                 self.sub_title = "run failed"
             self.notify(message, title=f"{worker.group or 'worker'} failed", severity="error", timeout=10)
@@ -578,8 +637,7 @@ class JouleLabApp(App):
             if not summaries:
                 self.notify("Select runs with a summary (space), then m.", severity="warning")
                 return
-            self.results.show(f"Compared {len(records)} run{'s' if len(records) != 1 else ''} from history",
-                              summaries)
+            self.results.show(f"Compared {len(records)} run{'s' if len(records) != 1 else ''} from history", summaries)
             self.show_tab("results")
         elif message.what == "export":
             records = history.chosen()
@@ -618,6 +676,7 @@ class JouleLabApp(App):
         if message.what == "run":
             self.action_run()
         elif message.what == "open":
+
             def opened(value: str | None) -> None:
                 if value:
                     path = Path(value).expanduser()
@@ -659,12 +718,21 @@ class JouleLabApp(App):
         self.push_screen(ConfirmQuit(what, str(run_path)), chosen)
 
 
-def run_app(logs_dir: str | Path | None = None, data_dir: str | None = None,
-            worker_command: list[str] | None = None, metrics_port: int | None = None,
-            metrics_addr: str | None = None) -> None:
+def run_app(
+    logs_dir: str | Path | None = None,
+    data_dir: str | None = None,
+    worker_command: list[str] | None = None,
+    metrics_port: int | None = None,
+    metrics_addr: str | None = None,
+) -> None:
     """The `joulelab` entry point (engine/cli.py calls this with no arguments)."""
-    app = JouleLabApp(logs_dir=logs_dir, data_dir=data_dir, worker_command=worker_command,
-                      metrics_port=metrics_port, metrics_addr=metrics_addr)
+    app = JouleLabApp(
+        logs_dir=logs_dir,
+        data_dir=data_dir,
+        worker_command=worker_command,
+        metrics_port=metrics_port,
+        metrics_addr=metrics_addr,
+    )
     app.run()
     if app.left_running is not None:
         print(f"joulelab: the run goes on in the background; its log: {app.left_running}")

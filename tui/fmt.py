@@ -57,8 +57,10 @@ def energy_units(value_j: float | None, source: str | None, g_per_kwh: float) ->
     if value_j is None:
         return "-"
     mark = SOURCE_MARK.get(source or "", "")
-    return (f"{mark}{si(value_j, 'J')} · {mark}{si(value_j / 3600, 'Wh')} · "
-            f"{mark}{si(value_j / 3.6e6 * g_per_kwh, 'gCO2e')}")
+    return (
+        f"{mark}{si(value_j, 'J')} · {mark}{si(value_j / 3600, 'Wh')} · "
+        f"{mark}{si(value_j / 3.6e6 * g_per_kwh, 'gCO2e')}"
+    )
 
 
 def si(value: float, unit: str) -> str:

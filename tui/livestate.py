@@ -16,7 +16,6 @@ from engine.report import SOURCE_MARK
 from engine.runs import LiveTotals
 
 
-
 @dataclass
 class PhaseRow:
     phase: str

@@ -17,10 +17,18 @@ from engine.spec import RunSpec, new_run_id, spec_from_dict
 
 PAIRED = "paired"
 # (label shown, value); the first is the default.
-MODE_CHOICES = (("transfer vs scratch", PAIRED), ("scratch", "scratch"), ("transfer", "transfer"),
-                ("fine-tune", "finetune"))
-MODE_RUNS = {PAIRED: ("transfer", "scratch"), "scratch": ("scratch",), "transfer": ("transfer",),
-             "finetune": ("finetune",)}
+MODE_CHOICES = (
+    ("transfer vs scratch", PAIRED),
+    ("scratch", "scratch"),
+    ("transfer", "transfer"),
+    ("fine-tune", "finetune"),
+)
+MODE_RUNS = {
+    PAIRED: ("transfer", "scratch"),
+    "scratch": ("scratch",),
+    "transfer": ("transfer",),
+    "finetune": ("finetune",),
+}
 SIZE_CHOICES = (("small", "small"), ("big", "big"))
 DEVICE_CHOICES = (("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda"))  # auto: the GPU when torch sees one
 DATASET_LABELS = {"synthetic": "synthetic", "motionsense": "MotionSense", "extrasensory": "ExtraSensory"}
@@ -43,8 +51,9 @@ class LabChoice:
     @property
     def mechanism(self) -> str:
         """One token naming the mechanisms changed from the baseline (engine.spec's names)."""
-        return RunSpec(normalize=self.normalize, batchnorm=self.batchnorm, augment=self.augment,
-                       prune=0.5 if self.prune else 0.0).mechanism
+        return RunSpec(
+            normalize=self.normalize, batchnorm=self.batchnorm, augment=self.augment, prune=0.5 if self.prune else 0.0
+        ).mechanism
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,14 @@ class RunPlan:
         return [i for i, item in enumerate(self.items) if item.pair == pair]
 
 
-def lab_plan(choice: LabChoice, *, defaults: dict[str, Any] | None = None, logs_dir: Path,
-             data_dir: str | None = None, run_id: Callable[[], str] = new_run_id) -> RunPlan:
+def lab_plan(
+    choice: LabChoice,
+    *,
+    defaults: dict[str, Any] | None = None,
+    logs_dir: Path,
+    data_dir: str | None = None,
+    run_id: Callable[[], str] = new_run_id,
+) -> RunPlan:
     """The runs for one press of Run. Raises engine.spec.SpecError (one line) on a bad value."""
     defaults = dict(defaults or {})
     base_seed = int(defaults.pop("seed", 0))
@@ -85,26 +100,46 @@ def lab_plan(choice: LabChoice, *, defaults: dict[str, Any] | None = None, logs_
             config = f"{choice.dataset}/{choice.size}/{mode}/{choice.mechanism}"
             fields = {
                 **defaults,
-                "dataset": choice.dataset, "size": choice.size, "mode": mode,
-                "epochs": choice.epochs, "sample_hz": float(choice.sample_hz), "device": choice.device,
-                "normalize": choice.normalize, "batchnorm": choice.batchnorm, "augment": choice.augment,
+                "dataset": choice.dataset,
+                "size": choice.size,
+                "mode": mode,
+                "epochs": choice.epochs,
+                "sample_hz": float(choice.sample_hz),
+                "device": choice.device,
+                "normalize": choice.normalize,
+                "batchnorm": choice.batchnorm,
+                "augment": choice.augment,
                 "prune": 0.5 if choice.prune else 0.0,
-                "seed": base_seed + trial, "logs_dir": str(logs_dir), "config": config, "run_id": run_id(),
+                "seed": base_seed + trial,
+                "logs_dir": str(logs_dir),
+                "config": config,
+                "run_id": run_id(),
             }
             if data_dir is not None:
                 fields["data_dir"] = str(data_dir)
             spec = spec_from_dict(fields, "lab")
-            items.append(PlanItem(spec, f"{mode} · seed {spec.seed}", config,
-                                  pair=f"trial {trial + 1}" if len(modes) > 1 else None))
+            items.append(
+                PlanItem(
+                    spec, f"{mode} · seed {spec.seed}", config, pair=f"trial {trial + 1}" if len(modes) > 1 else None
+                )
+            )
     mech = "" if choice.mechanism == "baseline" else f" {choice.mechanism}"
     what = "transfer vs scratch" if choice.mode == PAIRED else choice.mode
-    title = (f"{DATASET_LABELS.get(choice.dataset, choice.dataset)} {choice.size} {what}{mech}, "
-             f"{choice.trials} trial{'s' if choice.trials != 1 else ''}")
+    title = (
+        f"{DATASET_LABELS.get(choice.dataset, choice.dataset)} {choice.size} {what}{mech}, "
+        f"{choice.trials} trial{'s' if choice.trials != 1 else ''}"
+    )
     return RunPlan(title, tuple(items), "lab", paired=len(modes) > 1)
 
 
-def preset_plan(path: str | Path, *, logs_dir: Path, data_dir: str | None = None,
-                run_id: Callable[[], str] = new_run_id, trials: int | None = None) -> RunPlan:
+def preset_plan(
+    path: str | Path,
+    *,
+    logs_dir: Path,
+    data_dir: str | None = None,
+    run_id: Callable[[], str] = new_run_id,
+    trials: int | None = None,
+) -> RunPlan:
     """A preset's matrix, one worker at a time. Raises engine.presets.PresetError (one line)."""
     from engine import presets
 
@@ -117,19 +152,26 @@ def preset_plan(path: str | Path, *, logs_dir: Path, data_dir: str | None = None
         c = planned.config
         mech = "" if c.mechanism == "baseline" else f" {c.mechanism}"
         spec = replace(planned.spec, run_id=run_id())
-        items.append(PlanItem(spec, f"{spec.mode_label}{mech} · seed {spec.seed}", c.key,
-                              pair=f"{c.group} #{planned.trial + 1}"))
+        items.append(
+            PlanItem(spec, f"{spec.mode_label}{mech} · seed {spec.seed}", c.key, pair=f"{c.group} #{planned.trial + 1}")
+        )
     groups: dict[str, int] = {}
     for c in loaded.configs:
         groups[c.group] = groups.get(c.group, 0) + 1
-    return RunPlan(f"preset {loaded.name}: {len(items)} run{'s' if len(items) != 1 else ''}", tuple(items),
-                   "preset", paired=any(n > 1 for n in groups.values()))
+    return RunPlan(
+        f"preset {loaded.name}: {len(items)} run{'s' if len(items) != 1 else ''}",
+        tuple(items),
+        "preset",
+        paired=any(n > 1 for n in groups.values()),
+    )
 
 
 def plan_items_record(plan: RunPlan) -> list[dict]:
     """The plan's items as engine.plans records them."""
-    return [{"spec": item.spec.to_dict(), "label": item.label, "config": item.config, "pair": item.pair}
-            for item in plan.items]
+    return [
+        {"spec": item.spec.to_dict(), "label": item.label, "config": item.config, "pair": item.pair}
+        for item in plan.items
+    ]
 
 
 def attached_plan(run_path: Path) -> RunPlan:
@@ -141,8 +183,11 @@ def attached_plan(run_path: Path) -> RunPlan:
 
     spec = spec_from_dict(json.loads((Path(run_path) / RUN_JSON).read_text())["spec"], str(run_path))
     config = spec.config or spec.describe()
-    return RunPlan(f"attached to {spec.run_id} (started elsewhere)",
-                   (PlanItem(spec, f"{spec.mode_label} · seed {spec.seed}", config, follow=True),), "attached")
+    return RunPlan(
+        f"attached to {spec.run_id} (started elsewhere)",
+        (PlanItem(spec, f"{spec.mode_label} · seed {spec.seed}", config, follow=True),),
+        "attached",
+    )
 
 
 def resumed_plan(interrupted, run_id: Callable[[], str]) -> RunPlan:
@@ -156,9 +201,21 @@ def resumed_plan(interrupted, run_id: Callable[[], str]) -> RunPlan:
         if not rest.follow:
             fields["run_id"] = run_id()
         spec = spec_from_dict(fields, str(interrupted.path))
-        items.append(PlanItem(spec, rest.item["label"], rest.item["config"], rest.item.get("pair"),
-                              follow=rest.follow, plan_index=rest.index))
+        items.append(
+            PlanItem(
+                spec,
+                rest.item["label"],
+                rest.item["config"],
+                rest.item.get("pair"),
+                follow=rest.follow,
+                plan_index=rest.index,
+            )
+        )
     pairs = {i.pair for i in items if i.pair}
-    return RunPlan(f"resumed {interrupted.title}", tuple(items), "resumed",
-                   paired=any(sum(1 for i in items if i.pair == p) > 1 for p in pairs),
-                   plan_file=interrupted.path)
+    return RunPlan(
+        f"resumed {interrupted.title}",
+        tuple(items),
+        "resumed",
+        paired=any(sum(1 for i in items if i.pair == p) > 1 for p in pairs),
+        plan_file=interrupted.path,
+    )

@@ -69,15 +69,16 @@ def windows(signal: np.ndarray, window: int, stride: int) -> np.ndarray:
     return np.ascontiguousarray(signal[idx].transpose(0, 2, 1), dtype=np.float32)
 
 
-def chronological_windows(signal: np.ndarray, window: int, stride: int,
-                          train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def chronological_windows(
+    signal: np.ndarray, window: int, stride: int, train_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Split one recording in time, then window each side.
 
     The first `train_fraction` of samples trains, the rest tests, with a gap of one window between
     them so that no window straddles the cut and no test window overlaps a training window.
     """
     cut = int(len(signal) * train_fraction)
-    return windows(signal[:cut], window, stride), windows(signal[cut + window:], window, stride)
+    return windows(signal[:cut], window, stride), windows(signal[cut + window :], window, stride)
 
 
 def assemble(per_class: list[tuple[str, np.ndarray, np.ndarray]]) -> Split:

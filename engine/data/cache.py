@@ -86,9 +86,15 @@ class CacheResult:
         return {"cache": self.status, "cache_entry": self.path, "load_s": round(self.seconds, 4)}
 
 
-def load_or_build(dataset: str, files: list[Path], options: dict,
-                  build: Callable[[], tuple[dict[str, np.ndarray], dict]], *,
-                  enabled: bool = True, root: Path | None = None) -> CacheResult:
+def load_or_build(
+    dataset: str,
+    files: list[Path],
+    options: dict,
+    build: Callable[[], tuple[dict[str, np.ndarray], dict]],
+    *,
+    enabled: bool = True,
+    root: Path | None = None,
+) -> CacheResult:
     """Return the arrays `build()` would return for these files and options, from cache if valid.
 
     `files` are the source files the arrays come from (a zip counts as one file); `options` are the

@@ -30,9 +30,22 @@ from engine.data.locate import ExtraSensorySource, find_extrasensory
 from engine.data.real import check_numeric, parser_error_detail
 
 _STATS = (
-    [f"magnitude_stats:{s}" for s in ("mean", "std", "moment3", "moment4", "percentile25", "percentile50",
-                                       "percentile75", "value_entropy", "time_entropy")]
-    + [f"magnitude_spectrum:log_energy_band{i}" for i in range(5)] + ["magnitude_spectrum:spectral_entropy"]
+    [
+        f"magnitude_stats:{s}"
+        for s in (
+            "mean",
+            "std",
+            "moment3",
+            "moment4",
+            "percentile25",
+            "percentile50",
+            "percentile75",
+            "value_entropy",
+            "time_entropy",
+        )
+    ]
+    + [f"magnitude_spectrum:log_energy_band{i}" for i in range(5)]
+    + ["magnitude_spectrum:spectral_entropy"]
     + ["magnitude_autocorrelation:period", "magnitude_autocorrelation:normalized_ac"]
     + [f"3d:{s}" for s in ("mean_x", "mean_y", "mean_z", "std_x", "std_y", "std_z", "ro_xy", "ro_xz", "ro_yz")]
 )
@@ -41,8 +54,10 @@ FEATURES = [f"raw_acc:{s}" for s in _STATS] + [f"proc_gyro:{s}" for s in _STATS]
 TRAIN_FRACTION = 0.7
 MIN_ROWS = 2  # a user needs at least one training and one test row
 PARSER_VERSION = 1
-CITATION = ("Vaizman, Ellis & Lanckriet, Recognizing Detailed Human Context In-the-Wild from Smartphones "
-            "and Smartwatches, IEEE Pervasive Computing 16(4), 2017")
+CITATION = (
+    "Vaizman, Ellis & Lanckriet, Recognizing Detailed Human Context In-the-Wild from Smartphones "
+    "and Smartwatches, IEEE Pervasive Computing 16(4), 2017"
+)
 
 
 def normalise_label(label_filter: str | None) -> str | None:
@@ -54,8 +69,9 @@ def normalise_label(label_filter: str | None) -> str | None:
 
 def _corrupt(path: Path, exc: BaseException) -> DataError:
     reason = str(exc) or type(exc).__name__
-    return DataError(f"extrasensory: {path} is truncated or corrupt ({reason}); download the "
-                     "per-user features_labels files again")
+    return DataError(
+        f"extrasensory: {path} is truncated or corrupt ({reason}); download the per-user features_labels files again"
+    )
 
 
 def read_header(path: Path) -> list[str]:
@@ -74,25 +90,33 @@ def parse_user(path: Path, label: str | None) -> tuple[np.ndarray, np.ndarray, d
     """One user's file -> (timestamps int64, features float32 (n, 52), row counts), in timestamp order."""
     columns = read_header(path)
     if not columns or columns[0] != "timestamp":
-        raise DataError(f"extrasensory: {path} line 1: first column is {columns[0][:40]!r}, not 'timestamp'; "
-                        "this is not an ExtraSensory features_labels file")
+        raise DataError(
+            f"extrasensory: {path} line 1: first column is {columns[0][:40]!r}, not 'timestamp'; "
+            "this is not an ExtraSensory features_labels file"
+        )
     have = set(columns)
     missing = [f for f in FEATURES if f not in have]
     if missing:
-        raise DataError(f"extrasensory: {path} line 1: {len(missing)} of the 52 phone-motion feature columns "
-                        f"are missing (first: {missing[0]!r}); use the original per-user features_labels files")
+        raise DataError(
+            f"extrasensory: {path} line 1: {len(missing)} of the 52 phone-motion feature columns "
+            f"are missing (first: {missing[0]!r}); use the original per-user features_labels files"
+        )
     if label is not None and label not in have:
         labels = [c for c in columns if c.startswith("label:")]
         close = difflib.get_close_matches(label, labels, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f" (labels: {', '.join(labels[:4])}, ...)"
-        raise DataError(f"extrasensory: label_filter {label!r} is not a column of {path.name}{hint}; "
-                        "fix label_filter in the spec or preset")
+        raise DataError(
+            f"extrasensory: label_filter {label!r} is not a column of {path.name}{hint}; "
+            "fix label_filter in the spec or preset"
+        )
     usecols = ["timestamp", *FEATURES] + ([label] if label else [])
     try:
         frame = pd.read_csv(path, usecols=usecols, engine="c", skip_blank_lines=False)
     except pd.errors.ParserError as exc:
-        raise DataError(f"extrasensory: {path}: {parser_error_detail(exc)}; every row needs "
-                        f"{len(columns)} comma-separated fields like the header") from None
+        raise DataError(
+            f"extrasensory: {path}: {parser_error_detail(exc)}; every row needs "
+            f"{len(columns)} comma-separated fields like the header"
+        ) from None
     except (OSError, EOFError, zlib.error) as exc:
         raise _corrupt(path, exc) from None
     check_numeric(frame, str(path), "extrasensory")
@@ -125,8 +149,14 @@ def _class_names(uuids: list[str]) -> dict[str, str]:
     return {u: (u[:8] if prefixes.count(u[:8]) == 1 else u) for u in uuids}
 
 
-def load(data_dir: Path, *, label_filter: str | None = None, source_group: tuple[str, ...] | None = None,
-         target_group: tuple[str, ...] | None = None, use_cache: bool = True) -> PreparedData:
+def load(
+    data_dir: Path,
+    *,
+    label_filter: str | None = None,
+    source_group: tuple[str, ...] | None = None,
+    target_group: tuple[str, ...] | None = None,
+    use_cache: bool = True,
+) -> PreparedData:
     """ExtraSensory under `data_dir`/extrasensory as a source task and a target task of feature vectors."""
     src = find_extrasensory(Path(data_dir) / "extrasensory")
     label = normalise_label(label_filter)
@@ -142,15 +172,18 @@ def load(data_dir: Path, *, label_filter: str | None = None, source_group: tuple
             arrays[f"{uuid}.x"] = x
         return arrays, {"counts": counts}
 
-    cached = load_or_build("extrasensory", [src.files[u] for u in uuids],
-                           {"parser": PARSER_VERSION, "features": FEATURES, "label_filter": label},
-                           build, enabled=use_cache)
+    cached = load_or_build(
+        "extrasensory",
+        [src.files[u] for u in uuids],
+        {"parser": PARSER_VERSION, "features": FEATURES, "label_filter": label},
+        build,
+        enabled=use_cache,
+    )
     counts = cached.meta["counts"]
     usable = [names[u] for u in uuids if counts[u]["used"] >= MIN_ROWS]
     excluded = {names[u]: _why_unusable(counts[u], label) for u in uuids if counts[u]["used"] < MIN_ROWS}
 
-    source, target, rule = _groups([names[u] for u in uuids], usable, excluded, source_group, target_group,
-                                   src, label)
+    source, target, rule = _groups([names[u] for u in uuids], usable, excluded, source_group, target_group, src, label)
 
     def split(group: tuple[str, ...]) -> Split:
         per_user = []
@@ -180,12 +213,15 @@ def load(data_dir: Path, *, label_filter: str | None = None, source_group: tuple
         "groups": rule,
         "source_group": list(source),
         "target_group": list(target),
-        "samples": {name: {"train": int(len(s.y_train)), "test": int(len(s.y_test))}
-                    for name, s in (("source", source_split), ("target", target_split))},
+        "samples": {
+            name: {"train": int(len(s.y_train)), "test": int(len(s.y_test))}
+            for name, s in (("source", source_split), ("target", target_split))
+        },
         **cached.info(),
     }
-    return PreparedData(name="extrasensory", synthetic=False, kind="features",
-                        source=source_split, target=target_split, info=info)
+    return PreparedData(
+        name="extrasensory", synthetic=False, kind="features", source=source_split, target=target_split, info=info
+    )
 
 
 def _why_unusable(counts: dict, label: str | None) -> str:
@@ -208,17 +244,29 @@ def normalise_user(user: str, all_names: list[str]) -> str:
     return text
 
 
-def _groups(all_names: list[str], usable: list[str], excluded: dict[str, str], source_group, target_group,
-            src: ExtraSensorySource, label: str | None) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+def _groups(
+    all_names: list[str],
+    usable: list[str],
+    excluded: dict[str, str],
+    source_group,
+    target_group,
+    src: ExtraSensorySource,
+    label: str | None,
+) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     where = f" with {label} == 1" if label else ""
     if source_group is None and target_group is None:
         if len(usable) < 4:
-            raise DataError(f"extrasensory: {len(usable)} user(s) with at least {MIN_ROWS} usable rows{where} in "
-                            f"{src.location} (of {len(all_names)}); the source and target groups need at least 2 "
-                            "each: add user files" + (" or drop the label filter" if label else ""))
+            raise DataError(
+                f"extrasensory: {len(usable)} user(s) with at least {MIN_ROWS} usable rows{where} in "
+                f"{src.location} (of {len(all_names)}); the source and target groups need at least 2 "
+                "each: add user files" + (" or drop the label filter" if label else "")
+            )
         half = len(usable) // 2
-        return (tuple(usable[:half]), tuple(usable[half:]),
-                "default: users sorted by UUID, first half the source, the rest the target")
+        return (
+            tuple(usable[:half]),
+            tuple(usable[half:]),
+            "default: users sorted by UUID, first half the source, the rest the target",
+        )
     source = tuple(normalise_user(u, all_names) for u in source_group) if source_group is not None else None
     target = tuple(normalise_user(u, all_names) for u in target_group) if target_group is not None else None
     source, target, rule = complete_groups(list(usable), source, target, "user")
@@ -226,6 +274,8 @@ def _groups(all_names: list[str], usable: list[str], excluded: dict[str, str], s
     for group_name, group in (("source_group", source), ("target_group", target)):
         for user in group:
             if user in excluded:
-                raise DataError(f"extrasensory: {group_name} user {user} has {excluded[user]}; "
-                                "remove it from the group" + (" or drop the label filter" if label else ""))
+                raise DataError(
+                    f"extrasensory: {group_name} user {user} has {excluded[user]}; "
+                    "remove it from the group" + (" or drop the label filter" if label else "")
+                )
     return source, target, rule

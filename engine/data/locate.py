@@ -35,13 +35,16 @@ EXTRASENSORY_ZIP = "ExtraSensory.per_uuid_features_labels.zip"
 TRIAL_DIR = re.compile(r"^([a-z]+)_(\d+)$")
 SUB_FILE = re.compile(r"^sub_(\d+)\.csv$")
 ZIP_MEMBER = re.compile(r"(?:^|/)([a-z]+)_(\d+)/sub_(\d+)\.csv$")
-USER_FILE = re.compile(r"^([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})"
-                       r"\.features_labels\.csv(\.gz)?$")
+USER_FILE = re.compile(
+    r"^([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})"
+    r"\.features_labels\.csv(\.gz)?$"
+)
 
 FIX_DIR = f"point --data-dir or {DATA_ENV} at the folder that holds motionsense/ and extrasensory/"
 
 
 # ---------------------------------------------------------------------------------------------- where
+
 
 def resolve_data_dir_with_origin(spec_data_dir: str | None) -> tuple[Path, str]:
     """The data folder (absolute) and where that choice came from: "--data-dir", "JOULELAB_DATA" or "default".
@@ -85,6 +88,7 @@ def _listing(path: Path, limit: int = 5) -> str:
 
 # ------------------------------------------------------------------------------------------ MotionSense
 
+
 @dataclass
 class MotionSenseSource:
     """Where MotionSense recordings are: a folder of trial folders, or the official zip."""
@@ -127,16 +131,19 @@ class MotionSenseSource:
                     for key in keys:
                         yield key, zf.read(self.files[key])
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                raise DataError(f"motionsense: {self.location} is not a readable zip ({exc}); "
-                                f"download {MOTIONSENSE_ZIP} again from {MOTIONSENSE_URL}") from None
+                raise DataError(
+                    f"motionsense: {self.location} is not a readable zip ({exc}); "
+                    f"download {MOTIONSENSE_ZIP} again from {MOTIONSENSE_URL}"
+                ) from None
         else:
             for key in keys:
                 path = self.location / self.files[key]
                 try:
                     yield key, path.read_bytes()
                 except OSError as exc:
-                    raise DataError(f"motionsense: cannot read {path}: {exc.strerror}; "
-                                    "check the file's permissions") from None
+                    raise DataError(
+                        f"motionsense: cannot read {path}: {exc.strerror}; check the file's permissions"
+                    ) from None
 
 
 def trial_of(folder: str) -> int:
@@ -173,8 +180,10 @@ def _zip_files(path: Path) -> dict[tuple[str, str], str]:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"motionsense: {path} is not a readable zip ({exc}); "
-                        f"download {MOTIONSENSE_ZIP} again from {MOTIONSENSE_URL}") from None
+        raise DataError(
+            f"motionsense: {path} is not a readable zip ({exc}); "
+            f"download {MOTIONSENSE_ZIP} again from {MOTIONSENSE_URL}"
+        ) from None
     files = {}
     for name in names:
         if "__MACOSX" in name or "/._" in name or name.startswith("._"):
@@ -206,23 +215,25 @@ def find_motionsense(root: Path) -> MotionSenseSource:
         if folder.is_dir() and _has_trial_dirs(folder):
             files = _trial_files(folder)
             if not files:
-                raise DataError(f"motionsense: {folder} has trial folders but no sub_<n>.csv files in them; "
-                                f"extract {MOTIONSENSE_ZIP} again")
-            return MotionSenseSource(root, "dir", folder, files,
-                                     _find_subjects_info(root, folder.parent, folder))
+                raise DataError(
+                    f"motionsense: {folder} has trial folders but no sub_<n>.csv files in them; "
+                    f"extract {MOTIONSENSE_ZIP} again"
+                )
+            return MotionSenseSource(root, "dir", folder, files, _find_subjects_info(root, folder.parent, folder))
     zip_path = root / MOTIONSENSE_ZIP
     if zip_path.is_file():
         files = _zip_files(zip_path)
         if not files:
-            raise DataError(f"motionsense: {zip_path} holds no <act>_<trial>/sub_<n>.csv files; "
-                            f"download {MOTIONSENSE_ZIP} again from {MOTIONSENSE_URL}")
+            raise DataError(
+                f"motionsense: {zip_path} holds no <act>_<trial>/sub_<n>.csv files; "
+                f"download {MOTIONSENSE_ZIP} again from {MOTIONSENSE_URL}"
+            )
         return MotionSenseSource(root, "zip", zip_path, files, _find_subjects_info(root))
     raise DataError(_motionsense_problem(root))
 
 
 def _looks_like_motionsense(folder: Path) -> bool:
-    return ((folder / MOTIONSENSE_DIR).is_dir() or (folder / MOTIONSENSE_ZIP).is_file()
-            or _has_trial_dirs(folder))
+    return (folder / MOTIONSENSE_DIR).is_dir() or (folder / MOTIONSENSE_ZIP).is_file() or _has_trial_dirs(folder)
 
 
 def _search_below(folder: Path, predicate, depth: int) -> Path | None:
@@ -241,12 +252,14 @@ def _mislaid(root: Path, looks_like) -> str | None:
     data_dir = root.parent
     parts = data_dir.parts
     if root.name in parts[1:]:  # pointed inside the dataset: .../motionsense or .../motionsense/A_Device...
-        above = Path(*parts[:len(parts) - 1 - parts[::-1].index(root.name)])
+        above = Path(*parts[: len(parts) - 1 - parts[::-1].index(root.name)])
         if looks_like(above / root.name) or looks_like(data_dir):
             return f"{data_dir} is inside the {root.name} data: use --data-dir {above}"
     if data_dir.is_dir() and looks_like(data_dir):
-        return (f"{data_dir} itself holds {root.name} data: move it into {root}/, "
-                f"or use --data-dir with a folder holding {root.name}/")
+        return (
+            f"{data_dir} itself holds {root.name} data: move it into {root}/, "
+            f"or use --data-dir with a folder holding {root.name}/"
+        )
     for child in _subdirs(data_dir):
         if (child / root.name).is_dir():
             return f"found {child / root.name} one level down: use --data-dir {child}"
@@ -258,8 +271,10 @@ def _not_a_folder(path: Path) -> str:
 
 
 def _motionsense_problem(root: Path) -> str:
-    get = (f"download {MOTIONSENSE_ZIP} from {MOTIONSENSE_URL} (folder data/) and put it at "
-           f"{root / MOTIONSENSE_ZIP}, or unzip it to {root / MOTIONSENSE_DIR}/")
+    get = (
+        f"download {MOTIONSENSE_ZIP} from {MOTIONSENSE_URL} (folder data/) and put it at "
+        f"{root / MOTIONSENSE_ZIP}, or unzip it to {root / MOTIONSENSE_DIR}/"
+    )
     if not root.is_dir():
         if not root.parent.is_dir():
             return f"motionsense: data folder {root.parent} {_not_a_folder(root.parent)}; {FIX_DIR}, or {get}"
@@ -280,13 +295,17 @@ def _motionsense_problem(root: Path) -> str:
             found, target = deeper / MOTIONSENSE_ZIP, root / MOTIONSENSE_ZIP
         return f"motionsense: the data is nested too deep at {found}; move it to {target}"
     if inner.is_dir():
-        return (f"motionsense: {inner} holds no <act>_<trial>/sub_<n>.csv folders (found: {_listing(inner)}); "
-                f"extract {MOTIONSENSE_ZIP} again")
-    return (f"motionsense: {root} holds no {MOTIONSENSE_DIR}/ folder or {MOTIONSENSE_ZIP} "
-            f"(found: {_listing(root)}); {get}")
+        return (
+            f"motionsense: {inner} holds no <act>_<trial>/sub_<n>.csv folders (found: {_listing(inner)}); "
+            f"extract {MOTIONSENSE_ZIP} again"
+        )
+    return (
+        f"motionsense: {root} holds no {MOTIONSENSE_DIR}/ folder or {MOTIONSENSE_ZIP} (found: {_listing(root)}); {get}"
+    )
 
 
 # ----------------------------------------------------------------------------------------- ExtraSensory
+
 
 @dataclass
 class ExtraSensorySource:
@@ -334,8 +353,10 @@ def find_extrasensory(root: Path) -> ExtraSensorySource:
 
 
 def _extrasensory_problem(root: Path) -> str:
-    get = (f"download {EXTRASENSORY_ZIP} (the per-user features_labels files) from {EXTRASENSORY_URL} and "
-           f"extract its <UUID>.features_labels.csv.gz files into {root}/")
+    get = (
+        f"download {EXTRASENSORY_ZIP} (the per-user features_labels files) from {EXTRASENSORY_URL} and "
+        f"extract its <UUID>.features_labels.csv.gz files into {root}/"
+    )
     if not root.is_dir():
         if not root.parent.is_dir():
             return f"extrasensory: data folder {root.parent} {_not_a_folder(root.parent)}; {FIX_DIR}, or {get}"
@@ -349,16 +370,20 @@ def _extrasensory_problem(root: Path) -> str:
         return f"extrasensory: {root / EXTRASENSORY_ZIP} must be extracted: unzip it in {root}/"
     deeper = _search_below(root, lambda d: bool(_user_files(d)), depth=3)
     if deeper is not None:
-        return (f"extrasensory: the user files are nested too deep in {deeper}; move the "
-                f"*.features_labels.csv.gz files to {root}/")
-    return (f"extrasensory: {root} holds no <UUID>.features_labels.csv.gz files (found: {_listing(root)}); {get}")
+        return (
+            f"extrasensory: the user files are nested too deep in {deeper}; move the "
+            f"*.features_labels.csv.gz files to {root}/"
+        )
+    return f"extrasensory: {root} holds no <UUID>.features_labels.csv.gz files (found: {_listing(root)}); {get}"
 
 
 # -------------------------------------------------------------------------------------------- describe
 
-MOTIONSENSE_LAYOUT = ("<data_dir>/motionsense/A_DeviceMotion_data/<act>_<trial>/sub_<n>.csv "
-                      "+ <data_dir>/motionsense/data_subjects_info.csv, "
-                      "or <data_dir>/motionsense/A_DeviceMotion_data.zip")
+MOTIONSENSE_LAYOUT = (
+    "<data_dir>/motionsense/A_DeviceMotion_data/<act>_<trial>/sub_<n>.csv "
+    "+ <data_dir>/motionsense/data_subjects_info.csv, "
+    "or <data_dir>/motionsense/A_DeviceMotion_data.zip"
+)
 EXTRASENSORY_LAYOUT = "<data_dir>/extrasensory/<UUID>.features_labels.csv.gz"
 
 
@@ -370,8 +395,11 @@ def _count_lines(data: bytes) -> int:
 def _describe_motionsense(data_dir: Path) -> dict:
     root = data_dir / "motionsense"
     entry = {
-        "name": "motionsense", "looked_in": str(root), "found": False,
-        "get": f"{MOTIONSENSE_URL} (data/{MOTIONSENSE_ZIP})", "expected": MOTIONSENSE_LAYOUT,
+        "name": "motionsense",
+        "looked_in": str(root),
+        "found": False,
+        "get": f"{MOTIONSENSE_URL} (data/{MOTIONSENSE_ZIP})",
+        "expected": MOTIONSENSE_LAYOUT,
     }
     try:
         src = find_motionsense(root)
@@ -381,19 +409,29 @@ def _describe_motionsense(data_dir: Path) -> dict:
     except DataError as exc:
         entry["problem"] = str(exc)
         return entry
-    entry.update({
-        "found": True, "problem": None, "layout": "zip" if src.kind == "zip" else "directory",
-        "location": str(src.location), "subjects": len(src.subjects), "trials": src.trials,
-        "trial_folders": src.folders, "files": len(src.files), "rows": rows,
-        "subjects_info": str(src.subjects_info) if src.subjects_info else None,
-    })
+    entry.update(
+        {
+            "found": True,
+            "problem": None,
+            "layout": "zip" if src.kind == "zip" else "directory",
+            "location": str(src.location),
+            "subjects": len(src.subjects),
+            "trials": src.trials,
+            "trial_folders": src.folders,
+            "files": len(src.files),
+            "rows": rows,
+            "subjects_info": str(src.subjects_info) if src.subjects_info else None,
+        }
+    )
     return entry
 
 
 def _describe_extrasensory(data_dir: Path) -> dict:
     root = data_dir / "extrasensory"
     entry = {
-        "name": "extrasensory", "looked_in": str(root), "found": False,
+        "name": "extrasensory",
+        "looked_in": str(root),
+        "found": False,
         "get": f"{EXTRASENSORY_URL} ({EXTRASENSORY_ZIP}, the per-user features_labels files)",
         "expected": EXTRASENSORY_LAYOUT,
     }
@@ -411,10 +449,16 @@ def _describe_extrasensory(data_dir: Path) -> dict:
             rows += max(0, n - 1)
         except (OSError, EOFError, zlib.error) as exc:
             problems.append(f"{path.name}: unreadable ({exc})")
-    entry.update({
-        "found": True, "problem": "; ".join(problems) or None, "location": str(src.location),
-        "users": len(src.files), "files": len(src.files), "rows": rows,
-    })
+    entry.update(
+        {
+            "found": True,
+            "problem": "; ".join(problems) or None,
+            "location": str(src.location),
+            "users": len(src.files),
+            "files": len(src.files),
+            "rows": rows,
+        }
+    )
     return entry
 
 
@@ -429,9 +473,16 @@ def describe_datasets(data_dir: Path) -> list[dict]:
 
     data_dir = Path(data_dir)
     return [
-        {"name": "synthetic", "looked_in": None, "found": True, "problem": None, "layout": "generated",
-         "subjects": 24, "channels": len(synthetic.CHANNELS),
-         "note": "embedded generator (per-subject gait signatures); results are labelled synthetic"},
+        {
+            "name": "synthetic",
+            "looked_in": None,
+            "found": True,
+            "problem": None,
+            "layout": "generated",
+            "subjects": 24,
+            "channels": len(synthetic.CHANNELS),
+            "note": "embedded generator (per-subject gait signatures); results are labelled synthetic",
+        },
         _describe_motionsense(data_dir),
         _describe_extrasensory(data_dir),
     ]
@@ -445,12 +496,16 @@ def format_descriptions(entries: list[dict]) -> str:
             lines.append(f"synthetic      available  {e['subjects']} subjects, {e['note']}")
             continue
         if e["found"]:
-            what = (f"{e['subjects']} subjects, trials {', '.join(map(str, e['trials']))}"
-                    if e["name"] == "motionsense" else f"{e['users']} users")
+            what = (
+                f"{e['subjects']} subjects, trials {', '.join(map(str, e['trials']))}"
+                if e["name"] == "motionsense"
+                else f"{e['users']} users"
+            )
             # A found dataset with an unreadable file is not fine: a run would refuse it.
             status = "damaged" if e.get("problem") else "found"
-            lines.append(f"{e['name']:<14} {status:<10} {what}, {e['files']} files, {e['rows']:,} rows "
-                         f"in {e['location']}")
+            lines.append(
+                f"{e['name']:<14} {status:<10} {what}, {e['files']} files, {e['rows']:,} rows in {e['location']}"
+            )
             if e.get("problem"):
                 lines.append(f"{'':<14} problem    {e['problem']}")
         else:

@@ -31,11 +31,19 @@ from engine.data.groups import check_groups, complete_groups
 from engine.data.locate import MOTIONSENSE_ZIP, MotionSenseSource, find_motionsense, trial_of
 from engine.data.real import check_numeric, parser_error_detail
 
-HEADER = (",attitude.roll,attitude.pitch,attitude.yaw,gravity.x,gravity.y,gravity.z,"
-          "rotationRate.x,rotationRate.y,rotationRate.z,userAcceleration.x,userAcceleration.y,userAcceleration.z")
+HEADER = (
+    ",attitude.roll,attitude.pitch,attitude.yaw,gravity.x,gravity.y,gravity.z,"
+    "rotationRate.x,rotationRate.y,rotationRate.z,userAcceleration.x,userAcceleration.y,userAcceleration.z"
+)
 COLUMNS = HEADER.split(",")[1:]  # the 12 measured columns, file order
-DEFAULT_CHANNELS = ["rotationRate.x", "rotationRate.y", "rotationRate.z",
-                    "userAcceleration.x+gravity.x", "userAcceleration.y+gravity.y", "userAcceleration.z+gravity.z"]
+DEFAULT_CHANNELS = [
+    "rotationRate.x",
+    "rotationRate.y",
+    "rotationRate.z",
+    "userAcceleration.x+gravity.x",
+    "userAcceleration.y+gravity.y",
+    "userAcceleration.z+gravity.z",
+]
 RATE_HZ = 50.0
 TRAIN_FRACTION = 0.8
 LAST_TRAIN_TRIAL = 9  # official split: trials 1-9 train, 11-16 test
@@ -45,6 +53,7 @@ PARSER_VERSION = 1
 
 # --------------------------------------------------------------------------------------------- parsing
 
+
 def parse_csv(data: bytes, where: str) -> np.ndarray:
     """One sub_<n>.csv as a (rows, 12) float32 array, or a DataError naming the file, line and column."""
     first, _, _ = data.partition(b"\n")
@@ -53,25 +62,32 @@ def parse_csv(data: bytes, where: str) -> np.ndarray:
         raise DataError(f"motionsense: {where} is empty; extract it again from {MOTIONSENSE_ZIP}")
     if header != HEADER:
         shown = header if len(header) <= 60 else header[:57] + "..."
-        raise DataError(f"motionsense: {where} line 1: header {shown!r} is not the MotionSense "
-                        f"device-motion header {HEADER[:40]!r}...; point at A_DeviceMotion_data files "
-                        f"or extract this one again from {MOTIONSENSE_ZIP}")
+        raise DataError(
+            f"motionsense: {where} line 1: header {shown!r} is not the MotionSense "
+            f"device-motion header {HEADER[:40]!r}...; point at A_DeviceMotion_data files "
+            f"or extract this one again from {MOTIONSENSE_ZIP}"
+        )
     try:
         frame = pd.read_csv(io.BytesIO(data), header=0, engine="c", skip_blank_lines=False)
     except pd.errors.ParserError as exc:
-        raise DataError(f"motionsense: {where}: {parser_error_detail(exc)}; every row needs 13 "
-                        "comma-separated fields (index + 12 values)") from None
+        raise DataError(
+            f"motionsense: {where}: {parser_error_detail(exc)}; every row needs 13 "
+            "comma-separated fields (index + 12 values)"
+        ) from None
     values = frame.iloc[:, 1:]
     check_numeric(values, where, "motionsense")
     arr = values.to_numpy(dtype=np.float64)
     if np.isnan(arr).any():
         row, col = np.argwhere(np.isnan(arr))[0]
-        raise DataError(f"motionsense: {where} line {row + 2}, column {COLUMNS[col]}: empty or missing "
-                        "value; fix or remove that row")
+        raise DataError(
+            f"motionsense: {where} line {row + 2}, column {COLUMNS[col]}: empty or missing "
+            "value; fix or remove that row"
+        )
     if not np.isfinite(arr).all():
         row, col = np.argwhere(~np.isfinite(arr))[0]
-        raise DataError(f"motionsense: {where} line {row + 2}, column {COLUMNS[col]}: value is infinite; "
-                        "fix or remove that row")
+        raise DataError(
+            f"motionsense: {where} line {row + 2}, column {COLUMNS[col]}: value is infinite; fix or remove that row"
+        )
     return arr.astype(np.float32)
 
 
@@ -132,9 +148,18 @@ def _min_rows(window: int, stride: int) -> int:
 
 # ---------------------------------------------------------------------------------------------- loader
 
-def load(data_dir: Path, *, trials: tuple[int, ...] | None = None, channels: str = "default",
-         window: int = 128, stride: int = 10, source_group: tuple[str, ...] | None = None,
-         target_group: tuple[str, ...] | None = None, use_cache: bool = True) -> PreparedData:
+
+def load(
+    data_dir: Path,
+    *,
+    trials: tuple[int, ...] | None = None,
+    channels: str = "default",
+    window: int = 128,
+    stride: int = 10,
+    source_group: tuple[str, ...] | None = None,
+    target_group: tuple[str, ...] | None = None,
+    use_cache: bool = True,
+) -> PreparedData:
     """MotionSense under `data_dir`/motionsense as a source task and a target task of windows."""
     src = find_motionsense(Path(data_dir) / "motionsense")
     present = src.trials
@@ -143,9 +168,11 @@ def load(data_dir: Path, *, trials: tuple[int, ...] | None = None, channels: str
     else:
         missing = sorted(set(trials) - set(present))
         if missing:
-            raise DataError(f"motionsense: trial(s) {', '.join(map(str, missing))} not found in {src.location} "
-                            f"(present: {', '.join(map(str, present))}); fix trials in the spec or preset, "
-                            f"or get the full {MOTIONSENSE_ZIP}")
+            raise DataError(
+                f"motionsense: trial(s) {', '.join(map(str, missing))} not found in {src.location} "
+                f"(present: {', '.join(map(str, present))}); fix trials in the spec or preset, "
+                f"or get the full {MOTIONSENSE_ZIP}"
+            )
         selected = sorted(set(trials))
     folders = [f for f in src.folders if trial_of(f) in selected]
     keys = [k for k in sorted(src.files, key=lambda k: (trial_of(k[0]), k[0], int(k[1]))) if k[0] in folders]
@@ -154,19 +181,24 @@ def load(data_dir: Path, *, trials: tuple[int, ...] | None = None, channels: str
     def build() -> tuple[dict[str, np.ndarray], dict]:
         return {_array_name(key): parse_csv(data, src.display(key)) for key, data in src.read(keys)}, {}
 
-    cached = load_or_build("motionsense", src.source_files() if src.kind == "dir" else [src.location],
-                           {"parser": PARSER_VERSION, "members": [src.files[k] for k in keys]},
-                           build, enabled=use_cache)
+    cached = load_or_build(
+        "motionsense",
+        src.source_files() if src.kind == "dir" else [src.location],
+        {"parser": PARSER_VERSION, "members": [src.files[k] for k in keys]},
+        build,
+        enabled=use_cache,
+    )
     raw = {key: cached.arrays[_array_name(key)] for key in keys}
 
     source, target, group_rule = _groups(subjects, source_group, target_group, src)
     trial_split = any(t <= LAST_TRAIN_TRIAL for t in selected) and any(t >= FIRST_TEST_TRIAL for t in selected)
     if trial_split:
-        split_rule = (f"by trial: trials {', '.join(str(t) for t in selected if t <= LAST_TRAIN_TRIAL)} train, "
-                      f"{', '.join(str(t) for t in selected if t > LAST_TRAIN_TRIAL)} test")
+        split_rule = (
+            f"by trial: trials {', '.join(str(t) for t in selected if t <= LAST_TRAIN_TRIAL)} train, "
+            f"{', '.join(str(t) for t in selected if t > LAST_TRAIN_TRIAL)} test"
+        )
     else:
-        split_rule = (f"chronological per recording: first {TRAIN_FRACTION:.0%} train, rest test, "
-                      "gap of one window")
+        split_rule = f"chronological per recording: first {TRAIN_FRACTION:.0%} train, rest test, gap of one window"
 
     def subject_windows(subject: str) -> tuple[str, np.ndarray, np.ndarray]:
         train, test = [], []
@@ -204,24 +236,33 @@ def load(data_dir: Path, *, trials: tuple[int, ...] | None = None, channels: str
         "groups": group_rule,
         "source_group": list(source),
         "target_group": list(target),
-        "windows": {name: {"train": int(len(s.y_train)), "test": int(len(s.y_test))}
-                    for name, s in (("source", source_split), ("target", target_split))},
+        "windows": {
+            name: {"train": int(len(s.y_train)), "test": int(len(s.y_test))}
+            for name, s in (("source", source_split), ("target", target_split))
+        },
         **cached.info(),
     }
     info.update(_subjects_info(src, source + target))
-    return PreparedData(name="motionsense", synthetic=False, kind="windows",
-                        source=source_split, target=target_split, info=info)
+    return PreparedData(
+        name="motionsense", synthetic=False, kind="windows", source=source_split, target=target_split, info=info
+    )
 
 
-def _groups(subjects: list[str], source_group, target_group,
-            src: MotionSenseSource) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+def _groups(
+    subjects: list[str], source_group, target_group, src: MotionSenseSource
+) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     if source_group is None and target_group is None:
         if len(subjects) < 4:
-            raise DataError(f"motionsense: {len(subjects)} subject(s) found in {src.location}; the source and "
-                            "target groups need at least 2 each: add sub_<n>.csv files for more subjects")
+            raise DataError(
+                f"motionsense: {len(subjects)} subject(s) found in {src.location}; the source and "
+                "target groups need at least 2 each: add sub_<n>.csv files for more subjects"
+            )
         half = len(subjects) // 2
-        return (tuple(subjects[:half]), tuple(subjects[half:]),
-                "default: first half of the subjects by number is the source, the rest the target")
+        return (
+            tuple(subjects[:half]),
+            tuple(subjects[half:]),
+            "default: first half of the subjects by number is the source, the rest the target",
+        )
     source = tuple(normalise_subject(s) for s in source_group) if source_group is not None else None
     target = tuple(normalise_subject(s) for s in target_group) if target_group is not None else None
     source, target, rule = complete_groups(list(subjects), source, target, "subject")
@@ -229,22 +270,36 @@ def _groups(subjects: list[str], source_group, target_group,
     return source, target, rule
 
 
-def _too_short(subject: str, keys: list[tuple[str, str]], raw: dict, src: MotionSenseSource,
-               window: int, stride: int, trial_split: bool, no_train: bool) -> str:
+def _too_short(
+    subject: str,
+    keys: list[tuple[str, str]],
+    raw: dict,
+    src: MotionSenseSource,
+    window: int,
+    stride: int,
+    trial_split: bool,
+    no_train: bool,
+) -> str:
     if trial_split:
         side = "training (1-9)" if no_train else "test (11-16)"
         files = [k for k in keys if (trial_of(k[0]) <= LAST_TRAIN_TRIAL) == no_train]
         if not files:
-            return (f"motionsense: subject {subject} has no recording in the selected {side} trials; "
-                    "select trials it has, or leave it out of the groups")
+            return (
+                f"motionsense: subject {subject} has no recording in the selected {side} trials; "
+                "select trials it has, or leave it out of the groups"
+            )
         rows = ", ".join(f"{src.display(k)} ({len(raw[k])} rows)" for k in files)
-        return (f"motionsense: subject {subject} has too few rows for one window of {window} in its {side} "
-                f"trials: {rows}; use a smaller --window or other trials")
+        return (
+            f"motionsense: subject {subject} has too few rows for one window of {window} in its {side} "
+            f"trials: {rows}; use a smaller --window or other trials"
+        )
     need = _min_rows(window, stride)
     longest = max(keys, key=lambda k: len(raw[k]))
-    return (f"motionsense: {src.display(longest)} has {len(raw[longest])} rows, too few for window {window}: "
-            f"an {TRAIN_FRACTION:.0%}/{1 - TRAIN_FRACTION:.0%} chronological split needs at least {need} rows "
-            "per recording; use a smaller --window or a longer recording")
+    return (
+        f"motionsense: {src.display(longest)} has {len(raw[longest])} rows, too few for window {window}: "
+        f"an {TRAIN_FRACTION:.0%}/{1 - TRAIN_FRACTION:.0%} chronological split needs at least {need} rows "
+        "per recording; use a smaller --window or a longer recording"
+    )
 
 
 def _subjects_info(src: MotionSenseSource, subjects: tuple[str, ...]) -> dict:
@@ -254,5 +309,7 @@ def _subjects_info(src: MotionSenseSource, subjects: tuple[str, ...]) -> dict:
         table = read_subjects_info(src.subjects_info)
     except (OSError, ValueError, KeyError) as exc:  # informative only: never stops a run
         return {"subjects_info": None, "subjects_info_problem": f"{src.subjects_info}: {exc}"}
-    return {"subjects_info": {s: table[s] for s in subjects if s in table},
-            "subjects_info_file": str(src.subjects_info)}
+    return {
+        "subjects_info": {s: table[s] for s in subjects if s in table},
+        "subjects_info_file": str(src.subjects_info),
+    }

@@ -14,8 +14,15 @@ def prepare(spec: RunSpec) -> PreparedData:
     if spec.dataset == "synthetic":
         from engine.data import synthetic
 
-        data = synthetic.load(spec.synthetic_subjects, spec.synthetic_seconds, spec.window, spec.stride,
-                              spec.seed, spec.source_group, spec.target_group)
+        data = synthetic.load(
+            spec.synthetic_subjects,
+            spec.synthetic_seconds,
+            spec.window,
+            spec.stride,
+            spec.seed,
+            spec.source_group,
+            spec.target_group,
+        )
     else:
         from engine.data.real import load_real
 
@@ -34,9 +41,11 @@ def check_nonempty(dataset: str, task: str, split: Split) -> None:
         counts = np.bincount(y, minlength=split.n_classes)
         empty = [split.classes[i] for i in np.flatnonzero(counts == 0)]
         if empty:
-            raise DataError(f"{dataset}: {task} group: {', '.join(empty)} have no {part} samples after the split; "
-                            "use longer recordings (synthetic_seconds), a smaller window or stride, or leave them "
-                            "out of the group")
+            raise DataError(
+                f"{dataset}: {task} group: {', '.join(empty)} have no {part} samples after the split; "
+                "use longer recordings (synthetic_seconds), a smaller window or stride, or leave them "
+                "out of the group"
+            )
 
 
 def holdout(split: Split, fraction: float, gap: int) -> tuple[Split, np.ndarray, np.ndarray]:

@@ -24,15 +24,22 @@ def load_real(spec: RunSpec) -> PreparedData:
     if spec.dataset == "motionsense":
         from engine.data import motionsense
 
-        data = motionsense.load(data_dir, trials=spec.trials, channels=spec.channels, window=spec.window,
-                                stride=spec.stride, source_group=spec.source_group,
-                                target_group=spec.target_group)
+        data = motionsense.load(
+            data_dir,
+            trials=spec.trials,
+            channels=spec.channels,
+            window=spec.window,
+            stride=spec.stride,
+            source_group=spec.source_group,
+            target_group=spec.target_group,
+        )
         ignored = [f for f in EXTRASENSORY_ONLY if getattr(spec, f) != getattr(defaults, f)]
     elif spec.dataset == "extrasensory":
         from engine.data import extrasensory
 
-        data = extrasensory.load(data_dir, label_filter=spec.label_filter, source_group=spec.source_group,
-                                 target_group=spec.target_group)
+        data = extrasensory.load(
+            data_dir, label_filter=spec.label_filter, source_group=spec.source_group, target_group=spec.target_group
+        )
         ignored = [f for f in MOTIONSENSE_ONLY if getattr(spec, f) != getattr(defaults, f)]
     else:
         raise DataError(f"dataset {spec.dataset!r} has no real-data loader (motionsense, extrasensory)")
@@ -56,8 +63,10 @@ def check_numeric(frame: pd.DataFrame, where: str, dataset: str, first_line: int
         bad = np.flatnonzero(coerced.isna().to_numpy() & frame[col].notna().to_numpy())
         if len(bad):
             i = int(bad[0])
-            raise DataError(f"{dataset}: {where} line {i + first_line}, column {col}: {frame[col].iloc[i]!r} "
-                            "is not a number; fix or remove that row")
+            raise DataError(
+                f"{dataset}: {where} line {i + first_line}, column {col}: {frame[col].iloc[i]!r} "
+                "is not a number; fix or remove that row"
+            )
 
 
 def parser_error_detail(exc: Exception) -> str:

@@ -47,8 +47,15 @@ def subject_ids(n: int) -> list[str]:
     return [str(i) for i in range(1, n + 1)]
 
 
-def load(subjects: int, seconds: float, window: int, stride: int, seed: int,
-         source_group: tuple[str, ...] | None, target_group: tuple[str, ...] | None) -> PreparedData:
+def load(
+    subjects: int,
+    seconds: float,
+    window: int,
+    stride: int,
+    seed: int,
+    source_group: tuple[str, ...] | None,
+    target_group: tuple[str, ...] | None,
+) -> PreparedData:
     ids = subject_ids(subjects)
     # The population is fixed (seed 0 of its own stream) so "subject 7" is the same person in every
     # run; the run's seed varies the recording noise, as a new session of the same people would.
@@ -63,8 +70,9 @@ def load(subjects: int, seconds: float, window: int, stride: int, seed: int,
     check_groups(source, target, ids, "synthetic")
 
     def split(group: tuple[str, ...]) -> Split:
-        return assemble([(sid, *chronological_windows(recordings[sid], window, stride, TRAIN_FRACTION))
-                         for sid in group])
+        return assemble(
+            [(sid, *chronological_windows(recordings[sid], window, stride, TRAIN_FRACTION)) for sid in group]
+        )
 
     return PreparedData(
         name="synthetic",

@@ -17,18 +17,21 @@ from types import ModuleType
 from engine.meters.base import Domain, Meter, MeterError, MeterUnavailable, Missing
 from engine.meters.model import ModelMeter
 
-__all__ = ["Domain", "Meter", "MeterError", "MeterUnavailable", "Missing", "ModelMeter", "discover",
-           "meter_name"]
+__all__ = ["Domain", "Meter", "MeterError", "MeterUnavailable", "Missing", "ModelMeter", "discover", "meter_name"]
 
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def discover(pid: int, tdp_w: float | None = None, *,
-             powercap_root: str | os.PathLike | None = None,
-             pynvml_module: ModuleType | None = None,
-             gpu_uuids: list[str] | None = None) -> tuple[list[Meter], list[Missing]]:
+def discover(
+    pid: int,
+    tdp_w: float | None = None,
+    *,
+    powercap_root: str | os.PathLike | None = None,
+    pynvml_module: ModuleType | None = None,
+    gpu_uuids: list[str] | None = None,
+) -> tuple[list[Meter], list[Missing]]:
     """The meters for a run whose work happens in process `pid` (and its children).
 
     `gpu_uuids`: the GPUs the run trains on (none for a CPU run); None meters every visible GPU.

@@ -123,19 +123,53 @@ class Uncertainty:
 
 # Looked up by method pattern (fnmatch), most specific first.
 UNCERTAINTY: tuple[tuple[str, Uncertainty], ...] = (
-    ("rapl:*", Uncertainty(0.02, 0.001, "RAPL: counters updated about every 1 ms (Intel SDM vol. 3B, 15.10); "
-                                      "package energy tracks wall-plug measurements within a few percent "
-                                      "(Khan et al., ACM TOMPECS 2018)")),
-    ("nvml:*:power-integrated", Uncertainty(0.05, 1.0, "NVML power: +/-5 % (nvmlDeviceGetPowerUsage); on Ampere "
-                                                       "and newer (except GA100) a 1 s average, and on A100/H100 "
-                                                       "it samples only part of each second")),
-    ("nvml:*", Uncertainty(0.05, 0.1, "NVML: power accurate to +/-5 % (nvmlDeviceGetPowerUsage); the energy "
-                                     "counter and power readings update about every 100 ms")),
-    ("model:tdp-cpu-time*", Uncertainty(0.10, 0.01, "model: CPU time is exact to a 10 ms tick; power per busy "
-                                                   "core varies by about 10 % between workloads at one clock "
-                                                   "(an assumption, not a measurement)")),
-    ("model:*", Uncertainty(0.10, 0.0, "model: resident memory x 0.375 W/GB, read at every phase edge "
-                                      "(an assumption, not a measurement)")),
+    (
+        "rapl:*",
+        Uncertainty(
+            0.02,
+            0.001,
+            "RAPL: counters updated about every 1 ms (Intel SDM vol. 3B, 15.10); "
+            "package energy tracks wall-plug measurements within a few percent "
+            "(Khan et al., ACM TOMPECS 2018)",
+        ),
+    ),
+    (
+        "nvml:*:power-integrated",
+        Uncertainty(
+            0.05,
+            1.0,
+            "NVML power: +/-5 % (nvmlDeviceGetPowerUsage); on Ampere "
+            "and newer (except GA100) a 1 s average, and on A100/H100 "
+            "it samples only part of each second",
+        ),
+    ),
+    (
+        "nvml:*",
+        Uncertainty(
+            0.05,
+            0.1,
+            "NVML: power accurate to +/-5 % (nvmlDeviceGetPowerUsage); the energy "
+            "counter and power readings update about every 100 ms",
+        ),
+    ),
+    (
+        "model:tdp-cpu-time*",
+        Uncertainty(
+            0.10,
+            0.01,
+            "model: CPU time is exact to a 10 ms tick; power per busy "
+            "core varies by about 10 % between workloads at one clock "
+            "(an assumption, not a measurement)",
+        ),
+    ),
+    (
+        "model:*",
+        Uncertainty(
+            0.10,
+            0.0,
+            "model: resident memory x 0.375 W/GB, read at every phase edge (an assumption, not a measurement)",
+        ),
+    ),
 )
 
 # A phase shorter than this many update periods is flagged `short`: its edges alone can be off by

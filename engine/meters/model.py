@@ -96,8 +96,9 @@ def watts_per_core(model_name: str, tdp_w: float | None = None, cores: int | Non
     if tdp_w is None and entry is not None and cores is None:
         return entry.watts_per_core, f"TDP table: {entry.pattern!r} -> {entry.tdp_w:g} W / {entry.cores} cores"
     if tdp_w is None:
-        return DEFAULT_WATTS_PER_CORE, (f"CPU {model_name!r} not in the TDP table: default "
-                                        f"{DEFAULT_WATTS_PER_CORE:g} W per core")
+        return DEFAULT_WATTS_PER_CORE, (
+            f"CPU {model_name!r} not in the TDP table: default {DEFAULT_WATTS_PER_CORE:g} W per core"
+        )
     if cores is not None:
         n, where = cores, "given"
     elif entry is not None:
@@ -174,8 +175,9 @@ class ProcessTreeCpuTime:
 class ModelMeter(Meter):
     """CPU and DRAM energy estimated from the process tree's CPU time and resident memory."""
 
-    def __init__(self, pid: int | None = None, tdp_w: float | None = None, cores: int | None = None,
-                 include_dram: bool = True) -> None:
+    def __init__(
+        self, pid: int | None = None, tdp_w: float | None = None, cores: int | None = None, include_dram: bool = True
+    ) -> None:
         self.pid = pid or os.getpid()
         self.cpu_model = cpu_model_name()
         self.watts_per_core, self.tdp_note = watts_per_core(self.cpu_model, tdp_w, cores)

@@ -73,8 +73,10 @@ def parse_visible(spec: str | None, uuids: list[str]) -> tuple[list[int], list[s
         if tok.isdigit():
             i = int(tok)
             if i >= count:
-                notes.append(f"CUDA_VISIBLE_DEVICES entry {tok!r}: no GPU {i} (found {count}); "
-                             "CUDA ignores it and every later entry")
+                notes.append(
+                    f"CUDA_VISIBLE_DEVICES entry {tok!r}: no GPU {i} (found {count}); "
+                    "CUDA ignores it and every later entry"
+                )
                 break
         elif tok.upper().startswith("GPU-"):
             matches = [j for j, u in enumerate(uuids) if u.upper().startswith(tok.upper())]
@@ -84,12 +86,15 @@ def parse_visible(spec: str | None, uuids: list[str]) -> tuple[list[int], list[s
                 break
             i = matches[0]
         elif tok.upper().startswith("MIG-"):
-            notes.append(f"CUDA_VISIBLE_DEVICES entry {tok!r} is a MIG instance: NVML energy is per "
-                         "physical GPU, so MIG instances are not metered")
+            notes.append(
+                f"CUDA_VISIBLE_DEVICES entry {tok!r} is a MIG instance: NVML energy is per "
+                "physical GPU, so MIG instances are not metered"
+            )
             break
         else:
-            notes.append(f"CUDA_VISIBLE_DEVICES entry {tok!r} is not an index or GPU UUID; "
-                         "CUDA ignores it and every later entry")
+            notes.append(
+                f"CUDA_VISIBLE_DEVICES entry {tok!r} is not an index or GPU UUID; CUDA ignores it and every later entry"
+            )
             break
         if i in chosen:
             notes.append(f"CUDA_VISIBLE_DEVICES names GPU {i} twice; metered once")
@@ -126,9 +131,15 @@ def _integrate(g: _Gpu, mw: float, t: float) -> None:
 class NvmlMeter(Meter):
     """Cumulative joules of every visible NVIDIA GPU since the meter was opened."""
 
-    def __init__(self, pynvml_module: ModuleType | None = None, visible: str | None = None,
-                 clock: Callable[[], float] = time.monotonic, *, use_env: bool = True,
-                 used_uuids: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        pynvml_module: ModuleType | None = None,
+        visible: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        use_env: bool = True,
+        used_uuids: list[str] | None = None,
+    ) -> None:
         """`used_uuids`: the GPUs this run trains on (None: every visible GPU, as `joulelab
         meters` shows them). The other visible GPUs are listed as present but unused."""
         self._clock = clock
@@ -176,8 +187,15 @@ class NvmlMeter(Meter):
             # named by CUDA's index (position among the visible GPUs): gpu1 is cuda:1
             dname = f"gpu{position}"
             if self._used_uuids is not None and uuids[nvml_index].upper() not in {u.upper() for u in self._used_uuids}:
-                self.unused.append({"domain": dname, "nvml_index": nvml_index, "name": name,
-                                    "uuid": uuids[nvml_index], "why": "present but not used by this run"})
+                self.unused.append(
+                    {
+                        "domain": dname,
+                        "nvml_index": nvml_index,
+                        "name": name,
+                        "uuid": uuids[nvml_index],
+                        "why": "present but not used by this run",
+                    }
+                )
                 continue
             limit = _optional(lambda h=h: nvml.nvmlDeviceGetPowerManagementLimit(h) / 1000.0)
             counter = True
@@ -193,8 +211,14 @@ class NvmlMeter(Meter):
                 try:
                     last_mw = float(nvml.nvmlDeviceGetPowerUsage(h))
                 except nvml.NVMLError as exc2:
-                    self.unmetered.append({"nvml_index": nvml_index, "name": name, "uuid": uuids[nvml_index],
-                                           "why": f"neither energy counter nor power reading: {exc2}"})
+                    self.unmetered.append(
+                        {
+                            "nvml_index": nvml_index,
+                            "name": name,
+                            "uuid": uuids[nvml_index],
+                            "why": f"neither energy counter nor power reading: {exc2}",
+                        }
+                    )
                     continue
             polled = None
             if counter:
@@ -205,26 +229,49 @@ class NvmlMeter(Meter):
                 last_mw = last_mw or 0.0
             else:
                 domain = Domain(dname, "polled", f"nvml:{dname}:power-integrated", "gpu")
-            clocks = {key: _optional(lambda h=h, fn=fn, c=c: int(getattr(nvml, fn)(h, c)))
-                      for key, fn, c in (("sm_mhz", "nvmlDeviceGetClockInfo", _CLOCK_SM),
-                                         ("sm_max_mhz", "nvmlDeviceGetMaxClockInfo", _CLOCK_SM),
-                                         ("mem_mhz", "nvmlDeviceGetClockInfo", _CLOCK_MEM),
-                                         ("mem_max_mhz", "nvmlDeviceGetMaxClockInfo", _CLOCK_MEM))}
-            self._gpus.append(_Gpu(domain, nvml_index, h, name, uuids[nvml_index], limit, counter,
-                                   last_mj=last_mj, last_mw=last_mw, last_t=t, polled=polled, clocks=clocks))
+            clocks = {
+                key: _optional(lambda h=h, fn=fn, c=c: int(getattr(nvml, fn)(h, c)))
+                for key, fn, c in (
+                    ("sm_mhz", "nvmlDeviceGetClockInfo", _CLOCK_SM),
+                    ("sm_max_mhz", "nvmlDeviceGetMaxClockInfo", _CLOCK_SM),
+                    ("mem_mhz", "nvmlDeviceGetClockInfo", _CLOCK_MEM),
+                    ("mem_max_mhz", "nvmlDeviceGetMaxClockInfo", _CLOCK_MEM),
+                )
+            }
+            self._gpus.append(
+                _Gpu(
+                    domain,
+                    nvml_index,
+                    h,
+                    name,
+                    uuids[nvml_index],
+                    limit,
+                    counter,
+                    last_mj=last_mj,
+                    last_mw=last_mw,
+                    last_t=t,
+                    polled=polled,
+                    clocks=clocks,
+                )
+            )
         if not self._gpus and self.unused:
             present = ", ".join(f"{u['domain']} {u['name']} {u['uuid']}" for u in self.unused)
             if self._used_uuids:
-                raise MeterUnavailable(f"NVML: no visible GPU has the run's UUID {', '.join(self._used_uuids)} "
-                                       f"(present: {present})")
+                raise MeterUnavailable(
+                    f"NVML: no visible GPU has the run's UUID {', '.join(self._used_uuids)} (present: {present})"
+                )
             raise MeterUnavailable(f"NVML: not used: this run does not train on a GPU (present: {present})")
         if not self._gpus:
-            raise MeterUnavailable("NVML: no visible GPU reports energy or power "
-                                   f"({'; '.join(u['name'] + ': ' + u['why'] for u in self.unmetered)})")
+            raise MeterUnavailable(
+                "NVML: no visible GPU reports energy or power "
+                f"({'; '.join(u['name'] + ': ' + u['why'] for u in self.unmetered)})"
+            )
         order = os.environ.get("CUDA_DEVICE_ORDER")
         if len(set(names)) > 1 and order != "PCI_BUS_ID" and visible is not None:
-            self.notes.append("CUDA_VISIBLE_DEVICES indices are read in NVML (PCI bus) order; set "
-                              "CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA uses the same order for these mixed GPUs")
+            self.notes.append(
+                "CUDA_VISIBLE_DEVICES indices are read in NVML (PCI bus) order; set "
+                "CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA uses the same order for these mixed GPUs"
+            )
         self.cuda_device_order = order
         self.domains = tuple(d for g in self._gpus for d in (g.domain, g.polled) if d is not None)
 
@@ -261,8 +308,10 @@ class NvmlMeter(Meter):
                 self.state[g.domain.name] = self._gpu_state(g, mw)
             if restarted:
                 g = restarted[0]
-                raise MeterError(f"NVML: {g.domain.name} ({g.name}) energy counter went backwards "
-                                 "(driver reloaded?); the energy since the previous read is lost")
+                raise MeterError(
+                    f"NVML: {g.domain.name} ({g.name}) energy counter went backwards "
+                    "(driver reloaded?); the energy since the previous read is lost"
+                )
             return out
 
     def _gpu_state(self, g: _Gpu, mw: float | None) -> dict:
@@ -304,9 +353,15 @@ class NvmlMeter(Meter):
                 if procs is None:
                     continue
                 out[g.domain.name] = [
-                    {"pid": int(p.pid),
-                     "used_gpu_memory_mb": (round(p.usedGpuMemory / 2**20, 1) if p.usedGpuMemory is not None else None)}
-                    for p in procs if int(p.pid) not in own_pids]
+                    {
+                        "pid": int(p.pid),
+                        "used_gpu_memory_mb": (
+                            round(p.usedGpuMemory / 2**20, 1) if p.usedGpuMemory is not None else None
+                        ),
+                    }
+                    for p in procs
+                    if int(p.pid) not in own_pids
+                ]
         return out
 
     def uuid_of(self, domain: str) -> str | None:
@@ -343,8 +398,14 @@ class NvmlMeter(Meter):
                     "source": g.domain.source,
                     "method": g.domain.method,
                     **({"cross_check": g.polled.method} if g.polled else {}),
-                    **({} if g.counter else {"note": "nvmlDeviceGetPowerUsage integrated over reads; "
-                                                     "a 1 s average on Ampere and newer (except GA100)"}),
+                    **(
+                        {}
+                        if g.counter
+                        else {
+                            "note": "nvmlDeviceGetPowerUsage integrated over reads; "
+                            "a 1 s average on Ampere and newer (except GA100)"
+                        }
+                    ),
                 }
                 for g in self._gpus
             ],
@@ -358,8 +419,7 @@ def _import_pynvml() -> ModuleType:
     try:
         import pynvml
     except ImportError:
-        raise MeterUnavailable("NVML: the nvidia-ml-py package is not installed "
-                               "(`pip install nvidia-ml-py`)") from None
+        raise MeterUnavailable("NVML: the nvidia-ml-py package is not installed (`pip install nvidia-ml-py`)") from None
     return pynvml
 
 
@@ -406,15 +466,21 @@ def agreement(energy: dict) -> dict[str, dict]:
             continue
         diff = polled.gross_j - counter.gross_j
         out[counter.domain.name] = {
-            "counter_j": counter.gross_j, "polled_j": polled.gross_j, "diff_j": diff,
+            "counter_j": counter.gross_j,
+            "polled_j": polled.gross_j,
+            "diff_j": diff,
             "diff_rel": diff / counter.gross_j if counter.gross_j > 0 else None,
             "short": polled.short or counter.short,
         }
     return out
 
 
-def open_nvml(pynvml_module: ModuleType | None = None, visible: str | None = None,
-              clock: Callable[[], float] = time.monotonic, used_uuids: list[str] | None = None) -> NvmlMeter:
+def open_nvml(
+    pynvml_module: ModuleType | None = None,
+    visible: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    used_uuids: list[str] | None = None,
+) -> NvmlMeter:
     """Open the NVML meter, or raise MeterUnavailable with the one-line reason (never other errors)."""
     try:
         return NvmlMeter(pynvml_module, visible=visible, clock=clock, used_uuids=used_uuids)

@@ -42,9 +42,14 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def probe(seconds: float = 1.0, tdp_w: float | None = None, *, hz: float = 10.0,
-          powercap_root: str | os.PathLike | None = None,
-          pynvml_module: ModuleType | None = None) -> dict[str, Any]:
+def probe(
+    seconds: float = 1.0,
+    tdp_w: float | None = None,
+    *,
+    hz: float = 10.0,
+    powercap_root: str | os.PathLike | None = None,
+    pynvml_module: ModuleType | None = None,
+) -> dict[str, Any]:
     """Open every meter, read it for `seconds` at `hz`, and report watts per domain."""
     if not seconds > 0:
         raise ValueError(f"probe time must be positive, not {seconds}")
@@ -85,8 +90,9 @@ def probe(seconds: float = 1.0, tdp_w: float | None = None, *, hz: float = 10.0,
             "manifest": meter.manifest(),
         }
         if name == "model":
-            item["note"] = ("estimate for this probe's own process, idle while probing; "
-                            "a run estimates its worker's process tree")
+            item["note"] = (
+                "estimate for this probe's own process, idle while probing; a run estimates its worker's process tree"
+            )
         report_meters.append(item)
 
     return {
@@ -101,7 +107,7 @@ def probe(seconds: float = 1.0, tdp_w: float | None = None, *, hz: float = 10.0,
 def _reason(miss: dict[str, str]) -> str:
     """The reason without a repeat of the meter's name ("rapl: RAPL: ..." reads badly)."""
     reason, prefix = miss["reason"], miss["meter"].upper() + ": "
-    return reason[len(prefix):] if reason.startswith(prefix) else reason
+    return reason[len(prefix) :] if reason.startswith(prefix) else reason
 
 
 def _fmt_w(w: float | None) -> str:
@@ -114,14 +120,16 @@ def _fmt_us(us: float | None) -> str:
 
 def probe_lines(report: dict[str, Any]) -> list[str]:
     """The report as plain text lines (for logs, pipes and --plain)."""
-    lines = [f"Meters on this machine ({report['cpu_model']}), read for {report['seconds']:.2f} s "
-             f"at {report['hz']:g} Hz:"]
+    lines = [
+        f"Meters on this machine ({report['cpu_model']}), read for {report['seconds']:.2f} s at {report['hz']:g} Hz:"
+    ]
     for m in report["meters"]:
         lines.append(f"  {m['meter']} (one read: {_fmt_us(m['read_us'])})")
         for d in m["domains"]:
             gap = f"  GAP: {d['gap']}" if "gap" in d else ""
-            lines.append(f"    {d['domain']:<14} {d['kind']:<8} {_fmt_w(d['watts']):>10}  "
-                         f"{d['source']:<8} {d['method']}{gap}")
+            lines.append(
+                f"    {d['domain']:<14} {d['kind']:<8} {_fmt_w(d['watts']):>10}  {d['source']:<8} {d['method']}{gap}"
+            )
         if m.get("note"):
             lines.append(f"    note: {m['note']}")
         for note in m["manifest"].get("notes", []) or []:
@@ -139,8 +147,9 @@ def render_probe(report: dict[str, Any]):
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"Meters: {report['cpu_model']}, {report['seconds']:.2f} s at {report['hz']:g} Hz",
-                  title_justify="left")
+    table = Table(
+        title=f"Meters: {report['cpu_model']}, {report['seconds']:.2f} s at {report['hz']:g} Hz", title_justify="left"
+    )
     table.add_column("meter")
     table.add_column("domain")
     table.add_column("kind")
@@ -153,8 +162,15 @@ def render_probe(report: dict[str, Any]):
         for i, d in enumerate(m["domains"]):
             source = Text(d["source"], style="yellow" if d["source"] == "modelled" else "green")
             power = Text(_fmt_w(d["watts"]) + (" (gap)" if "gap" in d else ""))
-            table.add_row(m["meter"] if i == 0 else "", d["domain"], d["kind"], power, source,
-                          d["method"], _fmt_us(m["read_us"]) if i == 0 else "")
+            table.add_row(
+                m["meter"] if i == 0 else "",
+                d["domain"],
+                d["kind"],
+                power,
+                source,
+                d["method"],
+                _fmt_us(m["read_us"]) if i == 0 else "",
+            )
         if m.get("note"):
             notes.append(f"{m['meter']}: {m['note']}")
         notes.extend(f"{m['meter']}: {n}" for n in m["manifest"].get("notes", []) or [])

@@ -241,7 +241,7 @@ class RaplMeter(Meter):
             for sub, sdir in self._subzones(zone, zdir):
                 sname = _read_name(sdir)
                 if sname == "dram":
-                    dname = "dram-" + name[len("package-"):]
+                    dname = "dram-" + name[len("package-") :]
                     candidates.append((Domain(dname, "counter", f"rapl:{dname}", "dram"), sub, sdir))
                 elif sname in _PART_OF_PACKAGE:
                     self._ignore(sub, sname, f"part of {name}, which is measured whole")
@@ -274,8 +274,10 @@ class RaplMeter(Meter):
             if skipped:
                 first = skipped[0]
                 raise MeterUnavailable(f"RAPL: {first['zone']} ({first['name']}): {first['why']}")
-            raise MeterUnavailable(f"RAPL: no CPU package zone in {root} (only: "
-                                   f"{', '.join(sorted({i['name'] or i['zone'] for i in self._ignored}))})")
+            raise MeterUnavailable(
+                f"RAPL: no CPU package zone in {root} (only: "
+                f"{', '.join(sorted({i['name'] or i['zone'] for i in self._ignored}))})"
+            )
         return zones
 
     def _subzones(self, zone: str, zdir: Path) -> list[tuple[str, Path]]:
@@ -315,15 +317,12 @@ class RaplMeter(Meter):
             except (OSError, ValueError) as exc:
                 raise MeterUnavailable(f"RAPL: reading {z.path} failed: {_why(exc)}") from None
             if not 0 <= z.last_uj <= z.max_uj:
-                raise MeterUnavailable(
-                    f"RAPL: {z.path} reads {z.last_uj}, outside 0..max_energy_range_uj={z.max_uj}"
-                )
+                raise MeterUnavailable(f"RAPL: {z.path} reads {z.last_uj}, outside 0..max_energy_range_uj={z.max_uj}")
         self._drop_mirrored_dies(zones)
 
     def _permission_message(self, path: str) -> str:
         globs = " ".join(f"{self.root}/{c}:*/energy_uj {self.root}/{c}:*/*/energy_uj" for c in self._ctypes)
-        return (f"RAPL: {path} is not readable (root-only since Linux 5.10); run as root or "
-                f"`sudo chmod a+r {globs}`")
+        return f"RAPL: {path} is not readable (root-only since Linux 5.10); run as root or `sudo chmod a+r {globs}`"
 
     def _drop_mirrored_dies(self, zones: list[_Zone]) -> None:
         """On AMD multi-die parts every `package-N-die-M` zone reads the one socket counter.
@@ -351,7 +350,7 @@ class RaplMeter(Meter):
             if a <= b <= c:
                 zones.remove(z)
                 # Its DRAM subzone (if any) mirrors the same way; drop it with the die.
-                dram = "dram-" + z.domain.name[len("package-"):]
+                dram = "dram-" + z.domain.name[len("package-") :]
                 for d in [d for d in zones if d.domain.name == dram]:
                     zones.remove(d)
                 self._ignore(z.zone, z.domain.name, f"mirrors {ref.domain.name} (same socket counter)")
@@ -417,8 +416,8 @@ class RaplMeter(Meter):
             "ignored": list(self._ignored),
             "notes": list(self._notes),
             "wraparound": "delta = (new - old) mod (max_energy_range_uj + 1), in integer microjoules, when "
-                          "max_power_w x elapsed time allows it; otherwise a reset or lost wraps: nothing "
-                          "added and the phase flagged as a gap",
+            "max_power_w x elapsed time allows it; otherwise a reset or lost wraps: nothing "
+            "added and the phase flagged as a gap",
         }
 
 
@@ -427,14 +426,18 @@ def _energy_between(z: _Zone, raw: int, dt: float) -> tuple[int, str | None]:
     dt = max(dt, 0.0)
     if z.max_w * dt * 1e6 >= z.modulus:
         period = z.modulus / 1e6 / z.max_w
-        return 0, (f"RAPL {z.domain.name}: not read for {dt:.1f} s, longer than its shortest wrap period "
-                   f"({period:.3g} s at {z.max_w:g} W): wraps may be lost, so its energy over those "
-                   f"{dt:.1f} s is unknown and not counted")
+        return 0, (
+            f"RAPL {z.domain.name}: not read for {dt:.1f} s, longer than its shortest wrap period "
+            f"({period:.3g} s at {z.max_w:g} W): wraps may be lost, so its energy over those "
+            f"{dt:.1f} s is unknown and not counted"
+        )
     forward = (raw - z.last_uj) % z.modulus
     if forward > z.max_w * (dt + READ_SLACK_S) * 1e6:
         what = "went back" if raw < z.last_uj else "jumped ahead"
-        return 0, (f"RAPL {z.domain.name}: counter {what} from {z.last_uj} to {raw} uJ in {dt:.3g} s, more than "
-                   f"{z.max_w:g} W can use: a reset, not counted")
+        return 0, (
+            f"RAPL {z.domain.name}: counter {what} from {z.last_uj} to {raw} uJ in {dt:.3g} s, more than "
+            f"{z.max_w:g} W can use: a reset, not counted"
+        )
     return forward, None
 
 

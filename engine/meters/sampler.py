@@ -79,8 +79,13 @@ class PhaseEnergy:
         return out
 
 
-def phase_energy(start: Snapshot, end: Snapshot, domains: dict[str, Domain],
-                 idle_watts: dict[str, float], sample_period: float | None = None) -> dict[str, PhaseEnergy]:
+def phase_energy(
+    start: Snapshot,
+    end: Snapshot,
+    domains: dict[str, Domain],
+    idle_watts: dict[str, float],
+    sample_period: float | None = None,
+) -> dict[str, PhaseEnergy]:
     duration = end.t - start.t
     # A domain is a gap for the phase if it was failing at either end or a gap began in between.
     gaps = start.gaps | end.gaps | {n for n, c in end.gap_counts.items() if c > start.gap_counts.get(n, 0)}
@@ -92,8 +97,11 @@ def phase_energy(start: Snapshot, end: Snapshot, domains: dict[str, Domain],
             gap=name in gaps,
             duration_s=duration,
             # power polled by the sampler changes only once per sampling period
-            update_s=(max(sample_period, uncertainty(domain.method).update_s)
-                      if domain.source == "polled" and sample_period else None),
+            update_s=(
+                max(sample_period, uncertainty(domain.method).update_s)
+                if domain.source == "polled" and sample_period
+                else None
+            ),
         )
         for name, domain in domains.items()
     }

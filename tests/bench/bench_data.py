@@ -52,9 +52,13 @@ def bench(spec: RunSpec, repeat: int) -> dict:
             warm_load.append(load)
         entry = next((Path(tmp) / f"cold-{repeat - 1}" / "prepared").glob("*.npz"))
         size = entry.stat().st_size
-    return {"cold": statistics.median(cold), "cached": statistics.median(warm),
-            "cold_load": statistics.median(cold_load), "cached_load": statistics.median(warm_load),
-            "entry_mb": size / 1e6}
+    return {
+        "cold": statistics.median(cold),
+        "cached": statistics.median(warm),
+        "cold_load": statistics.median(cold_load),
+        "cached_load": statistics.median(warm_load),
+        "entry_mb": size / 1e6,
+    }
 
 
 def main() -> None:

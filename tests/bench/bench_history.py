@@ -47,8 +47,13 @@ def measure(args: list[str], logs: Path, cwd: Path) -> tuple[float, float]:
     """Seconds and peak RSS (MB) of one `joulelab` command in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", *args, "--logs", str(logs)], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", *args, "--logs", str(logs)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
     err = proc.stderr.read().decode()
@@ -63,8 +68,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 5000])
     parser.add_argument("--formats", nargs="+", default=["csv", "parquet"])
     args = parser.parse_args()
-    commands = [("runs", ["runs"])] + [(f"export --all {f}", ["export", "--all", "--format", f, "-o", "OUT"])
-                                      for f in args.formats]
+    commands = [("runs", ["runs"])] + [
+        (f"export --all {f}", ["export", "--all", "--format", f, "-o", "OUT"]) for f in args.formats
+    ]
     results: dict[str, dict[int, tuple[float, float]]] = {name: {} for name, _ in commands}
     with tempfile.TemporaryDirectory(prefix="joulelab-bench-") as tmp:
         for n in args.sizes:
@@ -81,8 +87,10 @@ def main() -> None:
                 print(f"  {name:<22} {n:>6} runs: {s:6.2f} s  peak {mb:7.1f} MB", flush=True)
             shutil.rmtree(logs)
     small, big = min(args.sizes), max(args.sizes)
-    print(f"\n{'command':<22} {'s @' + str(small):>9} {'s @' + str(big):>9} {'MB @' + str(small):>10} "
-          f"{'MB @' + str(big):>10} {'MB ratio':>9}  target <= 1.5x")
+    print(
+        f"\n{'command':<22} {'s @' + str(small):>9} {'s @' + str(big):>9} {'MB @' + str(small):>10} "
+        f"{'MB @' + str(big):>10} {'MB ratio':>9}  target <= 1.5x"
+    )
     ok = True
     for name, by_n in results.items():
         (s1, m1), (s2, m2) = by_n[small], by_n[big]

@@ -47,9 +47,16 @@ def small_network() -> tuple[nn.Module, str]:
         return build_network((6, 128), "small", 24), "engine.models.build_network((6, 128), 'small', 24)"
     except Exception as exc:  # the models module changed: fall back to an equivalent net
         net = nn.Sequential(
-            nn.Conv1d(6, 16, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
-            nn.Conv1d(16, 16, 5, padding=2), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
-            nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 24),
+            nn.Conv1d(6, 16, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(16, 16, 5, padding=2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool1d(1),
+            nn.Flatten(),
+            nn.Linear(16, 32),
+            nn.ReLU(),
+            nn.Linear(32, 24),
         )
         return net, f"fallback 2-conv net ({type(exc).__name__}: {exc})"
 
@@ -72,7 +79,7 @@ class Trainer:
         for _ in range(count):
             j = self.i % (len(self.x) // self.batch) * self.batch
             self.i += 1
-            xb, yb = self.x[j:j + self.batch], self.y[j:j + self.batch]
+            xb, yb = self.x[j : j + self.batch], self.y[j : j + self.batch]
             self.opt.zero_grad(set_to_none=True)
             self.loss(self.net(xb), yb).backward()
             self.opt.step()
@@ -120,15 +127,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150, help="training steps per run")
     ap.add_argument("--repeats", type=int, default=10, help="interleaved repeats of every configuration")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
-                    help="torch threads (default: one fewer than the CPUs, so the sampler thread has room)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="torch threads (default: one fewer than the CPUs, so the sampler thread has room)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     trainer = Trainer(args.batch)
     meters, missing = discover(os.getpid())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}; network: {trainer.net_desc}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}; network: {trainer.net_desc}"
+    )
     print("meters: " + ", ".join(f"{meter_name(m)} ({', '.join(d.method for d in m.domains)})" for m in meters))
     for m in missing:
         print(f"  not used: {m.meter}: {m.reason}")
@@ -156,9 +169,11 @@ def main() -> None:
     print(f"  {'off':<10} {statistics.median(runs['off']) * 1e3:>9.3f} {0:>12}")
     for label, rs in ratios.items():
         q1, _, q3 = statistics.quantiles(rs, n=4) if len(rs) > 1 else (rs[0], rs[0], rs[0])
-        print(f"  {label:<10} {statistics.median(runs[label]) * 1e3:>9.3f} "
-              f"{statistics.median(samples[label]):>12.0f} {statistics.median(rs):>13.4f} "
-              f"{f'({q1:.4f}..{q3:.4f})':>17}")
+        print(
+            f"  {label:<10} {statistics.median(runs[label]) * 1e3:>9.3f} "
+            f"{statistics.median(samples[label]):>12.0f} {statistics.median(rs):>13.4f} "
+            f"{f'({q1:.4f}..{q3:.4f})':>17}"
+        )
     verdict = "meets" if statistics.median(ratios["10 Hz"]) <= 1.01 else "MISSES"
     print(f"  10 Hz {verdict} the target ratio <= 1.01 (read it against the A/A 'off again' row)")
 
@@ -174,8 +189,10 @@ def main() -> None:
     print(f"  the sampler's reads take, of one core: {share}")
     with tempfile.TemporaryDirectory() as tmp:
         fake = open_rapl(fake_rapl_tree(Path(tmp)))
-        print(f"  {'rapl (FAKE tree)':<22} {read_cost_us(fake):>8.1f} us  ({len(fake.domains)} domains: "
-              f"{', '.join(d.name for d in fake.domains)})")
+        print(
+            f"  {'rapl (FAKE tree)':<22} {read_cost_us(fake):>8.1f} us  ({len(fake.domains)} domains: "
+            f"{', '.join(d.name for d in fake.domains)})"
+        )
 
 
 if __name__ == "__main__":

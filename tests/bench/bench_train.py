@@ -31,7 +31,7 @@ def plain_loop(net, x, y, epochs, batch_size, lr, seed):
     for _ in range(epochs):
         order = torch.randperm(len(xt), generator=g)
         for i in range(0, len(xt), batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(xt[idx]), yt[idx])
             loss.backward()
@@ -47,7 +47,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.samples, 6, 128)).astype(np.float32)
     y = rng.integers(0, 12, size=args.samples).astype(np.int64)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.samples} samples x {args.epochs} epochs")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.samples} samples x {args.epochs} epochs"
+    )
     for size in ("small", "big"):
         ratios = []
         for r in range(args.repeats):
@@ -62,8 +64,10 @@ def main() -> None:
                     fit(net, x, y, epochs=args.epochs, batch_size=64, lr=1e-3, seed=r, on_progress=lambda p: None)
                 times[which] = time.perf_counter() - t0
             ratios.append(times["plain"] / times["joulelab"])  # throughput of joulelab relative to plain
-        print(f"{size:5s}: joulelab/plain throughput median {statistics.median(ratios):.3f} "
-              f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {len(ratios)} pairs)")
+        print(
+            f"{size:5s}: joulelab/plain throughput median {statistics.median(ratios):.3f} "
+            f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {len(ratios)} pairs)"
+        )
 
 
 if __name__ == "__main__":

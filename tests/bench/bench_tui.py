@@ -66,6 +66,7 @@ def child(out: Path, rate: float, duration: float, idle_s: float, logs: Path) ->
                     return original(*a, **k)
                 finally:
                     spent[label] = spent.get(label, 0.0) + time.process_time() - t
+
             setattr(cls, name, wrapper)
 
         timed(Screen, "_on_timer_update", "screen update (compositor + output)")
@@ -80,6 +81,7 @@ def child(out: Path, rate: float, duration: float, idle_s: float, logs: Path) ->
             for w in self._dirty_widgets:
                 dirty[type(w).__name__ + (f"#{w.id}" if w.id else "")] += 1
             return update(self)
+
         Screen._on_timer_update = counting
         timed(LiveView, "_tick", "live view tick (text + graph redraw)")
         timed(LiveView, "fold", "folding events")
@@ -139,9 +141,11 @@ def child(out: Path, rate: float, duration: float, idle_s: float, logs: Path) ->
             out.write_text(json.dumps(result))
             self.exit()
 
-    app = BenchApp(logs_dir=logs, worker_command=[sys.executable, str(FAKE), "--rate", str(rate),
-                                                  "--duration", str(duration)],
-                   datasets=lambda d: ([{"name": "synthetic", "found": True}], None))
+    app = BenchApp(
+        logs_dir=logs,
+        worker_command=[sys.executable, str(FAKE), "--rate", str(rate), "--duration", str(duration)],
+        datasets=lambda d: ([{"name": "synthetic", "found": True}], None),
+    )
     app.run()
 
 
@@ -176,10 +180,28 @@ def measure(args, COLS: int, ROWS: int) -> dict | None:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)}
-        proc = subprocess.Popen([sys.executable, __file__, "--child", str(out), "--logs", str(Path(tmp) / "logs"),
-                                 "--rate", str(args.rate), "--duration", str(args.duration),
-                                 "--idle", str(args.idle)],
-                                stdin=slave, stdout=slave, stderr=slave, env=env, cwd=REPO, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(out),
+                "--logs",
+                str(Path(tmp) / "logs"),
+                "--rate",
+                str(args.rate),
+                "--duration",
+                str(args.duration),
+                "--idle",
+                str(args.idle),
+            ],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
         os.close(slave)
         received = 0
         tail = b""
@@ -202,8 +224,10 @@ def measure(args, COLS: int, ROWS: int) -> dict | None:
             return None
         os.close(master)
         if not out.exists():
-            print(f"the app exited ({proc.returncode}) without results; it wrote:\n"
-                  + tail.decode("utf-8", "replace"), file=sys.stderr)
+            print(
+                f"the app exited ({proc.returncode}) without results; it wrote:\n" + tail.decode("utf-8", "replace"),
+                file=sys.stderr,
+            )
             return None
         r = json.loads(out.read_text())
 
@@ -213,20 +237,33 @@ def measure(args, COLS: int, ROWS: int) -> dict | None:
         values = sorted(values)
         return values[min(len(values) - 1, int(q * len(values)))]
 
-    print(f"JouleLab TUI benchmark: {args.rate:g} samples/s (2 domains) for {args.duration:g} s, "
-          f"terminal {COLS}x{ROWS}, graph {r['graph_size'][0]}x{r['graph_size'][1]}")
+    print(
+        f"JouleLab TUI benchmark: {args.rate:g} samples/s (2 domains) for {args.duration:g} s, "
+        f"terminal {COLS}x{ROWS}, graph {r['graph_size'][0]}x{r['graph_size'][1]}"
+    )
     print(f"  app CPU while streaming: {100 * r['run_cpu_fraction']:5.2f} % of one core  (target <= 5 %)")
-    print(f"  app CPU while idle:      {100 * r['idle_cpu_fraction']:5.2f} % of one core  "
-          f"(same app on the Live tab, {args.idle:g} s before the run; streaming/idle = "
-          f"{r['run_cpu_fraction'] / max(r['idle_cpu_fraction'], 1e-9):.1f}x)")
-    print(f"  graph redraws: {r['redraws']} in {r['run_wall_s']:.1f} s "
-          f"({r['redraws'] / r['run_wall_s']:.1f}/s, timer 4 Hz); {r['samples']} points held")
-    print(f"  redraw during the run (prepare + draw): median {statistics.median(redraw):5.2f} ms, "
-          f"p95 {pct(redraw, 0.95):5.2f} ms, max {max(redraw):5.2f} ms  (target <= 25 ms)")
-    print(f"  redraw full path on the final data (prepare + draw + strips): median "
-          f"{statistics.median(full):5.2f} ms, p95 {pct(full, 0.95):5.2f} ms")
+    print(
+        f"  app CPU while idle:      {100 * r['idle_cpu_fraction']:5.2f} % of one core  "
+        f"(same app on the Live tab, {args.idle:g} s before the run; streaming/idle = "
+        f"{r['run_cpu_fraction'] / max(r['idle_cpu_fraction'], 1e-9):.1f}x)"
+    )
+    print(
+        f"  graph redraws: {r['redraws']} in {r['run_wall_s']:.1f} s "
+        f"({r['redraws'] / r['run_wall_s']:.1f}/s, timer 4 Hz); {r['samples']} points held"
+    )
+    print(
+        f"  redraw during the run (prepare + draw): median {statistics.median(redraw):5.2f} ms, "
+        f"p95 {pct(redraw, 0.95):5.2f} ms, max {max(redraw):5.2f} ms  (target <= 25 ms)"
+    )
+    print(
+        f"  redraw full path on the final data (prepare + draw + strips): median "
+        f"{statistics.median(full):5.2f} ms, p95 {pct(full, 0.95):5.2f} ms"
+    )
     if r.get("dirty"):
-        print("  repainted (count):", ", ".join(f"{k} {v}" for k, v in sorted(r["dirty"].items(), key=lambda kv: -kv[1])[:12]))
+        print(
+            "  repainted (count):",
+            ", ".join(f"{k} {v}" for k, v in sorted(r["dirty"].items(), key=lambda kv: -kv[1])[:12]),
+        )
     for label, seconds in r.get("spent", {}).items():
         print(f"  {label}: {100 * seconds / (args.idle + r['run_wall_s']):.2f} % of one core (idle + run)")
     print(f"  terminal output, whole session (start-up, idle, run): {received / 1024:.0f} KiB")

@@ -30,8 +30,15 @@ def synth_rows(rows: int, seed: int) -> list[str]:
     return [HEADER + "\n"] + [f"{i}," + ",".join(f"{v:.6f}" for v in row) + "\n" for i, row in enumerate(values)]
 
 
-def make_motionsense(data_dir: Path, shared: Path | None = None, subjects=(1, 2, 3, 4), rows: int | None = 1500,
-                     folders=("wlk_7",), layout: str = "dir", subjects_info: bool = False) -> Path:
+def make_motionsense(
+    data_dir: Path,
+    shared: Path | None = None,
+    subjects=(1, 2, 3, 4),
+    rows: int | None = 1500,
+    folders=("wlk_7",),
+    layout: str = "dir",
+    subjects_info: bool = False,
+) -> Path:
     """<data_dir>/motionsense with the given trial folders and subjects.
 
     Rows come from the real wlk_7 file of each subject when `shared` is given (a different slice per
@@ -48,7 +55,7 @@ def make_motionsense(data_dir: Path, shared: Path | None = None, subjects=(1, 2,
         for s in subjects:
             if shared is not None:
                 lines = real_rows(shared, s)
-                body = lines[1 + k * 50:]
+                body = lines[1 + k * 50 :]
                 lines = [lines[0]] + (body if rows is None else body[:rows])
             else:
                 lines = synth_rows(rows or 1500, seed=1000 * k + s)
@@ -70,8 +77,7 @@ def es_files(shared: Path) -> list[Path]:
     return sorted((shared / "extrasensory").glob("*.features_labels.csv.gz"))
 
 
-def make_extrasensory(data_dir: Path, shared: Path, users: int = 4, rows: int | None = 200,
-                      edit=None) -> Path:
+def make_extrasensory(data_dir: Path, shared: Path, users: int = 4, rows: int | None = 200, edit=None) -> Path:
     """<data_dir>/extrasensory with the first `users` real user files, cut to `rows` rows.
 
     `edit(lines, index)` may change a user's lines (header included) before they are written.

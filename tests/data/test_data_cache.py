@@ -34,8 +34,9 @@ def test_second_motionsense_load_is_a_hit_without_parsing(shared_data, tmp_path,
     assert warm.info["cache"] == "hit"
     np.testing.assert_array_equal(cold.source.x_train, warm.source.x_train)
     np.testing.assert_array_equal(cold.target.x_test, warm.target.x_test)
-    assert {k: v for k, v in cold.info.items() if k != "load_s" and not k.startswith("cache")} == \
-           {k: v for k, v in warm.info.items() if k != "load_s" and not k.startswith("cache")}
+    assert {k: v for k, v in cold.info.items() if k != "load_s" and not k.startswith("cache")} == {
+        k: v for k, v in warm.info.items() if k != "load_s" and not k.startswith("cache")
+    }
     # Windowing and groups are applied after the cache: other choices reuse the same entry.
     other = motionsense.load(tmp_path, window=64, stride=20, channels="all")
     assert other.info["cache"] == "hit" and other.source.input_shape == (12, 64)
@@ -138,6 +139,5 @@ def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
 def test_disabled_cache_writes_nothing(tmp_path):
     src = tmp_path / "a.csv"
     src.write_text("x")
-    result = cache.load_or_build("t", [src], {}, lambda: ({"a": np.ones(2)}, {}), enabled=False,
-                                 root=tmp_path / "root")
+    result = cache.load_or_build("t", [src], {}, lambda: ({"a": np.ones(2)}, {}), enabled=False, root=tmp_path / "root")
     assert result.status == "disabled" and not (tmp_path / "root").exists()

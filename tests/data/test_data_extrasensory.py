@@ -56,7 +56,8 @@ def test_label_filter_keeps_only_labelled_rows(es_data, es_pocket):
     assert info["rows_filtered_out"] > 0
     assert info["rows_used"] == info["rows_total"] - info["rows_filtered_out"] - info["rows_nan_dropped"]
     assert sum(len(s.y_train) for s in (es_pocket.source, es_pocket.target)) < sum(
-        len(s.y_train) for s in (es_data.source, es_data.target))
+        len(s.y_train) for s in (es_data.source, es_data.target)
+    )
 
 
 def test_label_filter_shorthand_and_typo(shared_data, tmp_path):
@@ -70,8 +71,11 @@ def test_label_filter_shorthand_and_typo(shared_data, tmp_path):
 
 def test_groups_by_prefix_or_full_uuid(shared_data, tmp_path):
     make_extrasensory(tmp_path, shared_data, users=5, rows=100)
-    data = extrasensory.load(tmp_path, source_group=("0a986513", "1155FF54-63D3-4AB2-9863-8385D0BD0A13"),
-                             target_group=("24E40C4C", "33A85C34"))
+    data = extrasensory.load(
+        tmp_path,
+        source_group=("0a986513", "1155FF54-63D3-4AB2-9863-8385D0BD0A13"),
+        target_group=("24E40C4C", "33A85C34"),
+    )
     assert data.source.classes == ["0A986513", "1155FF54"]
     assert data.target.classes == ["24E40C4C", "33A85C34"]
     rest = extrasensory.load(tmp_path, source_group=("0A986513", "1155FF54"))

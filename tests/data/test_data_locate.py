@@ -6,8 +6,14 @@ from pathlib import Path
 
 import platformdirs
 
-from engine.data.locate import (describe_datasets, find_extrasensory, find_motionsense, format_descriptions,
-                                resolve_data_dir, resolve_data_dir_with_origin)
+from engine.data.locate import (
+    describe_datasets,
+    find_extrasensory,
+    find_motionsense,
+    format_descriptions,
+    resolve_data_dir,
+    resolve_data_dir_with_origin,
+)
 
 from .builders import make_extrasensory, make_motionsense
 

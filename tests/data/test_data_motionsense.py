@@ -55,8 +55,8 @@ def test_windows_are_the_csv_columns_with_a_gap(ms_data, shared_data):
     x_train = ms_data.source.x_train[ms_data.source.y_train == 0]
     x_test = ms_data.source.x_test[ms_data.source.y_test == 0]
     np.testing.assert_array_equal(x_train[0], signal[:W].T)
-    np.testing.assert_array_equal(x_train[1], signal[S:S + W].T)
-    np.testing.assert_array_equal(x_test[0], signal[cut + W:cut + 2 * W].T)  # one window of gap
+    np.testing.assert_array_equal(x_train[1], signal[S : S + W].T)
+    np.testing.assert_array_equal(x_test[0], signal[cut + W : cut + 2 * W].T)  # one window of gap
     last_train_end = (len(x_train) - 1) * S + W
     assert last_train_end <= cut < cut + W  # no training sample at or after the cut
 

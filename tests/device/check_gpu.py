@@ -32,11 +32,22 @@ BUDGET_S = 200.0  # start no run after this
 DEADLINE_S = 280.0  # a run still going then is stopped, so the verdict prints before check.sh's 295 s
 # Short settings: two epochs, idle and test phases just over LONG_PHASE_S, so each run has phases
 # the 10 % rule applies to. The source network is trained here (its pretrain phase is metered).
-SETTINGS = {"epochs": 2, "pretrain_epochs": 2, "idle_s": 6.0, "test_min_s": 6.0, "cooldown_s": 5.0,
-            "reuse_source": False}
+SETTINGS = {
+    "epochs": 2,
+    "pretrain_epochs": 2,
+    "idle_s": 6.0,
+    "test_min_s": 6.0,
+    "cooldown_s": 5.0,
+    "reuse_source": False,
+}
 # The wide network (training dominates) in fp32 and amp, transfer and scratch; then the study's own.
-CONFIGS = ["synthetic/big-x16/scratch/baseline", "synthetic/big-x16/transfer/baseline",
-           "synthetic/big-x16/scratch/amp", "synthetic/big-x16/transfer/amp", "synthetic/big/scratch/baseline"]
+CONFIGS = [
+    "synthetic/big-x16/scratch/baseline",
+    "synthetic/big-x16/transfer/baseline",
+    "synthetic/big-x16/scratch/amp",
+    "synthetic/big-x16/transfer/amp",
+    "synthetic/big/scratch/baseline",
+]
 
 
 def phase_rows(summary: dict) -> tuple[list[dict], list[str]]:
@@ -44,7 +55,9 @@ def phase_rows(summary: dict) -> tuple[list[dict], list[str]]:
     rows, failures = [], []
     device = summary.get("device") or {}
     if not any(m["kind"] == "gpu" for m in summary.get("meters", [])):
-        failures.append(f"{summary['config']}: the GPU was not metered ({device.get('not_metered') or 'no NVML domain'})")
+        failures.append(
+            f"{summary['config']}: the GPU was not metered ({device.get('not_metered') or 'no NVML domain'})"
+        )
     for phase, record in summary.get("phases", {}).items():
         energy = record["energy"]
         for name, e in energy.items():
@@ -52,22 +65,37 @@ def phase_rows(summary: dict) -> tuple[list[dict], list[str]]:
                 failures.append(f"{summary['config']} {phase}: {name} is modelled")
         both = next(iter((record.get("nvml_agreement") or {}).values()), None)
         rapl_pkg = sum(e["gross_j"] for e in energy.values() if e["method"].startswith("rapl:") and e["kind"] == "cpu")
-        rapl_dram = sum(e["gross_j"] for e in energy.values() if e["method"].startswith("rapl:") and e["kind"] == "dram")
+        rapl_dram = sum(
+            e["gross_j"] for e in energy.values() if e["method"].startswith("rapl:") and e["kind"] == "dram"
+        )
         has_rapl = any(e["method"].startswith("rapl:") for e in energy.values())
         gpu_j = sum(e["gross_j"] for n, e in energy.items() if e["kind"] == "gpu")
         total = record["total"]["gross_j"]
-        row = {"phase": phase, "duration_s": record["duration_s"],
-               "counter_j": both["counter_j"] if both else None, "polled_j": both["polled_j"] if both else None,
-               "diff_rel": both["diff_rel"] if both else None,
-               "rapl_package_j": rapl_pkg if has_rapl else None, "rapl_dram_j": rapl_dram if has_rapl else None,
-               "gpu_share": gpu_j / total if total > 0 else None, "cpu_source": _cpu_source(energy),
-               "contended": bool((record.get("gpu_contention") or {}) and any(
-                   g["contended"] for g in record["gpu_contention"].values()))}
+        row = {
+            "phase": phase,
+            "duration_s": record["duration_s"],
+            "counter_j": both["counter_j"] if both else None,
+            "polled_j": both["polled_j"] if both else None,
+            "diff_rel": both["diff_rel"] if both else None,
+            "rapl_package_j": rapl_pkg if has_rapl else None,
+            "rapl_dram_j": rapl_dram if has_rapl else None,
+            "gpu_share": gpu_j / total if total > 0 else None,
+            "cpu_source": _cpu_source(energy),
+            "contended": bool(
+                (record.get("gpu_contention") or {}) and any(g["contended"] for g in record["gpu_contention"].values())
+            ),
+        }
         rows.append(row)
-        if both and record["duration_s"] > LONG_PHASE_S and both["diff_rel"] is not None \
-                and abs(both["diff_rel"]) > MAX_DISAGREEMENT:
-            failures.append(f"{summary['config']} {phase}: counter {both['counter_j']:.1f} J vs polled "
-                            f"{both['polled_j']:.1f} J ({both['diff_rel']:+.1%}) over {record['duration_s']:.1f} s")
+        if (
+            both
+            and record["duration_s"] > LONG_PHASE_S
+            and both["diff_rel"] is not None
+            and abs(both["diff_rel"]) > MAX_DISAGREEMENT
+        ):
+            failures.append(
+                f"{summary['config']} {phase}: counter {both['counter_j']:.1f} J vs polled "
+                f"{both['polled_j']:.1f} J ({both['diff_rel']:+.1%}) over {record['duration_s']:.1f} s"
+            )
     return rows, failures
 
 
@@ -82,18 +110,27 @@ def _fmt(value, spec: str) -> str:
 
 def print_run(summary: dict, rows: list[dict]) -> None:
     d = summary.get("device") or {}
-    print(f"\n== {summary['config']}  ({summary['status']}, {summary.get('precision')}, {d.get('name')}, "
-          f"{d.get('uuid')}, driver {d.get('driver')}, CUDA {d.get('cuda')}, cuDNN {d.get('cudnn')}, "
-          f"limit {d.get('power_limit_w')} W, clocks {d.get('clocks')})")
+    print(
+        f"\n== {summary['config']}  ({summary['status']}, {summary.get('precision')}, {d.get('name')}, "
+        f"{d.get('uuid')}, driver {d.get('driver')}, CUDA {d.get('cuda')}, cuDNN {d.get('cudnn')}, "
+        f"limit {d.get('power_limit_w')} W, clocks {d.get('clocks')})"
+    )
     thermal = summary.get("thermal") or {}
-    print(f"   started warm: {summary.get('started_warm')}  idle before {thermal.get('idle_before')}  "
-          f"after {thermal.get('idle_after')}")
-    print(f"   {'phase':<9}{'s':>7}{'counter J':>12}{'polled J':>12}{'diff':>8}{'RAPL pkg J':>12}"
-          f"{'RAPL dram J':>12}{'GPU share':>10}  cpu source  other GPU procs")
+    print(
+        f"   started warm: {summary.get('started_warm')}  idle before {thermal.get('idle_before')}  "
+        f"after {thermal.get('idle_after')}"
+    )
+    print(
+        f"   {'phase':<9}{'s':>7}{'counter J':>12}{'polled J':>12}{'diff':>8}{'RAPL pkg J':>12}"
+        f"{'RAPL dram J':>12}{'GPU share':>10}  cpu source  other GPU procs"
+    )
     for r in rows:
-        print(f"   {r['phase']:<9}{r['duration_s']:>7.2f}{_fmt(r['counter_j'], '.1f'):>12}{_fmt(r['polled_j'], '.1f'):>12}"
-              f"{_fmt(r['diff_rel'], '+.1%'):>8}{_fmt(r['rapl_package_j'], '.1f'):>12}{_fmt(r['rapl_dram_j'], '.1f'):>12}"
-              f"{_fmt(r['gpu_share'], '.0%'):>10}  {r['cpu_source']:<11} {'yes' if r['contended'] else 'no'}")
+        print(
+            f"   {r['phase']:<9}{r['duration_s']:>7.2f}"
+            f"{_fmt(r['counter_j'], '.1f'):>12}{_fmt(r['polled_j'], '.1f'):>12}"
+            f"{_fmt(r['diff_rel'], '+.1%'):>8}{_fmt(r['rapl_package_j'], '.1f'):>12}{_fmt(r['rapl_dram_j'], '.1f'):>12}"
+            f"{_fmt(r['gpu_share'], '.0%'):>10}  {r['cpu_source']:<11} {'yes' if r['contended'] else 'no'}"
+        )
 
 
 def main() -> int:
@@ -120,9 +157,15 @@ def main() -> int:
             break
         spec = replace(preset.specs[key], run_id=new_run_id())
         try:
-            proc = subprocess.run([sys.executable, "-m", "engine.worker"], input=json.dumps(spec.to_dict()),
-                                  text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
-                                  timeout=DEADLINE_S - (time.monotonic() - start))
+            proc = subprocess.run(
+                [sys.executable, "-m", "engine.worker"],
+                input=json.dumps(spec.to_dict()),
+                text=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                cwd=REPO,
+                timeout=DEADLINE_S - (time.monotonic() - start),
+            )
         except subprocess.TimeoutExpired:
             failures.append(f"{key}: still running at {DEADLINE_S:g} s, stopped (see {logs / spec.run_id})")
             break
@@ -143,8 +186,10 @@ def main() -> int:
     if failures:
         print("DEVICE CHECK FAILED:\n  " + "\n  ".join(failures))
         return 1
-    print(f"DEVICE CHECK PASSED: counter and polled within {MAX_DISAGREEMENT:.0%} on every phase over "
-          f"{LONG_PHASE_S:g} s; no GPU energy modelled")
+    print(
+        f"DEVICE CHECK PASSED: counter and polled within {MAX_DISAGREEMENT:.0%} on every phase over "
+        f"{LONG_PHASE_S:g} s; no GPU energy modelled"
+    )
     return 0
 
 

@@ -229,19 +229,21 @@ def make_fake_pynvml(state: FakeNvml | None = None) -> types.ModuleType:
         return int(g.temperature_c)
 
     def _clock(g: FakeGpu, clock_type: int, maximum: bool) -> int:
-        values = {NVML_CLOCK_SM: g.max_sm_clock_mhz if maximum else g.sm_clock_mhz,
-                  NVML_CLOCK_GRAPHICS: g.max_sm_clock_mhz if maximum else g.sm_clock_mhz,
-                  NVML_CLOCK_MEM: g.mem_clock_mhz}
+        values = {
+            NVML_CLOCK_SM: g.max_sm_clock_mhz if maximum else g.sm_clock_mhz,
+            NVML_CLOCK_GRAPHICS: g.max_sm_clock_mhz if maximum else g.sm_clock_mhz,
+            NVML_CLOCK_MEM: g.mem_clock_mhz,
+        }
         if clock_type not in values:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         if values[clock_type] is None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return int(values[clock_type])
 
-    def nvmlDeviceGetClockInfo(handle, type):  # noqa: A002 - nvidia-ml-py's parameter name
+    def nvmlDeviceGetClockInfo(handle, type):
         return _clock(gpu(handle), type, False)
 
-    def nvmlDeviceGetMaxClockInfo(handle, type):  # noqa: A002
+    def nvmlDeviceGetMaxClockInfo(handle, type):
         return _clock(gpu(handle), type, True)
 
     def nvmlDeviceGetCurrentClocksEventReasons(handle):
@@ -262,12 +264,28 @@ def make_fake_pynvml(state: FakeNvml | None = None) -> types.ModuleType:
     def nvmlDeviceGetComputeRunningProcesses(handle):
         return [types.SimpleNamespace(**vars(p)) for p in gpu(handle).processes]
 
-    for fn in (nvmlDeviceGetTemperature, nvmlDeviceGetClockInfo, nvmlDeviceGetMaxClockInfo,
-               nvmlDeviceGetCurrentClocksEventReasons, nvmlDeviceGetCurrentClocksThrottleReasons,
-               nvmlDeviceGetComputeRunningProcesses):
+    for fn in (
+        nvmlDeviceGetTemperature,
+        nvmlDeviceGetClockInfo,
+        nvmlDeviceGetMaxClockInfo,
+        nvmlDeviceGetCurrentClocksEventReasons,
+        nvmlDeviceGetCurrentClocksThrottleReasons,
+        nvmlDeviceGetComputeRunningProcesses,
+    ):
         setattr(mod, fn.__name__, fn)
-    for fn in (nvmlInit, nvmlShutdown, nvmlSystemGetDriverVersion, nvmlSystemGetNVMLVersion, nvmlDeviceGetCount,
-               nvmlDeviceGetHandleByIndex, nvmlDeviceGetHandleByUUID, nvmlDeviceGetName, nvmlDeviceGetUUID,
-               nvmlDeviceGetTotalEnergyConsumption, nvmlDeviceGetPowerUsage, nvmlDeviceGetPowerManagementLimit):
+    for fn in (
+        nvmlInit,
+        nvmlShutdown,
+        nvmlSystemGetDriverVersion,
+        nvmlSystemGetNVMLVersion,
+        nvmlDeviceGetCount,
+        nvmlDeviceGetHandleByIndex,
+        nvmlDeviceGetHandleByUUID,
+        nvmlDeviceGetName,
+        nvmlDeviceGetUUID,
+        nvmlDeviceGetTotalEnergyConsumption,
+        nvmlDeviceGetPowerUsage,
+        nvmlDeviceGetPowerManagementLimit,
+    ):
         setattr(mod, fn.__name__, fn)
     return mod

@@ -78,10 +78,17 @@ def recorded(path: Path) -> list[dict]:
 def synthetic(rate: float, duration: float) -> list[dict]:
     """A made-up run: idle 10 %, train 80 % (progress each second, an epoch every fifth of it),
     test 10 %; two modelled domains whose watts wander smoothly."""
-    events: list[dict] = [{"type": "hello", "t": 0.0, "meters": [
-        {"name": "cpu", "source": "modelled", "method": "model:tdp-cpu-time", "kind": "cpu"},
-        {"name": "dram", "source": "modelled", "method": "model:rss-dram", "kind": "dram"}],
-        "missing": [{"meter": "rapl", "reason": "fake worker: no RAPL"}]}]
+    events: list[dict] = [
+        {
+            "type": "hello",
+            "t": 0.0,
+            "meters": [
+                {"name": "cpu", "source": "modelled", "method": "model:tdp-cpu-time", "kind": "cpu"},
+                {"name": "dram", "source": "modelled", "method": "model:rss-dram", "kind": "dram"},
+            ],
+            "missing": [{"meter": "rapl", "reason": "fake worker: no RAPL"}],
+        }
+    ]
     n = int(rate * duration)
     bounds = {"idle": (0, int(0.1 * n)), "train": (int(0.1 * n), int(0.9 * n)), "test": (int(0.9 * n), n)}
     joules = {"cpu": 0.0, "dram": 0.0}
@@ -95,29 +102,89 @@ def synthetic(rate: float, duration: float) -> list[dict]:
             w = {"cpu": (22 if busy else 3) + 4 * math.sin(t / 3), "dram": 1.5 + 0.3 * math.sin(t / 5)}
             for d in joules:
                 joules[d] += w[d] / rate
-            events.append({"type": "sample", "t": t, "domains": {
-                d: {"w": w[d], "j": joules[d], "source": "modelled", "method": f"model:{d}"} for d in w}})
+            events.append(
+                {
+                    "type": "sample",
+                    "t": t,
+                    "domains": {
+                        d: {"w": w[d], "j": joules[d], "source": "modelled", "method": f"model:{d}"} for d in w
+                    },
+                }
+            )
             if phase == "train" and (i - a) % max(1, int(rate)) == 0:
                 frac = (i - a) / max(1, b - a)
                 epoch = min(epochs, 1 + int(frac * epochs))
-                events.append({"type": "progress", "t": t, "phase": "train", "epoch": epoch, "epochs": epochs,
-                               "step": 1 + (i - a) % 10, "steps": 10, "loss": 2.0 * (1 - frac) + 0.1,
-                               "accuracy": 0.3 + 0.6 * frac, "samples_per_s": 1500.0})
+                events.append(
+                    {
+                        "type": "progress",
+                        "t": t,
+                        "phase": "train",
+                        "epoch": epoch,
+                        "epochs": epochs,
+                        "step": 1 + (i - a) % 10,
+                        "steps": 10,
+                        "loss": 2.0 * (1 - frac) + 0.1,
+                        "accuracy": 0.3 + 0.6 * frac,
+                        "samples_per_s": 1500.0,
+                    }
+                )
                 if (i - a) and (i - a) % max(1, (b - a) // epochs) < rate:
-                    events.append({"type": "epoch", "t": t, "phase": "train", "epoch": epoch,
-                                   "val_accuracy": 0.3 + 0.6 * frac,
-                                   "cumulative_j": sum(joules.values()) - sum(start_j.values()), "source": "modelled"})
+                    events.append(
+                        {
+                            "type": "epoch",
+                            "t": t,
+                            "phase": "train",
+                            "epoch": epoch,
+                            "val_accuracy": 0.3 + 0.6 * frac,
+                            "cumulative_j": sum(joules.values()) - sum(start_j.values()),
+                            "source": "modelled",
+                        }
+                    )
         duration_s = (b - a) / rate
-        energy = {d: {"gross_j": joules[d] - start_j[d], "idle_j": 0.0, "net_j": joules[d] - start_j[d],
-                      "source": "modelled", "method": f"model:{d}", "kind": d} for d in joules}
+        energy = {
+            d: {
+                "gross_j": joules[d] - start_j[d],
+                "idle_j": 0.0,
+                "net_j": joules[d] - start_j[d],
+                "source": "modelled",
+                "method": f"model:{d}",
+                "kind": d,
+            }
+            for d in joules
+        }
         total = sum(e["gross_j"] for e in energy.values())
-        events.append({"type": "phase_end", "t": b / rate, "phase": phase, "duration_s": duration_s, "energy": energy,
-                       "total": {"gross_j": total, "idle_j": 0.0, "net_j": total, "source": "modelled",
-                                 "methods": sorted(e["method"] for e in energy.values())}, "partial": False})
-    events.append({"type": "result", "t": n / rate, "metrics": {"accuracy": 0.9, "f1_macro": 0.88,
-                   "train_samples": 1000, "inferences": 100,
-                   "j_per_train_sample": {"value": 0.01, "source": "modelled", "basis": "net"},
-                   "j_per_inference": {"value": 0.001, "source": "modelled", "basis": "net"}}, "curve": []})
+        events.append(
+            {
+                "type": "phase_end",
+                "t": b / rate,
+                "phase": phase,
+                "duration_s": duration_s,
+                "energy": energy,
+                "total": {
+                    "gross_j": total,
+                    "idle_j": 0.0,
+                    "net_j": total,
+                    "source": "modelled",
+                    "methods": sorted(e["method"] for e in energy.values()),
+                },
+                "partial": False,
+            }
+        )
+    events.append(
+        {
+            "type": "result",
+            "t": n / rate,
+            "metrics": {
+                "accuracy": 0.9,
+                "f1_macro": 0.88,
+                "train_samples": 1000,
+                "inferences": 100,
+                "j_per_train_sample": {"value": 0.01, "source": "modelled", "basis": "net"},
+                "j_per_inference": {"value": 0.001, "source": "modelled", "basis": "net"},
+            },
+            "curve": [],
+        }
+    )
     events.append({"type": "done", "t": n / rate, "status": "complete", "exit_code": 0})
     return events
 
@@ -161,10 +228,21 @@ def main(argv: list[str] | None = None) -> int:
         source = recorded(args.recording or HERE / f"{mode}.jsonl")
         speed = args.speed
 
-    manifest = {"run_id": run_id, "spec": spec, "pid": os.getpid(), "started": started,
-                "environment": {"joulelab": "fake", "python": sys.version.split()[0], "platform": "fake",
-                                "cpu_model": "fake CPU", "logical_cpus": 2},
-                "meters": [], "missing_meters": []}
+    manifest = {
+        "run_id": run_id,
+        "spec": spec,
+        "pid": os.getpid(),
+        "started": started,
+        "environment": {
+            "joulelab": "fake",
+            "python": sys.version.split()[0],
+            "platform": "fake",
+            "cpu_model": "fake CPU",
+            "logical_cpus": 2,
+        },
+        "meters": [],
+        "missing_meters": [],
+    }
     atomic_json(run_path / "run.json", manifest)
     log = Log(run_id, run_path, stream)
     t_rec0 = source[0]["t"]
@@ -204,8 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             elif rec["type"] == "sample":
                 joules_now.update(rec["domains"])
             elif rec["type"] == "phase_end":
-                phases[rec["phase"]] = {"duration_s": rec["duration_s"], "energy": rec["energy"],
-                                        "total": rec["total"]}
+                phases[rec["phase"]] = {"duration_s": rec["duration_s"], "energy": rec["energy"], "total": rec["total"]}
                 open_phase = None
             elif rec["type"] == "result":
                 metrics, curve = rec.get("metrics", {}), rec.get("curve", [])
@@ -222,26 +299,62 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if open_phase is not None:
         # Close the open phase as the real worker does: what was measured, labelled partial.
-        energy = {d: {"gross_j": s["j"] - phase_start_j.get(d, s["j"]), "idle_j": 0.0,
-                      "net_j": s["j"] - phase_start_j.get(d, s["j"]), "source": s["source"], "method": s["method"],
-                      "kind": d} for d, s in joules_now.items()}
-        total = {"gross_j": sum(e["gross_j"] for e in energy.values()), "idle_j": 0.0,
-                 "net_j": sum(e["net_j"] for e in energy.values()),
-                 "source": "modelled" if any(e["source"] == "modelled" for e in energy.values()) else "counter",
-                 "methods": sorted(e["method"] for e in energy.values())}
+        energy = {
+            d: {
+                "gross_j": s["j"] - phase_start_j.get(d, s["j"]),
+                "idle_j": 0.0,
+                "net_j": s["j"] - phase_start_j.get(d, s["j"]),
+                "source": s["source"],
+                "method": s["method"],
+                "kind": d,
+            }
+            for d, s in joules_now.items()
+        }
+        total = {
+            "gross_j": sum(e["gross_j"] for e in energy.values()),
+            "idle_j": 0.0,
+            "net_j": sum(e["net_j"] for e in energy.values()),
+            "source": "modelled" if any(e["source"] == "modelled" for e in energy.values()) else "counter",
+            "methods": sorted(e["method"] for e in energy.values()),
+        }
         duration = last_t - phase_start_t
         phases[open_phase] = {"duration_s": duration, "energy": energy, "total": total, "partial": True}
-        log.emit({"v": 1, "type": "phase_end", "run": run_id, "t": last_t, "phase": open_phase,
-                  "duration_s": duration, "energy": energy, "total": total, "partial": True})
+        log.emit(
+            {
+                "v": 1,
+                "type": "phase_end",
+                "run": run_id,
+                "t": last_t,
+                "phase": open_phase,
+                "duration_s": duration,
+                "energy": energy,
+                "total": total,
+                "partial": True,
+            }
+        )
     summary = {
-        "run_id": run_id, "status": status, "error": error, "spec": spec,
-        "config": spec.get("config") or describe(spec), "preset": spec.get("preset"),
-        "dataset": spec.get("dataset"), "synthetic": spec.get("dataset") == "synthetic",
-        "started": started, "ended": started if args.wall else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "duration_s": last_t - t_now0, "last_phase": last_phase, "phases": phases,
-        "idle_watts": {}, "metrics": metrics if status == "complete" else {}, "curve": curve,
-        "meters": meters, "missing_meters": missing, "meter_gaps": [], "network": {},
-        "events": log.count + 1, "reader_lost": log.stream is None,
+        "run_id": run_id,
+        "status": status,
+        "error": error,
+        "spec": spec,
+        "config": spec.get("config") or describe(spec),
+        "preset": spec.get("preset"),
+        "dataset": spec.get("dataset"),
+        "synthetic": spec.get("dataset") == "synthetic",
+        "started": started,
+        "ended": started if args.wall else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "duration_s": last_t - t_now0,
+        "last_phase": last_phase,
+        "phases": phases,
+        "idle_watts": {},
+        "metrics": metrics if status == "complete" else {},
+        "curve": curve,
+        "meters": meters,
+        "missing_meters": missing,
+        "meter_gaps": [],
+        "network": {},
+        "events": log.count + 1,
+        "reader_lost": log.stream is None,
         "pretrain": {**phases["pretrain"], "cached": False} if "pretrain" in phases else None,
     }
     atomic_json(run_path / "summary.json", summary)
@@ -251,11 +364,31 @@ def main(argv: list[str] | None = None) -> int:
 
 def record(out: Path, mode: str) -> int:
     """Run the real worker on a small synthetic spec and keep its stream, with neutral ids."""
-    spec = {"dataset": "synthetic", "size": "small", "mode": mode, "epochs": 3, "batch_size": 64,
-            "synthetic_subjects": 8, "synthetic_seconds": 40.0, "stride": 32, "idle_s": 0.3, "test_min_s": 0.3,
-            "sample_hz": 10.0, "seed": 0, "reuse_source": False, "logs_dir": str(out.parent / ".recording-logs")}
-    proc = subprocess.run([sys.executable, "-m", "engine.worker"], input=json.dumps(spec), capture_output=True,
-                          text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
+    spec = {
+        "dataset": "synthetic",
+        "size": "small",
+        "mode": mode,
+        "epochs": 3,
+        "batch_size": 64,
+        "synthetic_subjects": 8,
+        "synthetic_seconds": 40.0,
+        "stride": 32,
+        "idle_s": 0.3,
+        "test_min_s": 0.3,
+        "sample_hz": 10.0,
+        "seed": 0,
+        "reuse_source": False,
+        "logs_dir": str(out.parent / ".recording-logs"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.worker"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+    )
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     t0 = events[0]["t"]
     with open(out, "w") as f:

@@ -35,8 +35,15 @@ class PowercapTree:
 
     # -- building --------------------------------------------------------------------------
 
-    def add_zone(self, zone: str, name: str, energy_uj: int = 0, max_energy_range_uj: int | None = INTEL_MAX_UJ,
-                 max_power_uw: int | None = None, power_limit_uw: int | None = None) -> Path:
+    def add_zone(
+        self,
+        zone: str,
+        name: str,
+        energy_uj: int = 0,
+        max_energy_range_uj: int | None = INTEL_MAX_UJ,
+        max_power_uw: int | None = None,
+        power_limit_uw: int | None = None,
+    ) -> Path:
         """Add zone `intel-rapl:0` (top level) or `intel-rapl:0:2` (subzone of intel-rapl:0).
         `max_power_uw` / `power_limit_uw` write constraint 0 as the kernel lays it out
         (constraint_0_name, _power_limit_uw, _time_window_us, _max_power_uw)."""
@@ -134,6 +141,7 @@ def enforce_permissions(reader: Callable[[str], bytes]) -> Callable[[str], bytes
 
 
 # -- machines ------------------------------------------------------------------------------
+
 
 def intel_desktop(base: Path, psys: bool = False, mmio: bool = True) -> PowercapTree:
     """One socket: package-0 with core, uncore and dram subzones; optionally psys; the same package

@@ -1,13 +1,13 @@
 import os
 
 import pytest
-from tests.fakes import fake_pynvml as fk
-from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, make_fake_pynvml
-from tests.fakes.powercap import amd_epyc, enforce_permissions, intel_server
 
 from engine.meters import ModelMeter, discover, meter_name, rapl
 from engine.meters.nvml import NvmlMeter
 from engine.meters.rapl import RaplMeter
+from tests.fakes import fake_pynvml as fk
+from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, make_fake_pynvml
+from tests.fakes.powercap import amd_epyc, enforce_permissions, intel_server
 
 NO_GPU = FakeNvml(init_error=fk.NVML_ERROR_LIBRARY_NOT_FOUND)
 
@@ -33,16 +33,20 @@ def test_rapl_and_nvml_when_both_work(tmp_path):
 
 def test_a_cpu_run_on_a_gpu_machine_meters_no_gpu(tmp_path):
     tree = intel_server(tmp_path, sockets=1)
-    meters, missing = discover(os.getpid(), powercap_root=tree.root, pynvml_module=make_fake_pynvml(FakeNvml()),
-                               gpu_uuids=[])
+    meters, missing = discover(
+        os.getpid(), powercap_root=tree.root, pynvml_module=make_fake_pynvml(FakeNvml()), gpu_uuids=[]
+    )
     assert [meter_name(m) for m in meters] == ["rapl"]
-    assert reasons(missing)["nvml"] == ("NVML: not used: this run does not train on a GPU (present: gpu0 "
-                                        "NVIDIA A100-SXM4-40GB GPU-00000000-1111-2222-3333-444444444444)")
+    assert reasons(missing)["nvml"] == (
+        "NVML: not used: this run does not train on a GPU (present: gpu0 "
+        "NVIDIA A100-SXM4-40GB GPU-00000000-1111-2222-3333-444444444444)"
+    )
 
 
 def test_model_when_no_powercap_and_no_gpu(tmp_path):
-    meters, missing = discover(os.getpid(), tdp_w=65.0, powercap_root=tmp_path / "absent",
-                               pynvml_module=make_fake_pynvml(NO_GPU))
+    meters, missing = discover(
+        os.getpid(), tdp_w=65.0, powercap_root=tmp_path / "absent", pynvml_module=make_fake_pynvml(NO_GPU)
+    )
     assert [type(m) for m in meters] == [ModelMeter]
     assert meters[0].tdp_note.startswith("TDP 65 W given")
     assert reasons(missing) == {
@@ -52,11 +56,13 @@ def test_model_when_no_powercap_and_no_gpu(tmp_path):
 
 
 def test_amd_says_dram_is_not_measured(tmp_path):
-    meters, missing = discover(os.getpid(), powercap_root=amd_epyc(tmp_path).root,
-                               pynvml_module=make_fake_pynvml(NO_GPU))
+    meters, missing = discover(
+        os.getpid(), powercap_root=amd_epyc(tmp_path).root, pynvml_module=make_fake_pynvml(NO_GPU)
+    )
     assert [meter_name(m) for m in meters] == ["rapl"]
-    assert reasons(missing)["model"] == ("not used: RAPL counters measure the CPU; DRAM is not measured "
-                                         "(this CPU has no RAPL dram zone)")
+    assert reasons(missing)["model"] == (
+        "not used: RAPL counters measure the CPU; DRAM is not measured (this CPU has no RAPL dram zone)"
+    )
 
 
 def test_unreadable_rapl_falls_back_to_the_model_with_the_fix(tmp_path, monkeypatch):

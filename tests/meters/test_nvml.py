@@ -1,11 +1,11 @@
 import sys
 
 import pytest
-from tests.fakes import fake_pynvml as fk
-from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, make_fake_pynvml
 
 from engine.meters.base import MeterError, MeterUnavailable
 from engine.meters.nvml import open_nvml, parse_visible
+from tests.fakes import fake_pynvml as fk
+from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, make_fake_pynvml
 
 A = "GPU-aaaaaaaa-0000-0000-0000-000000000000"
 B = "GPU-bbbbbbbb-0000-0000-0000-000000000000"
@@ -21,11 +21,13 @@ class Clock:
 
 
 def three_gpus() -> FakeNvml:
-    return FakeNvml(gpus=[
-        FakeGpu(name="NVIDIA H100 80GB HBM3", uuid=A, energy_mj=5_000_000),
-        FakeGpu(name="NVIDIA H100 80GB HBM3", uuid=B, energy_mj=7_000_000),
-        FakeGpu(name="Tesla P100-PCIE-16GB", uuid=C, energy_mj=None, power_mw=30_000, power_limit_mw=250_000),
-    ])
+    return FakeNvml(
+        gpus=[
+            FakeGpu(name="NVIDIA H100 80GB HBM3", uuid=A, energy_mj=5_000_000),
+            FakeGpu(name="NVIDIA H100 80GB HBM3", uuid=B, energy_mj=7_000_000),
+            FakeGpu(name="Tesla P100-PCIE-16GB", uuid=C, energy_mj=None, power_mw=30_000, power_limit_mw=250_000),
+        ]
+    )
 
 
 def open_fake(state: FakeNvml, visible=None, clock=None, used_uuids=None):
@@ -55,7 +57,11 @@ def test_energy_counter_in_millijoules():
     d, check = m.domains
     assert (d.name, d.source, d.method, d.kind) == ("gpu0", "counter", "nvml:gpu0:energy-counter", "gpu")
     assert (check.name, check.source, check.method, check.kind) == (
-        "gpu0-polled", "polled", "nvml:gpu0:power-integrated", "cross-check")
+        "gpu0-polled",
+        "polled",
+        "nvml:gpu0:power-integrated",
+        "cross-check",
+    )
     assert m.read()["gpu0"] == 0.0
     state.gpus[0].energy_mj += 123_457  # mJ
     assert m.read()["gpu0"] == 123.457
@@ -79,9 +85,12 @@ def test_power_integrated_where_no_counter():
 def test_counter_and_polled_gpus_side_by_side():
     m = open_fake(three_gpus())
     assert [(d.name, d.source, d.kind) for d in m.domains] == [
-        ("gpu0", "counter", "gpu"), ("gpu0-polled", "polled", "cross-check"),
-        ("gpu1", "counter", "gpu"), ("gpu1-polled", "polled", "cross-check"),
-        ("gpu2", "polled", "gpu")]  # no counter on the P100: its polled power is the measurement
+        ("gpu0", "counter", "gpu"),
+        ("gpu0-polled", "polled", "cross-check"),
+        ("gpu1", "counter", "gpu"),
+        ("gpu1-polled", "polled", "cross-check"),
+        ("gpu2", "polled", "gpu"),
+    ]  # no counter on the P100: its polled power is the measurement
     man = m.manifest()
     assert man["meter"] == "nvml"
     assert man["driver_version"] == "550.54.15" and man["nvml_version"] == "12.550.54.15"
@@ -91,16 +100,19 @@ def test_counter_and_polled_gpus_side_by_side():
     assert man["gpus"][0]["power_limit_w"] == 400.0
 
 
-@pytest.mark.parametrize(("spec", "nvml_indices"), [
-    (None, [0, 1, 2]),
-    ("1", [1]),
-    ("2,0", [2, 0]),
-    (" 1 , 2 ", [1, 2]),
-    (B, [1]),
-    ("GPU-cccc", [2]),  # a unique UUID prefix, as CUDA accepts
-    ("0,7,1", [0]),  # CUDA stops at the first entry it cannot use
-    ("1,1", [1]),
-])
+@pytest.mark.parametrize(
+    ("spec", "nvml_indices"),
+    [
+        (None, [0, 1, 2]),
+        ("1", [1]),
+        ("2,0", [2, 0]),
+        (" 1 , 2 ", [1, 2]),
+        (B, [1]),
+        ("GPU-cccc", [2]),  # a unique UUID prefix, as CUDA accepts
+        ("0,7,1", [0]),  # CUDA stops at the first entry it cannot use
+        ("1,1", [1]),
+    ],
+)
 def test_cuda_visible_devices(spec, nvml_indices):
     m = open_fake(three_gpus(), visible=spec)
     assert [g["nvml_index"] for g in m.manifest()["gpus"]] == nvml_indices
@@ -124,8 +136,10 @@ def test_no_gpu_visible(spec):
 
 def test_parse_visible_notes():
     uuids = [A, B]
-    assert parse_visible("0,5", uuids) == ([0], ["CUDA_VISIBLE_DEVICES entry '5': no GPU 5 (found 2); "
-                                                 "CUDA ignores it and every later entry"])
+    assert parse_visible("0,5", uuids) == (
+        [0],
+        ["CUDA_VISIBLE_DEVICES entry '5': no GPU 5 (found 2); CUDA ignores it and every later entry"],
+    )
     assert parse_visible("GPU-", uuids)[0] == []  # ambiguous prefix
     assert "MIG" in parse_visible("MIG-abc", uuids)[1][0]
 
@@ -135,12 +149,18 @@ def test_mixed_models_warn_about_device_order():
     assert any("CUDA_DEVICE_ORDER=PCI_BUS_ID" in n for n in m.manifest()["notes"])
 
 
-@pytest.mark.parametrize(("code", "reason"), [
-    (fk.NVML_ERROR_LIBRARY_NOT_FOUND, "NVML: libnvidia-ml.so not found (no NVIDIA driver on this machine)"),
-    (fk.NVML_ERROR_DRIVER_NOT_LOADED, "NVML: the NVIDIA driver is not loaded (no GPU, or its kernel module is not running)"),
-    (fk.NVML_ERROR_NO_PERMISSION, "NVML: no permission to use the NVIDIA driver (check access to /dev/nvidia*)"),
-    (fk.NVML_ERROR_UNKNOWN, "NVML: nvmlInit failed: Unknown Error (NVML error 999)"),
-])
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (fk.NVML_ERROR_LIBRARY_NOT_FOUND, "NVML: libnvidia-ml.so not found (no NVIDIA driver on this machine)"),
+        (
+            fk.NVML_ERROR_DRIVER_NOT_LOADED,
+            "NVML: the NVIDIA driver is not loaded (no GPU, or its kernel module is not running)",
+        ),
+        (fk.NVML_ERROR_NO_PERMISSION, "NVML: no permission to use the NVIDIA driver (check access to /dev/nvidia*)"),
+        (fk.NVML_ERROR_UNKNOWN, "NVML: nvmlInit failed: Unknown Error (NVML error 999)"),
+    ],
+)
 def test_init_failures_are_reasons(code, reason):
     with pytest.raises(MeterUnavailable) as e:
         open_fake(FakeNvml(init_error=code))
@@ -215,6 +235,7 @@ def test_bytes_from_old_bindings_are_decoded():
 
 # -- both methods side by side, GPU state, other processes, the GPU the run uses -----------------
 
+
 def test_fake_functions_are_nvidia_ml_pys():
     """Every NVML function the fake offers exists in nvidia-ml-py with the same parameters, and
     the clock-event reason bits have nvidia-ml-py's values (old and new names)."""
@@ -286,8 +307,9 @@ def test_short_phases_are_flagged_per_method():
 
 
 def test_each_read_keeps_temperature_clock_and_throttle_reasons():
-    state = FakeNvml(gpus=[FakeGpu(temperature_c=71, sm_clock_mhz=1980, clocks_event_reasons=0x4 | 0x20,
-                                   power_mw=350_500)])
+    state = FakeNvml(
+        gpus=[FakeGpu(temperature_c=71, sm_clock_mhz=1980, clocks_event_reasons=0x4 | 0x20, power_mw=350_500)]
+    )
     m = open_fake(state)
     m.read()
     assert m.state == {"gpu0": {"temp_c": 71, "sm_mhz": 1980, "throttle": 0x24, "power_w": 350.5}}
@@ -302,11 +324,21 @@ def test_each_read_keeps_temperature_clock_and_throttle_reasons():
 
 
 def test_other_processes_on_the_gpu_exclude_ours():
-    state = FakeNvml(gpus=[FakeGpu(processes=[fk.FakeProcess(pid=100), fk.FakeProcess(pid=4242, usedGpuMemory=3 << 29),
-                                              fk.FakeProcess(pid=4243, usedGpuMemory=None)])])
+    state = FakeNvml(
+        gpus=[
+            FakeGpu(
+                processes=[
+                    fk.FakeProcess(pid=100),
+                    fk.FakeProcess(pid=4242, usedGpuMemory=3 << 29),
+                    fk.FakeProcess(pid=4243, usedGpuMemory=None),
+                ]
+            )
+        ]
+    )
     m = open_fake(state)
-    assert m.other_processes({100, 101}) == {"gpu0": [{"pid": 4242, "used_gpu_memory_mb": 1536.0},
-                                                      {"pid": 4243, "used_gpu_memory_mb": None}]}
+    assert m.other_processes({100, 101}) == {
+        "gpu0": [{"pid": 4242, "used_gpu_memory_mb": 1536.0}, {"pid": 4243, "used_gpu_memory_mb": None}]
+    }
     state.gpus[0].processes = []
     assert m.other_processes({100}) == {"gpu0": []}
 
@@ -317,7 +349,9 @@ def test_only_the_gpu_the_run_uses_is_metered():
     man = m.manifest()
     assert [g["uuid"] for g in man["gpus"]] == [B]
     assert [(u["domain"], u["uuid"], u["why"]) for u in man["unused"]] == [
-        ("gpu0", A, "present but not used by this run"), ("gpu2", C, "present but not used by this run")]
+        ("gpu0", A, "present but not used by this run"),
+        ("gpu2", C, "present but not used by this run"),
+    ]
     # through CUDA_VISIBLE_DEVICES: cuda:0 is NVML's GPU 2
     m = open_fake(three_gpus(), visible="2,0", used_uuids=[A])
     assert [d.name for d in m.domains if d.kind == "gpu"] == ["gpu1"]
@@ -325,8 +359,11 @@ def test_only_the_gpu_the_run_uses_is_metered():
 
 def test_a_cpu_run_meters_no_gpu_and_says_which_are_present():
     state = three_gpus()
-    with pytest.raises(MeterUnavailable, match=r"^NVML: not used: this run does not train on a GPU \(present: "
-                                               r"gpu0 NVIDIA H100 80GB HBM3 GPU-aaaa"):
+    with pytest.raises(
+        MeterUnavailable,
+        match=r"^NVML: not used: this run does not train on a GPU \(present: "
+        r"gpu0 NVIDIA H100 80GB HBM3 GPU-aaaa",
+    ):
         open_fake(state, used_uuids=[])
     assert state.initialized == 0
 

@@ -2,6 +2,10 @@ import logging
 import os
 
 import pytest
+
+from engine.meters import rapl
+from engine.meters.base import MeterError, MeterUnavailable
+from engine.meters.rapl import RaplMeter, open_rapl
 from tests.fakes.powercap import (
     AMD_MAX_UJ,
     INTEL_MAX_UJ,
@@ -14,10 +18,6 @@ from tests.fakes.powercap import (
     intel_multi_die,
     intel_server,
 )
-
-from engine.meters import rapl
-from engine.meters.base import MeterError, MeterUnavailable
-from engine.meters.rapl import RaplMeter, open_rapl
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +37,7 @@ def names(meter):
 
 
 # -- discovery -----------------------------------------------------------------------------
+
 
 def test_intel_desktop_measures_package_and_dram_once(tmp_path):
     tree = intel_desktop(tmp_path)
@@ -114,6 +115,7 @@ def test_root_from_environment(tmp_path, monkeypatch):
 
 # -- reading and wraparound ----------------------------------------------------------------
 
+
 def test_read_is_joules_since_open(tmp_path):
     tree = intel_server(tmp_path, sockets=1)
     m = open_rapl(tree.root)
@@ -169,6 +171,7 @@ def test_reads_never_decrease(tmp_path, clock):
 
 # -- what cannot be measured, and why --------------------------------------------------------
 
+
 def test_powercap_absent(tmp_path):
     with pytest.raises(MeterUnavailable) as e:
         open_rapl(tmp_path / "nope")
@@ -197,7 +200,9 @@ def test_missing_max_range_on_the_only_package_is_unavailable(tmp_path):
     tree.add_zone("intel-rapl:0", "package-0", max_energy_range_uj=None)
     with pytest.raises(MeterUnavailable) as e:
         open_rapl(tree.root)
-    assert str(e.value) == "RAPL: intel-rapl:0 (package-0): no max_energy_range_uj: its counter cannot be read wrap-safe"
+    assert (
+        str(e.value) == "RAPL: intel-rapl:0 (package-0): no max_energy_range_uj: its counter cannot be read wrap-safe"
+    )
 
 
 @pytest.mark.parametrize("machine", [intel_server, intel_desktop])
@@ -256,12 +261,14 @@ def test_failed_read_changes_nothing(tmp_path):
 
 # -- the socket check through pyRAPL ---------------------------------------------------------
 
+
 def test_socket_without_package_counter_is_noted(tmp_path, monkeypatch):
     tree = intel_server(tmp_path, sockets=1)
     monkeypatch.setattr(rapl, "_pyrapl_socket_ids", lambda: [0, 1])
     m = open_rapl(tree.root, check_sockets=True)
-    assert m.manifest()["notes"] == ["2 CPU socket(s) but no package counter for socket(s) 1: "
-                                     "their energy is not measured"]
+    assert m.manifest()["notes"] == [
+        "2 CPU socket(s) but no package counter for socket(s) 1: their energy is not measured"
+    ]
 
 
 def test_pyrapl_topology_leaves_logging_alone():

@@ -1,11 +1,11 @@
 """The sampler over a fake RAPL tree: a phase's energy is the counter difference, exactly."""
 
 import pytest
-from tests.fakes.powercap import PowercapTree, ReadClock, intel_server
 
 from engine.meters import rapl
 from engine.meters.rapl import open_rapl
 from engine.meters.sampler import Sampler, phase_energy
+from tests.fakes.powercap import PowercapTree, ReadClock, intel_server
 
 
 @pytest.fixture(autouse=True)

@@ -28,10 +28,20 @@ SPEC_DEFAULTS = {k: v for k, v in TINY.items() if k not in ("dataset", "size")}
 
 DATASETS_NONE_FOUND = [
     {"name": "synthetic", "found": True},
-    {"name": "motionsense", "found": False, "problem": "no motionsense/ folder in /data",
-     "looked_in": "/data/motionsense", "get": "https://github.com/mmalekzadeh/motion-sense"},
-    {"name": "extrasensory", "found": False, "problem": "no extrasensory/ folder in /data",
-     "looked_in": "/data/extrasensory", "get": "http://extrasensory.ucsd.edu"},
+    {
+        "name": "motionsense",
+        "found": False,
+        "problem": "no motionsense/ folder in /data",
+        "looked_in": "/data/motionsense",
+        "get": "https://github.com/mmalekzadeh/motion-sense",
+    },
+    {
+        "name": "extrasensory",
+        "found": False,
+        "problem": "no extrasensory/ folder in /data",
+        "looked_in": "/data/extrasensory",
+        "get": "http://extrasensory.ucsd.edu",
+    },
 ]
 
 
@@ -47,8 +57,13 @@ def counter_ids(prefix: str = "run") -> Callable[[], str]:
 def make_app(logs: Path, command: list[str] | None = None, **kwargs):
     from tui.app import JouleLabApp
 
-    options = dict(logs_dir=logs, worker_command=command or fake_command(), spec_defaults=dict(SPEC_DEFAULTS),
-                   run_id_factory=counter_ids(), datasets=lambda data_dir: (DATASETS_NONE_FOUND, None))
+    options = dict(
+        logs_dir=logs,
+        worker_command=command or fake_command(),
+        spec_defaults=dict(SPEC_DEFAULTS),
+        run_id_factory=counter_ids(),
+        datasets=lambda data_dir: (DATASETS_NONE_FOUND, None),
+    )
     options.update(kwargs)
     return JouleLabApp(**options)
 
@@ -89,8 +104,12 @@ async def wait_settled(pilot, app, timeout: float = 15.0) -> None:
     """Until the run is over and every view has drawn what it holds."""
     await wait_for(pilot, lambda: not app.running, timeout, "the plan to finish")
     live = app.live
-    await wait_for(pilot, lambda: not live._dirty and (not live.graph.display or live.graph.settled or
-                                                       not live.graph.is_on_screen), timeout, "the live view to draw")
+    await wait_for(
+        pilot,
+        lambda: not live._dirty and (not live.graph.display or live.graph.settled or not live.graph.is_on_screen),
+        timeout,
+        "the live view to draw",
+    )
     await pilot.pause()
 
 

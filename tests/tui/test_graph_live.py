@@ -21,7 +21,7 @@ async def test_the_pair_is_overlaid_and_a_past_run_is_the_reference(logs: Path) 
         graph = app.live.graph
         await wait_for(pilot, lambda: graph.settled, what="the graph")
         # The transfer run stays as a line of its total watts, from its own t = 0.
-        (label, t, w), = graph.overlays
+        ((label, t, w),) = graph.overlays
         assert label == "transfer · seed 0" and t[0] < 0.5 and w.max() > 0
         # Phase markers of the current (scratch) run only: no pretrain from the transfer run.
         assert [p for _, p in graph.boundaries] == ["idle", "train", "test"]

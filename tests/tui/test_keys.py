@@ -85,8 +85,15 @@ async def test_a_click_on_the_history_tab_gives_the_table_the_keys(logs: Path) -
     app = make_app(logs)
     async with app.run_test(size=(100, 30)) as pilot:
         await press(pilot, "r")
-        await wait_for(pilot, lambda: not app.running and len(app.live.statuses) == 2
-                       and all(s == "complete" for s in app.live.statuses.values()), what="the runs")
+        await wait_for(
+            pilot,
+            lambda: (
+                not app.running
+                and len(app.live.statuses) == 2
+                and all(s == "complete" for s in app.live.statuses.values())
+            ),
+            what="the runs",
+        )
         await press(pilot, "l")
         await pilot.click("#--content-tab-tab-history")
         await wait_for(pilot, lambda: app.active_tab == "history", what="History")

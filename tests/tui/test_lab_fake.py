@@ -39,8 +39,17 @@ async def test_paired_run_shows_live_totals_side_by_side_then_the_comparison(log
         assert [t.title for t in totals] == ["transfer · seed 0", "scratch · seed 0"]
         assert all(t.status == "complete" for t in totals)
         text = screen_text(app)
-        for expected in ("pretrain", "train", "test", "idle W", "~cpu", "~dram", "cpu (modelled)",
-                         "~ modelled: an estimate", "net of the idle baseline"):
+        for expected in (
+            "pretrain",
+            "train",
+            "test",
+            "idle W",
+            "~cpu",
+            "~dram",
+            "cpu (modelled)",
+            "~ modelled: an estimate",
+            "net of the idle baseline",
+        ):
             assert expected in text, expected
         graph = app.live.graph
         assert [p for _, p in graph.boundaries] == ["idle", "train", "test"]  # the scratch run's phases
@@ -140,8 +149,10 @@ async def test_history_reopens_a_run_compares_and_exports(logs: Path, tmp_path: 
 
 async def test_a_preset_runs_from_the_presets_tab(logs: Path, tmp_path: Path) -> None:
     preset = tmp_path / "mini.toml"
-    preset.write_text('[preset]\nname = "mini"\ndescription = "two runs"\ntrials = 1\n'
-                      '[matrix]\nmode = ["transfer", "scratch"]\n[settings]\nepochs = 1\n')
+    preset.write_text(
+        '[preset]\nname = "mini"\ndescription = "two runs"\ntrials = 1\n'
+        '[matrix]\nmode = ["transfer", "scratch"]\n[settings]\nepochs = 1\n'
+    )
     app = make_app(logs, preset_paths=[preset])
     async with app.run_test(size=(100, 30)) as pilot:
         await press(pilot, "p")
@@ -155,8 +166,12 @@ async def test_a_preset_runs_from_the_presets_tab(logs: Path, tmp_path: Path) ->
         took = sum(r.summary["duration_s"] for r in list_runs(logs))
         await press(pilot, "p")
         from tui import fmt
-        await wait_for(pilot, lambda: f"mini  2 runs  ~{fmt.duration(took)}  two runs" in screen_text(app),
-                       what="the preset's estimated duration")
+
+        await wait_for(
+            pilot,
+            lambda: f"mini  2 runs  ~{fmt.duration(took)}  two runs" in screen_text(app),
+            what="the preset's estimated duration",
+        )
 
 
 async def test_an_unavailable_dataset_says_why_and_is_not_run(logs: Path) -> None:
@@ -177,6 +192,7 @@ async def test_without_real_loaders_only_synthetic_is_offered(logs: Path) -> Non
     def broken(data_dir):
         from engine.data import locate
         from tui.app import describe_real_datasets
+
         saved = locate.describe_datasets
         locate.describe_datasets = lambda d: 1 / 0
         try:
@@ -186,8 +202,9 @@ async def test_without_real_loaders_only_synthetic_is_offered(logs: Path) -> Non
 
     app = make_app(logs, datasets=broken)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.form.entries[1].get("reason", "").startswith("real loaders"),
-                       what="the fallback")
+        await wait_for(
+            pilot, lambda: app.form.entries[1].get("reason", "").startswith("real loaders"), what="the fallback"
+        )
         assert [e["name"] for e in app.form.entries if e["found"]] == ["synthetic"]
 
 
@@ -237,6 +254,7 @@ async def test_quit_during_a_run_can_leave_it_running_to_completion(logs: Path) 
 async def test_every_action_has_a_key_in_the_footer(logs: Path, size) -> None:
     app = make_app(logs)
     async with app.run_test(size=size) as pilot:
+
         def footer() -> str:
             return screen_text(app).splitlines()[-1]
 

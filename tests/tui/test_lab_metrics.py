@@ -22,8 +22,10 @@ async def test_the_lab_serves_live_metrics_of_its_run_and_closes_the_port_after(
         text = await asyncio.to_thread(scrape, url)  # the run holds before its end: it is still going
         assert text is not None
         mine = [line for line in text.splitlines() if 'run_id="run-0001"' in line]
-        assert any(line.startswith("joulelab_energy_joules_total{") and 'phase="train"' in line
-                   and 'source="modelled"' in line for line in mine), text
+        assert any(
+            line.startswith("joulelab_energy_joules_total{") and 'phase="train"' in line and 'source="modelled"' in line
+            for line in mine
+        ), text
         assert any(line.startswith("joulelab_power_watts{") for line in mine), text
         await press(pilot, "x")
         await wait_settled(pilot, app)

@@ -25,8 +25,12 @@ async def test_a_real_paired_run_live_then_the_comparison(logs: Path) -> None:
         live = app.live
         # While it runs: watts on the graph, phases in the totals, progress on its line.
         await wait_for(pilot, lambda: len(live.graph.series) >= 1 and live.graph.redraws > 0, 60, "watts on the graph")
-        await wait_for(pilot, lambda: "pretrain" in live.states.get(0, None).rows if 0 in live.states else False,
-                       60, "the pretrain phase")
+        await wait_for(
+            pilot,
+            lambda: "pretrain" in live.states.get(0, None).rows if 0 in live.states else False,
+            60,
+            "the pretrain phase",
+        )
         assert app.running and app.active_tab == "live"
         progress = str(live.query_one("#live-progress", Static).render())
         assert "elapsed" in progress

@@ -11,8 +11,10 @@ from tests.tui.conftest import wait_for
 from tui.widgets import power_graph
 from tui.widgets.power_graph import PowerGraph, decimate, nice_ceiling
 
-METERS = [{"name": "package-0", "source": "counter", "method": "rapl:package-0", "kind": "cpu"},
-          {"name": "cpu", "source": "modelled", "method": "model:tdp-cpu-time", "kind": "cpu"}]
+METERS = [
+    {"name": "package-0", "source": "counter", "method": "rapl:package-0", "kind": "cpu"},
+    {"name": "cpu", "source": "modelled", "method": "model:tdp-cpu-time", "kind": "cpu"},
+]
 
 
 def test_decimate_keeps_extremes_bounds_the_points_and_is_stable() -> None:
@@ -26,7 +28,7 @@ def test_decimate_keeps_extremes_bounds_the_points_and_is_stable() -> None:
     assert np.all(np.diff(dt) > 0)  # still in time order
     # More data later: the buckets already full decimate exactly as before.
     later_t, _ = decimate(np.r_[t, t[-1] + 0.1], np.r_[y, 0.5], 0.0, 10.0)
-    assert np.array_equal(later_t[:len(dt) - 2], dt[:-2])
+    assert np.array_equal(later_t[: len(dt) - 2], dt[:-2])
     fine_t, _ = decimate(t[:50], y[:50], 0.0, 0.05)  # buckets finer than the samples: all kept
     assert len(fine_t) == 50
 
@@ -57,8 +59,9 @@ async def test_history_is_bounded_and_modelled_series_are_marked() -> None:
         assert graph.labels["package-0"][2] is False
         # the modelled series, drawn dashed; waited for, since a redraw may clear the plot and
         # draw again (under load the first check could fall between the two)
-        await wait_for(pilot, lambda: graph.redraws >= 1 and len(graph.plot.dashed) == 1,
-                       what="the modelled series drawn dashed")
+        await wait_for(
+            pilot, lambda: graph.redraws >= 1 and len(graph.plot.dashed) == 1, what="the modelled series drawn dashed"
+        )
         assert len(graph.plot.dashed) == 1
 
 

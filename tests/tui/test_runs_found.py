@@ -32,8 +32,11 @@ async def test_the_quit_dialog_holds_the_plan_and_stop_stops_the_run_going(logs:
         await press(pilot, "q")
         assert isinstance(app.screen, ConfirmQuit)
         # The first run ends while the dialog is open: the second does not start.
-        await wait_for(pilot, lambda: app.live.statuses.get(0) == "complete" and app.waiting_to_start,
-                       what="the plan to wait at the dialog")
+        await wait_for(
+            pilot,
+            lambda: app.live.statuses.get(0) == "complete" and app.waiting_to_start,
+            what="the plan to wait at the dialog",
+        )
         assert app.live.statuses[1] == "queued"
         assert [r.status for r in list_runs(logs)] == ["complete"]
         await press(pilot, "s")  # Stop: nothing is going, the queued run never starts; the lab quits
@@ -82,8 +85,13 @@ async def test_a_plan_left_running_is_offered_and_finished(logs: Path) -> None:
 def test_a_plan_whose_session_dropped_is_interrupted(logs: Path) -> None:
     """No Leave: the lab's process just went away (SSH dropped). Its plan is interrupted."""
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    path = plans.record_plan(logs, "plan-1", "t", "lab", [{"spec": {"run_id": "r1", "mode": "transfer"},
-                                                           "label": "a", "config": "c", "pair": None}])
+    path = plans.record_plan(
+        logs,
+        "plan-1",
+        "t",
+        "lab",
+        [{"spec": {"run_id": "r1", "mode": "transfer"}, "label": "a", "config": "c", "pair": None}],
+    )
     data = json.loads(path.read_text())
     data["owner"] = {"pid": int(gone.stdout), "pid_started": 1.0}
     path.write_text(json.dumps(data))
@@ -123,8 +131,13 @@ async def test_a_run_started_by_the_cli_is_followed_and_cancelled_from_the_lab(l
     preset = tmp_path / "long-idle.toml"
     preset.write_text(LONG_IDLE)
     joulelab = Path(sys.executable).parent / "joulelab"
-    cli = subprocess.Popen([str(joulelab), "run", str(preset), "--logs", str(logs)], cwd=REPO,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    cli = subprocess.Popen(
+        [str(joulelab), "run", str(preset), "--logs", str(logs)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         app = make_app(logs, worker_command())
         async with app.run_test(size=(100, 30)) as pilot:
@@ -132,8 +145,12 @@ async def test_a_run_started_by_the_cli_is_followed_and_cancelled_from_the_lab(l
             if not app.running:
                 app.scan_logs()  # the lab had started before the CLI's run: look again
             await wait_for(pilot, lambda: app.running and app.plan.source == "attached", 30, "the lab to attach")
-            await wait_for(pilot, lambda: app.live.states.get(0) and app.live.states[0].phase == "idle", 60,
-                           "the run's events, tailed from its log")
+            await wait_for(
+                pilot,
+                lambda: app.live.states.get(0) and app.live.states[0].phase == "idle",
+                60,
+                "the run's events, tailed from its log",
+            )
             assert app.active_tab == "live"
             await press(pilot, "x")
             await wait_for(pilot, lambda: not app.running, 30, "the cancel")
@@ -151,20 +168,27 @@ def test_joulelab_run_resume_finishes_an_interrupted_plan(logs: Path) -> None:
     from tests.helpers import tiny_spec
 
     spec = tiny_spec(logs, mode="scratch", run_id="resume-0001", config="synthetic/small/scratch/baseline")
-    path = plans.record_plan(logs, "plan-1", "tiny scratch", "lab",
-                             [{"spec": spec, "label": "scratch · seed 0", "config": spec["config"], "pair": None}])
+    path = plans.record_plan(
+        logs,
+        "plan-1",
+        "tiny scratch",
+        "lab",
+        [{"spec": spec, "label": "scratch · seed 0", "config": spec["config"], "pair": None}],
+    )
     plans.close_plan(path, "left")
     joulelab = Path(sys.executable).parent / "joulelab"
-    done = subprocess.run([str(joulelab), "run", "--resume", "--logs", str(logs)], cwd=REPO, capture_output=True,
-                          text=True, timeout=180)
+    done = subprocess.run(
+        [str(joulelab), "run", "--resume", "--logs", str(logs)], cwd=REPO, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming tiny scratch: 0 of 1 runs done" in done.stdout
     (record,) = list_runs(logs)
     assert record.status == "complete" and record.run_id != "resume-0001"  # started afresh, a new id
     (data,) = plan_files(logs)
     assert data["state"] == "finished" and data["items"][0]["status"] == "complete"
-    again = subprocess.run([str(joulelab), "run", "--resume", "--logs", str(logs)], capture_output=True, text=True,
-                           timeout=60)
+    again = subprocess.run(
+        [str(joulelab), "run", "--resume", "--logs", str(logs)], capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 0 and "no interrupted plan" in again.stdout
 
 

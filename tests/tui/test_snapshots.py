@@ -26,8 +26,9 @@ def here(tmp_path: Path, monkeypatch) -> Path:
 
 async def datasets_known(pilot) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: any(not e.get("found") and e.get("problem") for e in app.form.entries),
-                   what="the datasets")
+    await wait_for(
+        pilot, lambda: any(not e.get("found") and e.get("problem") for e in app.form.entries), what="the datasets"
+    )
     await pilot.pause()
 
 
@@ -73,8 +74,9 @@ def test_crash_at_80x24(snap_compare, here) -> None:
         await paired_run(pilot)
         await settle_live(pilot)
 
-    assert snap_compare(make_app(here, fake_command("--crash-after", "12")), terminal_size=(80, 24),
-                        run_before=run_before)
+    assert snap_compare(
+        make_app(here, fake_command("--crash-after", "12")), terminal_size=(80, 24), run_before=run_before
+    )
 
 
 def test_history_and_a_reopened_crash_at_160x50(snap_compare, here) -> None:
@@ -85,8 +87,11 @@ def test_history_and_a_reopened_crash_at_160x50(snap_compare, here) -> None:
         await press(pilot, "l", "r")
         await wait_settled(pilot, app)
         await press(pilot, "h", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunDetail) and app.screen.query_one("#detail-graph")
-                       .settled, what="the run's details")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, RunDetail) and app.screen.query_one("#detail-graph").settled,
+            what="the run's details",
+        )
 
     assert snap_compare(make_app(here), terminal_size=(160, 50), run_before=run_before)
 

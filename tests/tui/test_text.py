@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-
 from tests.tui.conftest import DATASETS_NONE_FOUND, fake_command, make_app, press, wait_for, wait_settled
 from tests.tui.screen_text import screen_text
 from tui import fmt
@@ -68,8 +67,20 @@ async def test_datasets_say_checking_until_they_are_known(logs: Path) -> None:
 
 
 def test_one_number_format_without_exponents() -> None:
-    assert [fmt.number(v) for v in (0.0219, 13.4, 6.04e-05, 123.4, 12345.0, 0.0, 9.996, 99.96)] == \
-        ["0.0219", "13.4", "0.0000604", "123", "12,345", "0", "10.0", "100"]
+    assert [fmt.number(v) for v in (0.0219, 13.4, 6.04e-05, 123.4, 12345.0, 0.0, 9.996, 99.96)] == [
+        "0.0219",
+        "13.4",
+        "0.0000604",
+        "123",
+        "12,345",
+        "0",
+        "10.0",
+        "100",
+    ]
     assert fmt.joules(6.04e-05, "modelled") == "~0.0000604"
-    assert [fmt.si(v, "Wh") for v in (0.00693, 2.5, 1234.0, 6.04e-05)] == ["6.93 mWh", "2.50 Wh", "1.23 kWh",
-                                                                           "60.4 µWh"]
+    assert [fmt.si(v, "Wh") for v in (0.00693, 2.5, 1234.0, 6.04e-05)] == [
+        "6.93 mWh",
+        "2.50 Wh",
+        "1.23 kWh",
+        "60.4 µWh",
+    ]

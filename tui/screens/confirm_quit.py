@@ -27,10 +27,16 @@ class ConfirmQuit(ChoiceDialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-dialog", classes="dialog"):
-            yield Static(Text.assemble(("A run is in progress", "bold"), f"\n{self.what}\n\n",
-                                       "Stop it (it is cancelled, its partial log is kept), or leave it running: "
-                                       "the worker finishes on its own and writes its complete log to\n",
-                                       (self.log_path, "bold"), "\n(see it later in History)."))
+            yield Static(
+                Text.assemble(
+                    ("A run is in progress", "bold"),
+                    f"\n{self.what}\n\n",
+                    "Stop it (it is cancelled, its partial log is kept), or leave it running: "
+                    "the worker finishes on its own and writes its complete log to\n",
+                    (self.log_path, "bold"),
+                    "\n(see it later in History).",
+                )
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Stop run  s", variant="error", compact=True, id="stop")
                 yield Button("Leave running  l", variant="primary", compact=True, id="leave")

@@ -44,8 +44,11 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
             with Horizontal(classes="form-row"):
                 yield Label("To", classes="form-label")
                 yield Input(str(default_out(self.logs_dir, "csv", self.stamp)), compact=True, id="out")
-            yield Static("csv and parquet: a folder (one file per table: runs, phases, samples, curve); "
-                         "json and codecarbon: a file", classes="dialog-note")
+            yield Static(
+                "csv and parquet: a folder (one file per table: runs, phases, samples, curve); "
+                "json and codecarbon: a file",
+                classes="dialog-note",
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Export  enter", variant="primary", compact=True, id="ok")
                 yield Button("Cancel  esc", compact=True, id="cancel")

@@ -18,8 +18,13 @@ from tui.widgets.presets_view import PresetsView
 from tui.widgets.results_view import ResultsView
 
 TABS = Binding.Group("Views", compact=True)  # the five tabs, and n: the message log
-TAB_IDS = {"lab": "tab-lab", "live": "tab-live", "results": "tab-results", "history": "tab-history",
-           "presets": "tab-presets"}
+TAB_IDS = {
+    "lab": "tab-lab",
+    "live": "tab-live",
+    "results": "tab-results",
+    "history": "tab-history",
+    "presets": "tab-presets",
+}
 
 
 class MainScreen(Screen):

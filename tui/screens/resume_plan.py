@@ -27,10 +27,15 @@ class ResumePlan(ChoiceDialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="resume-dialog", classes="dialog"):
-            yield Static(Text.assemble(("A plan was interrupted", "bold"), f"\n{self.description}\n\n",
-                                       "Finish it: runs still going are followed, the others start now. "
-                                       "Set it aside: it is not offered again. Its record: ",
-                                       (self.path, "dim")))
+            yield Static(
+                Text.assemble(
+                    ("A plan was interrupted", "bold"),
+                    f"\n{self.description}\n\n",
+                    "Finish it: runs still going are followed, the others start now. "
+                    "Set it aside: it is not offered again. Its record: ",
+                    (self.path, "dim"),
+                )
+            )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Finish it  f", variant="primary", compact=True, id=FINISH)
                 yield Button("Set aside  d", compact=True, id=SET_ASIDE)

@@ -58,8 +58,14 @@ class RunDetail(ModalScreen[None]):
         r = self.record
         s = r.summary or {}
         state, events = fold_log(r)
-        title = Text.assemble((f"Run {r.run_id}", "bold"), "  ", s.get("config") or r.spec.get("config") or "",
-                              "  ", (r.status, "bold"), f"  started {r.started}")
+        title = Text.assemble(
+            (f"Run {r.run_id}", "bold"),
+            "  ",
+            s.get("config") or r.spec.get("config") or "",
+            "  ",
+            (r.status, "bold"),
+            f"  started {r.started}",
+        )
         if s.get("duration_s") is not None:
             title.append(f"  took {fmt.duration(s['duration_s'])}")
         title.append(f"\n{r.path}", style="dim")
@@ -79,23 +85,35 @@ class RunDetail(ModalScreen[None]):
         if metrics.get("accuracy") is not None:
             per_sample = metrics.get("j_per_train_sample") or {}
             per_inf = metrics.get("j_per_inference") or {}
-            body.append(Text(f"accuracy {fmt.percent(metrics.get('accuracy'))}  F1 {metrics.get('f1_macro', 0):.3f}  "
-                             f"J/train sample {fmt.joules(per_sample.get('value'), per_sample.get('source'))}  "
-                             f"J/inference {fmt.joules(per_inf.get('value'), per_inf.get('source'))}"))
+            body.append(
+                Text(
+                    f"accuracy {fmt.percent(metrics.get('accuracy'))}  F1 {metrics.get('f1_macro', 0):.3f}  "
+                    f"J/train sample {fmt.joules(per_sample.get('value'), per_sample.get('source'))}  "
+                    f"J/inference {fmt.joules(per_inf.get('value'), per_inf.get('source'))}"
+                )
+            )
         if s.get("phases"):
             body += [Text(""), run_table(s)]
         if r.status in ("crashed", "failed", "cancelled"):
-            error = s.get("error") or state.error or (
-                f"the worker ended without a summary; last phase: {r.last_phase or 'none'}"
-                if r.status == "crashed" else None)
+            error = (
+                s.get("error")
+                or state.error
+                or (
+                    f"the worker ended without a summary; last phase: {r.last_phase or 'none'}"
+                    if r.status == "crashed"
+                    else None
+                )
+            )
             if error:
                 body += [Text(""), Text(f"{r.status}: {error}", style="bold red")]
             tail = stderr_tail(r.path)
             if tail.strip():
                 body += [Text("last lines of stderr.log:", style="bold"), Text(tail)]
         if state.missing:
-            body += [Text(""), Text("not metered: " + "; ".join(m.get("reason", "") for m in state.missing),
-                                    style="dim")]
+            body += [
+                Text(""),
+                Text("not metered: " + "; ".join(m.get("reason", "") for m in state.missing), style="dim"),
+            ]
         self.query_one("#detail-body", Static).update(Group(*body))
 
     def action_close(self) -> None:

@@ -15,8 +15,15 @@ from engine.report import short_key
 from engine.store import RunRecord, list_runs
 from tui import fmt
 
-STATUS_STYLE = {"complete": "green", "cancelled": "yellow", "failed": "red", "crashed": "bold red",
-                "stalled": "bold red", "damaged": "bold red", "running": "bold cyan"}
+STATUS_STYLE = {
+    "complete": "green",
+    "cancelled": "yellow",
+    "failed": "red",
+    "crashed": "bold red",
+    "stalled": "bold red",
+    "damaged": "bold red",
+    "running": "bold cyan",
+}
 
 
 class HistoryTable(DataTable):
@@ -78,8 +85,15 @@ class HistoryView(Vertical):
         table = self.query_one(HistoryTable)
         # Most telling first, so an 80-column terminal shows what matters; the run id (its start
         # time, already the order: newest first) comes last and may scroll.
-        for key, label in (("sel", " "), ("config", "configuration"), ("status", "status"), ("acc", "acc"),
-                           ("train", "train J"), ("seed", "seed"), ("run", "run id")):
+        for key, label in (
+            ("sel", " "),
+            ("config", "configuration"),
+            ("status", "status"),
+            ("acc", "acc"),
+            ("train", "train J"),
+            ("seed", "seed"),
+            ("run", "run id"),
+        ):
             table.add_column(label, key=key)
         self.reload()
 
@@ -98,8 +112,16 @@ class HistoryView(Vertical):
             config = (r.summary or {}).get("config") or r.spec.get("config") or _describe(r.spec)
             config = short_key(config, bool((r.summary or {}).get("synthetic")))
             status = r.status if r.status == "complete" else f"{r.status} in {r.last_phase or 'setup'}"
-            table.add_row(self._mark(r.run_id), config, Text(status, style=STATUS_STYLE.get(r.status, "")),
-                          _accuracy(r), _train_j(r), str(r.spec.get("seed", "")), r.run_id, key=r.run_id)
+            table.add_row(
+                self._mark(r.run_id),
+                config,
+                Text(status, style=STATUS_STYLE.get(r.status, "")),
+                _accuracy(r),
+                _train_j(r),
+                str(r.spec.get("seed", "")),
+                r.run_id,
+                key=r.run_id,
+            )
         if self.records:
             table.move_cursor(row=min(cursor, len(self.records) - 1))
         self._title()

@@ -44,19 +44,25 @@ class NumberField(Input):
 
 HELP = Text.assemble(
     ("What the choices mean\n", "bold"),
-    ("scratch", "bold"), "  trains the network on the target people from random weights.\n",
-    ("transfer", "bold"), "  starts from a network pretrained on other people (measured, or reused from the "
-                          "cache with its cost), freezes its features and trains a new head.\n",
-    ("fine-tune", "bold"), "  as transfer, but trains every layer, at a lower learning rate.\n",
-    ("transfer vs scratch", "bold"), "  runs both per trial with the same seed and compares them "
-                                     "(ratios with 95 % intervals, and a verdict).\n",
-    ("Mechanisms", "bold"), "  are measured against the plain baseline: normalization of the inputs, "
-                            "batch-norm layers, augmentation of the training windows, pruning 50 % of the "
-                            "weights then fine-tuning.\n",
-    ("Keys", "bold"), "  work from every field: number fields take digits only, so letters are the "
-                      "lab's keys there too; Escape leaves a field.\n",
-    ("Energy", "bold"), "  is net of the idle baseline measured before each run; ~ marks an estimate, "
-                        "made where no hardware counter could be read, and never shown as a measurement.",
+    ("scratch", "bold"),
+    "  trains the network on the target people from random weights.\n",
+    ("transfer", "bold"),
+    "  starts from a network pretrained on other people (measured, or reused from the "
+    "cache with its cost), freezes its features and trains a new head.\n",
+    ("fine-tune", "bold"),
+    "  as transfer, but trains every layer, at a lower learning rate.\n",
+    ("transfer vs scratch", "bold"),
+    "  runs both per trial with the same seed and compares them (ratios with 95 % intervals, and a verdict).\n",
+    ("Mechanisms", "bold"),
+    "  are measured against the plain baseline: normalization of the inputs, "
+    "batch-norm layers, augmentation of the training windows, pruning 50 % of the "
+    "weights then fine-tuning.\n",
+    ("Keys", "bold"),
+    "  work from every field: number fields take digits only, so letters are the "
+    "lab's keys there too; Escape leaves a field.\n",
+    ("Energy", "bold"),
+    "  is net of the idle baseline measured before each run; ~ marks an estimate, "
+    "made where no hardware counter could be read, and never shown as a measurement.",
     style="dim",
 )
 
@@ -90,8 +96,9 @@ def dataset_reason(entry: dict, full: bool = False) -> str:
     prefix = f"{entry['name']}: "
     problem = problem.removeprefix(prefix)
     if full:
-        return f"{label}: {problem}" + (f" (get it: {entry['get']})" if entry.get("get") and
-                                         entry["get"].split()[0] not in problem else "")
+        return f"{label}: {problem}" + (
+            f" (get it: {entry['get']})" if entry.get("get") and entry["get"].split()[0] not in problem else ""
+        )
     why = problem.split(";")[0]
     text = f"{label} not available: {why}."
     if entry.get("get"):
@@ -102,9 +109,11 @@ def dataset_reason(entry: dict, full: bool = False) -> str:
 
 
 def fallback_entries(note: str = NO_LOADERS) -> list[dict]:
-    return [{"name": "synthetic", "found": True},
-            {"name": "motionsense", "found": False, "reason": note},
-            {"name": "extrasensory", "found": False, "reason": note}]
+    return [
+        {"name": "synthetic", "found": True},
+        {"name": "motionsense", "found": False, "reason": note},
+        {"name": "extrasensory", "found": False, "reason": note},
+    ]
 
 
 class LabForm(Vertical):
@@ -122,8 +131,9 @@ class LabForm(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
             yield Label("Dataset", classes="form-label")
-            yield Select(dataset_options(self.entries), value="synthetic", allow_blank=False, compact=True,
-                         id="dataset")
+            yield Select(
+                dataset_options(self.entries), value="synthetic", allow_blank=False, compact=True, id="dataset"
+            )
         yield Static("", id="dataset-note")
         with Horizontal(classes="form-row"):
             yield Label("Network", classes="form-label")
@@ -191,8 +201,10 @@ class LabForm(Vertical):
             raise FormError(f"{label}: still checking whether it is here; press r again in a moment")
         if entry is not None and not entry.get("found"):
             label = DATASET_LABELS.get(dataset, dataset)
-            raise FormError(dataset_reason(entry, full=True),
-                            short=f"{label} is not available here (see above); choose an available dataset")
+            raise FormError(
+                dataset_reason(entry, full=True),
+                short=f"{label} is not available here (see above); choose an available dataset",
+            )
         epochs = self._int("epochs", "Epochs", 1, 10_000)
         trials = self._int("trials", "Trials", 1, 100)
         raw = self.query_one("#sample-hz", Input).value.strip()
@@ -202,11 +214,19 @@ class LabForm(Vertical):
             raise FormError(f"Sampling Hz: {raw!r} is not a number (0.1 to 100)") from None
         if not 0.1 <= hz <= 100:
             raise FormError(f"Sampling Hz: {hz:g} is outside 0.1 to 100")
-        box = {name: self.query_one(f"#{name}", Checkbox).value for name in ("normalize", "batchnorm", "augment",
-                                                                             "prune")}
-        return LabChoice(dataset=dataset, size=self.query_one("#size", Select).value,
-                         mode=self.query_one("#mode", Select).value, epochs=epochs, trials=trials,
-                         sample_hz=hz, device=self.query_one("#device", Select).value, **box)
+        box = {
+            name: self.query_one(f"#{name}", Checkbox).value for name in ("normalize", "batchnorm", "augment", "prune")
+        }
+        return LabChoice(
+            dataset=dataset,
+            size=self.query_one("#size", Select).value,
+            mode=self.query_one("#mode", Select).value,
+            epochs=epochs,
+            trials=trials,
+            sample_hz=hz,
+            device=self.query_one("#device", Select).value,
+            **box,
+        )
 
     def _int(self, widget_id: str, label: str, low: int, high: int) -> int:
         raw = self.query_one(f"#{widget_id}", Input).value.strip()
@@ -226,10 +246,18 @@ class LabForm(Vertical):
             preview.update(Text(exc.short, style="bold red"))
             return
         runs = 2 * choice.trials if choice.mode == "paired" else choice.trials
-        what = ("per trial: transfer, then scratch with the same seed; compared by engine.stats"
-                if choice.mode == "paired" else f"{choice.mode}, one per trial")
-        preview.update(Text.assemble(("Run ", "dim"), (f"{runs} worker{'s' if runs > 1 else ''}", "bold"),
-                                     (f" ({what}); mechanisms: {choice.mechanism}", "dim")))
+        what = (
+            "per trial: transfer, then scratch with the same seed; compared by engine.stats"
+            if choice.mode == "paired"
+            else f"{choice.mode}, one per trial"
+        )
+        preview.update(
+            Text.assemble(
+                ("Run ", "dim"),
+                (f"{runs} worker{'s' if runs > 1 else ''}", "bold"),
+                (f" ({what}); mechanisms: {choice.mechanism}", "dim"),
+            )
+        )
 
     def set_running(self, running: bool) -> None:
         self.query_one("#run", Button).disabled = running

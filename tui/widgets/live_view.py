@@ -92,8 +92,10 @@ class LiveView(Vertical):
             self.shown_pair = members
             box = self.query_one("#live-totals", Horizontal)
             await box.remove_children()
-            self.totals = {i: RunTotals(self.plan.items[i].label if self.plan else f"run {i + 1}",
-                                        classes="run-totals") for i in members}
+            self.totals = {
+                i: RunTotals(self.plan.items[i].label if self.plan else f"run {i + 1}", classes="run-totals")
+                for i in members
+            }
             for widget in self.totals.values():
                 widget.g_per_kwh = self.app.carbon_intensity
             await box.mount_all(list(self.totals.values()))
@@ -108,8 +110,10 @@ class LiveView(Vertical):
                 continue
             kind = event["type"]
             if kind == "sample":
-                graph.add_sample(state.since_start(event["t"]),
-                                 {n: (d.get("w"), d.get("source")) for n, d in event["domains"].items()})
+                graph.add_sample(
+                    state.since_start(event["t"]),
+                    {n: (d.get("w"), d.get("source")) for n, d in event["domains"].items()},
+                )
             elif kind == "hello":
                 graph.set_meters(state.meters)
             elif kind == "phase_start":
@@ -177,8 +181,13 @@ class LiveView(Vertical):
             return Text.assemble((plan.title, "bold"), "  starting…")
         item = plan.items[self.current]
         config = item.config.removesuffix("/baseline")
-        return Text.assemble((f"run {self.current + 1}/{n}", "bold"), "  ", (config, "bold"),
-                             f"  seed {item.spec.seed}  ", (item.spec.run_id, "dim"))
+        return Text.assemble(
+            (f"run {self.current + 1}/{n}", "bold"),
+            "  ",
+            (config, "bold"),
+            f"  seed {item.spec.seed}  ",
+            (item.spec.run_id, "dim"),
+        )
 
     def _progress(self) -> Text:
         if self.current is None or self.current not in self.states:
@@ -206,8 +215,9 @@ class LiveView(Vertical):
         queued = sum(1 for st in self.statuses.values() if st == "queued")
         if queued:
             mean = sum(self.durations) / len(self.durations) if self.durations else None
-            parts.append(f"{queued} more run{'s' if queued > 1 else ''}"
-                         + (f" ~{fmt.duration(mean * queued)}" if mean else ""))
+            parts.append(
+                f"{queued} more run{'s' if queued > 1 else ''}" + (f" ~{fmt.duration(mean * queued)}" if mean else "")
+            )
         parts.append(f"{s.mark()}{s.total_w:.1f} W" if s.watts else "")
         if status == "running" and s.busy_text():
             # Other processes are taking the CPU: what is measured now is not the mechanism alone.
@@ -234,6 +244,7 @@ class LiveView(Vertical):
             text.append(" · J net of the idle baseline", style="dim")
             text.append(f"\ngCO2e at {self.app.carbon_intensity:g} g/kWh ({self.app.carbon_source})", style="dim")
         if s.missing:
-            text.append("\nnot metered: " + "; ".join(m.get("reason", m.get("meter", "")) for m in s.missing),
-                        style="dim")
+            text.append(
+                "\nnot metered: " + "; ".join(m.get("reason", m.get("meter", "")) for m in s.missing), style="dim"
+            )
         return text

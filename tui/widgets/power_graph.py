@@ -199,8 +199,15 @@ def _blank_safe(style: str) -> bool:
     safe = _BLANK_SAFE.get(style)
     if safe is None:
         parsed = Style.parse(style) if style else Style.null()
-        safe = _BLANK_SAFE[style] = not (parsed.bgcolor or parsed.underline or parsed.reverse or parsed.strike
-                                         or parsed.overline or parsed.underline2 or parsed.link)
+        safe = _BLANK_SAFE[style] = not (
+            parsed.bgcolor
+            or parsed.underline
+            or parsed.reverse
+            or parsed.strike
+            or parsed.overline
+            or parsed.underline2
+            or parsed.link
+        )
     return safe
 
 
@@ -245,7 +252,7 @@ class _Plot(PlotWidget):
     def _render_markers(self) -> None:
         try:
             canvas = self.query_one("#plot", Canvas)
-        except Exception:  # noqa: BLE001 - not composed yet
+        except Exception:
             return
         if canvas._canvas_size is None:
             return
@@ -314,8 +321,9 @@ class _Plot(PlotWidget):
 class _GraphBase(Widget):
     """A legend line over a plot, redrawn by a timer only when dirty and shown."""
 
-    def __init__(self, *, redraw_hz: float | None = REDRAW_HZ, id: str | None = None,
-                 classes: str | None = None) -> None:
+    def __init__(
+        self, *, redraw_hz: float | None = REDRAW_HZ, id: str | None = None, classes: str | None = None
+    ) -> None:
         """`redraw_hz=None`: no timer of its own; the owner calls `tick()` on its own timer, so
         the two share one screen update."""
         super().__init__(id=id, classes=classes)
@@ -393,8 +401,14 @@ class _GraphBase(Widget):
 class PowerGraph(_GraphBase):
     """Watts over time per domain, with phase boundaries."""
 
-    def __init__(self, *, history: int = HISTORY, redraw_hz: float | None = REDRAW_HZ, id: str | None = None,
-                 classes: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        history: int = HISTORY,
+        redraw_hz: float | None = REDRAW_HZ,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         super().__init__(redraw_hz=redraw_hz, id=id, classes=classes)
         self.history = history
         self.series: dict[str, tuple[deque, deque]] = {}

@@ -19,8 +19,11 @@ from tui.plan import DATASET_LABELS
 
 
 class PresetList(OptionList):
-    BINDINGS = [Binding("enter", "run", "Run preset"), Binding("o", "open_file", "Open file"),
-                Binding("u", "slurm", "Submit to Slurm")]
+    BINDINGS = [
+        Binding("enter", "run", "Run preset"),
+        Binding("o", "open_file", "Open file"),
+        Binding("u", "slurm", "Submit to Slurm"),
+    ]
 
     class Requested(Message):
         def __init__(self, what: str) -> None:
@@ -89,12 +92,20 @@ def describe(path: Path, durations: dict[tuple, list[float]] | None = None) -> t
     took = estimate(planned, durations or {})
     how_long = f"~{fmt.duration(took)}" if took is not None else "duration unknown"
     keys = "\n".join(f"  {c.key}" for c in loaded.configs)
-    details = (f"{loaded.name}: {loaded.description}\n{path}\n{len(loaded.configs)} configurations x "
-               f"{loaded.trials} trial{'s' if loaded.trials != 1 else ''} = {runs} runs:\n{keys}")
-    details += ("\nestimated from past runs of the same specs on this machine" if took is not None else
-                "\nno past run of some of its specs on this machine: duration unknown")
-    return (f"{loaded.name}  {runs} run{'s' if runs != 1 else ''}  {how_long}  {loaded.description}", details,
-            {c.dataset for c in loaded.configs})
+    details = (
+        f"{loaded.name}: {loaded.description}\n{path}\n{len(loaded.configs)} configurations x "
+        f"{loaded.trials} trial{'s' if loaded.trials != 1 else ''} = {runs} runs:\n{keys}"
+    )
+    details += (
+        "\nestimated from past runs of the same specs on this machine"
+        if took is not None
+        else "\nno past run of some of its specs on this machine: duration unknown"
+    )
+    return (
+        f"{loaded.name}  {runs} run{'s' if runs != 1 else ''}  {how_long}  {loaded.description}",
+        details,
+        {c.dataset for c in loaded.configs},
+    )
 
 
 class PresetsView(Vertical):
@@ -107,9 +118,10 @@ class PresetsView(Vertical):
         self.durations: dict[tuple, list[float]] = {}  # past runs here, for the estimates
 
     def compose(self) -> ComposeResult:
-        yield Static(Text.assemble(("Presets", "bold"),
-                                   ("  run one worker at a time, each streamed to the Live tab", "dim")),
-                     id="presets-title")
+        yield Static(
+            Text.assemble(("Presets", "bold"), ("  run one worker at a time, each streamed to the Live tab", "dim")),
+            id="presets-title",
+        )
         yield PresetList(id="preset-list")
         yield Static("", id="preset-details")
         yield Static("", id="preset-slurm")
@@ -140,8 +152,9 @@ class PresetsView(Vertical):
         self.query_one(PresetList).highlighted = self.paths.index(path)
 
     def set_datasets(self, entries: list[dict]) -> None:
-        self.missing = {e["name"]: e.get("reason") or e.get("problem") or "not found"
-                        for e in entries if not e.get("found")}
+        self.missing = {
+            e["name"]: e.get("reason") or e.get("problem") or "not found" for e in entries if not e.get("found")
+        }
         highlighted = self.query_one(PresetList).highlighted
         self.reload()
         if highlighted is not None and self.paths:
@@ -163,7 +176,7 @@ class PresetsView(Vertical):
         reasons = []
         for d in lacking:
             why = self.missing[d].split(";")[0]
-            why = why[len(d) + 2:] if why.startswith(f"{d}: ") else why
+            why = why[len(d) + 2 :] if why.startswith(f"{d}: ") else why
             reasons.append(f"{DATASET_LABELS.get(d, d)}: {why}")
         return "; ".join(reasons) + " (choose it on the Lab tab to see how to get it)"
 
@@ -174,8 +187,7 @@ class PresetsView(Vertical):
 
     @on(OptionList.OptionHighlighted)
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        self.query_one("#preset-details", Static).update(Text(self.details.get(event.option.id or "", ""),
-                                                              style="dim"))
+        self.query_one("#preset-details", Static).update(Text(self.details.get(event.option.id or "", ""), style="dim"))
 
     # -- Slurm: `u` submits the highlighted preset, one job per pair, and follows its jobs here --
     @on(PresetList.Requested)

@@ -51,8 +51,11 @@ class ResultsView(VerticalScroll):
     can_focus = True
 
     def compose(self) -> ComposeResult:
-        yield Static("No results yet: they appear here when a run or a preset finishes, or when you "
-                     "compare runs from the History tab (select with space, then m).", id="results-title")
+        yield Static(
+            "No results yet: they appear here when a run or a preset finishes, or when you "
+            "compare runs from the History tab (select with space, then m).",
+            id="results-title",
+        )
         yield Static("", id="results-tables")
         yield CurveGraph(id="curve-graph")
 
@@ -75,14 +78,26 @@ class ResultsView(VerticalScroll):
         self.query_one("#results-title", Static).update(head)
         parts = []
         if self.config_stats:
-            parts.append(_lean(config_table(self.config_stats,
-                                            title="Energy (net of idle) and accuracy per configuration")))
+            parts.append(
+                _lean(config_table(self.config_stats, title="Energy (net of idle) and accuracy per configuration"))
+            )
         if self.comparisons:
-            parts += [Text(""), _lean(comparison_table(self.comparisons, title="Transfer vs scratch (paired by seed)")),
-                      Text(""), Text("Verdict", style="bold"), verdicts(self.comparisons)]
+            parts += [
+                Text(""),
+                _lean(comparison_table(self.comparisons, title="Transfer vs scratch (paired by seed)")),
+                Text(""),
+                Text("Verdict", style="bold"),
+                verdicts(self.comparisons),
+            ]
         elif self.config_stats:
-            parts += [Text(""), Text("No comparison: it needs complete transfer and scratch runs with the same "
-                                     "seeds (mode: transfer vs scratch).", style="dim")]
+            parts += [
+                Text(""),
+                Text(
+                    "No comparison: it needs complete transfer and scratch runs with the same "
+                    "seeds (mode: transfer vs scratch).",
+                    style="dim",
+                ),
+            ]
         if not parts:
             parts.append(Text("No complete run to summarise.", style="yellow"))
         self.query_one("#results-tables", Static).update(Group(*parts))

@@ -12,8 +12,15 @@ from tui import fmt
 from tui.livestate import RunState
 
 CUT = " †"  # a phase that stopped early: its joules are what was measured until then
-STATUS_STYLE = {"complete": "bold green", "running": "bold", "cancelled": "bold yellow", "failed": "bold red",
-                "crashed": "bold red", "stalled": "bold red", "queued": "dim"}
+STATUS_STYLE = {
+    "complete": "bold green",
+    "running": "bold",
+    "cancelled": "bold yellow",
+    "failed": "bold red",
+    "crashed": "bold red",
+    "stalled": "bold red",
+    "queued": "dim",
+}
 
 
 def _short(name: str, width: int = 10) -> str:
@@ -34,8 +41,7 @@ def totals_rows(state: RunState, running: bool = True) -> tuple[list[str], list[
         if phase == "idle":
             label = "idle W"
             values = [fmt.joules(state.idle_w.get(n) if row.final else None, state.domain_source(n)) for n in shown]
-            total = fmt.joules(sum(state.idle_w.get(n, 0.0) for n in names), state.overall_source) \
-                if row.final else "…"
+            total = fmt.joules(sum(state.idle_w.get(n, 0.0) for n in names), state.overall_source) if row.final else "…"
         else:
             unfinished = "" if row.final else ("…" if running else CUT)
             label = phase + (CUT if row.partial else unfinished)
@@ -43,8 +49,16 @@ def totals_rows(state: RunState, running: bool = True) -> tuple[list[str], list[
             total = fmt.joules(row.total_net_j, state.overall_source)
         rows.append(([label, *values, total], "" if row.final else "italic"))
     if state.watts and running:
-        rows.append((["now W", *[fmt.joules(state.watts.get(n), state.domain_source(n)) for n in shown],
-                      fmt.joules(state.total_w, state.overall_source)], "dim"))
+        rows.append(
+            (
+                [
+                    "now W",
+                    *[fmt.joules(state.watts.get(n), state.domain_source(n)) for n in shown],
+                    fmt.joules(state.total_w, state.overall_source),
+                ],
+                "dim",
+            )
+        )
     return header, rows
 
 
@@ -79,14 +93,20 @@ class RunTotals(Static):
             self.status = status
         head = Text.assemble((self.title, "bold"), "  ", (self.status, STATUS_STYLE.get(self.status, "")))
         if state is None or not state.rows:
-            waiting = {"queued": "queued: starts when the run before it ends",
-                       "running": "waiting for the worker…"}.get(self.status, "did not run: the plan stopped")
+            waiting = {
+                "queued": "queued: starts when the run before it ends",
+                "running": "waiting for the worker…",
+            }.get(self.status, "did not run: the plan stopped")
             self._set(("waiting", self.status), 2, lambda: Group(head, Text(waiting, style="dim")))
             return
         header, rows = totals_rows(state, running=self.status == "running")
         net = sum(r.total_net_j for p, r in state.rows.items() if p != "idle" and r.total_net_j is not None)
-        units = Text(" " + fmt.energy_units(net, state.overall_source, self.g_per_kwh), style="bold",
-                     no_wrap=True, overflow="ellipsis")
+        units = Text(
+            " " + fmt.energy_units(net, state.overall_source, self.g_per_kwh),
+            style="bold",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
         key = (self.status, tuple(header), tuple((tuple(cells), style) for cells, style in rows), units.plain)
         cut = any(cells[0].endswith(CUT) for cells, _ in rows)
         self._set(key, 3 + len(rows) + cut, lambda: Group(head, totals_text(header, rows), units))
