@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from engine.records.summary import LOG_SCHEMA, SCHEMA_KEY, RunManifest, RunSummary
+from engine.records.summary import LOG_SCHEMA, SCHEMA_KEY, PretrainRecord, RunManifest, RunSummary
 
 T = TypeVar("T", RunSummary, RunManifest)
 
@@ -128,3 +128,12 @@ def to_json_object(record: msgspec.Struct) -> dict[str, Any]:
     out = msgspec.to_builtins(record)
     assert isinstance(out, dict)
     return out
+
+
+def pretrain_from_json(data: dict[str, Any], what: str = "source cache record") -> PretrainRecord:
+    """A saved pretraining record (the source cache keeps one beside each network; older ones use
+    schema 1 names)."""
+    try:
+        return msgspec.convert(_renamed(data, _V1_PRETRAIN), PretrainRecord)
+    except msgspec.ValidationError as exc:
+        raise RecordError(f"{what} is not a pretraining record: {exc}") from None
