@@ -83,9 +83,7 @@ def test_codecarbon_has_its_columns_and_kwh(records, tmp_path):
     df = pd.read_csv(path)
     assert list(df.columns) == [*CODECARBON_COLUMNS, "joulelab_energy_source"]
     for r, row in zip(records, df.itertuples()):
-        gross = sum(
-            e.gross_j for name, p in r.summary.phases.items() if name != "idle" for e in p.energy.values()
-        )
+        gross = sum(e.gross_j for name, p in r.summary.phases.items() if name != "idle" for e in p.energy.values())
         assert row.energy_consumed == pytest.approx(gross / 3.6e6)
         assert row.emissions == pytest.approx(gross / 3.6e6 * 100.0 / 1000)
         assert row.joulelab_energy_source == "modelled"

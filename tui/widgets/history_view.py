@@ -57,16 +57,14 @@ class HistoryTable(DataTable):
 
 
 def _train_j(record: RunRecord) -> str:
-    s = record.summary or {}
-    total = (s.get("phases", {}).get("train", {}) or {}).get("total")
-    if not total:
+    total = record.summary.total("train") if record.summary is not None else None
+    if total is None:
         return "-"
-    return fmt.joules(total.get("net_j"), total.get("source"))
+    return fmt.joules(total.net_j, total.source)
 
 
 def _accuracy(record: RunRecord) -> str:
-    acc = ((record.summary or {}).get("metrics") or {}).get("accuracy")
-    return fmt.percent(acc)
+    return fmt.percent(record.summary.metrics.accuracy_frac if record.summary is not None else None)
 
 
 class HistoryView(Vertical):
