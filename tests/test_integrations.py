@@ -211,20 +211,20 @@ def test_metrics_follow_a_runs_events_and_end_at_its_phase_energies():
         metrics.observe(event)
     value = metrics.registry.get_sample_value
     labels = {"run_id": record.run_id, "configuration": "synthetic/small/transfer/baseline"}
-    for phase, p in record.summary["phases"].items():
-        for domain, e in p["energy"].items():
+    for phase, p in record.summary.phases.items():
+        for domain, e in p.energy.items():
             got = value(
                 "joulelab_energy_joules_total",
                 {
                     **labels,
                     "phase": phase,
                     "domain": domain,
-                    "kind": e["kind"],
-                    "source": e["source"],
-                    "method": e["method"],
+                    "kind": e.kind,
+                    "source": e.source,
+                    "method": e.method,
                 },
             )
-            assert got == pytest.approx(e["gross_j"]) if e["gross_j"] > 0 else got in (None, 0.0)
+            assert got == pytest.approx(e.gross_j) if e.gross_j > 0 else got in (None, 0.0)
     last = [e for e in events if e["type"] == "sample"][-1]["domains"]
     assert value(
         "joulelab_power_watts", {**labels, "domain": "dram", "kind": "dram", "source": "modelled"}

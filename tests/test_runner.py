@@ -51,9 +51,9 @@ async def test_cancel_stops_the_whole_group_within_two_seconds_and_keeps_partial
     assert outcome.status == "cancelled"
     record = load_run(outcome.run_path)
     assert record.status == "cancelled"
-    train = record.summary["phases"]["train"]
-    assert train["partial"] is True
-    assert train["total"]["gross_j"] > 0 and train["total"]["source"] == "modelled"
+    train = record.summary.phases["train"]
+    assert train.partial is True
+    assert train.total.gross_j > 0 and train.total.source == "modelled"
 
 
 async def test_a_killed_worker_is_a_crash_with_its_events_kept(tmp_path):

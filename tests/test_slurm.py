@@ -436,4 +436,4 @@ async def test_the_presets_tab_submits_to_slurm_and_follows_the_jobs(real_slurm,
     (record,) = slurm.load_records(logs.resolve())
     runs = list_runs(logs)
     assert len(runs) == 2 and all(r.status == "complete" for r in runs)
-    assert {r.manifest["environment"]["slurm"]["job_id"] for r in runs} == {record["jobs"][0]["job_id"]}
+    assert {r.manifest.environment["slurm"]["job_id"] for r in runs} == {record["jobs"][0]["job_id"]}
