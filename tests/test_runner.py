@@ -22,7 +22,7 @@ async def test_run_spec_streams_every_event_and_reports_the_outcome(tmp_path):
     assert outcome.ok and outcome.exit_code == 0
     assert outcome.events == len(seen)
     assert seen[0]["type"] == "hello" and seen[-1]["type"] == "done"
-    assert outcome.result["metrics"]["accuracy"] >= 0
+    assert outcome.result["metrics"]["accuracy_frac"] >= 0
     # the stream the runner saw is exactly the log the worker wrote
     logged = (outcome.run_path / "events.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in logged] == seen

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from engine import slurm
@@ -124,7 +125,7 @@ def test_job_manifest_records_job_array_node_and_what_was_granted():
 
 def test_stats_pair_within_a_node_and_add_an_all_row():
     def on(node, s):
-        return {**s, "slurm": {"node": node}}
+        return msgspec.structs.replace(s, slurm={"node": node})
 
     runs = [
         on("a", fake_summary("transfer", 0, 10, 0.9, pretrain_j=50)),

@@ -106,7 +106,7 @@ class PhaseRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
         return any(g.contended for g in self.gpu_contention.values())
 
 
-class PretrainRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+class PretrainRecord(msgspec.Struct, kw_only=True):
     """The source network's pretraining: measured in this run, or cached from the run that did."""
 
     run_id: str | None = None  # the run that measured it

@@ -107,8 +107,9 @@ class HistoryView(Vertical):
         cursor = table.cursor_row
         table.clear()
         for r in self.records:
-            config = (r.summary or {}).get("config") or r.spec.get("config") or _describe(r.spec)
-            config = short_key(config, bool((r.summary or {}).get("synthetic")))
+            s = r.summary
+            config = (s.config if s is not None else None) or r.spec.get("config") or _describe(r.spec)
+            config = short_key(config, s is not None and s.synthetic)
             status = r.status if r.status == "complete" else f"{r.status} in {r.last_phase or 'setup'}"
             table.add_row(
                 self._mark(r.run_id),
