@@ -21,13 +21,17 @@ import math
 import socket
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from engine.data.cache import cache_root
 from engine.meters.base import weakest_source
 from engine.presets import PlannedRun, Preset
+from engine.records import METERED_PHASES, RunSummary
 from engine.stats import (
+    Estimate,
     NoiseFloor,
     VerdictContext,
     contended_phases,
@@ -41,7 +45,6 @@ from engine.stats import (
 ARMS = ("A", "B")
 MIN_PAIRS = 5
 FLOOR_AT = (3, 5, 10)
-PHASES = ("pretrain", "train", "prune", "test")
 
 
 def calibration_path(host: str | None = None) -> Path:
@@ -60,35 +63,40 @@ def calibration_plan(preset: Preset, keys: list[str], pairs: int) -> list[Planne
     return plan
 
 
-def arm_of(summary: dict) -> str | None:
-    config = summary.get("config") or ""
+def arm_of(summary: RunSummary) -> str | None:
+    config = summary.config or ""
     arm = config.rpartition("#")[2]
     return arm if arm in ARMS else None
 
 
-def analyse(summaries: list[dict]) -> dict:
+def analyse(summaries: list[RunSummary]) -> dict[str, Any]:
     """The calibration record (see the module doc) from complete A/A runs."""
-    runs = [s for s in summaries if s.get("status") == "complete" and arm_of(s)]
-    by_arm = {arm: {s["spec"]["seed"]: s for s in runs if arm_of(s) == arm} for arm in ARMS}
+    runs = [s for s in summaries if s.complete and arm_of(s)]
+    by_arm = {arm: {s.seed: s for s in runs if arm_of(s) == arm} for arm in ARMS}
     seeds = sorted(set(by_arm["A"]) & set(by_arm["B"]))
     pairs = [(by_arm["A"][seed], by_arm["B"][seed]) for seed in seeds]
     if len(pairs) < 2:
         raise ValueError(f"calibration needs at least 2 complete A/A pairs, got {len(pairs)}")
 
     cv = {}
-    for phase in PHASES:
-        values = [s["phases"][phase]["total"]["net_j"] for s in runs if phase in s.get("phases", {})]
+    for phase in METERED_PHASES:
+        values = [t.net_j for s in runs if (t := s.total(phase)) is not None]
         if len(values) >= 2 and statistics.fmean(values) > 0:
             cv[phase] = statistics.stdev(values) / statistics.fmean(values)
 
-    quantities = {"train": training_energy, "test": inference_energy}
-    ratios, sd_log = {}, {}
+    quantities: dict[str, Callable[[RunSummary], tuple[float, str] | None]] = {
+        "train": training_energy,
+        "test": inference_energy,
+    }
+    ratios: dict[str, Estimate] = {}
+    sd_log: dict[str, float] = {}
     for name, fn in quantities.items():
-        vals = [(fn(a), fn(b)) for a, b in pairs]
-        vals = [(a, b) for a, b in vals if a and b and a[0] > 0 and b[0] > 0]
+        vals = [(ea, eb) for a, b in pairs if (ea := fn(a)) and (eb := fn(b)) and ea[0] > 0 and eb[0] > 0]
         if len(vals) >= 2:
             source = weakest_source([a[1] for a, _ in vals] + [b[1] for _, b in vals])
-            ratios[name] = ratio_ci([a[0] for a, _ in vals], [b[0] for _, b in vals], source)
+            ratio = ratio_ci([a[0] for a, _ in vals], [b[0] for _, b in vals], source)
+            if ratio is not None:
+                ratios[name] = ratio
             sd_log[name] = statistics.stdev([math.log(a[0] / b[0]) for a, b in vals])
     all_runs = [x for pair in pairs for x in pair]
     contended = sum(1 for x in all_runs if contended_phases(x))
@@ -102,14 +110,14 @@ def analyse(summaries: list[dict]) -> dict:
         sd_log,
         len(pairs),
         time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        runs[0]["config"].rpartition("#")[0],
+        (runs[0].config or "").rpartition("#")[0],
     )
     return {
         "host": floor.host,
         "measured": floor.measured,
         "config": floor.config,
         "pairs": len(pairs),
-        "runs": [x["run_id"] for x in all_runs],
+        "runs": [x.run_id for x in all_runs],
         "cv": cv,
         "ratio": {k: v.as_dict() for k, v in ratios.items()},
         "sd_log": sd_log,

@@ -20,8 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from engine import presets as presets_mod
+from engine.records import RunSummary
 from engine.spec import TDP_MAX_W
-from engine.store import StoreError, default_logs_dir
+from engine.store import StoreError, default_logs_dir, load_summary
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -543,13 +544,6 @@ def outcome_record(o) -> dict:
     }
 
 
-def load_summary(run_path: Path) -> dict | None:
-    try:
-        return json.loads((run_path / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def print_results(stats, comparisons) -> None:
     from engine.report import comparison_table, config_table, fitted, verdicts
 
@@ -600,15 +594,15 @@ def _records(
     return records
 
 
-def _energy_cell(summary: dict | None, phase: str = "train") -> str:
+def _energy_cell(summary: RunSummary | None, phase: str = "train") -> str:
     from engine.report import SOURCE_MARK, fmt_number
 
-    total = (summary or {}).get("phases", {}).get(phase, {}).get("total")
-    if not total or total.get("source") is None:
+    total = summary.total(phase) if summary is not None else None
+    if total is None or total.source is None:
         return "-"
     # Never a bare number that is not a measurement: say why it is incomplete or below idle.
-    why = " (gap)" if total.get("gap") else " (below idle)" if total["net_j"] < 0 else ""
-    return f"{SOURCE_MARK[total['source']]}{fmt_number(total['net_j'])}{why}"
+    why = " (gap)" if total.gap else " (below idle)" if total.net_j < 0 else ""
+    return f"{SOURCE_MARK[total.source]}{fmt_number(total.net_j)}{why}"
 
 
 RUNS_SHOWN = 100  # `joulelab runs` lists the newest this many unless --all: it reads only those
@@ -670,7 +664,7 @@ def _runs_table(records, logs_dir: Path, total: int, narrow: bool):
             no_wrap=col.startswith("run"),
         )
     for r in records:
-        acc = (r.summary or {}).get("metrics", {}).get("accuracy")
+        acc = r.summary.metrics.accuracy_frac if r.summary is not None else None
         status = r.status + (
             f" ({r.last_phase})" if r.status in ("crashed", "cancelled", "stalled") and r.last_phase else ""
         )
@@ -721,20 +715,19 @@ def show(
         )
     else:
         console.print(run_table(s))
-        m = s.get("metrics", {})
-        if "accuracy" in m:
+        m = s.metrics
+        if m.accuracy_frac is not None:
             console.print(
-                f"accuracy {100 * m['accuracy']:.2f} %, macro-F1 {m['f1_macro']:.3f}, "
-                f"{m['train_samples']} training samples, {m['inferences']} inferences"
+                f"accuracy {100 * m.accuracy_frac:.2f} %, macro-F1 {m.f1_macro_frac:.3f}, "
+                f"{m.train_samples_seen} training samples, {m.inferences} inferences"
             )
-            for key in ("j_per_train_sample", "j_per_inference"):
-                v = m.get(key) or {}
-                if v.get("value") is not None:
-                    console.print(f"{key.replace('_', ' ')}: {v['value']:.3g} J ({v['source']}, net)")
-        if s.get("error"):
-            err_console.print(f"error: {s['error']}", highlight=False, markup=False)
-    for missing in record.manifest.get("missing_meters", []):
-        console.print(f"[dim]{escape(missing['meter'])}: {escape(missing['reason'])}[/]", highlight=False)
+            for key, per in (("j_per_train_sample", m.j_per_train_sample), ("j_per_inference", m.j_per_inference)):
+                if per is not None and per.value is not None:
+                    console.print(f"{key.replace('_', ' ')}: {per.value:.3g} J ({per.source}, net)")
+        if s.error:
+            err_console.print(f"error: {s.error}", highlight=False, markup=False)
+    for missing in record.manifest.missing_meters:
+        console.print(f"[dim]{escape(missing.meter)}: {escape(missing.reason)}[/]", highlight=False)
     if record.status in ("failed", "crashed", "stalled"):
         tail = (
             (record.path / STDERR).read_text(errors="replace").splitlines()[-15:]

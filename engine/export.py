@@ -20,9 +20,13 @@ import platform
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from engine.protocol import PHASES
+from engine.records import ConfigKey
+from engine.records.config_key import BASELINE
 from engine.stats import Comparison, ConfigStats
 from engine.store import EVENTS, FILE_MODE, RunRecord, read_events
 
@@ -77,13 +81,16 @@ CODECARBON_COLUMNS = (
 )
 
 
+ENERGY_QUANTITIES = ("gross_j", "idle_j", "net_j")
+
+
 class ExportError(ValueError):
     """An export that cannot be written; one line with the path and the reason."""
 
 
 # Every table's columns and their types, fixed, so that chunks written one after another (CSV
 # appends, Parquet row groups) agree even when a chunk has only missing values in a column.
-_PHASE_NAMES = ("idle", "pretrain", "train", "prune", "test")
+_PHASE_NAMES = tuple(p for p in PHASES if p != "warmup")  # warmup is in no figure
 COLUMNS: dict[str, dict[str, str]] = {
     "runs": {
         "run_id": "str",
@@ -170,9 +177,8 @@ def _arrow_schema(columns: dict[str, str]):
 
 def _config_parts(record: RunRecord) -> dict:
     spec = record.spec
-    summary = record.summary or {}
-    key = summary.get("config") or spec.get("config") or ""
-    mechanism = key.split("/")[3] if key.count("/") == 3 else "baseline"
+    key = (record.summary.config if record.summary is not None else None) or spec.get("config") or ""
+    mechanism = ConfigKey.parse(key).mechanism if key.count("/") == 3 else BASELINE
     return {
         "run_id": record.run_id,
         "preset": spec.get("preset"),
@@ -188,58 +194,60 @@ def _config_parts(record: RunRecord) -> dict:
 def _run_rows(r: RunRecord) -> list[dict]:
     from engine.meters.base import weakest_source
 
-    s = r.summary or {}
-    m = s.get("metrics", {})
-    row = {
-        **_config_parts(r),
-        "status": r.status,
-        "started": r.started,
-        "synthetic": s.get("synthetic"),
-        "last_phase": r.last_phase,
-        "duration_s": s.get("duration_s"),
-        "accuracy": m.get("accuracy"),
-        "f1_macro": m.get("f1_macro"),
-        "train_samples": m.get("train_samples"),
-        "inferences": m.get("inferences"),
-        "j_per_train_sample": (m.get("j_per_train_sample") or {}).get("value"),
-        "j_per_inference": (m.get("j_per_inference") or {}).get("value"),
-    }
+    s = r.summary
+    row: dict[str, Any] = {**_config_parts(r), "status": r.status, "started": r.started, "last_phase": r.last_phase}
+    if s is None:
+        return [row]
+    m = s.metrics
+    # the export's column names are its own (documented in the README's log schema section)
+    row.update(
+        {
+            "synthetic": s.synthetic,
+            "duration_s": s.duration_s,
+            "accuracy": m.accuracy_frac,
+            "f1_macro": m.f1_macro_frac,
+            "train_samples": m.train_samples_seen,
+            "inferences": m.inferences,
+            "j_per_train_sample": m.j_per_train_sample.value if m.j_per_train_sample else None,
+            "j_per_inference": m.j_per_inference.value if m.j_per_inference else None,
+        }
+    )
     sources = set()
     for phase in _PHASE_NAMES:
-        total = s.get("phases", {}).get(phase, {}).get("total")
-        row[f"{phase}_net_j"] = total["net_j"] if total else None
-        if total and total.get("source"):
-            sources.add(total["source"])
+        total = s.total(phase)
+        row[f"{phase}_net_j"] = total.net_j if total is not None else None
+        if total is not None and total.source:
+            sources.add(total.source)
     row["energy_source"] = weakest_source(sources) if sources else None
-    row["energy_methods"] = ";".join(
-        sorted({mth for p in s.get("phases", {}).values() for mth in p.get("total", {}).get("methods", [])})
-    )
+    row["energy_methods"] = ";".join(sorted({mth for p in s.phases.values() for mth in p.total.methods}))
     return [row]
 
 
-def _phase_rows(r: RunRecord) -> list[dict]:
+def _phase_rows(r: RunRecord) -> list[dict[str, Any]]:
+    if r.summary is None:
+        return []
     return [
         {
             "run_id": r.run_id,
             "phase": phase,
             "domain": domain,
-            "kind": e.get("kind"),
-            "duration_s": record["duration_s"],
-            "gross_j": e["gross_j"],
-            "idle_j": e["idle_j"],
-            "net_j": e["net_j"],
-            "source": e["source"],
-            "method": e["method"],
-            "partial": bool(record.get("partial")),
-            "gap": bool(e.get("gap")),
+            "kind": e.kind,
+            "duration_s": record.duration_s,
+            "gross_j": e.gross_j,
+            "idle_j": e.idle_j,
+            "net_j": e.net_j,
+            "source": e.source,
+            "method": e.method,
+            "partial": record.partial,
+            "gap": e.gap,
             # the meter's documented error and the machine's state (absent from older logs)
-            "error_rel": e.get("error_rel"),
-            "short": bool(e.get("short")),
-            "others_cpu_share": (record.get("contention") or {}).get("others_cpu_share"),
-            "contended": bool((record.get("contention") or {}).get("contended")),
+            "error_rel": e.error_rel,
+            "short": e.short,
+            "others_cpu_share": record.contention.others_cpu_share if record.contention else None,
+            "contended": record.contended,
         }
-        for phase, record in ((r.summary or {}).get("phases") or {}).items()
-        for domain, e in record["energy"].items()
+        for phase, record in r.summary.phases.items()
+        for domain, e in record.energy.items()
     ]
 
 
@@ -263,7 +271,20 @@ def _sample_rows(r: RunRecord) -> list[dict]:
 
 
 def _curve_rows(r: RunRecord) -> list[dict]:
-    return [{"run_id": r.run_id, **point} for point in (r.summary or {}).get("curve", [])]
+    if r.summary is None:
+        return []
+    # the export keeps its column name val_accuracy (a fraction, as in the summary's val_accuracy_frac)
+    return [
+        {
+            "run_id": r.run_id,
+            "phase": p.phase,
+            "epoch": p.epoch,
+            "val_accuracy": p.val_accuracy_frac,
+            "cumulative_j": p.cumulative_j,
+            "source": p.source,
+        }
+        for p in r.summary.curve
+    ]
 
 
 _ROWS = {"runs": _run_rows, "phases": _phase_rows, "samples": _sample_rows, "curve": _curve_rows}
@@ -296,28 +317,29 @@ def tables(records: list[RunRecord]) -> dict[str, pd.DataFrame]:
 def _codecarbon_row(r: RunRecord, carbon_intensity_g_per_kwh: float) -> dict:
     from engine.meters.base import weakest_source
 
-    s = r.summary or {}
-    env = r.manifest.get("environment", {})
+    s = r.summary
+    assert s is not None  # codecarbon_table passes runs with a summary only
+    env = r.manifest.environment
     by_kind = {"cpu": 0.0, "gpu": 0.0, "dram": 0.0}
     sources = set()
     duration = 0.0
-    for phase, record in s.get("phases", {}).items():
+    for phase, record in s.phases.items():
         if phase == "idle":
             continue
-        duration += record["duration_s"]
-        for e in record["energy"].values():
-            if e.get("kind") in by_kind:
-                by_kind[e["kind"]] += e["gross_j"]
-                sources.add(e["source"])
+        duration += record.duration_s
+        for e in record.energy.values():
+            if e.kind in by_kind:
+                by_kind[e.kind] += e.gross_j
+                sources.add(e.source)
     kwh = {k: v / 3.6e6 for k, v in by_kind.items()}
     total_kwh = sum(kwh.values())
     emissions = total_kwh * carbon_intensity_g_per_kwh / 1000
-    gpus = [m for m in s.get("meters", []) if m.get("kind") == "gpu"]
+    gpus = [m for m in s.meters if m.kind == "gpu"]
     return {
-        "timestamp": (s.get("ended") or r.started)[:19],
+        "timestamp": (s.ended or r.started)[:19],
         "project_name": f"joulelab:{r.spec.get('preset') or 'run'}",
         "run_id": r.run_id,
-        "experiment_id": s.get("config"),
+        "experiment_id": s.config,
         "duration": duration,
         "emissions": emissions,
         "emissions_rate": emissions / duration if duration else 0.0,
@@ -362,7 +384,7 @@ def codecarbon_table(
     rows = [
         _codecarbon_row(r, carbon_intensity_g_per_kwh)
         for r in records
-        if set((r.summary or {}).get("phases") or {}) - {"idle"}
+        if r.summary is not None and set(r.summary.phases) - {"idle"}
     ]
     return pd.DataFrame(rows, columns=[*CODECARBON_COLUMNS, "joulelab_energy_source"])
 
@@ -579,9 +601,9 @@ class MlflowLogged:
 
 def mlflow_payload(record: RunRecord) -> tuple[dict[str, str], list[tuple[str, float, int]], dict[str, str]]:
     """A run as MLflow params (the spec), metrics (key, value, step) and tags (provenance)."""
-    s = record.summary or {}
+    s = record.summary
     params = {k: "" if v is None else str(v) for k, v in sorted(record.spec.items())}
-    synthetic = s.get("synthetic")
+    synthetic = s.synthetic if s is not None else None
     tags = {
         "joulelab.status": record.status,
         "joulelab.config": _config_parts(record)["config"],
@@ -589,42 +611,50 @@ def mlflow_payload(record: RunRecord) -> tuple[dict[str, str], list[tuple[str, f
         "joulelab.synthetic": "unknown" if synthetic is None else str(bool(synthetic)).lower(),
     }
     metrics: list[tuple[str, float, int]] = []
-    for phase, rec in (s.get("phases") or {}).items():
-        metrics.append((f"duration/{phase}_s", rec["duration_s"], 0))
-        total = rec.get("total") or {}
-        if total:
-            metrics += [(f"energy/{phase}/{q}", total[q], 0) for q in ("gross_j", "idle_j", "net_j")]
-            tags[f"energy/{phase}.source"] = str(total.get("source"))
-            tags[f"energy/{phase}.methods"] = ";".join(total.get("methods", []))
-        if rec.get("partial"):
+    if s is None:
+        return params, metrics, tags
+    for phase, rec in s.phases.items():
+        metrics.append((f"duration/{phase}_s", rec.duration_s, 0))
+        total = rec.total
+        metrics += [(f"energy/{phase}/{q}", getattr(total, q), 0) for q in ENERGY_QUANTITIES]
+        tags[f"energy/{phase}.source"] = str(total.source)
+        tags[f"energy/{phase}.methods"] = ";".join(total.methods)
+        if rec.partial:
             tags[f"energy/{phase}.partial"] = "true"
-        for domain, e in rec["energy"].items():
-            metrics += [(f"energy/{phase}/{domain}/{q}", e[q], 0) for q in ("gross_j", "idle_j", "net_j")]
-            tags[f"energy/{phase}/{domain}.source"] = e["source"]
-            tags[f"energy/{phase}/{domain}.method"] = e["method"]
-            if e.get("gap"):
+        for domain, e in rec.energy.items():
+            metrics += [(f"energy/{phase}/{domain}/{q}", getattr(e, q), 0) for q in ENERGY_QUANTITIES]
+            tags[f"energy/{phase}/{domain}.source"] = e.source
+            tags[f"energy/{phase}/{domain}.method"] = e.method
+            if e.gap:
                 tags[f"energy/{phase}/{domain}.gap"] = "true"
-    pretrain = s.get("pretrain") or {}
-    if pretrain.get("total") and "pretrain" not in (s.get("phases") or {}):
+    pretrain = s.pretrain
+    if pretrain is not None and pretrain.total is not None and "pretrain" not in s.phases:
         # the source network came from the cache: its (earlier) cost still counts for break-even
-        metrics += [(f"pretrain_cost/{q}", pretrain["total"][q], 0) for q in ("gross_j", "idle_j", "net_j")]
-        tags["pretrain_cost.source"] = str(pretrain["total"].get("source"))
-        tags["pretrain_cost.run_id"] = str(pretrain.get("run_id"))
-    m = s.get("metrics") or {}
-    for key in ("accuracy", "f1_macro", "source_accuracy", "train_samples", "test_samples", "inferences"):
-        if isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool):
-            metrics.append((key, float(m[key]), 0))
-    for key in ("j_per_train_sample", "j_per_inference"):
-        v = m.get(key) or {}
-        if v.get("value") is not None:
-            metrics.append((key, v["value"], 0))
-            tags[f"{key}.source"] = str(v.get("source"))
-            tags[f"{key}.basis"] = str(v.get("basis", "net"))
-    for point in s.get("curve", []):  # the energy-to-accuracy curve: one step per epoch
-        phase, epoch = point["phase"], int(point["epoch"])
-        metrics.append((f"curve/{phase}/val_accuracy", point["val_accuracy"], epoch))
-        metrics.append((f"curve/{phase}/cumulative_j", point["cumulative_j"], epoch))
-        tags[f"curve/{phase}.source"] = str(point.get("source"))
+        metrics += [(f"pretrain_cost/{q}", getattr(pretrain.total, q), 0) for q in ENERGY_QUANTITIES]
+        tags["pretrain_cost.source"] = str(pretrain.total.source)
+        tags["pretrain_cost.run_id"] = str(pretrain.run_id)
+    m = s.metrics
+    # MLflow metric names stay as they were logged before log schema 2
+    for key, value in (
+        ("accuracy", m.accuracy_frac),
+        ("f1_macro", m.f1_macro_frac),
+        ("source_accuracy", m.source_accuracy_frac),
+        ("train_samples", m.train_samples_seen),
+        ("test_samples", m.test_samples),
+        ("inferences", m.inferences),
+    ):
+        if value is not None:
+            metrics.append((key, float(value), 0))
+    for key, per in (("j_per_train_sample", m.j_per_train_sample), ("j_per_inference", m.j_per_inference)):
+        if per is not None and per.value is not None:
+            metrics.append((key, per.value, 0))
+            tags[f"{key}.source"] = str(per.source)
+            tags[f"{key}.basis"] = per.basis
+    for point in s.curve:  # the energy-to-accuracy curve: one step per epoch
+        phase, epoch = point.phase, point.epoch
+        metrics.append((f"curve/{phase}/val_accuracy", point.val_accuracy_frac, epoch))
+        metrics.append((f"curve/{phase}/cumulative_j", point.cumulative_j, epoch))
+        tags[f"curve/{phase}.source"] = str(point.source)
     return params, metrics, tags
 
 
@@ -680,9 +710,8 @@ def _log_one(client, experiment_id: str, record: RunRecord) -> MlflowLogged:
     if found:
         return MlflowLogged(record.run_id, found[0].info.run_id, False, "already logged; unchanged")
     params, metrics, tags = mlflow_payload(record)
-    s = record.summary or {}
     start_ms = _epoch_ms(record.started)
-    end_ms = _epoch_ms(s.get("ended")) or start_ms
+    end_ms = _epoch_ms(record.summary.ended if record.summary else None) or start_ms
     run = client.create_run(experiment_id, start_time=start_ms, run_name=record.run_id)
     rid = run.info.run_id
     try:

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from engine.meters.contention import CONTENDED_SHARE
 from engine.protocol import PHASES as PHASE_ORDER
+from engine.records import RunSummary
 from engine.stats import Comparison, ConfigStats, Estimate
 
 SOURCE_MARK = {"counter": "", "polled": "", "modelled": "~"}
@@ -253,75 +254,74 @@ def verdicts(comparisons: list[Comparison]) -> Group:
     return Group(*lines)
 
 
-def run_table(summary: dict) -> Table:
+def run_table(summary: RunSummary) -> Table:
     """One run's phases, per domain, with provenance."""
     table = Table(
-        title=f"Run {summary['run_id']}: {summary.get('config')} ({summary.get('status')})",
+        title=f"Run {summary.run_id}: {summary.config} ({summary.status})",
         title_justify="left",
         header_style="bold",
     )
     for col in ("phase", "domain", "seconds", "gross J", "idle J", "net J", "source", "method"):
         table.add_column(col, justify="right" if col.endswith(("J", "seconds")) else "left")
     for phase in PHASE_ORDER:
-        record = summary.get("phases", {}).get(phase)
-        if not record:
+        record = summary.phase(phase)
+        if record is None:
             continue
-        busy = (record.get("contention") or {}).get("contended")
-        label = phase + (" (partial)" if record.get("partial") else "") + (CONTENDED_MARK if busy else "")
-        for i, (domain, e) in enumerate(record["energy"].items()):
-            mark = SOURCE_MARK.get(e["source"], "")
-            flags = "".join(f" ({f})" for f in ("gap", "short") if e.get(f))
-            if e["net_j"] < 0 and not e.get("gap") and phase != "idle":
+        label = phase + (" (partial)" if record.partial else "") + (CONTENDED_MARK if record.contended else "")
+        for i, (domain, e) in enumerate(record.energy.items()):
+            mark = SOURCE_MARK.get(e.source, "")
+            flags = (" (gap)" if e.gap else "") + (" (short)" if e.short else "")
+            if e.net_j < 0 and not e.gap and phase != "idle":
                 flags += " (below idle)"  # drew less than the idle baseline: noise, not negative energy
             table.add_row(
                 label if i == 0 else "",
                 domain,
-                f"{record['duration_s']:.2f}" if i == 0 else "",
-                mark + fmt_number(e["gross_j"]),
-                mark + fmt_number(e["idle_j"]),
-                mark + fmt_number(e["net_j"]) + flags,
-                e["source"],
-                e["method"],
+                f"{record.duration_s:.2f}" if i == 0 else "",
+                mark + fmt_number(e.gross_j),
+                mark + fmt_number(e.idle_j),
+                mark + fmt_number(e.net_j) + flags,
+                e.source,
+                e.method,
             )
     table.caption = "\n".join(run_notes(summary))
     table.caption_justify = "left"
     return table
 
 
-def run_notes(summary: dict) -> list[str]:
+def run_notes(summary: RunSummary) -> list[str]:
     """What a reader of one run must know beside its joules: warm-up, contention, short phases,
     and how a reused source network's pretraining energy was carried over."""
     notes = []
-    phases = summary.get("phases", {})
-    if "warmup" in phases:
-        w = phases["warmup"]
+    phases = summary.phases
+    w = summary.phase("warmup")
+    if w is not None:
         notes.append(
-            f"warmup: {w.get('steps', '?')} unmetered training steps before the first metered phase "
-            f"({w['duration_s']:.2f} s), so no phase pays start-up costs; in no figure"
+            f"warmup: {w.steps if w.steps is not None else '?'} unmetered training steps before the first "
+            f"metered phase ({w.duration_s:.2f} s), so no phase pays start-up costs; in no figure"
         )
     for phase in PHASE_ORDER:
-        c = (phases.get(phase) or {}).get("contention")
-        if c:
-            state = f"{CONTENDED_MARK} contended" if c["contended"] else "quiet"
+        record = summary.phase(phase)
+        c = record.contention if record is not None else None
+        if c is not None:
+            state = f"{CONTENDED_MARK} contended" if c.contended else "quiet"
             notes.append(
-                f"{phase}: other processes used {100 * c['others_cpu_share']:.0f} % of the CPU "
-                f"(steal {100 * c['steal_share']:.0f} %), {state}"
+                f"{phase}: other processes used {100 * (c.others_cpu_share or 0.0):.0f} % of the CPU "
+                f"(steal {100 * c.steal_share:.0f} %), {state}"
             )
-    if any(e.get("short") for p in phases.values() for e in p.get("energy", {}).values()):
+    if any(e.short for p in phases.values() for e in p.energy.values()):
         notes.append(
             "(short): the phase lasted under ten of the meter's update periods; its edges alone may be "
             "off by more than 10 %"
         )
-    pretrain = summary.get("pretrain") or {}
-    if pretrain.get("cached"):
+    pretrain = summary.pretrain
+    if pretrain is not None and pretrain.cached:
         how = (
             "re-modelled under this run's TDP"
-            if pretrain.get("remodelled")
-            else pretrain.get("incomparable") or pretrain.get("basis_unknown") or "same basis as this run"
+            if pretrain.remodelled
+            else pretrain.incomparable or pretrain.basis_unknown or "same basis as this run"
         )
         notes.append(
-            f"pretrain: source network reused from the cache (trained by run {pretrain.get('run_id')}); "
-            f"its energy: {how}"
+            f"pretrain: source network reused from the cache (trained by run {pretrain.run_id}); its energy: {how}"
         )
     return notes
 

@@ -10,9 +10,12 @@ inputs: if any input was modelled, it is modelled.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.meters.base import weakest_source
+from engine.records import METERED_PHASES, TRAINING_PHASES, ConfigKey, RunSummary
+from engine.records.config_key import BASELINE
 
 CONFIDENCE = 0.95
 
@@ -138,74 +141,57 @@ def diff_ci(a: list[float], b: list[float]) -> Estimate:
 
 
 # -- summaries -> comparison -----------------------------------------------------------------
-def _phase_net(summary: dict, phase: str) -> tuple[float, str] | None:
-    total = summary.get("phases", {}).get(phase, {}).get("total")
-    if not total or total.get("source") is None or total.get("gap"):
-        return None  # a meter gap (failure, counter reset, lost wraps) leaves the energy unknown
-    return total["net_j"], total["source"]
-
-
-def has_gap(summary: dict) -> bool:
+def has_gap(summary: RunSummary) -> bool:
     """A run whose energy in some metered phase is unknown, and so left out of energy figures."""
-    return any(
-        (p.get("total") or {}).get("gap")
-        for name, p in summary.get("phases", {}).items()
-        if name not in ("idle", "warmup")
-    )
+    return summary.has_gap
 
 
-def pretrain_energy(summary: dict) -> tuple[float, str] | None:
+def pretrain_energy(summary: RunSummary) -> tuple[float, str] | None:
     """Net joules that trained the source network: measured in this run, or in the run that first
     trained it when this run reused it from the cache."""
-    pretrain = summary.get("pretrain") or {}
-    if pretrain.get("incomparable"):
+    if summary.pretrain is not None and summary.pretrain.incomparable:
         return None  # measured by another kind of meter: no sum or break-even with this run's joules
-    total = pretrain.get("total") or summary.get("phases", {}).get("pretrain", {}).get("total")
-    if not total or total.get("source") is None:
+    total = summary.pretrain_total
+    if total is None or total.source is None:
         return None
-    return total["net_j"], total["source"]
+    return total.net_j, total.source
 
 
-def training_energy(summary: dict) -> tuple[float, str] | None:
+def training_energy(summary: RunSummary) -> tuple[float, str] | None:
     """Net joules to train the target task: the train phase plus pruning's fine-tuning."""
-    parts = [p for p in (_phase_net(summary, "train"), _phase_net(summary, "prune")) if p]
+    parts = [p for p in (summary.phase_net(phase) for phase in TRAINING_PHASES) if p]
     if not parts:
         return None
     return sum(j for j, _ in parts), weakest_source(s for _, s in parts)
 
 
-def inference_energy(summary: dict) -> tuple[float, str] | None:
+def inference_energy(summary: RunSummary) -> tuple[float, str] | None:
     """Net joules per inference in the test phase."""
-    per = summary.get("metrics", {}).get("j_per_inference") or {}
-    if per.get("value") is None or _phase_net(summary, "test") is None:
+    per = summary.metrics.j_per_inference
+    if per is None or per.value is None or per.source is None or summary.phase_net("test") is None:
         return None
-    return per["value"], per["source"]
+    return per.value, per.source
 
 
-def contended_phases(summary: dict, phases=("pretrain", "train", "prune", "test")) -> list[str]:
+def contended_phases(summary: RunSummary, phases: tuple[str, ...] = METERED_PHASES) -> list[str]:
     """Metered phases during which other processes used the machine beyond the threshold."""
-    return [p for p in phases if (summary.get("phases", {}).get(p, {}).get("contention") or {}).get("contended")]
+    return [p for p in phases if (r := summary.phase(p)) is not None and r.contended]
 
 
-def others_cpu_share(summary: dict, phase: str = "train") -> float | None:
-    return (summary.get("phases", {}).get(phase, {}).get("contention") or {}).get("others_cpu_share")
+def others_cpu_share(summary: RunSummary, phase: str = "train") -> float | None:
+    record = summary.phase(phase)
+    return record.contention.others_cpu_share if record is not None and record.contention is not None else None
 
 
-def meter_error(summary: dict, phases: tuple[str, ...]) -> float:
+def meter_error(summary: RunSummary, phases: tuple[str, ...]) -> float:
     """The documented relative error of a run's energy over these phases (see meters.base)."""
-    errors = [
-        t.get("error_rel", 0.0)
-        for p in phases
-        if (t := summary.get("phases", {}).get(p, {}).get("total")) and t.get("source") is not None
-    ]
+    errors = [t.error_rel or 0.0 for p in phases if (t := summary.total(p)) is not None and t.source is not None]
     return max(errors, default=0.0)
 
 
-def config_key(summary: dict) -> str:
+def config_key(summary: RunSummary) -> str:
     """dataset/size/mode/mechanism of a run (older logs may lack the mechanism: baseline)."""
-    spec = summary.get("spec", {})
-    key = summary.get("config") or f"{spec.get('dataset')}/{spec.get('size')}/{spec.get('mode')}"
-    return "/".join(_split_key(key))
+    return str(summary.key)
 
 
 @dataclass
@@ -230,12 +216,6 @@ class ConfigStats:
     gap_runs: int = 0  # runs with a meter gap: their energy is left out of these figures
 
 
-def _split_key(key: str) -> tuple[str, str, str, str]:
-    parts = key.split("/")
-    parts += ["baseline"] * (4 - len(parts))
-    return parts[0], parts[1], parts[2], parts[3]
-
-
 def _energy_estimate(values: list[tuple[float, str] | None]) -> Estimate | None:
     present = [v for v in values if v is not None]
     if not present:
@@ -243,38 +223,46 @@ def _energy_estimate(values: list[tuple[float, str] | None]) -> Estimate | None:
     return mean_ci([j for j, _ in present], weakest_source(s for _, s in present))
 
 
-def config_stats(summaries: list[dict]) -> list[ConfigStats]:
+def _accuracy_frac(summary: RunSummary) -> float:
+    """A complete run always has its accuracy; NaN keeps a malformed one from passing for 0."""
+    return summary.metrics.accuracy_frac if summary.metrics.accuracy_frac is not None else math.nan
+
+
+def _f1_frac(summary: RunSummary) -> float:
+    return summary.metrics.f1_macro_frac if summary.metrics.f1_macro_frac is not None else math.nan
+
+
+def config_stats(summaries: list[RunSummary]) -> list[ConfigStats]:
     """Per configuration, over the complete runs given."""
-    by_key: dict[str, list[dict]] = {}
+    by_key: dict[ConfigKey, list[RunSummary]] = {}
     for s in summaries:
-        if s.get("status") == "complete":
-            by_key.setdefault(config_key(s), []).append(s)
+        if s.complete:
+            by_key.setdefault(s.key, []).append(s)
     out = []
     for key, runs in by_key.items():
-        dataset, size, mode, mechanism = _split_key(key)
-        phases = sorted({p for r in runs for p in r.get("phases", {})})
+        phases = sorted({p for r in runs for p in r.phases})
         out.append(
             ConfigStats(
-                key=key,
-                dataset=dataset,
-                size=size,
-                mode=mode,
-                mechanism=mechanism,
-                synthetic=any(r.get("synthetic") for r in runs),
+                key=str(key),
+                dataset=key.dataset,
+                size=key.size,
+                mode=key.mode,
+                mechanism=key.mechanism,
+                synthetic=any(r.synthetic for r in runs),
                 n=len(runs),
-                seeds=[r["spec"]["seed"] for r in runs],
+                seeds=[r.seed for r in runs],
                 train_j=_energy_estimate([training_energy(r) for r in runs]),
                 pretrain_j=_energy_estimate([pretrain_energy(r) for r in runs]),
                 test_j_per_inference=_energy_estimate([inference_energy(r) for r in runs]),
-                accuracy=mean_ci([r["metrics"]["accuracy"] for r in runs]),
-                f1=mean_ci([r["metrics"]["f1_macro"] for r in runs]),
-                durations={
-                    p: mean_ci([r["phases"][p]["duration_s"] for r in runs if p in r["phases"]]) for p in phases
-                },
+                accuracy=mean_ci([_accuracy_frac(r) for r in runs]),
+                f1=mean_ci(
+                    [r.metrics.f1_macro_frac if r.metrics.f1_macro_frac is not None else math.nan for r in runs]
+                ),
+                durations={p: mean_ci([r.phases[p].duration_s for r in runs if p in r.phases]) for p in phases},
                 phase_net_j={
-                    p: e for p in phases if (e := _energy_estimate([_phase_net(r, p) for r in runs])) is not None
+                    p: e for p in phases if (e := _energy_estimate([r.phase_net(p) for r in runs])) is not None
                 },
-                cached_sources=sum(1 for r in runs if (r.get("pretrain") or {}).get("cached")),
+                cached_sources=sum(1 for r in runs if r.pretrain is not None and r.pretrain.cached),
                 contended={p: n for p in phases if (n := sum(1 for r in runs if p in contended_phases(r, (p,))))},
                 gap_runs=sum(1 for r in runs if has_gap(r)),
             )
@@ -346,19 +334,20 @@ class Comparison:
         return widen(self.test_ratio, self.test_meter_error)
 
 
-def run_node(summary: dict) -> str | None:
+def run_node(summary: RunSummary) -> str | None:
     """The Slurm node a run ran on (None for a local run): a blocking factor, so pairs never span nodes."""
-    return (summary.get("slurm") or {}).get("node")
+    return summary.node
 
 
-def _pair(treat: list[dict], ref: list[dict]) -> list[tuple[dict, dict]]:
-    by_seed = {(run_node(r), r["spec"]["seed"]): r for r in ref}
-    return [
-        (t, by_seed[(run_node(t), t["spec"]["seed"])]) for t in treat if (run_node(t), t["spec"]["seed"]) in by_seed
-    ]
+Pair = tuple[RunSummary, RunSummary]
 
 
-def _node_blocks(group: str, pairs: list[tuple[dict, dict]]) -> list[tuple[str, list[tuple[dict, dict]]]]:
+def _pair(treat: list[RunSummary], ref: list[RunSummary]) -> list[Pair]:
+    by_seed = {(r.node, r.seed): r for r in ref}
+    return [(t, by_seed[(t.node, t.seed)]) for t in treat if (t.node, t.seed) in by_seed]
+
+
+def _node_blocks(group: str, pairs: list[Pair]) -> list[tuple[str, list[Pair]]]:
     """One block when the pairs ran on one node (or locally); else a row per node and an "all" row."""
     nodes = sorted({run_node(t) or "local" for t, _ in pairs})
     if len(nodes) < 2:
@@ -372,12 +361,12 @@ def _compare(
     group: str,
     treatment: str,
     reference: str,
-    pairs: list[tuple[dict, dict]],
+    pairs: list[Pair],
     pretrain: Estimate | None,
     keys: tuple[str, str] = ("", ""),
     noise: NoiseFloor | None = None,
 ) -> Comparison:
-    def paired(fn):
+    def paired(fn: Callable[[RunSummary], tuple[float, str] | None]) -> Estimate | None:
         vals = [(fn(t), fn(r)) for t, r in pairs]
         vals = [(a, b) for a, b in vals if a is not None and b is not None]
         if not vals:
@@ -391,22 +380,22 @@ def _compare(
     )
     test_ratio = paired(inference_energy)
     acc = (
-        diff_ci([100 * t["metrics"]["accuracy"] for t, _ in pairs], [100 * r["metrics"]["accuracy"] for _, r in pairs])
+        diff_ci([100 * _accuracy_frac(t) for t, _ in pairs], [100 * _accuracy_frac(r) for _, r in pairs])
         if pairs
         else None
     )
     break_even = None
     if pretrain is not None and train_ratio is not None:
         saved = [
-            training_energy(r)[0] - training_energy(t)[0] for t, r in pairs if training_energy(r) and training_energy(t)
+            er[0] - et[0] for t, r in pairs if (er := training_energy(r)) is not None and (et := training_energy(t))
         ]
         mean_saved = sum(saved) / len(saved) if saved else 0.0
         break_even = pretrain.mean / mean_saved if mean_saved > 0 else math.inf
-    synthetic = any(t.get("synthetic") or r.get("synthetic") for t, r in pairs)
+    synthetic = any(t.synthetic or r.synthetic for t, r in pairs)
     runs = [x for pair in pairs for x in pair]
     train_error = max((meter_error(x, ("train", "prune")) for x in runs), default=0.0)
     test_error = max((meter_error(x, ("test",)) for x in runs), default=0.0)
-    on_this_machine = noise is not None and all(x.get("host") == noise.host for x in runs)
+    on_this_machine = noise is not None and all(x.host == noise.host for x in runs)
     floors = (noise.floor("train", len(pairs)), noise.floor("test", len(pairs))) if on_this_machine else (None, None)
     contended = sum(1 for x in runs if contended_phases(x))
     shares = [v for x in runs if (v := others_cpu_share(x)) is not None]
@@ -433,28 +422,29 @@ def _compare(
     )
 
 
-def compare(summaries: list[dict], noise: NoiseFloor | None = None) -> list[Comparison]:
+def compare(summaries: list[RunSummary], noise: NoiseFloor | None = None) -> list[Comparison]:
     """Every comparison the runs allow: each mode against scratch (same data, size, mechanism),
     and each mechanism against the baseline (same data, size, mode). With this machine's noise
     floor, verdicts on its runs say when a ratio is within what identical runs do."""
-    complete = [s for s in summaries if s.get("status") == "complete"]
-    by_key: dict[str, list[dict]] = {}
-    for s in complete:
-        by_key.setdefault(config_key(s), []).append(s)
+    by_key: dict[ConfigKey, list[RunSummary]] = {}
+    for s in summaries:
+        if s.complete:
+            by_key.setdefault(s.key, []).append(s)
     out = []
-    for key, runs in sorted(by_key.items()):
-        dataset, size, mode, mechanism = _split_key(key)
-        if mode != "scratch":
-            ref_key = f"{dataset}/{size}/scratch/{mechanism}"
+    for key, runs in sorted(by_key.items(), key=lambda item: str(item[0])):
+        if key.mode != "scratch":
+            ref_key = key.with_mode("scratch")
             if ref_key in by_key:
                 pretrain = _energy_estimate([pretrain_energy(r) for r in runs])
-                for group, pairs in _node_blocks(f"{dataset}/{size}/{mechanism}", _pair(runs, by_key[ref_key])):
-                    out.append(_compare(group, mode, "scratch", pairs, pretrain, (key, ref_key), noise))
-        if mechanism != "baseline":
-            ref_key = f"{dataset}/{size}/{mode}/baseline"
+                group = f"{key.dataset}/{key.size}/{key.mechanism}"
+                for block, pairs in _node_blocks(group, _pair(runs, by_key[ref_key])):
+                    out.append(_compare(block, key.mode, "scratch", pairs, pretrain, (str(key), str(ref_key)), noise))
+        if key.mechanism != BASELINE:
+            ref_key = key.with_mechanism(BASELINE)
             if ref_key in by_key:
-                for group, pairs in _node_blocks(f"{dataset}/{size}/{mode}", _pair(runs, by_key[ref_key])):
-                    out.append(_compare(group, mechanism, "baseline", pairs, None, (key, ref_key), noise))
+                group = f"{key.dataset}/{key.size}/{key.mode}"
+                for block, pairs in _node_blocks(group, _pair(runs, by_key[ref_key])):
+                    out.append(_compare(block, key.mechanism, BASELINE, pairs, None, (str(key), str(ref_key)), noise))
     return out
 
 

@@ -22,6 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from engine.protocol import ProtocolError, decode
+from engine.records import (
+    Metrics,
+    NewerSchemaError,
+    PhaseRecord,
+    RecordError,
+    RunManifest,
+    RunSummary,
+    manifest_from_json,
+    summary_from_json,
+)
 
 RUN_JSON = "run.json"
 EVENTS = "events.jsonl"
@@ -146,7 +156,7 @@ class EventTail:
         return events
 
 
-def _load_json(path: Path) -> tuple[dict | None, str | None]:
+def _load_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(the object, None), or (None, why not): "missing", or how the file is damaged."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -164,13 +174,26 @@ def _load_json(path: Path) -> tuple[dict | None, str | None]:
     return data, None
 
 
-def read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from a file, or None when it is missing or damaged."""
     return _load_json(path)[0]
 
 
-def read_summary(path: Path) -> dict | None:
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """summary.json as plain JSON (for code that only asks its status); readers of its data use load_summary."""
     return read_json(path)
+
+
+def load_summary(run_path: Path) -> RunSummary | None:
+    """The one summary loader: a run's summary, typed and validated, or None when the run has
+    none that can be read (missing, damaged, newer than this JouleLab: load_run says which)."""
+    data, _ = _load_json(Path(run_path) / SUMMARY)
+    if data is None:
+        return None
+    try:
+        return summary_from_json(data)
+    except RecordError:
+        return None
 
 
 def _last_phase(events_path: Path) -> str | None:
@@ -220,65 +243,72 @@ def _pid_alive(pid: int | None) -> bool:
 class RunRecord:
     run_id: str
     path: Path
-    manifest: dict
-    summary: dict | None
+    manifest: RunManifest
+    summary: RunSummary | None
     status: str  # complete | cancelled | failed | stalled | crashed | running | damaged
     last_phase: str | None
     problem: str | None = None  # why a damaged run cannot be read as data (one line)
+    newer_schema: bool = False  # written by a newer JouleLab: `problem` says to upgrade
 
     @property
-    def spec(self) -> dict:
-        return self.manifest.get("spec", {})
+    def spec(self) -> dict[str, Any]:
+        return self.manifest.spec
 
     @property
     def started(self) -> str:
-        return self.manifest.get("started") or ""
+        return self.manifest.started or ""
 
 
 # What a listing keeps of each run (light records): enough for `joulelab runs` and for selecting
 # runs, so memory does not grow with the size of every summary. Commands that need a run's data
 # load it whole, one run at a time (load_run).
 _LIGHT_SPEC = ("preset", "config", "seed", "batch", "dataset", "size", "mode")
-_LIGHT_SUMMARY = ("status", "error", "last_phase", "config", "synthetic")
 
 
-def _lighten(manifest: dict, summary: dict | None) -> tuple[dict, dict | None]:
-    spec = manifest.get("spec") or {}
-    manifest = {
-        "spec": {k: spec.get(k) for k in _LIGHT_SPEC},
-        "started": manifest.get("started"),
-        "pid": manifest.get("pid"),
-    }
-    if summary is not None:
-        summary = {
-            **{k: summary.get(k) for k in _LIGHT_SUMMARY},
-            "phases": {p: {"total": r.get("total")} for p, r in (summary.get("phases") or {}).items()},
-            "metrics": {"accuracy": (summary.get("metrics") or {}).get("accuracy")},
-        }
-    return manifest, summary
+def _lighten(manifest: RunManifest, summary: RunSummary | None) -> tuple[RunManifest, RunSummary | None]:
+    spec = manifest.spec
+    light_manifest = RunManifest(spec={k: spec.get(k) for k in _LIGHT_SPEC}, started=manifest.started, pid=manifest.pid)
+    if summary is None:
+        return light_manifest, None
+    light = RunSummary(
+        run_id=summary.run_id,
+        status=summary.status,
+        error=summary.error,
+        last_phase=summary.last_phase,
+        config=summary.config,
+        synthetic=summary.synthetic,
+        phases={p: PhaseRecord(duration_s=r.duration_s, total=r.total) for p, r in summary.phases.items()},
+        metrics=Metrics(accuracy_frac=summary.metrics.accuracy_frac),
+    )
+    return light_manifest, light
+
+
+def _damaged(path: Path, manifest: RunManifest, problem: str, newer_schema: bool = False) -> RunRecord:
+    return RunRecord(path.name, path, manifest, None, "damaged", None, problem, newer_schema)
 
 
 def load_run(path: Path, light: bool = False) -> RunRecord:
-    manifest, manifest_problem = _load_json(path / RUN_JSON)
-    summary, summary_problem = _load_json(path / SUMMARY)
-    manifest = manifest or {}
+    """A run as its files tell it. A damaged file, or one written by a newer JouleLab, makes the
+    run `damaged` with the reason in `problem` (find_run raises it as a StoreError)."""
+    manifest_data, manifest_problem = _load_json(path / RUN_JSON)
+    summary_data, summary_problem = _load_json(path / SUMMARY)
+    manifest = RunManifest()
     if summary_problem not in (None, "missing"):
-        return RunRecord(path.name, path, manifest, None, "damaged", None, f"summary.json is {summary_problem}")
-    if manifest_problem is not None:
-        return RunRecord(
-            path.name,
-            path,
-            manifest,
-            None,
-            "damaged",
-            None,
-            f"run.json is {manifest_problem} (no spec to read the run by)",
-        )
+        return _damaged(path, manifest, f"summary.json is {summary_problem}")
+    if manifest_data is None:
+        return _damaged(path, manifest, f"run.json is {manifest_problem} (no spec to read the run by)")
+    try:
+        manifest = manifest_from_json(manifest_data, f"run {path.name}: run.json")
+        summary = summary_from_json(summary_data, f"run {path.name}: summary.json") if summary_data else None
+    except NewerSchemaError as exc:
+        return _damaged(path, manifest, str(exc), newer_schema=True)
+    except RecordError as exc:
+        return _damaged(path, manifest, str(exc))
     if light:
         manifest, summary = _lighten(manifest, summary)
     if summary is not None:
-        return RunRecord(path.name, path, manifest, summary, summary.get("status", "failed"), summary.get("last_phase"))
-    alive = _pid_alive(manifest.get("pid"))
+        return RunRecord(path.name, path, manifest, summary, summary.status, summary.last_phase)
+    alive = _pid_alive(manifest.pid)
     return RunRecord(path.name, path, manifest, None, "running" if alive else "crashed", _last_phase(path / EVENTS))
 
 
@@ -301,4 +331,8 @@ def list_runs(logs_dir: Path, light: bool = False, newest: int | None = None) ->
 
 
 def find_run(logs_dir: Path, run_id: str) -> RunRecord:
-    return load_run(run_dir(logs_dir, run_id))
+    """One run by id; a run written by a newer JouleLab is refused with the one line that says so."""
+    record = load_run(run_dir(logs_dir, run_id))
+    if record.newer_schema and record.problem is not None:
+        raise StoreError(record.problem)
+    return record

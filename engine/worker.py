@@ -26,16 +26,44 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+import msgspec
 
 from engine import __version__
 from engine.device import Device, DeviceError
 from engine.meters.base import in_totals
 from engine.protocol import SCHEMA_VERSION, encode, make_event
+from engine.records import (
+    LOG_SCHEMA,
+    SCHEMA_KEY,
+    CpuContention,
+    CurvePoint,
+    EnergyValue,
+    GpuContention,
+    IdlePower,
+    MeterDomain,
+    Metrics,
+    MissingMeter,
+    NvmlAgreement,
+    PerUnitEnergy,
+    PhaseRecord,
+    PhaseTotal,
+    PretrainRecord,
+    Pruning,
+    RecordError,
+    RunSummary,
+    pretrain_from_json,
+    to_json_object,
+)
 from engine.spec import RunSpec, SpecError, new_run_id, spec_from_dict
 from engine.store import EVENTS, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
+
+if TYPE_CHECKING:
+    from engine.meters.sampler import PhaseEnergy
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 EXIT_LOG_UNWRITABLE = 3
@@ -236,7 +264,7 @@ class SourceNetwork:
     x_val: Any
     y_val: Any
     key: str
-    cached: dict | None
+    cached: PretrainRecord | None
 
 
 class Run:
@@ -246,12 +274,12 @@ class Run:
         self.spec = spec
         self.path = run_path
         self.w = writer
-        self.manifest: dict = {}
-        self.phases: dict[str, dict] = {}
-        self.curve: list[dict] = []
-        self.metrics: dict = {}
+        self.manifest: dict[str, Any] = {SCHEMA_KEY: LOG_SCHEMA}  # run.json (engine.records.RunManifest)
+        self.phases: dict[str, PhaseRecord] = {}
+        self.curve: list[CurvePoint] = []
+        self.metrics = Metrics()
         self.idle_watts: dict[str, float] = {}
-        self.pretrain: dict | None = None  # the source network's pretraining: measured here or cached
+        self.pretrain: PretrainRecord | None = None  # the source network's pretraining: measured here or cached
         self.open_phase: tuple[str, Any] | None = None
         self.last_phase: str | None = None
         self.sampler = None
@@ -308,11 +336,11 @@ class Run:
             out["not_metered"] = "NVML is not available: this GPU's energy is not measured (see missing_meters)"
         return out
 
-    def with_basis(self, domain: str, energy: dict) -> dict:
+    def with_basis(self, domain: str, energy: EnergyValue) -> EnergyValue:
         """A modelled domain's record keeps what it was modelled from, so it can be re-modelled."""
         basis = self.basis.get(domain)
         if basis:
-            energy["basis"] = dict(basis)
+            energy.basis = dict(basis)
         return energy
 
     def emit_sample(self, domains: dict, machine: dict | None) -> None:
@@ -346,7 +374,7 @@ class Run:
         self.last_phase = phase
         self.w.emit("phase_start", phase=phase)
 
-    def end(self, partial: bool = False, extra: dict | None = None) -> dict:
+    def end(self, partial: bool = False, steps: int | None = None, networks: int | None = None) -> PhaseRecord:
         from engine.meters.nvml import agreement
         from engine.meters.sampler import phase_energy
 
@@ -371,32 +399,30 @@ class Run:
         if phase == "idle":
             for e in energy.values():
                 e.idle_j = e.gross_j  # exactly, not watts x duration with its rounding
-        record = {
-            "duration_s": duration,
-            "energy": {name: self.with_basis(name, e.as_dict()) for name, e in energy.items()},
-            "total": total_energy(energy.values()),
-        }
+        record = PhaseRecord(
+            duration_s=duration,
+            energy={name: self.with_basis(name, e.as_value()) for name, e in energy.items()},
+            total=phase_total(energy.values()),
+            partial=partial,
+            steps=steps,
+            networks=networks,
+        )
         if start.cpu is not None and end.cpu is not None:
             from engine.meters.contention import contention_between
 
             contention = contention_between(start.cpu, end.cpu, self.sampler.contention.cpus)
             if contention is not None:
-                record["contention"] = contention
+                record.contention = CpuContention(**contention)
         if self.nvml is not None:
-            record["gpu_contention"] = gpu_contention(self.gpu_others_at_start, self.gpu_others())
-            both = agreement(energy)
-            if both:
-                record["nvml_agreement"] = both
-        if partial:
-            record["partial"] = True
-        record.update(extra or {})
+            record.gpu_contention = gpu_contention(self.gpu_others_at_start, self.gpu_others())
+            record.nvml_agreement = {name: NvmlAgreement(**a) for name, a in agreement(energy).items()}
         self.phases[phase] = record
         self.w.emit(
             "phase_end",
             phase=phase,
             duration_s=duration,
-            energy=record["energy"],
-            total=record["total"],
+            energy={name: to_json_object(e) for name, e in record.energy.items()},
+            total=to_json_object(record.total),
             partial=partial,
         )
         return record
@@ -507,7 +533,7 @@ class Run:
                 warm_up(n, x, y, batch_size=spec.batch_size, lr=job_lr, augment=spec.augment, precision=precision)
                 for n, x, y, job_lr in jobs
             )
-            self.end(extra={"steps": steps, "networks": len(jobs)})
+            self.end(steps=steps, networks=len(jobs))
 
         if transfer:
             if source.cached is None:
@@ -570,12 +596,12 @@ class Run:
                 )
                 train_samples += tuned.samples_seen
             finish_pruning(net)
-            self.metrics["pruning"] = {
+            self.metrics.pruning = Pruning(
                 **sparsity_report(net),
-                "accuracy_before_pruning": before,
-                "note": "unstructured sparsity: dense kernels still multiply every zero, so FLOPs and "
+                accuracy_before_pruning_frac=before,
+                note="unstructured sparsity: dense kernels still multiply every zero, so FLOPs and "
                 "inference energy are not expected to fall; see test-phase energy",
-            }
+            )
             self.end()
 
         self.begin("test")
@@ -588,31 +614,20 @@ class Run:
         test = self.end()
         self.idle_after()
 
-        train_energy = self.phases["train"]["total"]
-        prune_energy = self.phases.get("prune", {}).get("total")
-        train_net = train_energy["net_j"] + (prune_energy["net_j"] if prune_energy else 0.0)
-        train_source = train_energy["source"]
-        self.metrics.update(
-            {
-                "accuracy": scores["accuracy"],
-                "f1_macro": scores["f1_macro"],
-                "train_samples": train_samples,
-                "test_samples": len(target.x_test),
-                "test_passes": passes,
-                "inferences": inferences,
-                "j_per_train_sample": {
-                    "value": train_net / train_samples if train_samples else None,
-                    "source": train_source,
-                    "basis": "net",
-                },
-                "j_per_inference": {
-                    "value": test["total"]["net_j"] / inferences if inferences else None,
-                    "source": test["total"]["source"],
-                    "basis": "net",
-                },
-            }
+        train_energy = self.phases["train"].total
+        prune = self.phases.get("prune")
+        train_net = train_energy.net_j + (prune.total.net_j if prune is not None else 0.0)
+        m = self.metrics
+        m.accuracy_frac, m.f1_macro_frac = scores["accuracy"], scores["f1_macro"]
+        m.train_samples_seen, m.test_samples = train_samples, len(target.x_test)
+        m.test_passes, m.inferences = passes, inferences
+        m.j_per_train_sample = PerUnitEnergy(
+            value=train_net / train_samples if train_samples else None, source=train_energy.source
         )
-        self.w.emit("result", metrics=self.metrics, curve=self.curve)
+        m.j_per_inference = PerUnitEnergy(
+            value=test.total.net_j / inferences if inferences else None, source=test.total.source
+        )
+        self.w.emit("result", metrics=to_json_object(m), curve=[to_json_object(p) for p in self.curve])
 
     def open_source(self, source_split, gap: int) -> SourceNetwork:
         """The source network: loaded from the cache when it exists (its pretraining energy comes
@@ -628,12 +643,18 @@ class Run:
         cached = sources.load(key) if spec.reuse_source else None
         net.to(self.device.name)
         split, x_val, y_val = self.on_device(split), self.device.tensor(x_val), self.device.tensor(y_val)
+        record = None
         if cached is not None:
-            state, record = cached
+            state, saved = cached
+            try:
+                record = pretrain_from_json(saved)
+            except RecordError:
+                return SourceNetwork(net, split, x_val, y_val, key, None)  # an unreadable cache: pretrain here
             net.load_state_dict(state)
-            self.pretrain = {**self.reuse_pretrain_record(record), "cached": True, "key": key}
-            self.metrics["source_accuracy"] = record.get("source_accuracy")
-        return SourceNetwork(net, split, x_val, y_val, key, record if cached is not None else None)
+            self.pretrain = self.reuse_pretrain_record(record)
+            self.pretrain.cached, self.pretrain.key = True, key
+            self.metrics.source_accuracy_frac = record.source_accuracy_frac
+        return SourceNetwork(net, split, x_val, y_val, key, record)
 
     def pretrain_source(self, source: SourceNetwork, progress) -> None:
         """Train the source network in a metered pretrain phase, and save it for later runs."""
@@ -662,21 +683,21 @@ class Run:
         source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes, precision=self.precision)[
             "accuracy"
         ]
-        self.metrics["source_accuracy"] = source_accuracy
+        self.metrics.source_accuracy_frac = source_accuracy
         phase = self.end()
-        record = {
-            "run_id": self.w.run_id,
-            "duration_s": phase["duration_s"],
-            "total": phase["total"],
-            "energy": phase["energy"],
-            "source_accuracy": source_accuracy,
-            "source_classes": split.classes,
-        }
-        self.pretrain = {**record, "cached": False, "key": source.key}
+        record = PretrainRecord(
+            run_id=self.w.run_id,
+            duration_s=phase.duration_s,
+            total=phase.total,
+            energy=phase.energy,
+            source_accuracy_frac=source_accuracy,
+            source_classes=list(split.classes),
+        )
+        self.pretrain = msgspec.structs.replace(record, cached=False, key=source.key)
         if spec.reuse_source:
-            problem = sources.save(source.key, source.net.state_dict(), record)
+            problem = sources.save(source.key, source.net.state_dict(), to_json_object(record))
             if problem:
-                self.pretrain["cache_problem"] = problem
+                self.pretrain.cache_problem = problem
 
     def adapt(self, net, n_classes: int):
         """The source network made into the target network: a new head (replaced, or new layers
@@ -752,53 +773,65 @@ class Run:
         self.thermal["idle_after"] = self.nvml.now().get(self.thermal["gpu"], {})
         self.write_manifest()
 
-    def reuse_pretrain_record(self, record: dict) -> dict:
+    def reuse_pretrain_record(self, record: PretrainRecord) -> PretrainRecord:
         """A cached pretraining record in this run's terms. Modelled joules are re-modelled under
         this run's basis (a changed --tdp rescales them exactly: J = CPU-seconds x W per core);
         a record from another kind of meter (a counter against a model) is flagged incomparable
         rather than set beside this run's joules."""
-        out = dict(record)
-        then_source = (record.get("total") or {}).get("source")
+        out = msgspec.structs.replace(record)
+        then_source = record.total.source if record.total is not None else None
         now_source = self.total_source()
         if then_source != now_source:
-            out["incomparable"] = (
+            out.incomparable = (
                 f"the source network's pretraining was {then_source}, this run is {now_source}; "
                 "retrain it here (reuse_source = false) to compare"
             )
             return out
         energy, remodelled, unknown = {}, False, False
-        for name, e in (record.get("energy") or {}).items():
-            e = dict(e)
-            now, then = self.basis.get(name), e.get("basis")
-            if e.get("source") == "modelled" and now:
+        for name, e in record.energy.items():
+            now, then = self.basis.get(name), e.basis
+            if e.source == "modelled" and now:
                 if not then:
                     unknown = True
                 elif then != now:
                     ((key, value),) = now.items()
                     factor = value / then[key]
-                    for k in ("gross_j", "idle_j", "net_j"):
-                        e[k] *= factor
-                    e["basis"], e["remodelled_from"] = dict(now), then
+                    e = msgspec.structs.replace(
+                        e,
+                        gross_j=e.gross_j * factor,
+                        idle_j=e.idle_j * factor,
+                        net_j=e.net_j * factor,
+                        basis=dict(now),
+                        remodelled_from=then,
+                    )
                     remodelled = True
             energy[name] = e
-        if remodelled:
-            out["energy"], out["total"] = energy, sum_energy_records(energy, record["total"])
-            out["remodelled"] = True
+        if remodelled and record.total is not None:
+            out.energy, out.total = energy, sum_energy_records(energy, record.total)
+            out.remodelled = True
         elif unknown:
-            out["basis_unknown"] = "cached before JouleLab recorded the model's basis: not re-modelled"
+            out.basis_unknown = "cached before JouleLab recorded the model's basis: not re-modelled"
         return out
 
     def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start) -> None:
         self.device.sync()  # the cumulative joules cover the epoch's kernels, all of them
-        point = {
-            "phase": phase,
-            "epoch": epoch,
-            "val_accuracy": accuracy,
-            "cumulative_j": self.cumulative_j(phase_start),
-            "source": self.total_source(),
-        }
+        point = CurvePoint(
+            phase=phase,
+            epoch=epoch,
+            val_accuracy_frac=accuracy,
+            cumulative_j=self.cumulative_j(phase_start),
+            source=self.total_source(),
+        )
         self.curve.append(point)
-        self.w.emit("epoch", **point)
+        # the epoch event keeps its own (event schema) field names
+        self.w.emit(
+            "epoch",
+            phase=phase,
+            epoch=epoch,
+            val_accuracy=accuracy,
+            cumulative_j=point.cumulative_j,
+            source=point.source,
+        )
 
     def total_source(self) -> str:
         from engine.meters.base import weakest_source
@@ -808,91 +841,97 @@ class Run:
     def write_manifest(self) -> None:
         atomic_write_json(self.path / RUN_JSON, self.manifest)
 
-    def summary(self, status: str, error: str | None = None) -> dict:
-        return {
-            "run_id": self.w.run_id,
-            "status": status,
-            "error": error,
-            "spec": self.spec.to_dict(),
-            "config": self.spec.config or self.spec.describe(),
-            "preset": self.spec.preset,
-            "host": socket.gethostname(),
-            "dataset": self.manifest.get("dataset", {}).get("label", self.spec.dataset),
-            "synthetic": self.manifest.get("dataset", {}).get("synthetic", self.spec.dataset == "synthetic"),
-            "started": self.manifest.get("started"),
-            "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "duration_s": time.monotonic() - self.started,
-            "last_phase": self.last_phase,
-            "phases": self.phases,
-            "pretrain": self.pretrain,
-            "idle_watts": {
-                n: {"w": w, "source": self.sampler.domains[n].source, "method": self.sampler.domains[n].method}
+    def summary(self, status: str, error: str | None = None) -> RunSummary:
+        dataset = self.manifest.get("dataset", {})
+        domains = self.sampler.domains if self.sampler else {}
+        return RunSummary(
+            run_id=self.w.run_id,
+            status=status,
+            error=error,
+            spec=self.spec.to_dict(),
+            config=self.spec.config or self.spec.describe(),
+            preset=self.spec.preset,
+            host=socket.gethostname(),
+            dataset=dataset.get("name", self.spec.dataset),
+            synthetic=dataset.get("synthetic", self.spec.dataset == "synthetic"),
+            started=self.manifest.get("started"),
+            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            duration_s=time.monotonic() - self.started,
+            last_phase=self.last_phase,
+            phases=self.phases,
+            pretrain=self.pretrain,
+            idle_watts={
+                n: IdlePower(w=w, source=domains[n].source, method=domains[n].method)
                 for n, w in self.idle_watts.items()
-            }
-            if self.sampler
-            else {},
-            "metrics": self.metrics,
-            "curve": self.curve,
-            "meters": self.manifest.get("meters", []),
-            "missing_meters": self.manifest.get("missing_meters", []),
-            "meter_gaps": sorted(self.sampler.gaps()) if self.sampler else [],
-            "contended_phases": [p for p, r in self.phases.items() if (r.get("contention") or {}).get("contended")],
-            "gpu_contended_phases": [
-                p
-                for p, r in self.phases.items()
-                if any(g["contended"] for g in (r.get("gpu_contention") or {}).values())
-            ],
-            "device": self.manifest.get("device"),
-            "precision": self.manifest.get("precision"),
-            "thermal": self.thermal,
-            "started_warm": self.thermal["started_warm"] if self.thermal else None,
-            "network": {k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
-            "events": self.w.count + 1,  # and the done event that follows
-            "reader_lost": self.w.reader_lost_at is not None,
-            "slurm": self.manifest.get("environment", {}).get("slurm"),  # the node pairs runs in stats
-        }
+            },
+            metrics=self.metrics,
+            curve=self.curve,
+            meters=[MeterDomain(**d) for d in self.manifest.get("meters", [])],
+            missing_meters=[MissingMeter(**m) for m in self.manifest.get("missing_meters", [])],
+            meter_gaps=sorted(self.sampler.gaps()) if self.sampler else [],
+            contended_phases=[p for p, r in self.phases.items() if r.contended],
+            gpu_contended_phases=[p for p, r in self.phases.items() if r.gpu_contended],
+            device=self.manifest.get("device"),
+            precision=self.manifest.get("precision"),
+            thermal=self.thermal,
+            started_warm=self.thermal["started_warm"] if self.thermal else None,
+            network={k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
+            events=self.w.count + 1,  # and the done event that follows
+            reader_lost=self.w.reader_lost_at is not None,
+            slurm=self.manifest.get("environment", {}).get("slurm"),  # the node pairs runs in stats
+        )
 
 
-def gpu_contention(at_start: dict[str, list[dict]], at_end: dict[str, list[dict]]) -> dict:
+def gpu_contention(
+    at_start: dict[str, list[dict[str, Any]]], at_end: dict[str, list[dict[str, Any]]]
+) -> dict[str, GpuContention]:
     """Other processes seen on each metered GPU at the phase's start or end. Their work is inside
     the GPU's joules and NVML cannot apportion it, so a phase with any is flagged `contended`."""
     out = {}
     for domain in sorted(set(at_start) | set(at_end)):
         procs = {p["pid"]: p for p in at_start.get(domain, []) + at_end.get(domain, [])}
-        out[domain] = {"other_processes": sorted(procs.values(), key=lambda p: p["pid"]), "contended": bool(procs)}
+        out[domain] = GpuContention(
+            other_processes=sorted(procs.values(), key=lambda p: p["pid"]), contended=bool(procs)
+        )
     return out
 
 
-def total_energy(energies) -> dict:
+def phase_total(energies: Iterable[PhaseEnergy]) -> PhaseTotal:
     """Sum of a phase's domains, excluding platform (psys) and cross-check domains, which would
     double count."""
     from engine.meters.base import weakest_source
 
     parts = [e for e in energies if in_totals(e.domain.kind)]
     if not parts:
-        return {"gross_j": 0.0, "idle_j": 0.0, "net_j": 0.0, "source": None, "methods": []}
-    out = {
-        "gross_j": sum(e.gross_j for e in parts),
-        "idle_j": sum(e.idle_j for e in parts),
-        "net_j": sum(e.net_j for e in parts),
-        "source": weakest_source(e.domain.source for e in parts),
-        "methods": sorted(e.domain.method for e in parts),
+        return PhaseTotal()
+    return PhaseTotal(
+        gross_j=sum(e.gross_j for e in parts),
+        idle_j=sum(e.idle_j for e in parts),
+        net_j=sum(e.net_j for e in parts),
+        source=weakest_source(e.domain.source for e in parts),
+        methods=sorted(e.domain.method for e in parts),
         # the least precise domain bounds the sum's error (conservative, and simple to state)
-        "error_rel": max(e.error_rel for e in parts),
-    }
-    if any(e.short for e in parts):
-        out["short"] = True
-    gaps = sorted(e.domain.name for e in parts if e.gap)
-    if gaps:
-        out["gap"] = gaps  # these domains' energy in the phase is incomplete: not a measurement
-    return out
+        error_rel=max(e.error_rel for e in parts),
+        short=any(e.short for e in parts),
+        # these domains' energy in the phase is incomplete: not a measurement
+        gap=sorted(e.domain.name for e in parts if e.gap),
+    )
 
 
-def sum_energy_records(energy: dict[str, dict], like: dict) -> dict:
-    """A phase total recomputed from its domain records (after re-modelling), as total_energy."""
-    parts = [e for e in energy.values() if in_totals(e.get("kind"))]
-    out = {**like, **{k: sum(e[k] for e in parts) for k in ("gross_j", "idle_j", "net_j")}}
-    return out
+def total_energy(energies: Iterable[PhaseEnergy]) -> dict[str, Any]:
+    """phase_total as JSON (for the runner's summary of a stalled run)."""
+    return to_json_object(phase_total(energies))
+
+
+def sum_energy_records(energy: dict[str, EnergyValue], like: PhaseTotal) -> PhaseTotal:
+    """A phase total recomputed from its domain records (after re-modelling), as phase_total."""
+    parts = [e for e in energy.values() if in_totals(e.kind)]
+    return msgspec.structs.replace(
+        like,
+        gross_j=sum(e.gross_j for e in parts),
+        idle_j=sum(e.idle_j for e in parts),
+        net_j=sum(e.net_j for e in parts),
+    )
 
 
 def read_spec(argv: list[str]) -> RunSpec:
@@ -939,6 +978,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = read_spec(sys.argv[1:] if argv is None else argv)
         if not spec.run_id:
             spec = RunSpec(**{**spec.__dict__, "run_id": new_run_id()})
+        # stored absolute: a log read from elsewhere still says where it was written
+        spec = RunSpec(**{**spec.__dict__, "logs_dir": os.path.abspath(spec.logs_dir)})
         logs_dir = Path(spec.logs_dir)
         check_writable(logs_dir)
         run_path = logs_dir / spec.run_id
@@ -1000,7 +1041,7 @@ def main(argv: list[str] | None = None) -> int:
             status, error, code = "failed", writer.log_error, EXIT_LOG_UNWRITABLE
             _quietly(writer.emit, "error", message=error, where=run.last_phase)  # reaches the stream
         try:
-            atomic_write_json(run_path / SUMMARY, run.summary(status, error))
+            atomic_write_json(run_path / SUMMARY, to_json_object(run.summary(status, error)))
         except OSError as exc:
             if code != EXIT_LOG_UNWRITABLE:
                 status, error, code = "failed", disk_message(exc, run_path / SUMMARY), EXIT_LOG_UNWRITABLE

@@ -41,3 +41,53 @@ def the_run_dir(logs: Path) -> Path:
     dirs = [p for p in logs.iterdir() if p.is_dir()]
     assert len(dirs) == 1, dirs
     return dirs[0]
+
+
+GOLDEN_LOGS = REPO / "tests" / "golden" / "logs"
+
+
+def golden_summary(name: str):
+    """A golden log's summary (log schema 1, read as every reader reads it)."""
+    from engine.store import load_summary
+
+    summary = load_summary(GOLDEN_LOGS / name)
+    assert summary is not None, name
+    return summary
+
+
+def make_summary(
+    config: str,
+    seed: int,
+    train_j: float,
+    accuracy_frac: float,
+    *,
+    pretrain_j: float | None = None,
+    source: str = "modelled",
+    j_per_inference: float = 0.001,
+    status: str = "complete",
+    **fields,
+):
+    """A complete run's summary built from the records types: train and test phases with their
+    totals, and the metrics the statistics read. `fields` set any other RunSummary field."""
+    from engine.records import Metrics, PerUnitEnergy, PhaseRecord, PhaseTotal, RunSummary
+
+    def phase(net_j: float) -> PhaseRecord:
+        return PhaseRecord(duration_s=1.0, total=PhaseTotal(net_j=net_j, gross_j=net_j, source=source))
+
+    phases = {"train": phase(train_j), "test": phase(1.0)}
+    if pretrain_j is not None:
+        phases["pretrain"] = phase(pretrain_j)
+    return RunSummary(
+        run_id=fields.pop("run_id", f"{config.replace('/', '-')}-{seed}"),
+        status=status,
+        config=config,
+        synthetic=True,
+        spec={"seed": seed},
+        phases=phases,
+        metrics=Metrics(
+            accuracy_frac=accuracy_frac,
+            f1_macro_frac=accuracy_frac,
+            j_per_inference=PerUnitEnergy(value=j_per_inference, source=source),
+        ),
+        **fields,
+    )

@@ -30,16 +30,16 @@ def check_against_log(frames: dict[str, pd.DataFrame], records) -> None:
     for r in records:
         s = r.summary
         runs = frames["runs"].set_index("run_id")
-        assert runs.loc[r.run_id, "accuracy"] == pytest.approx(s["metrics"]["accuracy"])
-        assert runs.loc[r.run_id, "train_net_j"] == pytest.approx(s["phases"]["train"]["total"]["net_j"])
+        assert runs.loc[r.run_id, "accuracy"] == pytest.approx(s.metrics.accuracy_frac)
+        assert runs.loc[r.run_id, "train_net_j"] == pytest.approx(s.phases["train"].total.net_j)
         assert runs.loc[r.run_id, "energy_source"] == "modelled"
         phases = frames["phases"]
         mine = phases[phases.run_id == r.run_id]
-        assert len(mine) == sum(len(p["energy"]) for p in s["phases"].values())
+        assert len(mine) == sum(len(p.energy) for p in s.phases.values())
         for _, row in mine.iterrows():
-            e = s["phases"][row.phase]["energy"][row.domain]
-            assert (row.gross_j, row.idle_j, row.net_j) == pytest.approx((e["gross_j"], e["idle_j"], e["net_j"]))
-            assert (row.source, row.method) == (e["source"], e["method"])
+            e = s.phases[row.phase].energy[row.domain]
+            assert (row.gross_j, row.idle_j, row.net_j) == pytest.approx((e.gross_j, e.idle_j, e.net_j))
+            assert (row.source, row.method) == (e.source, e.method)
         events, _ = read_events(r.path / "events.jsonl")
         samples = [e for e in events if e["type"] == "sample"]
         got = frames["samples"][frames["samples"].run_id == r.run_id]
@@ -48,7 +48,7 @@ def check_against_log(frames: dict[str, pd.DataFrame], records) -> None:
         assert last_cpu == pytest.approx(samples[-1]["domains"]["cpu"]["j"])
         assert set(got.source) == {"modelled"}
         curve = frames["curve"][frames["curve"].run_id == r.run_id]
-        assert list(curve.val_accuracy) == pytest.approx([p["val_accuracy"] for p in s["curve"]])
+        assert list(curve.val_accuracy) == pytest.approx([p.val_accuracy_frac for p in s.curve])
 
 
 def test_csv_matches_the_log_and_the_golden_files(records, tmp_path):
@@ -83,9 +83,7 @@ def test_codecarbon_has_its_columns_and_kwh(records, tmp_path):
     df = pd.read_csv(path)
     assert list(df.columns) == [*CODECARBON_COLUMNS, "joulelab_energy_source"]
     for r, row in zip(records, df.itertuples()):
-        gross = sum(
-            e["gross_j"] for name, p in r.summary["phases"].items() if name != "idle" for e in p["energy"].values()
-        )
+        gross = sum(e.gross_j for name, p in r.summary.phases.items() if name != "idle" for e in p.energy.values())
         assert row.energy_consumed == pytest.approx(gross / 3.6e6)
         assert row.emissions == pytest.approx(gross / 3.6e6 * 100.0 / 1000)
         assert row.joulelab_energy_source == "modelled"

@@ -61,10 +61,10 @@ def training_worker(logs: Path) -> psutil.Process:
         if (
             runs
             and runs[0].last_phase == "train"
-            and runs[0].manifest.get("pid")
+            and runs[0].manifest.pid
             and '"type":"progress"' in (runs[0].path / "events.jsonl").read_text()
         ):
-            return psutil.Process(runs[0].manifest["pid"])
+            return psutil.Process(runs[0].manifest.pid)
         return None
 
     return wait_for(ready, what="the worker to start training")
@@ -108,8 +108,8 @@ def test_ctrl_c_cancels_the_run_keeps_partial_energy_and_leaves_no_process(tmp_p
     assert time.monotonic() - t0 < 5
     record = load_run(the_run_dir(logs))
     assert record.status == "cancelled"
-    train = record.summary["phases"]["train"]
-    assert train["partial"] is True and train["total"]["gross_j"] > 0 and train["total"]["source"] == "modelled"
+    train = record.summary.phases["train"]
+    assert train.partial is True and train.total.gross_j > 0 and train.total.source == "modelled"
 
 
 def test_worker_finishes_its_run_when_the_reader_disappears(tmp_path):
@@ -131,7 +131,7 @@ def test_worker_finishes_its_run_when_the_reader_disappears(tmp_path):
     proc.stdout.close()  # the SSH session dropped: nobody reads the stream any more
     assert proc.wait(timeout=120) == 0
     record = load_run(the_run_dir(tmp_path))
-    assert record.status == "complete" and record.summary["reader_lost"] is True
+    assert record.status == "complete" and record.summary.reader_lost is True
     lines = (record.path / "events.jsonl").read_text().splitlines()
     assert decode(lines[-1])["type"] == "done"  # the log went on to the end
 

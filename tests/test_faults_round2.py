@@ -156,10 +156,10 @@ def test_a_stopped_worker_is_declared_stalled_cancelled_and_recorded(tmp_path):
         what="the stalled worker to be gone",
     )
     record = load_run(the_run_dir(logs))
-    assert record.status == "stalled" and record.summary["error"] in lines[0]
-    train = record.summary["phases"]["train"]
-    assert train["partial"] is True and train["total"]["gross_j"] > 0 and train["total"]["source"] == "modelled"
-    assert record.summary["phases"]["idle"]["total"]["gross_j"] > 0
+    assert record.status == "stalled" and record.summary.error in lines[0]
+    train = record.summary.phases["train"]
+    assert train.partial is True and train.total.gross_j > 0 and train.total.source == "modelled"
+    assert record.summary.phases["idle"].total.gross_j > 0
     events = events_of(record.path)  # the log ends as the CLI said: no torn line, stalled
     assert events[-1]["type"] == "done" and events[-1]["status"] == "stalled"
     listing = cli("runs", "--logs", str(logs)).communicate(timeout=60)[0]

@@ -135,33 +135,33 @@ def test_mlflow_export_of_the_golden_runs_reads_back_and_a_second_export_changes
         assert data.params["mode"] == record.spec["mode"] and data.params["epochs"] == str(record.spec["epochs"])
         assert set(data.params) == set(record.spec)
         # per phase gross, idle, net joules, each with its source and method
-        for phase, p in s["phases"].items():
+        for phase, p in s.phases.items():
             for q in ("gross_j", "idle_j", "net_j"):
-                assert data.metrics[f"energy/{phase}/{q}"] == pytest.approx(p["total"][q])
+                assert data.metrics[f"energy/{phase}/{q}"] == pytest.approx(getattr(p.total, q))
             assert data.tags[f"energy/{phase}.source"] == "modelled"
-            for domain, e in p["energy"].items():
-                assert data.metrics[f"energy/{phase}/{domain}/net_j"] == pytest.approx(e["net_j"])
-                assert data.tags[f"energy/{phase}/{domain}.source"] == e["source"]
-                assert data.tags[f"energy/{phase}/{domain}.method"] == e["method"]
-        m = s["metrics"]
-        assert data.metrics["accuracy"] == pytest.approx(m["accuracy"])
-        assert data.metrics["f1_macro"] == pytest.approx(m["f1_macro"])
-        assert data.metrics["j_per_train_sample"] == pytest.approx(m["j_per_train_sample"]["value"])
-        assert data.metrics["j_per_inference"] == pytest.approx(m["j_per_inference"]["value"])
+            for domain, e in p.energy.items():
+                assert data.metrics[f"energy/{phase}/{domain}/net_j"] == pytest.approx(e.net_j)
+                assert data.tags[f"energy/{phase}/{domain}.source"] == e.source
+                assert data.tags[f"energy/{phase}/{domain}.method"] == e.method
+        m = s.metrics
+        assert data.metrics["accuracy"] == pytest.approx(m.accuracy_frac)
+        assert data.metrics["f1_macro"] == pytest.approx(m.f1_macro_frac)
+        assert data.metrics["j_per_train_sample"] == pytest.approx(m.j_per_train_sample.value)
+        assert data.metrics["j_per_inference"] == pytest.approx(m.j_per_inference.value)
         assert data.tags["j_per_inference.source"] == "modelled"
         assert data.tags["joulelab.synthetic"] == "true"
         # the energy-to-accuracy curve: one step per epoch
-        train_curve = [p for p in s["curve"] if p["phase"] == "train"]
+        train_curve = [p for p in s.curve if p.phase == "train"]
         history = client.get_metric_history(run.info.run_id, "curve/train/cumulative_j")
         assert sorted((h.step, h.value) for h in history) == pytest.approx(
-            [(p["epoch"], p["cumulative_j"]) for p in train_curve]
+            [(p.epoch, p.cumulative_j) for p in train_curve]
         )
         assert len(client.get_metric_history(run.info.run_id, "curve/train/val_accuracy")) == len(train_curve)
         assert data.tags["curve/train.source"] == "modelled"
         # summary.json and run.json as artifacts, byte for byte
         assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["run.json", "summary.json"]
         local = Path(client.download_artifacts(run.info.run_id, "summary.json", str(tmp_path / run.info.run_id)))
-        assert json.loads(local.read_text()) == s
+        assert local.read_bytes() == (record.path / "summary.json").read_bytes()
 
     before = mlflow_state(client, experiment.experiment_id)
     second = runner.invoke(app, args)
@@ -211,20 +211,20 @@ def test_metrics_follow_a_runs_events_and_end_at_its_phase_energies():
         metrics.observe(event)
     value = metrics.registry.get_sample_value
     labels = {"run_id": record.run_id, "configuration": "synthetic/small/transfer/baseline"}
-    for phase, p in record.summary["phases"].items():
-        for domain, e in p["energy"].items():
+    for phase, p in record.summary.phases.items():
+        for domain, e in p.energy.items():
             got = value(
                 "joulelab_energy_joules_total",
                 {
                     **labels,
                     "phase": phase,
                     "domain": domain,
-                    "kind": e["kind"],
-                    "source": e["source"],
-                    "method": e["method"],
+                    "kind": e.kind,
+                    "source": e.source,
+                    "method": e.method,
                 },
             )
-            assert got == pytest.approx(e["gross_j"]) if e["gross_j"] > 0 else got in (None, 0.0)
+            assert got == pytest.approx(e.gross_j) if e.gross_j > 0 else got in (None, 0.0)
     last = [e for e in events if e["type"] == "sample"][-1]["domains"]
     assert value(
         "joulelab_power_watts", {**labels, "domain": "dram", "kind": "dram", "source": "modelled"}

@@ -22,7 +22,7 @@ async def test_run_spec_streams_every_event_and_reports_the_outcome(tmp_path):
     assert outcome.ok and outcome.exit_code == 0
     assert outcome.events == len(seen)
     assert seen[0]["type"] == "hello" and seen[-1]["type"] == "done"
-    assert outcome.result["metrics"]["accuracy"] >= 0
+    assert outcome.result["metrics"]["accuracy_frac"] >= 0
     # the stream the runner saw is exactly the log the worker wrote
     logged = (outcome.run_path / "events.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in logged] == seen
@@ -51,9 +51,9 @@ async def test_cancel_stops_the_whole_group_within_two_seconds_and_keeps_partial
     assert outcome.status == "cancelled"
     record = load_run(outcome.run_path)
     assert record.status == "cancelled"
-    train = record.summary["phases"]["train"]
-    assert train["partial"] is True
-    assert train["total"]["gross_j"] > 0 and train["total"]["source"] == "modelled"
+    train = record.summary.phases["train"]
+    assert train.partial is True
+    assert train.total.gross_j > 0 and train.total.source == "modelled"
 
 
 async def test_a_killed_worker_is_a_crash_with_its_events_kept(tmp_path):

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from engine import slurm
@@ -124,7 +125,7 @@ def test_job_manifest_records_job_array_node_and_what_was_granted():
 
 def test_stats_pair_within_a_node_and_add_an_all_row():
     def on(node, s):
-        return {**s, "slurm": {"node": node}}
+        return msgspec.structs.replace(s, slurm={"node": node})
 
     runs = [
         on("a", fake_summary("transfer", 0, 10, 0.9, pretrain_j=50)),
@@ -436,4 +437,4 @@ async def test_the_presets_tab_submits_to_slurm_and_follows_the_jobs(real_slurm,
     (record,) = slurm.load_records(logs.resolve())
     runs = list_runs(logs)
     assert len(runs) == 2 and all(r.status == "complete" for r in runs)
-    assert {r.manifest["environment"]["slurm"]["job_id"] for r in runs} == {record["jobs"][0]["job_id"]}
+    assert {r.manifest.environment["slurm"]["job_id"] for r in runs} == {record["jobs"][0]["job_id"]}

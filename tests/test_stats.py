@@ -3,6 +3,7 @@ import math
 import pytest
 
 from engine.stats import compare, config_stats, mean_ci, ratio_ci, t_quantile
+from tests.helpers import golden_summary, make_summary
 
 
 @pytest.mark.parametrize(
@@ -32,28 +33,24 @@ def test_ratio_is_geometric_and_paired():
     assert r.has_interval and r.spans(1.0)
 
 
-def summary(mode, seed, train_j, acc, pretrain_j=None, source="modelled", j_inf=0.001):
-    phases = {
-        "train": {"duration_s": 1.0, "total": {"net_j": train_j, "source": source}},
-        "test": {"duration_s": 1.0, "total": {"net_j": 1.0, "source": source}},
-    }
-    if pretrain_j is not None:
-        phases["pretrain"] = {"duration_s": 1.0, "total": {"net_j": pretrain_j, "source": source}}
-    return {
-        "status": "complete",
-        "config": f"synthetic/small/{mode}/baseline",
-        "synthetic": True,
-        "spec": {"seed": seed},
-        "phases": phases,
-        "metrics": {"accuracy": acc, "f1_macro": acc, "j_per_inference": {"value": j_inf, "source": source}},
-    }
+def summary(mode, seed, train_j, acc, pretrain_j=None, source="modelled", j_inf=0.001, status="complete"):
+    return make_summary(
+        f"synthetic/small/{mode}/baseline",
+        seed,
+        train_j,
+        acc,
+        pretrain_j=pretrain_j,
+        source=source,
+        j_per_inference=j_inf,
+        status=status,
+    )
 
 
 def test_transfer_vs_scratch_verdict_ratio_and_break_even():
     runs = []
     for seed, (tj, sj, ta, sa) in enumerate([(10, 50, 0.90, 0.92), (11, 52, 0.89, 0.92), (9, 49, 0.90, 0.93)]):
         runs += [summary("transfer", seed, tj, ta, pretrain_j=80), summary("scratch", seed, sj, sa)]
-    runs.append({**summary("scratch", 9, 1, 1), "status": "crashed"})  # ignored
+    runs.append(summary("scratch", 9, 1, 1, status="crashed"))  # ignored
     (c,) = compare(runs)
     assert c.treatment == "transfer" and c.reference == "scratch" and c.pairs == 3
     expected = math.exp(sum(math.log(t / s) for t, s in [(10, 50), (11, 52), (9, 49)]) / 3)
@@ -93,18 +90,13 @@ def test_training_too_short_to_resolve_is_said_not_hidden():
 
 
 def test_a_phase_with_a_meter_gap_is_left_out_of_energy_figures_and_counted():
-    import copy
-    import json
-    from pathlib import Path
-
     from engine.report import config_table
 
-    logs = Path(__file__).parent / "golden" / "logs"
-    scratch = json.loads((logs / "golden-scratch" / "summary.json").read_text())
-    second = copy.deepcopy(scratch)
-    second["run_id"], second["spec"]["seed"] = "gap-run", 1
-    second["phases"]["train"]["total"]["gap"] = ["cpu"]
+    scratch = golden_summary("golden-scratch")
+    second = golden_summary("golden-scratch")
+    second.run_id, second.spec["seed"] = "gap-run", 1
+    second.phases["train"].total.gap = ["cpu"]
     (stats,) = config_stats([scratch, second])
     assert stats.n == 2 and stats.gap_runs == 1
-    assert stats.train_j.n == 1 and stats.train_j.mean == scratch["phases"]["train"]["total"]["net_j"]
+    assert stats.train_j.n == 1 and stats.train_j.mean == scratch.phases["train"].total.net_j
     assert "left out of the energy columns" in config_table([stats]).caption

@@ -20,6 +20,7 @@ from engine.meters.contention import CONTENDED_SHARE, CpuContention, CpuTimes, c
 from engine.meters.model import CPU_TABLE, watts_per_core
 from engine.meters.sampler import PhaseEnergy
 from engine.models import build_network, count_parameters
+from engine.records import summary_from_json
 from engine.stats import Estimate, NoiseFloor, VerdictContext, verdict
 from engine.train import warm_up
 from tests.fakes.powercap import intel_server
@@ -80,7 +81,7 @@ def test_in_process_and_cached_source_paths_measure_training_alike(tmp_path):
     assert 1 / 3 < ratio < 3.0, ratio  # before: about 7x
     # the warm-up is in the log and in no figure
     assert cached["metrics"]["j_per_train_sample"]["value"] == pytest.approx(
-        cached["phases"]["train"]["total"]["net_j"] / cached["metrics"]["train_samples"]
+        cached["phases"]["train"]["total"]["net_j"] / cached["metrics"]["train_samples_seen"]
     )
 
 
@@ -314,7 +315,7 @@ def test_until_clear_adds_trials_until_the_interval_excludes_one_or_the_maximum(
     assert sorted(s["spec"]["seed"] for s in summaries) == sorted(list(range(trials)) * 2)
     from engine.stats import compare
 
-    (comparison,) = compare(summaries)
+    (comparison,) = compare([summary_from_json(s) for s in summaries])
     clear = comparison.train_interval.has_interval and not comparison.train_interval.spans(1.0)
     if clear:
         assert f"every comparison is clear after {trials} trials" in proc.stdout

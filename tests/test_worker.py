@@ -3,6 +3,7 @@
 import json
 
 from engine.protocol import PHASES, SCHEMA_VERSION, decode
+from engine.records import summary_from_json
 from engine.store import load_run
 from tests.helpers import run_worker, the_run_dir, tiny_spec
 
@@ -54,7 +55,7 @@ def test_scratch_run_streams_events_and_writes_a_complete_log(tmp_path):
 
     summary = json.loads((run_path / "summary.json").read_text())
     assert summary["status"] == "complete"
-    assert summary["synthetic"] is True and summary["dataset"] == "synthetic (synthetic)"
+    assert summary["synthetic"] is True and summary["dataset"] == "synthetic" and summary["log_schema"] == 2
     assert set(summary["phases"]) == {"idle", "warmup", "train", "test"}
     for phase in summary["phases"].values():
         assert phase["duration_s"] > 0
@@ -68,7 +69,7 @@ def test_scratch_run_streams_events_and_writes_a_complete_log(tmp_path):
     assert summary["phases"]["train"]["total"]["gross_j"] > 0
     m = summary["metrics"]
     assert m["test_samples"] > 0 and m["inferences"] >= m["test_samples"]
-    assert 0 <= m["accuracy"] <= 1 and 0 <= m["f1_macro"] <= 1
+    assert 0 <= m["accuracy_frac"] <= 1 and 0 <= m["f1_macro_frac"] <= 1
     assert m["inferences"] == m["test_passes"] * m["test_samples"]
     assert m["j_per_inference"]["source"] == "modelled"
     assert m["j_per_train_sample"]["value"] > 0
@@ -81,7 +82,7 @@ def test_transfer_meters_pretraining_as_its_own_phase(tmp_path):
     summary = json.loads((the_run_dir(tmp_path) / "summary.json").read_text())
     assert list(summary["phases"]) == ["idle", "warmup", "pretrain", "train", "test"]
     assert summary["phases"]["pretrain"]["total"]["gross_j"] > 0
-    assert "source_accuracy" in summary["metrics"]
+    assert "source_accuracy_frac" in summary["metrics"]
     manifest = json.loads((the_run_dir(tmp_path) / "run.json").read_text())
     # the body is frozen: only the new head trains
     assert manifest["network"]["trainable_parameters"] < manifest["network"]["parameters"]
@@ -133,8 +134,8 @@ def test_a_second_transfer_reuses_the_saved_source_network_and_its_pretraining_e
     assert "pretrain" not in s2["phases"]
     assert s2["pretrain"]["cached"] is True and s2["pretrain"]["run_id"] == s1["run_id"]
     assert s2["pretrain"]["total"] == s1["phases"]["pretrain"]["total"]
-    assert s2["metrics"]["source_accuracy"] == s1["metrics"]["source_accuracy"]
-    (stats,) = config_stats([s2])
+    assert s2["metrics"]["source_accuracy_frac"] == s1["metrics"]["source_accuracy_frac"]
+    (stats,) = config_stats([summary_from_json(s2)])
     assert stats.pretrain_j.mean == s1["phases"]["pretrain"]["total"]["net_j"] and stats.cached_sources == 1
     # reuse can be switched off
     third = run_worker(tiny_spec(tmp_path / "c", mode="transfer", reuse_source=False))

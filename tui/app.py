@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -36,7 +35,7 @@ from engine.follow import FollowedRun
 from engine.runner import WorkerProcess
 from engine.runner import worker_command as default_worker_command
 from engine.spec import SpecError, new_run_id
-from engine.store import SUMMARY, default_logs_dir
+from engine.store import default_logs_dir, load_summary
 from tui import fmt
 from tui.messages import (
     DatasetsDescribed,
@@ -71,13 +70,6 @@ PANE_FOCUS = {
     "live": None,
 }
 URGENT = frozenset({"hello", "phase_start", "phase_end", "epoch", "result", "error", "done"})
-
-
-def load_summary(run_path: Path) -> dict | None:
-    try:
-        return json.loads((Path(run_path) / SUMMARY).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def describe_real_datasets(data_dir: str | None) -> tuple[list[dict], str | None]:
@@ -398,7 +390,7 @@ class JouleLabApp(App):
                 metrics.end(outcome.run_id, outcome.status)
             summary = load_summary(outcome.run_path)
             tail = "" if outcome.status == "complete" else stderr_tail(outcome.run_path)
-            error = outcome.error or (summary or {}).get("error")
+            error = outcome.error or (summary.error if summary is not None else None)
             self.post_message(
                 RunFinished(
                     index,
@@ -527,8 +519,8 @@ class JouleLabApp(App):
         from engine.store import list_runs, read_events
 
         for record in reversed(list_runs(self.logs_dir)):
-            summary = record.summary or {}
-            if record.run_id == run_id or record.status != "complete" or summary.get("config") != config:
+            summary = record.summary
+            if record.run_id == run_id or record.status != "complete" or summary is None or summary.config != config:
                 continue
             events, _ = read_events(record.path / "events.jsonl")
             t0 = events[0]["t"] if events else 0.0

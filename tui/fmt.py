@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from engine.records import PerUnitEnergy
 from engine.report import SOURCE_MARK, SOURCE_NOTE, fmt_number
 
 SHORT_NOTE = {
@@ -31,6 +32,11 @@ def joules(value: float | None, source: str | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return SOURCE_MARK.get(source or "", "") + number(value)
+
+
+def per_unit(energy: PerUnitEnergy | None) -> str:
+    """Joules per sample or per inference, marked like any joules."""
+    return joules(energy.value, energy.source) if energy is not None else "-"
 
 
 def carbon_setting(value: float | None = None) -> tuple[float, str]:

@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine.meters.base import SHORT_PHASE_PERIODS, Domain, Meter, MeterError, uncertainty
 from engine.meters.contention import CpuContention, CpuTimes, contention_between
+from engine.records import EnergyValue, to_json_object
 
 MIN_HZ = 0.1
 MAX_HZ = 100.0
@@ -62,21 +64,23 @@ class PhaseEnergy:
     def net_j(self) -> float:
         return self.gross_j - self.idle_j
 
-    def as_dict(self) -> dict:
-        out = {
-            "gross_j": self.gross_j,
-            "idle_j": self.idle_j,
-            "net_j": self.net_j,
-            "source": self.domain.source,
-            "method": self.domain.method,
-            "kind": self.domain.kind,
-            "error_rel": self.error_rel,
-        }
-        if self.gap:
-            out["gap"] = True
-        if self.short:
-            out["short"] = True
-        return out
+    def as_value(self) -> EnergyValue:
+        """The phase's record of this domain (engine.records.EnergyValue)."""
+        return EnergyValue(
+            gross_j=self.gross_j,
+            idle_j=self.idle_j,
+            net_j=self.net_j,
+            source=self.domain.source,
+            method=self.domain.method,
+            kind=self.domain.kind,
+            error_rel=self.error_rel,
+            gap=self.gap,
+            short=self.short,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """As JSON: the flags `gap` and `short` appear only when set."""
+        return to_json_object(self.as_value())
 
 
 def phase_energy(

@@ -163,7 +163,7 @@ async def test_a_preset_runs_from_the_presets_tab(logs: Path, tmp_path: Path) ->
         assert "preset mini" in screen_text(app) and "transfer used" in app.results.verdict_text
         assert {r.spec["preset"] for r in list_runs(logs)} == {"mini"}
         # Now it has been run here: its line says how long it took (the two runs' durations).
-        took = sum(r.summary["duration_s"] for r in list_runs(logs))
+        took = sum(r.summary.duration_s for r in list_runs(logs))
         await press(pilot, "p")
         from tui import fmt
 

@@ -71,7 +71,7 @@ async def test_cancelling_a_real_run_in_training(logs: Path) -> None:
         await wait_settled(pilot, app, timeout=30)
         assert live.statuses[0] == "cancelled"
         (record,) = list_runs(logs)
-        assert record.status == "cancelled" and record.summary["phases"]["train"].get("partial")
+        assert record.status == "cancelled" and record.summary.phases["train"].partial
         assert "train †" in screen_text(app) and "stopped early" in screen_text(app)
 
 

@@ -56,18 +56,18 @@ class RunDetail(ModalScreen[None]):
 
     def on_mount(self) -> None:
         r = self.record
-        s = r.summary or {}
+        s = r.summary
         state, events = fold_log(r)
         title = Text.assemble(
             (f"Run {r.run_id}", "bold"),
             "  ",
-            s.get("config") or r.spec.get("config") or "",
+            (s.config if s is not None else None) or r.spec.get("config") or "",
             "  ",
             (r.status, "bold"),
             f"  started {r.started}",
         )
-        if s.get("duration_s") is not None:
-            title.append(f"  took {fmt.duration(s['duration_s'])}")
+        if s is not None:
+            title.append(f"  took {fmt.duration(s.duration_s)}")
         title.append(f"\n{r.path}", style="dim")
         self.query_one("#detail-title", Static).update(title)
         self.query_one(RunTotals).show(state, r.status)
@@ -81,22 +81,20 @@ class RunDetail(ModalScreen[None]):
                 graph.add_boundary(e["t"] - t0, e["phase"])
         graph.display = bool(graph.series)
         body = []
-        metrics = s.get("metrics") or {}
-        if metrics.get("accuracy") is not None:
-            per_sample = metrics.get("j_per_train_sample") or {}
-            per_inf = metrics.get("j_per_inference") or {}
+        metrics = s.metrics if s is not None else None
+        if metrics is not None and metrics.accuracy_frac is not None:
             body.append(
                 Text(
-                    f"accuracy {fmt.percent(metrics.get('accuracy'))}  F1 {metrics.get('f1_macro', 0):.3f}  "
-                    f"J/train sample {fmt.joules(per_sample.get('value'), per_sample.get('source'))}  "
-                    f"J/inference {fmt.joules(per_inf.get('value'), per_inf.get('source'))}"
+                    f"accuracy {fmt.percent(metrics.accuracy_frac)}  F1 {metrics.f1_macro_frac or 0:.3f}  "
+                    f"J/train sample {fmt.per_unit(metrics.j_per_train_sample)}  "
+                    f"J/inference {fmt.per_unit(metrics.j_per_inference)}"
                 )
             )
-        if s.get("phases"):
+        if s is not None and s.phases:
             body += [Text(""), run_table(s)]
         if r.status in ("crashed", "failed", "cancelled"):
             error = (
-                s.get("error")
+                (s.error if s is not None else None)
                 or state.error
                 or (
                     f"the worker ended without a summary; last phase: {r.last_phase or 'none'}"

@@ -57,16 +57,14 @@ class HistoryTable(DataTable):
 
 
 def _train_j(record: RunRecord) -> str:
-    s = record.summary or {}
-    total = (s.get("phases", {}).get("train", {}) or {}).get("total")
-    if not total:
+    total = record.summary.total("train") if record.summary is not None else None
+    if total is None:
         return "-"
-    return fmt.joules(total.get("net_j"), total.get("source"))
+    return fmt.joules(total.net_j, total.source)
 
 
 def _accuracy(record: RunRecord) -> str:
-    acc = ((record.summary or {}).get("metrics") or {}).get("accuracy")
-    return fmt.percent(acc)
+    return fmt.percent(record.summary.metrics.accuracy_frac if record.summary is not None else None)
 
 
 class HistoryView(Vertical):
@@ -109,8 +107,9 @@ class HistoryView(Vertical):
         cursor = table.cursor_row
         table.clear()
         for r in self.records:
-            config = (r.summary or {}).get("config") or r.spec.get("config") or _describe(r.spec)
-            config = short_key(config, bool((r.summary or {}).get("synthetic")))
+            s = r.summary
+            config = (s.config if s is not None else None) or r.spec.get("config") or _describe(r.spec)
+            config = short_key(config, s is not None and s.synthetic)
             status = r.status if r.status == "complete" else f"{r.status} in {r.last_phase or 'setup'}"
             table.add_row(
                 self._mark(r.run_id),

@@ -63,9 +63,9 @@ def past_durations(records) -> dict[tuple, list[float]]:
     host = socket.gethostname()
     found: dict[tuple, list[float]] = {}
     for r in records:
-        s = r.summary or {}
-        if r.status == "complete" and s.get("duration_s") and s.get("host", host) == host:
-            found.setdefault(work_key(s.get("spec") or r.spec), []).append(float(s["duration_s"]))
+        s = r.summary
+        if r.status == "complete" and s is not None and s.duration_s and (s.host or host) == host:
+            found.setdefault(work_key(s.spec or r.spec), []).append(s.duration_s)
     return found
 
 

@@ -13,28 +13,28 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from engine import stats
+from engine.records import TRAINING_PHASES, RunSummary
 from engine.report import comparison_table, config_table, verdicts
 from tui.widgets.power_graph import CurveGraph
 
 
-def curves_of(summaries: list[dict]) -> list[tuple[str, list[float], list[float], bool]]:
+def curves_of(summaries: list[RunSummary]) -> list[tuple[str, list[float], list[float], bool]]:
     """One curve per run: the target task's epochs (train, then pruning's fine-tuning continuing
     from where training ended), validation accuracy in % against cumulative joules."""
     out = []
     for s in summaries:
-        points = [p for p in s.get("curve", []) if p.get("phase") in ("train", "prune")]
+        points = [p for p in s.curve if p.phase in TRAINING_PHASES]
         if not points:
             continue
         offset, xs, ys, modelled = 0.0, [], [], False
-        train_total = (s.get("phases", {}).get("train", {}).get("total") or {}).get("gross_j")
+        train_total = s.total("train")
         for p in points:
-            if p["phase"] == "prune" and train_total is not None:
-                offset = train_total
-            xs.append(offset + p["cumulative_j"])
-            ys.append(100 * p["val_accuracy"])
-            modelled = modelled or p.get("source") == "modelled"
-        spec = s.get("spec", {})
-        label = f"{spec.get('mode', '?')} s{spec.get('seed', '?')}"
+            if p.phase == "prune" and train_total is not None:
+                offset = train_total.gross_j
+            xs.append(offset + p.cumulative_j)
+            ys.append(100 * p.val_accuracy_frac)
+            modelled = modelled or p.source == "modelled"
+        label = f"{s.spec.get('mode', '?')} s{s.spec.get('seed', '?')}"
         out.append((label, xs, ys, modelled))
     return out
 
@@ -62,8 +62,8 @@ class ResultsView(VerticalScroll):
     def on_mount(self) -> None:
         self.query_one(CurveGraph).display = False
 
-    def show(self, title: str, summaries: list[dict], note: str | None = None) -> None:
-        complete = [s for s in summaries if s.get("status") == "complete"]
+    def show(self, title: str, summaries: list[RunSummary], note: str | None = None) -> None:
+        complete = [s for s in summaries if s.complete]
         self.summaries = summaries
         self.config_stats = stats.config_stats(complete)
         from engine.calibrate import load_noise_floor

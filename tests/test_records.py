@@ -1,0 +1,38 @@
+"""The run records: log schema 1 (golden logs) read with the new names, a newer schema refused in one line."""
+
+import json
+import shutil
+
+import pytest
+
+from engine.records import ConfigKey, decode_summary, encode_summary
+from engine.store import StoreError, find_run, load_run
+from tests.helpers import GOLDEN_LOGS, golden_summary
+
+
+def test_a_schema_1_log_reads_with_the_new_names():
+    s = golden_summary("golden-transfer")
+    raw = json.loads((GOLDEN_LOGS / "golden-transfer" / "summary.json").read_text())
+    assert s.metrics.accuracy_frac == raw["metrics"]["accuracy"]
+    assert s.metrics.train_samples_seen == raw["metrics"]["train_samples"]
+    assert s.pretrain.source_accuracy_frac == raw["pretrain"]["source_accuracy"]
+    assert [p.val_accuracy_frac for p in s.curve] == [p["val_accuracy"] for p in raw["curve"]]
+    assert s.dataset == "synthetic" and s.idle_watts["dram"].w == raw["idle_watts"]["dram"]
+    assert decode_summary(encode_summary(s)) == s  # one encoding, read back whole
+
+
+def test_a_log_from_a_newer_joulelab_is_one_clear_line(tmp_path):
+    run = tmp_path / "newer"
+    shutil.copytree(GOLDEN_LOGS / "golden-scratch", run)
+    data = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**data, "log_schema": 99}))
+    record = load_run(run)
+    assert record.status == "damaged" and record.newer_schema
+    with pytest.raises(StoreError, match=r"newer JouleLab \(schema 99, this one reads up to 2\): upgrade JouleLab"):
+        find_run(tmp_path, "newer")
+
+
+def test_config_key_is_built_and_parsed_in_one_place():
+    assert str(ConfigKey.parse("synthetic/small/scratch")) == "synthetic/small/scratch/baseline"
+    key = ConfigKey("motionsense", "big-x16", "transfer-extend", "pruning")
+    assert ConfigKey.parse(str(key)) == key and key.with_mode("scratch").mode == "scratch"
