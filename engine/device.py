@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported where it is used: reading a spec need not load it
+    import numpy.typing as npt
+    import torch
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
@@ -30,14 +35,14 @@ class Device:
 
     requested: str
     name: str  # "cpu" or "cuda:N"
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # the manifest's description (see cuda_info)
 
     @property
     def is_cuda(self) -> bool:
         return self.name.startswith("cuda")
 
     @property
-    def torch_device(self) -> Any:
+    def torch_device(self) -> torch.device:
         import torch
 
         return torch.device(self.name)
@@ -53,13 +58,13 @@ class Device:
 
             torch.cuda.synchronize(self.name)
 
-    def tensor(self, array) -> Any:
+    def tensor(self, array: npt.ArrayLike) -> torch.Tensor:
         """A host array as a tensor on this device, copied once (not per batch)."""
         import torch
 
         return torch.as_tensor(array).to(self.name)
 
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         return {"requested": self.requested, "resolved": self.name, **self.info}
 
 
@@ -91,8 +96,9 @@ def resolve_device(requested: str) -> Device:
     return Device(requested, name, cuda_info(index))
 
 
-def cuda_info(index: int) -> dict:
-    """What torch knows of CUDA GPU `index`: name, UUID, versions, memory, capability."""
+def cuda_info(index: int) -> dict[str, Any]:
+    """What torch knows of CUDA GPU `index`: name, UUID, versions, memory, capability (free-form:
+    run.json keeps the device as described)."""
     import torch
 
     props = torch.cuda.get_device_properties(index)
@@ -106,8 +112,18 @@ def cuda_info(index: int) -> dict:
         "capability": f"{props.major}.{props.minor}",
         "memory_gb": round(props.total_memory / 1e9, 2),
         "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "cudnn": _cudnn_version(),
         "bf16": bool(torch.cuda.is_bf16_supported()),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     return info
+
+
+def _cudnn_version() -> int | None:
+    """cuDNN's version, or None where this torch has no cuDNN."""
+    import torch
+
+    # torch leaves both functions unannotated; these are their documented types
+    available: Callable[[], bool] = torch.backends.cudnn.is_available
+    version: Callable[[], int | None] = torch.backends.cudnn.version
+    return version() if available() else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 
 class Net(nn.Module):
@@ -17,10 +18,11 @@ class Net(nn.Module):
         super().__init__()
         self.body = body
         self.body_dim = body_dim
-        self.head = nn.Linear(body_dim, n_classes)
+        self.head: nn.Module = nn.Linear(body_dim, n_classes)  # extend_head makes it a Sequential
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        logits: torch.Tensor = self.head(self.body(x))
+        return logits
 
     def replace_head(self, n_classes: int) -> None:
         self.head = nn.Linear(self.body_dim, n_classes)
@@ -30,6 +32,7 @@ class Net(nn.Module):
         built its transferred network: the old head becomes part of the body, so the network
         grows and its inference costs more than the source network's."""
         old_head = self.head
+        assert isinstance(old_head, nn.Linear), "a head is extended once, from build_network's Linear"
         width = self.body_dim
         self.body = nn.Sequential(self.body, old_head, nn.ReLU())
         self.body_dim = old_head.out_features
@@ -133,15 +136,15 @@ def flops_per_sample(net: nn.Module, input_shape: tuple[int, ...]) -> int:
     """
     total = 0
 
-    def conv_hook(module: nn.Conv1d, _inp, out):
+    def conv_hook(module: nn.Conv1d, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         nonlocal total
         total += 2 * out.numel() * module.in_channels // module.groups * module.kernel_size[0]
 
-    def linear_hook(module: nn.Linear, _inp, out):
+    def linear_hook(module: nn.Linear, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         nonlocal total
         total += 2 * out.numel() * module.in_features
 
-    hooks = []
+    hooks: list[RemovableHandle] = []
     for module in net.modules():
         if isinstance(module, nn.Conv1d):
             hooks.append(module.register_forward_hook(conv_hook))

@@ -14,8 +14,10 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict, cast
 
 from engine.data.cache import cache_root
+from engine.meters.nvml import GpuState
 
 # Inside the band: temperature at most this many degrees above the baseline, and idle power at most
 # this fraction (or, for near-zero idle draw, this many watts) above it. A GPU's idle temperature
@@ -26,43 +28,70 @@ BAND_POWER_W = 3.0
 POLL_S = 1.0  # NVML's power reading is a 1 s average on recent GPUs: no point reading faster
 
 
+class Baseline(TypedDict, total=False):
+    """A GPU's stored idle baseline (the cache file, as the run that set it wrote it)."""
+
+    power_w: float | None
+    temp_c: float | None
+    run_id: str
+    wall_time: float
+
+
+class Band(TypedDict):
+    temp_c: float
+    power_rel: float
+    power_w: float
+
+
+class CoolDown(TypedDict, total=False):
+    """What run.json keeps of the cool-down: `why_warm` only when the run starts warm."""
+
+    baseline: Baseline | None
+    at_start: GpuState
+    at_idle: GpuState
+    cooldown_s: float
+    waited_s: float
+    started_warm: bool
+    why_warm: list[str]
+    band: Band
+
+
 def baseline_path(uuid: str, root: Path | None = None) -> Path:
     return (root or cache_root()) / "gpu-idle" / f"{uuid}.json"
 
 
-def load_baseline(uuid: str, root: Path | None = None) -> dict | None:
+def load_baseline(uuid: str, root: Path | None = None) -> Baseline | None:
     try:
         data = json.loads(baseline_path(uuid, root).read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    # The file this module writes, read as written (not validated: outside_band skips a reading
+    # it lacks, and the numbers keep their JSON type in the messages).
+    return cast(Baseline, data) if isinstance(data, dict) else None
 
 
-def save_baseline(uuid: str, state: dict, run_id: str, root: Path | None = None) -> str | None:
+def save_baseline(uuid: str, state: GpuState, run_id: str, root: Path | None = None) -> str | None:
     """Store `state` (power_w, temp_c) as this GPU's idle baseline; returns a problem or None."""
     path = baseline_path(uuid, root)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "power_w": state.get("power_w"),
-                    "temp_c": state.get("temp_c"),
-                    "run_id": run_id,
-                    "wall_time": time.time(),
-                }
-            )
-        )
+        baseline: Baseline = {
+            "power_w": state.get("power_w"),
+            "temp_c": state.get("temp_c"),
+            "run_id": run_id,
+            "wall_time": time.time(),
+        }
+        tmp.write_text(json.dumps(baseline))
         tmp.replace(path)
     except OSError as exc:
         return f"could not save the GPU idle baseline to {path}: {exc.strerror}"
     return None
 
 
-def outside_band(state: dict, baseline: dict) -> list[str]:
+def outside_band(state: GpuState, baseline: Baseline) -> list[str]:
     """What is above the band (empty: inside it). Missing readings are not held against the GPU."""
-    out = []
+    out: list[str] = []
     temp, base_temp = state.get("temp_c"), baseline.get("temp_c")
     if temp is not None and base_temp is not None and temp > base_temp + BAND_TEMP_C:
         out.append(f"temperature {temp} C > {base_temp} + {BAND_TEMP_C:g} C")
@@ -75,12 +104,12 @@ def outside_band(state: dict, baseline: dict) -> list[str]:
 
 
 def cool_down(
-    read: Callable[[], dict],
-    baseline: dict | None,
+    read: Callable[[], GpuState],
+    baseline: Baseline | None,
     timeout_s: float,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> dict:
+) -> CoolDown:
     """Wait until `read()` (one GPU's state) is inside the band of `baseline`, or `timeout_s`.
 
     Returns the record run.json keeps: the baseline, the state at the start, how long it
@@ -88,19 +117,21 @@ def cool_down(
     """
     start = clock()
     state = read()
-    first = dict(state)
+    first = state.copy()
     why = outside_band(state, baseline) if baseline else []
-    while why and clock() - start < timeout_s:
+    while baseline and why and clock() - start < timeout_s:
         sleep(min(POLL_S, max(0.0, timeout_s - (clock() - start))))
         state = read()
         why = outside_band(state, baseline)
-    return {
+    record: CoolDown = {
         "baseline": baseline,
         "at_start": first,
-        "at_idle": dict(state),
+        "at_idle": state.copy(),
         "cooldown_s": timeout_s,
         "waited_s": round(clock() - start, 3),
         "started_warm": bool(why),
-        **({"why_warm": why} if why else {}),
-        "band": {"temp_c": BAND_TEMP_C, "power_rel": BAND_POWER_REL, "power_w": BAND_POWER_W},
     }
+    if why:
+        record["why_warm"] = why
+    record["band"] = {"temp_c": BAND_TEMP_C, "power_rel": BAND_POWER_REL, "power_w": BAND_POWER_W}
+    return record

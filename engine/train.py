@@ -14,15 +14,45 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from engine.models import Net
 
-ProgressFn = Callable[[dict], None]
+# Data as these functions take it: a tensor already on the run's device, or a host array.
+Array = torch.Tensor | NDArray[Any]
+
+
+class Progress(TypedDict):
+    """One progress report of `fit` (the worker turns it into a progress event)."""
+
+    phase: str
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    accuracy: float | None  # a fraction, over the reported batches of this epoch
+    samples_per_s: float
+
+
+class Scores(TypedDict):
+    accuracy: float  # a fraction
+    f1_macro: float
+
+
+class SparsityReport(TypedDict):
+    weights: int
+    zero_weights: int
+    sparsity: float  # a fraction
+
+
+ProgressFn = Callable[[Progress], None]
 EpochFn = Callable[[int, float], None]
 
 PROGRESS_EVERY_S = 0.25  # progress events are for people; four a second is plenty
@@ -44,37 +74,49 @@ class Precision:
     def name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
 
-    def autocast(self):
+    def autocast(self) -> torch.autocast:
         return torch.autocast(device_type="cuda", dtype=self.dtype)
 
-    def scaler(self):
+    def scaler(self) -> torch.amp.GradScaler | None:
         return torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
 
 
-def _autocast(precision: Precision | None):
+def _autocast(precision: Precision | None) -> contextlib.AbstractContextManager[object]:
     return precision.autocast() if precision is not None else contextlib.nullcontext()
 
 
-def as_tensor(a) -> torch.Tensor:
+def as_tensor(a: Array) -> torch.Tensor:
     """A tensor as it is (already on its device), or a host array without a copy."""
-    return a if torch.is_tensor(a) else torch.from_numpy(a)
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(a)
 
 
-def as_numpy(a) -> np.ndarray:
-    return a.cpu().numpy() if torch.is_tensor(a) else a
+def as_numpy(a: Array) -> NDArray[Any]:
+    return a.cpu().numpy() if isinstance(a, torch.Tensor) else a
 
 
-def _step(net, optimizer, loss_fn, xb, yb, precision: Precision | None, scaler):
+# torch leaves Tensor.backward unannotated; this is its type as called here
+_backward: Callable[[torch.Tensor], None] = torch.Tensor.backward
+
+
+def _step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    precision: Precision | None,
+    scaler: torch.amp.GradScaler | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     optimizer.zero_grad(set_to_none=True)
     with _autocast(precision):
-        logits = net(xb)
-        loss = loss_fn(logits, yb)
+        logits: torch.Tensor = net(xb)
+        loss: torch.Tensor = loss_fn(logits, yb)
     if scaler is not None:
-        scaler.scale(loss).backward()
+        _backward(scaler.scale(loss))
         scaler.step(optimizer)
         scaler.update()
     else:
-        loss.backward()
+        _backward(loss)
         optimizer.step()
     return logits, loss
 
@@ -130,8 +172,8 @@ def _augment_generator(device: torch.device, seed: int, cpu_generator: torch.Gen
 
 def fit(
     net: Net,
-    x,
-    y,
+    x: Array,
+    y: Array,
     *,
     epochs: int,
     batch_size: int,
@@ -139,8 +181,8 @@ def fit(
     seed: int,
     augment: bool = False,
     phase: str = "train",
-    x_val=None,
-    y_val=None,
+    x_val: Array | None = None,
+    y_val: Array | None = None,
     on_progress: ProgressFn | None = None,
     on_epoch: EpochFn | None = None,
     precision: Precision | None = None,
@@ -195,7 +237,7 @@ def fit(
                         }
                     )
                     last_report, window_t, window_samples = now, now, 0
-        if on_epoch is not None and x_val is not None and len(x_val):
+        if on_epoch is not None and x_val is not None and y_val is not None and len(x_val):
             on_epoch(epoch, evaluate(net, x_val, y_val, precision=precision)["accuracy"])
     if on_progress is None:
         loss_value = float(loss.item()) if steps else float("nan")
@@ -204,8 +246,8 @@ def fit(
 
 def warm_up(
     net: Net,
-    x,
-    y,
+    x: Array,
+    y: Array,
     *,
     batch_size: int,
     lr: float,
@@ -244,9 +286,9 @@ def warm_up(
     return len(shapes)
 
 
-def predict(net: nn.Module, x, batch_size: int = 512, precision: Precision | None = None) -> np.ndarray:
+def predict(net: nn.Module, x: Array, batch_size: int = 512, precision: Precision | None = None) -> NDArray[Any]:
     net.eval()
-    out = []
+    out: list[torch.Tensor] = []
     with torch.inference_mode(), _autocast(precision):
         xt = as_tensor(x)
         for i in range(0, len(xt), batch_size):
@@ -255,8 +297,8 @@ def predict(net: nn.Module, x, batch_size: int = 512, precision: Precision | Non
     return torch.cat(out).cpu().numpy() if out else np.empty(0, dtype=np.int64)
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    f1s = []
+def macro_f1(y_true: NDArray[Any], y_pred: NDArray[Any], n_classes: int) -> float:
+    f1s: list[float] = []
     for c in range(n_classes):
         tp = np.sum((y_pred == c) & (y_true == c))
         fp = np.sum((y_pred == c) & (y_true != c))
@@ -267,16 +309,21 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(np.mean(f1s)) if f1s else 0.0
 
 
-def evaluate(net: nn.Module, x, y, n_classes: int | None = None, precision: Precision | None = None) -> dict:
+def evaluate(
+    net: nn.Module, x: Array, y: Array, n_classes: int | None = None, precision: Precision | None = None
+) -> Scores:
     pred = predict(net, x, precision=precision)
-    y = as_numpy(y)
-    n_classes = n_classes or int(max(y.max(initial=0), pred.max(initial=0)) + 1)
-    return {"accuracy": float(np.mean(pred == y)) if len(y) else 0.0, "f1_macro": macro_f1(y, pred, n_classes)}
+    labels = as_numpy(y)
+    n_classes = n_classes or int(max(labels.max(initial=0), pred.max(initial=0)) + 1)
+    return {
+        "accuracy": float(np.mean(pred == labels)) if len(labels) else 0.0,
+        "f1_macro": macro_f1(labels, pred, n_classes),
+    }
 
 
 def timed_inference(
     net: nn.Module,
-    x,
+    x: Array,
     min_seconds: float,
     batch_size: int = 512,
     sync: Callable[[], None] = lambda: None,
@@ -307,7 +354,7 @@ def prunable(net: nn.Module) -> list[tuple[nn.Module, str]]:
     return [(m, "weight") for m in net.modules() if isinstance(m, (nn.Conv1d, nn.Linear)) and m.weight.requires_grad]
 
 
-def prune_global(net: nn.Module, sparsity: float) -> dict:
+def prune_global(net: nn.Module, sparsity: float) -> SparsityReport:
     """Global magnitude (L1) pruning of the trainable conv/linear weights to `sparsity`.
 
     The mask stays attached so fine-tuning keeps pruned weights at zero; call `finish_pruning`
@@ -319,12 +366,14 @@ def prune_global(net: nn.Module, sparsity: float) -> dict:
 
 
 def finish_pruning(net: nn.Module) -> None:
+    # torch leaves prune.remove unannotated: it makes the pruned weight permanent, in place
+    remove: Callable[[nn.Module, str], nn.Module] = torch_prune.remove
     for module, name in prunable(net):
         if torch_prune.is_pruned(module):
-            torch_prune.remove(module, name)
+            remove(module, name)
 
 
-def sparsity_report(net: nn.Module) -> dict:
+def sparsity_report(net: nn.Module) -> SparsityReport:
     total = zeros = 0
     for module in net.modules():
         if isinstance(module, (nn.Conv1d, nn.Linear)):

@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 import os
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from engine.meters.base import Domain, Meter, MeterError, MeterUnavailable, Missing
 from engine.meters.model import ModelMeter
+
+if TYPE_CHECKING:
+    from engine.meters.nvml import NvmlLibrary
 
 __all__ = ["Domain", "Meter", "MeterError", "MeterUnavailable", "Missing", "ModelMeter", "discover", "meter_name"]
 
@@ -28,8 +31,8 @@ def discover(
     pid: int,
     tdp_w: float | None = None,
     *,
-    powercap_root: str | os.PathLike | None = None,
-    pynvml_module: ModuleType | None = None,
+    powercap_root: str | os.PathLike[str] | None = None,
+    pynvml_module: NvmlLibrary | None = None,
     gpu_uuids: list[str] | None = None,
 ) -> tuple[list[Meter], list[Missing]]:
     """The meters for a run whose work happens in process `pid` (and its children).

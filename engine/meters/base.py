@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from engine.protocol import SOURCES
 
@@ -76,8 +78,9 @@ class Meter(ABC):
     def close(self) -> None:  # noqa: B027 - most meters hold nothing to release
         pass
 
-    def manifest(self) -> dict:
-        """What run.json records about this meter (limits, driver versions, TDP used...)."""
+    def manifest(self) -> dict[str, Any]:
+        """What run.json records about this meter (limits, driver versions, TDP used...): its own
+        shape per meter, kept as written (free-form JSON beside the typed records)."""
         return {}
 
     def basis(self) -> dict[str, dict[str, float]]:
@@ -99,11 +102,11 @@ class MeterUnavailable(RuntimeError):
 SOURCE_STRENGTH = {"counter": 0, "polled": 1, "modelled": 2}
 
 
-def weakest_source(sources) -> str:
-    sources = list(sources)
-    if not sources:
+def weakest_source(sources: Iterable[str]) -> str:
+    values = list(sources)
+    if not values:
         raise ValueError("no sources")
-    return max(sources, key=SOURCE_STRENGTH.__getitem__)
+    return max(values, key=SOURCE_STRENGTH.__getitem__)
 
 
 @dataclass(frozen=True)

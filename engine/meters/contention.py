@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypedDict
 
 from engine.meters.model import ProcessTreeCpuTime
 
@@ -36,7 +37,18 @@ class CpuTimes:
     own_s: float
 
 
-def contention_between(start: CpuTimes, end: CpuTimes, cpus: int) -> dict | None:
+class ContentionRecord(TypedDict):
+    """Other processes' share of the machine's CPU over a window (a phase, or a live sample's)."""
+
+    others_cpu_share: float
+    steal_share: float
+    own_cpu_share: float
+    cpus: int
+    contended: bool
+    threshold: float
+
+
+def contention_between(start: CpuTimes, end: CpuTimes, cpus: int) -> ContentionRecord | None:
     """The phase's contention record, or None when the window is empty."""
     capacity = (end.t - start.t) * cpus
     if capacity <= 0:

@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -161,7 +162,7 @@ class ProcessTreeCpuTime:
 
     def rss_bytes(self) -> int:
         try:
-            rss = self._root.memory_info().rss
+            rss: int = self._root.memory_info().rss
         except psutil.Error as exc:
             raise MeterError(f"process {self._root.pid} vanished: {exc}") from None
         for child in self._children:
@@ -214,7 +215,7 @@ class ModelMeter(Meter):
             out["dram"] = {"watts_per_gb": DRAM_WATTS_PER_GB}
         return out
 
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         return {
             "meter": "model",
             "cpu_model": self.cpu_model,

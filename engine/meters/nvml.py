@@ -30,12 +30,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any
+from typing import Any, ParamSpec, Protocol, TypedDict, TypeVar
 
 from engine.meters.base import CROSS_CHECK, Domain, Meter, MeterError, MeterUnavailable
+from engine.meters.sampler import PhaseEnergy
 
 # NVML return codes (nvml.h); read from the module when it has them.
 _NOT_SUPPORTED = 3
@@ -47,11 +47,91 @@ _CLOCK_SM = 1
 _CLOCK_MEM = 2
 
 
-def _code(nvml: Any, name: str, default: int) -> int:
+class NvmlProcess(Protocol):
+    """One entry of nvmlDeviceGetComputeRunningProcesses."""
+
+    pid: int
+    usedGpuMemory: int | None  # bytes; None where the driver does not say
+
+
+class NvmlLibrary(Protocol):
+    """The part of pynvml (nvidia-ml-py, untyped) this meter calls; tests pass a fake module that
+    follows it (tests/fakes/fake_pynvml.py). A device handle is opaque: whatever
+    nvmlDeviceGetHandleByIndex returns is passed back. Strings are bytes in older bindings."""
+
+    NVMLError: type[Exception]  # carries the NVML return code as `.value`
+
+    def nvmlInit(self) -> None: ...
+    def nvmlShutdown(self) -> None: ...
+    def nvmlSystemGetDriverVersion(self) -> str | bytes: ...
+    def nvmlSystemGetNVMLVersion(self) -> str | bytes: ...
+    def nvmlDeviceGetCount(self) -> int: ...
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> object: ...
+    def nvmlDeviceGetName(self, handle: object) -> str | bytes: ...
+    def nvmlDeviceGetUUID(self, handle: object) -> str | bytes: ...
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: object) -> int: ...  # mJ
+    def nvmlDeviceGetPowerUsage(self, handle: object) -> int: ...  # mW
+    def nvmlDeviceGetPowerManagementLimit(self, handle: object) -> int: ...  # mW
+    def nvmlDeviceGetTemperature(self, handle: object, sensor: int) -> int: ...  # C
+    def nvmlDeviceGetClockInfo(self, handle: object, clock_type: int) -> int: ...  # MHz
+    def nvmlDeviceGetMaxClockInfo(self, handle: object, clock_type: int) -> int: ...  # MHz
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: object) -> int: ...  # drivers >= 535
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: object) -> int: ...  # older name
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: object) -> Sequence[NvmlProcess]: ...
+
+
+class GpuState(TypedDict, total=False):
+    """A metered GPU's state at one read (None where the GPU cannot say): context for the energy,
+    never energy itself. Every key is present when NVML read it; a reader may hold an empty one
+    for a GPU it has no reading of."""
+
+    temp_c: int | None
+    sm_mhz: int | None
+    throttle: int | None  # NVML's clock-event reasons bit mask
+    power_w: float | None
+
+
+class OtherProcess(TypedDict):
+    """A compute process on a metered GPU that is not the run's (GPU contention)."""
+
+    pid: int
+    used_gpu_memory_mb: float | None
+
+
+class UnusedGpu(TypedDict):
+    """A visible GPU the run does not train on: present, not metered."""
+
+    domain: str
+    nvml_index: int
+    name: str
+    uuid: str
+    why: str
+
+
+class UnmeteredGpu(TypedDict):
+    """A GPU the run uses that reports neither energy nor power."""
+
+    nvml_index: int
+    name: str
+    uuid: str
+    why: str
+
+
+class Agreement(TypedDict):
+    """A GPU's energy counter beside its integrated polled power over the same phase."""
+
+    counter_j: float
+    polled_j: float
+    diff_j: float
+    diff_rel: float | None
+    short: bool
+
+
+def _code(nvml: NvmlLibrary, name: str, default: int) -> int:
     return getattr(nvml, name, default)
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
@@ -107,7 +187,7 @@ def parse_visible(spec: str | None, uuids: list[str]) -> tuple[list[int], list[s
 class _Gpu:
     domain: Domain
     nvml_index: int
-    handle: Any
+    handle: object
     name: str
     uuid: str
     power_limit_w: float | None
@@ -118,7 +198,7 @@ class _Gpu:
     last_t: float = 0.0
     energy_j: float = 0.0  # integrated polled power (the source, or the counter's cross-check)
     polled: Domain | None = None  # the cross-check domain beside a counter
-    clocks: dict | None = None
+    clocks: dict[str, int | None] | None = None
 
 
 def _integrate(g: _Gpu, mw: float, t: float) -> None:
@@ -133,7 +213,7 @@ class NvmlMeter(Meter):
 
     def __init__(
         self,
-        pynvml_module: ModuleType | None = None,
+        pynvml_module: NvmlLibrary | None = None,
         visible: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         *,
@@ -144,10 +224,10 @@ class NvmlMeter(Meter):
         meters` shows them). The other visible GPUs are listed as present but unused."""
         self._clock = clock
         self._used_uuids = used_uuids
-        self.state: dict[str, dict] = {}
+        self.state: dict[str, GpuState] = {}
         self._lock = threading.Lock()
         self._closed = False
-        nvml = pynvml_module if pynvml_module is not None else _import_pynvml()
+        nvml: NvmlLibrary = pynvml_module if pynvml_module is not None else _import_pynvml()
         self._nvml = nvml
         if visible is None and use_env:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -177,8 +257,8 @@ class NvmlMeter(Meter):
             raise MeterUnavailable(f"NVML: no GPU visible to this run (CUDA_VISIBLE_DEVICES={visible!r}){why}")
         not_supported = _code(nvml, "NVML_ERROR_NOT_SUPPORTED", _NOT_SUPPORTED)
         self._gpus: list[_Gpu] = []
-        self.unmetered: list[dict] = []
-        self.unused: list[dict] = []
+        self.unmetered: list[UnmeteredGpu] = []
+        self.unused: list[UnusedGpu] = []
         names = []
         for position, nvml_index in enumerate(indices):
             h = handles[nvml_index]
@@ -197,7 +277,8 @@ class NvmlMeter(Meter):
                     }
                 )
                 continue
-            limit = _optional(lambda h=h: nvml.nvmlDeviceGetPowerManagementLimit(h) / 1000.0)
+            limit_mw = _optional(nvml.nvmlDeviceGetPowerManagementLimit, h)
+            limit = limit_mw / 1000.0 if limit_mw is not None else None
             counter = True
             t = self._clock()
             try:
@@ -223,20 +304,17 @@ class NvmlMeter(Meter):
             polled = None
             if counter:
                 domain = Domain(dname, "counter", f"nvml:{dname}:energy-counter", "gpu")
-                last_mw = _optional(lambda h=h: float(nvml.nvmlDeviceGetPowerUsage(h)))
-                if last_mw is not None:
+                power_mw = _optional(nvml.nvmlDeviceGetPowerUsage, h)
+                if power_mw is not None:
                     polled = Domain(f"{dname}-polled", "polled", f"nvml:{dname}:power-integrated", CROSS_CHECK)
-                last_mw = last_mw or 0.0
+                last_mw = float(power_mw or 0)
             else:
                 domain = Domain(dname, "polled", f"nvml:{dname}:power-integrated", "gpu")
             clocks = {
-                key: _optional(lambda h=h, fn=fn, c=c: int(getattr(nvml, fn)(h, c)))
-                for key, fn, c in (
-                    ("sm_mhz", "nvmlDeviceGetClockInfo", _CLOCK_SM),
-                    ("sm_max_mhz", "nvmlDeviceGetMaxClockInfo", _CLOCK_SM),
-                    ("mem_mhz", "nvmlDeviceGetClockInfo", _CLOCK_MEM),
-                    ("mem_max_mhz", "nvmlDeviceGetMaxClockInfo", _CLOCK_MEM),
-                )
+                "sm_mhz": _optional(nvml.nvmlDeviceGetClockInfo, h, _CLOCK_SM),
+                "sm_max_mhz": _optional(nvml.nvmlDeviceGetMaxClockInfo, h, _CLOCK_SM),
+                "mem_mhz": _optional(nvml.nvmlDeviceGetClockInfo, h, _CLOCK_MEM),
+                "mem_max_mhz": _optional(nvml.nvmlDeviceGetMaxClockInfo, h, _CLOCK_MEM),
             }
             self._gpus.append(
                 _Gpu(
@@ -289,12 +367,12 @@ class NvmlMeter(Meter):
                     raise MeterError(f"NVML: {g.domain.name} ({g.name}): {_describe(exc)}") from None
                 values.append((mj, mw))
             t = self._clock()
-            out = {}
-            restarted = []
+            out: dict[str, float] = {}
+            restarted: list[_Gpu] = []
             for g, (mj, mw) in zip(self._gpus, values, strict=True):
                 if mw is not None:
                     _integrate(g, mw, t)
-                if g.counter:
+                if mj is not None:  # read exactly when the GPU has a counter
                     if mj < g.last_mj:
                         restarted.append(g)
                     else:
@@ -314,7 +392,7 @@ class NvmlMeter(Meter):
                 )
             return out
 
-    def _gpu_state(self, g: _Gpu, mw: float | None) -> dict:
+    def _gpu_state(self, g: _Gpu, mw: float | None) -> GpuState:
         """Temperature (C), SM clock (MHz), clock-event reasons (NVML's bit mask) and power (W)
         now; None where this GPU cannot say. Context for the energy, never energy itself."""
         nvml = self._nvml
@@ -328,28 +406,28 @@ class NvmlMeter(Meter):
             "power_w": mw / 1000.0 if mw is not None else None,
         }
 
-    def now(self) -> dict[str, dict]:
+    def now(self) -> dict[str, GpuState]:
         """Each metered GPU's state read now (power, temperature...): for the idle and cool-down checks."""
         nvml = self._nvml
         with self._lock:
             if self._closed:
                 return {}
-            out = {}
+            out: dict[str, GpuState] = {}
             for g in self._gpus:
-                mw = _optional(lambda g=g: float(nvml.nvmlDeviceGetPowerUsage(g.handle)))
+                mw = _optional(nvml.nvmlDeviceGetPowerUsage, g.handle)
                 out[g.domain.name] = self._gpu_state(g, mw)
             return out
 
-    def other_processes(self, own_pids: set[int]) -> dict[str, list[dict]]:
+    def other_processes(self, own_pids: set[int]) -> dict[str, list[OtherProcess]]:
         """Compute processes on each metered GPU that are not in `own_pids` (GPU contention):
         their energy is inside the GPU's joules, and NVML cannot say how much of it is theirs."""
         nvml = self._nvml
-        out = {}
+        out: dict[str, list[OtherProcess]] = {}
         with self._lock:
             if self._closed:
                 return {}
             for g in self._gpus:
-                procs = _optional(lambda g=g: list(nvml.nvmlDeviceGetComputeRunningProcesses(g.handle)))
+                procs = _optional(nvml.nvmlDeviceGetComputeRunningProcesses, g.handle)
                 if procs is None:
                     continue
                 out[g.domain.name] = [
@@ -379,7 +457,7 @@ class NvmlMeter(Meter):
         except Exception:
             pass
 
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         return {
             "meter": "nvml",
             "scope": "whole GPUs (every process on them)",
@@ -415,15 +493,16 @@ class NvmlMeter(Meter):
         }
 
 
-def _import_pynvml() -> ModuleType:
+def _import_pynvml() -> NvmlLibrary:
     try:
         import pynvml
     except ImportError:
         raise MeterUnavailable("NVML: the nvidia-ml-py package is not installed (`pip install nvidia-ml-py`)") from None
-    return pynvml
+    library: NvmlLibrary = pynvml  # untyped module, used through the calls NvmlLibrary names
+    return library
 
 
-def _init(nvml: Any) -> None:
+def _init(nvml: NvmlLibrary) -> None:
     try:
         nvml.nvmlInit()
     except Exception as exc:
@@ -445,19 +524,24 @@ def _describe(exc: BaseException) -> str:
     return f"{text} (NVML error {code})" if isinstance(code, int) else text
 
 
-def _optional(fn: Callable[[], Any]) -> Any:
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _optional(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """fn(*args), or None where NVML cannot say (not supported, no permission, a driver error)."""
     try:
-        return fn()
+        return fn(*args, **kwargs)
     except Exception:
         return None
 
 
-def agreement(energy: dict) -> dict[str, dict]:
+def agreement(energy: Mapping[str, PhaseEnergy]) -> dict[str, Agreement]:
     """Per metered GPU with both methods: the counter's and the integrated polled joules over the
     same phase, and how far apart they are (relative to the counter). `energy` maps domain names
     to PhaseEnergy. `short` says the phase is shorter than ten power-averaging windows, where the
     polled value is expected to disagree."""
-    out = {}
+    out: dict[str, Agreement] = {}
     for name, polled in energy.items():
         if polled.domain.kind != CROSS_CHECK:
             continue
@@ -476,7 +560,7 @@ def agreement(energy: dict) -> dict[str, dict]:
 
 
 def open_nvml(
-    pynvml_module: ModuleType | None = None,
+    pynvml_module: NvmlLibrary | None = None,
     visible: str | None = None,
     clock: Callable[[], float] = time.monotonic,
     used_uuids: list[str] | None = None,

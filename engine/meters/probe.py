@@ -13,15 +13,47 @@ from __future__ import annotations
 import math
 import os
 import time
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from engine.meters import discover, meter_name
 from engine.meters.base import Meter, MeterError
 from engine.meters.model import cpu_model_name
 from engine.meters.sampler import Sampler
 
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from engine.meters.nvml import NvmlLibrary
+
 READ_COST_READS = 20
+
+
+class ProbeDomain(TypedDict):
+    domain: str
+    kind: str
+    source: str
+    method: str
+    joules: float | None  # None where the value is not finite
+    watts: float | None
+    gap: NotRequired[str]  # why the domain's energy over the probe is unknown
+
+
+class ProbeMeter(TypedDict):
+    meter: str
+    read_us: float | None  # median time of one read(); None where reading failed
+    domains: list[ProbeDomain]
+    manifest: dict[str, Any]  # the meter's own (Meter.manifest)
+    note: NotRequired[str]
+
+
+class ProbeReport(TypedDict):
+    """What `joulelab meters` reports (also as JSON)."""
+
+    seconds: float
+    hz: float
+    cpu_model: str
+    meters: list[ProbeMeter]
+    missing: list[dict[str, str]]  # Missing.as_dict(): meter, reason
 
 
 def _read_cost_us(meter: Meter) -> float | None:
@@ -47,16 +79,20 @@ def probe(
     tdp_w: float | None = None,
     *,
     hz: float = 10.0,
-    powercap_root: str | os.PathLike | None = None,
-    pynvml_module: ModuleType | None = None,
-) -> dict[str, Any]:
+    powercap_root: str | os.PathLike[str] | None = None,
+    pynvml_module: NvmlLibrary | None = None,
+) -> ProbeReport:
     """Open every meter, read it for `seconds` at `hz`, and report watts per domain."""
     if not seconds > 0:
         raise ValueError(f"probe time must be positive, not {seconds}")
     meters, missing = discover(os.getpid(), tdp_w, powercap_root=powercap_root, pynvml_module=pynvml_module)
     costs = [_read_cost_us(m) for m in meters]
     gaps: dict[str, str] = {}
-    sampler = Sampler(meters, hz, on_gap=lambda domain, reason: gaps.setdefault(domain, reason))
+
+    def note_gap(domain: str, reason: str) -> None:
+        gaps.setdefault(domain, reason)  # the first reason per domain
+
+    sampler = Sampler(meters, hz, on_gap=note_gap)
     try:
         start = sampler.snapshot()
         sampler.start()
@@ -66,13 +102,13 @@ def probe(
         sampler.stop()
     elapsed = end.t - start.t
 
-    report_meters = []
+    report_meters: list[ProbeMeter] = []
     for meter, cost in zip(meters, costs, strict=True):
         name = meter_name(meter)
-        domains = []
+        domains: list[ProbeDomain] = []
         for d in meter.domains:
             joules = end.joules[d.name] - start.joules[d.name]
-            entry: dict[str, Any] = {
+            entry: ProbeDomain = {
                 "domain": d.name,
                 "kind": d.kind,
                 "source": d.source,
@@ -83,7 +119,7 @@ def probe(
             if d.name in gaps:
                 entry["gap"] = gaps[d.name]
             domains.append(entry)
-        item: dict[str, Any] = {
+        item: ProbeMeter = {
             "meter": name,
             "read_us": _finite(cost),
             "domains": domains,
@@ -118,7 +154,7 @@ def _fmt_us(us: float | None) -> str:
     return "-" if us is None else f"{us:.0f} µs"
 
 
-def probe_lines(report: dict[str, Any]) -> list[str]:
+def probe_lines(report: ProbeReport) -> list[str]:
     """The report as plain text lines (for logs, pipes and --plain)."""
     lines = [
         f"Meters on this machine ({report['cpu_model']}), read for {report['seconds']:.2f} s at {report['hz']:g} Hz:"
@@ -141,7 +177,7 @@ def probe_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_probe(report: dict[str, Any]):
+def render_probe(report: ProbeReport) -> Group:
     """The report as a rich renderable: a table of domains, then what is missing and why."""
     from rich.console import Group
     from rich.table import Table

@@ -74,6 +74,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 from engine.meters.base import Domain, Meter, MeterError, MeterUnavailable
 
@@ -95,7 +96,7 @@ _CONSTRAINT = re.compile(r"^constraint_\d+_(max_power_uw|power_limit_uw)$")
 _now = time.monotonic
 
 
-def powercap_root(root: str | os.PathLike | None = None) -> Path:
+def powercap_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The powercap directory to read: the argument, else $JOULELAB_POWERCAP_ROOT, else /sys."""
     if root is not None:
         return Path(root)
@@ -124,6 +125,14 @@ def _read_name(zone_dir: Path) -> str | None:
         return _read_bytes(str(zone_dir / "name")).decode("utf-8", "replace").strip()
     except OSError:
         return None
+
+
+class IgnoredZone(TypedDict):
+    """A zone found but not measured, and why (listed in the manifest)."""
+
+    zone: str
+    name: str | None
+    why: str
 
 
 @dataclass
@@ -176,10 +185,10 @@ def _pyrapl_socket_ids() -> list[int] | None:
 class RaplMeter(Meter):
     """Cumulative joules of every RAPL package, DRAM and psys zone since the meter was opened."""
 
-    def __init__(self, root: str | os.PathLike | None = None, check_sockets: bool | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, check_sockets: bool | None = None) -> None:
         self.root = powercap_root(root)
         self._lock = threading.Lock()
-        self._ignored: list[dict] = []
+        self._ignored: list[IgnoredZone] = []
         self._notes: list[str] = []
         self._ctypes: list[str] = []
         self._gaps: dict[str, str] = {}  # domain -> why, since the last take_gaps()
@@ -395,7 +404,7 @@ class RaplMeter(Meter):
             gaps, self._gaps = self._gaps, {}
             return gaps
 
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         return {
             "meter": "rapl",
             "root": str(self.root),
@@ -475,6 +484,6 @@ def _why(exc: BaseException) -> str:
     return str(exc)
 
 
-def open_rapl(root: str | os.PathLike | None = None, check_sockets: bool | None = None) -> RaplMeter:
+def open_rapl(root: str | os.PathLike[str] | None = None, check_sockets: bool | None = None) -> RaplMeter:
     """Open the RAPL meter, or raise MeterUnavailable with the one-line reason."""
     return RaplMeter(root, check_sockets=check_sockets)

@@ -12,10 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from engine.meters.base import SHORT_PHASE_PERIODS, Domain, Meter, MeterError, uncertainty
-from engine.meters.contention import CpuContention, CpuTimes, contention_between
+from engine.meters.contention import ContentionRecord, CpuContention, CpuTimes, contention_between
 from engine.records import EnergyValue, to_json_object
 
 MIN_HZ = 0.1
@@ -111,11 +111,26 @@ def phase_energy(
     }
 
 
+class DomainSample(TypedDict):
+    """One domain in a live sample: watts since the previous sample (None for the first) and
+    cumulative joules."""
+
+    w: float | None
+    j: float
+    source: str
+    method: str
+
+
+# A live sample's domains, and the machine's CPU contention over the last window (None until one
+# has passed, or where /proc/stat cannot be read).
+SampleFn = Callable[[dict[str, DomainSample], ContentionRecord | None], None]
+
+
 @dataclass
 class Sampler:
     meters: list[Meter]
     hz: float
-    on_sample: Callable[[dict, dict | None], None] = lambda domains, machine: None
+    on_sample: SampleFn = lambda domains, machine: None
     on_gap: Callable[[str, str], None] = lambda domain, reason: None
     contention: CpuContention | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -134,7 +149,7 @@ class Sampler:
         # Live contention is computed over windows of at least LIVE_CONTENTION_S: a 0.1 s window
         # of jiffy-resolution counters would be mostly rounding.
         self._machine_ref: CpuTimes | None = None
-        self.machine: dict | None = None
+        self.machine: ContentionRecord | None = None
 
     def snapshot(self) -> Snapshot:
         """Read every meter now. A failing meter keeps its last value and is reported as a gap."""
@@ -166,17 +181,17 @@ class Sampler:
         self._gap_count[name] = self._gap_count.get(name, 0) + 1
         self.on_gap(name, reason)
 
-    def sample(self) -> dict[str, dict]:
+    def sample(self) -> dict[str, DomainSample]:
         """Take a snapshot and turn it into per-domain watts since the previous sample."""
         snap = self.snapshot()
         prev, self._prev = self._prev, snap
         dt = snap.t - prev.t if prev else 0.0
-        out = {}
+        out: dict[str, DomainSample] = {}
         for name, domain in self.domains.items():
             j = snap.joules[name]
             w = (j - prev.joules[name]) / dt if prev and dt > 0 else None
             out[name] = {"w": w, "j": j, "source": domain.source, "method": domain.method}
-        if snap.cpu is not None:
+        if snap.cpu is not None and self.contention is not None:  # the CPU times come from it
             ref = self._machine_ref
             if ref is None:
                 self._machine_ref = snap.cpu
