@@ -22,6 +22,7 @@ from engine.meters.sampler import PhaseEnergy
 from engine.models import build_network, count_parameters
 from engine.records import summary_from_json
 from engine.stats import Estimate, NoiseFloor, VerdictContext, verdict
+from engine.store import load_summary
 from engine.train import warm_up
 from tests.fakes.powercap import intel_server
 from tests.helpers import REPO, run_worker, tiny_spec
@@ -183,7 +184,7 @@ def test_pretraining_from_another_kind_of_meter_is_incomparable(tmp_path):
     summary = _only_summary(tmp_path / "rapl")
     assert summary["phases"]["train"]["total"]["source"] == "counter"
     assert "modelled" in summary["pretrain"]["incomparable"]
-    assert pretrain_energy(summary) is None
+    assert pretrain_energy(load_summary(tmp_path / "rapl" / summary["run_id"])) is None
 
 
 # -- meter error, noise floor ---------------------------------------------------------------------
