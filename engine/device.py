@@ -17,10 +17,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import JouleLabError
+
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
-class DeviceError(ValueError):
+class DeviceError(JouleLabError):
     """A device setting this machine cannot honour; the message is one line."""
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from engine.errors import JouleLabError
 from engine.stats import Comparison, ConfigStats
 from engine.store import EVENTS, FILE_MODE, RunRecord, read_events
 
@@ -77,7 +78,7 @@ CODECARBON_COLUMNS = (
 )
 
 
-class ExportError(ValueError):
+class ExportError(JouleLabError):
     """An export that cannot be written; one line with the path and the reason."""
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.errors import JouleLabError
 from engine.spec import (
     DATASETS,
     FIELDS,
@@ -74,7 +75,7 @@ MAX_TRIALS = 1000  # seeds per configuration, in a preset or on the command line
 RESERVED = {"dataset", "size", "mode", "transfer_head", "seed", "run_id", "preset", "config", "batch"}
 
 
-class PresetError(ValueError):
+class PresetError(JouleLabError):
     """A preset that cannot be used; one line: file, key, what is allowed."""
 
 

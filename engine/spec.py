@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.device import DEVICE_PATTERN
+from engine.errors import JouleLabError
 from engine.store import RUN_ID_RE
 
 DATASETS = ("synthetic", "motionsense", "extrasensory")
@@ -24,7 +25,7 @@ TRANSFER_HEADS = ("replace", "extend")
 TDP_MAX_W = 2000.0  # tdp_w (and --tdp): above 0, at most this
 
 
-class SpecError(ValueError):
+class SpecError(JouleLabError):
     """An invalid spec value. The message is one line: what, where, and what is allowed."""
 
 

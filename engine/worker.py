@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 from engine import __version__
 from engine.device import Device, DeviceError
+from engine.errors import JouleLabError
 from engine.meters.base import in_totals
 from engine.protocol import SCHEMA_VERSION, encode, make_event
 from engine.spec import RunSpec, SpecError, new_run_id, spec_from_dict
@@ -43,8 +44,10 @@ EXIT_LOG_UNWRITABLE = 3
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-class LogWriteError(Exception):
+class LogWriteError(JouleLabError):
     """The run log could not be written: the run stops; what was written stays readable."""
+
+    exit_code = EXIT_LOG_UNWRITABLE
 
 
 def disk_message(exc: OSError, path: Path) -> str:

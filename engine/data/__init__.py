@@ -11,8 +11,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from engine.errors import JouleLabError
 
-class DataError(ValueError):
+
+class DataError(JouleLabError):
     """Bad or missing data. The message names the file (and line) and says how to fix it."""
 
 
