@@ -27,7 +27,7 @@ from engine.data import DataError, PreparedData, Split, assemble
 from engine.data.cache import load_or_build
 from engine.data.groups import check_groups, complete_groups
 from engine.data.locate import ExtraSensorySource, find_extrasensory
-from engine.data.real import check_numeric, parser_error_detail
+from engine.data.parsing import check_numeric, parser_error_detail
 
 _STATS = (
     [

@@ -29,7 +29,7 @@ from engine.data import DataError, PreparedData, assemble, chronological_windows
 from engine.data.cache import load_or_build
 from engine.data.groups import check_groups, complete_groups
 from engine.data.locate import MOTIONSENSE_ZIP, MotionSenseSource, find_motionsense, trial_of
-from engine.data.real import check_numeric, parser_error_detail
+from engine.data.parsing import check_numeric, parser_error_detail
 
 HEADER = (
     ",attitude.roll,attitude.pitch,attitude.yaw,gravity.x,gravity.y,gravity.z,"
