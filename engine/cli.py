@@ -15,7 +15,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +26,17 @@ from engine import presets as presets_mod
 from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, JouleLabError
 from engine.spec import TDP_MAX_W
 from engine.store import default_logs_dir
+
+if TYPE_CHECKING:  # for annotations only: the commands import what they use when they run
+    from rich.table import Table
+    from typer._click import Context as ClickContext  # the Context that click's Group.invoke declares
+
+    from engine.presets import Preset
+    from engine.runner import RunOutcome
+    from engine.runs import PlanResult
+    from engine.slurm import SlurmOptions
+    from engine.stats import Comparison, ConfigStats
+    from engine.store import RunRecord
 
 
 def _console(stderr: bool = False) -> Console:
@@ -60,7 +71,7 @@ class JouleLabGroup(TyperGroup):
     """The command group: the one place a JouleLabError from any command, or from the root
     callback, becomes one red line on stderr and its exit code."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except JouleLabError as exc:
@@ -84,7 +95,7 @@ def new_app() -> typer.Typer:
 app = new_app()
 
 
-def skip_damaged(records: list) -> list:
+def skip_damaged(records: list[RunRecord]) -> list[RunRecord]:
     """Drop runs that cannot be read as data, naming each on stderr with the reason."""
     for r in records:
         if r.problem:
@@ -221,7 +232,7 @@ def run(
     if preset is None:
         raise fail("give a preset to run (quick, paper, ... or a .toml file), or --resume")
 
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
     if tdp is not None:
@@ -320,7 +331,15 @@ def run(
     raise typer.Exit(EXIT_RUN_FAILED if failed else EXIT_OK)
 
 
-def _until_clear(loaded, only: dict, done: int, max_trials: int, result, live_console, plan_options: dict):
+def _until_clear(
+    loaded: Preset,
+    only: dict[str, set[str]],
+    done: int,
+    max_trials: int,
+    result: PlanResult,
+    live_console: Console | None,
+    plan_options: dict[str, Any],
+) -> tuple[PlanResult, str | None]:
     """More trials, one at a time, for the configurations of comparisons whose training-energy
     interval (meter error included) still contains 1.0; returns the whole result and what
     happened, in one line."""
@@ -356,7 +375,17 @@ def _until_clear(loaded, only: dict, done: int, max_trials: int, result, live_co
             return PlanResult(outcomes, True, result.batch), None
 
 
-def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, resume: bool) -> None:
+def run_on_slurm(
+    preset: str | None,
+    trials: int | None,
+    only: list[str] | None,
+    output: OutputFormat,
+    logs: Path | None,
+    data_dir: Path | None,
+    tdp: float | None,
+    options: SlurmOptions,
+    resume: bool,
+) -> None:
     """`joulelab run --executor slurm`: submit one job per pair, follow them, print the comparison.
     Ctrl-C asks whether to cancel the jobs (without a terminal: cancels, and says so)."""
     from engine import slurm
@@ -386,7 +415,7 @@ def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, res
     else:
         if preset is None:
             raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
-        overrides = {"logs_dir": str(logs_dir)}
+        overrides: dict[str, Any] = {"logs_dir": str(logs_dir)}
         if data_dir is not None:
             overrides["data_dir"] = str(data_dir)
         if tdp is not None:
@@ -481,7 +510,7 @@ def jobs(
     for record in records:
         for job in record["jobs"]:
             state = "resubmitted" if job.get("resubmitted_as") else slurm.job_state(job, logs_dir, queue)
-            nodes = {slurm.run_node(logs_dir, r["run_id"]) for r in job["runs"]} - {None}
+            nodes = {node for r in job["runs"] if (node := slurm.run_node(logs_dir, r["run_id"])) is not None}
             node = queue.get(job["job_id"], ("", ""))[1] or ",".join(sorted(nodes)) or "-"
             rows.append(
                 {
@@ -519,7 +548,7 @@ def jobs(
     console.print(table)
 
 
-def outcome_record(o) -> dict:
+def outcome_record(o: RunOutcome) -> dict[str, Any]:
     return {
         "run_id": o.run_id,
         "status": o.status,
@@ -538,7 +567,7 @@ def load_summary(run_path: Path) -> dict | None:
         return None
 
 
-def print_results(stats, comparisons) -> None:
+def print_results(stats: list[ConfigStats], comparisons: list[Comparison]) -> None:
     from engine.report import comparison_table, config_table, fitted, verdicts
 
     if stats:
@@ -555,7 +584,7 @@ def _records(
     preset: str | None = None,
     last: bool = False,
     light: bool = False,
-):
+) -> list[RunRecord]:
     """Select runs by id, by preset, the last `joulelab run` batch, or all. Errors exit 2.
     Damaged runs are left out and named on stderr. `light`: records for listing or exporting
     (the exporter loads each run whole in turn)."""
@@ -626,7 +655,7 @@ def runs_cmd(
     console.print(fitted(console, lambda narrow: _runs_table(records, logs_dir, total, narrow)))
 
 
-def _runs_table(records, logs_dir: Path, total: int, narrow: bool):
+def _runs_table(records: list[RunRecord], logs_dir: Path, total: int, narrow: bool) -> Table:
     """`runs` as a table; narrow: the start time under the id, preset over the abbreviated
     configuration, no vertical rules, so every column fits 80 columns."""
     from rich import box
@@ -643,7 +672,7 @@ def _runs_table(records, logs_dir: Path, total: int, narrow: bool):
             padding=(0, 1),
             pad_edge=False,
         )
-        columns = ("run / started", "preset / config", "seed", "status", "train J", "acc %")
+        columns: tuple[str, ...] = ("run / started", "preset / config", "seed", "status", "train J", "acc %")
     else:
         table = Table(title=escape(f"Runs in {logs_dir}"), title_justify="left", header_style="bold")
         columns = ("run", "started", "preset", "configuration", "seed", "status", "train J", "acc %")
@@ -809,7 +838,7 @@ def export(
         console.print(f"wrote {p}", highlight=False, markup=False)
 
 
-def export_mlflow(records, tracking_uri: str | None, experiment: str | None) -> None:
+def export_mlflow(records: list[RunRecord], tracking_uri: str | None, experiment: str | None) -> None:
     from engine.export import DEFAULT_MLFLOW_EXPERIMENT, MlflowTarget, log_mlflow
 
     experiment = experiment or DEFAULT_MLFLOW_EXPERIMENT
@@ -860,7 +889,7 @@ def calibrate(
     from engine.runs import execute_plan
     from engine.store import check_writable
 
-    overrides: dict = {"logs_dir": str(logs or default_logs_dir())}
+    overrides: dict[str, Any] = {"logs_dir": str(logs or default_logs_dir())}
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
     if tdp is not None:

@@ -204,7 +204,7 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
     integrations = _integrations(head, where)
 
     matrix = _table(data.get("matrix"), where, "matrix")
-    axes: dict[str, list] = {}
+    axes: dict[str, list[Any]] = {}
     for key, values in matrix.items():
         if key == "width":  # numbers, not names: checked as the spec checks them
             axes["width"] = _widths(values, where)
@@ -306,7 +306,7 @@ def _widths(values: Any, where: str) -> list[float]:
 
 def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:
     """[preset] mlflow, mlflow_tracking_uri, mlflow_experiment, metrics_port, metrics_addr."""
-    out = {
+    out: dict[str, Any] = {
         k: head[k]
         for k in ("mlflow", "mlflow_tracking_uri", "mlflow_experiment", "metrics_port", "metrics_addr")
         if k in head
@@ -322,7 +322,7 @@ def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _table(value: Any, where: str, name: str) -> dict:
+def _table(value: Any, where: str, name: str) -> dict[str, Any]:
     if value is None:
         raise PresetError(f"{where}: missing [{name}] table")
     if not isinstance(value, dict):

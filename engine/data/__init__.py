@@ -8,6 +8,7 @@ task (another group) is what scratch, transfer and fine-tune are trained and tes
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class PreparedData:
     kind: str  # "windows" | "features"
     source: Split
     target: Split
-    info: dict = field(default_factory=dict)  # provenance for run.json: files, rows, drops, groups
+    info: dict[str, Any] = field(default_factory=dict)  # provenance for run.json: files, rows, drops, groups
 
     @property
     def label(self) -> str:
