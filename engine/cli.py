@@ -1,7 +1,9 @@
-"""The joulelab command line. With no arguments it opens the TUI; subcommands run headless.
+"""The joulelab command line's headless commands. `joulelab` itself (tui/cli.py) adds the lab,
+opened with no command; `python -m engine.cli` is these commands alone and prints help without one.
 
-Exit codes: 0 ok, 1 a run failed, 2 bad usage or input, 130 interrupted. Errors go to stderr as
-one line; no tracebacks for anything a user can fix.
+Exit codes (engine/errors.py): 0 ok, 1 a run failed, 2 bad usage or input, 130 interrupted. A
+JouleLabError raised by any command becomes one line on stderr and its exit code (JouleLabGroup);
+no tracebacks for anything a user can fix.
 """
 
 from __future__ import annotations
@@ -13,28 +15,29 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from engine import presets as presets_mod
+from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, JouleLabError
 from engine.records import RunSummary
 from engine.spec import TDP_MAX_W
-from engine.store import StoreError, default_logs_dir, load_summary
+from engine.store import default_logs_dir, load_summary
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+if TYPE_CHECKING:  # for annotations only: the commands import what they use when they run
+    from rich.table import Table
+    from typer._click import Context as ClickContext  # the Context that click's Group.invoke declares
 
-app = typer.Typer(
-    name="joulelab",
-    help="Measure what deep-learning training mechanisms cost in energy and buy in accuracy.",
-    no_args_is_help=False,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    # Rich markup off in help: "[default: ...]" and other brackets must show as written.
-    rich_markup_mode=None,
-)
+    from engine.presets import Preset
+    from engine.runner import RunOutcome
+    from engine.runs import PlanResult
+    from engine.slurm import SlurmOptions
+    from engine.stats import Comparison, ConfigStats
+    from engine.store import RunRecord
 
 
 def _console(stderr: bool = False) -> Console:
@@ -65,7 +68,35 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def skip_damaged(records: list) -> list:
+class JouleLabGroup(TyperGroup):
+    """The command group: the one place a JouleLabError from any command, or from the root
+    callback, becomes one red line on stderr and its exit code."""
+
+    def invoke(self, ctx: ClickContext) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JouleLabError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+
+
+def new_app() -> typer.Typer:
+    """A command group with the joulelab settings; tui/cli.py makes the lab's from it too."""
+    return typer.Typer(
+        name="joulelab",
+        help="Measure what deep-learning training mechanisms cost in energy and buy in accuracy.",
+        cls=JouleLabGroup,
+        no_args_is_help=False,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        # Rich markup off in help: "[default: ...]" and other brackets must show as written.
+        rich_markup_mode=None,
+    )
+
+
+app = new_app()
+
+
+def skip_damaged(records: list[RunRecord]) -> list[RunRecord]:
     """Drop runs that cannot be read as data, naming each on stderr with the reason."""
     for r in records:
         if r.problem:
@@ -87,35 +118,27 @@ LogsOption = Annotated[Path | None, typer.Option("--logs", help="Logs directory 
 def _root(
     ctx: typer.Context,
     logs: Annotated[
-        Path | None, typer.Option("--logs", help="Logs directory for the lab [default: $JOULELAB_LOGS or ./logs]")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where the real datasets are, for the lab")
-    ] = None,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option("--metrics-port", help="Serve live Prometheus metrics of the lab's runs on this port"),
-    ] = None,
-    metrics_addr: Annotated[
-        str | None, typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")
+        Path | None, typer.Option("--logs", help="Logs directory [default: $JOULELAB_LOGS or ./logs]")
     ] = None,
 ) -> None:
-    """With no command, open the interactive lab."""
-    if logs is not None and ctx.invoked_subcommand is not None:
-        # `joulelab --logs DIR export ...`: DIR becomes the subcommand's --logs default (its own
-        # --logs still wins); a subcommand that reads no logs refuses it rather than ignore it.
-        command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
-        if command is None or not any(p.name == "logs" for p in command.params):
-            raise fail(f"--logs does not apply to `joulelab {ctx.invoked_subcommand}`; leave it out")
-        ctx.default_map = {**(ctx.default_map or {}), ctx.invoked_subcommand: {"logs": logs}}
+    """Headless commands; with none, this help (`joulelab` with no command opens the lab)."""
+    share_logs(ctx, logs)
     if ctx.invoked_subcommand is None:
-        from tui.app import run_app
-
-        metrics = _metrics_options(metrics_port, metrics_addr)
-        run_app(logs_dir=logs or default_logs_dir(), data_dir=str(data_dir) if data_dir else None, **metrics)
+        console.print(ctx.get_help(), highlight=False, markup=False)
 
 
-def _metrics_options(port: int | None, addr: str | None) -> dict:
+def share_logs(ctx: typer.Context, logs: Path | None) -> None:
+    """`joulelab --logs DIR export ...`: DIR becomes the subcommand's --logs default (its own
+    --logs still wins); a subcommand that reads no logs refuses it rather than ignore it."""
+    if logs is None or ctx.invoked_subcommand is None:
+        return
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if isinstance(ctx.command, TyperGroup) else None
+    if command is None or not any(p.name == "logs" for p in command.params):
+        raise fail(f"--logs does not apply to `joulelab {ctx.invoked_subcommand}`; leave it out")
+    ctx.default_map = {**(ctx.default_map or {}), ctx.invoked_subcommand: {"logs": logs}}
+
+
+def metrics_options(port: int | None, addr: str | None) -> dict[str, Any]:
     """--metrics-port/--metrics-addr checked before anything runs: one line and exit 2 if unusable."""
     if port is None:
         if addr is not None:
@@ -123,12 +146,9 @@ def _metrics_options(port: int | None, addr: str | None) -> dict:
         return {}
     import importlib.util
 
-    from engine.metrics_server import DEFAULT_ADDR, INSTALL, MetricsError, check_port
+    from engine.metrics_server import DEFAULT_ADDR, INSTALL, check_port
 
-    try:
-        check_port(port)
-    except MetricsError as exc:
-        raise fail(str(exc)) from None
+    check_port(port)
     if importlib.util.find_spec("prometheus_client") is None:
         raise fail(f"--metrics-port needs prometheus_client, which is not installed; install it with: {INSTALL}")
     return {"metrics_port": port, "metrics_addr": addr or DEFAULT_ADDR}
@@ -198,7 +218,7 @@ def run(
     ] = False,
 ) -> None:
     """Run a preset's matrix, one worker at a time (or on Slurm, one job per pair), then print the comparison."""
-    from engine.presets import PresetError, check_data, filter_plan, parse_only
+    from engine.presets import check_data, filter_plan, parse_only
 
     if executor == Executor.slurm:
         from engine.slurm import SlurmOptions
@@ -213,7 +233,7 @@ def run(
     if preset is None:
         raise fail("give a preset to run (quick, paper, ... or a .toml file), or --resume")
 
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
     if tdp is not None:
@@ -222,25 +242,16 @@ def run(
         overrides["device"] = device
     logs_dir = logs or default_logs_dir()
     overrides["logs_dir"] = str(logs_dir)
-    try:
-        loaded = presets_mod.load(preset, overrides)
-        plan = filter_plan(loaded.plan(trials), parse_only(only or []))
-    except PresetError as exc:
-        raise fail(str(exc)) from None
+    loaded = presets_mod.load(preset, overrides)
+    plan = filter_plan(loaded.plan(trials), parse_only(only or []))
     if not plan:
         raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
-    try:
-        check_data(plan)
-    except PresetError as exc:
-        raise fail(str(exc)) from None
-    try:
-        from engine.store import check_writable
+    check_data(plan)
+    from engine.store import check_writable
 
-        check_writable(logs_dir)
-    except StoreError as exc:
-        raise fail(str(exc)) from None
+    check_writable(logs_dir)
 
-    metrics = _metrics_options(metrics_port or loaded.metrics_port, metrics_addr or loaded.metrics_addr)
+    metrics = metrics_options(metrics_port or loaded.metrics_port, metrics_addr or loaded.metrics_addr)
     mlflow = None
     if loaded.mlflow:
         import importlib.util
@@ -254,29 +265,23 @@ def run(
             )
         mlflow = MlflowTarget(loaded.mlflow_tracking_uri, loaded.mlflow_experiment or DEFAULT_MLFLOW_EXPERIMENT)
 
-    from engine.metrics_server import MetricsError
     from engine.runs import execute_plan
 
     human = output == OutputFormat.human
-    try:
-        result = asyncio.run(execute_plan(plan, console if human else None, mlflow=mlflow, **metrics))
-    except MetricsError as exc:  # the port could not be opened; nothing has run
-        raise fail(str(exc)) from None
+    # A MetricsError (the port could not be opened; nothing has run) is one line, like any JouleLabError.
+    result = asyncio.run(execute_plan(plan, console if human else None, mlflow=mlflow, **metrics))
     outcomes = result.outcomes
     clear_note = None
     if until_clear and not result.interrupted:
-        try:
-            result, clear_note = _until_clear(
-                loaded,
-                parse_only(only or []),
-                trials or loaded.trials,
-                max_trials,
-                result,
-                console if human else None,
-                {"mlflow": mlflow, **metrics},
-            )
-        except MetricsError as exc:
-            raise fail(str(exc)) from None
+        result, clear_note = _until_clear(
+            loaded,
+            parse_only(only or []),
+            trials or loaded.trials,
+            max_trials,
+            result,
+            console if human else None,
+            {"mlflow": mlflow, **metrics},
+        )
         outcomes = result.outcomes
     if result.interrupted:
         cancelled = next((o for o in reversed(outcomes) if o.status != "complete"), None)
@@ -327,7 +332,15 @@ def run(
     raise typer.Exit(EXIT_RUN_FAILED if failed else EXIT_OK)
 
 
-def _until_clear(loaded, only: dict, done: int, max_trials: int, result, live_console, plan_options: dict):
+def _until_clear(
+    loaded: Preset,
+    only: dict[str, set[str]],
+    done: int,
+    max_trials: int,
+    result: PlanResult,
+    live_console: Console | None,
+    plan_options: dict[str, Any],
+) -> tuple[PlanResult, str | None]:
     """More trials, one at a time, for the configurations of comparisons whose training-energy
     interval (meter error included) still contains 1.0; returns the whole result and what
     happened, in one line."""
@@ -363,58 +376,65 @@ def _until_clear(loaded, only: dict, done: int, max_trials: int, result, live_co
             return PlanResult(outcomes, True, result.batch), None
 
 
-def run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, resume: bool) -> None:
+def run_on_slurm(
+    preset: str | None,
+    trials: int | None,
+    only: list[str] | None,
+    output: OutputFormat,
+    logs: Path | None,
+    data_dir: Path | None,
+    tdp: float | None,
+    options: SlurmOptions,
+    resume: bool,
+) -> None:
     """`joulelab run --executor slurm`: submit one job per pair, follow them, print the comparison.
     Ctrl-C asks whether to cancel the jobs (without a terminal: cancels, and says so)."""
     from engine import slurm
-    from engine.presets import PresetError, filter_plan, parse_only
+    from engine.presets import filter_plan, parse_only
     from engine.store import check_writable
 
     logs_dir = (logs or default_logs_dir()).resolve()  # the jobs write here: absolute, on a shared filesystem
     human = output == OutputFormat.human
-    try:
-        check_writable(logs_dir)
-        slurm.check_cluster(options)
-        if resume:
-            loaded_name = presets_mod.load(preset).name if preset else None
-            record = slurm.latest_record(logs_dir, loaded_name)
-            if record is None:
-                raise fail(
-                    f"nothing to resume: no Slurm submission{' of ' + loaded_name if loaded_name else ''} "
-                    f"in {logs_dir / slurm.JOBS_DIR}"
-                )
-            new = slurm.resubmit(record)
-            if human:
-                console.print(
-                    f"resume: resubmitted {len(new)} job(s) of batch {record['batch']}"
-                    + (f": {', '.join(j['job_id'] for j in new)}" if new else " (nothing failed or was lost)"),
-                    highlight=False,
-                    soft_wrap=True,
-                )
-        else:
-            if preset is None:
-                raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
-            overrides = {"logs_dir": str(logs_dir)}
-            if data_dir is not None:
-                overrides["data_dir"] = str(data_dir)
-            if tdp is not None:
-                overrides["tdp_w"] = tdp
-            loaded = presets_mod.load(preset, overrides)
-            plan = filter_plan(loaded.plan(trials), parse_only(only or []))
-            if not plan:
-                raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
-            record = slurm.submit_plan(plan, options, logs_dir, loaded.name)
-            if human:
-                ids = [j["job_id"] for j in record["jobs"]]
-                console.print(
-                    f"submitted {len(ids)} job(s) for {len(plan)} runs (one job per pair, runs in sequence "
-                    f"on one node) to Slurm: {', '.join(ids)}; requested {options.describe()}; "
-                    f"logs in {logs_dir}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-    except (PresetError, StoreError, slurm.SlurmError) as exc:
-        raise fail(str(exc)) from None
+    check_writable(logs_dir)
+    slurm.check_cluster(options)
+    if resume:
+        loaded_name = presets_mod.load(preset).name if preset else None
+        record = slurm.latest_record(logs_dir, loaded_name)
+        if record is None:
+            raise fail(
+                f"nothing to resume: no Slurm submission{' of ' + loaded_name if loaded_name else ''} "
+                f"in {logs_dir / slurm.JOBS_DIR}"
+            )
+        new = slurm.resubmit(record)
+        if human:
+            console.print(
+                f"resume: resubmitted {len(new)} job(s) of batch {record['batch']}"
+                + (f": {', '.join(j['job_id'] for j in new)}" if new else " (nothing failed or was lost)"),
+                highlight=False,
+                soft_wrap=True,
+            )
+    else:
+        if preset is None:
+            raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
+        overrides: dict[str, Any] = {"logs_dir": str(logs_dir)}
+        if data_dir is not None:
+            overrides["data_dir"] = str(data_dir)
+        if tdp is not None:
+            overrides["tdp_w"] = tdp
+        loaded = presets_mod.load(preset, overrides)
+        plan = filter_plan(loaded.plan(trials), parse_only(only or []))
+        if not plan:
+            raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
+        record = slurm.submit_plan(plan, options, logs_dir, loaded.name)
+        if human:
+            ids = [j["job_id"] for j in record["jobs"]]
+            console.print(
+                f"submitted {len(ids)} job(s) for {len(plan)} runs (one job per pair, runs in sequence "
+                f"on one node) to Slurm: {', '.join(ids)}; requested {options.describe()}; "
+                f"logs in {logs_dir}",
+                highlight=False,
+                soft_wrap=True,
+            )
     try:
         states = slurm.follow(record, console if human else None)
     except KeyboardInterrupt:
@@ -486,15 +506,12 @@ def jobs(
 
     logs_dir = (logs or default_logs_dir()).resolve()
     records = slurm.load_records(logs_dir)
-    try:
-        queue = slurm.queue_states() if records else {}
-    except slurm.SlurmError as exc:
-        raise fail(str(exc)) from None
+    queue = slurm.queue_states() if records else {}
     rows = []
     for record in records:
         for job in record["jobs"]:
             state = "resubmitted" if job.get("resubmitted_as") else slurm.job_state(job, logs_dir, queue)
-            nodes = {slurm.run_node(logs_dir, r["run_id"]) for r in job["runs"]} - {None}
+            nodes = {node for r in job["runs"] if (node := slurm.run_node(logs_dir, r["run_id"])) is not None}
             node = queue.get(job["job_id"], ("", ""))[1] or ",".join(sorted(nodes)) or "-"
             rows.append(
                 {
@@ -532,7 +549,7 @@ def jobs(
     console.print(table)
 
 
-def outcome_record(o) -> dict:
+def outcome_record(o: RunOutcome) -> dict[str, Any]:
     return {
         "run_id": o.run_id,
         "status": o.status,
@@ -544,7 +561,7 @@ def outcome_record(o) -> dict:
     }
 
 
-def print_results(stats, comparisons) -> None:
+def print_results(stats: list[ConfigStats], comparisons: list[Comparison]) -> None:
     from engine.report import comparison_table, config_table, fitted, verdicts
 
     if stats:
@@ -561,7 +578,7 @@ def _records(
     preset: str | None = None,
     last: bool = False,
     light: bool = False,
-):
+) -> list[RunRecord]:
     """Select runs by id, by preset, the last `joulelab run` batch, or all. Errors exit 2.
     Damaged runs are left out and named on stderr. `light`: records for listing or exporting
     (the exporter loads each run whole in turn)."""
@@ -569,14 +586,11 @@ def _records(
 
     if sum(bool(x) for x in (run_ids, all_runs, preset is not None, last)) > 1:
         raise fail("choose one way to select runs: RUN ids, --all, --preset NAME or --last")
-    try:
-        if run_ids:
-            records = skip_damaged([find_run(logs_dir, rid) for rid in run_ids])
-            if not records:
-                raise fail("none of the named runs can be read (see the lines above)")
-            return records
-    except StoreError as exc:
-        raise fail(str(exc)) from None
+    if run_ids:
+        records = skip_damaged([find_run(logs_dir, rid) for rid in run_ids])
+        if not records:
+            raise fail("none of the named runs can be read (see the lines above)")
+        return records
     records = skip_damaged(list_runs(logs_dir, light=light))
     if preset is not None:
         records = [r for r in records if r.spec.get("preset") == preset]
@@ -635,7 +649,7 @@ def runs_cmd(
     console.print(fitted(console, lambda narrow: _runs_table(records, logs_dir, total, narrow)))
 
 
-def _runs_table(records, logs_dir: Path, total: int, narrow: bool):
+def _runs_table(records: list[RunRecord], logs_dir: Path, total: int, narrow: bool) -> Table:
     """`runs` as a table; narrow: the start time under the id, preset over the abbreviated
     configuration, no vertical rules, so every column fits 80 columns."""
     from rich import box
@@ -652,7 +666,7 @@ def _runs_table(records, logs_dir: Path, total: int, narrow: bool):
             padding=(0, 1),
             pad_edge=False,
         )
-        columns = ("run / started", "preset / config", "seed", "status", "train J", "acc %")
+        columns: tuple[str, ...] = ("run / started", "preset / config", "seed", "status", "train J", "acc %")
     else:
         table = Table(title=escape(f"Runs in {logs_dir}"), title_justify="left", header_style="bold")
         columns = ("run", "started", "preset", "configuration", "seed", "status", "train J", "acc %")
@@ -698,10 +712,7 @@ def show(
     from engine.store import STDERR, find_run
 
     logs_dir = logs or default_logs_dir()
-    try:
-        record = find_run(logs_dir, run_id)
-    except StoreError as exc:
-        raise fail(str(exc)) from None
+    record = find_run(logs_dir, run_id)
     s = record.summary
     if record.problem:
         raise fail(
@@ -807,7 +818,7 @@ def export(
     logs: LogsOption = None,
 ) -> None:
     """Export runs as tidy tables: runs, phases, samples and the energy-to-accuracy curve."""
-    from engine.export import ExportError, write
+    from engine.export import write
 
     logs_dir = logs or default_logs_dir()
     # MLflow logs every record whole; the file formats stream light records a chunk at a time.
@@ -815,22 +826,16 @@ def export(
     if fmt == ExportFormat.mlflow:
         export_mlflow(records, tracking_uri, experiment)
         return
-    try:
-        paths = write(records, fmt.value, out or Path("export"), carbon_intensity)
-    except ExportError as exc:
-        raise fail(str(exc)) from None
+    paths = write(records, fmt.value, out or Path("export"), carbon_intensity)
     for p in paths:
         console.print(f"wrote {p}", highlight=False, markup=False)
 
 
-def export_mlflow(records, tracking_uri: str | None, experiment: str | None) -> None:
-    from engine.export import DEFAULT_MLFLOW_EXPERIMENT, ExportError, MlflowTarget, log_mlflow
+def export_mlflow(records: list[RunRecord], tracking_uri: str | None, experiment: str | None) -> None:
+    from engine.export import DEFAULT_MLFLOW_EXPERIMENT, MlflowTarget, log_mlflow
 
     experiment = experiment or DEFAULT_MLFLOW_EXPERIMENT
-    try:
-        logged = log_mlflow(records, MlflowTarget(tracking_uri, experiment))
-    except ExportError as exc:
-        raise fail(str(exc)) from None
+    logged = log_mlflow(records, MlflowTarget(tracking_uri, experiment))
     for item in logged:
         what = (
             f"logged as MLflow run {item.mlflow_run_id}"
@@ -851,13 +856,10 @@ def plot(
     logs: LogsOption = None,
 ) -> None:
     """Plot power over time and the energy-to-accuracy curves of runs."""
-    from engine.plot import PlotError, plot_runs
+    from engine.plot import plot_runs
 
     records = _records(logs or default_logs_dir(), run_ids)
-    try:
-        plot_runs(records, out)
-    except PlotError as exc:
-        raise fail(str(exc)) from None
+    plot_runs(records, out)
     console.print(f"wrote {out}", highlight=False, markup=False)
 
 
@@ -875,22 +877,19 @@ def calibrate(
 ) -> None:
     """This machine's noise floor: one configuration against itself (A/A, paired), saved for verdicts."""
     from engine.calibrate import MIN_PAIRS, analyse, calibration_plan, save
-    from engine.presets import PresetError, filter_plan, parse_only
+    from engine.presets import filter_plan, parse_only
     from engine.report import calibration_table
     from engine.runs import execute_plan
     from engine.store import check_writable
 
-    overrides: dict = {"logs_dir": str(logs or default_logs_dir())}
+    overrides: dict[str, Any] = {"logs_dir": str(logs or default_logs_dir())}
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
     if tdp is not None:
         overrides["tdp_w"] = tdp
-    try:
-        loaded = presets_mod.load(preset, overrides)
-        configs = filter_plan(loaded.plan(1), parse_only(only or []))
-        check_writable(Path(overrides["logs_dir"]))
-    except (PresetError, StoreError) as exc:
-        raise fail(str(exc)) from None
+    loaded = presets_mod.load(preset, overrides)
+    configs = filter_plan(loaded.plan(1), parse_only(only or []))
+    check_writable(Path(overrides["logs_dir"]))
     if not configs:
         raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r}")
     # Scratch by default: it needs no source network, so no arm starts with a cache the other lacks.
@@ -949,10 +948,11 @@ def data(
     console.print(format_descriptions(report), highlight=False, markup=False)
 
 
-def main() -> None:
+def main(command: typer.Typer = app) -> None:
+    """Run `command` (these headless commands, or tui/cli.py's with the lab)."""
     # typer/click exit 2 on usage errors already; make sure nothing else leaks a traceback.
     try:
-        app()
+        command()
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)

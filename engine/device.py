@@ -22,10 +22,12 @@ if TYPE_CHECKING:  # torch is imported where it is used: reading a spec need not
     import numpy.typing as npt
     import torch
 
+from engine.errors import JouleLabError
+
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
-class DeviceError(ValueError):
+class DeviceError(JouleLabError):
     """A device setting this machine cannot honour; the message is one line."""
 
 

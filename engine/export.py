@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from engine.errors import JouleLabError
 from engine.protocol import PHASES
 from engine.records import ConfigKey
 from engine.records.config_key import BASELINE
@@ -84,7 +85,7 @@ CODECARBON_COLUMNS = (
 ENERGY_QUANTITIES = ("gross_j", "idle_j", "net_j")
 
 
-class ExportError(ValueError):
+class ExportError(JouleLabError):
     """An export that cannot be written; one line with the path and the reason."""
 
 

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.errors import JouleLabError
+
 DEFAULT_ADDR = "127.0.0.1"
 INSTALL = "pip install 'joulelab[prometheus]'"
 STATES = ("starting", "idle", "pretrain", "train", "prune", "test", "complete", "cancelled", "failed", "crashed")
 
 
-class MetricsError(ValueError):
+class MetricsError(JouleLabError):
     """The metrics endpoint cannot be served; one line with the fix."""
 
 

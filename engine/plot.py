@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.errors import JouleLabError
 from engine.export import curve_table, samples_table
 from engine.store import RunRecord
 
 LINESTYLE = {"counter": "-", "polled": "-.", "modelled": "--"}
 
 
-class PlotError(ValueError):
+class PlotError(JouleLabError):
     """A plot that cannot be made; one line."""
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.errors import JouleLabError
 from engine.spec import (
     DATASETS,
     FIELDS,
@@ -74,7 +75,7 @@ MAX_TRIALS = 1000  # seeds per configuration, in a preset or on the command line
 RESERVED = {"dataset", "size", "mode", "transfer_head", "seed", "run_id", "preset", "config", "batch"}
 
 
-class PresetError(ValueError):
+class PresetError(JouleLabError):
     """A preset that cannot be used; one line: file, key, what is allowed."""
 
 
@@ -203,7 +204,7 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
     integrations = _integrations(head, where)
 
     matrix = _table(data.get("matrix"), where, "matrix")
-    axes: dict[str, list] = {}
+    axes: dict[str, list[Any]] = {}
     for key, values in matrix.items():
         if key == "width":  # numbers, not names: checked as the spec checks them
             axes["width"] = _widths(values, where)
@@ -305,7 +306,7 @@ def _widths(values: Any, where: str) -> list[float]:
 
 def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:
     """[preset] mlflow, mlflow_tracking_uri, mlflow_experiment, metrics_port, metrics_addr."""
-    out = {
+    out: dict[str, Any] = {
         k: head[k]
         for k in ("mlflow", "mlflow_tracking_uri", "mlflow_experiment", "metrics_port", "metrics_addr")
         if k in head
@@ -321,7 +322,7 @@ def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _table(value: Any, where: str, name: str) -> dict:
+def _table(value: Any, where: str, name: str) -> dict[str, Any]:
     if value is None:
         raise PresetError(f"{where}: missing [{name}] table")
     if not isinstance(value, dict):

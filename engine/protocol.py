@@ -32,6 +32,8 @@ import json
 import time
 from typing import Any
 
+from engine.errors import EXIT_RUN_FAILED, JouleLabError
+
 SCHEMA_VERSION = 1
 
 EVENT_TYPES = frozenset(
@@ -60,8 +62,10 @@ SOURCES = ("counter", "polled", "modelled")
 FINAL_STATUSES = ("complete", "cancelled", "failed", "stalled")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(JouleLabError):
     """A line that is not a valid event."""
+
+    exit_code = EXIT_RUN_FAILED  # a damaged log or stream, not the user's input
 
 
 def make_event(event_type: str, run_id: str, **fields: Any) -> dict[str, Any]:

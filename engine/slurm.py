@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from engine.errors import JouleLabError
 from engine.presets import PlannedRun
 from engine.spec import RunSpec, new_run_id, spec_from_dict
 from engine.store import EVENTS, RUN_JSON, SUMMARY, EventTail, atomic_write_json
@@ -38,7 +39,7 @@ ACTIVE = ("queued", "running")
 RESUBMITTABLE = ("failed", "cancelled", "lost")
 
 
-class SlurmError(ValueError):
+class SlurmError(JouleLabError):
     """Slurm cannot take the jobs (no sbatch, unknown partition, refused submission). One line."""
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ def sources_dir() -> Path:
     return cache_root() / "sources"
 
 
-def load(key: str) -> tuple[dict, dict] | None:
+def load(key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """(state_dict, pretrain record) of a saved source network, or None (missing or unreadable)."""
     base = sources_dir() / key
     try:
@@ -70,7 +71,7 @@ def load(key: str) -> tuple[dict, dict] | None:
     return state, record
 
 
-def save(key: str, state: dict, record: dict) -> str | None:
+def save(key: str, state: dict[str, torch.Tensor], record: dict[str, Any]) -> str | None:
     """Save atomically; returns a reason when the cache cannot be written (never fatal)."""
     folder = sources_dir()
     try:

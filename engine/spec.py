@@ -7,10 +7,12 @@ import difflib
 import math
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.device import DEVICE_PATTERN
+from engine.errors import JouleLabError
 from engine.store import RUN_ID_RE
 
 DATASETS = ("synthetic", "motionsense", "extrasensory")
@@ -24,7 +26,7 @@ TRANSFER_HEADS = ("replace", "extend")
 TDP_MAX_W = 2000.0  # tdp_w (and --tdp): above 0, at most this
 
 
-class SpecError(ValueError):
+class SpecError(JouleLabError):
     """An invalid spec value. The message is one line: what, where, and what is allowed."""
 
 
@@ -150,7 +152,7 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def suggest(name: str, options) -> str:
+def suggest(name: str, options: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

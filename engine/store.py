@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.errors import JouleLabError
 from engine.protocol import ProtocolError, decode
 from engine.records import (
     Metrics,
@@ -49,7 +50,7 @@ os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
 
 
-class StoreError(ValueError):
+class StoreError(JouleLabError):
     """A run that does not exist, or a logs directory that cannot be used. One line, with the fix."""
 
 

@@ -35,6 +35,7 @@ import msgspec
 
 from engine import __version__
 from engine.device import Device, DeviceError
+from engine.errors import JouleLabError
 from engine.meters.base import in_totals
 from engine.protocol import SCHEMA_VERSION, encode, make_event
 from engine.records import (
@@ -71,8 +72,10 @@ EXIT_LOG_UNWRITABLE = 3
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-class LogWriteError(Exception):
+class LogWriteError(JouleLabError):
     """The run log could not be written: the run stops; what was written stays readable."""
+
+    exit_code = EXIT_LOG_UNWRITABLE
 
 
 def disk_message(exc: OSError, path: Path) -> str:

@@ -85,6 +85,74 @@ GOLDEN_LOGS = str(REPO / "tests" / "golden" / "logs")
 WIDE = {"COLUMNS": "200"}
 
 
+def test_engine_cli_without_a_command_prints_help_and_the_joulelab_command_adds_the_lab():
+    # headless: `python -m engine.cli` prints help and never loads the TUI
+    code = (
+        "import sys; from engine.cli import main; sys.argv = ['joulelab']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print('textual' in sys.modules, code)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert "Commands:" in out.stdout and "run" in out.stdout
+    assert out.stdout.strip().endswith("False 0")
+    from tui.cli import app as lab_cli
+
+    lab_help = runner.invoke(lab_cli, ["--help"])
+    assert lab_help.exit_code == 0 and "--metrics-port" in lab_help.output
+    # the lab's command line has every headless command, the same objects
+    assert [c.callback for c in lab_cli.registered_commands] == [c.callback for c in app.registered_commands]
+    assert runner.invoke(lab_cli, ["runs", "--logs", GOLDEN_LOGS], env=WIDE).exit_code == 0
+
+
+def test_every_project_error_is_a_joulelab_error_with_its_exit_code():
+    from engine.data import DataError
+    from engine.device import DeviceError
+    from engine.errors import EXIT_RUN_FAILED, EXIT_USAGE, JouleLabError
+    from engine.export import ExportError
+    from engine.meters.base import MeterError, MeterUnavailable
+    from engine.metrics_server import MetricsError
+    from engine.plot import PlotError
+    from engine.presets import PresetError
+    from engine.protocol import ProtocolError
+    from engine.slurm import SlurmError
+    from engine.spec import SpecError
+    from engine.store import StoreError
+    from engine.worker import EXIT_LOG_UNWRITABLE, LogWriteError
+    from tui.widgets.lab_form import FormError
+
+    user_input = (DataError, DeviceError, ExportError, MetricsError, PlotError, PresetError, SlurmError, SpecError)
+    for cls in (*user_input, StoreError, FormError):
+        assert issubclass(cls, JouleLabError) and cls.exit_code == EXIT_USAGE, cls
+    for cls in (MeterError, MeterUnavailable, ProtocolError):
+        assert issubclass(cls, JouleLabError) and cls.exit_code == EXIT_RUN_FAILED, cls
+    assert LogWriteError.exit_code == EXIT_LOG_UNWRITABLE
+
+
+def test_a_joulelab_error_from_any_command_is_one_line_and_its_exit_code():
+    """The one place (JouleLabGroup): no command catches these itself."""
+    from engine.cli import new_app
+    from engine.protocol import ProtocolError
+    from engine.spec import SpecError
+
+    probe = new_app()
+
+    @probe.command()
+    def bad_input() -> None:
+        raise SpecError("epochs: expected 1-10000, got 0")
+
+    @probe.command()
+    def damaged() -> None:
+        raise ProtocolError("line 3: not JSON")
+
+    for command, code, line in (
+        ("bad-input", 2, "epochs: expected 1-10000, got 0"),
+        ("damaged", 1, "line 3: not JSON"),
+    ):
+        result = runner.invoke(probe, [command])
+        assert result.exit_code == code, result.output
+        assert result.stderr == f"error: {line}\n" and "Traceback" not in result.output
+
+
 def test_runs_lists_history_with_status_energy_and_accuracy():
     result = runner.invoke(app, ["runs", "--logs", GOLDEN_LOGS], env=WIDE)
     assert result.exit_code == 0

@@ -344,14 +344,15 @@ def test_metrics_port_in_use_is_one_line_exit_2_before_any_run(tmp_path):
 
 def test_the_lab_takes_a_metrics_port_and_passes_it_to_its_plan_runner(monkeypatch):
     import tui.app
+    from tui.cli import app as lab_cli  # `joulelab` with no command opens the lab
 
     calls = []
     monkeypatch.setattr(tui.app, "run_app", lambda **kwargs: calls.append(kwargs))
-    assert runner.invoke(app, ["--metrics-port", "9464"]).exit_code == 0
+    assert runner.invoke(lab_cli, ["--metrics-port", "9464"]).exit_code == 0
     assert calls[0]["metrics_port"] == 9464 and calls[0]["metrics_addr"] == "127.0.0.1"
-    assert runner.invoke(app, ["--metrics-port", "9464", "--metrics-addr", "0.0.0.0"]).exit_code == 0
+    assert runner.invoke(lab_cli, ["--metrics-port", "9464", "--metrics-addr", "0.0.0.0"]).exit_code == 0
     assert calls[1]["metrics_addr"] == "0.0.0.0"
-    alone = runner.invoke(app, ["--metrics-addr", "0.0.0.0"])
+    alone = runner.invoke(lab_cli, ["--metrics-addr", "0.0.0.0"])
     assert alone.exit_code == 2 and "--metrics-addr needs --metrics-port" in alone.stderr
     lab = tui.app.JouleLabApp(metrics_port=9464, metrics_addr="127.0.0.1", preset_paths=[])
     assert (lab.metrics_port, lab.metrics_addr) == (9464, "127.0.0.1")

@@ -31,6 +31,7 @@ from textual.widgets import Button, TabbedContent
 from textual.worker import Worker, WorkerState
 
 from engine import plans as plan_store
+from engine.errors import JouleLabError
 from engine.follow import FollowedRun
 from engine.runner import WorkerProcess
 from engine.runner import worker_command as default_worker_command
@@ -56,7 +57,7 @@ from tui.screens.path_prompt import PathPrompt
 from tui.screens.resume_plan import FINISH, SET_ASIDE, ResumePlan
 from tui.screens.run_detail import RunDetail, stderr_tail
 from tui.widgets.history_view import HistoryTable, HistoryView
-from tui.widgets.lab_form import NO_LOADERS, FormError, LabForm, fallback_entries
+from tui.widgets.lab_form import NO_LOADERS, LabForm, fallback_entries
 from tui.widgets.live_view import LiveView
 from tui.widgets.presets_view import PresetList, PresetsView
 from tui.widgets.results_view import ResultsView
@@ -308,7 +309,7 @@ class JouleLabApp(App):
                 data_dir=self.data_dir,
                 run_id=self.run_id_factory,
             )
-        except (FormError, SpecError) as exc:
+        except JouleLabError as exc:  # a form value or spec that cannot run: the message names it
             self.form.show_error(str(exc))
             self.show_tab("lab")
             self.notify(getattr(exc, "short", str(exc)), title="Cannot run", severity="error")
@@ -316,11 +317,9 @@ class JouleLabApp(App):
         self.start(plan)
 
     def run_preset(self, path: Path) -> None:
-        from engine.presets import PresetError
-
         try:
             plan = preset_plan(path, logs_dir=self.logs_dir, data_dir=self.data_dir, run_id=self.run_id_factory)
-        except PresetError as exc:
+        except JouleLabError as exc:
             self.notify(str(exc), title="Cannot run the preset", severity="error")
             return
         self.start(plan)
@@ -591,7 +590,11 @@ class JouleLabApp(App):
         worker = event.worker
         if event.state == WorkerState.ERROR:
             error = worker.error
-            message = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+            # A JouleLabError's one line is written for the user; anything else is a bug: name its type.
+            if isinstance(error, JouleLabError):
+                message = str(error)
+            else:
+                message = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
             if worker.group == "run":
                 self.live.show_error(
                     f"The run stopped: {message}\n(the app is still usable; fix the problem and press r to run again)"

@@ -8,11 +8,14 @@ task (another group) is what scratch, transfer and fine-tune are trained and tes
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
+from engine.errors import JouleLabError
 
-class DataError(ValueError):
+
+class DataError(JouleLabError):
     """Bad or missing data. The message names the file (and line) and says how to fix it."""
 
 
@@ -40,7 +43,7 @@ class PreparedData:
     kind: str  # "windows" | "features"
     source: Split
     target: Split
-    info: dict = field(default_factory=dict)  # provenance for run.json: files, rows, drops, groups
+    info: dict[str, Any] = field(default_factory=dict)  # provenance for run.json: files, rows, drops, groups
 
     @property
     def label(self) -> str:

@@ -39,6 +39,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,36 +62,36 @@ def prepared_dir(root: Path | None = None) -> Path:
     return (root or cache_root()) / "prepared"
 
 
-def fingerprint(paths: Iterable[Path]) -> list[list]:
+def fingerprint(paths: Iterable[Path]) -> list[list[str | int]]:
     """(absolute path, size, mtime_ns) of each file, in the given order."""
-    out = []
+    out: list[list[str | int]] = []
     for path in paths:
         st = os.stat(path)
         out.append([str(Path(path).resolve()), st.st_size, st.st_mtime_ns])
     return out
 
 
-def _digest(obj) -> str:
+def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass
 class CacheResult:
     arrays: dict[str, np.ndarray]
-    meta: dict  # what the builder returned with the arrays (row counts, drops, ...)
+    meta: dict[str, Any]  # what the builder returned with the arrays (row counts, drops, ...)
     status: str  # "hit" | "miss" | "miss (...)" | "disabled"
     path: str | None  # the entry file, when there is one
     seconds: float  # time to load the entry, or to build (parse) and store it
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         return {"cache": self.status, "cache_entry": self.path, "load_s": round(self.seconds, 4)}
 
 
 def load_or_build(
     dataset: str,
     files: list[Path],
-    options: dict,
-    build: Callable[[], tuple[dict[str, np.ndarray], dict]],
+    options: dict[str, Any],
+    build: Callable[[], tuple[dict[str, np.ndarray], dict[str, Any]]],
     *,
     enabled: bool = True,
     root: Path | None = None,
@@ -134,7 +135,7 @@ def load_or_build(
     return CacheResult(arrays, meta, status, str(path), time.perf_counter() - started)
 
 
-def _read_entry(path: Path, key: dict) -> tuple[dict[str, np.ndarray], dict] | None:
+def _read_entry(path: Path, key: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
     try:
         with np.load(path, allow_pickle=False) as npz:
             stored = json.loads(str(npz[META_KEY][()]))
@@ -146,14 +147,17 @@ def _read_entry(path: Path, key: dict) -> tuple[dict[str, np.ndarray], dict] | N
         return None
 
 
-def _write_entry(folder: Path, path: Path, key: dict, arrays: dict[str, np.ndarray], meta: dict) -> None:
+def _write_entry(
+    folder: Path, path: Path, key: dict[str, Any], arrays: dict[str, np.ndarray], meta: dict[str, Any]
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     payload = dict(arrays)
     payload[META_KEY] = np.array(json.dumps({"key": key, "meta": meta}))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **payload)
+            # numpy's stub checks **arrays against its allow_pickle: bool keyword as well
+            np.savez(fh, **payload)  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -19,6 +19,7 @@ import difflib
 import gzip
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from engine.data import DataError, PreparedData, Split, assemble
 from engine.data.cache import load_or_build
 from engine.data.groups import check_groups, complete_groups
 from engine.data.locate import ExtraSensorySource, find_extrasensory
-from engine.data.real import check_numeric, parser_error_detail
+from engine.data.parsing import check_numeric, parser_error_detail
 
 _STATS = (
     [
@@ -86,7 +87,7 @@ def read_header(path: Path) -> list[str]:
     return first.decode("utf-8-sig", errors="replace").rstrip("\r\n").split(",")
 
 
-def parse_user(path: Path, label: str | None) -> tuple[np.ndarray, np.ndarray, dict]:
+def parse_user(path: Path, label: str | None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """One user's file -> (timestamps int64, features float32 (n, 52), row counts), in timestamp order."""
     columns = read_header(path)
     if not columns or columns[0] != "timestamp":
@@ -164,8 +165,9 @@ def load(
     names = _class_names(uuids)
     by_name = {n: u for u, n in names.items()}
 
-    def build() -> tuple[dict[str, np.ndarray], dict]:
-        arrays, counts = {}, {}
+    def build() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays: dict[str, np.ndarray] = {}
+        counts: dict[str, dict[str, int]] = {}
         for uuid in uuids:
             stamps, x, counts[uuid] = parse_user(src.files[uuid], label)
             arrays[f"{uuid}.t"] = stamps
@@ -224,7 +226,7 @@ def load(
     )
 
 
-def _why_unusable(counts: dict, label: str | None) -> str:
+def _why_unusable(counts: dict[str, int], label: str | None) -> str:
     why = []
     if label and counts["filtered_out"]:
         why.append(f"{counts['filtered_out']} without {label} == 1")
@@ -248,8 +250,8 @@ def _groups(
     all_names: list[str],
     usable: list[str],
     excluded: dict[str, str],
-    source_group,
-    target_group,
+    source_group: tuple[str, ...] | None,
+    target_group: tuple[str, ...] | None,
     src: ExtraSensorySource,
     label: str | None,
 ) -> tuple[tuple[str, ...], tuple[str, ...], str]:

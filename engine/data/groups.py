@@ -32,23 +32,23 @@ def complete_groups(
     Neither given: the first half of `available` (in its stable order) is the source, the rest the
     target. One given: the other is everyone else available.
     """
-    if source is None and target is None:
-        half = len(available) // 2
-        return (
-            tuple(available[:half]),
-            tuple(available[half:]),
-            f"default: first half of the {noun}s is the source, the rest the target",
-        )
-    if source is None:
-        return (
-            tuple(a for a in available if a not in set(target)),
-            target,
-            f"target from the spec, source = every other {noun}",
-        )
-    if target is None:
+    if source is not None and target is not None:
+        return source, target, "from the spec"
+    if source is not None:
         return (
             source,
             tuple(a for a in available if a not in set(source)),
             f"source from the spec, target = every other {noun}",
         )
-    return source, target, "from the spec"
+    if target is not None:
+        return (
+            tuple(a for a in available if a not in set(target)),
+            target,
+            f"target from the spec, source = every other {noun}",
+        )
+    half = len(available) // 2
+    return (
+        tuple(available[:half]),
+        tuple(available[half:]),
+        f"default: first half of the {noun}s is the source, the rest the target",
+    )

@@ -18,8 +18,10 @@ import os
 import re
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.data import DataError
 
@@ -123,7 +125,7 @@ class MotionSenseSource:
             return [self.location]
         return [self.location / rel for rel in self.files.values()]
 
-    def read(self, keys: list[tuple[str, str]]):
+    def read(self, keys: list[tuple[str, str]]) -> Iterator[tuple[tuple[str, str], bytes]]:
         """Yield (key, bytes) for each key, opening a zip once."""
         if self.kind == "zip":
             try:
@@ -236,7 +238,7 @@ def _looks_like_motionsense(folder: Path) -> bool:
     return (folder / MOTIONSENSE_DIR).is_dir() or (folder / MOTIONSENSE_ZIP).is_file() or _has_trial_dirs(folder)
 
 
-def _search_below(folder: Path, predicate, depth: int) -> Path | None:
+def _search_below(folder: Path, predicate: Callable[[Path], bool], depth: int) -> Path | None:
     """The first folder within `depth` levels below `folder` (breadth first) that satisfies `predicate`."""
     level = [folder]
     for _ in range(depth):
@@ -247,7 +249,7 @@ def _search_below(folder: Path, predicate, depth: int) -> Path | None:
     return None
 
 
-def _mislaid(root: Path, looks_like) -> str | None:
+def _mislaid(root: Path, looks_like: Callable[[Path], bool]) -> str | None:
     """A hint when the dataset sits one level off: data_dir pointing at the dataset, or at its parent."""
     data_dir = root.parent
     parts = data_dir.parts
@@ -319,7 +321,7 @@ class ExtraSensorySource:
 
 
 def _user_files(folder: Path) -> dict[str, Path]:
-    files = {}
+    files: dict[str, Path] = {}
     try:
         names = os.listdir(folder)
     except OSError:
@@ -392,7 +394,7 @@ def _count_lines(data: bytes) -> int:
     return n + (1 if data and not data.endswith(b"\n") else 0)
 
 
-def _describe_motionsense(data_dir: Path) -> dict:
+def _describe_motionsense(data_dir: Path) -> dict[str, Any]:
     root = data_dir / "motionsense"
     entry = {
         "name": "motionsense",
@@ -426,7 +428,7 @@ def _describe_motionsense(data_dir: Path) -> dict:
     return entry
 
 
-def _describe_extrasensory(data_dir: Path) -> dict:
+def _describe_extrasensory(data_dir: Path) -> dict[str, Any]:
     root = data_dir / "extrasensory"
     entry = {
         "name": "extrasensory",
@@ -462,7 +464,7 @@ def _describe_extrasensory(data_dir: Path) -> dict:
     return entry
 
 
-def describe_datasets(data_dir: Path) -> list[dict]:
+def describe_datasets(data_dir: Path) -> list[dict[str, Any]]:
     """One dict per dataset for ``joulelab data``: where it looked, what it found, how to get what is missing.
 
     Keys: name, looked_in, found, problem (a DataError's line, or None), get (where to download),
@@ -488,7 +490,7 @@ def describe_datasets(data_dir: Path) -> list[dict]:
     ]
 
 
-def format_descriptions(entries: list[dict]) -> str:
+def format_descriptions(entries: list[dict[str, Any]]) -> str:
     """Plain text for a terminal: one block per dataset."""
     lines = []
     for e in entries:

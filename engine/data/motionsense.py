@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from engine.data import DataError, PreparedData, assemble, chronological_windows
 from engine.data.cache import load_or_build
 from engine.data.groups import check_groups, complete_groups
 from engine.data.locate import MOTIONSENSE_ZIP, MotionSenseSource, find_motionsense, trial_of
-from engine.data.real import check_numeric, parser_error_detail
+from engine.data.parsing import check_numeric, parser_error_detail
 
 HEADER = (
     ",attitude.roll,attitude.pitch,attitude.yaw,gravity.x,gravity.y,gravity.z,"
@@ -76,7 +77,7 @@ def parse_csv(data: bytes, where: str) -> np.ndarray:
         ) from None
     values = frame.iloc[:, 1:]
     check_numeric(values, where, "motionsense")
-    arr = values.to_numpy(dtype=np.float64)
+    arr: np.ndarray = values.to_numpy(dtype=np.float64)
     if np.isnan(arr).any():
         row, col = np.argwhere(np.isnan(arr))[0]
         raise DataError(
@@ -91,19 +92,19 @@ def parse_csv(data: bytes, where: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def read_subjects_info(path: Path) -> dict[str, dict]:
+def read_subjects_info(path: Path) -> dict[str, dict[str, int | float | str]]:
     """data_subjects_info.csv (code, weight, height, age, gender; UTF-8 BOM) as {subject: {...}}."""
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         fields = [f.strip() for f in reader.fieldnames or []]
         if "code" not in fields:
             raise ValueError(f"{path}: no 'code' column (header: {','.join(fields)})")
-        out = {}
+        out: dict[str, dict[str, int | float | str]] = {}
         for row in reader:
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
             if not row.get("code"):
                 continue
-            entry = {}
+            entry: dict[str, int | float | str] = {}
             for key, value in row.items():
                 if key == "code":
                     continue
@@ -178,7 +179,7 @@ def load(
     keys = [k for k in sorted(src.files, key=lambda k: (trial_of(k[0]), k[0], int(k[1]))) if k[0] in folders]
     subjects = sorted({s for _, s in keys}, key=int)
 
-    def build() -> tuple[dict[str, np.ndarray], dict]:
+    def build() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return {_array_name(key): parse_csv(data, src.display(key)) for key, data in src.read(keys)}, {}
 
     cached = load_or_build(
@@ -201,7 +202,8 @@ def load(
         split_rule = f"chronological per recording: first {TRAIN_FRACTION:.0%} train, rest test, gap of one window"
 
     def subject_windows(subject: str) -> tuple[str, np.ndarray, np.ndarray]:
-        train, test = [], []
+        train: list[np.ndarray] = []
+        test: list[np.ndarray] = []
         mine = [k for k in keys if k[1] == subject]
         for key in mine:
             signal = select_channels(raw[key], channels)
@@ -249,7 +251,10 @@ def load(
 
 
 def _groups(
-    subjects: list[str], source_group, target_group, src: MotionSenseSource
+    subjects: list[str],
+    source_group: tuple[str, ...] | None,
+    target_group: tuple[str, ...] | None,
+    src: MotionSenseSource,
 ) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     if source_group is None and target_group is None:
         if len(subjects) < 4:
@@ -273,7 +278,7 @@ def _groups(
 def _too_short(
     subject: str,
     keys: list[tuple[str, str]],
-    raw: dict,
+    raw: dict[tuple[str, str], np.ndarray],
     src: MotionSenseSource,
     window: int,
     stride: int,
@@ -302,7 +307,7 @@ def _too_short(
     )
 
 
-def _subjects_info(src: MotionSenseSource, subjects: tuple[str, ...]) -> dict:
+def _subjects_info(src: MotionSenseSource, subjects: tuple[str, ...]) -> dict[str, Any]:
     if src.subjects_info is None:
         return {"subjects_info": None}
     try:

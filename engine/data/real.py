@@ -1,12 +1,6 @@
-"""spec -> real dataset: finds the data folder and calls the MotionSense or ExtraSensory loader.
-
-Also holds small parsing helpers the two loaders share.
-"""
+"""spec -> real dataset: finds the data folder and calls the MotionSense or ExtraSensory loader."""
 
 from __future__ import annotations
-
-import numpy as np
-import pandas as pd
 
 from engine.data import DataError, PreparedData
 from engine.data.locate import resolve_data_dir_with_origin
@@ -48,27 +42,3 @@ def load_real(spec: RunSpec) -> PreparedData:
     if ignored:
         data.info["ignored_settings"] = ignored
     return data
-
-
-def check_numeric(frame: pd.DataFrame, where: str, dataset: str, first_line: int = 2) -> None:
-    """Raise a DataError naming line and column of the first cell that is not a number.
-
-    `first_line` is the file line of the frame's first row (2: after one header line). Empty cells and
-    "nan" are NaN to pandas and pass here; each loader decides what a missing value means.
-    """
-    for col in frame.columns:
-        if pd.api.types.is_numeric_dtype(frame[col].dtype):
-            continue
-        coerced = pd.to_numeric(frame[col], errors="coerce")
-        bad = np.flatnonzero(coerced.isna().to_numpy() & frame[col].notna().to_numpy())
-        if len(bad):
-            i = int(bad[0])
-            raise DataError(
-                f"{dataset}: {where} line {i + first_line}, column {col}: {frame[col].iloc[i]!r} "
-                "is not a number; fix or remove that row"
-            )
-
-
-def parser_error_detail(exc: Exception) -> str:
-    """pandas' "Error tokenizing data. C error: Expected 13 fields in line 5, saw 14" -> the useful part."""
-    return str(exc).replace("Error tokenizing data. C error: ", "").strip().rstrip(".")

@@ -8,11 +8,14 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from engine.errors import EXIT_RUN_FAILED, JouleLabError
 from engine.protocol import SOURCES
 
 
-class MeterError(RuntimeError):
+class MeterError(JouleLabError):
     """A meter could not be read. The message says why and, where there is one, the fix."""
+
+    exit_code = EXIT_RUN_FAILED  # the machine's, not the user's input
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,10 @@ class Meter(ABC):
         return {}
 
 
-class MeterUnavailable(RuntimeError):
+class MeterUnavailable(JouleLabError):
     """A meter that cannot be opened on this machine; the message is the reason shown to users."""
+
+    exit_code = EXIT_RUN_FAILED
 
 
 # From strongest to weakest evidence. A value computed from several inputs is only as strong as

@@ -105,7 +105,7 @@ async def test_a_failing_worker_and_a_failing_start_are_visible(logs: Path, tmp_
         app.logs_dir = blocked / "logs"  # cannot be created: the run worker fails to start
         await press(pilot, "r")
         await wait_for(pilot, lambda: not app.running, what="the run worker to fail")
-        assert "The run stopped: StoreError" in str(app.live.query_one("#live-error", Static).render())
+        assert "The run stopped: logs directory" in str(app.live.query_one("#live-error", Static).render())
 
 
 async def test_history_reopens_a_run_compares_and_exports(logs: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from engine.errors import JouleLabError
 from engine.spec import RunSpec
 from tui.plan import DATASET_LABELS, DEVICE_CHOICES, MODE_CHOICES, SIZE_CHOICES, LabChoice
 
@@ -67,7 +68,7 @@ HELP = Text.assemble(
 )
 
 
-class FormError(ValueError):
+class FormError(JouleLabError):
     """A value in the form that cannot be run; the message names the field."""
 
     def __init__(self, message: str, short: str | None = None) -> None:
