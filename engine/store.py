@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import ProtocolError, decode
+from engine.protocol import AnyEvent, PhaseStart, ProtocolError, decode_event
 
 RUN_JSON = "run.json"
 EVENTS = "events.jsonl"
@@ -99,14 +99,15 @@ def run_dir(logs_dir: Path, run_id: str) -> Path:
     return path
 
 
-def read_events(path: Path) -> tuple[list[dict], int]:
+def read_events(path: Path) -> tuple[list[AnyEvent], int]:
     """All valid events of a log, and how many lines were not valid events (skipped)."""
-    events, bad = [], 0
+    events: list[AnyEvent] = []
+    bad = 0
     try:
         with open(path, "rb") as f:
             for line in f:
                 try:
-                    events.append(decode(line))
+                    events.append(decode_event(line))
                 except ProtocolError:
                     bad += 1
     except FileNotFoundError:
@@ -124,7 +125,7 @@ class EventTail:
         self.bad_lines = 0
         self.grew = False
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[AnyEvent]:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
@@ -135,12 +136,12 @@ class EventTail:
         self.grew = bool(data)
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()
-        events = []
+        events: list[AnyEvent] = []
         for line in lines:
             if not line.strip():
                 continue
             try:
-                events.append(decode(line))
+                events.append(decode_event(line))
             except ProtocolError:
                 self.bad_lines += 1
         return events
@@ -187,11 +188,11 @@ def _last_phase(events_path: Path) -> str | None:
                 for line in reversed(lines[1:] if start else lines):  # the first may be cut
                     if b'"phase_start"' in line:
                         try:
-                            event = decode(line)
+                            event = decode_event(line)
                         except ProtocolError:
                             continue
-                        if event["type"] == "phase_start":
-                            return event.get("phase")
+                        if isinstance(event, PhaseStart):
+                            return event.phase
                 if start == 0:
                     return None
                 block *= 4

@@ -1,7 +1,6 @@
 """The async runner against the real worker: streaming, cancelling the process group, crashes."""
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -10,6 +9,8 @@ import time
 import psutil
 import pytest
 
+from engine.protocol import Done, Hello, PhaseStart, decode_event
+from engine.protocol import Progress as ProgressEvent
 from engine.runner import WorkerProcess, run_spec
 from engine.spec import spec_from_dict
 from engine.store import load_run
@@ -21,11 +22,11 @@ async def test_run_spec_streams_every_event_and_reports_the_outcome(tmp_path):
     outcome = await run_spec(spec_from_dict(tiny_spec(tmp_path)), on_event=seen.append)
     assert outcome.ok and outcome.exit_code == 0
     assert outcome.events == len(seen)
-    assert seen[0]["type"] == "hello" and seen[-1]["type"] == "done"
-    assert outcome.result["metrics"]["accuracy"] >= 0
+    assert isinstance(seen[0], Hello) and isinstance(seen[-1], Done)
+    assert outcome.result is not None and outcome.result.metrics["accuracy"] >= 0
     # the stream the runner saw is exactly the log the worker wrote
     logged = (outcome.run_path / "events.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in logged] == seen
+    assert [decode_event(line) for line in logged] == seen
     assert (outcome.run_path / "stderr.log").exists()
 
 
@@ -35,7 +36,7 @@ async def test_cancel_stops_the_whole_group_within_two_seconds_and_keeps_partial
     await worker.start()
     pid = worker.proc.pid
     async for event in worker.events():
-        if event["type"] == "phase_start" and event["phase"] == "train":
+        if isinstance(event, PhaseStart) and event.phase == "train":
             break
     await asyncio.sleep(0.3)
     t0 = time.monotonic()
@@ -61,7 +62,7 @@ async def test_a_killed_worker_is_a_crash_with_its_events_kept(tmp_path):
     worker = WorkerProcess(spec)
     await worker.start()
     async for event in worker.events():
-        if event["type"] == "progress":
+        if isinstance(event, ProgressEvent):
             os.kill(worker.proc.pid, signal.SIGKILL)
             break
     async for _ in worker.events():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from textual.message import Message
 
+from engine.protocol import AnyEvent
 from tui.plan import PlanItem, RunPlan
 
 
@@ -33,7 +34,7 @@ class RunEvents(Message):
     """A throttled batch of one run's events, in stream order."""
 
     index: int
-    events: list[dict] = field(default_factory=list)
+    events: list[AnyEvent] = field(default_factory=list)
 
 
 @dataclass
