@@ -209,7 +209,7 @@ def decode_event(line: str | bytes) -> AnyEvent:
     schema says so). A valid line costs one msgspec decode; only a rejected one is parsed again,
     to find the clearest reason."""
     try:
-        event = _decoder.decode(line)
+        event: AnyEvent = _decoder.decode(line)
     except msgspec.DecodeError as exc:
         problem = f"not a valid event: {exc}"
     else:

@@ -129,6 +129,7 @@ class WorkerProcess:
                 env=env,
             )
         record_start(self.run_path, self.spec, self.proc.pid)
+        assert self.proc.stdin is not None  # stdin=PIPE
         self.proc.stdin.write(json.dumps(self.spec.to_dict()).encode())
         await self.proc.stdin.drain()
         self.proc.stdin.close()
@@ -175,6 +176,7 @@ class WorkerProcess:
     async def _stall(self, silent_s: float) -> None:
         """No event for `silent_s`: kill the group (a stopped or hung worker cannot be trusted to
         finish its record, and two writers would disagree), then record what was measured."""
+        assert self.proc is not None
         self.stalled = True
         self.last_error = (
             f"stalled: no event from the worker for {silent_s:g} s (stopped or hung); "
@@ -302,7 +304,7 @@ async def run_spec(
         raise
 
 
-def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict:
+def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict[str, Any]:
     """The summary a stalled (killed) worker could not write, rebuilt from its events.jsonl.
 
     Finished phases are taken as the worker recorded them (its phase_end events); the phase that
@@ -348,14 +350,13 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
         if idle and idle.get("duration_s")
         else {}
     )
+    name, start = open_phase if open_phase is not None else ("", None)
     if (
-        open_phase is not None
-        and open_phase[1] is not None
+        start is not None
         and last_sample is not None
-        and set(domains) <= set(open_phase[1].joules)
+        and set(domains) <= set(start.joules)
         and set(domains) <= set(last_sample.joules)
     ):
-        name, start = open_phase
         energy = phase_energy(start, last_sample, domains, idle_watts)
         phases[name] = {
             "duration_s": last_sample.t - start.t,
