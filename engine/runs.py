@@ -292,14 +292,9 @@ class PlanRunner:
         else:
             spec = replace(step.spec, batch=self.batch) if self.batch else step.spec
             proc = WorkerProcess(spec, list(self.command))
-            self._current = proc
-            try:
-                await proc.start()
-            except BaseException:
-                self._current = None
-                raise
+            await proc.start()
         self._current = proc
-        if self.cancelled and self._cancelling is None:  # cancelled while it was starting
+        if self.cancelled:  # cancelled while it was starting
             self._cancelling = asyncio.get_running_loop().create_task(proc.cancel())
         return proc
 
