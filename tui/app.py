@@ -7,8 +7,9 @@ where the real data is, defaults for every spec), so tests run it against a fake
 
 Runs happen in one declared Textual worker (`run_plan`, group "run", exclusive): it drives the
 engine's plan runner (engine.runs.PlanRunner: sequencing, cancel, stalls, the plan file) and turns
-its updates into messages, events in throttled batches; widgets never touch the process. One Worker.StateChanged handler
-turns any failure of a worker into a visible error, and the app stays usable.
+its updates into messages, events in throttled batches; widgets never touch the process. One
+Worker.StateChanged handler turns any failure of a worker into a visible error, and the app stays
+usable.
 """
 
 from __future__ import annotations
@@ -370,7 +371,6 @@ class JouleLabApp(App):
             metrics = MetricsServer(self.metrics_port, self.metrics_addr or DEFAULT_ADDR).start()
         runner.metrics = metrics
         self.post_message(PlanStarted(plan))
-        statuses: list[str] = []
         try:
             async with aclosing(runner.updates()) as updates:
                 async for update in updates:
@@ -380,7 +380,6 @@ class JouleLabApp(App):
                         case runs.RunEvents(index=index, events=events):
                             self.post_message(RunEvents(index, events))
                         case runs.RunEnded(index=index, outcome=outcome, summary=summary):
-                            statuses.append(outcome.status)
                             tail = "" if outcome.status == "complete" else stderr_tail(outcome.run_path)
                             error = outcome.error or (summary or {}).get("error")
                             self.post_message(
@@ -396,7 +395,8 @@ class JouleLabApp(App):
                                     tail,
                                 )
                             )
-                        case runs.PlanEnded(summaries=summaries, stopped=stopped):
+                        case runs.PlanEnded(outcomes=outcomes, summaries=summaries, stopped=stopped):
+                            statuses = [o.status for o in outcomes]
                             self.post_message(PlanFinished(plan, summaries, statuses, stopped))
         finally:
             if metrics is not None:

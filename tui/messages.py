@@ -4,6 +4,7 @@ Events from a worker's stream arrive throttled: `RunEvents` carries every event 
 (nothing is dropped: the graph needs each sample, the totals need none but the last), at most about
 four per second, plus one at once for each event a person should see without delay (a phase
 change, an epoch, an error, the end). A batch is folded whole, so four redraws a second at most.
+The batches are engine.runs.PlanRunner's (its RunEvents); the run worker only re-posts them.
 """
 
 from __future__ import annotations
