@@ -294,8 +294,7 @@ def run(
             markup=False,
         )
         raise typer.Exit(EXIT_INTERRUPTED)
-    summaries = [load_summary(o.run_path) for o in outcomes]
-    summaries = [s for s in summaries if s is not None]
+    summaries = [s for o in outcomes if (s := load_summary(o.run_path)) is not None]
     from engine.calibrate import load_noise_floor
     from engine.stats import compare, config_stats
 

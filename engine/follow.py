@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from engine.plans import run_alive, same_process_alive
+from engine.protocol import AnyEvent, Done, Error, Result
 from engine.runner import CANCEL_GRACE_S, RunOutcome
 from engine.spec import spec_from_dict
 from engine.store import EVENTS, RUN_JSON, SUMMARY, EventTail
@@ -34,12 +35,12 @@ class FollowedRun:
         self.bad_lines = 0
         self.cancelled = False
         self.last_error: str | None = None
-        self.result: dict | None = None
+        self.result: Result | None = None
 
     def alive(self) -> bool:
         return run_alive(self.run_path)
 
-    async def events(self) -> AsyncIterator[dict]:
+    async def events(self) -> AsyncIterator[AnyEvent]:
         """Every event logged so far, then each new one, until the run's done event or its end."""
         tail = EventTail(self.run_path / EVENTS)
         while True:
@@ -47,12 +48,13 @@ class FollowedRun:
             self.bad_lines = tail.bad_lines
             for event in events:
                 self.events_seen += 1
-                if event["type"] == "error":
-                    self.last_error = event.get("message")
-                elif event["type"] == "result":
-                    self.result = event
+                match event:
+                    case Error():
+                        self.last_error = event.message
+                    case Result():
+                        self.result = event
                 yield event
-                if event["type"] == "done":
+                if isinstance(event, Done):
                     return
             if not tail.grew and not self.alive():
                 return

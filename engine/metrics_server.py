@@ -26,6 +26,10 @@ The server binds 127.0.0.1 unless an address is given explicitly, uses its own C
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.protocol import AnyEvent  # events read like their JSON objects (see Event.get)
 
 from engine.errors import JouleLabError
 
@@ -142,7 +146,7 @@ class MetricsServer:
         self.state.labels(run_id, configuration).state("starting")
         self.dropped.labels(run_id, configuration)  # present at 0 from the start
 
-    def observe(self, event: dict) -> None:
+    def observe(self, event: AnyEvent) -> None:
         """Fold one event of a run that `begin` announced."""
         run = self.runs.get(event.get("run", ""))
         if run is None:
@@ -177,7 +181,7 @@ class MetricsServer:
         if run is not None and status in STATES:
             self.state.labels(run_id, run.configuration).state(status)
 
-    def _sample(self, run: _Run, labels: tuple[str, str], event: dict) -> None:
+    def _sample(self, run: _Run, labels: tuple[str, str], event: AnyEvent) -> None:
         t, previous_t = event["t"], run.last_sample_t
         if previous_t is not None and run.sample_hz > 0:
             missed = round((t - previous_t) * run.sample_hz) - 1

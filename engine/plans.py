@@ -17,10 +17,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.store import RUN_JSON, SUMMARY, atomic_write_json
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 PLANS_DIR = ".plans"
 
@@ -30,9 +35,10 @@ def process_started(pid: int) -> float | None:
     try:
         import psutil
 
-        return psutil.Process(pid).create_time()
+        started: float = psutil.Process(pid).create_time()
     except Exception:
         return None
+    return started
 
 
 def same_process_alive(pid: int | None, pid_started: float | None) -> bool:
@@ -74,13 +80,14 @@ def running_runs(logs_dir: Path) -> list[Path]:
 def run_status(run_path: Path) -> str | None:
     """complete | cancelled | failed from the summary, running while alive, else None."""
     try:
-        return json.loads((run_path / SUMMARY).read_text()).get("status", "failed")
+        summary = json.loads((run_path / SUMMARY).read_text())
     except (OSError, json.JSONDecodeError):
         return "running" if run_alive(run_path) else None
+    return str(summary.get("status", "failed"))
 
 
 # -- the plan file --------------------------------------------------------------------------------
-def record_plan(logs_dir: Path, plan_id: str, title: str, source: str, items: list[dict]) -> Path | None:
+def record_plan(logs_dir: Path, plan_id: str, title: str, source: str, items: list[dict[str, Any]]) -> Path | None:
     """Write a new plan (items: spec dict, label, config, pair) owned by this process. None when
     the logs directory cannot be written: the plan runs unrecorded, and its first run says why."""
     path = Path(logs_dir) / PLANS_DIR / f"{plan_id}.json"
@@ -102,7 +109,7 @@ def record_plan(logs_dir: Path, plan_id: str, title: str, source: str, items: li
     return path
 
 
-def _update(path: Path, change) -> None:
+def _update(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     """Change the plan file; a record that cannot be read or written is left as it is (the runs
     themselves are logged by their workers either way)."""
     try:
@@ -116,7 +123,7 @@ def _update(path: Path, change) -> None:
 def mark_item(path: Path, index: int, run_id: str, status: str | None) -> None:
     """Item `index` runs as `run_id` (status None while it runs) or ended with `status`."""
 
-    def change(data: dict) -> None:
+    def change(data: dict[str, Any]) -> None:
         data["items"][index].update(run_id=run_id, status=status)
 
     _update(path, change)
@@ -125,7 +132,7 @@ def mark_item(path: Path, index: int, run_id: str, status: str | None) -> None:
 def take_over(path: Path) -> None:
     """This process now runs the plan (resuming it)."""
 
-    def change(data: dict) -> None:
+    def change(data: dict[str, Any]) -> None:
         data["owner"] = {"pid": os.getpid(), "pid_started": process_started(os.getpid())}
         data["state"] = "running"
 
@@ -136,7 +143,7 @@ def close_plan(path: Path, state: str) -> None:
     """finished (every run ended), stopped (cancelled by the user, or set aside) or left (the user
     quit and left the run going: the rest is offered next time)."""
 
-    def change(data: dict) -> None:
+    def change(data: dict[str, Any]) -> None:
         data["state"] = state
 
     _update(path, change)
@@ -147,7 +154,7 @@ class Remaining:
     """One run an interrupted plan still needs: `follow` when its worker still runs."""
 
     index: int
-    item: dict
+    item: dict[str, Any]  # as the plan file holds it: spec, label, config, pair, run_id, status
     follow: bool
 
 
@@ -205,43 +212,47 @@ def interrupted_plans(logs_dir: Path) -> list[InterruptedPlan]:
     return found
 
 
-def resume_cli(logs_dir: Path, console=None) -> int:
+def resume_cli(logs_dir: Path, console: Console | None = None) -> int:
     """`joulelab run --resume`: finish the newest interrupted plan in this logs directory, following
-    a run that is still going and starting the rest. Returns the number of runs that did not
-    complete (0 when there was nothing to resume or everything completed)."""
+    a run that is still going and starting the rest (through engine.runs.PlanRunner, which marks
+    each run in the plan file and closes it). Returns the number of runs that did not complete
+    (0 when there was nothing to resume or everything completed)."""
     import asyncio
+    from contextlib import aclosing
 
-    from engine.runner import run_spec
+    from engine.runs import PlanRunner, PlanStep, RunEnded, RunStarted
     from engine.spec import new_run_id, spec_from_dict
 
+    def say(text: str) -> None:
+        if console is not None:
+            console.print(text)
+
     plans = interrupted_plans(logs_dir)
-    say = console.print if console is not None else (lambda *a, **k: None)
     if not plans:
         say(f"no interrupted plan in {logs_dir}")
         return 0
     plan = plans[0]
     say(f"resuming {plan.describe()}")
     take_over(plan.path)
-    failed = 0
+    steps = []
     for rest in plan.remaining:
-        if rest.follow:
-            run_path = Path(logs_dir) / rest.item["run_id"]
-            say(f"waiting for {rest.item['label']} ({run_path.name}), still running")
-            while run_alive(run_path):
-                time.sleep(0.5)
-            status = run_status(run_path) or "crashed"
-            mark_item(plan.path, rest.index, run_path.name, status)
-        else:
-            spec = spec_from_dict({**rest.item["spec"], "run_id": new_run_id()}, "resumed plan")
-            mark_item(plan.path, rest.index, spec.run_id, None)
-            say(f"running {rest.item['label']} ({spec.run_id})")
-            outcome = asyncio.run(run_spec(spec))
-            status = outcome.status
-            mark_item(plan.path, rest.index, spec.run_id, status)
-            if status == "cancelled":
-                close_plan(plan.path, "stopped")
-                return failed + 1
-        failed += status != "complete"
-        say(f"  {status}")
-    close_plan(plan.path, "finished")
-    return failed
+        # a run still going is followed where it is; the others start afresh with a new id
+        where = {"run_id": rest.item["run_id"], "logs_dir": str(logs_dir)} if rest.follow else {"run_id": new_run_id()}
+        spec = spec_from_dict({**rest.item["spec"], **where}, "resumed plan")
+        steps.append(PlanStep(spec, rest.item["config"], follow=rest.follow, plan_index=rest.index))
+
+    async def run() -> int:
+        failed = 0
+        async with aclosing(PlanRunner(steps, plan_file=plan.path).updates()) as updates:
+            async for update in updates:
+                match update:
+                    case RunStarted(index=index, run_id=run_id):
+                        rest = plan.remaining[index]
+                        doing = "waiting for" if rest.follow else "running"
+                        say(f"{doing} {rest.item['label']} ({run_id})" + (", still running" if rest.follow else ""))
+                    case RunEnded(outcome=outcome):
+                        failed += outcome.status != "complete"
+                        say(f"  {outcome.status}")
+        return failed
+
+    return asyncio.run(run())

@@ -24,32 +24,23 @@ Types and their fields (all energies in joules, all powers in watts):
 - error:       message, where
 - done:        status (complete | cancelled | failed | stalled), exit_code  (stalled: written by
                the runner, which killed a silent worker; exit_code null)
+
+Each type is a msgspec Struct below (Hello, PhaseStart, ... Done), a tagged union on "type":
+`decode_event` turns a line into one, validated, in one pass; readers `match` on the classes.
+The worker writes plain dicts (`make_event`, `encode`), so the lines on disk are as they were.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, NotRequired, TypedDict
+
+import msgspec
 
 from engine.errors import EXIT_RUN_FAILED, JouleLabError
 
 SCHEMA_VERSION = 1
-
-EVENT_TYPES = frozenset(
-    {
-        "hello",
-        "phase_start",
-        "phase_end",
-        "sample",
-        "progress",
-        "epoch",
-        "result",
-        "meter_gap",
-        "error",
-        "done",
-    }
-)
 
 # idle: baseline before the run; warmup: unmetered start-up costs, recorded but in no figure;
 # pretrain: the source network (transfer/finetune only); train: the target task; prune: pruning's
@@ -68,6 +59,144 @@ class ProtocolError(JouleLabError):
     exit_code = EXIT_RUN_FAILED  # a damaged log or stream, not the user's input
 
 
+# -- nested payloads: plain dicts at run time (cheap, and what the log holds), typed for readers --
+class MeterInfo(TypedDict):
+    name: str
+    source: str
+    method: str
+    kind: NotRequired[str]
+
+
+class DomainSample(TypedDict):
+    w: float | None  # None until the meter has two readings
+    j: float  # cumulative since the meter opened
+    source: str
+    method: str
+
+
+class MachineLoad(TypedDict):
+    others_cpu_share: float
+    steal_share: float
+    contended: bool
+
+
+# -- the events ------------------------------------------------------------------------------------
+class Event(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
+    """Fields every event carries. Subclasses are the types; unknown fields are tolerated (an older
+    reader skips what a compatible writer added), a missing required one makes the line invalid."""
+
+    v: int = SCHEMA_VERSION
+    run: str
+    t: float
+
+    @property
+    def type(self) -> str:
+        """The wire name of this event's type ("sample", "done", ...)."""
+        return str(self.__struct_config__.tag)
+
+    # Read like the JSON object it was decoded from, for code that treats events as data (exports,
+    # the metrics server, tests). Dispatch on the class, never on event["type"].
+    def __getitem__(self, key: str) -> Any:
+        if key == "type":
+            return self.type
+        if key in self.__struct_fields__:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Like dict.get; a field that is None reads as absent."""
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        return default if value is None else value
+
+
+class Hello(Event, tag="hello"):
+    versions: dict[str, Any] = {}
+    pid: int | None = None
+    wall_time: float | None = None
+    spec: dict[str, Any] = {}
+    meters: list[MeterInfo] = []
+    missing: list[dict[str, Any]] = []
+    device: dict[str, Any] | None = None
+
+
+class PhaseStart(Event, tag="phase_start"):
+    phase: str
+
+
+class PhaseEnd(Event, tag="phase_end"):
+    phase: str
+    duration_s: float = 0.0
+    energy: dict[str, dict[str, Any]] = {}  # per domain: gross_j, idle_j, net_j, source, method, ...
+    total: dict[str, Any] = {}  # the domains summed: gross_j, idle_j, net_j, source, methods, ...
+    partial: bool = False
+
+
+class Sample(Event, tag="sample"):
+    domains: dict[str, DomainSample]
+    machine: MachineLoad | None = None
+    gpu: dict[str, dict[str, Any]] | None = None
+
+
+class Progress(Event, tag="progress"):
+    phase: str | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    loss: float | None = None
+    accuracy: float | None = None
+    samples_per_s: float | None = None
+
+
+class Epoch(Event, tag="epoch"):
+    epoch: int
+    val_accuracy: float
+    cumulative_j: float
+    phase: str | None = None
+    source: str | None = None
+
+
+class Result(Event, tag="result"):
+    metrics: dict[str, Any] = {}
+    curve: list[dict[str, Any]] = []
+
+
+class MeterGap(Event, tag="meter_gap"):
+    domain: str
+    reason: str = ""
+
+
+class Error(Event, tag="error"):
+    message: str
+    where: str | None = None
+
+
+class Done(Event, tag="done"):
+    status: str
+    exit_code: int | None = None  # None: written by the runner for a worker it killed (stalled)
+
+
+AnyEvent = Hello | PhaseStart | PhaseEnd | Sample | Progress | Epoch | Result | MeterGap | Error | Done
+EVENT_CLASSES: tuple[type[Event], ...] = (
+    Hello,
+    PhaseStart,
+    PhaseEnd,
+    Sample,
+    Progress,
+    Epoch,
+    Result,
+    MeterGap,
+    Error,
+    Done,
+)
+EVENT_TYPES = frozenset(str(cls.__struct_config__.tag) for cls in EVENT_CLASSES)
+
+_decoder = msgspec.json.Decoder(AnyEvent)
+
+
 def make_event(event_type: str, run_id: str, **fields: Any) -> dict[str, Any]:
     if event_type not in EVENT_TYPES:
         raise ProtocolError(f"unknown event type {event_type!r}")
@@ -79,8 +208,35 @@ def encode(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n"
 
 
+def decode_event(line: str | bytes) -> AnyEvent:
+    """One line as a typed event, or ProtocolError saying why it is not one (a line from a newer
+    schema says so). A valid line costs one msgspec decode; only a rejected one is parsed again,
+    to find the clearest reason."""
+    try:
+        event: AnyEvent = _decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        problem = f"not a valid event: {exc}"
+    else:
+        _check_version(event.v)
+        return event
+    decode(line)  # the envelope's reason first: not JSON, a newer schema, an unknown type...
+    raise ProtocolError(problem)
+
+
+def _check_version(version: object) -> None:
+    if type(version) is int and version > SCHEMA_VERSION:  # bool is not an int here (True == 1)
+        raise ProtocolError(
+            f"event schema version {version} is newer than this JouleLab understands ({SCHEMA_VERSION}): "
+            "update JouleLab to read this log"
+        )
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise ProtocolError(f"schema version {version!r}, expected {SCHEMA_VERSION}")
+
+
 def decode(line: str | bytes) -> dict[str, Any]:
-    """Parse one line into an event, or raise ProtocolError saying why it is not one."""
+    """One line as the raw JSON object of a valid event envelope (version, a known type, run id,
+    timestamp), or ProtocolError saying why it is not one. For tools that look at the object as
+    data; readers that act on events use decode_event."""
     if isinstance(line, bytes):
         try:
             line = line.decode("utf-8")
@@ -95,9 +251,7 @@ def decode(line: str | bytes) -> dict[str, Any]:
         raise ProtocolError(f"not JSON: {exc}") from None
     if not isinstance(event, dict):
         raise ProtocolError("not a JSON object")
-    version = event.get("v")
-    if type(version) is not int or version != SCHEMA_VERSION:  # True == 1 in Python; not here
-        raise ProtocolError(f"schema version {version!r}, expected {SCHEMA_VERSION}")
+    _check_version(event.get("v"))
     if not isinstance(event.get("type"), str) or event["type"] not in EVENT_TYPES:
         raise ProtocolError(f"unknown event type {event.get('type')!r}")
     if not isinstance(event.get("run"), str):

@@ -22,8 +22,22 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from engine.protocol import ProtocolError, decode
+from engine.protocol import (
+    AnyEvent,
+    Done,
+    Epoch,
+    Error,
+    Hello,
+    MeterGap,
+    PhaseEnd,
+    PhaseStart,
+    ProtocolError,
+    Result,
+    Sample,
+    decode_event,
+)
 from engine.spec import RunSpec, new_run_id
 from engine.store import (
     EVENTS,
@@ -32,9 +46,9 @@ from engine.store import (
     SUMMARY,
     atomic_write_json,
     check_writable,
+    load_summary,
     read_events,
     read_json,
-    read_summary,
 )
 
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this: the whole group is gone within 2 s
@@ -57,7 +71,7 @@ class RunOutcome:
     events: int = 0
     bad_lines: int = 0
     error: str | None = None
-    result: dict | None = None
+    result: Result | None = None
 
     @property
     def ok(self) -> bool:
@@ -93,7 +107,7 @@ class WorkerProcess:
         self.cancelled = False
         self.last_error: str | None = None
         self.final_status: str | None = None
-        self.result: dict | None = None
+        self.result: Result | None = None
         self.stall_s = stall_seconds()
         self.stalled = False
 
@@ -115,11 +129,12 @@ class WorkerProcess:
                 env=env,
             )
         record_start(self.run_path, self.spec, self.proc.pid)
+        assert self.proc.stdin is not None  # stdin=PIPE
         self.proc.stdin.write(json.dumps(self.spec.to_dict()).encode())
         await self.proc.stdin.drain()
         self.proc.stdin.close()
 
-    async def events(self) -> AsyncIterator[dict]:
+    async def events(self) -> AsyncIterator[AnyEvent]:
         assert self.proc is not None and self.proc.stdout is not None
         while True:
             try:
@@ -134,17 +149,18 @@ class WorkerProcess:
             if not line:
                 break
             try:
-                event = decode(line)
+                event = decode_event(line)
             except ProtocolError as exc:
                 self._bad(str(exc), line.decode("utf-8", "replace")[:200])
                 continue
             self.events_seen += 1
-            if event["type"] == "error":
-                self.last_error = event.get("message")
-            elif event["type"] == "done":
-                self.final_status = event.get("status")
-            elif event["type"] == "result":
-                self.result = event
+            match event:
+                case Error():
+                    self.last_error = event.message
+                case Done():
+                    self.final_status = event.status
+                case Result():
+                    self.result = event
             yield event
 
     def _bad(self, reason: str, line: str) -> None:
@@ -160,6 +176,7 @@ class WorkerProcess:
     async def _stall(self, silent_s: float) -> None:
         """No event for `silent_s`: kill the group (a stopped or hung worker cannot be trusted to
         finish its record, and two writers would disagree), then record what was measured."""
+        assert self.proc is not None
         self.stalled = True
         self.last_error = (
             f"stalled: no event from the worker for {silent_s:g} s (stopped or hung); "
@@ -180,9 +197,9 @@ class WorkerProcess:
         error = self.last_error
         if self.final_status is not None:
             status = self.final_status
-        elif (summary := read_summary(self.run_path / SUMMARY)) is not None:
+        elif (summary := load_summary(self.run_path)) is not None:
             # Killed after the summary's rename but before the done line: the summary is the record.
-            status, error = summary.get("status", "failed"), summary.get("error") or error
+            status, error = summary.status, summary.error or error
         elif self.cancelled:
             status = "cancelled"
         else:
@@ -271,7 +288,7 @@ def describe_exit(code: int) -> str:
 
 
 async def run_spec(
-    spec: RunSpec, on_event: Callable[[dict], None] | None = None, command: list[str] | None = None
+    spec: RunSpec, on_event: Callable[[AnyEvent], None] | None = None, command: list[str] | None = None
 ) -> RunOutcome:
     """Run one spec to the end, passing each event to `on_event`. Cancelling the calling task
     cancels the worker (the whole process group) and re-raises."""
@@ -287,7 +304,7 @@ async def run_spec(
         raise
 
 
-def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict:
+def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict[str, Any]:
     """The summary a stalled (killed) worker could not write, rebuilt from its events.jsonl.
 
     Finished phases are taken as the worker recorded them (its phase_end events); the phase that
@@ -306,39 +323,40 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
     events, _ = read_events(events_path)
     manifest = read_json(run_path / RUN_JSON) or {}
     run_id = run_path.name
-    hello = next((e for e in events if e["type"] == "hello"), {})
-    domains = {m["name"]: Domain(m["name"], m["source"], m["method"], m["kind"]) for m in hello.get("meters", [])}
-    phases: dict[str, dict] = {}
+    hello = next((e for e in events if isinstance(e, Hello)), Hello(run=run_id, t=0.0))
+    domains = {m["name"]: Domain(m["name"], m["source"], m["method"], m.get("kind", "")) for m in hello.meters}
+    phases: dict[str, dict[str, Any]] = {}
     open_phase: tuple[str, Snapshot | None] | None = None
     last_sample: Snapshot | None = None
     last_phase = None
     gap_counts: dict[str, int] = {}
     for e in events:
-        if e["type"] == "meter_gap":
-            gap_counts[e["domain"]] = gap_counts.get(e["domain"], 0) + 1
-        elif e["type"] == "sample":
-            last_sample = Snapshot(e["t"], {n: d["j"] for n, d in e["domains"].items()}, frozenset(), dict(gap_counts))
-        elif e["type"] == "phase_start":
-            open_phase, last_phase = (e["phase"], last_sample), e["phase"]
-        elif e["type"] == "phase_end":
-            phases[e["phase"]] = {k: e[k] for k in ("duration_s", "energy", "total") if k in e}
-            if e.get("partial"):
-                phases[e["phase"]]["partial"] = True
-            open_phase = None
+        match e:
+            case MeterGap():
+                gap_counts[e.domain] = gap_counts.get(e.domain, 0) + 1
+            case Sample():
+                joules = {n: d["j"] for n, d in e.domains.items()}
+                last_sample = Snapshot(e.t, joules, frozenset(), dict(gap_counts))
+            case PhaseStart():
+                open_phase, last_phase = (e.phase, last_sample), e.phase
+            case PhaseEnd():
+                phases[e.phase] = {"duration_s": e.duration_s, "energy": e.energy, "total": e.total}
+                if e.partial:
+                    phases[e.phase]["partial"] = True
+                open_phase = None
     idle = phases.get("idle")
     idle_watts = (
         {n: d["gross_j"] / idle["duration_s"] for n, d in idle["energy"].items()}
         if idle and idle.get("duration_s")
         else {}
     )
+    name, start = open_phase if open_phase is not None else ("", None)
     if (
-        open_phase is not None
-        and open_phase[1] is not None
+        start is not None
         and last_sample is not None
-        and set(domains) <= set(open_phase[1].joules)
+        and set(domains) <= set(start.joules)
         and set(domains) <= set(last_sample.joules)
     ):
-        name, start = open_phase
         energy = phase_energy(start, last_sample, domains, idle_watts)
         phases[name] = {
             "duration_s": last_sample.t - start.t,
@@ -346,7 +364,7 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
             "total": total_energy(energy.values()),
             "partial": True,
         }
-    result = next((e for e in reversed(events) if e["type"] == "result"), {})
+    result = next((e for e in reversed(events) if isinstance(e, Result)), None)
     summary = {
         "run_id": run_id,
         "status": "stalled",
@@ -367,15 +385,11 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
             for n, w in idle_watts.items()
             if n in domains
         },
-        "metrics": result.get("metrics", {}),
-        "curve": [
-            {k: e[k] for k in ("phase", "epoch", "val_accuracy", "cumulative_j", "source") if k in e}
-            for e in events
-            if e["type"] == "epoch"
-        ],
-        "meters": hello.get("meters", []),
-        "missing_meters": hello.get("missing", []),
-        "meter_gaps": sorted({e["domain"] for e in events if e["type"] == "meter_gap"}),
+        "metrics": result.metrics if result is not None else {},
+        "curve": [curve_point(e) for e in events if isinstance(e, Epoch)],
+        "meters": hello.meters,
+        "missing_meters": hello.missing,
+        "meter_gaps": sorted({e.domain for e in events if isinstance(e, MeterGap)}),
         "network": {},
         "events": len(events) + 2,
         "reader_lost": False,
@@ -386,6 +400,15 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
         f.write(encode(make_event("error", run_id, message=error, where=last_phase)))
         f.write(encode(make_event("done", run_id, status="stalled", exit_code=None)))
     return summary
+
+
+def curve_point(e: Epoch) -> dict[str, Any]:
+    """An epoch event as a point of the summary's curve (its fields as the worker wrote them)."""
+    point: dict[str, Any] = {"phase": e.phase} if e.phase is not None else {}
+    point.update(epoch=e.epoch, val_accuracy=e.val_accuracy, cumulative_j=e.cumulative_j)
+    if e.source is not None:
+        point["source"] = e.source
+    return point
 
 
 def _trim_torn_line(path: Path) -> None:

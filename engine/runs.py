@@ -1,5 +1,10 @@
 """Run a plan of specs one worker at a time, with a live view of progress, watts and joules.
 
+`PlanRunner` is the one plan runner: the CLI (rich progress, below) and the lab (tui.app) both
+drive it and only turn its updates into what they show. It owns the order of the runs, cancel,
+stalls (through engine.runner), holding the next run while the lab asks whether to quit, leaving
+a run going when the lab closes, and the plan file's bookkeeping (engine.plans).
+
 `LiveTotals` folds a run's events into what a person watches (phase, epoch, watts, running joules
 with provenance); the CLI's rich progress and the TUI both read it, so both show the same numbers.
 """
@@ -9,19 +14,42 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from engine import plans as plan_store
+from engine.follow import FollowedRun
 from engine.meters.base import in_totals, weakest_source
 from engine.presets import PlannedRun
-from engine.runner import RunOutcome, WorkerProcess
-from engine.spec import new_run_id
+from engine.protocol import (
+    AnyEvent,
+    Done,
+    Epoch,
+    Error,
+    Hello,
+    MachineLoad,
+    PhaseEnd,
+    PhaseStart,
+    Result,
+    Sample,
+)
+from engine.protocol import (
+    Progress as ProgressEvent,
+)
+from engine.records import RunSummary
+from engine.runner import RunOutcome, WorkerProcess, worker_command
+from engine.spec import RunSpec, new_run_id
+from engine.store import load_summary
 
 if TYPE_CHECKING:
     from engine.export import MlflowTarget  # imports pandas: only where MLflow is used
+    from engine.metrics_server import MetricsServer
 
 
 @dataclass
@@ -45,36 +73,36 @@ class LiveTotals:
     phase_j: dict[str, float] = field(default_factory=dict)  # finished phases: gross J (all domains)
     phase_start_j: float = 0.0
     status: str | None = None
-    machine: dict | None = None  # the last second's contention: {others_cpu_share, steal_share, contended}
+    machine: MachineLoad | None = None  # the last second's contention (a sample's `machine`)
 
-    def update(self, event: dict) -> None:
-        kind = event["type"]
-        if kind == "hello":
-            for m in event.get("meters", []):
-                self.sources[m["name"]] = m["source"]
-                self.kinds[m["name"]] = m["kind"]
-        elif kind == "sample":
-            for name, d in event["domains"].items():
-                self.joules_at_start.setdefault(name, d["j"])
-                self.joules_now[name] = d["j"]
-                if d.get("w") is not None:
-                    self.watts[name] = d["w"]
-                self.sources.setdefault(name, d["source"])
-            if event.get("machine") is not None:
-                self.machine = event["machine"]
-        elif kind == "phase_start":
-            self.phase = event["phase"]
-            self.phase_start_j = self.total_j
-            self.epoch = self.step = None
-        elif kind == "phase_end":
-            self.phase_j[event["phase"]] = event["total"]["gross_j"]
-        elif kind == "progress":
-            for key in ("epoch", "epochs", "step", "steps", "loss", "accuracy", "samples_per_s"):
-                setattr(self, key, event.get(key))
-        elif kind == "epoch":
-            self.val_accuracy = event["val_accuracy"]
-        elif kind == "done":
-            self.status = event["status"]
+    def update(self, event: AnyEvent) -> None:
+        match event:
+            case Hello():
+                for m in event.meters:
+                    self.sources[m["name"]] = m["source"]
+                    self.kinds[m["name"]] = m["kind"]
+            case Sample():
+                for name, d in event.domains.items():
+                    self.joules_at_start.setdefault(name, d["j"])
+                    self.joules_now[name] = d["j"]
+                    if d["w"] is not None:
+                        self.watts[name] = d["w"]
+                    self.sources.setdefault(name, d["source"])
+                if event.machine is not None:
+                    self.machine = event.machine
+            case PhaseStart():
+                self.phase = event.phase
+                self.phase_start_j = self.total_j
+                self.epoch = self.step = None
+            case PhaseEnd():
+                self.phase_j[event.phase] = event.total["gross_j"]
+            case ProgressEvent():
+                self.epoch, self.epochs, self.step, self.steps = event.epoch, event.epochs, event.step, event.steps
+                self.loss, self.accuracy, self.samples_per_s = event.loss, event.accuracy, event.samples_per_s
+            case Epoch():
+                self.val_accuracy = event.val_accuracy
+            case Done():
+                self.status = event.status
 
     def _counted(self) -> list[str]:
         return [n for n in self.joules_now if in_totals(self.kinds.get(n))]
@@ -100,9 +128,9 @@ class LiveTotals:
 
     def busy_text(self) -> str:
         """' ! busy: others 48 % CPU' while other processes contend for the machine, else ''."""
-        if not (self.machine or {}).get("contended"):
+        if self.machine is None or not self.machine["contended"]:
             return ""
-        share = self.machine.get("others_cpu_share", 0.0) + self.machine.get("steal_share", 0.0)
+        share = self.machine["others_cpu_share"] + self.machine["steal_share"]
         return f" ! busy: others {100 * share:.0f} % CPU"
 
     def progress_text(self) -> str:
@@ -116,6 +144,211 @@ class LiveTotals:
         return "  ".join(parts)
 
 
+# -- the plan runner ----------------------------------------------------------------------------
+# Events a person should see at once; the others (samples, progress) wait for the next batch.
+URGENT = (Hello, PhaseStart, PhaseEnd, Epoch, Result, Error, Done)
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One run of a plan, as the runner needs it."""
+
+    spec: RunSpec
+    config: str  # the configuration key (engine.stats groups by it)
+    follow: bool = False  # a run already going (started elsewhere): followed through its log, not started
+    plan_index: int | None = None  # its place in the plan file (engine.plans), when the plan has one
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    index: int
+    run_id: str
+    run_path: Path
+
+
+@dataclass(frozen=True)
+class RunEvents:
+    """A batch of one run's events, in stream order (nothing dropped)."""
+
+    index: int
+    events: list[AnyEvent]
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    index: int
+    outcome: RunOutcome
+    summary: RunSummary | None  # None when the run left no readable summary
+
+
+@dataclass(frozen=True)
+class PlanEnded:
+    outcomes: list[RunOutcome]
+    summaries: list[RunSummary]  # of the runs that left one, in plan order
+    stopped: bool  # cancelled before the end: a run was cancelled or the rest of the plan did not run
+    cancelled: bool  # cancel was asked for (Ctrl-C, x, quit)
+
+
+PlanUpdate = RunStarted | RunEvents | RunEnded | PlanEnded
+
+
+class PlanRunner:
+    """Runs `steps` in order, one worker at a time; `updates()` yields what happens.
+
+    `cancel()` (any number of times) stops the current run (SIGTERM, then SIGKILL, its partial
+    log kept) and starts nothing more. `hold()` keeps the next run from starting until `release()`
+    (the lab's quit dialog). `leave_running()` marks the plan left: when the caller then stops
+    iterating (the lab closes), the current worker is not stopped and finishes its own log.
+    Events come in batches: every `flush_s` seconds at most, at once for an URGENT event (0: each
+    event is its own batch).
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[PlanStep],
+        *,
+        command: list[str] | None = None,
+        batch: str | None = None,
+        plan_file: Path | None = None,
+        metrics: MetricsServer | None = None,
+        flush_s: float = 0.0,
+    ) -> None:
+        self.steps = list(steps)
+        self.command = list(command or worker_command())
+        self.batch = batch  # the batch every started run joins (None: the spec's own)
+        self.plan_file = plan_file
+        self.metrics = metrics
+        self.flush_s = flush_s
+        self.cancelled = False
+        self.left = False
+        self.waiting_to_start = False  # held at the gate (read by the lab's tests and dialog)
+        self._may_start = asyncio.Event()
+        self._may_start.set()
+        self._current: WorkerProcess | FollowedRun | None = None
+        self._cancelling: asyncio.Task[None] | None = None
+
+    # -- controls (call from the loop's thread) --------------------------------------------------
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._may_start.set()  # a held plan goes on to notice the cancel and stop
+        if self._current is not None and self._cancelling is None:
+            self._cancelling = asyncio.get_running_loop().create_task(self._current.cancel())
+
+    def hold(self) -> None:
+        self._may_start.clear()
+
+    def release(self) -> None:
+        self._may_start.set()
+
+    def leave_running(self) -> None:
+        """Quit without stopping the run: the plan is recorded as left (offered to finish next time)."""
+        self.left = True
+        if self.plan_file is not None:
+            plan_store.close_plan(self.plan_file, "left")
+
+    # -- the run ---------------------------------------------------------------------------------
+    async def updates(self) -> AsyncGenerator[PlanUpdate, None]:
+        outcomes: list[RunOutcome] = []
+        summaries: list[RunSummary] = []
+        stopped = False
+        for index, step in enumerate(self.steps):
+            if not self._may_start.is_set():  # the quit dialog is open: start nothing until it closes
+                self.waiting_to_start = True
+                await self._may_start.wait()
+                self.waiting_to_start = False
+            if self.cancelled:
+                stopped = True
+                break
+            proc = await self._open(step)
+            self._mark(step, proc.spec.run_id, None)
+            yield RunStarted(index, proc.spec.run_id, proc.run_path)
+            if self.metrics is not None:
+                self.metrics.begin(proc.spec.run_id, step.config, step.spec.sample_hz)
+            async with aclosing(self._stream(index, proc)) as batches:
+                async for update in batches:
+                    yield update
+            outcome = await proc.wait()
+            if self._cancelling is not None:
+                await self._cancelling  # the group is gone before anything goes on
+            self._current, self._cancelling = None, None
+            if self.metrics is not None:
+                self.metrics.end(outcome.run_id, outcome.status)
+            summary = load_summary(outcome.run_path)
+            self._mark(step, outcome.run_id, outcome.status)
+            outcomes.append(outcome)
+            if summary is not None:
+                summaries.append(summary)
+            yield RunEnded(index, outcome, summary)
+            if outcome.status == "cancelled" or self.cancelled:
+                stopped = index + 1 < len(self.steps) or outcome.status == "cancelled"
+                break
+        if self.plan_file is not None:
+            plan_store.close_plan(self.plan_file, "stopped" if stopped else "finished")
+        yield PlanEnded(outcomes, summaries, stopped, self.cancelled)
+
+    async def _open(self, step: PlanStep) -> WorkerProcess | FollowedRun:
+        proc: WorkerProcess | FollowedRun
+        if step.follow:
+            proc = FollowedRun(Path(step.spec.logs_dir) / step.spec.run_id)
+        else:
+            spec = replace(step.spec, batch=self.batch) if self.batch else step.spec
+            proc = WorkerProcess(spec, list(self.command))
+            await proc.start()
+        self._current = proc
+        if self.cancelled:  # cancelled while it was starting
+            self._cancelling = asyncio.get_running_loop().create_task(proc.cancel())
+        return proc
+
+    async def _stream(self, index: int, proc: WorkerProcess | FollowedRun) -> AsyncGenerator[RunEvents, None]:
+        """The run's events in batches, until its stream ends. A caller that stops listening (the
+        lab closing) stops the run too, unless it was left running."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[AnyEvent | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for event in proc.events():
+                    queue.put_nowait(event)
+            finally:
+                queue.put_nowait(None)
+
+        reader = loop.create_task(read())
+        batch: list[AnyEvent] = []
+        deadline = 0.0
+        try:
+            while True:
+                try:
+                    wait = max(0.0, deadline - loop.time()) if batch else None
+                    event = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    yield RunEvents(index, batch)
+                    batch = []
+                    continue
+                if event is None:
+                    break
+                if self.metrics is not None:
+                    self.metrics.observe(event)
+                if not batch:
+                    deadline = loop.time() + self.flush_s
+                batch.append(event)
+                if self.flush_s <= 0 or isinstance(event, URGENT):
+                    yield RunEvents(index, batch)
+                    batch = []
+            if batch:
+                yield RunEvents(index, batch)
+            await reader  # re-raises what ended the stream, if it was an error
+        except BaseException:
+            reader.cancel()
+            if not self.left:
+                await proc.cancel()
+            raise
+
+    def _mark(self, step: PlanStep, run_id: str, status: str | None) -> None:
+        if self.plan_file is not None and step.plan_index is not None:
+            plan_store.mark_item(self.plan_file, step.plan_index, run_id, status)
+
+
+# -- the CLI's view of a plan -------------------------------------------------------------------
 @dataclass
 class PlanResult:
     outcomes: list[RunOutcome]
@@ -132,29 +365,18 @@ async def execute_plan(
     mlflow: MlflowTarget | None = None,
     batch: str | None = None,
 ) -> PlanResult:
-    """Run every planned spec in order. With a console, show rich progress; without, stay quiet.
+    """Run every planned spec in order through PlanRunner. With a console, show rich progress;
+    without, stay quiet.
 
     With `metrics_port`, serve live Prometheus metrics of the runs (engine.metrics_server) until
     the plan ends; with `mlflow`, log each run to MLflow as soon as it has ended.
 
-    Ctrl-C (SIGINT) is handled here, explicitly: the current worker's process group is cancelled
-    (SIGTERM, then SIGKILL), its outcome (cancelled, partial energy kept) is recorded, and no
-    further run starts. `batch` continues an earlier plan's batch (more trials of the same run).
+    Ctrl-C (SIGINT) is handled here, explicitly: it cancels the plan (the current worker's process
+    group gets SIGTERM, then SIGKILL), the cancelled run's outcome (partial energy kept) is
+    recorded, and no further run starts. `batch` continues an earlier plan's batch (more trials of
+    the same run).
     """
-    outcomes: list[RunOutcome] = []
-    progress = None
     batch = batch or new_run_id()
-    loop = asyncio.get_running_loop()
-    interrupted = False
-    current: WorkerProcess | None = None
-    cancelling: set[asyncio.Task] = set()
-
-    def on_sigint() -> None:
-        nonlocal interrupted
-        interrupted = True
-        if current is not None and not cancelling:
-            cancelling.add(loop.create_task(current.cancel()))
-
     metrics = None
     if metrics_port is not None:
         from engine.metrics_server import DEFAULT_ADDR, MetricsServer
@@ -162,9 +384,37 @@ async def execute_plan(
         metrics = MetricsServer(metrics_port, metrics_addr or DEFAULT_ADDR).start()
         if console is not None:
             console.print(f"serving live metrics at {metrics.url}", highlight=False)
-    loop.add_signal_handler(signal.SIGINT, on_sigint)
-    if console is not None:
-        progress = Progress(
+    runner = PlanRunner([PlanStep(p.spec, p.config.key) for p in plan], batch=batch, metrics=metrics, flush_s=0.0)
+    view = _PlanProgress(plan, console) if console is not None else None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, runner.cancel)
+    outcomes: list[RunOutcome] = []
+    try:
+        async with aclosing(runner.updates()) as updates:
+            async for update in updates:
+                match update:
+                    case RunEnded(outcome=outcome):
+                        if mlflow is not None:
+                            log_run_to_mlflow(outcome, mlflow, console)
+                    case PlanEnded():
+                        outcomes = update.outcomes
+                if view is not None:
+                    view.show(update)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if view is not None:
+            view.stop()
+        if metrics is not None:
+            metrics.stop()
+    return PlanResult(outcomes, runner.cancelled, batch)
+
+
+class _PlanProgress:
+    """Rich progress of a plan: one line per run (phase, epoch, watts, joules) and the plan's count."""
+
+    def __init__(self, plan: list[PlannedRun], console: Console) -> None:
+        self.plan = plan
+        self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
@@ -176,59 +426,42 @@ async def execute_plan(
             transient=False,
             refresh_per_second=4,
         )
-        progress.start()
-        overall = progress.add_task(f"[bold]{len(plan)} runs", total=len(plan), detail="", energy="")
-    try:
-        for i, planned in enumerate(plan, 1):
-            if interrupted:
-                break
-            label = f"{planned.config.key} #{planned.trial + 1}"
-            live = LiveTotals()
-            task = progress.add_task(label, total=None, detail="starting", energy="") if progress else None
-            current = WorkerProcess(replace(planned.spec, batch=batch))
-            await current.start()
-            if metrics is not None:
-                metrics.begin(current.spec.run_id, planned.config.key, current.spec.sample_hz)
-            if interrupted:  # Ctrl-C while it was starting
-                cancelling.add(loop.create_task(current.cancel()))
-            try:
-                async for event in current.events():
+        self.progress.start()
+        self.overall = self.progress.add_task(f"[bold]{len(plan)} runs", total=len(plan), detail="", energy="")
+        self.task = self.overall
+        self.live = LiveTotals()
+
+    def show(self, update: PlanUpdate) -> None:
+        progress, live = self.progress, self.live
+        match update:
+            case RunStarted(index=index):
+                planned = self.plan[index]
+                self.live = LiveTotals()
+                label = f"{planned.config.key} #{planned.trial + 1}"
+                self.task = progress.add_task(label, total=None, detail="starting", energy="")
+            case RunEvents(events=events):
+                shown = False
+                for event in events:
                     live.update(event)
-                    if metrics is not None:
-                        metrics.observe(event)
-                    if progress is not None and event["type"] in ("progress", "sample", "phase_start"):
-                        total = live.steps * live.epochs if live.steps and live.epochs else None
-                        done = ((live.epoch or 1) - 1) * (live.steps or 0) + (live.step or 0) if total else None
-                        progress.update(
-                            task, total=total, completed=done, detail=live.progress_text(), energy=live.energy_text()
-                        )
-                outcome = await current.wait()
-                if cancelling:
-                    await asyncio.gather(*cancelling)  # the group is gone before we go on
-            except BaseException:
-                await current.cancel()
-                raise
-            outcomes.append(outcome)
-            if metrics is not None:
-                metrics.end(outcome.run_id, outcome.status)
-            if mlflow is not None:
-                log_run_to_mlflow(outcome, mlflow, console)
-            if progress is not None:
+                    shown |= isinstance(event, (ProgressEvent, Sample, PhaseStart))
+                if shown:
+                    total = live.steps * live.epochs if live.steps and live.epochs else None
+                    done = ((live.epoch or 1) - 1) * (live.steps or 0) + (live.step or 0) if total else None
+                    progress.update(
+                        self.task, total=total, completed=done, detail=live.progress_text(), energy=live.energy_text()
+                    )
+            case RunEnded(index=index, outcome=outcome):
                 progress.update(
-                    task,
+                    self.task,
                     detail=f"{outcome.status}  {live.progress_text()}",
                     energy=live.energy_text(),
                     total=1,
                     completed=1,
                 )
-                progress.update(overall, completed=i)
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        if progress is not None:
-            progress.stop()
-        if metrics is not None:
-            metrics.stop()
-    return PlanResult(outcomes, interrupted, batch)
+                progress.update(self.overall, completed=index + 1)
+
+    def stop(self) -> None:
+        self.progress.stop()
 
 
 def log_run_to_mlflow(outcome: RunOutcome, target: MlflowTarget, console: Console | None) -> None:

@@ -27,11 +27,21 @@ import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import JouleLabError
 from engine.presets import PlannedRun
 from engine.spec import RunSpec, new_run_id, spec_from_dict
 from engine.store import EVENTS, RUN_JSON, SUMMARY, EventTail, atomic_write_json
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rich.console import Console
+    from submitit import Job, SlurmExecutor
+
+    from engine.runs import LiveTotals
 
 JOBS_DIR = ".jobs"
 CONTEXT_ENV = "JOULELAB_SLURM"  # requested/granted resources, passed from the job to its workers
@@ -51,7 +61,7 @@ class SlurmOptions:
     exclusive: bool = True
     max_parallel: int | None = None
 
-    def requested(self) -> dict:
+    def requested(self) -> dict[str, Any]:
         return {
             "partition": self.partition,
             "gpus": self.gpus_per_job,
@@ -62,7 +72,7 @@ class SlurmOptions:
         }
 
     @classmethod
-    def from_requested(cls, requested: dict) -> SlurmOptions:
+    def from_requested(cls, requested: dict[str, Any]) -> SlurmOptions:
         """The options of a recorded submission (what --resume resubmits with)."""
         return cls(
             requested.get("partition"),
@@ -115,7 +125,7 @@ def pair_groups(plan: list[PlannedRun]) -> list[list[PlannedRun]]:
 
 
 # -- inside the job ---------------------------------------------------------------------------
-def granted_resources(job_id: str | None = None) -> dict:
+def granted_resources(job_id: str | None = None) -> dict[str, Any]:
     """What Slurm granted this job, from `scontrol show job` (empty outside a job or on error)."""
     job_id = job_id or os.environ.get("SLURM_JOB_ID")
     if not job_id:
@@ -136,13 +146,13 @@ def granted_resources(job_id: str | None = None) -> dict:
         "SubmitTime",
         "StartTime",
     )
-    granted = {k: fields[k] for k in keep if k in fields}
+    granted: dict[str, Any] = {k: fields[k] for k in keep if k in fields}
     if "OverSubscribe" in fields:
         granted["exclusive"] = fields["OverSubscribe"] == "NO"
     return granted
 
 
-def job_manifest(environ: dict | None = None) -> dict | None:
+def job_manifest(environ: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The Slurm part of a worker's environment manifest; None outside a Slurm job."""
     env = os.environ if environ is None else environ
     if not env.get("SLURM_JOB_ID"):
@@ -177,11 +187,12 @@ def job_manifest(environ: dict | None = None) -> dict | None:
     }
 
 
-async def _run_one(spec: RunSpec, env: dict, current: dict) -> dict:
+async def _run_one(spec: RunSpec, env: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     from engine.runner import WorkerProcess
 
     worker = WorkerProcess(spec, env=env)
     await worker.start()
+    assert worker.proc is not None
     current["pgid"] = worker.proc.pid  # the worker leads its own process group (session)
     async for _ in worker.events():  # the worker writes its own log; the job only waits for the end
         pass
@@ -190,16 +201,16 @@ async def _run_one(spec: RunSpec, env: dict, current: dict) -> dict:
     return {"run_id": outcome.run_id, "status": outcome.status, "exit_code": outcome.exit_code, "error": outcome.error}
 
 
-def run_group(specs: list[dict], requested: dict) -> list[dict]:
+def run_group(specs: list[dict[str, Any]], requested: dict[str, Any]) -> list[dict[str, Any]]:
     """The job's callable: run each spec of the group through the worker, in order, on this node.
     scancel (or the time limit) sends this process SIGTERM: it is passed on to the running worker's
     process group, which ends its run as cancelled and keeps its log (within Slurm's KillWait),
     and no further run of the group starts. (The worker runs in its own session, so Slurm's signal
     to the job step does not reliably reach it, and submitit itself ignores SIGTERM.)"""
     stopping: list[str] = []
-    current: dict = {}
+    current: dict[str, Any] = {}
 
-    def forward(signum, _frame) -> None:
+    def forward(signum: int, _frame: FrameType | None) -> None:
         stopping.append(signal.Signals(signum).name)
         if current.get("pgid"):
             try:
@@ -229,7 +240,7 @@ def run_group(specs: list[dict], requested: dict) -> list[dict]:
 
 
 # -- submitting -------------------------------------------------------------------------------
-def make_executor(folder: Path, options: SlurmOptions, name: str, nodelist: str | None = None):
+def make_executor(folder: Path, options: SlurmOptions, name: str, nodelist: str | None = None) -> SlurmExecutor:
     import submitit
 
     executor = submitit.SlurmExecutor(folder=folder)
@@ -252,7 +263,9 @@ def record_path(logs_dir: Path, batch: str) -> Path:
     return logs_dir / JOBS_DIR / f"{batch}.json"
 
 
-def _submit_groups(executor, groups: list[list[dict]], requested: dict) -> list:
+def _submit_groups(
+    executor: SlurmExecutor, groups: list[list[dict[str, Any]]], requested: dict[str, Any]
+) -> list[Job[list[dict[str, Any]]]]:
     try:
         with executor.batch():
             return [executor.submit(run_group, specs, requested) for specs in groups]
@@ -262,7 +275,9 @@ def _submit_groups(executor, groups: list[list[dict]], requested: dict) -> list:
         raise SlurmError(f"Slurm refused the jobs: {reason}") from None
 
 
-def _job_entry(job, label: str, specs: list[dict], submit_s: float) -> dict:
+def _job_entry(
+    job: Job[list[dict[str, Any]]], label: str, specs: list[dict[str, Any]], submit_s: float
+) -> dict[str, Any]:
     return {
         "job_id": str(job.job_id),
         "label": label,
@@ -274,7 +289,7 @@ def _job_entry(job, label: str, specs: list[dict], submit_s: float) -> dict:
     }
 
 
-def submit_plan(plan: list[PlannedRun], options: SlurmOptions, logs_dir: Path, preset: str) -> dict:
+def submit_plan(plan: list[PlannedRun], options: SlurmOptions, logs_dir: Path, preset: str) -> dict[str, Any]:
     """Give every run an id, submit one job per pair group (one job array), record the submission."""
     logs_dir = logs_dir.resolve()
     batch = new_run_id()
@@ -302,7 +317,7 @@ def submit_plan(plan: list[PlannedRun], options: SlurmOptions, logs_dir: Path, p
     return record
 
 
-def load_records(logs_dir: Path) -> list[dict]:
+def load_records(logs_dir: Path) -> list[dict[str, Any]]:
     folder = logs_dir / JOBS_DIR
     if not folder.is_dir():
         return []
@@ -315,7 +330,7 @@ def load_records(logs_dir: Path) -> list[dict]:
     return sorted(records, key=lambda r: r.get("created", 0))
 
 
-def latest_record(logs_dir: Path, preset: str | None = None) -> dict | None:
+def latest_record(logs_dir: Path, preset: str | None = None) -> dict[str, Any] | None:
     records = [r for r in load_records(logs_dir) if preset is None or r.get("preset") == preset]
     return records[-1] if records else None
 
@@ -343,9 +358,10 @@ def run_state(logs_dir: Path, run_id: str) -> str:
     """complete | failed | cancelled | crashed from the summary; started (a log, no summary); not started."""
     path = logs_dir / run_id
     try:
-        return json.loads((path / SUMMARY).read_text()).get("status", "failed")
+        summary = json.loads((path / SUMMARY).read_text())
     except (OSError, json.JSONDecodeError):
         return "started" if (path / RUN_JSON).exists() else "not started"
+    return str(summary.get("status", "failed"))
 
 
 def run_node(logs_dir: Path, run_id: str) -> str | None:
@@ -356,7 +372,7 @@ def run_node(logs_dir: Path, run_id: str) -> str | None:
     return ((manifest.get("environment") or {}).get("slurm") or {}).get("node")
 
 
-def job_state(job: dict, logs_dir: Path, queue: dict[str, tuple[str, str]]) -> str:
+def job_state(job: dict[str, Any], logs_dir: Path, queue: dict[str, tuple[str, str]]) -> str:
     """queued | running (from squeue), else done | cancelled | failed | lost (from the runs' logs).
     A job whose runs have all completed is done, even while Slurm still tears it down."""
     states = [run_state(logs_dir, r["run_id"]) for r in job["runs"]]
@@ -372,12 +388,12 @@ def job_state(job: dict, logs_dir: Path, queue: dict[str, tuple[str, str]]) -> s
     return "lost"  # left the queue with runs that never finished: killed, node failure, time limit
 
 
-def current_jobs(record: dict) -> list[dict]:
+def current_jobs(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The jobs that count: those not replaced by a resubmission."""
     return [j for j in record["jobs"] if not j.get("resubmitted_as")]
 
 
-def cancel_jobs(record: dict, job_ids: list[str]) -> None:
+def cancel_jobs(record: dict[str, Any], job_ids: list[str]) -> None:
     """scancel through submitit, one job (array task) at a time."""
     import submitit
 
@@ -386,7 +402,7 @@ def cancel_jobs(record: dict, job_ids: list[str]) -> None:
         submitit.SlurmJob(folder=folder, job_id=job_id).cancel(check=False)
 
 
-def resubmit(record: dict) -> list[dict]:
+def resubmit(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Resubmit each current job that failed, was cancelled or lost, with the resources of the
     original submission. Runs that completed are kept; the rest run again under new ids, on the
     node of a completed partner when there is one, so the pair still shares a node. Returns the
@@ -418,7 +434,7 @@ def resubmit(record: dict) -> list[dict]:
     return new_entries
 
 
-def batch_run_ids(record: dict) -> list[str]:
+def batch_run_ids(record: dict[str, Any]) -> list[str]:
     """Every run of the batch that counts: current jobs' runs plus the complete runs they kept."""
     ids = []
     for job in current_jobs(record):
@@ -447,13 +463,13 @@ class Follower:
     """Polls the jobs of a submission: queue state from squeue, live watts and joules of the run
     each job is on from its events.jsonl (folded by LiveTotals, as for a local run)."""
 
-    def __init__(self, record: dict) -> None:
+    def __init__(self, record: dict[str, Any]) -> None:
         from engine.runs import LiveTotals
 
         self.record, self.logs_dir = record, Path(record["logs_dir"])
         self._new_live = LiveTotals
         self.tails: dict[str, EventTail] = {}
-        self.lives: dict = {}
+        self.lives: dict[str, LiveTotals] = {}
 
     def poll(self) -> list[JobView]:
         """One look at every current job. Raises SlurmError when the queue cannot be read."""
@@ -481,12 +497,12 @@ class Follower:
         return views
 
 
-def _mode(run: dict) -> str:
+def _mode(run: dict[str, Any]) -> str:
     parts = (run.get("config") or "").split("/")
     return parts[2] if len(parts) > 2 else run["run_id"]
 
 
-def follow(record: dict, console, poll_s: float = 1.0) -> dict[str, str]:
+def follow(record: dict[str, Any], console: Console | None, poll_s: float = 1.0) -> dict[str, str]:
     """Show queued/running/done per job, with live watts and joules of the run each job is on,
     until no job is queued or running. Returns the final state of each current job.
     KeyboardInterrupt propagates to the caller."""
@@ -529,10 +545,10 @@ def follow(record: dict, console, poll_s: float = 1.0) -> dict[str, str]:
             progress.stop()
 
 
-def interrupt_choice(interactive: bool, ask=None) -> tuple[bool, str]:
+def interrupt_choice(interactive: bool, ask: Callable[[str], bool] | None = None) -> tuple[bool, str]:
     """Ctrl-C while following: (cancel?, what to say). With a terminal the user is asked; without
     one (a script, CI, nohup) the jobs are cancelled, so nothing keeps running unseen."""
-    if not interactive:
+    if not interactive or ask is None:
         return True, "no terminal to ask: cancelling the submitted jobs (scancel)"
     if ask("Cancel the submitted Slurm jobs? (no: leave them running)"):
         return True, "cancelling the submitted jobs (scancel)"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import JouleLabError
-from engine.protocol import ProtocolError, decode
+from engine.protocol import AnyEvent, PhaseStart, ProtocolError, decode_event
 from engine.records import (
     Metrics,
     NewerSchemaError,
@@ -110,14 +110,15 @@ def run_dir(logs_dir: Path, run_id: str) -> Path:
     return path
 
 
-def read_events(path: Path) -> tuple[list[dict], int]:
+def read_events(path: Path) -> tuple[list[AnyEvent], int]:
     """All valid events of a log, and how many lines were not valid events (skipped)."""
-    events, bad = [], 0
+    events: list[AnyEvent] = []
+    bad = 0
     try:
         with open(path, "rb") as f:
             for line in f:
                 try:
-                    events.append(decode(line))
+                    events.append(decode_event(line))
                 except ProtocolError:
                     bad += 1
     except FileNotFoundError:
@@ -135,7 +136,7 @@ class EventTail:
         self.bad_lines = 0
         self.grew = False
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[AnyEvent]:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
@@ -146,12 +147,12 @@ class EventTail:
         self.grew = bool(data)
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()
-        events = []
+        events: list[AnyEvent] = []
         for line in lines:
             if not line.strip():
                 continue
             try:
-                events.append(decode(line))
+                events.append(decode_event(line))
             except ProtocolError:
                 self.bad_lines += 1
         return events
@@ -180,11 +181,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return _load_json(path)[0]
 
 
-def read_summary(path: Path) -> dict[str, Any] | None:
-    """summary.json as plain JSON (for code that only asks its status); readers of its data use load_summary."""
-    return read_json(path)
-
-
 def load_summary(run_path: Path) -> RunSummary | None:
     """The one summary loader: a run's summary, typed and validated, or None when the run has
     none that can be read (missing, damaged, newer than this JouleLab: load_run says which)."""
@@ -211,11 +207,11 @@ def _last_phase(events_path: Path) -> str | None:
                 for line in reversed(lines[1:] if start else lines):  # the first may be cut
                     if b'"phase_start"' in line:
                         try:
-                            event = decode(line)
+                            event = decode_event(line)
                         except ProtocolError:
                             continue
-                        if event["type"] == "phase_start":
-                            return event.get("phase")
+                        if isinstance(event, PhaseStart):
+                            return event.phase
                 if start == 0:
                     return None
                 block *= 4

@@ -6,11 +6,16 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import psutil
 import pytest
 
+from engine.protocol import Done, Hello, PhaseStart, decode_event
+from engine.protocol import Progress as ProgressEvent
 from engine.runner import WorkerProcess, run_spec
+from engine.runs import PlanEnded, PlanRunner, PlanStep, RunEnded, RunEvents, RunStarted
 from engine.spec import spec_from_dict
 from engine.store import load_run
 from tests.helpers import tiny_spec
@@ -21,11 +26,11 @@ async def test_run_spec_streams_every_event_and_reports_the_outcome(tmp_path):
     outcome = await run_spec(spec_from_dict(tiny_spec(tmp_path)), on_event=seen.append)
     assert outcome.ok and outcome.exit_code == 0
     assert outcome.events == len(seen)
-    assert seen[0]["type"] == "hello" and seen[-1]["type"] == "done"
-    assert outcome.result["metrics"]["accuracy_frac"] >= 0
+    assert isinstance(seen[0], Hello) and isinstance(seen[-1], Done)
+    assert outcome.result is not None and outcome.result.metrics["accuracy_frac"] >= 0
     # the stream the runner saw is exactly the log the worker wrote
     logged = (outcome.run_path / "events.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in logged] == seen
+    assert [decode_event(line) for line in logged] == seen
     assert (outcome.run_path / "stderr.log").exists()
 
 
@@ -35,7 +40,7 @@ async def test_cancel_stops_the_whole_group_within_two_seconds_and_keeps_partial
     await worker.start()
     pid = worker.proc.pid
     async for event in worker.events():
-        if event["type"] == "phase_start" and event["phase"] == "train":
+        if isinstance(event, PhaseStart) and event.phase == "train":
             break
     await asyncio.sleep(0.3)
     t0 = time.monotonic()
@@ -61,7 +66,7 @@ async def test_a_killed_worker_is_a_crash_with_its_events_kept(tmp_path):
     worker = WorkerProcess(spec)
     await worker.start()
     async for event in worker.events():
-        if event["type"] == "progress":
+        if isinstance(event, ProgressEvent):
             os.kill(worker.proc.pid, signal.SIGKILL)
             break
     async for _ in worker.events():
@@ -92,3 +97,87 @@ async def test_malformed_lines_on_the_stream_are_skipped_counted_and_logged(tmp_
     assert outcome.events == 2 and outcome.bad_lines == 2
     assert outcome.status == "complete"
     assert "skipped a malformed event line" in (outcome.run_path / "stderr.log").read_text()
+
+
+# --- the typed event schema --------------------------------------------------------------------------
+
+
+def test_every_golden_event_decodes_to_its_type_and_a_newer_schema_says_so():
+    from engine.protocol import EVENT_CLASSES, ProtocolError, Sample
+    from engine.store import read_events
+
+    for log in sorted(Path(__file__).parent.glob("golden/logs/*/events.jsonl")):
+        events, bad = read_events(log)
+        assert events and bad == 0
+        assert {type(e) for e in events} <= set(EVENT_CLASSES)
+        sample = next(e for e in events if isinstance(e, Sample))
+        assert sample["domains"] == sample.domains and sample.type == "sample"  # readable as its JSON object
+    done = '{"v":1,"type":"done","run":"r","t":1.5,"status":"complete","exit_code":0,"added_later":[1]}'
+    assert decode_event(done) == Done(run="r", t=1.5, status="complete", exit_code=0)  # unknown fields tolerated
+    with pytest.raises(ProtocolError, match="newer than this JouleLab understands"):
+        decode_event('{"v":2,"type":"done","run":"r","t":1.5,"status":"complete"}')
+    with pytest.raises(ProtocolError, match="newer than this JouleLab understands"):
+        decode_event('{"v":2,"type":"meters_v2","run":"r","t":1.5}')  # even one whose type is unknown
+    with pytest.raises(ProtocolError, match="status"):
+        decode_event('{"v":1,"type":"done","run":"r","t":1.5}')  # a required field missing
+
+
+# --- the plan runner ---------------------------------------------------------------------------------
+
+
+def _plan(tmp_path: Path, n: int) -> tuple[list[PlanStep], Path]:
+    from engine import plans
+
+    steps = [
+        PlanStep(spec_from_dict({**tiny_spec(tmp_path), "run_id": f"plan-run-{i}", "seed": i}), "synthetic/small")
+        for i in range(n)
+    ]
+    items = [
+        {"spec": s.spec.to_dict(), "label": f"run {i}", "config": s.config, "pair": None} for i, s in enumerate(steps)
+    ]
+    path = plans.record_plan(tmp_path, "plan-1", "two runs", "lab", items)
+    assert path is not None
+    return [replace(s, plan_index=i) for i, s in enumerate(steps)], path
+
+
+async def test_a_cancel_while_the_plan_is_held_starts_nothing_more(tmp_path):
+    """Hold (the quit dialog is open) keeps the next run from starting; a cancel then ends the plan,
+    and the plan file says what happened to each run. Every event comes through, in batches."""
+    steps, plan_file = _plan(tmp_path, 2)
+    runner = PlanRunner(steps, plan_file=plan_file, flush_s=0.25)
+    updates = runner.updates()
+    seen = []
+    async for update in updates:
+        seen.append(update)
+        if isinstance(update, RunStarted):
+            runner.hold()
+        if isinstance(update, RunEnded):
+            break
+    waiting = asyncio.ensure_future(updates.__anext__())
+    await asyncio.sleep(0.3)
+    assert runner.waiting_to_start and not waiting.done()  # held: the second run has not started
+    runner.cancel()
+    end = await waiting
+    assert isinstance(end, PlanEnded) and end.stopped and end.cancelled
+    assert [o.status for o in end.outcomes] == ["complete"] and len(end.summaries) == 1
+    batches = [u for u in seen if isinstance(u, RunEvents)]
+    assert isinstance(batches[0].events[0], Hello) and isinstance(batches[-1].events[-1], Done)
+    # every event arrived, in order, batched
+    logged = (end.outcomes[0].run_path / "events.jsonl").read_text().splitlines()
+    assert [e for b in batches for e in b.events] == [decode_event(line) for line in logged]
+    record = json.loads(plan_file.read_text())
+    assert record["state"] == "stopped"
+    assert [(i["run_id"], i["status"]) for i in record["items"]] == [("plan-run-0", "complete"), ("plan-run-1", None)]
+
+
+def test_resume_finishes_a_left_plan_through_the_plan_runner(tmp_path):
+    from engine import plans
+
+    steps, plan_file = _plan(tmp_path, 2)
+    plans.mark_item(plan_file, 0, "plan-run-0", "cancelled")
+    plans.close_plan(plan_file, "left")  # quit, leaving it to finish
+    assert plans.resume_cli(tmp_path) == 0
+    record = json.loads(plan_file.read_text())
+    assert record["state"] == "finished"
+    assert [i["status"] for i in record["items"]] == ["complete", "complete"]
+    assert all(load_run(tmp_path / i["run_id"]).status == "complete" for i in record["items"])

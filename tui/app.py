@@ -5,19 +5,20 @@
 The app is built with its dependencies injected (where logs go, which worker command runs a spec,
 where the real data is, defaults for every spec), so tests run it against a fake worker.
 
-Runs happen in one declared Textual worker (`run_plan`, group "run", exclusive): it starts each
-spec's worker process through engine.runner.WorkerProcess, streams its events and posts them to
-the app as throttled messages; widgets never touch the process. One Worker.StateChanged handler
-turns any failure of a worker into a visible error, and the app stays usable.
+Runs happen in one declared Textual worker (`run_plan`, group "run", exclusive): it drives the
+engine's plan runner (engine.runs.PlanRunner: sequencing, cancel, stalls, the plan file) and turns
+its updates into messages, events in throttled batches; widgets never touch the process. One
+Worker.StateChanged handler turns any failure of a worker into a visible error, and the app stays
+usable.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,12 @@ from textual.widgets import Button, TabbedContent
 from textual.worker import Worker, WorkerState
 
 from engine import plans as plan_store
+from engine import runs
 from engine.errors import JouleLabError
-from engine.follow import FollowedRun
-from engine.runner import WorkerProcess
+from engine.protocol import Sample
 from engine.runner import worker_command as default_worker_command
 from engine.spec import SpecError, new_run_id
-from engine.store import default_logs_dir, load_summary
+from engine.store import default_logs_dir
 from tui import fmt
 from tui.messages import (
     DatasetsDescribed,
@@ -62,7 +63,7 @@ from tui.widgets.live_view import LiveView
 from tui.widgets.presets_view import PresetList, PresetsView
 from tui.widgets.results_view import ResultsView
 
-FLUSH_S = 0.25  # events reach the widgets at most this late
+FLUSH_S = 0.25  # events reach the widgets at most this late (engine.runs.PlanRunner batches them)
 PANE_FOCUS = {
     "lab": "#dataset",
     "history": "#history-table",
@@ -70,7 +71,6 @@ PANE_FOCUS = {
     "results": "#results",
     "live": None,
 }
-URGENT = frozenset({"hello", "phase_start", "phase_end", "epoch", "result", "error", "done"})
 
 
 def describe_real_datasets(data_dir: str | None) -> tuple[list[dict], str | None]:
@@ -148,11 +148,7 @@ class JouleLabApp(App):
         self.running = False
         self.plan: RunPlan | None = None
         self.current_run: tuple[int, Path] | None = None
-        self._cancel = asyncio.Event()
-        self._may_start = asyncio.Event()  # cleared while the quit dialog is open: no new run starts
-        self._may_start.set()
-        self.waiting_to_start = False  # the plan waits at that gate (read by tests and the dialog)
-        self._detach = False
+        self.runner: runs.PlanRunner | None = None  # the plan going now
         self._quit_after_run = False
         self._history_stale = True
         self.left_running: Path | None = None
@@ -175,6 +171,11 @@ class JouleLabApp(App):
         from tui.screens.message_log import MessageLog
 
         self.push_screen(MessageLog(self.messages))
+
+    @property
+    def waiting_to_start(self) -> bool:
+        """The plan waits for the quit dialog to close before its next run (read by tests)."""
+        return self.runner is not None and self.runner.waiting_to_start
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen()
@@ -336,88 +337,61 @@ class JouleLabApp(App):
         elif plan.plan_file is not None:
             plan_store.take_over(plan.plan_file)
         self.plan = plan
-        self._cancel = asyncio.Event()
+        steps = [runs.PlanStep(item.spec, item.config, item.follow, item.plan_index) for item in plan.items]
+        self.runner = runs.PlanRunner(steps, command=self.worker_command, plan_file=plan.plan_file, flush_s=FLUSH_S)
         self._set_running(True)
         self.live.start_plan(plan)
         self.show_tab("live")
         self.sub_title = f"running: {plan.title}"
-        self.run_plan(plan)
+        self.run_plan(plan, self.runner)
 
     def action_cancel_run(self) -> None:
-        if not self.running:
+        if not self.running or self.runner is None:
             self.notify("Nothing is running.", severity="information")
             return
-        self._cancel.set()
+        self.runner.cancel()
         self.sub_title = "cancelling…"
 
     @work(exclusive=True, group="run", exit_on_error=False)
-    async def run_plan(self, plan: RunPlan) -> None:
-        """Run the plan's specs one worker at a time; post what happens; never touch a widget."""
+    async def run_plan(self, plan: RunPlan, runner: runs.PlanRunner) -> None:
+        """Turn the plan runner's updates into messages; never touch a widget."""
         metrics = None
         if self.metrics_port is not None:  # live Prometheus metrics, served until the plan ends
             from engine.metrics_server import DEFAULT_ADDR, MetricsServer
 
             metrics = MetricsServer(self.metrics_port, self.metrics_addr or DEFAULT_ADDR).start()
+        runner.metrics = metrics
+        self.post_message(PlanStarted(plan))
         try:
-            await self._run_items(plan, metrics)
+            async with aclosing(runner.updates()) as updates:
+                async for update in updates:
+                    match update:
+                        case runs.RunStarted(index=index, run_path=run_path):
+                            self.post_message(RunStarted(index, plan.items[index], run_path))
+                        case runs.RunEvents(index=index, events=events):
+                            self.post_message(RunEvents(index, events))
+                        case runs.RunEnded(index=index, outcome=outcome, summary=summary):
+                            tail = "" if outcome.status == "complete" else stderr_tail(outcome.run_path)
+                            error = outcome.error or (summary.error if summary is not None else None)
+                            self.post_message(
+                                RunFinished(
+                                    index,
+                                    plan.items[index],
+                                    outcome.run_id,
+                                    outcome.run_path,
+                                    outcome.status,
+                                    outcome.exit_code,
+                                    error,
+                                    summary,
+                                    tail,
+                                )
+                            )
+                        case runs.PlanEnded(outcomes=outcomes, summaries=summaries, stopped=stopped):
+                            statuses = [o.status for o in outcomes]
+                            self.post_message(PlanFinished(plan, summaries, statuses, stopped))
         finally:
             if metrics is not None:
                 metrics.stop()
-
-    async def _run_items(self, plan: RunPlan, metrics) -> None:
-        self.post_message(PlanStarted(plan))
-        summaries, statuses, stopped = [], [], False
-        for index, item in enumerate(plan.items):
-            if not self._may_start.is_set():  # the quit dialog is open: start nothing until it closes
-                self.waiting_to_start = True
-                await self._may_start.wait()
-                self.waiting_to_start = False
-            if self._cancel.is_set():
-                stopped = True
-                break
-            if item.follow:
-                proc = FollowedRun(Path(item.spec.logs_dir) / item.spec.run_id)
-            else:
-                proc = WorkerProcess(item.spec, list(self.worker_command))
-                await proc.start()
-            self._mark(plan, item, proc.spec.run_id, None)
-            self.post_message(RunStarted(index, item, proc.run_path))
-            if metrics is not None:
-                metrics.begin(proc.spec.run_id, item.spec.config or item.spec.describe(), item.spec.sample_hz)
-            outcome = await self._stream(index, proc, metrics)
-            if metrics is not None:
-                metrics.end(outcome.run_id, outcome.status)
-            summary = load_summary(outcome.run_path)
-            tail = "" if outcome.status == "complete" else stderr_tail(outcome.run_path)
-            error = outcome.error or (summary.error if summary is not None else None)
-            self.post_message(
-                RunFinished(
-                    index,
-                    item,
-                    outcome.run_id,
-                    outcome.run_path,
-                    outcome.status,
-                    outcome.exit_code,
-                    error,
-                    summary,
-                    tail,
-                )
-            )
-            self._mark(plan, item, outcome.run_id, outcome.status)
-            if summary is not None:
-                summaries.append(summary)
-            statuses.append(outcome.status)
-            if outcome.status == "cancelled" or self._cancel.is_set():
-                stopped = index + 1 < len(plan.items) or outcome.status == "cancelled"
-                break
-        if plan.plan_file is not None:
-            plan_store.close_plan(plan.plan_file, "stopped" if stopped else "finished")
-        self.post_message(PlanFinished(plan, summaries, statuses, stopped))
-
-    @staticmethod
-    def _mark(plan: RunPlan, item, run_id: str, status: str | None) -> None:
-        if plan.plan_file is not None and item.plan_index is not None:
-            plan_store.mark_item(plan.plan_file, item.plan_index, run_id, status)
 
     # -- runs and plans found in the logs directory ---------------------------------------
     @work(thread=True, group="scan", exclusive=True, exit_on_error=False)
@@ -466,44 +440,6 @@ class JouleLabApp(App):
         self.notify(f"{run_path.name} is running: following it (x cancels it)", title="Run in progress")
         self.start(plan)
 
-    async def _stream(self, index: int, proc: WorkerProcess, metrics=None):
-        batch: list[dict] = []
-
-        def flush() -> None:
-            nonlocal batch
-            if batch:
-                self.post_message(RunEvents(index, batch))
-                batch = []
-
-        async def flusher() -> None:
-            while True:
-                await asyncio.sleep(FLUSH_S)
-                flush()
-
-        async def canceller() -> None:
-            await self._cancel.wait()
-            await proc.cancel()
-
-        helpers = [asyncio.create_task(flusher()), asyncio.create_task(canceller())]
-        try:
-            async for event in proc.events():
-                batch.append(event)
-                if metrics is not None:
-                    metrics.observe(event)
-                if event["type"] in URGENT:
-                    flush()
-            flush()
-            return await proc.wait()
-        except asyncio.CancelledError:
-            # The app is closing. Left running on purpose: the worker is in its own session and
-            # finishes its log; otherwise stop it (SIGTERM, then SIGKILL) like any cancel.
-            if not self._detach:
-                await proc.cancel()
-            raise
-        finally:
-            for task in helpers:
-                task.cancel()
-
     @while_open
     async def on_run_started(self, message: RunStarted) -> None:
         self.current_run = (message.index, message.run_path)
@@ -522,17 +458,14 @@ class JouleLabApp(App):
             if record.run_id == run_id or record.status != "complete" or summary is None or summary.config != config:
                 continue
             events, _ = read_events(record.path / "events.jsonl")
-            t0 = events[0]["t"] if events else 0.0
+            t0 = events[0].t if events else 0.0
             t, w = [], []
             for e in events:
-                if e["type"] == "sample":
-                    watts = [
-                        d.get("w")
-                        for n, d in e["domains"].items()
-                        if d.get("w") is not None and d.get("kind") != "platform" and "psys" not in n
-                    ]
+                if isinstance(e, Sample):
+                    # sample domains carry no kind: psys (the platform) is known by its name
+                    watts = [d["w"] for n, d in e.domains.items() if d["w"] is not None and "psys" not in n]
                     if watts:
-                        t.append(e["t"] - t0)
+                        t.append(e.t - t0)
                         w.append(sum(watts))
             if t:
                 self.post_message(ReferenceLoaded(index, f"past {record.run_id}", t, w))
@@ -695,21 +628,24 @@ class JouleLabApp(App):
             if rest:
                 what += f"; the {rest} queued after it will not start"
 
+        runner = self.runner
+
         def chosen(choice: str | None) -> None:
             if choice == STOP:
                 self._quit_after_run = True
                 self.action_cancel_run()  # the run going now, whichever it is; nothing new starts
                 self.notify("Stopping the run, then quitting…")
             elif choice == LEAVE:
-                self._detach = True
                 self.left_running = run_path
-                if self.plan is not None and self.plan.plan_file is not None:
-                    plan_store.close_plan(self.plan.plan_file, "left")  # offered to finish next time
+                if runner is not None:
+                    runner.leave_running()  # the plan is offered to finish next time
                 self.exit()
                 return
-            self._may_start.set()
+            if runner is not None:
+                runner.release()
 
-        self._may_start.clear()  # while the dialog is open the plan starts no new run
+        if runner is not None:
+            runner.hold()  # while the dialog is open the plan starts no new run
         self.push_screen(ConfirmQuit(what, str(run_path)), chosen)
 
 

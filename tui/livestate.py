@@ -10,8 +10,10 @@ monotonic event times, so a replayed stream shows exactly what the live one did.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine.meters.base import weakest_source
+from engine.protocol import AnyEvent, Epoch, Error, Hello, MeterInfo, PhaseEnd, PhaseStart, Result, Sample
 from engine.report import SOURCE_MARK
 from engine.runs import LiveTotals
 
@@ -34,8 +36,8 @@ class PhaseRow:
 class RunState(LiveTotals):
     t0: float | None = None
     t_last: float | None = None
-    meters: list[dict] = field(default_factory=list)  # [{name, source, method, kind}] from hello
-    missing: list[dict] = field(default_factory=list)
+    meters: list[MeterInfo] = field(default_factory=list)  # from hello
+    missing: list[dict[str, Any]] = field(default_factory=list)
     idle_w: dict[str, float] = field(default_factory=dict)
     rows: dict[str, PhaseRow] = field(default_factory=dict)  # in phase order
     boundaries: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, phase)
@@ -44,43 +46,49 @@ class RunState(LiveTotals):
     error: str | None = None
     events_seen: int = 0
 
-    def update(self, event: dict) -> None:
+    def update(self, event: AnyEvent) -> None:
         super().update(event)
         self.events_seen += 1
-        kind = event["type"]
-        t = event.get("t")
-        if isinstance(t, (int, float)) and event.get("run"):
+        t = event.t
+        if event.run:
             if self.t0 is None:
                 self.t0 = t
             self.t_last = t if self.t_last is None else max(self.t_last, t)
-        if kind == "hello":
-            self.meters = list(event.get("meters", []))
-            self.missing = list(event.get("missing", []))
-        elif kind == "phase_start":
-            phase = event["phase"]
-            self.rows[phase] = PhaseRow(phase, t, dict(self.joules_now))
-            self.boundaries.append((self.since_start(t), phase))
-        elif kind == "phase_end":
-            phase = event["phase"]
-            row = self.rows.get(phase) or PhaseRow(phase, t, {})
-            row.final, row.partial = True, bool(event.get("partial"))
-            row.duration_s = event.get("duration_s", 0.0)
-            for name, e in event.get("energy", {}).items():
-                row.net_j[name], row.gross_j[name] = e["net_j"], e["gross_j"]
-                self.sources[name] = e.get("source", self.sources.get(name))
-            total = event.get("total", {})
-            row.total_net_j, row.total_gross_j = total.get("net_j", 0.0), total.get("gross_j", 0.0)
-            self.rows[phase] = row
-            if phase == "idle" and row.duration_s > 0:
-                self.idle_w = {n: g / row.duration_s for n, g in row.gross_j.items()}
-        elif kind == "sample":
-            self._running_phase()
-        elif kind == "epoch":
-            self.curve.append({k: event.get(k) for k in ("phase", "epoch", "val_accuracy", "cumulative_j", "source")})
-        elif kind == "result":
-            self.metrics = event.get("metrics", {})
-        elif kind == "error":
-            self.error = event.get("message")
+        match event:
+            case Hello():
+                self.meters = list(event.meters)
+                self.missing = list(event.missing)
+            case PhaseStart(phase=phase):
+                self.rows[phase] = PhaseRow(phase, t, dict(self.joules_now))
+                self.boundaries.append((self.since_start(t), phase))
+            case PhaseEnd(phase=phase):
+                row = self.rows.get(phase) or PhaseRow(phase, t, {})
+                row.final, row.partial = True, event.partial
+                row.duration_s = event.duration_s
+                for name, e in event.energy.items():
+                    row.net_j[name], row.gross_j[name] = e["net_j"], e["gross_j"]
+                    self.sources[name] = e.get("source", self.sources.get(name))
+                total = event.total
+                row.total_net_j, row.total_gross_j = total.get("net_j", 0.0), total.get("gross_j", 0.0)
+                self.rows[phase] = row
+                if phase == "idle" and row.duration_s > 0:
+                    self.idle_w = {n: g / row.duration_s for n, g in row.gross_j.items()}
+            case Sample():
+                self._running_phase()
+            case Epoch():
+                self.curve.append(
+                    {
+                        "phase": event.phase,
+                        "epoch": event.epoch,
+                        "val_accuracy": event.val_accuracy,
+                        "cumulative_j": event.cumulative_j,
+                        "source": event.source,
+                    }
+                )
+            case Result():
+                self.metrics = event.metrics
+            case Error():
+                self.error = event.message
 
     def _running_phase(self) -> None:
         if self.phase is None or self.phase not in self.rows or self.rows[self.phase].final:

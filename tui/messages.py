@@ -4,6 +4,7 @@ Events from a worker's stream arrive throttled: `RunEvents` carries every event 
 (nothing is dropped: the graph needs each sample, the totals need none but the last), at most about
 four per second, plus one at once for each event a person should see without delay (a phase
 change, an epoch, an error, the end). A batch is folded whole, so four redraws a second at most.
+The batches are engine.runs.PlanRunner's (its RunEvents); the run worker only re-posts them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from textual.message import Message
 
+from engine.protocol import AnyEvent
+from engine.records import RunSummary
 from tui.plan import PlanItem, RunPlan
 
 
@@ -33,7 +36,7 @@ class RunEvents(Message):
     """A throttled batch of one run's events, in stream order."""
 
     index: int
-    events: list[dict] = field(default_factory=list)
+    events: list[AnyEvent] = field(default_factory=list)
 
 
 @dataclass
@@ -45,14 +48,14 @@ class RunFinished(Message):
     status: str  # complete | cancelled | failed | crashed
     exit_code: int
     error: str | None
-    summary: dict | None
+    summary: RunSummary | None
     stderr_tail: str = ""
 
 
 @dataclass
 class PlanFinished(Message):
     plan: RunPlan
-    summaries: list[dict]
+    summaries: list[RunSummary]
     statuses: list[str]
     stopped: bool  # the user cancelled: the rest of the plan did not run
 

@@ -11,6 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from engine.protocol import AnyEvent, PhaseStart, Sample
 from engine.report import run_table
 from engine.store import EVENTS, STDERR, RunRecord, read_events
 from tui import fmt
@@ -31,7 +32,7 @@ def stderr_tail(run_path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def fold_log(record: RunRecord) -> tuple[RunState, list[dict]]:
+def fold_log(record: RunRecord) -> tuple[RunState, list[AnyEvent]]:
     events, _bad = read_events(record.path / EVENTS)
     state = RunState()
     for event in events:
@@ -74,11 +75,12 @@ class RunDetail(ModalScreen[None]):
         graph = self.query_one(PowerGraph)
         graph.set_meters(state.meters)
         t0 = state.t0
-        for e in events:
-            if e["type"] == "sample" and t0 is not None:
-                graph.add_sample(e["t"] - t0, {n: (d.get("w"), d.get("source")) for n, d in e["domains"].items()})
-            elif e["type"] == "phase_start" and t0 is not None:
-                graph.add_boundary(e["t"] - t0, e["phase"])
+        for e in events if t0 is not None else []:
+            match e:
+                case Sample():
+                    graph.add_sample(e.t - t0, {n: (d["w"], d["source"]) for n, d in e.domains.items()})
+                case PhaseStart():
+                    graph.add_boundary(e.t - t0, e.phase)
         graph.display = bool(graph.series)
         body = []
         metrics = s.metrics if s is not None else None

@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from engine.protocol import AnyEvent, Epoch, Hello, PhaseEnd, PhaseStart, Sample
 from tui import fmt
 from tui.livestate import RunState
 from tui.plan import RunPlan
@@ -101,27 +102,26 @@ class LiveView(Vertical):
             await box.mount_all(list(self.totals.values()))
         self._dirty = True
 
-    def fold(self, index: int, events: list[dict]) -> None:
+    def fold(self, index: int, events: list[AnyEvent]) -> None:
         state = self.states.setdefault(index, RunState())
         graph = self.graph if index == self.current else None
         for event in events:
             state.update(event)
             if graph is None:
                 continue
-            kind = event["type"]
-            if kind == "sample":
-                graph.add_sample(
-                    state.since_start(event["t"]),
-                    {n: (d.get("w"), d.get("source")) for n, d in event["domains"].items()},
-                )
-            elif kind == "hello":
-                graph.set_meters(state.meters)
-            elif kind == "phase_start":
-                graph.add_boundary(state.since_start(event["t"]), event["phase"])
-            elif kind == "phase_end" and event["phase"] != "test":
-                graph.add_boundary(state.since_start(event["t"]), "setup")  # until the next phase starts
-            elif kind == "epoch":
-                graph.add_epoch(state.since_start(event["t"]))
+            match event:
+                case Sample():
+                    graph.add_sample(
+                        state.since_start(event.t), {n: (d["w"], d["source"]) for n, d in event.domains.items()}
+                    )
+                case Hello():
+                    graph.set_meters(state.meters)
+                case PhaseStart():
+                    graph.add_boundary(state.since_start(event.t), event.phase)
+                case PhaseEnd() if event.phase != "test":
+                    graph.add_boundary(state.since_start(event.t), "setup")  # until the next phase starts
+                case Epoch():
+                    graph.add_epoch(state.since_start(event.t))
         self._dirty = True
 
     def run_finished(self, index: int, status: str, error: str | None, stderr_tail: str) -> None:
