@@ -25,7 +25,11 @@ The server binds 127.0.0.1 unless an address is given explicitly, uses its own C
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 DEFAULT_ADDR = "127.0.0.1"
 INSTALL = "pip install 'joulelab[prometheus]'"
@@ -99,7 +103,8 @@ class MetricsServer:
             registry=self.registry,
         )
         self.runs: dict[str, _Run] = {}
-        self._server = self._thread = None
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     # --- serving -------------------------------------------------------------------------------
     def start(self) -> MetricsServer:
@@ -116,7 +121,7 @@ class MetricsServer:
 
     def stop(self) -> None:
         """Stop serving and close the port."""
-        if self._server is not None:
+        if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._server.server_close()
             self._thread.join(timeout=5)
@@ -125,7 +130,9 @@ class MetricsServer:
     def __enter__(self) -> MetricsServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -140,7 +147,7 @@ class MetricsServer:
         self.state.labels(run_id, configuration).state("starting")
         self.dropped.labels(run_id, configuration)  # present at 0 from the start
 
-    def observe(self, event: dict) -> None:
+    def observe(self, event: dict[str, Any]) -> None:
         """Fold one event of a run that `begin` announced."""
         run = self.runs.get(event.get("run", ""))
         if run is None:
@@ -175,21 +182,22 @@ class MetricsServer:
         if run is not None and status in STATES:
             self.state.labels(run_id, run.configuration).state(status)
 
-    def _sample(self, run: _Run, labels: tuple[str, str], event: dict) -> None:
+    def _sample(self, run: _Run, labels: tuple[str, str], event: dict[str, Any]) -> None:
         t, previous_t = event["t"], run.last_sample_t
         if previous_t is not None and run.sample_hz > 0:
             missed = round((t - previous_t) * run.sample_hz) - 1
             if missed > 0:
                 self.dropped.labels(*labels).inc(missed)
         run.last_sample_t = t
-        inside = run.phase is not None and previous_t is not None and previous_t >= run.phase_t
+        # the phase this sample's interval lies wholly inside, or None
+        phase = run.phase if previous_t is not None and previous_t >= run.phase_t else None
         for domain, d in event["domains"].items():
             source, method, kind = d.get("source"), d.get("method"), run.kinds.get(domain, "")
             if d.get("w") is not None:
                 self.watts.labels(*labels, domain, kind, source).set(d["w"])
             previous = run.last_j.get(domain)
             run.last_j[domain] = d["j"]
-            if inside and previous is not None and d["j"] > previous:
-                self.joules.labels(*labels, run.phase, domain, kind, source, method).inc(d["j"] - previous)
-                key = (run.phase, domain)
+            if phase is not None and previous is not None and d["j"] > previous:
+                self.joules.labels(*labels, phase, domain, kind, source, method).inc(d["j"] - previous)
+                key = (phase, domain)
                 run.counted[key] = run.counted.get(key, 0.0) + d["j"] - previous
