@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from engine.data.cache import cache_root
 from engine.meters.base import weakest_source
@@ -32,6 +32,7 @@ from engine.presets import PlannedRun, Preset
 from engine.records import METERED_PHASES, RunSummary
 from engine.stats import (
     Estimate,
+    EstimateDict,
     NoiseFloor,
     VerdictContext,
     contended_phases,
@@ -69,7 +70,23 @@ def arm_of(summary: RunSummary) -> str | None:
     return arm if arm in ARMS else None
 
 
-def analyse(summaries: list[RunSummary]) -> dict[str, Any]:
+class CalibrationRecord(TypedDict):
+    """What `joulelab calibrate` saves per machine (JSON), and its table shows."""
+
+    host: str
+    measured: str
+    config: str
+    pairs: int
+    runs: list[str]
+    cv: dict[str, float]  # metered phase -> coefficient of variation of its net joules
+    ratio: dict[str, EstimateDict]  # quantity ("train", "test") -> the A/B ratio
+    sd_log: dict[str, float]
+    floors: dict[str, dict[str, float | None]]  # quantity -> pairs (as text) -> relative floor
+    contended_runs: int
+    verdict: str
+
+
+def analyse(summaries: list[RunSummary]) -> CalibrationRecord:
     """The calibration record (see the module doc) from complete A/A runs."""
     runs = [s for s in summaries if s.complete and arm_of(s)]
     by_arm = {arm: {s.seed: s for s in runs if arm_of(s) == arm} for arm in ARMS}
@@ -78,7 +95,7 @@ def analyse(summaries: list[RunSummary]) -> dict[str, Any]:
     if len(pairs) < 2:
         raise ValueError(f"calibration needs at least 2 complete A/A pairs, got {len(pairs)}")
 
-    cv = {}
+    cv: dict[str, float] = {}
     for phase in METERED_PHASES:
         values = [t.net_j for s in runs if (t := s.total(phase)) is not None]
         if len(values) >= 2 and statistics.fmean(values) > 0:
@@ -127,7 +144,7 @@ def analyse(summaries: list[RunSummary]) -> dict[str, Any]:
     }
 
 
-def save(record: dict) -> Path:
+def save(record: CalibrationRecord) -> Path:
     path = calibration_path(record["host"])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -18,9 +18,10 @@ import math
 import os
 import platform
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -28,8 +29,12 @@ from engine.errors import JouleLabError
 from engine.protocol import PHASES
 from engine.records import ConfigKey
 from engine.records.config_key import BASELINE
-from engine.stats import Comparison, ConfigStats
+from engine.stats import Comparison, ConfigStats, Estimate, EstimateDict
 from engine.store import EVENTS, FILE_MODE, RunRecord, read_events
+
+if TYPE_CHECKING:  # both untyped: these names only document what flows
+    import pyarrow as pa
+    from mlflow.tracking import MlflowClient
 
 FORMATS = ("csv", "json", "parquet", "codecarbon")
 TABLES = ("runs", "phases", "samples", "curve")
@@ -153,11 +158,13 @@ COLUMNS: dict[str, dict[str, str]] = {
         "source": "str",
     },
 }
+# One row of a table: column -> value (COLUMNS gives each column's type).
+Row = dict[str, Any]
 # Runs whose rows are built and written together: memory holds one chunk, never the history.
 CHUNK_RUNS = 100
 
 
-def _frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+def _frame(rows: list[Row], columns: dict[str, str]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(columns))
     for name, kind in columns.items():
         if kind == "int":
@@ -169,14 +176,14 @@ def _frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
     return df
 
 
-def _arrow_schema(columns: dict[str, str]):
+def _arrow_schema(columns: dict[str, str]) -> pa.Schema:
     import pyarrow as pa
 
     types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
     return pa.schema([(name, types[kind]) for name, kind in columns.items()])
 
 
-def _config_parts(record: RunRecord) -> dict:
+def _config_parts(record: RunRecord) -> Row:
     spec = record.spec
     key = (record.summary.config if record.summary is not None else None) or spec.get("config") or ""
     mechanism = ConfigKey.parse(key).mechanism if key.count("/") == 3 else BASELINE
@@ -192,11 +199,11 @@ def _config_parts(record: RunRecord) -> dict:
     }
 
 
-def _run_rows(r: RunRecord) -> list[dict]:
+def _run_rows(r: RunRecord) -> list[Row]:
     from engine.meters.base import weakest_source
 
     s = r.summary
-    row: dict[str, Any] = {**_config_parts(r), "status": r.status, "started": r.started, "last_phase": r.last_phase}
+    row: Row = {**_config_parts(r), "status": r.status, "started": r.started, "last_phase": r.last_phase}
     if s is None:
         return [row]
     m = s.metrics
@@ -224,7 +231,7 @@ def _run_rows(r: RunRecord) -> list[dict]:
     return [row]
 
 
-def _phase_rows(r: RunRecord) -> list[dict[str, Any]]:
+def _phase_rows(r: RunRecord) -> list[Row]:
     if r.summary is None:
         return []
     return [
@@ -252,7 +259,7 @@ def _phase_rows(r: RunRecord) -> list[dict[str, Any]]:
     ]
 
 
-def _sample_rows(r: RunRecord) -> list[dict]:
+def _sample_rows(r: RunRecord) -> list[Row]:
     events, _ = read_events(r.path / EVENTS)
     t0 = events[0]["t"] if events else 0.0
     return [
@@ -271,7 +278,7 @@ def _sample_rows(r: RunRecord) -> list[dict]:
     ]
 
 
-def _curve_rows(r: RunRecord) -> list[dict]:
+def _curve_rows(r: RunRecord) -> list[Row]:
     if r.summary is None:
         return []
     # the export keeps its column name val_accuracy (a fraction, as in the summary's val_accuracy_frac)
@@ -315,7 +322,7 @@ def tables(records: list[RunRecord]) -> dict[str, pd.DataFrame]:
     return {name: _table(records, name) for name in TABLES}
 
 
-def _codecarbon_row(r: RunRecord, carbon_intensity_g_per_kwh: float) -> dict:
+def _codecarbon_row(r: RunRecord, carbon_intensity_g_per_kwh: float) -> Row:
     from engine.meters.base import weakest_source
 
     s = r.summary
@@ -390,7 +397,7 @@ def codecarbon_table(
     return pd.DataFrame(rows, columns=[*CODECARBON_COLUMNS, "joulelab_energy_source"])
 
 
-def _chunks(records: list[RunRecord]):
+def _chunks(records: list[RunRecord]) -> Iterator[list[RunRecord]]:
     """The records to export, whole (a listing may hold light records), CHUNK_RUNS at a time.
     Damaged runs are never exported as data (the caller names them)."""
     from engine.store import load_run
@@ -412,7 +419,7 @@ def write(
         if fmt == "codecarbon":
             path = out if out.suffix else out / "emissions.csv"
 
-            def write_cc(p):
+            def write_cc(p: str) -> None:
                 with open(p, "w", newline="") as f:
                     for n, chunk in enumerate(_chunks(records)):
                         codecarbon_table(chunk, carbon_intensity).to_csv(
@@ -491,7 +498,7 @@ def _write_json(records: list[RunRecord], path: str) -> None:
                 f.close()
 
 
-def _atomic_many(paths: list[Path], write_fn) -> None:
+def _atomic_many(paths: list[Path], write_fn: Callable[[list[str]], None]) -> None:
     """Write several files through temporaries; all are renamed into place only once all exist."""
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -512,7 +519,7 @@ def _atomic_many(paths: list[Path], write_fn) -> None:
         raise
 
 
-def _atomic(path: Path, write_fn) -> None:
+def _atomic(path: Path, write_fn: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
@@ -526,10 +533,10 @@ def _atomic(path: Path, write_fn) -> None:
         raise
 
 
-def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) -> dict:
+def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) -> dict[str, list[dict[str, Any]]]:
     """Stats and comparisons as plain data, for --format json (and anything else that wants it)."""
 
-    def est(e):
+    def est(e: Estimate | None) -> EstimateDict | None:
         return e.as_dict() if e is not None else None
 
     return {
@@ -668,7 +675,7 @@ def _epoch_ms(stamp: str | None) -> int | None:
         return None
 
 
-def _mlflow_client_class():
+def _mlflow_client_class() -> type[MlflowClient]:
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
@@ -700,7 +707,7 @@ def log_mlflow(records: list[RunRecord], target: MlflowTarget = MlflowTarget()) 
         raise _mlflow_error(target, exc) from None
 
 
-def _log_one(client, experiment_id: str, record: RunRecord) -> MlflowLogged:
+def _log_one(client: MlflowClient, experiment_id: str, record: RunRecord) -> MlflowLogged:
     from mlflow.entities import Metric, Param, RunTag
 
     if record.status == "running":
@@ -717,14 +724,15 @@ def _log_one(client, experiment_id: str, record: RunRecord) -> MlflowLogged:
     rid = run.info.run_id
     try:
         stamp = end_ms or 0
-        entities = (
-            [Param(k, v) for k, v in params.items()],
-            [Metric(k, float(v), stamp, step) for k, v, step in metrics],
-            [RunTag(k, v) for k, v in tags.items()],
-        )
-        for kind, items in zip(("params", "metrics", "tags"), entities):
-            for i in range(0, len(items), _MLFLOW_BATCH):
-                client.log_batch(rid, **{kind: items[i : i + _MLFLOW_BATCH]})
+        param_entities = [Param(k, v) for k, v in params.items()]
+        metric_entities = [Metric(k, float(v), stamp, step) for k, v, step in metrics]
+        tag_entities = [RunTag(k, v) for k, v in tags.items()]
+        most = max(len(param_entities), len(metric_entities), len(tag_entities))
+        for i in range(0, most, _MLFLOW_BATCH):  # up to a batch of each kind per call
+            window = slice(i, i + _MLFLOW_BATCH)
+            client.log_batch(
+                rid, params=param_entities[window], metrics=metric_entities[window], tags=tag_entities[window]
+            )
         for name in ("run.json", "summary.json"):
             if (record.path / name).exists():
                 client.log_artifact(rid, str(record.path / name))

@@ -25,13 +25,16 @@ The server binds 127.0.0.1 unless an address is given explicitly, uses its own C
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from engine.protocol import AnyEvent  # events read like their JSON objects (see Event.get)
+from wsgiref.simple_server import WSGIServer
 
 from engine.errors import JouleLabError
+
+if TYPE_CHECKING:
+    from engine.protocol import AnyEvent
 
 DEFAULT_ADDR = "127.0.0.1"
 INSTALL = "pip install 'joulelab[prometheus]'"
@@ -105,7 +108,8 @@ class MetricsServer:
             registry=self.registry,
         )
         self.runs: dict[str, _Run] = {}
-        self._server = self._thread = None
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     # --- serving -------------------------------------------------------------------------------
     def start(self) -> MetricsServer:
@@ -122,7 +126,7 @@ class MetricsServer:
 
     def stop(self) -> None:
         """Stop serving and close the port."""
-        if self._server is not None:
+        if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._server.server_close()
             self._thread.join(timeout=5)
@@ -131,7 +135,9 @@ class MetricsServer:
     def __enter__(self) -> MetricsServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -188,14 +194,15 @@ class MetricsServer:
             if missed > 0:
                 self.dropped.labels(*labels).inc(missed)
         run.last_sample_t = t
-        inside = run.phase is not None and previous_t is not None and previous_t >= run.phase_t
+        # the phase this sample's interval lies wholly inside, or None
+        phase = run.phase if previous_t is not None and previous_t >= run.phase_t else None
         for domain, d in event["domains"].items():
             source, method, kind = d.get("source"), d.get("method"), run.kinds.get(domain, "")
             if d.get("w") is not None:
                 self.watts.labels(*labels, domain, kind, source).set(d["w"])
             previous = run.last_j.get(domain)
             run.last_j[domain] = d["j"]
-            if inside and previous is not None and d["j"] > previous:
-                self.joules.labels(*labels, run.phase, domain, kind, source, method).inc(d["j"] - previous)
-                key = (run.phase, domain)
+            if phase is not None and previous is not None and d["j"] > previous:
+                self.joules.labels(*labels, phase, domain, kind, source, method).inc(d["j"] - previous)
+                key = (phase, domain)
                 run.counted[key] = run.counted.get(key, 0.0) + d["j"] - previous

@@ -7,9 +7,11 @@ what that means, so an estimate is never read as a measurement.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypedDict
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -17,6 +19,9 @@ from engine.meters.contention import CONTENDED_SHARE
 from engine.protocol import PHASES as PHASE_ORDER
 from engine.records import RunSummary
 from engine.stats import Comparison, ConfigStats, Estimate
+
+if TYPE_CHECKING:
+    from engine.calibrate import CalibrationRecord
 
 SOURCE_MARK = {"counter": "", "polled": "", "modelled": "~"}
 CONTENDED_MARK = "!"  # measured while other processes used the machine (see meters.contention)
@@ -41,6 +46,13 @@ def fmt_number(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+class _EstimateStyle(TypedDict):
+    """The layout arguments of fmt_estimate that a whole table shares."""
+
+    symmetric: bool
+    stacked: bool
+
+
 def fmt_estimate(
     e: Estimate | None,
     scale: float = 1.0,
@@ -58,10 +70,11 @@ def fmt_estimate(
     mark = SOURCE_MARK.get(e.source or "", "")
     text = f"{mark}{fmt_number(e.mean * scale, digits)}{suffix}{flags}"
     sep, gap = ("\n", "") if stacked else (" ", " ")
-    if e.has_interval and symmetric:
-        text += f"{sep}±{gap}{fmt_number((e.high - e.mean) * scale, 2)}"
-    elif e.has_interval:
-        text += f"{sep}[{fmt_number(e.low * scale, digits)},{gap}{fmt_number(e.high * scale, digits)}]"
+    if e.low is not None and e.high is not None:
+        if symmetric:
+            text += f"{sep}±{gap}{fmt_number((e.high - e.mean) * scale, 2)}"
+        else:
+            text += f"{sep}[{fmt_number(e.low * scale, digits)},{gap}{fmt_number(e.high * scale, digits)}]"
     return text
 
 
@@ -84,7 +97,7 @@ ABBREV_NOTE = (
 )
 
 
-def fitted(console, build):
+def fitted(console: Console, build: Callable[[bool], Table]) -> Table:
     """The wide table when it fits the console, else the compact one: `build(narrow)` makes either.
     Piped output gets a wide console (see engine.cli), so files keep the full layout."""
     wide = build(False)
@@ -155,7 +168,7 @@ def config_table(
     ]
     if narrow:
         headers = ["config", "n", *(["pre J"] if pretrain else []), *[f"{p} J" for p in phases], "mJ/inf", "acc%", "F1"]
-    est = {"symmetric": True, "stacked": narrow}
+    est = _EstimateStyle(symmetric=True, stacked=narrow)
     rows = [
         [
             short_key(s.key, s.synthetic, narrow),
@@ -326,7 +339,7 @@ def run_notes(summary: RunSummary) -> list[str]:
     return notes
 
 
-def calibration_table(record: dict) -> Table:
+def calibration_table(record: CalibrationRecord) -> Table:
     """`joulelab calibrate`: how much identical runs differ here, and the smallest ratio n pairs resolve."""
     table = Table(
         title=f"Noise floor of {record['host']}: {record['config']} against itself, {record['pairs']} A/A pairs",
@@ -339,13 +352,13 @@ def calibration_table(record: dict) -> Table:
     for key, label in names.items():
         ratio = record["ratio"].get(key)
         floors = record["floors"].get(key, {})
-        est = Estimate(**{k: ratio[k] for k in ("mean", "low", "high", "n", "source")}) if ratio else None
+        est = Estimate(ratio["mean"], ratio["low"], ratio["high"], ratio["n"], ratio["source"]) if ratio else None
         cv = record["cv"].get(key)
         table.add_row(
             label,
             f"{100 * cv:.1f} %" if cv is not None else "-",
             fmt_estimate(est, suffix="x"),
-            *[f"±{100 * floors[str(n)]:.1f} %" if floors.get(str(n)) is not None else "-" for n in (3, 5, 10)],
+            *[f"±{100 * f:.1f} %" if (f := floors.get(str(n))) is not None else "-" for n in (3, 5, 10)],
         )
     for phase, cv in record["cv"].items():
         if phase not in names:

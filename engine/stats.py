@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict, overload
 
 from engine.meters.base import weakest_source
 from engine.records import METERED_PHASES, TRAINING_PHASES, ConfigKey, RunSummary
@@ -86,6 +87,16 @@ def t_quantile(p: float, df: float) -> float:
 
 
 # -- estimates -------------------------------------------------------------------------------
+class EstimateDict(TypedDict):
+    """An Estimate as JSON (calibration records)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    source: str | None
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A mean over n trials with its 95 % interval (None when n < 2), and its provenance."""
@@ -101,9 +112,9 @@ class Estimate:
         return self.low is not None
 
     def spans(self, value: float) -> bool:
-        return self.has_interval and self.low <= value <= self.high
+        return self.low is not None and self.high is not None and self.low <= value <= self.high
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> EstimateDict:
         return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n, "source": self.source}
 
 
@@ -128,8 +139,8 @@ def ratio_ci(numerators: list[float], denominators: list[float], source: str | N
     exp = math.exp
     return Estimate(
         exp(logs.mean),
-        exp(logs.low) if logs.has_interval else None,
-        exp(logs.high) if logs.has_interval else None,
+        exp(logs.low) if logs.low is not None else None,
+        exp(logs.high) if logs.high is not None else None,
         logs.n,
         source,
     )
@@ -294,9 +305,15 @@ class NoiseFloor:
         return math.exp(spread) - 1
 
 
+@overload
+def widen(ratio: Estimate, error_rel: float) -> Estimate: ...
+@overload
+def widen(ratio: None, error_rel: float) -> None: ...
+@overload
+def widen(ratio: Estimate | None, error_rel: float) -> Estimate | None: ...
 def widen(ratio: Estimate | None, error_rel: float) -> Estimate | None:
     """A ratio's interval widened by the meters' relative error (first order, worst case)."""
-    if ratio is None or not ratio.has_interval or error_rel <= 0:
+    if ratio is None or ratio.low is None or ratio.high is None or error_rel <= 0:
         return ratio
     return Estimate(ratio.mean, ratio.low / (1 + error_rel), ratio.high * (1 + error_rel), ratio.n, ratio.source)
 
@@ -367,8 +384,7 @@ def _compare(
     noise: NoiseFloor | None = None,
 ) -> Comparison:
     def paired(fn: Callable[[RunSummary], tuple[float, str] | None]) -> Estimate | None:
-        vals = [(fn(t), fn(r)) for t, r in pairs]
-        vals = [(a, b) for a, b in vals if a is not None and b is not None]
+        vals = [(a, b) for t, r in pairs if (a := fn(t)) is not None and (b := fn(r)) is not None]
         if not vals:
             return None
         source = weakest_source([a[1] for a, _ in vals] + [b[1] for _, b in vals])
@@ -395,8 +411,9 @@ def _compare(
     runs = [x for pair in pairs for x in pair]
     train_error = max((meter_error(x, ("train", "prune")) for x in runs), default=0.0)
     test_error = max((meter_error(x, ("test",)) for x in runs), default=0.0)
-    on_this_machine = noise is not None and all(x.host == noise.host for x in runs)
-    floors = (noise.floor("train", len(pairs)), noise.floor("test", len(pairs))) if on_this_machine else (None, None)
+    floors: tuple[float | None, float | None] = (None, None)
+    if noise is not None and all(x.host == noise.host for x in runs):  # a floor speaks for its own machine only
+        floors = (noise.floor("train", len(pairs)), noise.floor("test", len(pairs)))
     contended = sum(1 for x in runs if contended_phases(x))
     shares = [v for x in runs if (v := others_cpu_share(x)) is not None]
     context = VerdictContext(train_error, test_error, floors[0], floors[1], contended, max(shares, default=None))

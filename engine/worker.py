@@ -26,10 +26,11 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from types import FrameType
+from typing import TYPE_CHECKING, Any, ParamSpec, TextIO
 
 import msgspec
 
@@ -64,7 +65,14 @@ from engine.spec import RunSpec, SpecError, new_run_id, spec_from_dict
 from engine.store import EVENTS, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
 
 if TYPE_CHECKING:
-    from engine.meters.sampler import PhaseEnergy
+    import torch
+
+    from engine.data import Split
+    from engine.meters.contention import ContentionRecord
+    from engine.meters.nvml import GpuState, NvmlMeter, OtherProcess
+    from engine.meters.sampler import DomainSample, PhaseEnergy, Sampler, Snapshot
+    from engine.models import Net
+    from engine.train import Precision, Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 EXIT_LOG_UNWRITABLE = 3
@@ -102,7 +110,7 @@ class EventWriter:
         self.reader_lost_at: float | None = None
         self.log_error: str | None = None  # why the log stopped taking events (disk full...)
 
-    def emit(self, event_type: str, **fields: Any) -> dict:
+    def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
         event = make_event(event_type, self.run_id, **fields)
         line = encode(event)
         entered = _Signals.enter()
@@ -115,7 +123,7 @@ class EventWriter:
 
     def _write(self, line: str) -> None:
         with self._lock:
-            if self.log_error is None:
+            if self.log_error is None and self._log_fd is not None:  # None: closed
                 try:
                     _append(self._log_fd, line.encode("utf-8"))
                     self.count += 1
@@ -175,7 +183,7 @@ def _append(fd: int, data: bytes) -> None:
         raise
 
 
-def environment_manifest() -> dict:
+def environment_manifest() -> dict[str, Any]:
     import numpy
     import psutil
     import torch
@@ -230,7 +238,7 @@ class _Signals:
     received: str | None = None  # a cancel arrived (an import it interrupted may re-raise it as ImportError)
 
     @classmethod
-    def handler(cls, signum, _frame):
+    def handler(cls, signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         cls.received = name
         if cls.cancelled:
@@ -262,10 +270,10 @@ class SourceNetwork:
     """The source task's network and data; `cached` is the saved pretraining record when the
     network came from the cache, None when this run must pretrain it."""
 
-    net: Any
-    split: Any
-    x_val: Any
-    y_val: Any
+    net: Net
+    split: Split  # on the run's device (see Run.on_device)
+    x_val: torch.Tensor
+    y_val: torch.Tensor
     key: str
     cached: PretrainRecord | None
 
@@ -283,17 +291,31 @@ class Run:
         self.metrics = Metrics()
         self.idle_watts: dict[str, float] = {}
         self.pretrain: PretrainRecord | None = None  # the source network's pretraining: measured here or cached
-        self.open_phase: tuple[str, Any] | None = None
+        self.open_phase: tuple[str, Snapshot] | None = None  # the phase and its start
         self.last_phase: str | None = None
-        self.sampler = None
-        self.device: Device | None = None  # resolved at the start of execute()
-        self.nvml = None  # the NVML meter, when the run's GPU is metered
-        self.precision = None  # train.Precision for the amp mechanism, else None (fp32)
-        self.gpu_others_at_start: dict[str, list[dict]] = {}
-        self.thermal: dict | None = None
+        self.sampler: Sampler | None = None  # started by start_meters(), before any phase
+        self._device: Device | None = None  # resolved at the start of execute()
+        self.nvml: NvmlMeter | None = None  # the NVML meter, when the run's GPU is metered
+        self.precision: Precision | None = None  # for the amp mechanism; None is fp32
+        self.gpu_others_at_start: dict[str, list[OtherProcess]] = {}
+        self.thermal: dict[str, Any] | None = None  # run.json's thermal record (engine.thermal.CoolDown and more)
         self.basis: dict[str, dict[str, float]] = {}
         self.started_wall = time.time()
         self.started = time.monotonic()
+
+    @property
+    def device(self) -> Device:
+        """The run's device: execute() resolves it before anything uses it."""
+        if self._device is None:
+            raise RuntimeError("the run's device is used before execute() resolved it")
+        return self._device
+
+    @property
+    def sampling(self) -> Sampler:
+        """The running sampler: start_meters() starts it before any phase opens."""
+        if self.sampler is None:
+            raise RuntimeError("the meters are read before start_meters() started them")
+        return self.sampler
 
     # -- metering -------------------------------------------------------------------------
     def start_meters(self) -> None:
@@ -306,7 +328,7 @@ class Run:
         gpu_uuids = [] if not dev.is_cuda else ([dev.info["uuid"]] if dev.info.get("uuid") else None)
         meters, missing = discover(os.getpid(), self.spec.tdp_w, gpu_uuids=gpu_uuids)
         self.nvml = next((m for m in meters if isinstance(m, NvmlMeter)), None)
-        self.sampler = Sampler(
+        self.sampler = sampler = Sampler(
             meters,
             self.spec.sample_hz,
             on_sample=self.emit_sample,
@@ -314,13 +336,13 @@ class Run:
             contention=open_contention(os.getpid()),
         )
         self.basis = {name: b for m in meters for name, b in m.basis().items()}
-        self.manifest["meters"] = [d.as_dict() for d in self.sampler.domains.values()]
+        self.manifest["meters"] = [d.as_dict() for d in sampler.domains.values()]
         self.manifest["missing_meters"] = [m.as_dict() for m in missing]
         self.manifest["meter_details"] = [m.manifest() for m in meters]
         self.manifest["sample_hz"] = self.spec.sample_hz
         self.manifest["device"] = self.device_manifest()
 
-    def device_manifest(self) -> dict:
+    def device_manifest(self) -> dict[str, Any]:
         """The resolved device; on CUDA with NVML's view of it (driver, power limit, clocks)."""
         out = self.device.manifest()
         if self.nvml is not None:
@@ -346,8 +368,8 @@ class Run:
             energy.basis = dict(basis)
         return energy
 
-    def emit_sample(self, domains: dict, machine: dict | None) -> None:
-        fields = {"domains": domains}
+    def emit_sample(self, domains: dict[str, DomainSample], machine: ContentionRecord | None) -> None:
+        fields: dict[str, Any] = {"domains": domains}
         if machine is not None:
             fields["machine"] = {k: machine[k] for k in ("others_cpu_share", "steal_share", "contended")}
         if self.nvml is not None and self.nvml.state:
@@ -364,23 +386,28 @@ class Run:
         me = psutil.Process(os.getpid())
         return {me.pid, *(c.pid for c in me.children(recursive=True))}
 
-    def gpu_others(self) -> dict[str, list[dict]]:
+    def gpu_others(self) -> dict[str, list[OtherProcess]]:
         return self.nvml.other_processes(self.own_pids()) if self.nvml is not None else {}
 
-    def begin(self, phase: str) -> None:
+    def begin(self, phase: str) -> Snapshot:
+        """Open a metered phase; returns its start (for the energy so far within it)."""
         # CUDA is asynchronous: wait for the previous work, so none of it lands in this phase
         self.device.sync()
         self.gpu_others_at_start = self.gpu_others()
         # Open the phase before announcing it: a cancel that lands during the announcement still
         # finds the phase open and closes it as partial.
-        self.open_phase = (phase, self.sampler.snapshot())
+        start = self.sampling.snapshot()
+        self.open_phase = (phase, start)
         self.last_phase = phase
         self.w.emit("phase_start", phase=phase)
+        return start
 
     def end(self, partial: bool = False, steps: int | None = None, networks: int | None = None) -> PhaseRecord:
         from engine.meters.nvml import agreement
         from engine.meters.sampler import phase_energy
 
+        if self.open_phase is None:
+            raise RuntimeError("no phase is open")
         phase, start = self.open_phase
         self.open_phase = None
         # ...and for this phase's own kernels to finish before its end is read
@@ -392,13 +419,14 @@ class Run:
             # closing a failed or cancelled phase: a broken device cannot be waited for, and the
             # partial record matters more
 
-        end = self.sampler.snapshot()
+        sampler = self.sampling
+        end = sampler.snapshot()
         duration = end.t - start.t
         if phase == "idle" and duration > 0:
             # The baseline itself: its mean power is what later phases subtract, so all of its
             # energy is idle and none of it net.
-            self.idle_watts = {n: (end.joules[n] - start.joules[n]) / duration for n in self.sampler.domains}
-        energy = phase_energy(start, end, self.sampler.domains, self.idle_watts, 1.0 / self.spec.sample_hz)
+            self.idle_watts = {n: (end.joules[n] - start.joules[n]) / duration for n in sampler.domains}
+        energy = phase_energy(start, end, sampler.domains, self.idle_watts, 1.0 / self.spec.sample_hz)
         if phase == "idle":
             for e in energy.values():
                 e.idle_j = e.gross_j  # exactly, not watts x duration with its rounding
@@ -410,10 +438,10 @@ class Run:
             steps=steps,
             networks=networks,
         )
-        if start.cpu is not None and end.cpu is not None:
+        if start.cpu is not None and end.cpu is not None and sampler.contention is not None:
             from engine.meters.contention import contention_between
 
-            contention = contention_between(start.cpu, end.cpu, self.sampler.contention.cpus)
+            contention = contention_between(start.cpu, end.cpu, sampler.contention.cpus)
             if contention is not None:
                 record.contention = CpuContention(**contention)
         if self.nvml is not None:
@@ -430,9 +458,10 @@ class Run:
         )
         return record
 
-    def cumulative_j(self, phase_start) -> float:
-        snap = self.sampler.snapshot()
-        return sum(snap.joules[n] - phase_start.joules[n] for n, d in self.sampler.domains.items() if in_totals(d.kind))
+    def cumulative_j(self, phase_start: Snapshot) -> float:
+        sampler = self.sampling
+        snap = sampler.snapshot()
+        return sum(snap.joules[n] - phase_start.joules[n] for n, d in sampler.domains.items() if in_totals(d.kind))
 
     # -- the run --------------------------------------------------------------------------
     def execute(self) -> None:
@@ -454,7 +483,7 @@ class Run:
         )
 
         spec = self.spec
-        self.device = resolve_device(spec.device)
+        self._device = resolve_device(spec.device)
         if spec.amp:
             if not self.device.is_cuda:
                 raise DeviceError(
@@ -478,7 +507,7 @@ class Run:
             missing=self.manifest["missing_meters"],
             device=self.manifest["device"],
         )
-        self.sampler.start()
+        self.sampling.start()
 
         self.thermal_guard()
         # Idle baseline: the machine's draw with this process doing nothing.
@@ -489,7 +518,7 @@ class Run:
 
         data = prepare(spec)
         gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
-        target, x_val, y_val = holdout(data.target, spec.val_fraction, gap)
+        target, x_val_host, y_val_host = holdout(data.target, spec.val_fraction, gap)
         set_seed(spec.seed)
         self.manifest["dataset"] = {
             "name": data.name,
@@ -498,15 +527,15 @@ class Run:
             "kind": data.kind,
             "target_classes": target.n_classes,
             "train_samples": len(target.x_train),
-            "val_samples": len(x_val),
+            "val_samples": len(x_val_host),
             "test_samples": len(target.x_test),
             **data.info,
         }
         # The data lives on the device for the whole run: copied once here, never per batch.
-        target, x_val, y_val = self.on_device(target), self.device.tensor(x_val), self.device.tensor(y_val)
+        target, x_val, y_val = self.on_device(target), self.device.tensor(x_val_host), self.device.tensor(y_val_host)
         precision = self.precision
 
-        def progress(p: dict) -> None:
+        def progress(p: Progress) -> None:
             self.w.emit("progress", **p)
 
         transfer = spec.mode in ("transfer", "finetune")
@@ -553,8 +582,7 @@ class Run:
         }
         self.write_manifest()
 
-        self.begin("train")
-        start_snap = self.open_phase[1]
+        start_snap = self.begin("train")
         result = fit(
             net,
             target.x_train,
@@ -577,8 +605,7 @@ class Run:
             before = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)[
                 "accuracy"
             ]  # not metered
-            self.begin("prune")
-            start_snap = self.open_phase[1]
+            start_snap = self.begin("prune")
             prune_global(net, spec.prune)
             if spec.prune_epochs:
                 tuned = fit(
@@ -632,7 +659,7 @@ class Run:
         )
         self.w.emit("result", metrics=to_json_object(m), curve=[to_json_object(p) for p in self.curve])
 
-    def open_source(self, source_split, gap: int) -> SourceNetwork:
+    def open_source(self, source_split: Split, gap: int) -> SourceNetwork:
         """The source network: loaded from the cache when it exists (its pretraining energy comes
         with it, labelled cached), else freshly built, to be pretrained by `pretrain_source`."""
         from engine import sources
@@ -640,12 +667,12 @@ class Run:
         from engine.models import build_network
 
         spec = self.spec
-        split, x_val, y_val = holdout(source_split, spec.val_fraction, gap)
+        split, x_val_host, y_val_host = holdout(source_split, spec.val_fraction, gap)
         net = build_network(split.input_shape, spec.size, split.n_classes, spec.batchnorm, spec.width)
         key = sources.source_key(spec, split.x_train, split.y_train, self.device.name)
         cached = sources.load(key) if spec.reuse_source else None
         net.to(self.device.name)
-        split, x_val, y_val = self.on_device(split), self.device.tensor(x_val), self.device.tensor(y_val)
+        split, x_val, y_val = self.on_device(split), self.device.tensor(x_val_host), self.device.tensor(y_val_host)
         record = None
         if cached is not None:
             state, saved = cached
@@ -659,14 +686,13 @@ class Run:
             self.metrics.source_accuracy_frac = record.source_accuracy_frac
         return SourceNetwork(net, split, x_val, y_val, key, record)
 
-    def pretrain_source(self, source: SourceNetwork, progress) -> None:
+    def pretrain_source(self, source: SourceNetwork, progress: Callable[[Progress], None]) -> None:
         """Train the source network in a metered pretrain phase, and save it for later runs."""
         from engine import sources
         from engine.train import evaluate, fit
 
         spec, split = self.spec, source.split
-        self.begin("pretrain")
-        start_snap = self.open_phase[1]
+        start_snap = self.begin("pretrain")
         fit(
             source.net,
             split.x_train,
@@ -702,7 +728,7 @@ class Run:
             if problem:
                 self.pretrain.cache_problem = problem
 
-    def adapt(self, net, n_classes: int):
+    def adapt(self, net: Net, n_classes: int) -> Net:
         """The source network made into the target network: a new head (replaced, or new layers
         on top of the old head), and for transfer a frozen body."""
         if self.spec.transfer_head == "extend":
@@ -713,13 +739,18 @@ class Run:
             net.freeze_body()
         return net.to(self.device.name)  # the new head was built on the host
 
-    def on_device(self, split):
+    def on_device(self, split: Split) -> Split:
         """A data split with its arrays as tensors on the run's device (one copy, for the whole run)."""
         import dataclasses
 
         t = self.device.tensor
+        # Split declares NumPy arrays; here they become tensors, which engine.train takes as well (its Array)
         return dataclasses.replace(
-            split, x_train=t(split.x_train), y_train=t(split.y_train), x_test=t(split.x_test), y_test=t(split.y_test)
+            split,
+            x_train=t(split.x_train),  # type: ignore[arg-type]
+            y_train=t(split.y_train),  # type: ignore[arg-type]
+            x_test=t(split.x_test),  # type: ignore[arg-type]
+            y_test=t(split.y_test),  # type: ignore[arg-type]
         )
 
     # -- thermal drift (GPU) --------------------------------------------------------------
@@ -728,7 +759,9 @@ class Run:
         if self.nvml is None or not self.device.is_cuda:
             return None
         domain = next((d.name for d in self.nvml.domains if d.kind == "gpu"), None)
-        uuid = self.nvml.uuid_of(domain) if domain else None
+        if not domain:
+            return None
+        uuid = self.nvml.uuid_of(domain)
         return (domain, uuid) if uuid else None
 
     def thermal_guard(self) -> None:
@@ -736,16 +769,14 @@ class Run:
         cooldown_s > 0 wait until it is back in the band. A warm start is recorded, not hidden."""
         from engine import thermal
 
-        gpu = self.run_gpu()
-        if gpu is None:
+        gpu, nvml = self.run_gpu(), self.nvml
+        if gpu is None or nvml is None:  # run_gpu() is None without NVML
             return
         domain, uuid = gpu
         self.thermal = {
             "gpu": domain,
             "uuid": uuid,
-            **thermal.cool_down(
-                lambda: self.nvml.now().get(domain, {}), thermal.load_baseline(uuid), self.spec.cooldown_s
-            ),
+            **thermal.cool_down(lambda: nvml.now().get(domain, {}), thermal.load_baseline(uuid), self.spec.cooldown_s),
         }
         self.manifest["thermal"] = self.thermal
         self.write_manifest()
@@ -754,11 +785,14 @@ class Run:
         """After the idle phase: this run's idle state; it becomes the reference unless warm."""
         from engine import thermal
 
-        if self.thermal is None:
+        if self.thermal is None or self.nvml is None:  # a thermal record needs NVML
             return
         state = self.nvml.now().get(self.thermal["gpu"], {})
         watts = self.idle_watts.get(self.thermal["gpu"])
-        idle = {"power_w": watts if watts is not None else state.get("power_w"), "temp_c": state.get("temp_c")}
+        idle: GpuState = {
+            "power_w": watts if watts is not None else state.get("power_w"),
+            "temp_c": state.get("temp_c"),
+        }
         self.thermal["idle_before"] = idle
         if not self.thermal["started_warm"]:
             problem = thermal.save_baseline(self.thermal["uuid"], idle, self.w.run_id)
@@ -770,7 +804,7 @@ class Run:
         after one power-averaging window so the reading is not the test phase's tail."""
         from engine import thermal
 
-        if self.thermal is None:
+        if self.thermal is None or self.nvml is None:  # a thermal record needs NVML
             return
         time.sleep(thermal.POLL_S)
         self.thermal["idle_after"] = self.nvml.now().get(self.thermal["gpu"], {})
@@ -816,7 +850,7 @@ class Run:
             out.basis_unknown = "cached before JouleLab recorded the model's basis: not re-modelled"
         return out
 
-    def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start) -> None:
+    def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start: Snapshot) -> None:
         self.device.sync()  # the cumulative joules cover the epoch's kernels, all of them
         point = CurvePoint(
             phase=phase,
@@ -839,7 +873,7 @@ class Run:
     def total_source(self) -> str:
         from engine.meters.base import weakest_source
 
-        return weakest_source(d.source for d in self.sampler.domains.values() if in_totals(d.kind))
+        return weakest_source(d.source for d in self.sampling.domains.values() if in_totals(d.kind))
 
     def write_manifest(self) -> None:
         atomic_write_json(self.path / RUN_JSON, self.manifest)
@@ -886,7 +920,7 @@ class Run:
 
 
 def gpu_contention(
-    at_start: dict[str, list[dict[str, Any]]], at_end: dict[str, list[dict[str, Any]]]
+    at_start: dict[str, list[OtherProcess]], at_end: dict[str, list[OtherProcess]]
 ) -> dict[str, GpuContention]:
     """Other processes seen on each metered GPU at the phase's start or end. Their work is inside
     the GPU's joules and NVML cannot apportion it, so a phase with any is flagged `contended`."""
@@ -894,7 +928,9 @@ def gpu_contention(
     for domain in sorted(set(at_start) | set(at_end)):
         procs = {p["pid"]: p for p in at_start.get(domain, []) + at_end.get(domain, [])}
         out[domain] = GpuContention(
-            other_processes=sorted(procs.values(), key=lambda p: p["pid"]), contended=bool(procs)
+            # copied as plain JSON objects, the record's type for them
+            other_processes=[dict[str, Any](p) for p in sorted(procs.values(), key=lambda p: p["pid"])],
+            contended=bool(procs),
         )
     return out
 
@@ -1064,7 +1100,10 @@ def _to_stderr(text: str) -> None:
         pass
 
 
-def _quietly(fn, *args, **kwargs) -> None:
+_P = ParamSpec("_P")
+
+
+def _quietly(fn: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> None:
     """Close the record even when the log can no longer be written (the stream still hears it)."""
     try:
         fn(*args, **kwargs)
@@ -1078,7 +1117,7 @@ def _process_started() -> float | None:
     try:
         import psutil
 
-        return psutil.Process(os.getpid()).create_time()
+        return float(psutil.Process(os.getpid()).create_time())
     except (ImportError, OSError):  # a missing start time only disables the reuse guard
         return None
 
