@@ -227,9 +227,9 @@ def run(
         run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, resume)
         return
     if resume:
-        from engine.plans import resume_cli
+        from engine.runs import resume_latest_plan
 
-        raise typer.Exit(1 if resume_cli(logs or default_logs_dir(), console) else 0)
+        raise typer.Exit(1 if resume_latest_plan(logs or default_logs_dir(), console) else 0)
     if preset is None:
         raise fail("give a preset to run (quick, paper, ... or a .toml file), or --resume")
 

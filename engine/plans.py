@@ -20,12 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.store import RUN_JSON, SUMMARY, atomic_write_json
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 PLANS_DIR = ".plans"
 
@@ -210,49 +207,3 @@ def interrupted_plans(logs_dir: Path) -> list[InterruptedPlan]:
         else:
             close_plan(path, "finished")  # its last run ended after the session did
     return found
-
-
-def resume_cli(logs_dir: Path, console: Console | None = None) -> int:
-    """`joulelab run --resume`: finish the newest interrupted plan in this logs directory, following
-    a run that is still going and starting the rest (through engine.runs.PlanRunner, which marks
-    each run in the plan file and closes it). Returns the number of runs that did not complete
-    (0 when there was nothing to resume or everything completed)."""
-    import asyncio
-    from contextlib import aclosing
-
-    from engine.runs import PlanRunner, PlanStep, RunEnded, RunStarted
-    from engine.spec import new_run_id, spec_from_dict
-
-    def say(text: str) -> None:
-        if console is not None:
-            console.print(text)
-
-    plans = interrupted_plans(logs_dir)
-    if not plans:
-        say(f"no interrupted plan in {logs_dir}")
-        return 0
-    plan = plans[0]
-    say(f"resuming {plan.describe()}")
-    take_over(plan.path)
-    steps = []
-    for rest in plan.remaining:
-        # a run still going is followed where it is; the others start afresh with a new id
-        where = {"run_id": rest.item["run_id"], "logs_dir": str(logs_dir)} if rest.follow else {"run_id": new_run_id()}
-        spec = spec_from_dict({**rest.item["spec"], **where}, "resumed plan")
-        steps.append(PlanStep(spec, rest.item["config"], follow=rest.follow, plan_index=rest.index))
-
-    async def run() -> int:
-        failed = 0
-        async with aclosing(PlanRunner(steps, plan_file=plan.path).updates()) as updates:
-            async for update in updates:
-                match update:
-                    case RunStarted(index=index, run_id=run_id):
-                        rest = plan.remaining[index]
-                        doing = "waiting for" if rest.follow else "running"
-                        say(f"{doing} {rest.item['label']} ({run_id})" + (", still running" if rest.follow else ""))
-                    case RunEnded(outcome=outcome):
-                        failed += outcome.status != "complete"
-                        say(f"  {outcome.status}")
-        return failed
-
-    return asyncio.run(run())

@@ -22,7 +22,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from engine.protocol import (
     AnyEvent,
@@ -38,6 +37,7 @@ from engine.protocol import (
     Sample,
     decode_event,
 )
+from engine.records import RunSummary
 from engine.spec import RunSpec, new_run_id
 from engine.store import (
     EVENTS,
@@ -304,7 +304,7 @@ async def run_spec(
         raise
 
 
-def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict[str, Any]:
+def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunSummary:
     """The summary a stalled (killed) worker could not write, rebuilt from its events.jsonl.
 
     Finished phases are taken as the worker recorded them (its phase_end events); the phase that
@@ -312,10 +312,22 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
     before its start to the last sample received, and labelled partial. The log gets the same
     ending the worker would have written (error, done), so the log and the CLI agree.
     """
+    import msgspec
+
     from engine.meters.base import Domain
-    from engine.meters.sampler import Snapshot, phase_energy
+    from engine.meters.sampler import Snapshot, phase_energy, phase_total
     from engine.protocol import encode, make_event
-    from engine.worker import total_energy
+    from engine.records import (
+        CurvePoint,
+        EnergyValue,
+        IdlePower,
+        MeterDomain,
+        Metrics,
+        MissingMeter,
+        PhaseRecord,
+        PhaseTotal,
+        to_json_object,
+    )
 
     spec = run_spec.to_dict()
     events_path = run_path / EVENTS
@@ -325,7 +337,7 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
     run_id = run_path.name
     hello = next((e for e in events if isinstance(e, Hello)), Hello(run=run_id, t=0.0))
     domains = {m["name"]: Domain(m["name"], m["source"], m["method"], m.get("kind", "")) for m in hello.meters}
-    phases: dict[str, dict[str, Any]] = {}
+    phases: dict[str, PhaseRecord] = {}
     open_phase: tuple[str, Snapshot | None] | None = None
     last_sample: Snapshot | None = None
     last_phase = None
@@ -340,16 +352,15 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
             case PhaseStart():
                 open_phase, last_phase = (e.phase, last_sample), e.phase
             case PhaseEnd():
-                phases[e.phase] = {"duration_s": e.duration_s, "energy": e.energy, "total": e.total}
-                if e.partial:
-                    phases[e.phase]["partial"] = True
+                phases[e.phase] = PhaseRecord(
+                    duration_s=e.duration_s,
+                    energy=msgspec.convert(e.energy, dict[str, EnergyValue]),
+                    total=msgspec.convert(e.total, PhaseTotal),
+                    partial=e.partial,
+                )
                 open_phase = None
     idle = phases.get("idle")
-    idle_watts = (
-        {n: d["gross_j"] / idle["duration_s"] for n, d in idle["energy"].items()}
-        if idle and idle.get("duration_s")
-        else {}
-    )
+    idle_watts = {n: d.gross_j / idle.duration_s for n, d in idle.energy.items()} if idle and idle.duration_s else {}
     name, start = open_phase if open_phase is not None else ("", None)
     if (
         start is not None
@@ -358,57 +369,58 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
         and set(domains) <= set(last_sample.joules)
     ):
         energy = phase_energy(start, last_sample, domains, idle_watts)
-        phases[name] = {
-            "duration_s": last_sample.t - start.t,
-            "energy": {n: en.as_dict() for n, en in energy.items()},
-            "total": total_energy(energy.values()),
-            "partial": True,
-        }
+        phases[name] = PhaseRecord(
+            duration_s=last_sample.t - start.t,
+            energy={n: en.as_value() for n, en in energy.items()},
+            total=phase_total(energy.values()),
+            partial=True,
+        )
     result = next((e for e in reversed(events) if isinstance(e, Result)), None)
-    summary = {
-        "run_id": run_id,
-        "status": "stalled",
-        "error": error,
-        "spec": spec,
-        "config": run_spec.config or run_spec.describe(),
-        "preset": spec.get("preset"),
-        "dataset": spec.get("dataset"),
-        "synthetic": spec.get("dataset") == "synthetic",
-        "started": manifest.get("started"),
-        "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "duration_s": (events[-1]["t"] - events[0]["t"]) if events else 0.0,
-        "last_phase": last_phase,
-        "phases": phases,
-        "pretrain": None,
-        "idle_watts": {
-            n: {"w": w, "source": domains[n].source, "method": domains[n].method}
+    summary = RunSummary(
+        run_id=run_id,
+        status="stalled",
+        error=error,
+        spec=spec,
+        config=run_spec.config or run_spec.describe(),
+        preset=run_spec.preset,
+        dataset=run_spec.dataset,
+        synthetic=run_spec.dataset == "synthetic",
+        started=manifest.get("started"),
+        ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        duration_s=(events[-1].t - events[0].t) if events else 0.0,
+        last_phase=last_phase,
+        phases=phases,
+        idle_watts={
+            n: IdlePower(w=w, source=domains[n].source, method=domains[n].method)
             for n, w in idle_watts.items()
             if n in domains
         },
-        "metrics": result.metrics if result is not None else {},
-        "curve": [curve_point(e) for e in events if isinstance(e, Epoch)],
-        "meters": hello.meters,
-        "missing_meters": hello.missing,
-        "meter_gaps": sorted({e.domain for e in events if isinstance(e, MeterGap)}),
-        "network": {},
-        "events": len(events) + 2,
-        "reader_lost": False,
-        "written_by": "runner (the worker stalled)",
-    }
-    atomic_write_json(run_path / SUMMARY, summary)
+        metrics=msgspec.convert(result.metrics, Metrics) if result is not None else Metrics(),
+        curve=[
+            # an epoch event without a phase predates pruning's epochs: training
+            CurvePoint(
+                phase=e.phase or "train",
+                epoch=e.epoch,
+                val_accuracy_frac=e.val_accuracy,
+                cumulative_j=e.cumulative_j,
+                source=e.source,
+            )
+            for e in events
+            if isinstance(e, Epoch)
+        ],
+        meters=[MeterDomain(name=d.name, source=d.source, method=d.method, kind=d.kind) for d in domains.values()],
+        missing_meters=[
+            MissingMeter(meter=str(m.get("meter", "")), reason=str(m.get("reason", ""))) for m in hello.missing
+        ],
+        meter_gaps=sorted({e.domain for e in events if isinstance(e, MeterGap)}),
+        events=len(events) + 2,
+        written_by="runner (the worker stalled)",
+    )
+    atomic_write_json(run_path / SUMMARY, to_json_object(summary))
     with open(events_path, "a", encoding="utf-8") as f:
         f.write(encode(make_event("error", run_id, message=error, where=last_phase)))
         f.write(encode(make_event("done", run_id, status="stalled", exit_code=None)))
     return summary
-
-
-def curve_point(e: Epoch) -> dict[str, Any]:
-    """An epoch event as a point of the summary's curve (its fields as the worker wrote them)."""
-    point: dict[str, Any] = {"phase": e.phase} if e.phase is not None else {}
-    point.update(epoch=e.epoch, val_accuracy=e.val_accuracy, cumulative_j=e.cumulative_j)
-    if e.source is not None:
-        point["source"] = e.source
-    return point
 
 
 def _trim_torn_line(path: Path) -> None:

@@ -480,3 +480,45 @@ def log_run_to_mlflow(outcome: RunOutcome, target: MlflowTarget, console: Consol
             f"logged {outcome.run_id} to MLflow (run {logged.mlflow_run_id}, experiment {target.experiment!r})",
             highlight=False,
         )
+
+
+def resume_latest_plan(logs_dir: Path, console: Console | None = None) -> int:
+    """`joulelab run --resume`: finish the newest interrupted plan in this logs directory, following
+    a run that is still going and starting the rest (through PlanRunner, which marks
+    each run in the plan file and closes it). Returns the number of runs that did not complete
+    (0 when there was nothing to resume or everything completed)."""
+    from engine.spec import new_run_id, spec_from_dict
+
+    def say(text: str) -> None:
+        if console is not None:
+            console.print(text)
+
+    plans = plan_store.interrupted_plans(logs_dir)
+    if not plans:
+        say(f"no interrupted plan in {logs_dir}")
+        return 0
+    plan = plans[0]
+    say(f"resuming {plan.describe()}")
+    plan_store.take_over(plan.path)
+    steps = []
+    for rest in plan.remaining:
+        # a run still going is followed where it is; the others start afresh with a new id
+        where = {"run_id": rest.item["run_id"], "logs_dir": str(logs_dir)} if rest.follow else {"run_id": new_run_id()}
+        spec = spec_from_dict({**rest.item["spec"], **where}, "resumed plan")
+        steps.append(PlanStep(spec, rest.item["config"], follow=rest.follow, plan_index=rest.index))
+
+    async def run() -> int:
+        failed = 0
+        async with aclosing(PlanRunner(steps, plan_file=plan.path).updates()) as updates:
+            async for update in updates:
+                match update:
+                    case RunStarted(index=index, run_id=run_id):
+                        rest = plan.remaining[index]
+                        doing = "waiting for" if rest.follow else "running"
+                        say(f"{doing} {rest.item['label']} ({run_id})" + (", still running" if rest.follow else ""))
+                    case RunEnded(outcome=outcome):
+                        failed += outcome.status != "complete"
+                        say(f"  {outcome.status}")
+        return failed
+
+    return asyncio.run(run())

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -38,6 +38,7 @@ from engine import __version__
 from engine.device import Device, DeviceError
 from engine.errors import JouleLabError
 from engine.meters.base import in_totals
+from engine.meters.sampler import phase_total, sum_energy_records
 from engine.protocol import SCHEMA_VERSION, encode, make_event
 from engine.records import (
     LOG_SCHEMA,
@@ -53,7 +54,6 @@ from engine.records import (
     NvmlAgreement,
     PerUnitEnergy,
     PhaseRecord,
-    PhaseTotal,
     PretrainRecord,
     Pruning,
     RecordError,
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from engine.data import Split
     from engine.meters.contention import ContentionRecord
     from engine.meters.nvml import GpuState, NvmlMeter, OtherProcess
-    from engine.meters.sampler import DomainSample, PhaseEnergy, Sampler, Snapshot
+    from engine.meters.sampler import DomainSample, Sampler, Snapshot
     from engine.models import Net
     from engine.train import Precision, Progress
 
@@ -933,44 +933,6 @@ def gpu_contention(
             contended=bool(procs),
         )
     return out
-
-
-def phase_total(energies: Iterable[PhaseEnergy]) -> PhaseTotal:
-    """Sum of a phase's domains, excluding platform (psys) and cross-check domains, which would
-    double count."""
-    from engine.meters.base import weakest_source
-
-    parts = [e for e in energies if in_totals(e.domain.kind)]
-    if not parts:
-        return PhaseTotal()
-    return PhaseTotal(
-        gross_j=sum(e.gross_j for e in parts),
-        idle_j=sum(e.idle_j for e in parts),
-        net_j=sum(e.net_j for e in parts),
-        source=weakest_source(e.domain.source for e in parts),
-        methods=sorted(e.domain.method for e in parts),
-        # the least precise domain bounds the sum's error (conservative, and simple to state)
-        error_rel=max(e.error_rel for e in parts),
-        short=any(e.short for e in parts),
-        # these domains' energy in the phase is incomplete: not a measurement
-        gap=sorted(e.domain.name for e in parts if e.gap),
-    )
-
-
-def total_energy(energies: Iterable[PhaseEnergy]) -> dict[str, Any]:
-    """phase_total as JSON (for the runner's summary of a stalled run)."""
-    return to_json_object(phase_total(energies))
-
-
-def sum_energy_records(energy: dict[str, EnergyValue], like: PhaseTotal) -> PhaseTotal:
-    """A phase total recomputed from its domain records (after re-modelling), as phase_total."""
-    parts = [e for e in energy.values() if in_totals(e.kind)]
-    return msgspec.structs.replace(
-        like,
-        gross_j=sum(e.gross_j for e in parts),
-        idle_j=sum(e.idle_j for e in parts),
-        net_j=sum(e.net_j for e in parts),
-    )
 
 
 def read_spec(argv: list[str]) -> RunSpec:

@@ -9,14 +9,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 ENGINE = REPO / "engine"
 FORBIDDEN = ("tui", "textual")  # the engine runs headless: under the CLI, a worker, Slurm
-# Cycles known and reported, each with the way out; one that is fixed must leave this list.
-KNOWN_CYCLES = {
-    frozenset({"engine.runner", "engine.runs", "engine.slurm", "engine.worker"}): (
-        "runner imports worker.total_energy, worker imports slurm.job_manifest, a Slurm job imports "
-        "runner.WorkerProcess and runs.LiveTotals; moving total_energy beside phase_energy in "
-        "engine/meters/sampler.py breaks it"
-    ),
-}
 
 
 def module_name(path: Path) -> str:
@@ -124,15 +116,11 @@ def test_the_engine_never_imports_the_tui_or_textual():
 
 
 def test_engine_modules_import_no_cycle():
-    found = cycles(engine_graph())
-    new = [
+    found = [
         " -> ".join(cycle) + f"  (the modules that reach each other: {', '.join(sorted(group))})"
-        for group, cycle in found.items()
-        if group not in KNOWN_CYCLES
+        for group, cycle in cycles(engine_graph()).items()
     ]
-    assert not new, "import cycles among engine modules:\n" + "\n".join(new)
-    gone = [sorted(group) for group in KNOWN_CYCLES if group not in found]
-    assert not gone, f"no longer a cycle, remove from KNOWN_CYCLES: {gone}"
+    assert not found, "import cycles among engine modules:\n" + "\n".join(found)
 
 
 def test_the_checks_see_imports_inside_functions_and_cycles(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from engine.protocol import Done, Hello, PhaseStart, decode_event
 from engine.protocol import Progress as ProgressEvent
 from engine.runner import WorkerProcess, run_spec
-from engine.runs import PlanEnded, PlanRunner, PlanStep, RunEnded, RunEvents, RunStarted
+from engine.runs import PlanEnded, PlanRunner, PlanStep, RunEnded, RunEvents, RunStarted, resume_latest_plan
 from engine.spec import spec_from_dict
 from engine.store import load_run
 from tests.helpers import tiny_spec
@@ -176,7 +176,7 @@ def test_resume_finishes_a_left_plan_through_the_plan_runner(tmp_path):
     steps, plan_file = _plan(tmp_path, 2)
     plans.mark_item(plan_file, 0, "plan-run-0", "cancelled")
     plans.close_plan(plan_file, "left")  # quit, leaving it to finish
-    assert plans.resume_cli(tmp_path) == 0
+    assert resume_latest_plan(tmp_path) == 0
     record = json.loads(plan_file.read_text())
     assert record["state"] == "finished"
     assert [i["status"] for i in record["items"]] == ["complete", "complete"]

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from engine.meters.base import SHORT_PHASE_PERIODS, Domain, Meter, MeterError, uncertainty
+import msgspec
+
+from engine.meters.base import SHORT_PHASE_PERIODS, Domain, Meter, MeterError, in_totals, uncertainty, weakest_source
 from engine.meters.contention import ContentionRecord, CpuContention, CpuTimes, contention_between
-from engine.records import EnergyValue, to_json_object
+from engine.records import EnergyValue, PhaseTotal, to_json_object
 
 MIN_HZ = 0.1
 MAX_HZ = 100.0
@@ -109,6 +111,37 @@ def phase_energy(
         )
         for name, domain in domains.items()
     }
+
+
+def phase_total(energies: Iterable[PhaseEnergy]) -> PhaseTotal:
+    """Sum of a phase's domains, excluding platform (psys) and cross-check domains, which would
+    double count."""
+    parts = [e for e in energies if in_totals(e.domain.kind)]
+    if not parts:
+        return PhaseTotal()
+    return PhaseTotal(
+        gross_j=sum(e.gross_j for e in parts),
+        idle_j=sum(e.idle_j for e in parts),
+        net_j=sum(e.net_j for e in parts),
+        source=weakest_source(e.domain.source for e in parts),
+        methods=sorted(e.domain.method for e in parts),
+        # the least precise domain bounds the sum's error (conservative, and simple to state)
+        error_rel=max(e.error_rel for e in parts),
+        short=any(e.short for e in parts),
+        # these domains' energy in the phase is incomplete: not a measurement
+        gap=sorted(e.domain.name for e in parts if e.gap),
+    )
+
+
+def sum_energy_records(energy: dict[str, EnergyValue], like: PhaseTotal) -> PhaseTotal:
+    """A phase total recomputed from its domain records (after re-modelling), as phase_total."""
+    parts = [e for e in energy.values() if in_totals(e.kind)]
+    return msgspec.structs.replace(
+        like,
+        gross_j=sum(e.gross_j for e in parts),
+        idle_j=sum(e.idle_j for e in parts),
+        net_j=sum(e.net_j for e in parts),
+    )
 
 
 class DomainSample(TypedDict):

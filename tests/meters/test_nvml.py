@@ -255,8 +255,7 @@ def test_fake_functions_are_nvidia_ml_pys():
 
 def test_counter_and_integrated_power_over_one_phase():
     from engine.meters.nvml import agreement
-    from engine.meters.sampler import Snapshot, phase_energy
-    from engine.worker import total_energy
+    from engine.meters.sampler import Snapshot, phase_energy, phase_total
 
     state = FakeNvml(gpus=[FakeGpu(energy_mj=0, power_mw=100_000)])
     clock = Clock(0.0)
@@ -278,9 +277,9 @@ def test_counter_and_integrated_power_over_one_phase():
     assert both["gpu0"]["diff_rel"] == pytest.approx(0.09975)
     assert both["gpu0"]["short"] is False
     # the cross-check is reported, never added: the total is the counter's alone
-    total = total_energy(energy.values())
-    assert total["gross_j"] == pytest.approx(2000.0) and total["methods"] == ["nvml:gpu0:energy-counter"]
-    assert total["source"] == "counter"
+    total = phase_total(energy.values())
+    assert total.gross_j == pytest.approx(2000.0) and total.methods == ["nvml:gpu0:energy-counter"]
+    assert total.source == "counter"
     record = energy["gpu0-polled"].as_dict()
     assert record["kind"] == "cross-check" and record["source"] == "polled"
 
