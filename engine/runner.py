@@ -315,7 +315,7 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
     import msgspec
 
     from engine.meters.base import Domain
-    from engine.meters.sampler import Snapshot, phase_energy, phase_total
+    from engine.meters.sampler import Snapshot, idle_watts_from, phase_energy, phase_total
     from engine.protocol import encode, make_event
     from engine.records import (
         CurvePoint,
@@ -360,7 +360,7 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
                 )
                 open_phase = None
     idle = phases.get("idle")
-    idle_watts = {n: d.gross_j / idle.duration_s for n, d in idle.energy.items()} if idle and idle.duration_s else {}
+    idle_watts = idle_watts_from({n: d.gross_j for n, d in idle.energy.items()}, idle.duration_s) if idle else {}
     name, start = open_phase if open_phase is not None else ("", None)
     if (
         start is not None

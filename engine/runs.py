@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 from engine import plans as plan_store
 from engine.follow import FollowedRun
 from engine.meters.base import in_totals, weakest_source
+from engine.meters.sampler import idle_energy, idle_watts_from
 from engine.presets import PlannedRun
 from engine.protocol import (
     AnyEvent,
@@ -53,6 +54,24 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class PhaseRow:
+    """One phase's joules per domain as they accumulate: gross from the samples' cumulative
+    joules, net of the idle baseline the same way the worker records it (engine.meters.sampler);
+    once the phase ends, exactly the worker's values from its phase_end."""
+
+    phase: str
+    start_t: float
+    start_j: dict[str, float]
+    net_j: dict[str, float] = field(default_factory=dict)
+    gross_j: dict[str, float] = field(default_factory=dict)
+    total_net_j: float = 0.0
+    total_gross_j: float = 0.0
+    duration_s: float = 0.0
+    final: bool = False
+    partial: bool = False
+
+
+@dataclass
 class LiveTotals:
     """Running state of one run, built only from its events."""
 
@@ -74,6 +93,8 @@ class LiveTotals:
     phase_start_j: float = 0.0
     status: str | None = None
     machine: MachineLoad | None = None  # the last second's contention (a sample's `machine`)
+    idle_w: dict[str, float] = field(default_factory=dict)  # the idle baseline, once its phase ended
+    rows: dict[str, PhaseRow] = field(default_factory=dict)  # in phase order
 
     def update(self, event: AnyEvent) -> None:
         match event:
@@ -90,12 +111,15 @@ class LiveTotals:
                     self.sources.setdefault(name, d["source"])
                 if event.machine is not None:
                     self.machine = event.machine
+                self._running_phase(event.t)
             case PhaseStart():
                 self.phase = event.phase
                 self.phase_start_j = self.total_j
                 self.epoch = self.step = None
+                self.rows[event.phase] = PhaseRow(event.phase, event.t, dict(self.joules_now))
             case PhaseEnd():
                 self.phase_j[event.phase] = event.total["gross_j"]
+                self._phase_ended(event)
             case ProgressEvent():
                 self.epoch, self.epochs, self.step, self.steps = event.epoch, event.epochs, event.step, event.steps
                 self.loss, self.accuracy, self.samples_per_s = event.loss, event.accuracy, event.samples_per_s
@@ -104,8 +128,41 @@ class LiveTotals:
             case Done():
                 self.status = event.status
 
+    def _phase_ended(self, event: PhaseEnd) -> None:
+        row = self.rows.get(event.phase) or PhaseRow(event.phase, event.t, {})
+        row.final, row.partial = True, event.partial
+        row.duration_s = event.duration_s
+        for name, e in event.energy.items():
+            row.net_j[name], row.gross_j[name] = e["net_j"], e["gross_j"]
+            if e.get("source"):
+                self.sources[name] = e["source"]
+        row.total_net_j, row.total_gross_j = event.total.get("net_j", 0.0), event.total.get("gross_j", 0.0)
+        self.rows[event.phase] = row
+        if event.phase == "idle":
+            self.idle_w = idle_watts_from(row.gross_j, row.duration_s)
+
+    def _running_phase(self, t: float) -> None:
+        row = self.rows.get(self.phase or "")
+        if row is None or row.final:
+            return
+        dt = max(0.0, t - row.start_t)
+        for name, j in self.joules_now.items():
+            gross = j - row.start_j.get(name, self.joules_at_start.get(name, j))
+            row.gross_j[name] = gross
+            # the idle phase is all idle; the others subtract the baseline as the worker will
+            row.net_j[name] = gross if row.phase == "idle" else gross - idle_energy(self.idle_w.get(name, 0.0), dt)
+        counted = self._counted()
+        row.total_gross_j = sum(row.gross_j.get(n, 0.0) for n in counted)
+        row.total_net_j = sum(row.net_j.get(n, 0.0) for n in counted)
+        row.duration_s = dt
+
     def _counted(self) -> list[str]:
         return [n for n in self.joules_now if in_totals(self.kinds.get(n))]
+
+    @property
+    def net_total_j(self) -> float:
+        """Net joules of every phase but idle, so far."""
+        return sum(r.total_net_j for p, r in self.rows.items() if p != "idle")
 
     @property
     def total_w(self) -> float:

@@ -38,7 +38,7 @@ from engine import __version__
 from engine.device import Device, DeviceError
 from engine.errors import JouleLabError
 from engine.meters.base import in_totals
-from engine.meters.sampler import phase_total, sum_energy_records
+from engine.meters.sampler import idle_watts_from, phase_total, sum_energy_records
 from engine.protocol import SCHEMA_VERSION, encode, make_event
 from engine.records import (
     LOG_SCHEMA,
@@ -425,7 +425,7 @@ class Run:
         if phase == "idle" and duration > 0:
             # The baseline itself: its mean power is what later phases subtract, so all of its
             # energy is idle and none of it net.
-            self.idle_watts = {n: (end.joules[n] - start.joules[n]) / duration for n in sampler.domains}
+            self.idle_watts = idle_watts_from({n: end.joules[n] - start.joules[n] for n in sampler.domains}, duration)
         energy = phase_energy(start, end, sampler.domains, self.idle_watts, 1.0 / self.spec.sample_hz)
         if phase == "idle":
             for e in energy.values():

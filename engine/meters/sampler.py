@@ -85,6 +85,17 @@ class PhaseEnergy:
         return to_json_object(self.as_value())
 
 
+def idle_watts_from(gross_j: dict[str, float], duration_s: float) -> dict[str, float]:
+    """The idle baseline's mean power per domain, from the idle phase's gross joules: what every
+    later phase subtracts (the worker's records, a stalled run's rebuilt summary, the live totals)."""
+    return {name: j / duration_s for name, j in gross_j.items()} if duration_s > 0 else {}
+
+
+def idle_energy(idle_w: float, duration_s: float) -> float:
+    """The idle share of a phase for one domain: the baseline's power over the phase's time."""
+    return idle_w * duration_s
+
+
 def phase_energy(
     start: Snapshot,
     end: Snapshot,
@@ -99,7 +110,7 @@ def phase_energy(
         name: PhaseEnergy(
             domain=domain,
             gross_j=end.joules[name] - start.joules[name],
-            idle_j=idle_watts.get(name, 0.0) * duration,
+            idle_j=idle_energy(idle_watts.get(name, 0.0), duration),
             gap=name in gaps,
             duration_s=duration,
             # power polled by the sampler changes only once per sampling period

@@ -100,7 +100,7 @@ class RunTotals(Static):
             self._set(("waiting", self.status), 2, lambda: Group(head, Text(waiting, style="dim")))
             return
         header, rows = totals_rows(state, running=self.status == "running")
-        net = sum(r.total_net_j for p, r in state.rows.items() if p != "idle" and r.total_net_j is not None)
+        net = state.net_total_j
         units = Text(
             " " + fmt.energy_units(net, state.overall_source, self.g_per_kwh),
             style="bold",
