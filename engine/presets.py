@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import JouleLabError
+from engine.records.config_key import ConfigKey
 from engine.spec import (
     DATASETS,
     FIELDS,
@@ -46,8 +47,6 @@ from engine.spec import (
     TRANSFER_HEADS,
     RunSpec,
     SpecError,
-    mode_label,
-    size_label,
     spec_from_dict,
     suggest,
 )
@@ -91,16 +90,17 @@ class Config:
     width: float = 1.0  # network width multiplier; part of the size in keys ("big-x16")
 
     @property
+    def config_key(self) -> ConfigKey:
+        return ConfigKey.of(self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head)
+
+    @property
     def key(self) -> str:
-        return (
-            f"{self.dataset}/{size_label(self.size, self.width)}/{mode_label(self.mode, self.transfer_head)}/"
-            f"{self.mechanism}"
-        )
+        return str(self.config_key)
 
     @property
     def group(self) -> str:
         """Configurations that differ only in mode are compared with each other."""
-        return f"{self.dataset}/{size_label(self.size, self.width)}/{self.mechanism}"
+        return self.config_key.across_modes
 
     def matches(self, match: dict[str, Any]) -> bool:
         return all(getattr(self, k) == v or (isinstance(v, list) and getattr(self, k) in v) for k, v in match.items())

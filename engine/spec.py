@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.device import DEVICE_PATTERN
 from engine.errors import JouleLabError
+from engine.records.config_key import ConfigKey, mode_label
 from engine.store import RUN_ID_RE
 
 DATASETS = ("synthetic", "motionsense", "extrasensory")
@@ -122,16 +123,7 @@ class RunSpec:
 
     def describe(self) -> str:
         """The configuration key: dataset/size/mode/mechanism."""
-        return f"{self.dataset}/{size_label(self.size, self.width)}/{self.mode_label}/{self.mechanism}"
-
-
-def size_label(size: str, width: float) -> str:
-    """The size as configuration keys show it: "big", or "big-x16" for a widened network."""
-    return size if width == 1 else f"{size}-x{width:g}"
-
-
-def mode_label(mode: str, transfer_head: str) -> str:
-    return mode if mode == "scratch" or transfer_head == "replace" else f"{mode}-{transfer_head}"
+        return str(ConfigKey.of(self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head))
 
 
 # Each mechanism is a named change to the plain baseline, so it can be measured against it.

@@ -453,13 +453,13 @@ def compare(summaries: list[RunSummary], noise: NoiseFloor | None = None) -> lis
             ref_key = key.with_mode("scratch")
             if ref_key in by_key:
                 pretrain = _energy_estimate([pretrain_energy(r) for r in runs])
-                group = f"{key.dataset}/{key.size}/{key.mechanism}"
+                group = key.across_modes
                 for block, pairs in _node_blocks(group, _pair(runs, by_key[ref_key])):
                     out.append(_compare(block, key.mode, "scratch", pairs, pretrain, (str(key), str(ref_key)), noise))
         if key.mechanism != BASELINE:
             ref_key = key.with_mechanism(BASELINE)
             if ref_key in by_key:
-                group = f"{key.dataset}/{key.size}/{key.mode}"
+                group = key.across_mechanisms
                 for block, pairs in _node_blocks(group, _pair(runs, by_key[ref_key])):
                     out.append(_compare(block, key.mechanism, BASELINE, pairs, None, (str(key), str(ref_key)), noise))
     return out

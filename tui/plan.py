@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.records import ConfigKey
 from engine.spec import RunSpec, new_run_id, spec_from_dict
 
 PAIRED = "paired"
@@ -97,7 +98,7 @@ def lab_plan(
     items = []
     for trial in range(choice.trials):
         for mode in modes:
-            config = f"{choice.dataset}/{choice.size}/{mode}/{choice.mechanism}"
+            config = str(ConfigKey.of(choice.dataset, choice.size, mode, choice.mechanism))
             fields = {
                 **defaults,
                 "dataset": choice.dataset,

@@ -20,6 +20,23 @@ class ConfigKey(msgspec.Struct, frozen=True):
         return f"{self.dataset}/{self.size}/{self.mode}/{self.mechanism}"
 
     @classmethod
+    def of(
+        cls, dataset: str, size: str, mode: str, mechanism: str, width: float = 1.0, transfer_head: str = "replace"
+    ) -> ConfigKey:
+        """The key of a run's settings, with the size's width and the transfer head in its labels."""
+        return cls(dataset, size_label(size, width), mode_label(mode, transfer_head), mechanism)
+
+    @property
+    def across_modes(self) -> str:
+        """The group whose configurations differ only in mode (transfer is compared with scratch)."""
+        return f"{self.dataset}/{self.size}/{self.mechanism}"
+
+    @property
+    def across_mechanisms(self) -> str:
+        """The group whose configurations differ only in mechanism (each against the baseline)."""
+        return f"{self.dataset}/{self.size}/{self.mode}"
+
+    @classmethod
     def parse(cls, key: str) -> ConfigKey:
         """A key as written in logs; older keys without a mechanism are the baseline."""
         parts = key.split("/")
@@ -31,3 +48,14 @@ class ConfigKey(msgspec.Struct, frozen=True):
 
     def with_mechanism(self, mechanism: str) -> ConfigKey:
         return ConfigKey(self.dataset, self.size, self.mode, mechanism)
+
+
+def size_label(size: str, width: float) -> str:
+    """The size as configuration keys show it: "big", or "big-x16" for a widened network."""
+    return size if width == 1 else f"{size}-x{width:g}"
+
+
+def mode_label(mode: str, transfer_head: str) -> str:
+    """The mode as keys show it: "transfer", or "transfer-extend" for the extended head (replace is
+    the default and stays implicit, as in older logs)."""
+    return mode if mode == "scratch" or transfer_head == "replace" else f"{mode}-{transfer_head}"
