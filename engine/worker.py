@@ -36,7 +36,7 @@ import msgspec
 
 from engine import __version__
 from engine.device import Device, DeviceError
-from engine.errors import JouleLabError
+from engine.errors import EXIT_USAGE, JouleLabError
 from engine.meters.base import in_totals
 from engine.meters.sampler import idle_watts_from, phase_total, sum_energy_records
 from engine.protocol import SCHEMA_VERSION, encode, make_event
@@ -1015,9 +1015,8 @@ def main(argv: list[str] | None = None) -> int:
         if _Signals.received and run.last_phase is None:  # a cancel that an import turned into its own error
             status, error, code = "cancelled", f"cancelled by {_Signals.received} during start-up", EXIT_CANCELLED
         else:
-            from engine.data import DataError
-
-            bad_input = isinstance(exc, (DataError, SpecError, DeviceError))
+            # input the user can fix (a spec, data, device or logs problem): its one line, no traceback
+            bad_input = isinstance(exc, JouleLabError) and exc.exit_code == EXIT_USAGE
             status, error = "failed", str(exc) if bad_input else f"{type(exc).__name__}: {exc}"
             code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
             if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:  # run.json, a cache file...
