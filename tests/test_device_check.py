@@ -3,9 +3,11 @@
 import importlib.util
 import subprocess
 
+import msgspec
 import pytest
 import torch
 
+from engine.records import EnergyValue, MeterDomain, NvmlAgreement, PhaseRecord, PhaseTotal, RunSummary
 from tests.helpers import REPO
 
 spec = importlib.util.spec_from_file_location("check_gpu", REPO / "tests" / "device" / "check_gpu.py")
@@ -13,32 +15,32 @@ check_gpu = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_gpu)
 
 
-def _summary(duration: float, counter: float, polled: float, gpu_source: str = "counter") -> dict:
+def _summary(duration: float, counter: float, polled: float, gpu_source: str = "counter") -> RunSummary:
+    def value(gross_j: float, kind: str, source: str, method: str) -> EnergyValue:
+        return EnergyValue(gross_j=gross_j, idle_j=0.0, net_j=gross_j, source=source, method=method, kind=kind)
+
     energy = {
-        "gpu0": {"gross_j": counter, "kind": "gpu", "source": gpu_source, "method": "nvml:gpu0:energy-counter"},
-        "gpu0-polled": {
-            "gross_j": polled,
-            "kind": "cross-check",
-            "source": "polled",
-            "method": "nvml:gpu0:power-integrated",
-        },
-        "package-0": {"gross_j": 100.0, "kind": "cpu", "source": "counter", "method": "rapl:package-0"},
-        "dram-0": {"gross_j": 10.0, "kind": "dram", "source": "counter", "method": "rapl:dram-0"},
+        "gpu0": value(counter, "gpu", gpu_source, "nvml:gpu0:energy-counter"),
+        "gpu0-polled": value(polled, "cross-check", "polled", "nvml:gpu0:power-integrated"),
+        "package-0": value(100.0, "cpu", "counter", "rapl:package-0"),
+        "dram-0": value(10.0, "dram", "counter", "rapl:dram-0"),
     }
-    return {
-        "config": "synthetic/big-x16/scratch/baseline",
-        "meters": [{"name": "gpu0", "kind": "gpu"}],
-        "phases": {
-            "train": {
-                "duration_s": duration,
-                "energy": energy,
-                "total": {"gross_j": counter + 110.0},
-                "nvml_agreement": {
-                    "gpu0": {"counter_j": counter, "polled_j": polled, "diff_rel": (polled - counter) / counter}
-                },
-            }
-        },
-    }
+    agreement = NvmlAgreement(
+        counter_j=counter, polled_j=polled, diff_j=polled - counter, diff_rel=(polled - counter) / counter
+    )
+    train = PhaseRecord(
+        duration_s=duration,
+        energy=energy,
+        total=PhaseTotal(gross_j=counter + 110.0),
+        nvml_agreement={"gpu0": agreement},
+    )
+    return RunSummary(
+        run_id="device-check",
+        status="complete",
+        config="synthetic/big-x16/scratch/baseline",
+        meters=[MeterDomain(name="gpu0", source=gpu_source, method="nvml:gpu0:energy-counter", kind="gpu")],
+        phases={"train": train},
+    )
 
 
 def test_agreement_within_ten_percent_passes():
@@ -60,7 +62,9 @@ def test_modelled_or_unmetered_gpu_energy_fails():
     assert check_gpu.phase_rows(_summary(20.0, 1000.0, 1000.0, gpu_source="modelled"))[1] == [
         "synthetic/big-x16/scratch/baseline train: gpu0 is modelled"
     ]
-    summary = {**_summary(20.0, 1000.0, 1000.0), "meters": [], "device": {"not_metered": "NVML is not available"}}
+    summary = msgspec.structs.replace(
+        _summary(20.0, 1000.0, 1000.0), meters=[], device={"not_metered": "NVML is not available"}
+    )
     assert "the GPU was not metered (NVML is not available)" in check_gpu.phase_rows(summary)[1][0]
 
 

@@ -26,6 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from engine.records import EnergyValue, RunSummary  # noqa: E402  (light: msgspec only, no torch)
+from engine.store import load_summary  # noqa: E402
+
 MAX_DISAGREEMENT = 0.10
 LONG_PHASE_S = 5.0
 BUDGET_S = 200.0  # start no run after this
@@ -50,57 +53,49 @@ CONFIGS = [
 ]
 
 
-def phase_rows(summary: dict) -> tuple[list[dict], list[str]]:
+def phase_rows(summary: RunSummary) -> tuple[list[dict], list[str]]:
     """Per phase what the check prints, and the failures found (empty: this run passes)."""
     rows, failures = [], []
-    device = summary.get("device") or {}
-    if not any(m["kind"] == "gpu" for m in summary.get("meters", [])):
-        failures.append(
-            f"{summary['config']}: the GPU was not metered ({device.get('not_metered') or 'no NVML domain'})"
-        )
-    for phase, record in summary.get("phases", {}).items():
-        energy = record["energy"]
+    device = summary.device or {}
+    if not any(m.kind == "gpu" for m in summary.meters):
+        failures.append(f"{summary.config}: the GPU was not metered ({device.get('not_metered') or 'no NVML domain'})")
+    for phase, record in summary.phases.items():
+        energy = record.energy
         for name, e in energy.items():
-            if e["kind"] in ("gpu", "cross-check") and e["source"] == "modelled":
-                failures.append(f"{summary['config']} {phase}: {name} is modelled")
-        both = next(iter((record.get("nvml_agreement") or {}).values()), None)
-        rapl_pkg = sum(e["gross_j"] for e in energy.values() if e["method"].startswith("rapl:") and e["kind"] == "cpu")
-        rapl_dram = sum(
-            e["gross_j"] for e in energy.values() if e["method"].startswith("rapl:") and e["kind"] == "dram"
-        )
-        has_rapl = any(e["method"].startswith("rapl:") for e in energy.values())
-        gpu_j = sum(e["gross_j"] for n, e in energy.items() if e["kind"] == "gpu")
-        total = record["total"]["gross_j"]
+            if e.kind in ("gpu", "cross-check") and e.source == "modelled":
+                failures.append(f"{summary.config} {phase}: {name} is modelled")
+        both = next(iter(record.nvml_agreement.values()), None)
+        rapl = [e for e in energy.values() if e.method.startswith("rapl:")]
+        gpu_j = sum(e.gross_j for e in energy.values() if e.kind == "gpu")
+        total = record.total.gross_j
         row = {
             "phase": phase,
-            "duration_s": record["duration_s"],
-            "counter_j": both["counter_j"] if both else None,
-            "polled_j": both["polled_j"] if both else None,
-            "diff_rel": both["diff_rel"] if both else None,
-            "rapl_package_j": rapl_pkg if has_rapl else None,
-            "rapl_dram_j": rapl_dram if has_rapl else None,
+            "duration_s": record.duration_s,
+            "counter_j": both.counter_j if both else None,
+            "polled_j": both.polled_j if both else None,
+            "diff_rel": both.diff_rel if both else None,
+            "rapl_package_j": sum(e.gross_j for e in rapl if e.kind == "cpu") if rapl else None,
+            "rapl_dram_j": sum(e.gross_j for e in rapl if e.kind == "dram") if rapl else None,
             "gpu_share": gpu_j / total if total > 0 else None,
             "cpu_source": _cpu_source(energy),
-            "contended": bool(
-                (record.get("gpu_contention") or {}) and any(g["contended"] for g in record["gpu_contention"].values())
-            ),
+            "contended": any(g.contended for g in record.gpu_contention.values()),
         }
         rows.append(row)
         if (
             both
-            and record["duration_s"] > LONG_PHASE_S
-            and both["diff_rel"] is not None
-            and abs(both["diff_rel"]) > MAX_DISAGREEMENT
+            and record.duration_s > LONG_PHASE_S
+            and both.diff_rel is not None
+            and abs(both.diff_rel) > MAX_DISAGREEMENT
         ):
             failures.append(
-                f"{summary['config']} {phase}: counter {both['counter_j']:.1f} J vs polled "
-                f"{both['polled_j']:.1f} J ({both['diff_rel']:+.1%}) over {record['duration_s']:.1f} s"
+                f"{summary.config} {phase}: counter {both.counter_j:.1f} J vs polled "
+                f"{both.polled_j:.1f} J ({both.diff_rel:+.1%}) over {record.duration_s:.1f} s"
             )
     return rows, failures
 
 
-def _cpu_source(energy: dict) -> str:
-    sources = {e["source"] for e in energy.values() if e["kind"] in ("cpu", "dram")}
+def _cpu_source(energy: dict[str, EnergyValue]) -> str:
+    sources = {e.source for e in energy.values() if e.kind in ("cpu", "dram")}
     return "/".join(sorted(sources)) or "-"
 
 
@@ -108,16 +103,16 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def print_run(summary: dict, rows: list[dict]) -> None:
-    d = summary.get("device") or {}
+def print_run(summary: RunSummary, rows: list[dict]) -> None:
+    d = summary.device or {}
     print(
-        f"\n== {summary['config']}  ({summary['status']}, {summary.get('precision')}, {d.get('name')}, "
+        f"\n== {summary.config}  ({summary.status}, {summary.precision}, {d.get('name')}, "
         f"{d.get('uuid')}, driver {d.get('driver')}, CUDA {d.get('cuda')}, cuDNN {d.get('cudnn')}, "
         f"limit {d.get('power_limit_w')} W, clocks {d.get('clocks')})"
     )
-    thermal = summary.get("thermal") or {}
+    thermal = summary.thermal or {}
     print(
-        f"   started warm: {summary.get('started_warm')}  idle before {thermal.get('idle_before')}  "
+        f"   started warm: {summary.started_warm}  idle before {thermal.get('idle_before')}  "
         f"after {thermal.get('idle_after')}"
     )
     print(
@@ -169,11 +164,10 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             failures.append(f"{key}: still running at {DEADLINE_S:g} s, stopped (see {logs / spec.run_id})")
             break
-        path = logs / spec.run_id / "summary.json"
-        summary = json.loads(path.read_text()) if path.exists() else None
+        summary = load_summary(logs / spec.run_id)
         if proc.returncode != 0 or summary is None:
             last = proc.stderr.strip().splitlines()[-1:] or ["no stderr"]
-            failures.append(f"{key}: worker exit {proc.returncode}: {(summary or {}).get('error') or last[0]}")
+            failures.append(f"{key}: worker exit {proc.returncode}: {(summary.error if summary else None) or last[0]}")
             continue
         ran += 1
         rows, problems = phase_rows(summary)
