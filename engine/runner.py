@@ -376,7 +376,7 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> dict
         "synthetic": spec.get("dataset") == "synthetic",
         "started": manifest.get("started"),
         "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "duration_s": (events[-1]["t"] - events[0]["t"]) if events else 0.0,
+        "duration_s": (events[-1].t - events[0].t) if events else 0.0,
         "last_phase": last_phase,
         "phases": phases,
         "pretrain": None,
