@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from engine.errors import JouleLabError
-from engine.protocol import PHASES
+from engine.protocol import PHASES, Sample
 from engine.records import ConfigKey
 from engine.records.config_key import BASELINE
 from engine.stats import Comparison, ConfigStats, Estimate, EstimateDict
@@ -261,11 +261,11 @@ def _phase_rows(r: RunRecord) -> list[Row]:
 
 def _sample_rows(r: RunRecord) -> list[Row]:
     events, _ = read_events(r.path / EVENTS)
-    t0 = events[0]["t"] if events else 0.0
+    t0 = events[0].t if events else 0.0
     return [
         {
             "run_id": r.run_id,
-            "t_s": e["t"] - t0,
+            "t_s": e.t - t0,
             "domain": domain,
             "watts": d["w"],
             "joules": d["j"],
@@ -273,8 +273,8 @@ def _sample_rows(r: RunRecord) -> list[Row]:
             "method": d["method"],
         }
         for e in events
-        if e["type"] == "sample"
-        for domain, d in e["domains"].items()
+        if isinstance(e, Sample)
+        for domain, d in e.domains.items()
     ]
 
 

@@ -28,13 +28,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 from engine.errors import JouleLabError
-
-if TYPE_CHECKING:
-    from engine.protocol import AnyEvent
+from engine.protocol import AnyEvent, Done, Hello, MeterGap, PhaseEnd, PhaseStart, Sample
 
 DEFAULT_ADDR = "127.0.0.1"
 INSTALL = "pip install 'joulelab[prometheus]'"
@@ -154,32 +151,31 @@ class MetricsServer:
 
     def observe(self, event: AnyEvent) -> None:
         """Fold one event of a run that `begin` announced."""
-        run = self.runs.get(event.get("run", ""))
+        run = self.runs.get(event.run)
         if run is None:
             return
-        rid, kind = event["run"], event["type"]
-        labels = (rid, run.configuration)
-        if kind == "hello":
-            for m in event.get("meters", []):
-                run.kinds[m["name"]] = m.get("kind", "")
-        elif kind == "phase_start":
-            run.phase, run.phase_t = event["phase"], event["t"]
-            self.state.labels(*labels).state(run.phase if run.phase in STATES else "starting")
-        elif kind == "sample":
-            self._sample(run, labels, event)
-        elif kind == "phase_end":
-            phase = event["phase"]
-            for domain, e in event.get("energy", {}).items():
-                missing = e["gross_j"] - run.counted.get((phase, domain), 0.0)
-                if missing > 0:
-                    kind = run.kinds.get(domain, "")
-                    self.joules.labels(*labels, phase, domain, kind, e["source"], e["method"]).inc(missing)
-                    run.counted[(phase, domain)] = e["gross_j"]
-            run.phase = None
-        elif kind == "meter_gap":
-            self.gaps.labels(*labels, event.get("domain", "")).inc()
-        elif kind == "done" and event.get("status") in STATES:
-            self.state.labels(*labels).state(event["status"])
+        labels = (event.run, run.configuration)
+        match event:
+            case Sample():  # first: nearly every event is one
+                self._sample(run, labels, event)
+            case Hello(meters=meters):
+                for m in meters:
+                    run.kinds[m["name"]] = m.get("kind", "")
+            case PhaseStart(phase=phase, t=t):
+                run.phase, run.phase_t = phase, t
+                self.state.labels(*labels).state(phase if phase in STATES else "starting")
+            case PhaseEnd(phase=phase, energy=energy):
+                for domain, e in energy.items():
+                    missing = e["gross_j"] - run.counted.get((phase, domain), 0.0)
+                    if missing > 0:
+                        kind = run.kinds.get(domain, "")
+                        self.joules.labels(*labels, phase, domain, kind, e["source"], e["method"]).inc(missing)
+                        run.counted[(phase, domain)] = e["gross_j"]
+                run.phase = None
+            case MeterGap(domain=domain):
+                self.gaps.labels(*labels, domain).inc()
+            case Done(status=status) if status in STATES:
+                self.state.labels(*labels).state(status)
 
     def end(self, run_id: str, status: str) -> None:
         """The run's process has ended with this status (covers a crash, which sends no `done`)."""
@@ -187,8 +183,8 @@ class MetricsServer:
         if run is not None and status in STATES:
             self.state.labels(run_id, run.configuration).state(status)
 
-    def _sample(self, run: _Run, labels: tuple[str, str], event: AnyEvent) -> None:
-        t, previous_t = event["t"], run.last_sample_t
+    def _sample(self, run: _Run, labels: tuple[str, str], event: Sample) -> None:
+        t, previous_t = event.t, run.last_sample_t
         if previous_t is not None and run.sample_hz > 0:
             missed = round((t - previous_t) * run.sample_hz) - 1
             if missed > 0:
@@ -196,10 +192,10 @@ class MetricsServer:
         run.last_sample_t = t
         # the phase this sample's interval lies wholly inside, or None
         phase = run.phase if previous_t is not None and previous_t >= run.phase_t else None
-        for domain, d in event["domains"].items():
-            source, method, kind = d.get("source"), d.get("method"), run.kinds.get(domain, "")
-            if d.get("w") is not None:
-                self.watts.labels(*labels, domain, kind, source).set(d["w"])
+        for domain, d in event.domains.items():
+            source, method, kind, w = d["source"], d["method"], run.kinds.get(domain, ""), d["w"]
+            if w is not None:
+                self.watts.labels(*labels, domain, kind, source).set(w)
             previous = run.last_j.get(domain)
             run.last_j[domain] = d["j"]
             if phase is not None and previous is not None and d["j"] > previous:

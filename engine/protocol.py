@@ -94,23 +94,6 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
         """The wire name of this event's type ("sample", "done", ...)."""
         return str(self.__struct_config__.tag)
 
-    # Read like the JSON object it was decoded from, for code that treats events as data (exports,
-    # the metrics server, tests). Dispatch on the class, never on event["type"].
-    def __getitem__(self, key: str) -> Any:
-        if key == "type":
-            return self.type
-        if key in self.__struct_fields__:
-            return getattr(self, key)
-        raise KeyError(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """Like dict.get; a field that is None reads as absent."""
-        try:
-            value = self[key]
-        except KeyError:
-            return default
-        return default if value is None else value
-
 
 class Hello(Event, tag="hello"):
     versions: dict[str, Any] = {}

@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from engine.device import Device, DeviceError, resolve_device
+from engine.protocol import AnyEvent, Epoch, Error, PhaseEnd, PhaseStart, Sample, decode_event
 from tests.helpers import REPO, run_worker, the_run_dir, tiny_spec
 
 A = "GPU-aaaaaaaa-0000-0000-0000-000000000000"
 B = "GPU-bbbbbbbb-0000-0000-0000-000000000000"
 
 
-def _events(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines()]
+def _events(stdout: str) -> list[AnyEvent]:
+    return [decode_event(line) for line in stdout.splitlines()]
 
 
 # -- resolution ------------------------------------------------------------------------------
@@ -110,9 +111,9 @@ def test_a_gpu_setting_on_the_cpu_is_refused_as_bad_input(tmp_path, spec, messag
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     events = _events(proc.stdout)
-    errors = [e for e in events if e["type"] == "error"]
-    assert len(errors) == 1 and errors[0]["message"].startswith(message) and "\n" not in errors[0]["message"]
-    assert not [e for e in events if e["type"] == "phase_start"]  # refused before anything was metered
+    errors = [e for e in events if isinstance(e, Error)]
+    assert len(errors) == 1 and errors[0].message.startswith(message) and "\n" not in errors[0].message
+    assert not [e for e in events if isinstance(e, PhaseStart)]  # refused before anything was metered
     summary = json.loads((the_run_dir(tmp_path) / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["error"].startswith(message)
 
@@ -135,24 +136,25 @@ def test_the_worker_syncs_at_every_phase_edge_epoch_and_test_timer(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     syncs = [(float(t), who) for t, who in (line.split() for line in log.read_text().splitlines())]
-    events = [e for e in _events(proc.stdout) if e["type"] != "sample"]  # samples come from another thread
+    events = [e for e in _events(proc.stdout) if not isinstance(e, Sample)]  # samples come from another thread
 
     def synced_between(who: str, after: float, before: float) -> bool:
         return any(w == who and after < t < before for t, w in syncs)
 
-    phases = [e["phase"] for e in events if e["type"] == "phase_start"]
+    phases = [e.phase for e in events if isinstance(e, PhaseStart)]
     assert phases == ["idle", "warmup", "pretrain", "train", "test"]
     for i, e in enumerate(events):
-        if e["type"] == "phase_start":  # the previous work has finished before the phase opens
-            assert synced_between("begin", events[i - 1]["t"], e["t"]), e["phase"]
-        elif e["type"] == "phase_end":  # this phase's work has finished before it is read
-            assert synced_between("end", events[i - 1]["t"], e["t"]), e["phase"]
-        elif e["type"] == "epoch":
-            assert synced_between("epoch_point", events[i - 1]["t"], e["t"]), (e["phase"], e["epoch"])
+        match e:
+            case PhaseStart():  # the previous work has finished before the phase opens
+                assert synced_between("begin", events[i - 1].t, e.t), e.phase
+            case PhaseEnd():  # this phase's work has finished before it is read
+                assert synced_between("end", events[i - 1].t, e.t), e.phase
+            case Epoch():
+                assert synced_between("epoch_point", events[i - 1].t, e.t), (e.phase, e.epoch)
     assert sum(w == "begin" for _, w in syncs) == sum(w == "end" for _, w in syncs) == len(phases)
     assert sum(w == "epoch_point" for _, w in syncs) == 4  # two pretrain epochs, two train epochs
-    test_start = next(e["t"] for e in events if e["type"] == "phase_start" and e["phase"] == "test")
-    test_end = next(e["t"] for e in events if e["type"] == "phase_end" and e["phase"] == "test")
+    test_start = next(e.t for e in events if isinstance(e, PhaseStart) and e.phase == "test")
+    test_end = next(e.t for e in events if isinstance(e, PhaseEnd) and e.phase == "test")
     timer = [t for t, w in syncs if w == "timed_inference"]
     assert len(timer) >= 2 and all(test_start < t < test_end for t in timer)  # before the clock starts, after each pass
 
@@ -211,8 +213,9 @@ def test_a_gpu_run_meters_its_gpu_with_both_methods(tmp_path, monkeypatch):
     }
     assert "train" in summary["gpu_contended_phases"]
     # per sample: temperature, SM clock, throttle reasons
-    samples = [e for e in _events(proc.stdout) if e["type"] == "sample"]
-    assert samples and samples[-1]["gpu"]["gpu1"] == {"temp_c": 40, "sm_mhz": 1410, "throttle": 1, "power_w": 100.0}
+    samples = [e for e in _events(proc.stdout) if isinstance(e, Sample)]
+    gpu = samples[-1].gpu if samples else None
+    assert gpu is not None and gpu["gpu1"] == {"temp_c": 40, "sm_mhz": 1410, "throttle": 1, "power_w": 100.0}
     # idle before and after; the first run on this GPU sets the baseline
     assert summary["started_warm"] is False and summary["thermal"]["baseline"] is None
     assert summary["thermal"]["idle_before"]["temp_c"] == 40

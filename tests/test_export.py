@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.export import CODECARBON_COLUMNS, TABLES, write
+from engine.protocol import Sample
 from engine.store import list_runs, read_events
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -41,11 +42,11 @@ def check_against_log(frames: dict[str, pd.DataFrame], records) -> None:
             assert (row.gross_j, row.idle_j, row.net_j) == pytest.approx((e.gross_j, e.idle_j, e.net_j))
             assert (row.source, row.method) == (e.source, e.method)
         events, _ = read_events(r.path / "events.jsonl")
-        samples = [e for e in events if e["type"] == "sample"]
+        samples = [e for e in events if isinstance(e, Sample)]
         got = frames["samples"][frames["samples"].run_id == r.run_id]
-        assert len(got) == sum(len(e["domains"]) for e in samples)
+        assert len(got) == sum(len(e.domains) for e in samples)
         last_cpu = got[got.domain == "cpu"].joules.iloc[-1]
-        assert last_cpu == pytest.approx(samples[-1]["domains"]["cpu"]["j"])
+        assert last_cpu == pytest.approx(samples[-1].domains["cpu"]["j"])
         assert set(got.source) == {"modelled"}
         curve = frames["curve"][frames["curve"].run_id == r.run_id]
         assert list(curve.val_accuracy) == pytest.approx([p.val_accuracy_frac for p in s.curve])

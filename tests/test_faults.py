@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.protocol import decode
+from engine.protocol import Done, Epoch, Hello, MeterGap, PhaseStart, Progress, decode_event
 from engine.store import list_runs, load_run
 from tests.fakes.powercap import intel_server
 from tests.helpers import REPO, TINY, run_worker, the_run_dir, tiny_spec
@@ -82,8 +82,8 @@ def test_sigkilled_worker_is_crashed_with_its_events_and_the_cli_exits_1(tmp_pat
     assert "Traceback" not in err
     record = load_run(the_run_dir(logs))
     assert record.status == "crashed" and record.last_phase == "train"
-    events = [decode(line) for line in (record.path / "events.jsonl").read_text().splitlines()]
-    assert events[0]["type"] == "hello" and any(e["type"] == "progress" for e in events)
+    events = [decode_event(line) for line in (record.path / "events.jsonl").read_text().splitlines()]
+    assert isinstance(events[0], Hello) and any(isinstance(e, Progress) for e in events)
     assert not psutil.pid_exists(worker.pid) or worker.status() == psutil.STATUS_ZOMBIE
     # `joulelab runs` lists it as crashed, with the phase it reached
     listing = cli("runs", "--logs", str(logs))
@@ -126,14 +126,14 @@ def test_worker_finishes_its_run_when_the_reader_disappears(tmp_path):
     proc.stdin.write(json.dumps(spec).encode())
     proc.stdin.close()
     for line in proc.stdout:
-        if decode(line)["type"] == "phase_start":
+        if isinstance(decode_event(line), PhaseStart):
             break
     proc.stdout.close()  # the SSH session dropped: nobody reads the stream any more
     assert proc.wait(timeout=120) == 0
     record = load_run(the_run_dir(tmp_path))
     assert record.status == "complete" and record.summary.reader_lost is True
     lines = (record.path / "events.jsonl").read_text().splitlines()
-    assert decode(lines[-1])["type"] == "done"  # the log went on to the end
+    assert isinstance(decode_event(lines[-1]), Done)  # the log went on to the end
 
 
 def test_two_runs_at_once_write_separate_uncorrupted_logs(tmp_path):
@@ -150,8 +150,8 @@ def test_two_runs_at_once_write_separate_uncorrupted_logs(tmp_path):
     runs = list_runs(tmp_path)
     assert len(runs) == 2 and {r.status for r in runs} == {"complete"}
     for r in runs:
-        events = [decode(line) for line in (r.path / "events.jsonl").read_text().splitlines()]
-        assert {e["run"] for e in events} == {r.run_id}
+        events = [decode_event(line) for line in (r.path / "events.jsonl").read_text().splitlines()]
+        assert {e.run for e in events} == {r.run_id}
         assert not list(r.path.glob(".summary.json*"))  # no temporary left behind
 
 
@@ -188,18 +188,19 @@ def test_a_meter_that_fails_mid_run_leaves_a_gap_in_events_and_summary(tmp_path)
     events = []
     removed = False
     for line in proc.stdout:
-        event = decode(line)
+        event = decode_event(line)
         events.append(event)
-        if event["type"] == "hello":
-            assert any(m["method"] == "rapl:package-0" for m in event["meters"])
-        if event["type"] == "progress" and not removed:
-            tree.remove("intel-rapl:0")  # the package counter vanishes mid-training
-            removed = True
-        if event["type"] == "epoch" and event["epoch"] >= 2:
-            proc.send_signal(signal.SIGTERM)  # enough: the gap has happened
+        match event:
+            case Hello():
+                assert any(m["method"] == "rapl:package-0" for m in event.meters)
+            case Progress() if not removed:
+                tree.remove("intel-rapl:0")  # the package counter vanishes mid-training
+                removed = True
+            case Epoch() if event.epoch >= 2:
+                proc.send_signal(signal.SIGTERM)  # enough: the gap has happened
     assert proc.wait(timeout=60) in (0, 130)
-    gaps = [e for e in events if e["type"] == "meter_gap"]
-    assert gaps and gaps[0]["domain"] == "package-0" and "energy_uj" in gaps[0]["reason"]
+    gaps = [e for e in events if isinstance(e, MeterGap)]
+    assert gaps and gaps[0].domain == "package-0" and "energy_uj" in gaps[0].reason
     summary = json.loads((the_run_dir(tmp_path / "logs") / "summary.json").read_text())
     assert "package-0" in summary["meter_gaps"]
     assert summary["phases"]["train"]["energy"]["package-0"]["gap"] is True

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.protocol import decode
+from engine.protocol import AnyEvent, Done, Hello, MeterGap, Progress, Sample, decode_event
 from engine.runner import run_spec
 from engine.spec import spec_from_dict
 from engine.store import list_runs, load_run
@@ -30,8 +30,8 @@ RANGE_UJ = 1_000_000_000 - 1  # a 1,000 J counter
 MAX_POWER_UW = 100_000_000  # 100 W, so the meter's bound is 200 W: one wrap every 5 s at most
 
 
-def events_of(run_path: Path) -> list[dict]:
-    return [decode(line) for line in (run_path / "events.jsonl").read_text().splitlines()]
+def events_of(run_path: Path) -> list[AnyEvent]:
+    return [decode_event(line) for line in (run_path / "events.jsonl").read_text().splitlines()]
 
 
 class Hardware(threading.Thread):
@@ -99,30 +99,26 @@ def test_a_rapl_reset_and_lost_wraps_are_gaps_never_phantom_energy(tmp_path):
     try:
         stream = []
         for line in proc.stdout:
-            event = decode(line)
+            event = decode_event(line)
             stream.append(event)
-            if (
-                event["type"] == "progress"
-                and event.get("epoch") == 1
-                and not hw.back
-                and not any(e["type"] == "meter_gap" for e in stream)
-            ):
+            gap_count = sum(isinstance(e, MeterGap) for e in stream)
+            if isinstance(event, Progress) and event.epoch == 1 and not hw.back and gap_count == 0:
                 hw.back = 20_000_000  # 20 J back on a 1,000 J range: a reset, not 980 J
-            if sum(e["type"] == "meter_gap" for e in stream) == 1 and event["type"] == "meter_gap":
+            if gap_count == 1 and isinstance(event, MeterGap):
                 os.kill(proc.pid, signal.SIGSTOP)  # 6 s stopped > the 5 s shortest wrap period
                 time.sleep(6.0)
                 os.kill(proc.pid, signal.SIGCONT)
-            if sum(e["type"] == "meter_gap" for e in stream) == 2:
+            if gap_count == 2:
                 proc.send_signal(signal.SIGTERM)
                 break
         assert proc.wait(timeout=60) == 130
     finally:
         hw.stop.set()
         proc.kill()
-    gaps = [e for e in stream if e["type"] == "meter_gap"]
+    gaps = [e for e in stream if isinstance(e, MeterGap)]
     assert len(gaps) == 2, gaps
-    assert "went back" in gaps[0]["reason"] and "a reset, not counted" in gaps[0]["reason"]
-    assert "wraps may be lost" in gaps[1]["reason"]
+    assert "went back" in gaps[0].reason and "a reset, not counted" in gaps[0].reason
+    assert "wraps may be lost" in gaps[1].reason
     summary = json.loads((the_run_dir(tmp_path / "logs") / "summary.json").read_text())
     train = summary["phases"]["train"]
     pkg = train["energy"]["package-0"]
@@ -161,7 +157,7 @@ def test_a_stopped_worker_is_declared_stalled_cancelled_and_recorded(tmp_path):
     assert train.partial is True and train.total.gross_j > 0 and train.total.source == "modelled"
     assert record.summary.phases["idle"].total.gross_j > 0
     events = events_of(record.path)  # the log ends as the CLI said: no torn line, stalled
-    assert events[-1]["type"] == "done" and events[-1]["status"] == "stalled"
+    assert isinstance(events[-1], Done) and events[-1].status == "stalled"
     listing = cli("runs", "--logs", str(logs)).communicate(timeout=60)[0]
     assert "stalled (train)" in listing
 
@@ -177,10 +173,10 @@ def _limit_file_size(limit: int):
     return apply
 
 
-def check_log_readable_to_the_last_line(run_path: Path) -> list[dict]:
+def check_log_readable_to_the_last_line(run_path: Path) -> list[AnyEvent]:
     text = (run_path / "events.jsonl").read_text()
     assert text.endswith("\n")
-    return [decode(line) for line in text.splitlines()]  # every line whole
+    return [decode_event(line) for line in text.splitlines()]  # every line whole
 
 
 def test_a_log_that_cannot_grow_mid_run_stops_the_run_with_its_cause(tmp_path):
@@ -201,7 +197,7 @@ def test_a_log_that_cannot_grow_mid_run_stops_the_run_with_its_cause(tmp_path):
     assert len(line) == 1 and "file too large while writing" in line[0] and "events.jsonl" in line[0]
     run_path = the_run_dir(logs)
     events = check_log_readable_to_the_last_line(run_path)
-    assert any(e["type"] == "sample" for e in events)
+    assert any(isinstance(e, Sample) for e in events)
     summary = json.loads((run_path / "summary.json").read_text())  # small enough to fit the limit
     assert summary["status"] == "failed" and "events.jsonl" in summary["error"]
     assert "while writing" in (run_path / "stderr.log").read_text()
@@ -232,7 +228,7 @@ def test_a_full_tmpfs_as_logs_stops_the_run_with_no_space_left_and_a_readable_lo
         assert (run["status"], run["exit_code"]) == ("failed", 3)
         assert "no space left on device while writing" in run["error"] and "events.jsonl" in run["error"]
         events = check_log_readable_to_the_last_line(the_run_dir(mnt))
-        assert events[0]["type"] == "hello" and any(e["type"] == "sample" for e in events)
+        assert isinstance(events[0], Hello) and any(isinstance(e, Sample) for e in events)
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
 
@@ -258,4 +254,4 @@ def test_a_run_killed_after_its_summary_is_what_its_summary_says(tmp_path):
     assert outcome.exit_code == -signal.SIGKILL
     assert outcome.status == "complete" and outcome.ok
     assert [r.status for r in list_runs(tmp_path)] == ["complete"]
-    assert events_of(outcome.run_path)[-1]["type"] != "done"
+    assert not isinstance(events_of(outcome.run_path)[-1], Done)

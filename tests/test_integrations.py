@@ -25,6 +25,7 @@ from engine.cli import app
 from engine.export import MLFLOW_RUN_ID_TAG, write
 from engine.metrics_server import MetricsServer
 from engine.presets import PresetError, parse
+from engine.protocol import MeterGap, Sample
 from engine.store import EVENTS, list_runs, read_events
 from tests.helpers import REPO, TINY
 
@@ -225,7 +226,7 @@ def test_metrics_follow_a_runs_events_and_end_at_its_phase_energies():
                 },
             )
             assert got == pytest.approx(e.gross_j) if e.gross_j > 0 else got in (None, 0.0)
-    last = [e for e in events if e["type"] == "sample"][-1]["domains"]
+    last = [e for e in events if isinstance(e, Sample)][-1].domains
     assert value(
         "joulelab_power_watts", {**labels, "domain": "dram", "kind": "dram", "source": "modelled"}
     ) == pytest.approx(last["dram"]["w"])
@@ -239,9 +240,9 @@ def test_metrics_count_dropped_samples_and_meter_gaps():
     metrics.begin("r1", "c", sample_hz=10.0)
     sample = {"cpu": {"w": 5.0, "j": 1.0, "source": "counter", "method": "rapl:package-0"}}
     for t in (0.0, 0.1, 0.5):  # 0.1 -> 0.5 s at 10 Hz: three samples skipped
-        metrics.observe({"type": "sample", "run": "r1", "t": t, "domains": sample})
-    metrics.observe({"type": "meter_gap", "run": "r1", "t": 0.6, "domain": "cpu", "reason": "EIO"})
-    metrics.observe({"type": "sample", "run": "other", "t": 0.6, "domains": sample})  # not begun: ignored
+        metrics.observe(Sample(run="r1", t=t, domains=sample))
+    metrics.observe(MeterGap(run="r1", t=0.6, domain="cpu", reason="EIO"))
+    metrics.observe(Sample(run="other", t=0.6, domains=sample))  # not begun: ignored
     value = metrics.registry.get_sample_value
     assert value("joulelab_samples_dropped_total", {"run_id": "r1", "configuration": "c"}) == 3.0
     assert value("joulelab_meter_gaps_total", {"run_id": "r1", "configuration": "c", "domain": "cpu"}) == 1.0

@@ -21,6 +21,7 @@ import pytest
 
 from engine import slurm
 from engine.presets import load
+from engine.protocol import PhaseStart
 from engine.stats import compare
 from tests.helpers import REPO, TINY, tiny_spec
 from tests.test_stats import summary as fake_summary
@@ -166,7 +167,7 @@ def test_event_tail_waits_for_a_whole_line(tmp_path):
     with open(path, "a") as f:
         f.write(line[10:] + "\n")
     (event,) = tail.read()
-    assert event["phase"] == "idle"
+    assert isinstance(event, PhaseStart) and event.phase == "idle"
 
 
 def test_no_sbatch_is_one_line_and_exit_2(tmp_path, quick_preset):

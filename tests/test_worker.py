@@ -2,45 +2,57 @@
 
 import json
 
-from engine.protocol import PHASES, SCHEMA_VERSION, decode
+from engine.protocol import (
+    PHASES,
+    SCHEMA_VERSION,
+    AnyEvent,
+    Done,
+    Epoch,
+    Error,
+    Hello,
+    PhaseEnd,
+    PhaseStart,
+    Sample,
+    decode_event,
+)
 from engine.records import summary_from_json
 from engine.store import load_run
 from tests.helpers import run_worker, the_run_dir, tiny_spec
 
 
-def _events(stdout: str) -> list[dict]:
-    return [decode(line) for line in stdout.splitlines()]
+def _events(stdout: str) -> list[AnyEvent]:
+    return [decode_event(line) for line in stdout.splitlines()]
 
 
 def test_scratch_run_streams_events_and_writes_a_complete_log(tmp_path):
     proc = run_worker(tiny_spec(tmp_path, mode="scratch", epochs=2))
     assert proc.returncode == 0, proc.stderr
     events = _events(proc.stdout)
-    types = [e["type"] for e in events]
-    assert types[0] == "hello" and types[-1] == "done"
-    assert events[-1]["status"] == "complete"
-    assert all(e["v"] == SCHEMA_VERSION for e in events)
-    run_ids = {e["run"] for e in events}
+    first, last = events[0], events[-1]
+    assert isinstance(first, Hello) and isinstance(last, Done)
+    assert last.status == "complete"
+    assert all(e.v == SCHEMA_VERSION for e in events)
+    run_ids = {e.run for e in events}
     assert len(run_ids) == 1
     # monotonic timestamps
-    ts = [e["t"] for e in events]
+    ts = [e.t for e in events]
     assert ts == sorted(ts)
 
-    phases = [e["phase"] for e in events if e["type"] == "phase_start"]
+    phases = [e.phase for e in events if isinstance(e, PhaseStart)]
     assert phases == ["idle", "warmup", "train", "test"]
-    assert [e["phase"] for e in events if e["type"] == "phase_end"] == phases
+    assert [e.phase for e in events if isinstance(e, PhaseEnd)] == phases
 
     # samples: watts and cumulative joules per domain, with provenance, never decreasing
-    samples = [e for e in events if e["type"] == "sample"]
+    samples = [e for e in events if isinstance(e, Sample)]
     assert len(samples) >= 5
-    cpu_j = [s["domains"]["cpu"]["j"] for s in samples]
+    cpu_j = [s.domains["cpu"]["j"] for s in samples]
     assert cpu_j == sorted(cpu_j) and cpu_j[-1] > 0
-    assert samples[-1]["domains"]["cpu"]["source"] == "modelled"
-    assert samples[-1]["domains"]["cpu"]["method"] == "model:tdp-cpu-time"
+    assert samples[-1].domains["cpu"]["source"] == "modelled"
+    assert samples[-1].domains["cpu"]["method"] == "model:tdp-cpu-time"
 
-    epochs = [e for e in events if e["type"] == "epoch"]
-    assert [e["epoch"] for e in epochs] == [1, 2]
-    assert epochs[1]["cumulative_j"] >= epochs[0]["cumulative_j"] > 0
+    epochs = [e for e in events if isinstance(e, Epoch)]
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert epochs[1].cumulative_j >= epochs[0].cumulative_j > 0
 
     run_path = the_run_dir(tmp_path)
     assert run_path.name == next(iter(run_ids))
@@ -102,7 +114,7 @@ def test_a_stray_print_cannot_corrupt_the_event_stream(tmp_path):
     proc = run_worker(tiny_spec(tmp_path), code=code)
     assert proc.returncode == 0, proc.stderr
     events = _events(proc.stdout)  # every line parses
-    assert events[-1]["type"] == "done"
+    assert isinstance(events[-1], Done)
     assert "STRAY OUTPUT FROM A LIBRARY" in proc.stderr
 
 
@@ -113,7 +125,7 @@ def test_bad_spec_is_one_line_and_exit_2(tmp_path):
     assert "epochs: 0 must be >= 1" in proc.stderr
     assert "Traceback" not in proc.stderr
     events = _events(proc.stdout)
-    assert events[0]["type"] == "error" and events[-1]["type"] == "done"
+    assert isinstance(events[0], Error) and isinstance(events[-1], Done)
 
 
 def test_phases_constant_lists_every_phase_the_worker_can_emit():

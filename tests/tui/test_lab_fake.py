@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static
 
+from engine.protocol import Done, decode_event
 from engine.store import list_runs
 from tests.tui.conftest import fake_command, make_app, press, wait_for, wait_settled
 from tests.tui.screen_text import screen_text
@@ -247,7 +248,7 @@ async def test_quit_during_a_run_can_leave_it_running_to_completion(logs: Path) 
     data = json.loads(summary.read_text())
     assert data["status"] == "complete"  # the worker finished on its own, log and all
     events = (app.left_running / "events.jsonl").read_text().splitlines()
-    assert json.loads(events[-1])["type"] == "done"
+    assert isinstance(decode_event(events[-1]), Done)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)])
