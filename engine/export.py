@@ -204,7 +204,8 @@ def _run_rows(r: RunRecord) -> list[Row]:
 
     s = r.summary
     row: Row = {**_config_parts(r), "status": r.status, "started": r.started, "last_phase": r.last_phase}
-    if s is None:
+    if s is None:  # crashed or still running: no figures (an empty methods cell, as always)
+        row["energy_methods"] = ""
         return [row]
     m = s.metrics
     # the export's column names are its own (documented in the README's log schema section)

@@ -19,7 +19,9 @@ Types and their fields (all energies in joules, all powers in watts):
                (CPU contention) and gpu {domain: {temp_c, sm_mhz, throttle, power_w}} (NVML state)
 - progress:    phase, epoch, epochs, step, steps, loss, accuracy, samples_per_s
 - epoch:       phase, epoch, val_accuracy, cumulative_j  (one point of the energy-to-accuracy curve)
-- result:      the run's metrics (see engine.worker)
+- result:      metrics (the summary's `metrics` record, engine.records.Metrics: log-schema-2 names
+               such as accuracy_frac from workers that write log schema 2, schema-1 names such as
+               accuracy before; records.metrics_from_json reads either), curve
 - meter_gap:   domain, reason  (a meter stopped answering; the run goes on)
 - error:       message, where
 - done:        status (complete | cancelled | failed | stalled), exit_code  (stalled: written by
@@ -27,7 +29,8 @@ Types and their fields (all energies in joules, all powers in watts):
 
 Each type is a msgspec Struct below (Hello, PhaseStart, ... Done), a tagged union on "type":
 `decode_event` turns a line into one, validated, in one pass; readers `match` on the classes.
-The worker writes plain dicts (`make_event`, `encode`), so the lines on disk are as they were.
+The worker writes plain dicts (`make_event`, `encode`); the envelope and every event's own fields
+are as they have been since "v": 1. The `result` event's nested metrics follow the log schema.
 """
 
 from __future__ import annotations

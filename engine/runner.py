@@ -326,6 +326,7 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
         MissingMeter,
         PhaseRecord,
         PhaseTotal,
+        metrics_from_json,
         to_json_object,
     )
 
@@ -395,7 +396,7 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
             for n, w in idle_watts.items()
             if n in domains
         },
-        metrics=msgspec.convert(result.metrics, Metrics) if result is not None else Metrics(),
+        metrics=metrics_from_json(result.metrics) if result is not None else Metrics(),
         curve=[
             # an epoch event without a phase predates pruning's epochs: training
             CurvePoint(

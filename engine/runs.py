@@ -118,7 +118,7 @@ class LiveTotals:
                 self.epoch = self.step = None
                 self.rows[event.phase] = PhaseRow(event.phase, event.t, dict(self.joules_now))
             case PhaseEnd():
-                self.phase_j[event.phase] = event.total["gross_j"]
+                self.phase_j[event.phase] = event.total.get("gross_j", 0.0)
                 self._phase_ended(event)
             case ProgressEvent():
                 self.epoch, self.epochs, self.step, self.steps = event.epoch, event.epochs, event.step, event.steps
@@ -257,7 +257,9 @@ class PlanRunner:
     (the lab's quit dialog). `leave_running()` marks the plan left: when the caller then stops
     iterating (the lab closes), the current worker is not stopped and finishes its own log.
     Events come in batches: every `flush_s` seconds at most, at once for an URGENT event (0: each
-    event is its own batch).
+    event is its own batch). With `stop_on_cancelled_run`, a run that ends cancelled without the
+    plan being cancelled (someone pressed x on it elsewhere, or signalled its worker) ends the plan
+    too, as the lab has always done; the CLI goes on to the next run.
     """
 
     def __init__(
@@ -269,8 +271,10 @@ class PlanRunner:
         plan_file: Path | None = None,
         metrics: MetricsServer | None = None,
         flush_s: float = 0.0,
+        stop_on_cancelled_run: bool = False,
     ) -> None:
         self.steps = list(steps)
+        self.stop_on_cancelled_run = stop_on_cancelled_run
         self.command = list(command or worker_command())
         self.batch = batch  # the batch every started run joins (None: the spec's own)
         self.plan_file = plan_file
@@ -324,9 +328,14 @@ class PlanRunner:
             async with aclosing(self._stream(index, proc)) as batches:
                 async for update in batches:
                     yield update
-            outcome = await proc.wait()
-            if self._cancelling is not None:
-                await self._cancelling  # the group is gone before anything goes on
+            try:
+                outcome = await proc.wait()
+                if self._cancelling is not None:
+                    await self._cancelling  # the group is gone before anything goes on
+            except BaseException:  # the caller stopped listening (the lab closed) while the worker exits
+                if not self.left:
+                    await proc.cancel()
+                raise
             self._current, self._cancelling = None, None
             if self.metrics is not None:
                 self.metrics.end(outcome.run_id, outcome.status)
@@ -336,7 +345,8 @@ class PlanRunner:
             if summary is not None:
                 summaries.append(summary)
             yield RunEnded(index, outcome, summary)
-            if outcome.status == "cancelled" or self.cancelled:
+            run_cancelled = outcome.status == "cancelled" and self.stop_on_cancelled_run
+            if run_cancelled or self.cancelled:
                 stopped = index + 1 < len(self.steps) or outcome.status == "cancelled"
                 break
         if self.plan_file is not None:

@@ -131,3 +131,17 @@ def test_the_checks_see_imports_inside_functions_and_cycles(tmp_path):
     graph = {"engine.a": {"engine.b"}, "engine.b": {"engine.c"}, "engine.c": {"engine.a"}, "engine.d": {"engine.a"}}
     assert list(cycles(graph).values()) == [["engine.a", "engine.b", "engine.c", "engine.a"]]
     assert cycles({"engine.a": {"engine.b"}, "engine.b": set()}) == {}
+
+
+def test_every_package_is_in_the_wheel():
+    """pyproject.toml lists the packages explicitly; one left out installs without it (an
+    editable install, as CI uses, would not notice)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for top in ("engine", "tui")
+        for init in (REPO / top).rglob("__init__.py")
+    }
+    assert found - listed == set(), f"packages missing from [tool.setuptools] packages: {sorted(found - listed)}"

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from engine.records import ConfigKey, decode_summary, encode_summary
+from engine.records import ConfigKey, decode_summary, encode_summary, metrics_from_json
 from engine.store import StoreError, find_run, load_run
 from tests.helpers import GOLDEN_LOGS, golden_summary
 
@@ -36,3 +36,22 @@ def test_config_key_is_built_and_parsed_in_one_place():
     assert str(ConfigKey.parse("synthetic/small/scratch")) == "synthetic/small/scratch/baseline"
     key = ConfigKey("motionsense", "big-x16", "transfer-extend", "pruning")
     assert ConfigKey.parse(str(key)) == key and key.with_mode("scratch").mode == "scratch"
+
+
+def test_a_result_events_metrics_read_in_either_schema():
+    """Workers before log schema 2 sent schema-1 names in their result event; a stalled run's
+    summary is rebuilt from that event, so both must read alike (msgspec ignores unknown names)."""
+    old = {
+        "accuracy": 0.9,
+        "train_samples": 100,
+        "pruning": {"weights": 10, "zero_weights": 5, "sparsity": 0.5, "accuracy_before_pruning": 0.95},
+    }
+    new = {
+        "accuracy_frac": 0.9,
+        "train_samples_seen": 100,
+        "pruning": {"weights": 10, "zero_weights": 5, "sparsity": 0.5, "accuracy_before_pruning_frac": 0.95},
+    }
+    assert metrics_from_json(old) == metrics_from_json(new)
+    m = metrics_from_json(old)
+    assert m.accuracy_frac == 0.9 and m.train_samples_seen == 100
+    assert m.pruning is not None and m.pruning.accuracy_before_pruning_frac == 0.95

@@ -181,3 +181,23 @@ def test_resume_finishes_a_left_plan_through_the_plan_runner(tmp_path):
     assert record["state"] == "finished"
     assert [i["status"] for i in record["items"]] == ["complete", "complete"]
     assert all(load_run(tmp_path / i["run_id"]).status == "complete" for i in record["items"])
+
+
+FAKE_WORKER = [sys.executable, "tests/fakes/fake_worker.py", "--rate", "5", "--duration", "3"]
+
+
+@pytest.mark.parametrize("lab", [False, True], ids=["cli-goes-on", "lab-stops"])
+async def test_a_run_cancelled_from_elsewhere_ends_the_lab_plan_but_not_the_cli_one(tmp_path, lab):
+    """A worker signalled by someone else (x on the run in another lab) ends cancelled. The CLI's
+    plan goes on to the next run, as it always did; the lab's stops, as it always did."""
+    steps, _ = _plan(tmp_path, 2)
+    runner = PlanRunner(steps, command=FAKE_WORKER, stop_on_cancelled_run=lab)
+    async for update in runner.updates():
+        if isinstance(update, RunEvents) and update.index == 0 and isinstance(update.events[0], Hello):
+            os.killpg(update.events[0].pid, signal.SIGTERM)
+        if isinstance(update, PlanEnded):
+            end = update
+    assert not end.cancelled
+    statuses = [o.status for o in end.outcomes]
+    assert statuses == (["cancelled"] if lab else ["cancelled", "complete"])
+    assert end.stopped is lab

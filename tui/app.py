@@ -338,7 +338,9 @@ class JouleLabApp(App):
             plan_store.take_over(plan.plan_file)
         self.plan = plan
         steps = [runs.PlanStep(item.spec, item.config, item.follow, item.plan_index) for item in plan.items]
-        self.runner = runs.PlanRunner(steps, command=self.worker_command, plan_file=plan.plan_file, flush_s=FLUSH_S)
+        self.runner = runs.PlanRunner(
+            steps, command=self.worker_command, plan_file=plan.plan_file, flush_s=FLUSH_S, stop_on_cancelled_run=True
+        )
         self._set_running(True)
         self.live.start_plan(plan)
         self.show_tab("live")

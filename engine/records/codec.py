@@ -12,13 +12,16 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from engine.records.summary import LOG_SCHEMA, SCHEMA_KEY, PretrainRecord, RunManifest, RunSummary
+from engine.errors import EXIT_RUN_FAILED, JouleLabError
+from engine.records.summary import LOG_SCHEMA, SCHEMA_KEY, Metrics, PretrainRecord, RunManifest, RunSummary
 
 T = TypeVar("T", RunSummary, RunManifest)
 
 
-class RecordError(ValueError):
+class RecordError(JouleLabError):
     """A run record that cannot be read: damaged, not of its schema, or newer than this code."""
+
+    exit_code = EXIT_RUN_FAILED
 
 
 class NewerSchemaError(RecordError):
@@ -96,6 +99,18 @@ def summary_from_json(data: dict[str, Any], what: str = "summary.json") -> RunSu
     if schema_of(data, what) == 1:
         data = _summary_from_v1(data)
     return _convert(data, RunSummary, what)
+
+
+def metrics_from_json(data: dict[str, Any], what: str = "result event") -> Metrics:
+    """A run's metrics as a `result` event carries them: schema 2 names from workers that write
+    log schema 2, schema 1 names from the workers before (mapped; a name already new is kept)."""
+    metrics = _renamed(data, _V1_METRICS)
+    if isinstance(metrics.get("pruning"), dict):
+        metrics["pruning"] = _renamed(metrics["pruning"], _V1_PRUNING)
+    try:
+        return msgspec.convert(metrics, Metrics)
+    except msgspec.ValidationError as exc:
+        raise RecordError(f"{what}: metrics do not match log schema {LOG_SCHEMA}: {exc}") from None
 
 
 def manifest_from_json(data: dict[str, Any], what: str = "run.json") -> RunManifest:

@@ -42,8 +42,9 @@ class EnergyValue(msgspec.Struct, kw_only=True, omit_defaults=True):
     remodelled_from: dict[str, float] | None = None  # the basis a cached record was re-modelled from
 
 
-class PhaseTotal(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A phase's domains summed (platform and cross-check domains left out: they would count twice)."""
+class PhaseTotal(msgspec.Struct, kw_only=True):
+    """A phase's domains summed (platform and cross-check domains left out: they would count twice).
+    Every field is always written: a phase with no counted domain still reads 0 J, source null."""
 
     gross_j: float = 0.0
     idle_j: float = 0.0
