@@ -112,15 +112,13 @@ def finite(option: str, value: float | None, low: float, high: float) -> float |
 
 
 LogsOption = Annotated[Path | None, typer.Option("--logs", help="Logs directory [default: $JOULELAB_LOGS or ./logs]")]
+MetricsAddrOption = Annotated[
+    str | None, typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")
+]
 
 
 @app.callback(invoke_without_command=True)
-def _root(
-    ctx: typer.Context,
-    logs: Annotated[
-        Path | None, typer.Option("--logs", help="Logs directory [default: $JOULELAB_LOGS or ./logs]")
-    ] = None,
-) -> None:
+def _root(ctx: typer.Context, logs: LogsOption = None) -> None:
     """Headless commands; with none, this help (`joulelab` with no command opens the lab)."""
     share_logs(ctx, logs)
     if ctx.invoked_subcommand is None:
@@ -196,9 +194,7 @@ def run(
         int | None,
         typer.Option("--metrics-port", help="Serve live Prometheus metrics on this port while the runs execute"),
     ] = None,
-    metrics_addr: Annotated[
-        str | None, typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")
-    ] = None,
+    metrics_addr: MetricsAddrOption = None,
     executor: Annotated[
         Executor, typer.Option(help="local: here, one run at a time; slurm: one job per pair through submitit")
     ] = Executor.local,

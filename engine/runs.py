@@ -476,24 +476,31 @@ async def execute_plan(
     return PlanResult(outcomes, runner.cancelled, batch)
 
 
+def run_progress(console: Console, *, counts: bool) -> Progress:
+    """The started rich progress the CLI shows runs in (a plan here, Slurm jobs in engine.slurm):
+    one line per run with its detail and energy fields; `counts` adds an n/N column."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        *([TaskProgressColumn()] if counts else []),
+        TextColumn("{task.fields[detail]}"),
+        TextColumn("{task.fields[energy]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        refresh_per_second=4,
+    )
+    progress.start()
+    return progress
+
+
 class _PlanProgress:
     """Rich progress of a plan: one line per run (phase, epoch, watts, joules) and the plan's count."""
 
     def __init__(self, plan: list[PlannedRun], console: Console) -> None:
         self.plan = plan
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TextColumn("{task.fields[energy]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-            refresh_per_second=4,
-        )
-        self.progress.start()
+        self.progress = run_progress(console, counts=True)
         self.overall = self.progress.add_task(f"[bold]{len(plan)} runs", total=len(plan), detail="", energy="")
         self.task = self.overall
         self.live = LiveTotals()

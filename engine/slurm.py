@@ -506,23 +506,12 @@ def follow(record: dict[str, Any], console: Console | None, poll_s: float = 1.0)
     """Show queued/running/done per job, with live watts and joules of the run each job is on,
     until no job is queued or running. Returns the final state of each current job.
     KeyboardInterrupt propagates to the caller."""
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from engine.runs import run_progress
 
     follower = Follower(record)
     progress, tasks = None, {}
     if console is not None:
-        progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TextColumn("{task.fields[energy]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-            refresh_per_second=4,
-        )
-        progress.start()
+        progress = run_progress(console, counts=False)
     try:
         while True:
             try:

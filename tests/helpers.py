@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,6 +36,30 @@ def run_worker(spec: dict, *, code: str | None = None, timeout: float = 120) -> 
     return subprocess.run(
         cmd, input=json.dumps(spec), capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
     )
+
+
+def start_worker(spec: dict, env: dict | None = None, **popen: Any) -> subprocess.Popen:
+    """Start the real worker with the spec on stdin, its stream (text) to read as it goes; stderr is
+    a pipe unless `popen` says otherwise."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        **{"stderr": subprocess.PIPE, **popen},
+    )
+    proc.stdin.write(json.dumps(spec))
+    proc.stdin.close()
+    return proc
+
+
+def events_in(stream: str) -> list:
+    """A worker's stdout (or an events.jsonl's text) as typed events."""
+    from engine.protocol import decode_event
+
+    return [decode_event(line) for line in stream.splitlines()]
 
 
 def the_run_dir(logs: Path) -> Path:

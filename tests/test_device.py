@@ -12,15 +12,11 @@ import pytest
 import torch
 
 from engine.device import Device, DeviceError, resolve_device
-from engine.protocol import AnyEvent, Epoch, Error, PhaseEnd, PhaseStart, Sample, decode_event
-from tests.helpers import REPO, run_worker, the_run_dir, tiny_spec
+from engine.protocol import Epoch, Error, PhaseEnd, PhaseStart, Sample
+from tests.helpers import REPO, events_in, run_worker, the_run_dir, tiny_spec
 
 A = "GPU-aaaaaaaa-0000-0000-0000-000000000000"
 B = "GPU-bbbbbbbb-0000-0000-0000-000000000000"
-
-
-def _events(stdout: str) -> list[AnyEvent]:
-    return [decode_event(line) for line in stdout.splitlines()]
 
 
 # -- resolution ------------------------------------------------------------------------------
@@ -110,7 +106,7 @@ def test_a_gpu_setting_on_the_cpu_is_refused_as_bad_input(tmp_path, spec, messag
     proc = run_worker(tiny_spec(tmp_path, **spec))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    events = _events(proc.stdout)
+    events = events_in(proc.stdout)
     errors = [e for e in events if isinstance(e, Error)]
     assert len(errors) == 1 and errors[0].message.startswith(message) and "\n" not in errors[0].message
     assert not [e for e in events if isinstance(e, PhaseStart)]  # refused before anything was metered
@@ -136,7 +132,7 @@ def test_the_worker_syncs_at_every_phase_edge_epoch_and_test_timer(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     syncs = [(float(t), who) for t, who in (line.split() for line in log.read_text().splitlines())]
-    events = [e for e in _events(proc.stdout) if not isinstance(e, Sample)]  # samples come from another thread
+    events = [e for e in events_in(proc.stdout) if not isinstance(e, Sample)]  # samples come from another thread
 
     def synced_between(who: str, after: float, before: float) -> bool:
         return any(w == who and after < t < before for t, w in syncs)
@@ -213,7 +209,7 @@ def test_a_gpu_run_meters_its_gpu_with_both_methods(tmp_path, monkeypatch):
     }
     assert "train" in summary["gpu_contended_phases"]
     # per sample: temperature, SM clock, throttle reasons
-    samples = [e for e in _events(proc.stdout) if isinstance(e, Sample)]
+    samples = [e for e in events_in(proc.stdout) if isinstance(e, Sample)]
     gpu = samples[-1].gpu if samples else None
     assert gpu is not None and gpu["gpu1"] == {"temp_c": 40, "sm_mhz": 1410, "throttle": 1, "power_w": 100.0}
     # idle before and after; the first run on this GPU sets the baseline

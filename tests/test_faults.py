@@ -17,7 +17,7 @@ import pytest
 from engine.protocol import Done, Epoch, Hello, MeterGap, PhaseStart, Progress, decode_event
 from engine.store import list_runs, load_run
 from tests.fakes.powercap import intel_server
-from tests.helpers import REPO, TINY, run_worker, the_run_dir, tiny_spec
+from tests.helpers import REPO, TINY, run_worker, start_worker, the_run_dir, tiny_spec
 
 LONG = {"epochs": 200, "synthetic_seconds": 60.0}
 
@@ -113,18 +113,7 @@ def test_ctrl_c_cancels_the_run_keeps_partial_energy_and_leaves_no_process(tmp_p
 
 
 def test_worker_finishes_its_run_when_the_reader_disappears(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    spec = tiny_spec(tmp_path, epochs=3)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-        env=env,
-    )
-    proc.stdin.write(json.dumps(spec).encode())
-    proc.stdin.close()
+    proc = start_worker(tiny_spec(tmp_path, epochs=3), stderr=subprocess.DEVNULL)
     for line in proc.stdout:
         if isinstance(decode_event(line), PhaseStart):
             break
@@ -171,20 +160,8 @@ def test_an_unwritable_logs_directory_is_refused_before_training(tmp_path):
 
 def test_a_meter_that_fails_mid_run_leaves_a_gap_in_events_and_summary(tmp_path):
     tree = intel_server(tmp_path / "sys", sockets=1)
-    env_root = str(tree.root)
     spec = tiny_spec(tmp_path / "logs", epochs=50, synthetic_seconds=40.0)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JOULELAB_POWERCAP_ROOT": env_root}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-        env=env,
-        text=True,
-    )
-    proc.stdin.write(json.dumps(spec))
-    proc.stdin.close()
+    proc = start_worker(spec, {"JOULELAB_POWERCAP_ROOT": str(tree.root)}, stderr=subprocess.DEVNULL)
     events = []
     removed = False
     for line in proc.stdout:

@@ -5,7 +5,6 @@ import json
 from engine.protocol import (
     PHASES,
     SCHEMA_VERSION,
-    AnyEvent,
     Done,
     Epoch,
     Error,
@@ -13,21 +12,16 @@ from engine.protocol import (
     PhaseEnd,
     PhaseStart,
     Sample,
-    decode_event,
 )
 from engine.records import summary_from_json
 from engine.store import load_run
-from tests.helpers import run_worker, the_run_dir, tiny_spec
-
-
-def _events(stdout: str) -> list[AnyEvent]:
-    return [decode_event(line) for line in stdout.splitlines()]
+from tests.helpers import events_in, run_worker, the_run_dir, tiny_spec
 
 
 def test_scratch_run_streams_events_and_writes_a_complete_log(tmp_path):
     proc = run_worker(tiny_spec(tmp_path, mode="scratch", epochs=2))
     assert proc.returncode == 0, proc.stderr
-    events = _events(proc.stdout)
+    events = events_in(proc.stdout)
     first, last = events[0], events[-1]
     assert isinstance(first, Hello) and isinstance(last, Done)
     assert last.status == "complete"
@@ -113,7 +107,7 @@ def test_a_stray_print_cannot_corrupt_the_event_stream(tmp_path):
     )
     proc = run_worker(tiny_spec(tmp_path), code=code)
     assert proc.returncode == 0, proc.stderr
-    events = _events(proc.stdout)  # every line parses
+    events = events_in(proc.stdout)  # every line parses
     assert isinstance(events[-1], Done)
     assert "STRAY OUTPUT FROM A LIBRARY" in proc.stderr
 
@@ -124,7 +118,7 @@ def test_bad_spec_is_one_line_and_exit_2(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "epochs: 0 must be >= 1" in proc.stderr
     assert "Traceback" not in proc.stderr
-    events = _events(proc.stdout)
+    events = events_in(proc.stdout)
     assert isinstance(events[0], Error) and isinstance(events[-1], Done)
 
 
@@ -171,24 +165,10 @@ def test_a_cancel_that_comes_twice_still_leaves_a_cancelled_summary(tmp_path):
     signals sent at once, so the only-the-first-cancels guard is not what this exercises."""
     import os
     import signal
-    import subprocess
-    import sys
 
-    from tests.helpers import REPO
+    from tests.helpers import start_worker
 
-    spec = tiny_spec(tmp_path, epochs=200)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=env,
-    )
-    proc.stdin.write(json.dumps(spec))
-    proc.stdin.close()
+    proc = start_worker(tiny_spec(tmp_path, epochs=200))
     for line in proc.stdout:
         if '"phase_start"' in line and '"train"' in line:
             break

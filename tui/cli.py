@@ -31,9 +31,7 @@ def _root(
         int | None,
         typer.Option("--metrics-port", help="Serve live Prometheus metrics of the lab's runs on this port"),
     ] = None,
-    metrics_addr: Annotated[
-        str | None, typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")
-    ] = None,
+    metrics_addr: engine_cli.MetricsAddrOption = None,
 ) -> None:
     """With no command, open the interactive lab."""
     engine_cli.share_logs(ctx, logs)
