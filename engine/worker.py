@@ -37,7 +37,7 @@ import msgspec
 from engine import __version__
 from engine.device import Device, DeviceError
 from engine.errors import EXIT_USAGE, JouleLabError
-from engine.meters.base import in_totals
+from engine.meters.base import in_totals, weakest_source
 from engine.meters.sampler import idle_watts_from, phase_total, sum_energy_records
 from engine.protocol import SCHEMA_VERSION, encode, make_event
 from engine.records import (
@@ -644,18 +644,22 @@ class Run:
         test = self.end()
         self.idle_after()
 
-        train_energy = self.phases["train"].total
-        prune = self.phases.get("prune")
-        train_net = train_energy.net_j + (prune.total.net_j if prune is not None else 0.0)
+        # Per-unit joules only from totals that are measurements (no meter gap), labelled with the
+        # weakest source of the phases they come from.
+        training = [self.phases[p].total for p in ("train", "prune") if p in self.phases]
+        train_known = all(t.known for t in training)
+        train_net = sum(t.net_j for t in training)
+        train_source = weakest_source(t.source for t in training if t.source is not None) if train_known else None
         m = self.metrics
         m.accuracy_frac, m.f1_macro_frac = scores["accuracy"], scores["f1_macro"]
         m.train_samples_seen, m.test_samples = train_samples, len(target.x_test)
         m.test_passes, m.inferences = passes, inferences
         m.j_per_train_sample = PerUnitEnergy(
-            value=train_net / train_samples if train_samples else None, source=train_energy.source
+            value=train_net / train_samples if train_samples and train_known else None, source=train_source
         )
         m.j_per_inference = PerUnitEnergy(
-            value=test.total.net_j / inferences if inferences else None, source=test.total.source
+            value=test.total.net_j / inferences if inferences and test.total.known else None,
+            source=test.total.source if test.total.known else None,
         )
         self.w.emit("result", metrics=to_json_object(m), curve=[to_json_object(p) for p in self.curve])
 
@@ -871,8 +875,6 @@ class Run:
         )
 
     def total_source(self) -> str:
-        from engine.meters.base import weakest_source
-
         return weakest_source(d.source for d in self.sampling.domains.values() if in_totals(d.kind))
 
     def write_manifest(self) -> None:

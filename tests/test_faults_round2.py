@@ -22,7 +22,7 @@ from engine.runner import run_spec
 from engine.spec import spec_from_dict
 from engine.store import list_runs, load_run
 from tests.fakes.powercap import PowercapTree
-from tests.helpers import REPO, the_run_dir, tiny_spec
+from tests.helpers import start_worker, the_run_dir, tiny_spec
 from tests.test_faults import cli, preset_file, training_worker, wait_for
 
 LONG = {"epochs": 200, "synthetic_seconds": 60.0}
@@ -69,22 +69,6 @@ def powercap(tmp_path: Path) -> PowercapTree:
         "intel-rapl:0", "package-0", energy_uj=100_000_000, max_energy_range_uj=RANGE_UJ, max_power_uw=MAX_POWER_UW
     )
     return tree
-
-
-def start_worker(spec: dict, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-        **kwargs,
-    )
-    proc.stdin.write(json.dumps(spec))
-    proc.stdin.close()
-    return proc
 
 
 # -- 1 and 2: a counter that steps back, and wraps lost while the worker was stopped ---------
@@ -255,3 +239,32 @@ def test_a_run_killed_after_its_summary_is_what_its_summary_says(tmp_path):
     assert outcome.status == "complete" and outcome.ok
     assert [r.status for r in list_runs(tmp_path)] == ["complete"]
     assert not isinstance(events_of(outcome.run_path)[-1], Done)
+
+
+def test_a_phase_with_a_gap_gives_no_per_unit_energy(tmp_path):
+    """A completed run whose train phase had a counter reset: the per-sample joules, stored beside
+    their source, would read as a counter measurement; there is none, so there is no value."""
+    tree = powercap(tmp_path)
+    hw = Hardware(tree, watts=50.0)
+    hw.start()
+    spec = tiny_spec(tmp_path / "logs", epochs=8, synthetic_seconds=60.0, sample_hz=10.0)
+    proc = start_worker(spec, {"JOULELAB_POWERCAP_ROOT": str(tree.root)})
+    try:
+        for line in proc.stdout:
+            event = decode_event(line)
+            if isinstance(event, Progress) and event.phase == "train" and event.epoch == 2 and not hw.back:
+                hw.back = 20_000_000  # a reset in the middle of the train phase
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    finally:
+        hw.stop.set()
+        proc.kill()
+    record = load_run(the_run_dir(tmp_path / "logs"))
+    summary = record.summary
+    assert record.status == "complete" and "package-0" in summary.phases["train"].total.gap
+    per_sample, per_inference = summary.metrics.j_per_train_sample, summary.metrics.j_per_inference
+    assert per_sample is not None and per_sample.value is None and per_sample.source is None
+    # each per-unit value stands exactly when its phase was measured whole, with that phase's source
+    test = summary.phases["test"].total
+    assert per_inference is not None
+    assert (per_inference.value is not None) == test.known
+    assert per_inference.source == (test.source if test.known else None)
