@@ -453,19 +453,21 @@ class JouleLabApp(App):
     @work(thread=True, group="reference", exclusive=True, exit_on_error=False)
     def load_reference(self, index: int, config: str, run_id: str) -> None:
         """The newest complete run of this configuration before this one, as total watts by time."""
-        from engine.store import list_runs, read_events
+        from engine.meters.base import in_totals
+        from engine.store import EVENTS, list_runs, read_events
 
         for record in reversed(list_runs(self.logs_dir)):
             summary = record.summary
             if record.run_id == run_id or record.status != "complete" or summary is None or summary.config != config:
                 continue
-            events, _ = read_events(record.path / "events.jsonl")
+            events, _ = read_events(record.path / EVENTS)
+            kinds = {m.name: m.kind for m in summary.meters}
             t0 = events[0].t if events else 0.0
             t, w = [], []
             for e in events:
                 if isinstance(e, Sample):
-                    # sample domains carry no kind: psys (the platform) is known by its name
-                    watts = [d["w"] for n, d in e.domains.items() if d["w"] is not None and "psys" not in n]
+                    # the engine's totals: no platform (psys) and no cross-check domain, which would count twice
+                    watts = [d["w"] for n, d in e.domains.items() if d["w"] is not None and in_totals(kinds.get(n))]
                     if watts:
                         t.append(e.t - t0)
                         w.append(sum(watts))

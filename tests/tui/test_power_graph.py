@@ -99,3 +99,28 @@ async def test_y_axis_moves_at_most_once_a_second(monkeypatch) -> None:
         graph.redraw()
         assert graph.y_max == 50.0
         await pilot.pause()
+
+
+async def test_the_total_line_counts_what_the_engine_totals_count() -> None:
+    """NVML's polled power is a cross-check beside the GPU's counter and psys covers the others: the
+    graph's total must leave both out, as the run's totals do (engine.meters.base.in_totals)."""
+    meters = [
+        {"name": "package-0", "source": "counter", "method": "rapl:package-0", "kind": "cpu"},
+        {"name": "psys", "source": "counter", "method": "rapl:psys", "kind": "platform"},
+        {"name": "gpu0", "source": "counter", "method": "nvml:gpu0:energy-counter", "kind": "gpu"},
+        {"name": "gpu0-polled", "source": "polled", "method": "nvml:gpu0:power-integrated", "kind": "cross-check"},
+    ]
+    app = GraphApp()
+    async with app.run_test(size=(100, 20)):
+        graph = app.query_one(PowerGraph)
+        graph.set_meters(meters)
+        graph.add_sample(
+            0.1,
+            {
+                "package-0": (20.0, "counter"),
+                "psys": (90.0, "counter"),
+                "gpu0": (60.0, "counter"),
+                "gpu0-polled": (61.0, "polled"),
+            },
+        )
+        assert list(graph.total[1]) == [80.0]

@@ -43,6 +43,8 @@ from textual_plot import PlotWidget
 from textual_plot.axis_formatter import NumericAxisFormatter
 from textual_plot.plot_widget import Legend
 
+from engine.meters.base import in_totals
+
 REDRAW_HZ = 4.0
 HISTORY = 6000  # samples per domain: 10 minutes at 10 Hz
 Y_BOUND_EVERY_S = 1.0
@@ -413,6 +415,7 @@ class PowerGraph(_GraphBase):
         self.history = history
         self.series: dict[str, tuple[deque, deque]] = {}
         self.labels: dict[str, tuple[str, str, bool, int]] = {}  # name -> (label, style, dashed, glyph)
+        self.kinds: dict[str, str] = {}  # name -> kind, as the hello event gave it (else guessed from the name)
         self.boundaries: list[tuple[float, str]] = []
         self.epochs: list[float] = []
         self.total: tuple[deque, deque] = (deque(maxlen=history), deque(maxlen=history))  # counted domains
@@ -464,6 +467,7 @@ class PowerGraph(_GraphBase):
     def _clear_run(self) -> None:
         self.series.clear()
         self.labels.clear()
+        self.kinds.clear()
         self.boundaries = []
         self.epochs = []
         self.total = (deque(maxlen=self.history), deque(maxlen=self.history))
@@ -485,7 +489,7 @@ class PowerGraph(_GraphBase):
         for name, (w, source) in watts.items():
             if w is None:
                 continue
-            if _guess_kind(name) != "platform":  # psys would count the others twice
+            if in_totals(self.kinds.get(name) or _guess_kind(name)):  # as the engine's totals: no psys, no cross-check
                 total = (total or 0.0) + w
             if name not in self.series:
                 self._ensure(name, source, None)
@@ -509,6 +513,8 @@ class PowerGraph(_GraphBase):
     def _ensure(self, name: str, source: str | None, kind: str | None) -> None:
         if name not in self.series:
             self.series[name] = (deque(maxlen=self.history), deque(maxlen=self.history))
+        if kind:
+            self.kinds[name] = kind
         kind = kind or _guess_kind(name)
         used = sum(1 for n in self.labels if n != name and _guess_kind(n) == kind)
         colours = PALETTE.get(kind, OTHER)
