@@ -703,6 +703,7 @@ def show(
     run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab runs`)")], logs: LogsOption = None
 ) -> None:
     """One run: phases and energy per domain with provenance, metrics, meters, errors."""
+    from engine.protocol import FAILED_STATUSES
     from engine.report import run_table
     from engine.store import STDERR, find_run
 
@@ -734,7 +735,7 @@ def show(
             err_console.print(f"error: {s.error}", highlight=False, markup=False)
     for missing in record.manifest.missing_meters:
         console.print(f"[dim]{escape(missing.meter)}: {escape(missing.reason)}[/]", highlight=False)
-    if record.status in ("failed", "crashed", "stalled"):
+    if record.status in FAILED_STATUSES:
         tail = (
             (record.path / STDERR).read_text(errors="replace").splitlines()[-15:]
             if (record.path / STDERR).exists()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from engine.errors import JouleLabError
-from engine.protocol import PHASES, Sample
+from engine.protocol import FAILED_STATUSES, PHASES, Sample
 from engine.records import ConfigKey
 from engine.records.config_key import BASELINE
 from engine.stats import Comparison, ConfigStats, Estimate, EstimateDict
@@ -590,7 +590,7 @@ def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) 
 MLFLOW_INSTALL = "pip install 'joulelab[mlflow]'"
 MLFLOW_RUN_ID_TAG = "joulelab.run_id"  # finds a run already logged, so a second export adds nothing
 DEFAULT_MLFLOW_EXPERIMENT = "joulelab"
-_MLFLOW_STATUS = {"complete": "FINISHED", "cancelled": "KILLED", "failed": "FAILED", "crashed": "FAILED"}
+_MLFLOW_STATUS = {"complete": "FINISHED", "cancelled": "KILLED", **dict.fromkeys(FAILED_STATUSES, "FAILED")}
 _MLFLOW_BATCH = 100  # MLflow accepts at most 100 params or tags per batch
 
 

@@ -31,11 +31,11 @@ from types import TracebackType
 from wsgiref.simple_server import WSGIServer
 
 from engine.errors import JouleLabError
-from engine.protocol import AnyEvent, Done, Hello, MeterGap, PhaseEnd, PhaseStart, Sample
+from engine.protocol import FAILED_STATUSES, AnyEvent, Done, Hello, MeterGap, PhaseEnd, PhaseStart, Sample
 
 DEFAULT_ADDR = "127.0.0.1"
 INSTALL = "pip install 'joulelab[prometheus]'"
-STATES = ("starting", "idle", "pretrain", "train", "prune", "test", "complete", "cancelled", "failed", "crashed")
+STATES = ("starting", "idle", "pretrain", "train", "prune", "test", "complete", "cancelled", *FAILED_STATUSES)
 
 
 class MetricsError(JouleLabError):

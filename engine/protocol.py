@@ -54,6 +54,9 @@ PHASES = ("idle", "warmup", "pretrain", "train", "prune", "test")
 SOURCES = ("counter", "polled", "modelled")
 
 FINAL_STATUSES = ("complete", "cancelled", "failed", "stalled")
+# A run that ended without its result: failed (an error), stalled (silent, killed by the runner),
+# crashed (died without a summary; the store's verdict, never an event's).
+FAILED_STATUSES = ("failed", "crashed", "stalled")
 
 
 class ProtocolError(JouleLabError):

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import JouleLabError
 from engine.presets import PlannedRun
+from engine.protocol import FAILED_STATUSES
 from engine.spec import RunSpec, new_run_id, spec_from_dict
 from engine.store import EVENTS, RUN_JSON, SUMMARY, EventTail, atomic_write_json
 
@@ -383,7 +384,7 @@ def job_state(job: dict[str, Any], logs_dir: Path, queue: dict[str, tuple[str, s
         return "queued" if slurm_state in ("PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED") else "running"
     if "cancelled" in states:
         return "cancelled"
-    if any(s in ("failed", "crashed") for s in states):
+    if any(s in FAILED_STATUSES for s in states):
         return "failed"
     return "lost"  # left the queue with runs that never finished: killed, node failure, time limit
 

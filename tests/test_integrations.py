@@ -25,7 +25,7 @@ from engine.cli import app
 from engine.export import MLFLOW_RUN_ID_TAG, write
 from engine.metrics_server import MetricsServer
 from engine.presets import PresetError, parse
-from engine.protocol import MeterGap, Sample
+from engine.protocol import Done, MeterGap, PhaseStart, Sample
 from engine.store import EVENTS, list_runs, read_events
 from tests.helpers import REPO, TINY
 
@@ -247,6 +247,19 @@ def test_metrics_count_dropped_samples_and_meter_gaps():
     assert value("joulelab_samples_dropped_total", {"run_id": "r1", "configuration": "c"}) == 3.0
     assert value("joulelab_meter_gaps_total", {"run_id": "r1", "configuration": "c", "domain": "cpu"}) == 1.0
     assert value("joulelab_samples_dropped_total", {"run_id": "other", "configuration": "c"}) is None
+
+
+def test_a_stalled_run_reads_stalled_in_the_metrics():
+    """The runner ends a silent worker as stalled (a done event it writes itself); the state must
+    say so, not stay at the phase the worker went silent in."""
+    metrics = MetricsServer(port=1)
+    metrics.begin("r1", "c", sample_hz=10.0)
+    metrics.observe(PhaseStart(run="r1", t=0.0, phase="train"))
+    metrics.observe(Done(run="r1", t=1.0, status="stalled"))
+    labels = {"run_id": "r1", "configuration": "c"}
+    value = metrics.registry.get_sample_value
+    assert value("joulelab_run_state", {**labels, "joulelab_run_state": "stalled"}) == 1.0
+    assert value("joulelab_run_state", {**labels, "joulelab_run_state": "train"}) == 0.0
 
 
 def tiny_preset(tmp_path: Path, extra: str = "") -> Path:

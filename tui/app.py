@@ -34,7 +34,7 @@ from textual.worker import Worker, WorkerState
 from engine import plans as plan_store
 from engine import runs
 from engine.errors import JouleLabError
-from engine.protocol import Sample
+from engine.protocol import FAILED_STATUSES, Sample
 from engine.runner import worker_command as default_worker_command
 from engine.spec import SpecError, new_run_id
 from engine.store import default_logs_dir
@@ -498,7 +498,7 @@ class JouleLabApp(App):
         self.current_run = None
         self._set_running(False)
         complete = sum(1 for s in message.statuses if s == "complete")
-        failed = sum(1 for s in message.statuses if s in ("crashed", "failed", "stalled"))
+        failed = sum(1 for s in message.statuses if s in FAILED_STATUSES)
         if failed:
             self.notify(
                 f"{failed} of {len(message.statuses)} run{'s' if len(message.statuses) > 1 else ''} "

@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from engine.protocol import AnyEvent, PhaseStart, Sample
+from engine.protocol import FAILED_STATUSES, AnyEvent, PhaseStart, Sample
 from engine.report import run_table
 from engine.store import EVENTS, STDERR, RunRecord, read_events
 from tui import fmt
@@ -94,7 +94,7 @@ class RunDetail(ModalScreen[None]):
             )
         if s is not None and s.phases:
             body += [Text(""), run_table(s)]
-        if r.status in ("crashed", "failed", "cancelled"):
+        if r.status in ("cancelled", *FAILED_STATUSES):
             error = (
                 (s.error if s is not None else None)
                 or state.error
