@@ -89,8 +89,6 @@ class LiveTotals:
     kinds: dict[str, str] = field(default_factory=dict)
     joules_now: dict[str, float] = field(default_factory=dict)  # cumulative meter joules at the last sample
     joules_at_start: dict[str, float] = field(default_factory=dict)
-    phase_j: dict[str, float] = field(default_factory=dict)  # finished phases: gross J (all domains)
-    phase_start_j: float = 0.0
     status: str | None = None
     machine: MachineLoad | None = None  # the last second's contention (a sample's `machine`)
     idle_w: dict[str, float] = field(default_factory=dict)  # the idle baseline, once its phase ended
@@ -114,11 +112,9 @@ class LiveTotals:
                 self._running_phase(event.t)
             case PhaseStart():
                 self.phase = event.phase
-                self.phase_start_j = self.total_j
                 self.epoch = self.step = None
                 self.rows[event.phase] = PhaseRow(event.phase, event.t, dict(self.joules_now))
             case PhaseEnd():
-                self.phase_j[event.phase] = event.total.get("gross_j", 0.0)
                 self._phase_ended(event)
             case ProgressEvent():
                 self.epoch, self.epochs, self.step, self.steps = event.epoch, event.epochs, event.step, event.steps

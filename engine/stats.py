@@ -152,11 +152,6 @@ def diff_ci(a: list[float], b: list[float]) -> Estimate:
 
 
 # -- summaries -> comparison -----------------------------------------------------------------
-def has_gap(summary: RunSummary) -> bool:
-    """A run whose energy in some metered phase is unknown, and so left out of energy figures."""
-    return summary.has_gap
-
-
 def pretrain_energy(summary: RunSummary) -> tuple[float, str] | None:
     """Net joules that trained the source network: measured in this run, or in the run that first
     trained it when this run reused it from the cache."""
@@ -198,11 +193,6 @@ def meter_error(summary: RunSummary, phases: tuple[str, ...]) -> float:
     """The documented relative error of a run's energy over these phases (see meters.base)."""
     errors = [t.error_rel or 0.0 for p in phases if (t := summary.total(p)) is not None and t.source is not None]
     return max(errors, default=0.0)
-
-
-def config_key(summary: RunSummary) -> str:
-    """dataset/size/mode/mechanism of a run (older logs may lack the mechanism: baseline)."""
-    return str(summary.key)
 
 
 @dataclass
@@ -266,16 +256,14 @@ def config_stats(summaries: list[RunSummary]) -> list[ConfigStats]:
                 pretrain_j=_energy_estimate([pretrain_energy(r) for r in runs]),
                 test_j_per_inference=_energy_estimate([inference_energy(r) for r in runs]),
                 accuracy=mean_ci([_accuracy_frac(r) for r in runs]),
-                f1=mean_ci(
-                    [r.metrics.f1_macro_frac if r.metrics.f1_macro_frac is not None else math.nan for r in runs]
-                ),
+                f1=mean_ci([_f1_frac(r) for r in runs]),
                 durations={p: mean_ci([r.phases[p].duration_s for r in runs if p in r.phases]) for p in phases},
                 phase_net_j={
                     p: e for p in phases if (e := _energy_estimate([r.phase_net(p) for r in runs])) is not None
                 },
                 cached_sources=sum(1 for r in runs if r.pretrain is not None and r.pretrain.cached),
                 contended={p: n for p in phases if (n := sum(1 for r in runs if p in contended_phases(r, (p,))))},
-                gap_runs=sum(1 for r in runs if has_gap(r)),
+                gap_runs=sum(1 for r in runs if r.has_gap),
             )
         )
     return out
@@ -351,11 +339,6 @@ class Comparison:
         return widen(self.test_ratio, self.test_meter_error)
 
 
-def run_node(summary: RunSummary) -> str | None:
-    """The Slurm node a run ran on (None for a local run): a blocking factor, so pairs never span nodes."""
-    return summary.node
-
-
 Pair = tuple[RunSummary, RunSummary]
 
 
@@ -366,10 +349,10 @@ def _pair(treat: list[RunSummary], ref: list[RunSummary]) -> list[Pair]:
 
 def _node_blocks(group: str, pairs: list[Pair]) -> list[tuple[str, list[Pair]]]:
     """One block when the pairs ran on one node (or locally); else a row per node and an "all" row."""
-    nodes = sorted({run_node(t) or "local" for t, _ in pairs})
+    nodes = sorted({t.node or "local" for t, _ in pairs})
     if len(nodes) < 2:
         return [(group, pairs)]
-    return [(f"{group} @{n}", [p for p in pairs if (run_node(p[0]) or "local") == n]) for n in nodes] + [
+    return [(f"{group} @{n}", [p for p in pairs if (p[0].node or "local") == n]) for n in nodes] + [
         (f"{group} @all", pairs)
     ]
 

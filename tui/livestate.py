@@ -28,11 +28,9 @@ class RunState(LiveTotals):
     curve: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     error: str | None = None
-    events_seen: int = 0
 
     def update(self, event: AnyEvent) -> None:
         super().update(event)
-        self.events_seen += 1
         t = event.t
         if event.run:
             if self.t0 is None:

@@ -12,13 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import msgspec
 
 from engine.meters.base import SHORT_PHASE_PERIODS, Domain, Meter, MeterError, in_totals, uncertainty, weakest_source
 from engine.meters.contention import ContentionRecord, CpuContention, CpuTimes, contention_between
-from engine.records import EnergyValue, PhaseTotal, to_json_object
+from engine.records import EnergyValue, PhaseTotal
 
 MIN_HZ = 0.1
 MAX_HZ = 100.0
@@ -79,10 +79,6 @@ class PhaseEnergy:
             gap=self.gap,
             short=self.short,
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        """As JSON: the flags `gap` and `short` appear only when set."""
-        return to_json_object(self.as_value())
 
 
 def idle_watts_from(gross_j: dict[str, float], duration_s: float) -> dict[str, float]:
@@ -182,7 +178,6 @@ class Sampler:
     _thread: threading.Thread | None = None
     _last: dict[str, float] = field(default_factory=dict)
     _failing: set[str] = field(default_factory=set)
-    _gap_seen: set[str] = field(default_factory=set)
     _gap_count: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -221,7 +216,6 @@ class Sampler:
             return Snapshot(t, dict(self._last), frozenset(self._failing), dict(self._gap_count), cpu)
 
     def _gap(self, name: str, reason: str) -> None:
-        self._gap_seen.add(name)
         self._gap_count[name] = self._gap_count.get(name, 0) + 1
         self.on_gap(name, reason)
 
@@ -272,4 +266,4 @@ class Sampler:
             meter.close()
 
     def gaps(self) -> frozenset[str]:
-        return frozenset(self._gap_seen)
+        return frozenset(self._gap_count)  # every domain that ever had a gap

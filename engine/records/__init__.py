@@ -4,9 +4,6 @@ configuration key, with their one JSON encoding and decoding (events: engine.pro
 from engine.records.codec import (
     NewerSchemaError,
     RecordError,
-    decode_json_object,
-    decode_summary,
-    encode_summary,
     manifest_from_json,
     metrics_from_json,
     pretrain_from_json,
@@ -37,7 +34,6 @@ from engine.records.summary import (
     Pruning,
     RunManifest,
     RunSummary,
-    SpecRecord,
 )
 
 __all__ = [
@@ -65,10 +61,6 @@ __all__ = [
     "RecordError",
     "RunManifest",
     "RunSummary",
-    "SpecRecord",
-    "decode_json_object",
-    "decode_summary",
-    "encode_summary",
     "manifest_from_json",
     "metrics_from_json",
     "pretrain_from_json",

@@ -119,25 +119,6 @@ def manifest_from_json(data: dict[str, Any], what: str = "run.json") -> RunManif
     return _convert({**data, SCHEMA_KEY: LOG_SCHEMA}, RunManifest, what)
 
 
-def decode_json_object(text: bytes | str, what: str) -> dict[str, Any]:
-    try:
-        data = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        raise RecordError(f"{what} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise RecordError(f"{what} is not a JSON object ({type(data).__name__})")
-    return data
-
-
-def decode_summary(text: bytes | str, what: str = "summary.json") -> RunSummary:
-    return summary_from_json(decode_json_object(text, what), what)
-
-
-def encode_summary(summary: RunSummary) -> bytes:
-    """summary.json's bytes (indented, as every log has been)."""
-    return msgspec.json.format(msgspec.json.encode(summary), indent=2) + b"\n"
-
-
 def to_json_object(record: msgspec.Struct) -> dict[str, Any]:
     """A record as plain JSON types (for json.dump, and for events that carry one)."""
     out = msgspec.to_builtins(record)

@@ -270,19 +270,6 @@ class RunSummary(msgspec.Struct, kw_only=True):
         return self.total("pretrain")
 
 
-class SpecRecord(msgspec.Struct, kw_only=True):
-    """The spec as run.json and summary.json keep it; the fields readers use by name."""
-
-    dataset: str | None = None
-    size: str | None = None
-    mode: str | None = None
-    seed: int = 0
-    preset: str | None = None
-    config: str | None = None
-    batch: str | None = None
-    logs_dir: str | None = None  # absolute from log schema 2
-
-
 class RunManifest(msgspec.Struct, kw_only=True):
     """run.json: the spec and the environment, written at the start and updated as the run learns more.
 
@@ -305,7 +292,3 @@ class RunManifest(msgspec.Struct, kw_only=True):
     network: dict[str, Any] = {}
     thermal: dict[str, Any] | None = None
     log_schema: int = LOG_SCHEMA
-
-    @property
-    def spec_record(self) -> SpecRecord:
-        return msgspec.convert(self.spec, SpecRecord)

@@ -280,8 +280,8 @@ def test_counter_and_integrated_power_over_one_phase():
     total = phase_total(energy.values())
     assert total.gross_j == pytest.approx(2000.0) and total.methods == ["nvml:gpu0:energy-counter"]
     assert total.source == "counter"
-    record = energy["gpu0-polled"].as_dict()
-    assert record["kind"] == "cross-check" and record["source"] == "polled"
+    record = energy["gpu0-polled"].as_value()
+    assert record.kind == "cross-check" and record.source == "polled"
 
 
 def test_short_phases_are_flagged_per_method():
@@ -302,7 +302,7 @@ def test_short_phases_are_flagged_per_method():
     start = Snapshot(clock.t, m.read())
     clock.t += 0.5
     energy = phase_energy(start, Snapshot(clock.t, m.read()), domains, {}, 0.1)
-    assert energy["gpu0"].short and energy["gpu0"].as_dict()["short"] is True
+    assert energy["gpu0"].short and energy["gpu0"].as_value().short is True
 
 
 def test_each_read_keeps_temperature_clock_and_throttle_reasons():

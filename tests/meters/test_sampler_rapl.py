@@ -46,8 +46,8 @@ def test_phase_energy_is_the_counter_difference_across_wraps(tmp_path, wraps, cl
     energy = phase_energy(start, end, sampler.domains, idle_watts={})
     assert uj(energy["package-0"].gross_j) == used["intel-rapl:0"]
     assert uj(energy["dram-0"].gross_j) == used["intel-rapl:0:0"]
-    assert energy["package-0"].as_dict()["source"] == "counter"
-    assert energy["package-0"].as_dict()["method"] == "rapl:package-0"
+    assert energy["package-0"].as_value().source == "counter"
+    assert energy["package-0"].as_value().method == "rapl:package-0"
     assert not energy["package-0"].gap
 
 
