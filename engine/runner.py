@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from engine.protocol import (
     AnyEvent,
@@ -231,44 +232,42 @@ class WorkerProcess:
 def record_start(run_path: Path, spec: RunSpec, pid: int) -> None:
     """A first run.json, written before the worker reads its spec (so before it can write its own,
     which replaces this one): a run cancelled during start-up is still a run with a spec and a pid."""
-    try:
-        import psutil
+    from engine.plans import process_started
+    from engine.records import RunManifest, to_json_object
 
-        pid_started = psutil.Process(pid).create_time()
-    except Exception:
-        pid_started = None
-    atomic_write_json(
-        run_path / RUN_JSON,
-        {
-            "run_id": spec.run_id,
-            "spec": spec.to_dict(),
-            "pid": pid,
-            "pid_started": pid_started,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
+    manifest = RunManifest(
+        run_id=spec.run_id,
+        spec=spec.to_dict(),
+        pid=pid,
+        pid_started=process_started(pid),
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    atomic_write_json(run_path / RUN_JSON, to_json_object(manifest))
+
+
+def runner_summary(spec: RunSpec, status: str, error: str, **fields: Any) -> RunSummary:
+    """The summary the runner writes for a worker that could not write its own: what the spec
+    says, plus `fields` (a stalled run's phases and metrics)."""
+    return RunSummary(
+        run_id=spec.run_id,
+        status=status,
+        error=error,
+        spec=spec.to_dict(),
+        config=spec.config or spec.describe(),
+        preset=spec.preset,
+        dataset=spec.dataset,
+        synthetic=spec.dataset == "synthetic",
+        ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **fields,
     )
 
 
 def record_cancelled_start(run_path: Path, spec: RunSpec, error: str) -> None:
     """The summary of a run cancelled before its worker could write one."""
-    atomic_write_json(
-        run_path / SUMMARY,
-        {
-            "run_id": spec.run_id,
-            "status": "cancelled",
-            "error": error,
-            "spec": spec.to_dict(),
-            "config": spec.config or spec.describe(),
-            "preset": spec.preset,
-            "dataset": spec.dataset,
-            "synthetic": spec.dataset == "synthetic",
-            "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "last_phase": None,
-            "phases": {},
-            "metrics": {},
-            "curve": [],
-        },
-    )
+    from engine.records import to_json_object
+
+    summary = runner_summary(spec, "cancelled", error, written_by="runner (cancelled during start-up)")
+    atomic_write_json(run_path / SUMMARY, to_json_object(summary))
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -330,7 +329,6 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
         to_json_object,
     )
 
-    spec = run_spec.to_dict()
     events_path = run_path / EVENTS
     _trim_torn_line(events_path)
     events, _ = read_events(events_path)
@@ -377,17 +375,11 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
             partial=True,
         )
     result = next((e for e in reversed(events) if isinstance(e, Result)), None)
-    summary = RunSummary(
-        run_id=run_id,
-        status="stalled",
-        error=error,
-        spec=spec,
-        config=run_spec.config or run_spec.describe(),
-        preset=run_spec.preset,
-        dataset=run_spec.dataset,
-        synthetic=run_spec.dataset == "synthetic",
+    summary = runner_summary(
+        run_spec,
+        "stalled",
+        error,
         started=manifest.get("started"),
-        ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         duration_s=(events[-1].t - events[0].t) if events else 0.0,
         last_phase=last_phase,
         phases=phases,

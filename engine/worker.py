@@ -39,6 +39,7 @@ from engine.device import Device, DeviceError
 from engine.errors import EXIT_USAGE, JouleLabError
 from engine.meters.base import in_totals, weakest_source
 from engine.meters.sampler import idle_watts_from, phase_total, sum_energy_records
+from engine.plans import process_started
 from engine.protocol import SCHEMA_VERSION, encode, make_event
 from engine.records import (
     LOG_SCHEMA,
@@ -375,10 +376,8 @@ class Run:
         if self.nvml is not None and self.nvml.state:
             # temperature, SM clock, clock-event (throttle) reasons, power: per metered GPU
             fields["gpu"] = {k: dict(v) for k, v in self.nvml.state.items()}
-        try:
-            self.w.emit("sample", **fields)
-        except LogWriteError:
-            pass  # the writer has already stopped the main thread; the sampler just goes on
+        # a failed write has already stopped the main thread; the sampler just goes on
+        _quietly(self.w.emit, "sample", **fields)
 
     def own_pids(self) -> set[int]:
         import psutil
@@ -1004,7 +1003,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     status, error, code = "complete", None, EXIT_OK
     try:
-        run.manifest["pid_started"] = _process_started()
+        # with the pid, it tells this worker from a later process that reuses the pid (the lab
+        # signals a run it did not start only if both match)
+        run.manifest["pid_started"] = process_started(os.getpid())
         run.write_manifest()  # before the heavy imports: a cancel during start-up finds the run recorded
         run.manifest["environment"] = environment_manifest()
         run.write_manifest()
@@ -1072,17 +1073,6 @@ def _quietly(fn: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> N
         fn(*args, **kwargs)
     except LogWriteError:
         pass
-
-
-def _process_started() -> float | None:
-    """This process's start time as psutil reports it: with the pid, it tells this worker from a
-    later process that reuses the pid (the lab signals a run it did not start only if both match)."""
-    try:
-        import psutil
-
-        return float(psutil.Process(os.getpid()).create_time())
-    except (ImportError, OSError):  # a missing start time only disables the reuse guard
-        return None
 
 
 def _stream_error(stream: TextIO, message: str) -> None:

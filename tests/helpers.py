@@ -29,10 +29,12 @@ def tiny_spec(logs: Path, **overrides) -> dict:
     return {**TINY, "logs_dir": str(logs), **overrides}
 
 
-def run_worker(spec: dict, *, code: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_worker(
+    spec: dict, *, code: str | None = None, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the real worker as a subprocess with the spec on stdin, as the runner does."""
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "engine.worker"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
         cmd, input=json.dumps(spec), capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
     )

@@ -82,8 +82,12 @@ def test_sync_waits_for_cuda_and_is_free_on_the_cpu(monkeypatch):
 # -- real workers ----------------------------------------------------------------------------
 
 
+# A machine with no GPU for torch, also on a GPU host (where these would otherwise resolve to CUDA).
+NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}
+
+
 def test_auto_resolves_to_the_cpu_and_the_manifest_says_so(tmp_path):
-    proc = run_worker(tiny_spec(tmp_path))
+    proc = run_worker(tiny_spec(tmp_path), env=NO_GPU)
     assert proc.returncode == 0, proc.stderr
     run = the_run_dir(tmp_path)
     manifest = json.loads((run / "run.json").read_text())
@@ -103,7 +107,7 @@ def test_auto_resolves_to_the_cpu_and_the_manifest_says_so(tmp_path):
     ],
 )
 def test_a_gpu_setting_on_the_cpu_is_refused_as_bad_input(tmp_path, spec, message):
-    proc = run_worker(tiny_spec(tmp_path, **spec))
+    proc = run_worker(tiny_spec(tmp_path, **spec), env=NO_GPU)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     events = events_in(proc.stdout)

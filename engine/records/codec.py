@@ -61,12 +61,16 @@ def _renamed(obj: Any, names: dict[str, str]) -> Any:
     return {names.get(k, k) if names.get(k, k) not in obj else k: v for k, v in obj.items()}
 
 
+def _metrics_from_v1(metrics: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = _renamed(metrics, _V1_METRICS)
+    if isinstance(out.get("pruning"), dict):
+        out["pruning"] = _renamed(out["pruning"], _V1_PRUNING)
+    return out
+
+
 def _summary_from_v1(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
-    metrics = _renamed(out.get("metrics") or {}, _V1_METRICS)
-    if isinstance(metrics.get("pruning"), dict):
-        metrics["pruning"] = _renamed(metrics["pruning"], _V1_PRUNING)
-    out["metrics"] = metrics
+    out["metrics"] = _metrics_from_v1(out.get("metrics") or {})
     out["curve"] = [_renamed(p, _V1_CURVE) for p in out.get("curve") or []]
     if isinstance(out.get("pretrain"), dict):
         out["pretrain"] = _renamed(out["pretrain"], _V1_PRETRAIN)
@@ -104,11 +108,8 @@ def summary_from_json(data: dict[str, Any], what: str = "summary.json") -> RunSu
 def metrics_from_json(data: dict[str, Any], what: str = "result event") -> Metrics:
     """A run's metrics as a `result` event carries them: schema 2 names from workers that write
     log schema 2, schema 1 names from the workers before (mapped; a name already new is kept)."""
-    metrics = _renamed(data, _V1_METRICS)
-    if isinstance(metrics.get("pruning"), dict):
-        metrics["pruning"] = _renamed(metrics["pruning"], _V1_PRUNING)
     try:
-        return msgspec.convert(metrics, Metrics)
+        return msgspec.convert(_metrics_from_v1(data), Metrics)
     except msgspec.ValidationError as exc:
         raise RecordError(f"{what}: metrics do not match log schema {LOG_SCHEMA}: {exc}") from None
 
