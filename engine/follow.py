@@ -15,11 +15,11 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from engine.plans import run_alive, same_process_alive
+from engine.plans import run_alive
 from engine.protocol import AnyEvent, Done, Error, Result
 from engine.runner import CANCEL_GRACE_S, RunOutcome
 from engine.spec import spec_from_dict
-from engine.store import EVENTS, RUN_JSON, SUMMARY, EventTail
+from engine.store import EVENTS, RUN_JSON, SUMMARY, EventTail, same_process_alive
 
 POLL_S = 0.2  # how often the log is read for new lines
 

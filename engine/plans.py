@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.store import RUN_JSON, SUMMARY, atomic_write_json
+from engine.store import RUN_JSON, SUMMARY, atomic_write_json, same_process_alive
 
 PLANS_DIR = ".plans"
 
@@ -36,22 +36,6 @@ def process_started(pid: int) -> float | None:
     except Exception:
         return None
     return started
-
-
-def same_process_alive(pid: int | None, pid_started: float | None) -> bool:
-    """The process `pid` is alive, not a zombie, and (when its start time was recorded) the same
-    process as then: a pid reused by another program is not it."""
-    if not pid:
-        return False
-    try:
-        import psutil
-
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return pid_started is None or abs(proc.create_time() - pid_started) < 0.05
-    except Exception:
-        return False
 
 
 def run_alive(run_path: Path) -> bool:

@@ -219,21 +219,20 @@ def _last_phase(events_path: Path) -> str | None:
         return None
 
 
-def _pid_alive(pid: int | None) -> bool:
+def same_process_alive(pid: int | None, pid_started: float | None) -> bool:
+    """The process `pid` is alive, not a zombie, and (when its start time was recorded) the same
+    process as then: a pid reused by another program is not it."""
     if not pid:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        import psutil
+
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return pid_started is None or abs(proc.create_time() - pid_started) < 0.05
+    except Exception:
         return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 @dataclass
@@ -305,7 +304,7 @@ def load_run(path: Path, light: bool = False) -> RunRecord:
         manifest, summary = _lighten(manifest, summary)
     if summary is not None:
         return RunRecord(path.name, path, manifest, summary, summary.status, summary.last_phase)
-    alive = _pid_alive(manifest.pid)
+    alive = same_process_alive(manifest.pid, manifest.pid_started)
     return RunRecord(path.name, path, manifest, None, "running" if alive else "crashed", _last_phase(path / EVENTS))
 
 

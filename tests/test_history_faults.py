@@ -138,3 +138,22 @@ def test_runs_reads_only_the_newest_it_shows_and_export_streams_every_run(tmp_pa
     csv_out = tmp_path / "csv"
     assert invoke("export", "--all", "--format", "csv", "-o", str(csv_out), "--logs", str(logs)).exit_code == 0
     assert sorted(pd.read_csv(csv_out / "runs.csv").run_id) == [f"run-{i:02d}" for i in range(7)]
+
+
+def test_a_run_whose_pid_was_reused_is_not_running(tmp_path):
+    """`runs` and the lab's follow must agree: a live pid with another start time is another
+    program that reused the pid, so the run it was recorded for is no longer running."""
+    import os
+
+    import psutil
+
+    from engine.store import RUN_JSON, load_run
+
+    me = psutil.Process(os.getpid()).create_time()
+    for name, started, status in (("same", me, "running"), ("reused", me - 1000.0, "crashed")):
+        run = tmp_path / name
+        run.mkdir()
+        (run / RUN_JSON).write_text(
+            json.dumps({"run_id": name, "spec": {}, "pid": os.getpid(), "pid_started": started})
+        )
+        assert load_run(run).status == status, name
