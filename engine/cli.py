@@ -22,22 +22,22 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from engine import presets as presets_mod
-from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, JouleLabError
-from engine.records import RunSummary
-from engine.spec import TDP_MAX_W
-from engine.store import default_logs_dir, load_summary
+from engine.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, JouleLabError
+from engine.core.records import RunSummary
+from engine.core.spec import TDP_MAX_W
+from engine.orchestrate import presets as presets_mod
+from engine.store.run_log import default_logs_dir, load_summary
 
 if TYPE_CHECKING:  # for annotations only: the commands import what they use when they run
     from rich.table import Table
     from typer._click import Context as ClickContext  # the Context that click's Group.invoke declares
 
-    from engine.presets import Preset
-    from engine.runner import RunOutcome
-    from engine.runs import PlanResult
-    from engine.slurm import SlurmOptions
-    from engine.stats import Comparison, ConfigStats
-    from engine.store import RunRecord
+    from engine.analysis.stats import Comparison, ConfigStats
+    from engine.orchestrate.plan_runner import PlanResult
+    from engine.orchestrate.presets import Preset
+    from engine.orchestrate.slurm import SlurmOptions
+    from engine.orchestrate.worker_process import RunOutcome
+    from engine.store.run_log import RunRecord
 
 
 def _console(stderr: bool = False) -> Console:
@@ -144,7 +144,7 @@ def metrics_options(port: int | None, addr: str | None) -> dict[str, Any]:
         return {}
     import importlib.util
 
-    from engine.metrics_server import DEFAULT_ADDR, INSTALL, check_port
+    from engine.outputs.prometheus import DEFAULT_ADDR, INSTALL, check_port
 
     check_port(port)
     if importlib.util.find_spec("prometheus_client") is None:
@@ -214,16 +214,16 @@ def run(
     ] = False,
 ) -> None:
     """Run a preset's matrix, one worker at a time (or on Slurm, one job per pair), then print the comparison."""
-    from engine.presets import check_data, filter_plan, parse_only
+    from engine.orchestrate.presets import check_data, filter_plan, parse_only
 
     if executor == Executor.slurm:
-        from engine.slurm import SlurmOptions
+        from engine.orchestrate.slurm import SlurmOptions
 
         options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel)
         run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, resume)
         return
     if resume:
-        from engine.runs import resume_latest_plan
+        from engine.orchestrate.plan_runner import resume_latest_plan
 
         raise typer.Exit(1 if resume_latest_plan(logs or default_logs_dir(), console) else 0)
     if preset is None:
@@ -243,7 +243,7 @@ def run(
     if not plan:
         raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
     check_data(plan)
-    from engine.store import check_writable
+    from engine.store.run_log import check_writable
 
     check_writable(logs_dir)
 
@@ -252,7 +252,7 @@ def run(
     if loaded.mlflow:
         import importlib.util
 
-        from engine.export import DEFAULT_MLFLOW_EXPERIMENT, MLFLOW_INSTALL, MlflowTarget
+        from engine.outputs.export import DEFAULT_MLFLOW_EXPERIMENT, MLFLOW_INSTALL, MlflowTarget
 
         if importlib.util.find_spec("mlflow") is None:
             raise fail(
@@ -261,7 +261,7 @@ def run(
             )
         mlflow = MlflowTarget(loaded.mlflow_tracking_uri, loaded.mlflow_experiment or DEFAULT_MLFLOW_EXPERIMENT)
 
-    from engine.runs import execute_plan
+    from engine.orchestrate.plan_runner import execute_plan
 
     human = output == OutputFormat.human
     # A MetricsError (the port could not be opened; nothing has run) is one line, like any JouleLabError.
@@ -291,8 +291,8 @@ def run(
         )
         raise typer.Exit(EXIT_INTERRUPTED)
     summaries = [s for o in outcomes if (s := load_summary(o.run_path)) is not None]
-    from engine.calibrate import load_noise_floor
-    from engine.stats import compare, config_stats
+    from engine.analysis.calibrate import load_noise_floor
+    from engine.analysis.stats import compare, config_stats
 
     stats, comparisons = config_stats(summaries), compare(summaries, load_noise_floor())
     failed = [o for o in outcomes if not o.ok]
@@ -308,7 +308,7 @@ def run(
                 soft_wrap=True,
             )
     else:
-        from engine.export import comparison_records
+        from engine.outputs.export import comparison_records
 
         json.dump(
             {
@@ -339,10 +339,10 @@ def _until_clear(
     """More trials, one at a time, for the configurations of comparisons whose training-energy
     interval (meter error included) still contains 1.0; returns the whole result and what
     happened, in one line."""
-    from engine.calibrate import load_noise_floor
-    from engine.presets import filter_plan
-    from engine.runs import PlanResult, execute_plan
-    from engine.stats import compare
+    from engine.analysis.calibrate import load_noise_floor
+    from engine.analysis.stats import compare
+    from engine.orchestrate.plan_runner import PlanResult, execute_plan
+    from engine.orchestrate.presets import filter_plan
 
     outcomes = list(result.outcomes)
     while True:
@@ -384,9 +384,9 @@ def run_on_slurm(
 ) -> None:
     """`joulelab run --executor slurm`: submit one job per pair, follow them, print the comparison.
     Ctrl-C asks whether to cancel the jobs (without a terminal: cancels, and says so)."""
-    from engine import slurm
-    from engine.presets import filter_plan, parse_only
-    from engine.store import check_writable
+    from engine.orchestrate import slurm
+    from engine.orchestrate.presets import filter_plan, parse_only
+    from engine.store.run_log import check_writable
 
     logs_dir = (logs or default_logs_dir()).resolve()  # the jobs write here: absolute, on a shared filesystem
     human = output == OutputFormat.human
@@ -453,8 +453,8 @@ def run_on_slurm(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     run_ids = slurm.batch_run_ids(record)
     summaries = [s for s in (load_summary(logs_dir / rid) for rid in run_ids) if s is not None]
-    from engine.calibrate import load_noise_floor
-    from engine.stats import compare, config_stats
+    from engine.analysis.calibrate import load_noise_floor
+    from engine.analysis.stats import compare, config_stats
 
     stats, comparisons = config_stats(summaries), compare(summaries, load_noise_floor())
     failed = [rid for rid in run_ids if slurm.run_state(logs_dir, rid) != "complete"]
@@ -470,7 +470,7 @@ def run_on_slurm(
                     soft_wrap=True,
                 )
     else:
-        from engine.export import comparison_records
+        from engine.outputs.export import comparison_records
 
         json.dump(
             {
@@ -497,7 +497,7 @@ def jobs(
     """Slurm jobs submitted by `joulelab run --executor slurm`: id, pair, node, state, runs."""
     from rich.table import Table
 
-    from engine import slurm
+    from engine.orchestrate import slurm
 
     logs_dir = (logs or default_logs_dir()).resolve()
     records = slurm.load_records(logs_dir)
@@ -557,7 +557,7 @@ def outcome_record(o: RunOutcome) -> dict[str, Any]:
 
 
 def print_results(stats: list[ConfigStats], comparisons: list[Comparison]) -> None:
-    from engine.report import comparison_table, config_table, fitted, verdicts
+    from engine.outputs.tables import comparison_table, config_table, fitted, verdicts
 
     if stats:
         console.print(fitted(console, lambda narrow: config_table(stats, narrow=narrow)))
@@ -577,7 +577,7 @@ def _records(
     """Select runs by id, by preset, the last `joulelab run` batch, or all. Errors exit 2.
     Damaged runs are left out and named on stderr. `light`: records for listing or exporting
     (the exporter loads each run whole in turn)."""
-    from engine.store import find_run, list_runs
+    from engine.store.run_log import find_run, list_runs
 
     if sum(bool(x) for x in (run_ids, all_runs, preset is not None, last)) > 1:
         raise fail("choose one way to select runs: RUN ids, --all, --preset NAME or --last")
@@ -604,7 +604,7 @@ def _records(
 
 
 def _energy_cell(summary: RunSummary | None, phase: str = "train") -> str:
-    from engine.report import SOURCE_MARK, fmt_number
+    from engine.outputs.tables import SOURCE_MARK, fmt_number
 
     total = summary.total(phase) if summary is not None else None
     if total is None or total.source is None:
@@ -625,21 +625,21 @@ def runs_cmd(
 ) -> None:
     """List past runs: id, when, preset, configuration, status, energy, accuracy."""
 
-    from engine.store import list_runs, run_dirs
+    from engine.store.run_log import list_runs, run_dirs
 
     logs_dir = logs or default_logs_dir()
     total = len(run_dirs(logs_dir))
     records = list_runs(logs_dir, light=output != OutputFormat.json, newest=None if every else RUNS_SHOWN)
     skip_damaged(records)  # named on stderr; listed below as damaged
     if output == OutputFormat.json:
-        from engine.export import runs_table
+        from engine.outputs.export import runs_table
 
         sys.stdout.write(runs_table(records).to_json(orient="records", indent=1) + "\n")
         return
     if not records:
         console.print(f"no runs in {logs_dir} yet; try `joulelab run quick`", markup=False)
         return
-    from engine.report import fitted
+    from engine.outputs.tables import fitted
 
     console.print(fitted(console, lambda narrow: _runs_table(records, logs_dir, total, narrow)))
 
@@ -650,7 +650,7 @@ def _runs_table(records: list[RunRecord], logs_dir: Path, total: int, narrow: bo
     from rich import box
     from rich.table import Table
 
-    from engine.report import ABBREV_NOTE, short_key
+    from engine.outputs.tables import ABBREV_NOTE, short_key
 
     if narrow:
         table = Table(
@@ -703,9 +703,9 @@ def show(
     run_id: Annotated[str, typer.Argument(help="A run id (see `joulelab runs`)")], logs: LogsOption = None
 ) -> None:
     """One run: phases and energy per domain with provenance, metrics, meters, errors."""
-    from engine.protocol import FAILED_STATUSES
-    from engine.report import run_table
-    from engine.store import STDERR, find_run
+    from engine.core.events import FAILED_STATUSES
+    from engine.outputs.tables import run_table
+    from engine.store.run_log import STDERR, find_run
 
     logs_dir = logs or default_logs_dir()
     record = find_run(logs_dir, run_id)
@@ -755,8 +755,8 @@ def compare(
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human,
 ) -> None:
     """Compare runs: per-configuration means with 95 % CIs, paired ratios and verdicts."""
-    from engine.stats import compare as compare_runs
-    from engine.stats import config_stats
+    from engine.analysis.stats import compare as compare_runs
+    from engine.analysis.stats import config_stats
 
     logs_dir = logs or default_logs_dir()
     if not run_ids and preset is None and not last:
@@ -770,11 +770,11 @@ def compare(
                 markup=False,
             )
     summaries = [r.summary for r in records if r.summary is not None]
-    from engine.calibrate import load_noise_floor
+    from engine.analysis.calibrate import load_noise_floor
 
     stats, comparisons = config_stats(summaries), compare_runs(summaries, load_noise_floor())
     if output == OutputFormat.json:
-        from engine.export import comparison_records
+        from engine.outputs.export import comparison_records
 
         json.dump(comparison_records(stats, comparisons), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -814,7 +814,7 @@ def export(
     logs: LogsOption = None,
 ) -> None:
     """Export runs as tidy tables: runs, phases, samples and the energy-to-accuracy curve."""
-    from engine.export import write
+    from engine.outputs.export import write
 
     logs_dir = logs or default_logs_dir()
     # MLflow logs every record whole; the file formats stream light records a chunk at a time.
@@ -828,7 +828,7 @@ def export(
 
 
 def export_mlflow(records: list[RunRecord], tracking_uri: str | None, experiment: str | None) -> None:
-    from engine.export import DEFAULT_MLFLOW_EXPERIMENT, MlflowTarget, log_mlflow
+    from engine.outputs.export import DEFAULT_MLFLOW_EXPERIMENT, MlflowTarget, log_mlflow
 
     experiment = experiment or DEFAULT_MLFLOW_EXPERIMENT
     logged = log_mlflow(records, MlflowTarget(tracking_uri, experiment))
@@ -852,7 +852,7 @@ def plot(
     logs: LogsOption = None,
 ) -> None:
     """Plot power over time and the energy-to-accuracy curves of runs."""
-    from engine.plot import plot_runs
+    from engine.outputs.plots import plot_runs
 
     records = _records(logs or default_logs_dir(), run_ids)
     plot_runs(records, out)
@@ -872,11 +872,11 @@ def calibrate(
     tdp: Annotated[float | None, typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
 ) -> None:
     """This machine's noise floor: one configuration against itself (A/A, paired), saved for verdicts."""
-    from engine.calibrate import MIN_PAIRS, analyse, calibration_plan, save
-    from engine.presets import filter_plan, parse_only
-    from engine.report import calibration_table
-    from engine.runs import execute_plan
-    from engine.store import check_writable
+    from engine.analysis.calibrate import MIN_PAIRS, analyse, calibration_plan, save
+    from engine.orchestrate.plan_runner import execute_plan
+    from engine.orchestrate.presets import filter_plan, parse_only
+    from engine.outputs.tables import calibration_table
+    from engine.store.run_log import check_writable
 
     overrides: dict[str, Any] = {"logs_dir": str(logs or default_logs_dir())}
     if data_dir is not None:
@@ -915,7 +915,7 @@ def meters(
     tdp: Annotated[float | None, typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
 ) -> None:
     """What this machine can measure, why not the rest, and a one-second reading of each meter."""
-    from engine.meters.probe import probe, render_probe
+    from engine.worker.meters.probe import probe, render_probe
 
     finite("--tdp", tdp, 0, TDP_MAX_W)
     report = probe(seconds, tdp_w=tdp)
@@ -932,7 +932,7 @@ def data(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Each dataset: where JouleLab looked, what it found, and how to get what is missing."""
-    from engine.data.locate import describe_datasets, format_descriptions, resolve_data_dir_with_origin
+    from engine.worker.data.locate import describe_datasets, format_descriptions, resolve_data_dir_with_origin
 
     root, origin = resolve_data_dir_with_origin(str(data_dir) if data_dir else None)
     report = describe_datasets(root)

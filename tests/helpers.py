@@ -59,7 +59,7 @@ def start_worker(spec: dict, env: dict | None = None, **popen: Any) -> subproces
 
 def events_in(stream: str) -> list:
     """A worker's stdout (or an events.jsonl's text) as typed events."""
-    from engine.protocol import decode_event
+    from engine.core.events import decode_event
 
     return [decode_event(line) for line in stream.splitlines()]
 
@@ -75,7 +75,7 @@ GOLDEN_LOGS = REPO / "tests" / "golden" / "logs"
 
 def golden_summary(name: str):
     """A golden log's summary (log schema 1, read as every reader reads it)."""
-    from engine.store import load_summary
+    from engine.store.run_log import load_summary
 
     summary = load_summary(GOLDEN_LOGS / name)
     assert summary is not None, name
@@ -96,7 +96,7 @@ def make_summary(
 ):
     """A complete run's summary built from the records types: train and test phases with their
     totals, and the metrics the statistics read. `fields` set any other RunSummary field."""
-    from engine.records import Metrics, PerUnitEnergy, PhaseRecord, PhaseTotal, RunSummary
+    from engine.core.records import Metrics, PerUnitEnergy, PhaseRecord, PhaseTotal, RunSummary
 
     def phase(net_j: float) -> PhaseRecord:
         return PhaseRecord(duration_s=1.0, total=PhaseTotal(net_j=net_j, gross_j=net_j, source=source))

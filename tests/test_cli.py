@@ -74,7 +74,8 @@ def test_bad_preset_is_one_line_exit_2(tmp_path):
 
 def test_engine_never_imports_textual():
     code = (
-        "import sys, engine.cli, engine.worker, engine.runner, engine.runs, engine.stats, engine.report; "
+        "import sys, engine.cli, engine.worker.main, engine.orchestrate.worker_process, "
+        "engine.orchestrate.plan_runner, engine.analysis.stats, engine.outputs.tables; "
         "print(any(m == 'textual' or m.startswith('textual.') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
@@ -105,19 +106,19 @@ def test_engine_cli_without_a_command_prints_help_and_the_joulelab_command_adds_
 
 
 def test_every_project_error_is_a_joulelab_error_with_its_exit_code():
-    from engine.data import DataError
-    from engine.device import DeviceError
-    from engine.errors import EXIT_RUN_FAILED, EXIT_USAGE, JouleLabError
-    from engine.export import ExportError
-    from engine.meters.base import MeterError, MeterUnavailable
-    from engine.metrics_server import MetricsError
-    from engine.plot import PlotError
-    from engine.presets import PresetError
-    from engine.protocol import ProtocolError
-    from engine.slurm import SlurmError
-    from engine.spec import SpecError
-    from engine.store import StoreError
-    from engine.worker import EXIT_LOG_UNWRITABLE, LogWriteError
+    from engine.core.errors import EXIT_RUN_FAILED, EXIT_USAGE, JouleLabError
+    from engine.core.events import ProtocolError
+    from engine.core.spec import SpecError
+    from engine.orchestrate.presets import PresetError
+    from engine.orchestrate.slurm import SlurmError
+    from engine.outputs.export import ExportError
+    from engine.outputs.plots import PlotError
+    from engine.outputs.prometheus import MetricsError
+    from engine.store.run_log import StoreError
+    from engine.worker.data import DataError
+    from engine.worker.device import DeviceError
+    from engine.worker.main import EXIT_LOG_UNWRITABLE, LogWriteError
+    from engine.worker.meters.base import MeterError, MeterUnavailable
     from tui.widgets.lab_form import FormError
 
     user_input = (DataError, DeviceError, ExportError, MetricsError, PlotError, PresetError, SlurmError, SpecError)
@@ -131,8 +132,8 @@ def test_every_project_error_is_a_joulelab_error_with_its_exit_code():
 def test_a_joulelab_error_from_any_command_is_one_line_and_its_exit_code():
     """The one place (JouleLabGroup): no command catches these itself."""
     from engine.cli import new_app
-    from engine.protocol import ProtocolError
-    from engine.spec import SpecError
+    from engine.core.events import ProtocolError
+    from engine.core.spec import SpecError
 
     probe = new_app()
 

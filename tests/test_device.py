@@ -11,8 +11,8 @@ import types
 import pytest
 import torch
 
-from engine.device import Device, DeviceError, resolve_device
-from engine.protocol import Epoch, Error, PhaseEnd, PhaseStart, Sample
+from engine.core.events import Epoch, Error, PhaseEnd, PhaseStart, Sample
+from engine.worker.device import Device, DeviceError, resolve_device
 from tests.helpers import REPO, events_in, run_worker, the_run_dir, tiny_spec
 
 A = "GPU-aaaaaaaa-0000-0000-0000-000000000000"
@@ -123,7 +123,7 @@ import sys
 sys.path.insert(0, {repo!r})
 from tests.fakes import fake_cuda
 fake_cuda.install({log!r})
-from engine.worker import main
+from engine.worker.main import main
 sys.exit(main([]))
 """
 
@@ -177,7 +177,7 @@ def board():  # the run's GPU draws 100 W: its energy counter advances with time
 
 threading.Thread(target=board, daemon=True).start()
 fake_cuda.install({log!r}, uuid={a!r}, cuda=True)
-from engine.worker import main
+from engine.worker.main import main
 sys.exit(main([]))
 """
 

@@ -7,7 +7,7 @@ import msgspec
 import pytest
 import torch
 
-from engine.records import EnergyValue, MeterDomain, NvmlAgreement, PhaseRecord, PhaseTotal, RunSummary
+from engine.core.records import EnergyValue, MeterDomain, NvmlAgreement, PhaseRecord, PhaseTotal, RunSummary
 from tests.helpers import REPO
 
 spec = importlib.util.spec_from_file_location("check_gpu", REPO / "tests" / "device" / "check_gpu.py")

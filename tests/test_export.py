@@ -13,9 +13,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from engine.export import CODECARBON_COLUMNS, TABLES, write
-from engine.protocol import Sample
-from engine.store import list_runs, read_events
+from engine.core.events import Sample
+from engine.outputs.export import CODECARBON_COLUMNS, TABLES, write
+from engine.store.run_log import list_runs, read_events
 
 GOLDEN = Path(__file__).parent / "golden"
 

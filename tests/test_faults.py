@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.protocol import Done, Epoch, Hello, MeterGap, PhaseStart, Progress, decode_event
-from engine.store import list_runs, load_run
+from engine.core.events import Done, Epoch, Hello, MeterGap, PhaseStart, Progress, decode_event
+from engine.store.run_log import list_runs, load_run
 from tests.fakes.powercap import intel_server
 from tests.helpers import REPO, TINY, run_worker, start_worker, the_run_dir, tiny_spec
 
@@ -204,7 +204,7 @@ def test_export_to_an_unwritable_path_is_one_line_exit_2(tmp_path):
 
 
 def test_checkpoints_are_loaded_weights_only():
-    source = (REPO / "engine" / "sources.py").read_text()
+    source = (REPO / "engine" / "worker" / "source_networks.py").read_text()
     assert "weights_only=True" in source
     for path in (REPO / "engine").rglob("*.py"):
         text = path.read_text()

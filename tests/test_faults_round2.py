@@ -17,10 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.protocol import AnyEvent, Done, Hello, MeterGap, Progress, Sample, decode_event
-from engine.runner import run_spec
-from engine.spec import spec_from_dict
-from engine.store import list_runs, load_run
+from engine.core.events import AnyEvent, Done, Hello, MeterGap, Progress, Sample, decode_event
+from engine.core.spec import spec_from_dict
+from engine.orchestrate.worker_process import run_spec
+from engine.store.run_log import list_runs, load_run
 from tests.fakes.powercap import PowercapTree
 from tests.helpers import start_worker, the_run_dir, tiny_spec
 from tests.test_faults import cli, preset_file, training_worker, wait_for
@@ -221,7 +221,7 @@ def test_a_full_tmpfs_as_logs_stops_the_run_with_no_space_left_and_a_readable_lo
 
 KILLED_BEFORE_DONE = """
 import os, signal, sys
-import engine.worker as w
+import engine.worker.main as w
 emit = w.EventWriter.emit
 def before_done(self, event_type, **fields):
     if event_type == "done":

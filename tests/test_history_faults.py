@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.store import list_runs
+from engine.store.run_log import list_runs
 
 GOLDEN = Path(__file__).parent / "golden" / "logs"
 runner = CliRunner()
@@ -115,7 +115,8 @@ def test_runs_lists_damaged_runs_as_damaged_and_says_why(history):
 
 
 def test_runs_reads_only_the_newest_it_shows_and_export_streams_every_run(tmp_path, monkeypatch):
-    from engine import export, store
+    from engine.outputs import export
+    from engine.store import run_log as store
 
     logs = tmp_path / "logs"
     for i in range(7):
@@ -147,7 +148,7 @@ def test_a_run_whose_pid_was_reused_is_not_running(tmp_path):
 
     import psutil
 
-    from engine.store import RUN_JSON, load_run
+    from engine.store.run_log import RUN_JSON, load_run
 
     me = psutil.Process(os.getpid()).create_time()
     for name, started, status in (("same", me, "running"), ("reused", me - 1000.0, "crashed")):

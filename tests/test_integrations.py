@@ -22,11 +22,11 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.export import MLFLOW_RUN_ID_TAG, write
-from engine.metrics_server import MetricsServer
-from engine.presets import PresetError, parse
-from engine.protocol import Done, MeterGap, PhaseStart, Sample
-from engine.store import EVENTS, list_runs, read_events
+from engine.core.events import Done, MeterGap, PhaseStart, Sample
+from engine.orchestrate.presets import PresetError, parse
+from engine.outputs.export import MLFLOW_RUN_ID_TAG, write
+from engine.outputs.prometheus import MetricsServer
+from engine.store.run_log import EVENTS, list_runs, read_events
 from tests.helpers import REPO, TINY
 
 GOLDEN_LOGS = REPO / "tests" / "golden" / "logs"
@@ -416,7 +416,8 @@ def test_codecarbon_export_has_codecarbon_3_columns_and_reads_back(tmp_path):
 def test_integrations_are_imported_only_when_used():
     """mlflow takes seconds to import: importing the CLI, exporter or metrics server must not."""
     code = (
-        "import sys, engine.cli, engine.export, engine.runs, engine.metrics_server, engine.presets; "
+        "import sys, engine.cli, engine.outputs.export, engine.orchestrate.plan_runner, "
+        "engine.outputs.prometheus, engine.orchestrate.presets; "
         "print(sorted(m for m in ('mlflow', 'prometheus_client', 'textual', 'sqlalchemy') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import torch
 
-from engine.data.prepare import prepare
-from engine.models import build_network, count_parameters, flops_per_sample
-from engine.spec import RunSpec
-from engine.train import augment_batch, prune_global, set_seed
+from engine.core.spec import RunSpec
+from engine.worker.data.prepare import prepare
+from engine.worker.models import build_network, count_parameters, flops_per_sample
+from engine.worker.train import augment_batch, prune_global, set_seed
 from tests.helpers import run_worker, the_run_dir, tiny_spec
 
 

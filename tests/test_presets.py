@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import presets
-from engine.presets import PresetError, filter_plan, parse_only
+from engine.orchestrate import presets
+from engine.orchestrate.presets import PresetError, filter_plan, parse_only
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -9,9 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import presets
-from engine.presets import PresetError
-from engine.protocol import (
+from engine.core.events import (
     EVENT_CLASSES,
     EVENT_TYPES,
     SCHEMA_VERSION,
@@ -21,6 +19,8 @@ from engine.protocol import (
     encode,
     make_event,
 )
+from engine.orchestrate import presets
+from engine.orchestrate.presets import PresetError
 
 toml_scalars = st.one_of(
     st.booleans(),

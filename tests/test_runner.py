@@ -12,12 +12,20 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.protocol import Done, Hello, PhaseStart, decode_event
-from engine.protocol import Progress as ProgressEvent
-from engine.runner import WorkerProcess, run_spec
-from engine.runs import PlanEnded, PlanRunner, PlanStep, RunEnded, RunEvents, RunStarted, resume_latest_plan
-from engine.spec import spec_from_dict
-from engine.store import load_run
+from engine.core.events import Done, Hello, PhaseStart, decode_event
+from engine.core.events import Progress as ProgressEvent
+from engine.core.spec import spec_from_dict
+from engine.orchestrate.plan_runner import (
+    PlanEnded,
+    PlanRunner,
+    PlanStep,
+    RunEnded,
+    RunEvents,
+    RunStarted,
+    resume_latest_plan,
+)
+from engine.orchestrate.worker_process import WorkerProcess, run_spec
+from engine.store.run_log import load_run
 from tests.helpers import tiny_spec
 
 
@@ -103,8 +111,8 @@ async def test_malformed_lines_on_the_stream_are_skipped_counted_and_logged(tmp_
 
 
 def test_every_golden_event_decodes_to_its_type_and_a_newer_schema_says_so():
-    from engine.protocol import EVENT_CLASSES, ProtocolError, Sample
-    from engine.store import read_events
+    from engine.core.events import EVENT_CLASSES, ProtocolError, Sample
+    from engine.store.run_log import read_events
 
     for log in sorted(Path(__file__).parent.glob("golden/logs/*/events.jsonl")):
         events, bad = read_events(log)
@@ -126,7 +134,7 @@ def test_every_golden_event_decodes_to_its_type_and_a_newer_schema_says_so():
 
 
 def _plan(tmp_path: Path, n: int) -> tuple[list[PlanStep], Path]:
-    from engine import plans
+    from engine.orchestrate import plan_files as plans
 
     steps = [
         PlanStep(spec_from_dict({**tiny_spec(tmp_path), "run_id": f"plan-run-{i}", "seed": i}), "synthetic/small")
@@ -171,7 +179,7 @@ async def test_a_cancel_while_the_plan_is_held_starts_nothing_more(tmp_path):
 
 
 def test_resume_finishes_a_left_plan_through_the_plan_runner(tmp_path):
-    from engine import plans
+    from engine.orchestrate import plan_files as plans
 
     steps, plan_file = _plan(tmp_path, 2)
     plans.mark_item(plan_file, 0, "plan-run-0", "cancelled")

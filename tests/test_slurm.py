@@ -19,10 +19,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine import slurm
-from engine.presets import load
-from engine.protocol import PhaseStart
-from engine.stats import compare
+from engine.analysis.stats import compare
+from engine.core.events import PhaseStart
+from engine.orchestrate import slurm
+from engine.orchestrate.presets import load
 from tests.helpers import REPO, TINY, tiny_spec
 from tests.test_stats import summary as fake_summary
 
@@ -420,7 +420,7 @@ async def test_the_presets_tab_says_why_it_cannot_submit(tmp_path, quick_preset,
 @pytest.mark.slurm
 @pytest.mark.slow
 async def test_the_presets_tab_submits_to_slurm_and_follows_the_jobs(real_slurm, tmp_path, quick_preset):
-    from engine.store import list_runs
+    from engine.store.run_log import list_runs
     from tests.tui.conftest import make_app, press, wait_for
 
     logs = tmp_path / "logs"

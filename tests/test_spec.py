@@ -1,6 +1,6 @@
 import pytest
 
-from engine.spec import RunSpec, SpecError, spec_from_dict
+from engine.core.spec import RunSpec, SpecError, spec_from_dict
 
 
 def test_defaults_are_valid_and_round_trip():

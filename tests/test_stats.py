@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from engine.stats import compare, config_stats, mean_ci, ratio_ci, t_quantile
+from engine.analysis.stats import compare, config_stats, mean_ci, ratio_ci, t_quantile
 from tests.helpers import golden_summary, make_summary
 
 
@@ -90,7 +90,7 @@ def test_training_too_short_to_resolve_is_said_not_hidden():
 
 
 def test_a_phase_with_a_meter_gap_is_left_out_of_energy_figures_and_counted():
-    from engine.report import config_table
+    from engine.outputs.tables import config_table
 
     scratch = golden_summary("golden-scratch")
     second = golden_summary("golden-scratch")

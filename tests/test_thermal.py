@@ -1,6 +1,6 @@
 """The thermal drift guard's band and wait (engine/thermal.py), with a fake clock."""
 
-from engine import thermal
+from engine.worker import thermal
 
 
 class Clock:

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from engine.meters.base import Domain
-from engine.meters.contention import CONTENDED_SHARE, CpuContention, CpuTimes, contention_between
-from engine.meters.model import CPU_TABLE, watts_per_core
-from engine.meters.sampler import PhaseEnergy
-from engine.models import build_network, count_parameters
-from engine.records import summary_from_json, to_json_object
-from engine.stats import Estimate, NoiseFloor, VerdictContext, verdict
-from engine.store import load_summary
-from engine.train import warm_up
+from engine.analysis.stats import Estimate, NoiseFloor, VerdictContext, verdict
+from engine.core.records import summary_from_json, to_json_object
+from engine.store.run_log import load_summary
+from engine.worker.meters.base import Domain
+from engine.worker.meters.contention import CONTENDED_SHARE, CpuContention, CpuTimes, contention_between
+from engine.worker.meters.model import CPU_TABLE, watts_per_core
+from engine.worker.meters.sampler import PhaseEnergy
+from engine.worker.models import build_network, count_parameters
+from engine.worker.train import warm_up
 from tests.fakes.powercap import intel_server
 from tests.helpers import REPO, run_worker, tiny_spec
 
@@ -170,14 +170,14 @@ def test_cached_pretraining_is_remodelled_under_a_changed_tdp(tmp_path):
 
 
 def test_pretraining_from_another_kind_of_meter_is_incomparable(tmp_path):
-    from engine.stats import pretrain_energy
+    from engine.analysis.stats import pretrain_energy
 
     spec = dict(mode="transfer", epochs=1)
     assert run_worker(tiny_spec(tmp_path / "model", **spec)).returncode == 0
     tree = intel_server(tmp_path / "powercap", sockets=1)
     env_code = (
         f"import os, sys; os.environ['JOULELAB_POWERCAP_ROOT'] = {str(tree.root)!r}; "
-        "from engine.worker import main; sys.exit(main([]))"
+        "from engine.worker.main import main; sys.exit(main([]))"
     )
     proc = run_worker(tiny_spec(tmp_path / "rapl", **spec), code=env_code)
     assert proc.returncode == 0, proc.stderr
@@ -230,7 +230,7 @@ def test_extend_keeps_the_source_network_and_adds_layers():
 
 
 def test_paper_runs_replace_and_extend_side_by_side():
-    from engine.presets import load
+    from engine.orchestrate.presets import load
 
     paper = load("paper")
     keys = {c.key for c in paper.configs}
@@ -283,7 +283,7 @@ def _cli(*args: str, cache: Path, timeout: float = 300) -> subprocess.CompletedP
 
 
 def test_calibrate_runs_a_against_a_and_verdicts_use_the_floor(tmp_path):
-    from engine.calibrate import calibration_path
+    from engine.analysis.calibrate import calibration_path
 
     preset = tmp_path / "tiny.toml"
     preset.write_text(TINY_PRESET)
@@ -315,7 +315,7 @@ def test_until_clear_adds_trials_until_the_interval_excludes_one_or_the_maximum(
     trials = len(summaries) // 2
     assert len({s["spec"]["batch"] for s in summaries}) == 1  # one batch: `compare --last` sees them all
     assert sorted(s["spec"]["seed"] for s in summaries) == sorted(list(range(trials)) * 2)
-    from engine.stats import compare
+    from engine.analysis.stats import compare
 
     (comparison,) = compare([summary_from_json(s) for s in summaries])
     clear = comparison.train_interval.has_interval and not comparison.train_interval.spans(1.0)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.models import build_network, count_parameters
-from engine.spec import RunSpec, SpecError, spec_from_dict
+from engine.core.spec import RunSpec, SpecError, spec_from_dict
+from engine.worker.models import build_network, count_parameters
 
 
 @pytest.mark.parametrize(
@@ -34,8 +34,8 @@ def test_width_in_the_spec_and_the_configuration_key():
 
 
 def test_a_width_axis_in_a_preset(tmp_path):
-    from engine import presets
-    from engine.presets import PresetError
+    from engine.orchestrate import presets
+    from engine.orchestrate.presets import PresetError
 
     path = tmp_path / "w.toml"
     path.write_text(
@@ -59,7 +59,7 @@ def test_a_width_axis_in_a_preset(tmp_path):
 
 
 def test_the_gpu_preset():
-    from engine import presets
+    from engine.orchestrate import presets
 
     preset = presets.load("gpu")
     specs = list(preset.specs.values())

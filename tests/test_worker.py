@@ -2,7 +2,7 @@
 
 import json
 
-from engine.protocol import (
+from engine.core.events import (
     PHASES,
     SCHEMA_VERSION,
     Done,
@@ -13,8 +13,8 @@ from engine.protocol import (
     PhaseStart,
     Sample,
 )
-from engine.records import summary_from_json
-from engine.store import load_run
+from engine.core.records import summary_from_json
+from engine.store.run_log import load_run
 from tests.helpers import events_in, run_worker, the_run_dir, tiny_spec
 
 
@@ -96,13 +96,13 @@ def test_transfer_meters_pretraining_as_its_own_phase(tmp_path):
 
 def test_a_stray_print_cannot_corrupt_the_event_stream(tmp_path):
     code = (
-        "import sys, engine.train as t\n"
+        "import sys, engine.worker.train as t\n"
         "fit = t.fit\n"
         "def noisy(*a, **k):\n"
         "    print('STRAY OUTPUT FROM A LIBRARY')\n"
         "    return fit(*a, **k)\n"
         "t.fit = noisy\n"
-        "import engine.worker as w\n"
+        "import engine.worker.main as w\n"
         "sys.exit(w.main([]))\n"
     )
     proc = run_worker(tiny_spec(tmp_path), code=code)
@@ -127,7 +127,7 @@ def test_phases_constant_lists_every_phase_the_worker_can_emit():
 
 
 def test_a_second_transfer_reuses_the_saved_source_network_and_its_pretraining_energy(tmp_path):
-    from engine.stats import config_stats
+    from engine.analysis.stats import config_stats
 
     first = run_worker(tiny_spec(tmp_path / "a", mode="transfer"))
     second = run_worker(tiny_spec(tmp_path / "b", mode="finetune"))

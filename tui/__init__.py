@@ -1,4 +1,4 @@
-"""JouleLab's Textual app: a view of the engine. All running goes through engine.runner."""
+"""JouleLab's Textual app: a view of the engine. All running goes through engine.orchestrate.worker_process."""
 
 import os
 

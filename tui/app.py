@@ -1,4 +1,4 @@
-"""The JouleLab app: a view of the engine. Everything that runs goes through engine.runner.
+"""The JouleLab app: a view of the engine. Everything that runs goes through engine.orchestrate.worker_process.
 
     JouleLabApp(logs_dir=..., worker_command=..., data_dir=..., spec_defaults=...)
 
@@ -6,7 +6,7 @@ The app is built with its dependencies injected (where logs go, which worker com
 where the real data is, defaults for every spec), so tests run it against a fake worker.
 
 Runs happen in one declared Textual worker (`run_plan`, group "run", exclusive): it drives the
-engine's plan runner (engine.runs.PlanRunner: sequencing, cancel, stalls, the plan file) and turns
+engine's plan runner (engine.orchestrate.plan_runner.PlanRunner: sequencing, cancel, stalls, the plan file) and turns
 its updates into messages, events in throttled batches; widgets never touch the process. One
 Worker.StateChanged handler turns any failure of a worker into a visible error, and the app stays
 usable.
@@ -31,14 +31,15 @@ from textual.screen import Screen
 from textual.widgets import Button, TabbedContent
 from textual.worker import Worker, WorkerState
 
-from engine import plans as plan_store
-from engine import runs
-from engine.errors import JouleLabError
-from engine.protocol import FAILED_STATUSES, Sample
-from engine.runner import worker_command as default_worker_command
-from engine.spec import SpecError, new_run_id
-from engine.store import default_logs_dir
+from engine.core.errors import JouleLabError
+from engine.core.events import FAILED_STATUSES, Sample
+from engine.core.spec import SpecError, new_run_id
+from engine.orchestrate import plan_files as plan_store
+from engine.orchestrate import plan_runner as runs
+from engine.orchestrate.worker_process import worker_command as default_worker_command
+from engine.store.run_log import default_logs_dir
 from tui import fmt
+from tui.lab_plan import RunPlan, attached_plan, lab_plan, plan_items_record, preset_plan, resumed_plan
 from tui.messages import (
     DatasetsDescribed,
     ExportDone,
@@ -50,7 +51,6 @@ from tui.messages import (
     RunFinished,
     RunStarted,
 )
-from tui.plan import RunPlan, attached_plan, lab_plan, plan_items_record, preset_plan, resumed_plan
 from tui.screens.confirm_quit import LEAVE, STOP, ConfirmQuit
 from tui.screens.export_dialog import ExportDialog, ExportRequest
 from tui.screens.main import TAB_IDS, MainScreen
@@ -63,7 +63,7 @@ from tui.widgets.live_view import LiveView
 from tui.widgets.presets_view import PresetList, PresetsView
 from tui.widgets.results_view import ResultsView
 
-FLUSH_S = 0.25  # events reach the widgets at most this late (engine.runs.PlanRunner batches them)
+FLUSH_S = 0.25  # events reach the widgets at most this late (engine.orchestrate.plan_runner.PlanRunner batches them)
 PANE_FOCUS = {
     "lab": "#dataset",
     "history": "#history-table",
@@ -74,9 +74,9 @@ PANE_FOCUS = {
 
 
 def describe_real_datasets(data_dir: str | None) -> tuple[list[dict], str | None]:
-    """engine.data.locate's description of each dataset, or only synthetic, saying why."""
+    """engine.worker.data.locate's description of each dataset, or only synthetic, saying why."""
     try:
-        from engine.data.locate import describe_datasets, resolve_data_dir
+        from engine.worker.data.locate import describe_datasets, resolve_data_dir
     except ImportError:
         return fallback_entries(NO_LOADERS), NO_LOADERS
     try:
@@ -140,7 +140,7 @@ class JouleLabApp(App):
         self.spec_defaults = dict(spec_defaults or {})
         self.run_id_factory = run_id_factory or new_run_id
         if preset_paths is None:
-            from engine.presets import available
+            from engine.orchestrate.presets import available
 
             preset_paths = available()
         self.preset_paths = list(preset_paths)
@@ -359,7 +359,7 @@ class JouleLabApp(App):
         """Turn the plan runner's updates into messages; never touch a widget."""
         metrics = None
         if self.metrics_port is not None:  # live Prometheus metrics, served until the plan ends
-            from engine.metrics_server import DEFAULT_ADDR, MetricsServer
+            from engine.outputs.prometheus import DEFAULT_ADDR, MetricsServer
 
             metrics = MetricsServer(self.metrics_port, self.metrics_addr or DEFAULT_ADDR).start()
         runner.metrics = metrics
@@ -399,7 +399,7 @@ class JouleLabApp(App):
     @work(thread=True, group="scan", exclusive=True, exit_on_error=False)
     def scan_logs(self, offer_plans: bool = True) -> None:
         """Runs going in the logs directory (to follow) and, with `offer_plans`, unfinished plans."""
-        from engine.store import list_runs
+        from engine.store.run_log import list_runs
 
         interrupted = plan_store.interrupted_plans(self.logs_dir) if offer_plans else []
         self.post_message(LogsScanned(plan_store.running_runs(self.logs_dir), interrupted, list_runs(self.logs_dir)))
@@ -407,7 +407,7 @@ class JouleLabApp(App):
     @work(thread=True, group="records", exclusive=True, exit_on_error=False)
     def scan_records(self) -> None:
         """The presets' estimates after a run completed (only the records, no offer to resume)."""
-        from engine.store import list_runs
+        from engine.store.run_log import list_runs
 
         self.post_message(LogsScanned([], [], list_runs(self.logs_dir)))
 
@@ -453,8 +453,8 @@ class JouleLabApp(App):
     @work(thread=True, group="reference", exclusive=True, exit_on_error=False)
     def load_reference(self, index: int, config: str, run_id: str) -> None:
         """The newest complete run of this configuration before this one, as total watts by time."""
-        from engine.meters.base import in_totals
-        from engine.store import EVENTS, list_runs, read_events
+        from engine.store.run_log import EVENTS, list_runs, read_events
+        from engine.worker.meters.base import in_totals
 
         for record in reversed(list_runs(self.logs_dir)):
             summary = record.summary
@@ -586,7 +586,7 @@ class JouleLabApp(App):
 
     @work(thread=True, group="export", exit_on_error=False)
     def export_runs(self, records, request: ExportRequest) -> None:
-        from engine.export import ExportError, write
+        from engine.outputs.export import ExportError, write
 
         try:
             paths = write(records, request.fmt, request.out, carbon_intensity=self.carbon_intensity)

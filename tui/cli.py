@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from engine import cli as engine_cli
-from engine.store import default_logs_dir
+from engine.store.run_log import default_logs_dir
 
 app = engine_cli.new_app()
 app.registered_commands = engine_cli.app.registered_commands  # the headless commands, shared as they are

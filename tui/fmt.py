@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from engine.records import PerUnitEnergy
-from engine.report import SOURCE_MARK, SOURCE_NOTE, fmt_number
+from engine.core.records import PerUnitEnergy
+from engine.outputs.tables import SOURCE_MARK, SOURCE_NOTE, fmt_number
 
 SHORT_NOTE = {
     "counter": "counter: hardware energy counter",
@@ -41,11 +41,11 @@ def per_unit(energy: PerUnitEnergy | None) -> str:
 
 def carbon_setting(value: float | None = None) -> tuple[float, str]:
     """The grid's carbon intensity (g CO2e per kWh) and where it comes from: the given value, else
-    JOULELAB_CARBON_INTENSITY, else the export's default (engine.export), so the lab's gCO2e and
+    JOULELAB_CARBON_INTENSITY, else the export's default (engine.outputs.export), so the lab's gCO2e and
     an export's emissions agree."""
     import os
 
-    from engine.export import DEFAULT_CARBON_INTENSITY
+    from engine.outputs.export import DEFAULT_CARBON_INTENSITY
 
     if value is not None:
         return float(value), "set for this session"

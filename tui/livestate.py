@@ -1,6 +1,6 @@
 """The live state of one run, folded from its events.
 
-`engine.runs.LiveTotals` is the one fold of events into what a person watches (phase, epoch,
+`engine.orchestrate.plan_runner.LiveTotals` is the one fold of events into what a person watches (phase, epoch,
 watts, running joules per phase and domain net of the idle baseline, provenance); the CLI's
 progress reads it too. `RunState` extends it with what only the lab shows: the phase boundaries
 for the graph, the curve so far, and elapsed/remaining time. Times are the worker's
@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.meters.base import weakest_source
-from engine.protocol import AnyEvent, Epoch, Error, Hello, MeterInfo, PhaseStart, Result
-from engine.report import SOURCE_MARK
-from engine.runs import LiveTotals
+from engine.core.events import AnyEvent, Epoch, Error, Hello, MeterInfo, PhaseStart, Result
+from engine.orchestrate.plan_runner import LiveTotals
+from engine.outputs.tables import SOURCE_MARK
+from engine.worker.meters.base import weakest_source
 
 
 @dataclass

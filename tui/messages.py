@@ -4,7 +4,7 @@ Events from a worker's stream arrive throttled: `RunEvents` carries every event 
 (nothing is dropped: the graph needs each sample, the totals need none but the last), at most about
 four per second, plus one at once for each event a person should see without delay (a phase
 change, an epoch, an error, the end). A batch is folded whole, so four redraws a second at most.
-The batches are engine.runs.PlanRunner's (its RunEvents); the run worker only re-posts them.
+The batches are engine.orchestrate.plan_runner.PlanRunner's (its RunEvents); the run worker only re-posts them.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from textual.message import Message
 
-from engine.protocol import AnyEvent
-from engine.records import RunSummary
-from tui.plan import PlanItem, RunPlan
+from engine.core.events import AnyEvent
+from engine.core.records import RunSummary
+from tui.lab_plan import PlanItem, RunPlan
 
 
 @dataclass
@@ -62,7 +62,7 @@ class PlanFinished(Message):
 
 @dataclass
 class DatasetsDescribed(Message):
-    """What engine.data.locate found on disk (or why only synthetic is offered)."""
+    """What engine.worker.data.locate found on disk (or why only synthetic is offered)."""
 
     entries: list[dict]
     note: str | None = None
@@ -77,11 +77,11 @@ class ExportDone(Message):
 @dataclass
 class LogsScanned(Message):
     """What the logs directory holds that the lab could pick up: runs still going (whoever started
-    them) and plans a dropped session left unfinished (engine.plans)."""
+    them) and plans a dropped session left unfinished (engine.orchestrate.plan_files)."""
 
     running: list[Path]
-    interrupted: list  # engine.plans.InterruptedPlan, newest first
-    records: list = field(default_factory=list)  # engine.store.RunRecord, every run in the logs
+    interrupted: list  # engine.orchestrate.plan_files.InterruptedPlan, newest first
+    records: list = field(default_factory=list)  # engine.store.run_log.RunRecord, every run in the logs
 
 
 @dataclass

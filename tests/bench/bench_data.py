@@ -2,7 +2,7 @@
 
     python tests/bench/bench_data.py [--data-dir ../shared/data] [--repeat 3]
 
-For MotionSense wlk_7 and ExtraSensory (10 users) from ../shared/data it times engine.data.prepare
+For MotionSense wlk_7 and ExtraSensory (10 users) from ../shared/data it times engine.worker.data.prepare
 (find files, parse or load from cache, window, group, standardise) with an empty cache (cold: parse
 the CSVs and write the entry) and with a warm one (cached), side by side in one process, and prints
 medians and the ratio. "load" is the loader's own parse-or-read time (info["load_s"]); "prepare"
@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from engine.data.prepare import prepare  # noqa: E402
-from engine.spec import RunSpec  # noqa: E402
+from engine.core.spec import RunSpec  # noqa: E402
+from engine.worker.data.prepare import prepare  # noqa: E402
 
 
 def timed(spec: RunSpec) -> tuple[float, float, str]:

@@ -3,9 +3,9 @@
     python tests/bench/bench_records.py [--events 200000] [--repeat 5]
 
 Events: the golden runs' events.jsonl lines, repeated to --events lines, decoded with
-engine.protocol.decode_event (msgspec, validated, typed) against json.loads (a dict, unvalidated),
+engine.core.events.decode_event (msgspec, validated, typed) against json.loads (a dict, unvalidated),
 each then asked for a sample's joules the way its readers do (attribute vs key). Summaries: every
-golden summary.json decoded with engine.store.load_summary (typed, validated, schema 1 mapped to 2)
+golden summary.json decoded with engine.store.run_log.load_summary (typed, validated, schema 1 mapped to 2)
 against json.loads. Prints medians and the typed/plain ratio (below 1: typed is faster). Not
 collected by pytest (no test_ prefix).
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from engine.protocol import Sample, decode_event  # noqa: E402
-from engine.store import load_summary  # noqa: E402
+from engine.core.events import Sample, decode_event  # noqa: E402
+from engine.store.run_log import load_summary  # noqa: E402
 
 GOLDEN = REPO / "tests" / "golden" / "logs"
 

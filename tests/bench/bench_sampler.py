@@ -2,7 +2,7 @@
 
     python tests/bench/bench_sampler.py [--steps 200] [--repeats 6]
 
-Trains the same small network (engine.models.build_network "small" on random (N, 6, 128) windows,
+Trains the same small network (engine.worker.models.build_network "small" on random (N, 6, 128) windows,
 24 classes) for the same number of steps in every configuration. Configurations are interleaved
 and their order rotates every repeat (off,10,50,100 / 10,50,100,off / ...), so drift in the
 machine's speed falls on all of them alike; each rate is compared with the "off" run of the same
@@ -30,10 +30,10 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from engine.meters import discover, meter_name  # noqa: E402
-from engine.meters.contention import open_contention  # noqa: E402
-from engine.meters.rapl import open_rapl  # noqa: E402
-from engine.meters.sampler import Sampler  # noqa: E402
+from engine.worker.meters import discover, meter_name  # noqa: E402
+from engine.worker.meters.contention import open_contention  # noqa: E402
+from engine.worker.meters.rapl import open_rapl  # noqa: E402
+from engine.worker.meters.sampler import Sampler  # noqa: E402
 
 # (label, rate); None: sampler off. "off again" is an A/A control: its ratio to "off" is the
 # noise floor of this machine, against which the sampler's ratios are to be read.
@@ -42,9 +42,9 @@ CONFIGS = (("off", None), ("off again", None), ("10 Hz", 10.0), ("50 Hz", 50.0),
 
 def small_network() -> tuple[nn.Module, str]:
     try:
-        from engine.models import build_network
+        from engine.worker.models import build_network
 
-        return build_network((6, 128), "small", 24), "engine.models.build_network((6, 128), 'small', 24)"
+        return build_network((6, 128), "small", 24), "engine.worker.models.build_network((6, 128), 'small', 24)"
     except Exception as exc:  # the models module changed: fall back to an equivalent net
         net = nn.Sequential(
             nn.Conv1d(6, 16, 5, padding=2),

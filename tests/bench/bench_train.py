@@ -1,7 +1,7 @@
 """Benchmark: JouleLab's training step against a minimal plain PyTorch loop (target >= 0.95x).
 
 Same network (small and big conv nets on MotionSense-shaped windows), same batches, same
-optimizer; JouleLab's `engine.train.fit` runs with its progress callback on, as in a real run.
+optimizer; JouleLab's `engine.worker.train.fit` runs with its progress callback on, as in a real run.
 Pairs are interleaved (plain, joulelab, plain, joulelab, ...) so drift hits both alike; the
 printed figure is the median of per-pair throughput ratios.
 
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.models import build_network
-from engine.train import fit
+from engine.worker.models import build_network
+from engine.worker.train import fit
 
 
 def plain_loop(net, x, y, epochs, batch_size, lr, seed):

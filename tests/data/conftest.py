@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.data import extrasensory, motionsense
+from engine.worker.data import extrasensory, motionsense
 
 
 @pytest.fixture(autouse=True)

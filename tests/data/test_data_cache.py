@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data import cache, extrasensory, motionsense
+from engine.worker.data import cache, extrasensory, motionsense
 
 from .builders import make_motionsense
 

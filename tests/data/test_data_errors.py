@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.data import DataError, extrasensory, motionsense
-from engine.data.prepare import prepare
-from engine.spec import RunSpec
+from engine.core.spec import RunSpec
+from engine.worker.data import DataError, extrasensory, motionsense
+from engine.worker.data.prepare import prepare
 
 from .builders import es_files, make_extrasensory, make_motionsense
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.data import DataError, extrasensory
+from engine.worker.data import DataError, extrasensory
 
 from .builders import es_files, make_extrasensory
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import platformdirs
 
-from engine.data.locate import (
+from engine.worker.data.locate import (
     describe_datasets,
     find_extrasensory,
     find_motionsense,

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.data import DataError, motionsense
-from engine.data.locate import find_motionsense
-from engine.data.prepare import prepare
-from engine.spec import RunSpec
+from engine.core.spec import RunSpec
+from engine.worker.data import DataError, motionsense
+from engine.worker.data.locate import find_motionsense
+from engine.worker.data.prepare import prepare
 
 from .builders import MS_REAL, make_motionsense
 

@@ -26,8 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from engine.records import EnergyValue, RunSummary  # noqa: E402  (light: msgspec only, no torch)
-from engine.store import load_summary  # noqa: E402
+from engine.core.records import EnergyValue, RunSummary  # noqa: E402  (light: msgspec only, no torch)
+from engine.store.run_log import load_summary  # noqa: E402
 
 MAX_DISAGREEMENT = 0.10
 LONG_PHASE_S = 5.0
@@ -132,8 +132,8 @@ def main() -> int:
     try:
         import torch
 
-        from engine import presets
-        from engine.spec import new_run_id
+        from engine.core.spec import new_run_id
+        from engine.orchestrate import presets
     except ImportError as exc:
         print(f"device check: cannot import the project ({exc}); run `pip install -e .` with a CUDA torch first")
         return 2

@@ -1,6 +1,6 @@
 """A stand-in for a CUDA GPU in a real worker subprocess, for machines without one.
 
-`install(sync_log, uuid)` replaces engine.device.resolve_device with one that returns a Device
+`install(sync_log, uuid)` replaces engine.worker.device.resolve_device with one that returns a Device
 which claims to be CUDA (so the worker takes every GPU path: NVML metering of that UUID, the
 thermal guard, GPU contention) while its tensors stay on the CPU, and whose `sync()` appends
 `<monotonic time> <calling function>` to `sync_log`, so a test can check that the worker
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 import time
 
-import engine.device
-from engine.device import Device
+import engine.worker.device
+from engine.worker.device import Device
 
 
 class RecordingDevice(Device):
@@ -34,4 +34,4 @@ class RecordingDevice(Device):
 
 
 def install(sync_log: str, uuid: str | None = None, cuda: bool = False) -> None:
-    engine.device.resolve_device = lambda requested: RecordingDevice(sync_log, uuid, cuda)
+    engine.worker.device.resolve_device = lambda requested: RecordingDevice(sync_log, uuid, cuda)

@@ -109,7 +109,7 @@ class PowercapTree:
 
 
 class ReadClock:
-    """Stands in for the meter's clock (engine.meters.rapl._now): each read happens `step` seconds
+    """Stands in for the meter's clock (engine.worker.meters.rapl._now): each read happens `step` seconds
     after the previous one. The meter judges wrap, reset and lost wraps by what the domain's power
     bound allows between reads, so tests that move a counter by hand say how much time passed."""
 

@@ -2,9 +2,9 @@ import os
 
 import pytest
 
-from engine.meters import ModelMeter, discover, meter_name, rapl
-from engine.meters.nvml import NvmlMeter
-from engine.meters.rapl import RaplMeter
+from engine.worker.meters import ModelMeter, discover, meter_name, rapl
+from engine.worker.meters.nvml import NvmlMeter
+from engine.worker.meters.rapl import RaplMeter
 from tests.fakes import fake_pynvml as fk
 from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, make_fake_pynvml
 from tests.fakes.powercap import amd_epyc, enforce_permissions, intel_server

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from engine.meters.model import ModelMeter
+from engine.worker.meters.model import ModelMeter
 
 # The child waits for "go", burns 0.5 s of its own CPU time, reports the CPU time it used, and
 # waits to be released (so the meter can still see it when it reads).

@@ -2,8 +2,8 @@ import sys
 
 import pytest
 
-from engine.meters.base import MeterError, MeterUnavailable
-from engine.meters.nvml import open_nvml, parse_visible
+from engine.worker.meters.base import MeterError, MeterUnavailable
+from engine.worker.meters.nvml import open_nvml, parse_visible
 from tests.fakes import fake_pynvml as fk
 from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, make_fake_pynvml
 
@@ -254,8 +254,8 @@ def test_fake_functions_are_nvidia_ml_pys():
 
 
 def test_counter_and_integrated_power_over_one_phase():
-    from engine.meters.nvml import agreement
-    from engine.meters.sampler import Snapshot, phase_energy, phase_total
+    from engine.worker.meters.nvml import agreement
+    from engine.worker.meters.sampler import Snapshot, phase_energy, phase_total
 
     state = FakeNvml(gpus=[FakeGpu(energy_mj=0, power_mw=100_000)])
     clock = Clock(0.0)
@@ -285,8 +285,8 @@ def test_counter_and_integrated_power_over_one_phase():
 
 
 def test_short_phases_are_flagged_per_method():
-    from engine.meters.nvml import agreement
-    from engine.meters.sampler import Snapshot, phase_energy
+    from engine.worker.meters.nvml import agreement
+    from engine.worker.meters.sampler import Snapshot, phase_energy
 
     state = FakeNvml(gpus=[FakeGpu(energy_mj=0)])
     clock = Clock(0.0)

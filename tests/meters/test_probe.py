@@ -4,7 +4,7 @@ import json
 import pytest
 from rich.console import Console
 
-from engine.meters.probe import probe, probe_lines, render_probe
+from engine.worker.meters.probe import probe, probe_lines, render_probe
 from tests.fakes import fake_pynvml as fk
 from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, make_fake_pynvml
 from tests.fakes.powercap import intel_desktop

@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from engine.meters import rapl
-from engine.meters.base import MeterError, MeterUnavailable
-from engine.meters.rapl import RaplMeter, open_rapl
+from engine.worker.meters import rapl
+from engine.worker.meters.base import MeterError, MeterUnavailable
+from engine.worker.meters.rapl import RaplMeter, open_rapl
 from tests.fakes.powercap import (
     AMD_MAX_UJ,
     INTEL_MAX_UJ,

@@ -2,9 +2,9 @@
 
 import pytest
 
-from engine.meters import rapl
-from engine.meters.rapl import open_rapl
-from engine.meters.sampler import Sampler, phase_energy
+from engine.worker.meters import rapl
+from engine.worker.meters.rapl import open_rapl
+from engine.worker.meters.sampler import Sampler, phase_energy
 from tests.fakes.powercap import PowercapTree, ReadClock, intel_server
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.store import load_summary
+from engine.store.run_log import load_summary
 from tests.tui.conftest import make_app, press, wait_for, wait_settled
 from tests.tui.screen_text import screen_text
 from tui import fmt
@@ -32,7 +32,7 @@ async def test_totals_in_joules_watt_hours_and_grams_of_co2e(logs: Path, monkeyp
 
 
 def test_the_carbon_intensity_defaults_to_the_exports_and_says_where_it_comes_from(monkeypatch) -> None:
-    from engine.export import DEFAULT_CARBON_INTENSITY
+    from engine.outputs.export import DEFAULT_CARBON_INTENSITY
 
     monkeypatch.delenv("JOULELAB_CARBON_INTENSITY", raising=False)
     value, source = fmt.carbon_setting()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static
 
-from engine.protocol import Done, decode_event
-from engine.store import list_runs
+from engine.core.events import Done, decode_event
+from engine.store.run_log import list_runs
 from tests.tui.conftest import fake_command, make_app, press, wait_for, wait_settled
 from tests.tui.screen_text import screen_text
 from tui.screens.confirm_quit import ConfirmQuit
@@ -191,7 +191,7 @@ async def test_an_unavailable_dataset_says_why_and_is_not_run(logs: Path) -> Non
 
 async def test_without_real_loaders_only_synthetic_is_offered(logs: Path) -> None:
     def broken(data_dir):
-        from engine.data import locate
+        from engine.worker.data import locate
         from tui.app import describe_real_datasets
 
         saved = locate.describe_datasets

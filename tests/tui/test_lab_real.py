@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
-from engine.runner import worker_command
-from engine.store import list_runs
+from engine.orchestrate.worker_process import worker_command
+from engine.store.run_log import list_runs
 from tests.tui.conftest import make_app, press, wait_for, wait_settled
 from tests.tui.screen_text import screen_text
 from tui.widgets.run_totals import RunTotals

@@ -1,4 +1,4 @@
-"""What a press of Run starts: specs built through engine.spec, paired by seed."""
+"""What a press of Run starts: specs built through engine.core.spec, paired by seed."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.spec import SpecError
+from engine.core.spec import SpecError
 from tests.tui.conftest import SPEC_DEFAULTS, counter_ids
-from tui.plan import LabChoice, lab_plan, preset_plan
+from tui.lab_plan import LabChoice, lab_plan, preset_plan
 
 
 def test_transfer_vs_scratch_pairs_each_trial_by_seed(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ async def test_y_axis_moves_at_most_once_a_second(monkeypatch) -> None:
 
 async def test_the_total_line_counts_what_the_engine_totals_count() -> None:
     """NVML's polled power is a cross-check beside the GPU's counter and psys covers the others: the
-    graph's total must leave both out, as the run's totals do (engine.meters.base.in_totals)."""
+    graph's total must leave both out, as the run's totals do (engine.worker.meters.base.in_totals)."""
     meters = [
         {"name": "package-0", "source": "counter", "method": "rapl:package-0", "kind": "cpu"},
         {"name": "psys", "source": "counter", "method": "rapl:psys", "kind": "platform"},

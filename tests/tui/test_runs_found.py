@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import plans
-from engine.runner import worker_command
-from engine.store import list_runs
+from engine.orchestrate import plan_files as plans
+from engine.orchestrate.worker_process import worker_command
+from engine.store.run_log import list_runs
 from tests.helpers import REPO
 from tests.tui.conftest import counter_ids, fake_command, make_app, press, wait_for
 from tui.screens.confirm_quit import ConfirmQuit

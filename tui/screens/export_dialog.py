@@ -1,4 +1,4 @@
-"""Export runs through engine.export.write (the same writer as `joulelab export`)."""
+"""Export runs through engine.outputs.export.write (the same writer as `joulelab export`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
-from engine.export import FORMATS
+from engine.outputs.export import FORMATS
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from engine.protocol import FAILED_STATUSES, AnyEvent, PhaseStart, Sample
-from engine.report import run_table
-from engine.store import EVENTS, STDERR, RunRecord, read_events
+from engine.core.events import FAILED_STATUSES, AnyEvent, PhaseStart, Sample
+from engine.outputs.tables import run_table
+from engine.store.run_log import EVENTS, STDERR, RunRecord, read_events
 from tui import fmt
 from tui.livestate import RunState
 from tui.widgets.power_graph import PowerGraph

@@ -11,8 +11,8 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from engine.report import short_key
-from engine.store import RunRecord, list_runs
+from engine.outputs.tables import short_key
+from engine.store.run_log import RunRecord, list_runs
 from tui import fmt
 
 STATUS_STYLE = {

@@ -9,9 +9,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from engine.errors import JouleLabError
-from engine.spec import RunSpec
-from tui.plan import DATASET_LABELS, DEVICE_CHOICES, MODE_CHOICES, SIZE_CHOICES, LabChoice
+from engine.core.errors import JouleLabError
+from engine.core.spec import RunSpec
+from tui.lab_plan import DATASET_LABELS, DEVICE_CHOICES, MODE_CHOICES, SIZE_CHOICES, LabChoice
 
 NO_LOADERS = "real loaders not installed"
 
@@ -126,7 +126,7 @@ class LabForm(Vertical):
         defaults = defaults or {}
         self._epochs = defaults.get("epochs", base.epochs)
         self._sample_hz = defaults.get("sample_hz", base.sample_hz)
-        # Until engine.data.locate has answered, the real datasets are "checking…", not missing.
+        # Until engine.worker.data.locate has answered, the real datasets are "checking…", not missing.
         self.entries: list[dict] = [{**e, "checking": True} if not e["found"] else e for e in fallback_entries()]
 
     def compose(self) -> ComposeResult:
@@ -248,7 +248,7 @@ class LabForm(Vertical):
             return
         runs = 2 * choice.trials if choice.mode == "paired" else choice.trials
         what = (
-            "per trial: transfer, then scratch with the same seed; compared by engine.stats"
+            "per trial: transfer, then scratch with the same seed; compared by engine.analysis.stats"
             if choice.mode == "paired"
             else f"{choice.mode}, one per trial"
         )

@@ -13,10 +13,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
-from engine.protocol import AnyEvent, Epoch, Hello, PhaseEnd, PhaseStart, Sample
+from engine.core.events import AnyEvent, Epoch, Hello, PhaseEnd, PhaseStart, Sample
 from tui import fmt
+from tui.lab_plan import RunPlan
 from tui.livestate import RunState
-from tui.plan import RunPlan
 from tui.widgets.power_graph import PowerGraph
 from tui.widgets.run_totals import RunTotals
 

@@ -13,9 +13,9 @@ from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine import presets
+from engine.orchestrate import presets
 from tui import fmt
-from tui.plan import DATASET_LABELS
+from tui.lab_plan import DATASET_LABELS
 
 
 class PresetList(OptionList):
@@ -161,7 +161,7 @@ class PresetsView(Vertical):
             self.query_one(PresetList).highlighted = min(highlighted, len(self.paths) - 1)
 
     def set_history(self, records) -> None:
-        """Past runs (engine.store records): each preset's line says how long it took here."""
+        """Past runs (engine.store.run_log records): each preset's line says how long it took here."""
         self.durations = past_durations(records)
         highlighted = self.query_one(PresetList).highlighted
         self.reload()
@@ -208,7 +208,7 @@ class PresetsView(Vertical):
 
         from textual.worker import get_current_worker
 
-        from engine import slurm
+        from engine.orchestrate import slurm
 
         logs_dir = Path(getattr(self.app, "logs_dir", "logs")).resolve()
         options = slurm.SlurmOptions()

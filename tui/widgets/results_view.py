@@ -1,6 +1,6 @@
 """Results: per-configuration energy and accuracy, transfer versus scratch with intervals and a
-verdict, and the energy-to-accuracy curves. The numbers come from engine.stats and the tables from
-engine.report, the same ones the CLI prints, so the lab and `joulelab run` never disagree."""
+verdict, and the energy-to-accuracy curves. The numbers come from engine.analysis.stats and the tables from
+engine.outputs.tables, the same ones the CLI prints, so the lab and `joulelab run` never disagree."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from engine import stats
-from engine.records import TRAINING_PHASES, RunSummary
-from engine.report import comparison_table, config_table, verdicts
+from engine.analysis import stats
+from engine.core.records import TRAINING_PHASES, RunSummary
+from engine.outputs.tables import comparison_table, config_table, verdicts
 from tui.widgets.power_graph import CurveGraph
 
 
@@ -40,7 +40,7 @@ def curves_of(summaries: list[RunSummary]) -> list[tuple[str, list[float], list[
 
 
 def _lean(table: Table) -> Table:
-    """engine.report's table with lighter rules, so it fits 80 columns without folding as much."""
+    """engine.outputs.tables's table with lighter rules, so it fits 80 columns without folding as much."""
     table.box = box.SIMPLE_HEAD
     table.show_edge = False
     table.pad_edge = False
@@ -66,7 +66,7 @@ class ResultsView(VerticalScroll):
         complete = [s for s in summaries if s.complete]
         self.summaries = summaries
         self.config_stats = stats.config_stats(complete)
-        from engine.calibrate import load_noise_floor
+        from engine.analysis.calibrate import load_noise_floor
 
         self.comparisons = stats.compare(complete, load_noise_floor())
         skipped = len(summaries) - len(complete)

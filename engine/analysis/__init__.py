@@ -1,0 +1,1 @@
+"""Statistics over runs: means, intervals, paired ratios, verdicts, and the machine's noise floor."""

@@ -1,0 +1,550 @@
+"""The one stats module: means and intervals over trials, paired ratios, verdicts, break-even.
+
+Intervals are Student's t 95 % intervals. A ratio of energies is paired by seed and computed on
+the log scale (the interval of a geometric mean ratio), so 0.5x and 2x are symmetric. Accuracy
+differences are paired by seed too, in percentage points. With one trial there is no interval,
+and the verdict says so instead of guessing. Every number carries the weakest provenance of its
+inputs: if any input was modelled, it is modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypedDict, overload
+
+from engine.core.records import METERED_PHASES, TRAINING_PHASES, ConfigKey, RunSummary
+from engine.core.records.config_key import BASELINE
+from engine.worker.meters.base import weakest_source
+
+CONFIDENCE = 0.95
+
+
+# -- Student's t ----------------------------------------------------------------------------
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction for the incomplete beta function (Lentz's method)."""
+    tiny, eps = 1e-300, 1e-15
+    qab, qap, qam = a + b, a + 1, a - 1
+    c, d = 1.0, 1 - qab * x / qap
+    d = 1 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1 + aa * d
+        d = 1 / (d if abs(d) > tiny else tiny)
+        c = 1 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1 + aa * d
+        d = 1 / (d if abs(d) > tiny else tiny)
+        c = 1 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < eps:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _betacf(a, b, x) / a
+    return 1 - front * _betacf(b, a, 1 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    x = df / (df + t * t)
+    tail = 0.5 * _betainc(df / 2, 0.5, x)
+    return 1 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Inverse of t_cdf by bisection (exact to ~1e-12; called a handful of times per table)."""
+    if not 0 < p < 1:
+        raise ValueError("p must be in (0, 1)")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return (lo + hi) / 2
+
+
+# -- estimates -------------------------------------------------------------------------------
+class EstimateDict(TypedDict):
+    """An Estimate as JSON (calibration records)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    source: str | None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over n trials with its 95 % interval (None when n < 2), and its provenance."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    source: str | None = None  # counter | polled | modelled; None for non-energy quantities
+
+    @property
+    def has_interval(self) -> bool:
+        return self.low is not None
+
+    def spans(self, value: float) -> bool:
+        return self.low is not None and self.high is not None and self.low <= value <= self.high
+
+    def as_dict(self) -> EstimateDict:
+        return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n, "source": self.source}
+
+
+def mean_ci(values: list[float], source: str | None = None, confidence: float = CONFIDENCE) -> Estimate:
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values")
+    mean = sum(values) / n
+    if n < 2:
+        return Estimate(mean, None, None, n, source)
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    half = t_quantile(1 - (1 - confidence) / 2, n - 1) * math.sqrt(var / n)
+    return Estimate(mean, mean - half, mean + half, n, source)
+
+
+def ratio_ci(numerators: list[float], denominators: list[float], source: str | None = None) -> Estimate | None:
+    """Geometric-mean ratio of paired values, with its interval from the log ratios."""
+    pairs = [(a, b) for a, b in zip(numerators, denominators) if a > 0 and b > 0]
+    if not pairs:
+        return None
+    logs = mean_ci([math.log(a / b) for a, b in pairs])
+    exp = math.exp
+    return Estimate(
+        exp(logs.mean),
+        exp(logs.low) if logs.low is not None else None,
+        exp(logs.high) if logs.high is not None else None,
+        logs.n,
+        source,
+    )
+
+
+def diff_ci(a: list[float], b: list[float]) -> Estimate:
+    """Mean of paired differences a - b, with its interval."""
+    return mean_ci([x - y for x, y in zip(a, b)])
+
+
+# -- summaries -> comparison -----------------------------------------------------------------
+def pretrain_energy(summary: RunSummary) -> tuple[float, str] | None:
+    """Net joules that trained the source network: measured in this run, or in the run that first
+    trained it when this run reused it from the cache."""
+    if summary.pretrain is not None and summary.pretrain.incomparable:
+        return None  # measured by another kind of meter: no sum or break-even with this run's joules
+    total = summary.pretrain_total
+    if total is None or total.source is None:
+        return None
+    return total.net_j, total.source
+
+
+def training_energy(summary: RunSummary) -> tuple[float, str] | None:
+    """Net joules to train the target task: the train phase plus pruning's fine-tuning."""
+    parts = [p for p in (summary.phase_net(phase) for phase in TRAINING_PHASES) if p]
+    if not parts:
+        return None
+    return sum(j for j, _ in parts), weakest_source(s for _, s in parts)
+
+
+def inference_energy(summary: RunSummary) -> tuple[float, str] | None:
+    """Net joules per inference in the test phase."""
+    per = summary.metrics.j_per_inference
+    if per is None or per.value is None or per.source is None or summary.phase_net("test") is None:
+        return None
+    return per.value, per.source
+
+
+def contended_phases(summary: RunSummary, phases: tuple[str, ...] = METERED_PHASES) -> list[str]:
+    """Metered phases during which other processes used the machine beyond the threshold."""
+    return [p for p in phases if (r := summary.phase(p)) is not None and r.contended]
+
+
+def others_cpu_share(summary: RunSummary, phase: str = "train") -> float | None:
+    record = summary.phase(phase)
+    return record.contention.others_cpu_share if record is not None and record.contention is not None else None
+
+
+def meter_error(summary: RunSummary, phases: tuple[str, ...]) -> float:
+    """The documented relative error of a run's energy over these phases (see meters.base)."""
+    errors = [t.error_rel or 0.0 for p in phases if (t := summary.total(p)) is not None and t.source is not None]
+    return max(errors, default=0.0)
+
+
+@dataclass
+class ConfigStats:
+    key: str
+    dataset: str
+    size: str
+    mode: str
+    mechanism: str
+    synthetic: bool
+    n: int
+    seeds: list[int]
+    train_j: Estimate | None
+    pretrain_j: Estimate | None
+    test_j_per_inference: Estimate | None
+    accuracy: Estimate
+    f1: Estimate
+    durations: dict[str, Estimate] = field(default_factory=dict)
+    phase_net_j: dict[str, Estimate] = field(default_factory=dict)
+    cached_sources: int = 0  # runs that reused a saved source network instead of pretraining
+    contended: dict[str, int] = field(default_factory=dict)  # phase -> runs measured on a busy machine
+    gap_runs: int = 0  # runs with a meter gap: their energy is left out of these figures
+
+
+def _energy_estimate(values: list[tuple[float, str] | None]) -> Estimate | None:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return mean_ci([j for j, _ in present], weakest_source(s for _, s in present))
+
+
+def _accuracy_frac(summary: RunSummary) -> float:
+    """A complete run always has its accuracy; NaN keeps a malformed one from passing for 0."""
+    return summary.metrics.accuracy_frac if summary.metrics.accuracy_frac is not None else math.nan
+
+
+def _f1_frac(summary: RunSummary) -> float:
+    return summary.metrics.f1_macro_frac if summary.metrics.f1_macro_frac is not None else math.nan
+
+
+def config_stats(summaries: list[RunSummary]) -> list[ConfigStats]:
+    """Per configuration, over the complete runs given."""
+    by_key: dict[ConfigKey, list[RunSummary]] = {}
+    for s in summaries:
+        if s.complete:
+            by_key.setdefault(s.key, []).append(s)
+    out = []
+    for key, runs in by_key.items():
+        phases = sorted({p for r in runs for p in r.phases})
+        out.append(
+            ConfigStats(
+                key=str(key),
+                dataset=key.dataset,
+                size=key.size,
+                mode=key.mode,
+                mechanism=key.mechanism,
+                synthetic=any(r.synthetic for r in runs),
+                n=len(runs),
+                seeds=[r.seed for r in runs],
+                train_j=_energy_estimate([training_energy(r) for r in runs]),
+                pretrain_j=_energy_estimate([pretrain_energy(r) for r in runs]),
+                test_j_per_inference=_energy_estimate([inference_energy(r) for r in runs]),
+                accuracy=mean_ci([_accuracy_frac(r) for r in runs]),
+                f1=mean_ci([_f1_frac(r) for r in runs]),
+                durations={p: mean_ci([r.phases[p].duration_s for r in runs if p in r.phases]) for p in phases},
+                phase_net_j={
+                    p: e for p in phases if (e := _energy_estimate([r.phase_net(p) for r in runs])) is not None
+                },
+                cached_sources=sum(1 for r in runs if r.pretrain is not None and r.pretrain.cached),
+                contended={p: n for p in phases if (n := sum(1 for r in runs if p in contended_phases(r, (p,))))},
+                gap_runs=sum(1 for r in runs if r.has_gap),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """How far apart identical runs land on one machine, from `joulelab calibrate` (A/A runs).
+
+    sd_log: per quantity ("train", "test"), the standard deviation of the log of A/A ratios.
+    A ratio of n pairs is below the noise floor when |log ratio| <= t(n-1) x sd / sqrt(n): it is
+    the smallest difference n pairs of such runs can tell from 1.0.
+    """
+
+    host: str
+    sd_log: dict[str, float]
+    pairs: int
+    measured: str
+    config: str
+
+    def floor(self, quantity: str, pairs: int) -> float | None:
+        """Relative half-width (0.12 = +/-12 %) of the ratio identical runs give at `pairs` pairs."""
+        sd = self.sd_log.get(quantity)
+        if sd is None or pairs < 1:
+            return None
+        spread = 1.96 * sd if pairs == 1 else t_quantile(1 - (1 - CONFIDENCE) / 2, pairs - 1) * sd / math.sqrt(pairs)
+        return math.exp(spread) - 1
+
+
+@overload
+def widen(ratio: Estimate, error_rel: float) -> Estimate: ...
+@overload
+def widen(ratio: None, error_rel: float) -> None: ...
+@overload
+def widen(ratio: Estimate | None, error_rel: float) -> Estimate | None: ...
+def widen(ratio: Estimate | None, error_rel: float) -> Estimate | None:
+    """A ratio's interval widened by the meters' relative error (first order, worst case)."""
+    if ratio is None or ratio.low is None or ratio.high is None or error_rel <= 0:
+        return ratio
+    return Estimate(ratio.mean, ratio.low / (1 + error_rel), ratio.high * (1 + error_rel), ratio.n, ratio.source)
+
+
+@dataclass
+class Comparison:
+    """One treatment (e.g. transfer) against its reference (scratch), paired by seed."""
+
+    group: str  # what is held fixed, e.g. "synthetic/small/baseline"
+    treatment: str
+    reference: str
+    pairs: int
+    synthetic: bool
+    train_ratio: Estimate | None
+    test_ratio: Estimate | None
+    accuracy_diff_points: Estimate | None
+    pretrain_j: Estimate | None
+    break_even_runs: float | None  # transfers needed before pretraining pays for itself
+    verdict: str
+    keys: tuple[str, str] = ("", "")  # configuration keys of treatment and reference
+    train_meter_error: float = 0.0  # relative error of the meters, carried into the interval
+    test_meter_error: float = 0.0
+    train_noise_floor: float | None = None  # this machine's A/A floor at this many pairs
+    test_noise_floor: float | None = None
+    contended_runs: int = 0  # runs of the pairs with a metered phase on a busy machine
+    others_cpu_share: float | None = None  # the largest share other processes took in a train phase
+
+    @property
+    def train_interval(self) -> Estimate | None:
+        """The train ratio with its interval widened by the meters' error."""
+        return widen(self.train_ratio, self.train_meter_error)
+
+    @property
+    def test_interval(self) -> Estimate | None:
+        return widen(self.test_ratio, self.test_meter_error)
+
+
+Pair = tuple[RunSummary, RunSummary]
+
+
+def _pair(treat: list[RunSummary], ref: list[RunSummary]) -> list[Pair]:
+    by_seed = {(r.node, r.seed): r for r in ref}
+    return [(t, by_seed[(t.node, t.seed)]) for t in treat if (t.node, t.seed) in by_seed]
+
+
+def _node_blocks(group: str, pairs: list[Pair]) -> list[tuple[str, list[Pair]]]:
+    """One block when the pairs ran on one node (or locally); else a row per node and an "all" row."""
+    nodes = sorted({t.node or "local" for t, _ in pairs})
+    if len(nodes) < 2:
+        return [(group, pairs)]
+    return [(f"{group} @{n}", [p for p in pairs if (p[0].node or "local") == n]) for n in nodes] + [
+        (f"{group} @all", pairs)
+    ]
+
+
+def _compare(
+    group: str,
+    treatment: str,
+    reference: str,
+    pairs: list[Pair],
+    pretrain: Estimate | None,
+    keys: tuple[str, str] = ("", ""),
+    noise: NoiseFloor | None = None,
+) -> Comparison:
+    def paired(fn: Callable[[RunSummary], tuple[float, str] | None]) -> Estimate | None:
+        vals = [(a, b) for t, r in pairs if (a := fn(t)) is not None and (b := fn(r)) is not None]
+        if not vals:
+            return None
+        source = weakest_source([a[1] for a, _ in vals] + [b[1] for _, b in vals])
+        return ratio_ci([a[0] for a, _ in vals], [b[0] for _, b in vals], source)
+
+    train_ratio = paired(training_energy)
+    too_small = train_ratio is None and any(
+        (e := training_energy(x)) is not None and e[0] <= 0 for pair in pairs for x in pair
+    )
+    test_ratio = paired(inference_energy)
+    acc = (
+        diff_ci([100 * _accuracy_frac(t) for t, _ in pairs], [100 * _accuracy_frac(r) for _, r in pairs])
+        if pairs
+        else None
+    )
+    break_even = None
+    if pretrain is not None and train_ratio is not None:
+        saved = [
+            er[0] - et[0] for t, r in pairs if (er := training_energy(r)) is not None and (et := training_energy(t))
+        ]
+        mean_saved = sum(saved) / len(saved) if saved else 0.0
+        break_even = pretrain.mean / mean_saved if mean_saved > 0 else math.inf
+    synthetic = any(t.synthetic or r.synthetic for t, r in pairs)
+    runs = [x for pair in pairs for x in pair]
+    train_error = max((meter_error(x, ("train", "prune")) for x in runs), default=0.0)
+    test_error = max((meter_error(x, ("test",)) for x in runs), default=0.0)
+    floors: tuple[float | None, float | None] = (None, None)
+    if noise is not None and all(x.host == noise.host for x in runs):  # a floor speaks for its own machine only
+        floors = (noise.floor("train", len(pairs)), noise.floor("test", len(pairs)))
+    contended = sum(1 for x in runs if contended_phases(x))
+    shares = [v for x in runs if (v := others_cpu_share(x)) is not None]
+    context = VerdictContext(train_error, test_error, floors[0], floors[1], contended, max(shares, default=None))
+    return Comparison(
+        group,
+        treatment,
+        reference,
+        len(pairs),
+        synthetic,
+        train_ratio,
+        test_ratio,
+        acc,
+        pretrain,
+        break_even,
+        verdict(treatment, reference, train_ratio, acc, too_small, test_ratio, context),
+        keys,
+        train_error,
+        test_error,
+        floors[0],
+        floors[1],
+        contended,
+        context.others_cpu_share,
+    )
+
+
+def compare(summaries: list[RunSummary], noise: NoiseFloor | None = None) -> list[Comparison]:
+    """Every comparison the runs allow: each mode against scratch (same data, size, mechanism),
+    and each mechanism against the baseline (same data, size, mode). With this machine's noise
+    floor, verdicts on its runs say when a ratio is within what identical runs do."""
+    by_key: dict[ConfigKey, list[RunSummary]] = {}
+    for s in summaries:
+        if s.complete:
+            by_key.setdefault(s.key, []).append(s)
+    out = []
+    for key, runs in sorted(by_key.items(), key=lambda item: str(item[0])):
+        if key.mode != "scratch":
+            ref_key = key.with_mode("scratch")
+            if ref_key in by_key:
+                pretrain = _energy_estimate([pretrain_energy(r) for r in runs])
+                group = key.across_modes
+                for block, pairs in _node_blocks(group, _pair(runs, by_key[ref_key])):
+                    out.append(_compare(block, key.mode, "scratch", pairs, pretrain, (str(key), str(ref_key)), noise))
+        if key.mechanism != BASELINE:
+            ref_key = key.with_mechanism(BASELINE)
+            if ref_key in by_key:
+                group = key.across_mechanisms
+                for block, pairs in _node_blocks(group, _pair(runs, by_key[ref_key])):
+                    out.append(_compare(block, key.mechanism, BASELINE, pairs, None, (str(key), str(ref_key)), noise))
+    return out
+
+
+def _interval_text(e: Estimate, fmt: str, unit: str = "") -> str:
+    if not e.has_interval:
+        return "no interval: one trial"
+    return f"95 % CI {e.low:{fmt}}{unit} to {e.high:{fmt}}{unit}"
+
+
+@dataclass(frozen=True)
+class VerdictContext:
+    """What a verdict must weigh besides the trials: meter error, the machine's noise, contention."""
+
+    train_meter_error: float = 0.0
+    test_meter_error: float = 0.0
+    train_noise_floor: float | None = None
+    test_noise_floor: float | None = None
+    contended_runs: int = 0
+    others_cpu_share: float | None = None
+
+
+def _ratio_clause(
+    ratio: Estimate, no_difference: str, differs: str, meter_error: float = 0.0, noise_floor: float | None = None
+) -> str:
+    """`no_difference (0.98x, CI)` when the interval spans 1, else `differs` with {x} filled in.
+
+    The interval is the trials' interval widened by the meters' error; a ratio within this
+    machine's A/A noise floor says so instead of standing as a bare number."""
+    x = f"{ratio.mean:.2f}x"
+    wide = widen(ratio, meter_error)
+    interval = _interval_text(wide, ".2f", "x")
+    if meter_error > 0 and wide.has_interval:
+        interval += f" incl. meter error ±{100 * meter_error:.0f} %"
+    if noise_floor is not None and abs(math.log(ratio.mean)) <= math.log1p(noise_floor):
+        return f"{no_difference}: {x} is below this machine's noise floor (±{100 * noise_floor:.0f} %) ({interval})"
+    if wide.has_interval and wide.spans(1.0):
+        if not ratio.spans(1.0):
+            return f"{no_difference}: {x} is smaller than the meters can resolve ({interval})"
+        return f"{no_difference} ({x}, {interval})"
+    return f"{differs.format(x=x)} ({interval})"
+
+
+def verdict(
+    treatment: str,
+    reference: str,
+    train_ratio: Estimate | None,
+    acc: Estimate | None,
+    too_small: bool = False,
+    test_ratio: Estimate | None = None,
+    context: VerdictContext | None = None,
+) -> str:
+    """One plain sentence a reader can paste, saying when an interval includes no difference."""
+    ctx = context or VerdictContext()
+    parts = []
+    if train_ratio is None and too_small:
+        parts.append(
+            f"no training energy ratio for {treatment} vs {reference}: a net training energy was at or "
+            "below zero, too short for the meter to resolve (train longer)"
+        )
+    elif train_ratio is None:
+        parts.append(f"no training energy to compare for {treatment} and {reference}")
+    else:
+        parts.append(
+            _ratio_clause(
+                train_ratio,
+                f"{treatment} and {reference}: no clear difference in training energy",
+                f"{treatment} used {{x}} the training energy of {reference}",
+                ctx.train_meter_error,
+                ctx.train_noise_floor,
+            )
+        )
+    if test_ratio is not None:
+        parts.append(
+            _ratio_clause(
+                test_ratio,
+                "no clear difference in energy per inference",
+                "{x} the energy per inference",
+                ctx.test_meter_error,
+                ctx.test_noise_floor,
+            )
+        )
+    if acc is not None:
+        if acc.has_interval and acc.spans(0.0):
+            parts.append(f"no clear difference in accuracy ({acc.mean:+.1f} points, {_interval_text(acc, '+.1f')})")
+        else:
+            word = "gained" if acc.mean >= 0 else "lost"
+            parts.append(f"{word} {abs(acc.mean):.1f} points of accuracy ({_interval_text(acc, '+.1f')})")
+    if len(parts) > 2:
+        parts = [", ".join(parts[:-1]), parts[-1]]
+    sentence = " and ".join(parts)
+    if any(e is not None and e.source == "modelled" for e in (train_ratio, test_ratio)):
+        sentence += " [energy modelled, not measured]"
+    if ctx.contended_runs:
+        share = (
+            f"; other processes used up to {100 * ctx.others_cpu_share:.0f} % of the CPU"
+            if ctx.others_cpu_share is not None
+            else ""
+        )
+        sentence += (
+            f" [measured on a busy machine: {ctx.contended_runs} run"
+            f"{'s' if ctx.contended_runs != 1 else ''} contended{share}; treat as unreliable]"
+        )
+    return sentence

@@ -1,0 +1,594 @@
+"""Run a plan of specs one worker at a time, with a live view of progress, watts and joules.
+
+`PlanRunner` is the one plan runner: the CLI (rich progress, below) and the lab (tui.app) both
+drive it and only turn its updates into what they show. It owns the order of the runs, cancel,
+stalls (through engine.orchestrate.worker_process), holding the next run while the lab asks whether to quit, leaving
+a run going when the lab closes, and the plan file's bookkeeping (engine.orchestrate.plan_files).
+
+`LiveTotals` folds a run's events into what a person watches (phase, epoch, watts, running joules
+with provenance); the CLI's rich progress and the TUI both read it, so both show the same numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from engine.core.events import (
+    AnyEvent,
+    Done,
+    Epoch,
+    Error,
+    Hello,
+    MachineLoad,
+    PhaseEnd,
+    PhaseStart,
+    Result,
+    Sample,
+)
+from engine.core.events import (
+    Progress as ProgressEvent,
+)
+from engine.core.records import RunSummary
+from engine.core.spec import RunSpec, new_run_id
+from engine.orchestrate import plan_files as plan_store
+from engine.orchestrate.followed_run import FollowedRun
+from engine.orchestrate.presets import PlannedRun
+from engine.orchestrate.worker_process import RunOutcome, WorkerProcess, worker_command
+from engine.store.run_log import load_summary
+from engine.worker.meters.base import in_totals, weakest_source
+from engine.worker.meters.sampler import idle_energy, idle_watts_from
+
+if TYPE_CHECKING:
+    from engine.outputs.export import MlflowTarget  # imports pandas: only where MLflow is used
+    from engine.outputs.prometheus import MetricsServer
+
+
+@dataclass
+class PhaseRow:
+    """One phase's joules per domain as they accumulate: gross from the samples' cumulative
+    joules, net of the idle baseline the same way the worker records it (engine.worker.meters.sampler);
+    once the phase ends, exactly the worker's values from its phase_end."""
+
+    phase: str
+    start_t: float
+    start_j: dict[str, float]
+    net_j: dict[str, float] = field(default_factory=dict)
+    gross_j: dict[str, float] = field(default_factory=dict)
+    total_net_j: float = 0.0
+    total_gross_j: float = 0.0
+    duration_s: float = 0.0
+    final: bool = False
+    partial: bool = False
+
+
+@dataclass
+class LiveTotals:
+    """Running state of one run, built only from its events."""
+
+    phase: str | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    loss: float | None = None
+    accuracy: float | None = None
+    val_accuracy: float | None = None
+    samples_per_s: float | None = None
+    watts: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    joules_now: dict[str, float] = field(default_factory=dict)  # cumulative meter joules at the last sample
+    joules_at_start: dict[str, float] = field(default_factory=dict)
+    status: str | None = None
+    machine: MachineLoad | None = None  # the last second's contention (a sample's `machine`)
+    idle_w: dict[str, float] = field(default_factory=dict)  # the idle baseline, once its phase ended
+    rows: dict[str, PhaseRow] = field(default_factory=dict)  # in phase order
+
+    def update(self, event: AnyEvent) -> None:
+        match event:
+            case Hello():
+                for m in event.meters:
+                    self.sources[m["name"]] = m["source"]
+                    self.kinds[m["name"]] = m["kind"]
+            case Sample():
+                for name, d in event.domains.items():
+                    self.joules_at_start.setdefault(name, d["j"])
+                    self.joules_now[name] = d["j"]
+                    if d["w"] is not None:
+                        self.watts[name] = d["w"]
+                    self.sources.setdefault(name, d["source"])
+                if event.machine is not None:
+                    self.machine = event.machine
+                self._running_phase(event.t)
+            case PhaseStart():
+                self.phase = event.phase
+                self.epoch = self.step = None
+                self.rows[event.phase] = PhaseRow(event.phase, event.t, dict(self.joules_now))
+            case PhaseEnd():
+                self._phase_ended(event)
+            case ProgressEvent():
+                self.epoch, self.epochs, self.step, self.steps = event.epoch, event.epochs, event.step, event.steps
+                self.loss, self.accuracy, self.samples_per_s = event.loss, event.accuracy, event.samples_per_s
+            case Epoch():
+                self.val_accuracy = event.val_accuracy
+            case Done():
+                self.status = event.status
+
+    def _phase_ended(self, event: PhaseEnd) -> None:
+        row = self.rows.get(event.phase) or PhaseRow(event.phase, event.t, {})
+        row.final, row.partial = True, event.partial
+        row.duration_s = event.duration_s
+        for name, e in event.energy.items():
+            row.net_j[name], row.gross_j[name] = e["net_j"], e["gross_j"]
+            if e.get("source"):
+                self.sources[name] = e["source"]
+        row.total_net_j, row.total_gross_j = event.total.get("net_j", 0.0), event.total.get("gross_j", 0.0)
+        self.rows[event.phase] = row
+        if event.phase == "idle":
+            self.idle_w = idle_watts_from(row.gross_j, row.duration_s)
+
+    def _running_phase(self, t: float) -> None:
+        row = self.rows.get(self.phase or "")
+        if row is None or row.final:
+            return
+        dt = max(0.0, t - row.start_t)
+        for name, j in self.joules_now.items():
+            gross = j - row.start_j.get(name, self.joules_at_start.get(name, j))
+            row.gross_j[name] = gross
+            # the idle phase is all idle; the others subtract the baseline as the worker will
+            row.net_j[name] = gross if row.phase == "idle" else gross - idle_energy(self.idle_w.get(name, 0.0), dt)
+        counted = self._counted()
+        row.total_gross_j = sum(row.gross_j.get(n, 0.0) for n in counted)
+        row.total_net_j = sum(row.net_j.get(n, 0.0) for n in counted)
+        row.duration_s = dt
+
+    def _counted(self) -> list[str]:
+        return [n for n in self.joules_now if in_totals(self.kinds.get(n))]
+
+    @property
+    def net_total_j(self) -> float:
+        """Net joules of every phase but idle, so far."""
+        return sum(r.total_net_j for p, r in self.rows.items() if p != "idle")
+
+    @property
+    def total_w(self) -> float:
+        return sum(self.watts.get(n, 0.0) for n in self._counted())
+
+    @property
+    def total_j(self) -> float:
+        return sum(self.joules_now[n] - self.joules_at_start[n] for n in self._counted())
+
+    @property
+    def source(self) -> str | None:
+        names = self._counted()
+        return weakest_source(self.sources[n] for n in names) if names else None
+
+    def energy_text(self) -> str:
+        if not self.joules_now:
+            return "waiting for meters"
+        mark = "~" if self.source == "modelled" else ""
+        return f"{mark}{self.total_w:6.1f} W  {mark}{self.total_j:8.1f} J {self.source}{self.busy_text()}"
+
+    def busy_text(self) -> str:
+        """' ! busy: others 48 % CPU' while other processes contend for the machine, else ''."""
+        if self.machine is None or not self.machine["contended"]:
+            return ""
+        share = self.machine["others_cpu_share"] + self.machine["steal_share"]
+        return f" ! busy: others {100 * share:.0f} % CPU"
+
+    def progress_text(self) -> str:
+        parts = [self.phase or "starting"]
+        if self.epoch is not None:
+            parts.append(f"epoch {self.epoch}/{self.epochs}")
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.3f}")
+        if self.val_accuracy is not None:
+            parts.append(f"val {self.val_accuracy:.1%}")
+        return "  ".join(parts)
+
+
+# -- the plan runner ----------------------------------------------------------------------------
+# Events a person should see at once; the others (samples, progress) wait for the next batch.
+URGENT = (Hello, PhaseStart, PhaseEnd, Epoch, Result, Error, Done)
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One run of a plan, as the runner needs it."""
+
+    spec: RunSpec
+    config: str  # the configuration key (engine.analysis.stats groups by it)
+    follow: bool = False  # a run already going (started elsewhere): followed through its log, not started
+    plan_index: int | None = None  # its place in the plan file (engine.orchestrate.plan_files), when the plan has one
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    index: int
+    run_id: str
+    run_path: Path
+
+
+@dataclass(frozen=True)
+class RunEvents:
+    """A batch of one run's events, in stream order (nothing dropped)."""
+
+    index: int
+    events: list[AnyEvent]
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    index: int
+    outcome: RunOutcome
+    summary: RunSummary | None  # None when the run left no readable summary
+
+
+@dataclass(frozen=True)
+class PlanEnded:
+    outcomes: list[RunOutcome]
+    summaries: list[RunSummary]  # of the runs that left one, in plan order
+    stopped: bool  # cancelled before the end: a run was cancelled or the rest of the plan did not run
+    cancelled: bool  # cancel was asked for (Ctrl-C, x, quit)
+
+
+PlanUpdate = RunStarted | RunEvents | RunEnded | PlanEnded
+
+
+class PlanRunner:
+    """Runs `steps` in order, one worker at a time; `updates()` yields what happens.
+
+    `cancel()` (any number of times) stops the current run (SIGTERM, then SIGKILL, its partial
+    log kept) and starts nothing more. `hold()` keeps the next run from starting until `release()`
+    (the lab's quit dialog). `leave_running()` marks the plan left: when the caller then stops
+    iterating (the lab closes), the current worker is not stopped and finishes its own log.
+    Events come in batches: every `flush_s` seconds at most, at once for an URGENT event (0: each
+    event is its own batch). With `stop_on_cancelled_run`, a run that ends cancelled without the
+    plan being cancelled (someone pressed x on it elsewhere, or signalled its worker) ends the plan
+    too, as the lab has always done; the CLI goes on to the next run.
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[PlanStep],
+        *,
+        command: list[str] | None = None,
+        batch: str | None = None,
+        plan_file: Path | None = None,
+        metrics: MetricsServer | None = None,
+        flush_s: float = 0.0,
+        stop_on_cancelled_run: bool = False,
+    ) -> None:
+        self.steps = list(steps)
+        self.stop_on_cancelled_run = stop_on_cancelled_run
+        self.command = list(command or worker_command())
+        self.batch = batch  # the batch every started run joins (None: the spec's own)
+        self.plan_file = plan_file
+        self.metrics = metrics
+        self.flush_s = flush_s
+        self.cancelled = False
+        self.left = False
+        self.waiting_to_start = False  # held at the gate (read by the lab's tests and dialog)
+        self._may_start = asyncio.Event()
+        self._may_start.set()
+        self._current: WorkerProcess | FollowedRun | None = None
+        self._cancelling: asyncio.Task[None] | None = None
+
+    # -- controls (call from the loop's thread) --------------------------------------------------
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._may_start.set()  # a held plan goes on to notice the cancel and stop
+        if self._current is not None and self._cancelling is None:
+            self._cancelling = asyncio.get_running_loop().create_task(self._current.cancel())
+
+    def hold(self) -> None:
+        self._may_start.clear()
+
+    def release(self) -> None:
+        self._may_start.set()
+
+    def leave_running(self) -> None:
+        """Quit without stopping the run: the plan is recorded as left (offered to finish next time)."""
+        self.left = True
+        if self.plan_file is not None:
+            plan_store.close_plan(self.plan_file, "left")
+
+    # -- the run ---------------------------------------------------------------------------------
+    async def updates(self) -> AsyncGenerator[PlanUpdate, None]:
+        outcomes: list[RunOutcome] = []
+        summaries: list[RunSummary] = []
+        stopped = False
+        for index, step in enumerate(self.steps):
+            if not self._may_start.is_set():  # the quit dialog is open: start nothing until it closes
+                self.waiting_to_start = True
+                await self._may_start.wait()
+                self.waiting_to_start = False
+            if self.cancelled:
+                stopped = True
+                break
+            proc = await self._open(step)
+            self._mark(step, proc.spec.run_id, None)
+            yield RunStarted(index, proc.spec.run_id, proc.run_path)
+            if self.metrics is not None:
+                self.metrics.begin(proc.spec.run_id, step.config, step.spec.sample_hz)
+            async with aclosing(self._stream(index, proc)) as batches:
+                async for update in batches:
+                    yield update
+            try:
+                outcome = await proc.wait()
+                if self._cancelling is not None:
+                    await self._cancelling  # the group is gone before anything goes on
+            except BaseException:  # the caller stopped listening (the lab closed) while the worker exits
+                if not self.left:
+                    await proc.cancel()
+                raise
+            self._current, self._cancelling = None, None
+            if self.metrics is not None:
+                self.metrics.end(outcome.run_id, outcome.status)
+            summary = load_summary(outcome.run_path)
+            self._mark(step, outcome.run_id, outcome.status)
+            outcomes.append(outcome)
+            if summary is not None:
+                summaries.append(summary)
+            yield RunEnded(index, outcome, summary)
+            run_cancelled = outcome.status == "cancelled" and self.stop_on_cancelled_run
+            if run_cancelled or self.cancelled:
+                stopped = index + 1 < len(self.steps) or outcome.status == "cancelled"
+                break
+        if self.plan_file is not None:
+            plan_store.close_plan(self.plan_file, "stopped" if stopped else "finished")
+        yield PlanEnded(outcomes, summaries, stopped, self.cancelled)
+
+    async def _open(self, step: PlanStep) -> WorkerProcess | FollowedRun:
+        proc: WorkerProcess | FollowedRun
+        if step.follow:
+            proc = FollowedRun(Path(step.spec.logs_dir) / step.spec.run_id)
+        else:
+            spec = replace(step.spec, batch=self.batch) if self.batch else step.spec
+            proc = WorkerProcess(spec, list(self.command))
+            await proc.start()
+        self._current = proc
+        if self.cancelled:  # cancelled while it was starting
+            self._cancelling = asyncio.get_running_loop().create_task(proc.cancel())
+        return proc
+
+    async def _stream(self, index: int, proc: WorkerProcess | FollowedRun) -> AsyncGenerator[RunEvents, None]:
+        """The run's events in batches, until its stream ends. A caller that stops listening (the
+        lab closing) stops the run too, unless it was left running."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[AnyEvent | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for event in proc.events():
+                    queue.put_nowait(event)
+            finally:
+                queue.put_nowait(None)
+
+        reader = loop.create_task(read())
+        batch: list[AnyEvent] = []
+        deadline = 0.0
+        try:
+            while True:
+                try:
+                    wait = max(0.0, deadline - loop.time()) if batch else None
+                    event = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    yield RunEvents(index, batch)
+                    batch = []
+                    continue
+                if event is None:
+                    break
+                if self.metrics is not None:
+                    self.metrics.observe(event)
+                if not batch:
+                    deadline = loop.time() + self.flush_s
+                batch.append(event)
+                if self.flush_s <= 0 or isinstance(event, URGENT):
+                    yield RunEvents(index, batch)
+                    batch = []
+            if batch:
+                yield RunEvents(index, batch)
+            await reader  # re-raises what ended the stream, if it was an error
+        except BaseException:
+            reader.cancel()
+            if not self.left:
+                await proc.cancel()
+            raise
+
+    def _mark(self, step: PlanStep, run_id: str, status: str | None) -> None:
+        if self.plan_file is not None and step.plan_index is not None:
+            plan_store.mark_item(self.plan_file, step.plan_index, run_id, status)
+
+
+# -- the CLI's view of a plan -------------------------------------------------------------------
+@dataclass
+class PlanResult:
+    outcomes: list[RunOutcome]
+    interrupted: bool  # Ctrl-C: the current run was cancelled and the rest of the plan skipped
+    batch: str = ""
+
+
+async def execute_plan(
+    plan: list[PlannedRun],
+    console: Console | None,
+    *,
+    metrics_port: int | None = None,
+    metrics_addr: str | None = None,
+    mlflow: MlflowTarget | None = None,
+    batch: str | None = None,
+) -> PlanResult:
+    """Run every planned spec in order through PlanRunner. With a console, show rich progress;
+    without, stay quiet.
+
+    With `metrics_port`, serve live Prometheus metrics of the runs (engine.outputs.prometheus) until
+    the plan ends; with `mlflow`, log each run to MLflow as soon as it has ended.
+
+    Ctrl-C (SIGINT) is handled here, explicitly: it cancels the plan (the current worker's process
+    group gets SIGTERM, then SIGKILL), the cancelled run's outcome (partial energy kept) is
+    recorded, and no further run starts. `batch` continues an earlier plan's batch (more trials of
+    the same run).
+    """
+    batch = batch or new_run_id()
+    metrics = None
+    if metrics_port is not None:
+        from engine.outputs.prometheus import DEFAULT_ADDR, MetricsServer
+
+        metrics = MetricsServer(metrics_port, metrics_addr or DEFAULT_ADDR).start()
+        if console is not None:
+            console.print(f"serving live metrics at {metrics.url}", highlight=False)
+    runner = PlanRunner([PlanStep(p.spec, p.config.key) for p in plan], batch=batch, metrics=metrics, flush_s=0.0)
+    view = _PlanProgress(plan, console) if console is not None else None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, runner.cancel)
+    outcomes: list[RunOutcome] = []
+    try:
+        async with aclosing(runner.updates()) as updates:
+            async for update in updates:
+                match update:
+                    case RunEnded(outcome=outcome):
+                        if mlflow is not None:
+                            log_run_to_mlflow(outcome, mlflow, console)
+                    case PlanEnded():
+                        outcomes = update.outcomes
+                if view is not None:
+                    view.show(update)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if view is not None:
+            view.stop()
+        if metrics is not None:
+            metrics.stop()
+    return PlanResult(outcomes, runner.cancelled, batch)
+
+
+def run_progress(console: Console, *, counts: bool) -> Progress:
+    """The started rich progress the CLI shows runs in (a plan here, Slurm jobs in engine.orchestrate.slurm):
+    one line per run with its detail and energy fields; `counts` adds an n/N column."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        *([TaskProgressColumn()] if counts else []),
+        TextColumn("{task.fields[detail]}"),
+        TextColumn("{task.fields[energy]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        refresh_per_second=4,
+    )
+    progress.start()
+    return progress
+
+
+class _PlanProgress:
+    """Rich progress of a plan: one line per run (phase, epoch, watts, joules) and the plan's count."""
+
+    def __init__(self, plan: list[PlannedRun], console: Console) -> None:
+        self.plan = plan
+        self.progress = run_progress(console, counts=True)
+        self.overall = self.progress.add_task(f"[bold]{len(plan)} runs", total=len(plan), detail="", energy="")
+        self.task = self.overall
+        self.live = LiveTotals()
+
+    def show(self, update: PlanUpdate) -> None:
+        progress, live = self.progress, self.live
+        match update:
+            case RunStarted(index=index):
+                planned = self.plan[index]
+                self.live = LiveTotals()
+                label = f"{planned.config.key} #{planned.trial + 1}"
+                self.task = progress.add_task(label, total=None, detail="starting", energy="")
+            case RunEvents(events=events):
+                shown = False
+                for event in events:
+                    live.update(event)
+                    shown |= isinstance(event, (ProgressEvent, Sample, PhaseStart))
+                if shown:
+                    total = live.steps * live.epochs if live.steps and live.epochs else None
+                    done = ((live.epoch or 1) - 1) * (live.steps or 0) + (live.step or 0) if total else None
+                    progress.update(
+                        self.task, total=total, completed=done, detail=live.progress_text(), energy=live.energy_text()
+                    )
+            case RunEnded(index=index, outcome=outcome):
+                progress.update(
+                    self.task,
+                    detail=f"{outcome.status}  {live.progress_text()}",
+                    energy=live.energy_text(),
+                    total=1,
+                    completed=1,
+                )
+                progress.update(self.overall, completed=index + 1)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def log_run_to_mlflow(outcome: RunOutcome, target: MlflowTarget, console: Console | None) -> None:
+    """A preset's `mlflow = true`: log a run that has just ended. A failure to log is reported in
+    one line and the plan goes on (the run's own log is complete either way)."""
+    from engine.outputs.export import ExportError, log_mlflow
+    from engine.store.run_log import load_run
+
+    try:
+        (logged,) = log_mlflow([load_run(outcome.run_path)], target)
+    except ExportError as exc:
+        print(f"warning: run {outcome.run_id} was not logged to MLflow: {exc}", file=sys.stderr)
+        return
+    if console is not None and logged.created:
+        console.print(
+            f"logged {outcome.run_id} to MLflow (run {logged.mlflow_run_id}, experiment {target.experiment!r})",
+            highlight=False,
+        )
+
+
+def resume_latest_plan(logs_dir: Path, console: Console | None = None) -> int:
+    """`joulelab run --resume`: finish the newest interrupted plan in this logs directory, following
+    a run that is still going and starting the rest (through PlanRunner, which marks
+    each run in the plan file and closes it). Returns the number of runs that did not complete
+    (0 when there was nothing to resume or everything completed)."""
+    from engine.core.spec import new_run_id, spec_from_dict
+
+    def say(text: str) -> None:
+        if console is not None:
+            console.print(text)
+
+    plans = plan_store.interrupted_plans(logs_dir)
+    if not plans:
+        say(f"no interrupted plan in {logs_dir}")
+        return 0
+    plan = plans[0]
+    say(f"resuming {plan.describe()}")
+    plan_store.take_over(plan.path)
+    steps = []
+    for rest in plan.remaining:
+        # a run still going is followed where it is; the others start afresh with a new id
+        where = {"run_id": rest.item["run_id"], "logs_dir": str(logs_dir)} if rest.follow else {"run_id": new_run_id()}
+        spec = spec_from_dict({**rest.item["spec"], **where}, "resumed plan")
+        steps.append(PlanStep(spec, rest.item["config"], follow=rest.follow, plan_index=rest.index))
+
+    async def run() -> int:
+        failed = 0
+        async with aclosing(PlanRunner(steps, plan_file=plan.path).updates()) as updates:
+            async for update in updates:
+                match update:
+                    case RunStarted(index=index, run_id=run_id):
+                        rest = plan.remaining[index]
+                        doing = "waiting for" if rest.follow else "running"
+                        say(f"{doing} {rest.item['label']} ({run_id})" + (", still running" if rest.follow else ""))
+                    case RunEnded(outcome=outcome):
+                        failed += outcome.status != "complete"
+                        say(f"  {outcome.status}")
+        return failed
+
+    return asyncio.run(run())

@@ -1,0 +1,1 @@
+"""What runs become: tables, plots, exports and live Prometheus metrics."""

@@ -1,0 +1,1 @@
+"""The log directory on disk: load a run, list runs, read its status."""

@@ -1,0 +1,1090 @@
+"""The worker: one process runs one spec, meters it, streams events and writes the run log.
+
+    python -m engine.worker [--spec FILE]      (without --spec, the spec is JSON on stdin)
+
+The event stream is a duplicate of the original stdout; fd 1 itself is pointed at stderr, so a
+stray print from any library lands in stderr.log instead of corrupting the stream. Every event is
+written to events.jsonl first (flushed per line) and then to the stream; if the reader vanishes
+(broken pipe: the SSH session dropped), the worker stops writing to it and finishes the run.
+
+Exit codes: 0 complete, 1 failed, 2 bad input (spec, data, logs directory), 3 the run log could
+not be written (disk full, quota or file-size limit: the cause goes to the stream), 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import _thread
+import argparse
+import copy
+import errno
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, ParamSpec, TextIO
+
+import msgspec
+
+from engine import __version__
+from engine.core.errors import EXIT_USAGE, JouleLabError
+from engine.core.events import SCHEMA_VERSION, encode, make_event
+from engine.core.records import (
+    LOG_SCHEMA,
+    SCHEMA_KEY,
+    CpuContention,
+    CurvePoint,
+    EnergyValue,
+    GpuContention,
+    IdlePower,
+    MeterDomain,
+    Metrics,
+    MissingMeter,
+    NvmlAgreement,
+    PerUnitEnergy,
+    PhaseRecord,
+    PretrainRecord,
+    Pruning,
+    RecordError,
+    RunSummary,
+    pretrain_from_json,
+    to_json_object,
+)
+from engine.core.spec import RunSpec, SpecError, new_run_id, spec_from_dict
+from engine.orchestrate.plan_files import process_started
+from engine.store.run_log import EVENTS, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
+from engine.worker.device import Device, DeviceError
+from engine.worker.meters.base import in_totals, weakest_source
+from engine.worker.meters.sampler import idle_watts_from, phase_total, sum_energy_records
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.worker.data import Split
+    from engine.worker.meters.contention import ContentionRecord
+    from engine.worker.meters.nvml import GpuState, NvmlMeter, OtherProcess
+    from engine.worker.meters.sampler import DomainSample, Sampler, Snapshot
+    from engine.worker.models import Net
+    from engine.worker.train import Precision, Progress
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+EXIT_LOG_UNWRITABLE = 3
+# Write errors that mean "the disk (or this process's share of it) is full", not a bug.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class LogWriteError(JouleLabError):
+    """The run log could not be written: the run stops; what was written stays readable."""
+
+    exit_code = EXIT_LOG_UNWRITABLE
+
+
+def disk_message(exc: OSError, path: Path) -> str:
+    why = (exc.strerror or str(exc)).lower()
+    return f"{why} while writing {path}; free space there or point --logs / JOULELAB_LOGS elsewhere"
+
+
+class Cancelled(Exception):
+    """SIGTERM or SIGINT arrived: stop, keep what was measured, label it partial."""
+
+
+class EventWriter:
+    """Writes each event to the log (always) and to the stream (while someone reads it)."""
+
+    def __init__(self, run_id: str, log_path: Path, stream: TextIO | None) -> None:
+        self.run_id = run_id
+        self.log_path = log_path
+        # A raw descriptor, not a buffered file: a line is written whole or cut back (see _append),
+        # and a failed write leaves nothing buffered to fail again at close.
+        self._log_fd: int | None = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.count = 0
+        self.reader_lost_at: float | None = None
+        self.log_error: str | None = None  # why the log stopped taking events (disk full...)
+
+    def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        event = make_event(event_type, self.run_id, **fields)
+        line = encode(event)
+        entered = _Signals.enter()
+        try:
+            self._write(line)
+        finally:
+            if entered:
+                _Signals.leave()
+        return event
+
+    def _write(self, line: str) -> None:
+        with self._lock:
+            if self.log_error is None and self._log_fd is not None:  # None: closed
+                try:
+                    _append(self._log_fd, line.encode("utf-8"))
+                    self.count += 1
+                except OSError as exc:
+                    self._log_failed(exc)
+                    raise LogWriteError(self.log_error) from None
+            # Once the log has failed, events still reach the stream: the reader learns why.
+            if self._stream is not None:
+                try:
+                    self._stream.write(line)
+                    self._stream.flush()
+                except (BrokenPipeError, OSError, ValueError):
+                    # The reader is gone. The log is the record; carry on without the stream.
+                    self._stream = None
+                    self.reader_lost_at = time.monotonic()
+
+    def _log_failed(self, exc: OSError) -> None:
+        self.log_error = (
+            disk_message(exc, self.log_path)
+            if exc.errno in DISK_FULL_ERRNOS
+            else f"cannot write {self.log_path}: {exc.strerror or exc}"
+        )
+        _to_stderr(f"joulelab worker: {self.log_error}")
+        if threading.current_thread() is not threading.main_thread():
+            # The sampler thread hit it: stop the run in the main thread, as a cancel would.
+            _thread.interrupt_main(signal.SIGTERM)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._log_fd is not None:
+                os.close(self._log_fd)
+                self._log_fd = None
+            if self._stream is not None:
+                try:
+                    self._stream.close()
+                except OSError:
+                    pass
+                self._stream = None
+
+
+def _append(fd: int, data: bytes) -> None:
+    """Append one line whole, or not at all: a write cut short (disk full) is truncated back, so the
+    log never ends in a torn line."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    done = 0
+    try:
+        while done < len(data):
+            n = os.write(fd, data[done:])
+            if n == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += n
+    except OSError:
+        try:
+            os.ftruncate(fd, start)
+        except OSError:
+            pass
+        raise
+
+
+def environment_manifest() -> dict[str, Any]:
+    import numpy
+    import psutil
+    import torch
+
+    from engine.orchestrate.slurm import job_manifest
+    from engine.worker.meters.model import cpu_model_name
+
+    sockets = _count_sockets()
+    return {
+        "joulelab": __version__,
+        "event_schema": SCHEMA_VERSION,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model_name(),
+        "sockets": sockets,
+        "logical_cpus": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 2),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "slurm": job_manifest(),  # job id, node, requested and granted resources; None outside Slurm
+    }
+
+
+def _count_sockets() -> int | None:
+    try:
+        ids = {
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("physical id")
+        }
+        return len(ids) or 1
+    except OSError:
+        return None
+
+
+class _Signals:
+    """SIGTERM/SIGINT become Cancelled in the main thread, but never half-way through writing an
+    event line: inside `critical()` the signal is held and raised as soon as the line is whole.
+
+    Only the first signal cancels. Cancels often come in twos (Slurm's scancel signals every
+    process of the job, and the job passes it on; a user presses Ctrl-C twice); a second Cancelled
+    raised while the first is being handled would escape the handler and lose the summary."""
+
+    in_critical = False
+    pending: str | None = None
+    cancelled = False
+    received: str | None = None  # a cancel arrived (an import it interrupted may re-raise it as ImportError)
+
+    @classmethod
+    def handler(cls, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        cls.received = name
+        if cls.cancelled:
+            return
+        if cls.in_critical:
+            cls.pending = name
+            return
+        cls.cancelled = True
+        raise Cancelled(name)
+
+    @classmethod
+    def enter(cls) -> bool:
+        if threading.current_thread() is not threading.main_thread() or cls.in_critical:
+            return False
+        cls.in_critical = True
+        return True
+
+    @classmethod
+    def leave(cls) -> None:
+        cls.in_critical = False
+        if cls.pending is not None and not cls.cancelled:
+            name, cls.pending = cls.pending, None
+            cls.cancelled = True
+            raise Cancelled(name)
+
+
+@dataclass
+class SourceNetwork:
+    """The source task's network and data; `cached` is the saved pretraining record when the
+    network came from the cache, None when this run must pretrain it."""
+
+    net: Net
+    split: Split  # on the run's device (see Run.on_device)
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    key: str
+    cached: PretrainRecord | None
+
+
+class Run:
+    """One run of one spec, from the idle baseline to the summary."""
+
+    def __init__(self, spec: RunSpec, run_path: Path, writer: EventWriter) -> None:
+        self.spec = spec
+        self.path = run_path
+        self.w = writer
+        self.manifest: dict[str, Any] = {SCHEMA_KEY: LOG_SCHEMA}  # run.json (engine.core.records.RunManifest)
+        self.phases: dict[str, PhaseRecord] = {}
+        self.curve: list[CurvePoint] = []
+        self.metrics = Metrics()
+        self.idle_watts: dict[str, float] = {}
+        self.pretrain: PretrainRecord | None = None  # the source network's pretraining: measured here or cached
+        self.open_phase: tuple[str, Snapshot] | None = None  # the phase and its start
+        self.last_phase: str | None = None
+        self.sampler: Sampler | None = None  # started by start_meters(), before any phase
+        self._device: Device | None = None  # resolved at the start of execute()
+        self.nvml: NvmlMeter | None = None  # the NVML meter, when the run's GPU is metered
+        self.precision: Precision | None = None  # for the amp mechanism; None is fp32
+        self.gpu_others_at_start: dict[str, list[OtherProcess]] = {}
+        self.thermal: dict[str, Any] | None = (
+            None  # run.json's thermal record (engine.worker.thermal.CoolDown and more)
+        )
+        self.basis: dict[str, dict[str, float]] = {}
+        self.started_wall = time.time()
+        self.started = time.monotonic()
+
+    @property
+    def device(self) -> Device:
+        """The run's device: execute() resolves it before anything uses it."""
+        if self._device is None:
+            raise RuntimeError("the run's device is used before execute() resolved it")
+        return self._device
+
+    @property
+    def sampling(self) -> Sampler:
+        """The running sampler: start_meters() starts it before any phase opens."""
+        if self.sampler is None:
+            raise RuntimeError("the meters are read before start_meters() started them")
+        return self.sampler
+
+    # -- metering -------------------------------------------------------------------------
+    def start_meters(self) -> None:
+        from engine.worker.meters import discover
+        from engine.worker.meters.contention import open_contention
+        from engine.worker.meters.nvml import NvmlMeter
+        from engine.worker.meters.sampler import Sampler
+
+        dev = self.device
+        gpu_uuids = [] if not dev.is_cuda else ([dev.info["uuid"]] if dev.info.get("uuid") else None)
+        meters, missing = discover(os.getpid(), self.spec.tdp_w, gpu_uuids=gpu_uuids)
+        self.nvml = next((m for m in meters if isinstance(m, NvmlMeter)), None)
+        self.sampler = sampler = Sampler(
+            meters,
+            self.spec.sample_hz,
+            on_sample=self.emit_sample,
+            on_gap=lambda domain, reason: _quietly(self.w.emit, "meter_gap", domain=domain, reason=reason),
+            contention=open_contention(os.getpid()),
+        )
+        self.basis = {name: b for m in meters for name, b in m.basis().items()}
+        self.manifest["meters"] = [d.as_dict() for d in sampler.domains.values()]
+        self.manifest["missing_meters"] = [m.as_dict() for m in missing]
+        self.manifest["meter_details"] = [m.manifest() for m in meters]
+        self.manifest["sample_hz"] = self.spec.sample_hz
+        self.manifest["device"] = self.device_manifest()
+
+    def device_manifest(self) -> dict[str, Any]:
+        """The resolved device; on CUDA with NVML's view of it (driver, power limit, clocks)."""
+        out = self.device.manifest()
+        if self.nvml is not None:
+            details = self.nvml.manifest()
+            gpu = next((g for g in details["gpus"] if g["uuid"].upper() == str(out.get("uuid")).upper()), None)
+            if gpu is not None:
+                out.update(
+                    driver=details["driver_version"],
+                    power_limit_w=gpu["power_limit_w"],
+                    clocks=gpu["clocks"],
+                    nvml_domain=gpu["domain"],
+                    nvml_index=gpu["nvml_index"],
+                )
+            out["unused_gpus"] = details["unused"]
+        elif self.device.is_cuda:
+            out["not_metered"] = "NVML is not available: this GPU's energy is not measured (see missing_meters)"
+        return out
+
+    def with_basis(self, domain: str, energy: EnergyValue) -> EnergyValue:
+        """A modelled domain's record keeps what it was modelled from, so it can be re-modelled."""
+        basis = self.basis.get(domain)
+        if basis:
+            energy.basis = dict(basis)
+        return energy
+
+    def emit_sample(self, domains: dict[str, DomainSample], machine: ContentionRecord | None) -> None:
+        fields: dict[str, Any] = {"domains": domains}
+        if machine is not None:
+            fields["machine"] = {k: machine[k] for k in ("others_cpu_share", "steal_share", "contended")}
+        if self.nvml is not None and self.nvml.state:
+            # temperature, SM clock, clock-event (throttle) reasons, power: per metered GPU
+            fields["gpu"] = {k: dict(v) for k, v in self.nvml.state.items()}
+        # a failed write has already stopped the main thread; the sampler just goes on
+        _quietly(self.w.emit, "sample", **fields)
+
+    def own_pids(self) -> set[int]:
+        import psutil
+
+        me = psutil.Process(os.getpid())
+        return {me.pid, *(c.pid for c in me.children(recursive=True))}
+
+    def gpu_others(self) -> dict[str, list[OtherProcess]]:
+        return self.nvml.other_processes(self.own_pids()) if self.nvml is not None else {}
+
+    def begin(self, phase: str) -> Snapshot:
+        """Open a metered phase; returns its start (for the energy so far within it)."""
+        # CUDA is asynchronous: wait for the previous work, so none of it lands in this phase
+        self.device.sync()
+        self.gpu_others_at_start = self.gpu_others()
+        # Open the phase before announcing it: a cancel that lands during the announcement still
+        # finds the phase open and closes it as partial.
+        start = self.sampling.snapshot()
+        self.open_phase = (phase, start)
+        self.last_phase = phase
+        self.w.emit("phase_start", phase=phase)
+        return start
+
+    def end(self, partial: bool = False, steps: int | None = None, networks: int | None = None) -> PhaseRecord:
+        from engine.worker.meters.nvml import agreement
+        from engine.worker.meters.sampler import phase_energy
+
+        if self.open_phase is None:
+            raise RuntimeError("no phase is open")
+        phase, start = self.open_phase
+        self.open_phase = None
+        # ...and for this phase's own kernels to finish before its end is read
+        try:
+            self.device.sync()
+        except Exception:
+            if not partial:
+                raise
+            # closing a failed or cancelled phase: a broken device cannot be waited for, and the
+            # partial record matters more
+
+        sampler = self.sampling
+        end = sampler.snapshot()
+        duration = end.t - start.t
+        if phase == "idle" and duration > 0:
+            # The baseline itself: its mean power is what later phases subtract, so all of its
+            # energy is idle and none of it net.
+            self.idle_watts = idle_watts_from({n: end.joules[n] - start.joules[n] for n in sampler.domains}, duration)
+        energy = phase_energy(start, end, sampler.domains, self.idle_watts, 1.0 / self.spec.sample_hz)
+        if phase == "idle":
+            for e in energy.values():
+                e.idle_j = e.gross_j  # exactly, not watts x duration with its rounding
+        record = PhaseRecord(
+            duration_s=duration,
+            energy={name: self.with_basis(name, e.as_value()) for name, e in energy.items()},
+            total=phase_total(energy.values()),
+            partial=partial,
+            steps=steps,
+            networks=networks,
+        )
+        if start.cpu is not None and end.cpu is not None and sampler.contention is not None:
+            from engine.worker.meters.contention import contention_between
+
+            contention = contention_between(start.cpu, end.cpu, sampler.contention.cpus)
+            if contention is not None:
+                record.contention = CpuContention(**contention)
+        if self.nvml is not None:
+            record.gpu_contention = gpu_contention(self.gpu_others_at_start, self.gpu_others())
+            record.nvml_agreement = {name: NvmlAgreement(**a) for name, a in agreement(energy).items()}
+        self.phases[phase] = record
+        self.w.emit(
+            "phase_end",
+            phase=phase,
+            duration_s=duration,
+            energy={name: to_json_object(e) for name, e in record.energy.items()},
+            total=to_json_object(record.total),
+            partial=partial,
+        )
+        return record
+
+    def cumulative_j(self, phase_start: Snapshot) -> float:
+        sampler = self.sampling
+        snap = sampler.snapshot()
+        return sum(snap.joules[n] - phase_start.joules[n] for n, d in sampler.domains.items() if in_totals(d.kind))
+
+    # -- the run --------------------------------------------------------------------------
+    def execute(self) -> None:
+        import torch
+
+        from engine.worker.data.prepare import holdout, prepare
+        from engine.worker.device import resolve_device
+        from engine.worker.models import build_network, count_parameters, flops_per_sample
+        from engine.worker.train import (
+            Precision,
+            evaluate,
+            finish_pruning,
+            fit,
+            prune_global,
+            set_seed,
+            sparsity_report,
+            timed_inference,
+            warm_up,
+        )
+
+        spec = self.spec
+        self._device = resolve_device(spec.device)
+        if spec.amp:
+            if not self.device.is_cuda:
+                raise DeviceError(
+                    f"amp: mixed precision is not applicable on the CPU (device {spec.device!r} "
+                    f'resolved to cpu); run it with device = "cuda" on a machine with a GPU'
+                )
+            self.precision = Precision.for_cuda()
+        self.manifest["precision"] = self.precision.name if self.precision else "float32"
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        self.manifest["flush_denormal"] = torch.set_flush_denormal(spec.flush_denormal) and spec.flush_denormal
+        self.start_meters()
+        self.write_manifest()
+        self.w.emit(
+            "hello",
+            versions=self.manifest["environment"],
+            pid=os.getpid(),
+            wall_time=time.time(),
+            spec=spec.to_dict(),
+            meters=self.manifest["meters"],
+            missing=self.manifest["missing_meters"],
+            device=self.manifest["device"],
+        )
+        self.sampling.start()
+
+        self.thermal_guard()
+        # Idle baseline: the machine's draw with this process doing nothing.
+        self.begin("idle")
+        time.sleep(spec.idle_s)
+        self.end()
+        self.keep_idle_baseline()
+
+        data = prepare(spec)
+        gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
+        target, x_val_host, y_val_host = holdout(data.target, spec.val_fraction, gap)
+        set_seed(spec.seed)
+        self.manifest["dataset"] = {
+            "name": data.name,
+            "label": data.label,
+            "synthetic": data.synthetic,
+            "kind": data.kind,
+            "target_classes": target.n_classes,
+            "train_samples": len(target.x_train),
+            "val_samples": len(x_val_host),
+            "test_samples": len(target.x_test),
+            **data.info,
+        }
+        # The data lives on the device for the whole run: copied once here, never per batch.
+        target, x_val, y_val = self.on_device(target), self.device.tensor(x_val_host), self.device.tensor(y_val_host)
+        precision = self.precision
+
+        def progress(p: Progress) -> None:
+            self.w.emit("progress", **p)
+
+        transfer = spec.mode in ("transfer", "finetune")
+        if transfer:
+            source = self.open_source(data.source, gap)
+            lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
+        else:
+            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm, spec.width).to(
+                self.device.name
+            )
+            lr = spec.lr
+
+        # Unmetered warm-up of every network this process will train, before the first metered
+        # phase, so that no phase pays the process's one-off start-up costs (see train.warm_up).
+        with torch.random.fork_rng(devices=[]):
+            jobs = []
+            if transfer and source.cached is None:
+                jobs.append((source.net, source.split.x_train, source.split.y_train, spec.lr))
+            if transfer:
+                jobs.append(
+                    (self.adapt(copy.deepcopy(source.net), target.n_classes), target.x_train, target.y_train, lr)
+                )
+            else:
+                jobs.append((net, target.x_train, target.y_train, lr))
+            self.begin("warmup")
+            steps = sum(
+                warm_up(n, x, y, batch_size=spec.batch_size, lr=job_lr, augment=spec.augment, precision=precision)
+                for n, x, y, job_lr in jobs
+            )
+            self.end(steps=steps, networks=len(jobs))
+
+        if transfer:
+            if source.cached is None:
+                self.pretrain_source(source, progress)
+            net = self.adapt(source.net, target.n_classes)
+
+        self.manifest["network"] = {
+            "size": spec.size,
+            "width": spec.width,
+            "parameters": count_parameters(net),
+            "trainable_parameters": count_parameters(net, trainable_only=True),
+            "flops_per_sample": flops_per_sample(net, target.input_shape),
+            "architecture": str(net),
+        }
+        self.write_manifest()
+
+        start_snap = self.begin("train")
+        result = fit(
+            net,
+            target.x_train,
+            target.y_train,
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            lr=lr,
+            seed=spec.seed + 1,
+            augment=spec.augment,
+            x_val=x_val,
+            y_val=y_val,
+            on_progress=progress,
+            on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc, start_snap),
+            precision=precision,
+        )
+        self.end()
+        train_samples = result.samples_seen
+
+        if spec.prune > 0:
+            before = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)[
+                "accuracy"
+            ]  # not metered
+            start_snap = self.begin("prune")
+            prune_global(net, spec.prune)
+            if spec.prune_epochs:
+                tuned = fit(
+                    net,
+                    target.x_train,
+                    target.y_train,
+                    epochs=spec.prune_epochs,
+                    batch_size=spec.batch_size,
+                    lr=lr,
+                    seed=spec.seed + 2,
+                    augment=spec.augment,
+                    phase="prune",
+                    x_val=x_val,
+                    y_val=y_val,
+                    on_progress=progress,
+                    on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc, start_snap),
+                    precision=precision,
+                )
+                train_samples += tuned.samples_seen
+            finish_pruning(net)
+            self.metrics.pruning = Pruning(
+                **sparsity_report(net),
+                accuracy_before_pruning_frac=before,
+                note="unstructured sparsity: dense kernels still multiply every zero, so FLOPs and "
+                "inference energy are not expected to fall; see test-phase energy",
+            )
+            self.end()
+
+        self.begin("test")
+        scores = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)
+        passes, inferences = timed_inference(
+            net, target.x_test, spec.test_min_s, sync=self.device.sync, precision=precision
+        )
+        # The scoring pass is inference too, metered in the same phase: count it.
+        passes, inferences = passes + 1, inferences + len(target.x_test)
+        test = self.end()
+        self.idle_after()
+
+        # Per-unit joules only from totals that are measurements (no meter gap), labelled with the
+        # weakest source of the phases they come from.
+        training = [self.phases[p].total for p in ("train", "prune") if p in self.phases]
+        train_known = all(t.known for t in training)
+        train_net = sum(t.net_j for t in training)
+        train_source = weakest_source(t.source for t in training if t.source is not None) if train_known else None
+        m = self.metrics
+        m.accuracy_frac, m.f1_macro_frac = scores["accuracy"], scores["f1_macro"]
+        m.train_samples_seen, m.test_samples = train_samples, len(target.x_test)
+        m.test_passes, m.inferences = passes, inferences
+        m.j_per_train_sample = PerUnitEnergy(
+            value=train_net / train_samples if train_samples and train_known else None, source=train_source
+        )
+        m.j_per_inference = PerUnitEnergy(
+            value=test.total.net_j / inferences if inferences and test.total.known else None,
+            source=test.total.source if test.total.known else None,
+        )
+        self.w.emit("result", metrics=to_json_object(m), curve=[to_json_object(p) for p in self.curve])
+
+    def open_source(self, source_split: Split, gap: int) -> SourceNetwork:
+        """The source network: loaded from the cache when it exists (its pretraining energy comes
+        with it, labelled cached), else freshly built, to be pretrained by `pretrain_source`."""
+        from engine.worker import source_networks as sources
+        from engine.worker.data.prepare import holdout
+        from engine.worker.models import build_network
+
+        spec = self.spec
+        split, x_val_host, y_val_host = holdout(source_split, spec.val_fraction, gap)
+        net = build_network(split.input_shape, spec.size, split.n_classes, spec.batchnorm, spec.width)
+        key = sources.source_key(spec, split.x_train, split.y_train, self.device.name)
+        cached = sources.load(key) if spec.reuse_source else None
+        net.to(self.device.name)
+        split, x_val, y_val = self.on_device(split), self.device.tensor(x_val_host), self.device.tensor(y_val_host)
+        record = None
+        if cached is not None:
+            state, saved = cached
+            try:
+                record = pretrain_from_json(saved)
+            except RecordError:
+                return SourceNetwork(net, split, x_val, y_val, key, None)  # an unreadable cache: pretrain here
+            net.load_state_dict(state)
+            self.pretrain = self.reuse_pretrain_record(record)
+            self.pretrain.cached, self.pretrain.key = True, key
+            self.metrics.source_accuracy_frac = record.source_accuracy_frac
+        return SourceNetwork(net, split, x_val, y_val, key, record)
+
+    def pretrain_source(self, source: SourceNetwork, progress: Callable[[Progress], None]) -> None:
+        """Train the source network in a metered pretrain phase, and save it for later runs."""
+        from engine.worker import source_networks as sources
+        from engine.worker.train import evaluate, fit
+
+        spec, split = self.spec, source.split
+        start_snap = self.begin("pretrain")
+        fit(
+            source.net,
+            split.x_train,
+            split.y_train,
+            epochs=spec.effective_pretrain_epochs,
+            batch_size=spec.batch_size,
+            lr=spec.lr,
+            seed=spec.seed,
+            augment=spec.augment,
+            phase="pretrain",
+            x_val=source.x_val,
+            y_val=source.y_val,
+            on_progress=progress,
+            on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap),
+            precision=self.precision,
+        )
+        source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes, precision=self.precision)[
+            "accuracy"
+        ]
+        self.metrics.source_accuracy_frac = source_accuracy
+        phase = self.end()
+        record = PretrainRecord(
+            run_id=self.w.run_id,
+            duration_s=phase.duration_s,
+            total=phase.total,
+            energy=phase.energy,
+            source_accuracy_frac=source_accuracy,
+            source_classes=list(split.classes),
+        )
+        self.pretrain = msgspec.structs.replace(record, cached=False, key=source.key)
+        if spec.reuse_source:
+            problem = sources.save(source.key, source.net.state_dict(), to_json_object(record))
+            if problem:
+                self.pretrain.cache_problem = problem
+
+    def adapt(self, net: Net, n_classes: int) -> Net:
+        """The source network made into the target network: a new head (replaced, or new layers
+        on top of the old head), and for transfer a frozen body."""
+        if self.spec.transfer_head == "extend":
+            net.extend_head(n_classes)
+        else:
+            net.replace_head(n_classes)
+        if self.spec.mode == "transfer":
+            net.freeze_body()
+        return net.to(self.device.name)  # the new head was built on the host
+
+    def on_device(self, split: Split) -> Split:
+        """A data split with its arrays as tensors on the run's device (one copy, for the whole run)."""
+        import dataclasses
+
+        t = self.device.tensor
+        # Split declares NumPy arrays; here they become tensors, which engine.worker.train takes as well (its Array)
+        return dataclasses.replace(
+            split,
+            x_train=t(split.x_train),  # type: ignore[arg-type]
+            y_train=t(split.y_train),  # type: ignore[arg-type]
+            x_test=t(split.x_test),  # type: ignore[arg-type]
+            y_test=t(split.y_test),  # type: ignore[arg-type]
+        )
+
+    # -- thermal drift (GPU) --------------------------------------------------------------
+    def run_gpu(self) -> tuple[str, str] | None:
+        """(domain, UUID) of the metered GPU this run trains on, or None."""
+        if self.nvml is None or not self.device.is_cuda:
+            return None
+        domain = next((d.name for d in self.nvml.domains if d.kind == "gpu"), None)
+        if not domain:
+            return None
+        uuid = self.nvml.uuid_of(domain)
+        return (domain, uuid) if uuid else None
+
+    def thermal_guard(self) -> None:
+        """Before the idle baseline: compare the GPU with the previous run's idle state, and with
+        cooldown_s > 0 wait until it is back in the band. A warm start is recorded, not hidden."""
+        from engine.worker import thermal
+
+        gpu, nvml = self.run_gpu(), self.nvml
+        if gpu is None or nvml is None:  # run_gpu() is None without NVML
+            return
+        domain, uuid = gpu
+        self.thermal = {
+            "gpu": domain,
+            "uuid": uuid,
+            **thermal.cool_down(lambda: nvml.now().get(domain, {}), thermal.load_baseline(uuid), self.spec.cooldown_s),
+        }
+        self.manifest["thermal"] = self.thermal
+        self.write_manifest()
+
+    def keep_idle_baseline(self) -> None:
+        """After the idle phase: this run's idle state; it becomes the reference unless warm."""
+        from engine.worker import thermal
+
+        if self.thermal is None or self.nvml is None:  # a thermal record needs NVML
+            return
+        state = self.nvml.now().get(self.thermal["gpu"], {})
+        watts = self.idle_watts.get(self.thermal["gpu"])
+        idle: GpuState = {
+            "power_w": watts if watts is not None else state.get("power_w"),
+            "temp_c": state.get("temp_c"),
+        }
+        self.thermal["idle_before"] = idle
+        if not self.thermal["started_warm"]:
+            problem = thermal.save_baseline(self.thermal["uuid"], idle, self.w.run_id)
+            if problem:
+                self.thermal["baseline_problem"] = problem
+
+    def idle_after(self) -> None:
+        """After the last phase: the GPU's idle power and temperature again (drift over the run),
+        after one power-averaging window so the reading is not the test phase's tail."""
+        from engine.worker import thermal
+
+        if self.thermal is None or self.nvml is None:  # a thermal record needs NVML
+            return
+        time.sleep(thermal.POLL_S)
+        self.thermal["idle_after"] = self.nvml.now().get(self.thermal["gpu"], {})
+        self.write_manifest()
+
+    def reuse_pretrain_record(self, record: PretrainRecord) -> PretrainRecord:
+        """A cached pretraining record in this run's terms. Modelled joules are re-modelled under
+        this run's basis (a changed --tdp rescales them exactly: J = CPU-seconds x W per core);
+        a record from another kind of meter (a counter against a model) is flagged incomparable
+        rather than set beside this run's joules."""
+        out = msgspec.structs.replace(record)
+        then_source = record.total.source if record.total is not None else None
+        now_source = self.total_source()
+        if then_source != now_source:
+            out.incomparable = (
+                f"the source network's pretraining was {then_source}, this run is {now_source}; "
+                "retrain it here (reuse_source = false) to compare"
+            )
+            return out
+        energy, remodelled, unknown = {}, False, False
+        for name, e in record.energy.items():
+            now, then = self.basis.get(name), e.basis
+            if e.source == "modelled" and now:
+                if not then:
+                    unknown = True
+                elif then != now:
+                    ((key, value),) = now.items()
+                    factor = value / then[key]
+                    e = msgspec.structs.replace(
+                        e,
+                        gross_j=e.gross_j * factor,
+                        idle_j=e.idle_j * factor,
+                        net_j=e.net_j * factor,
+                        basis=dict(now),
+                        remodelled_from=then,
+                    )
+                    remodelled = True
+            energy[name] = e
+        if remodelled and record.total is not None:
+            out.energy, out.total = energy, sum_energy_records(energy, record.total)
+            out.remodelled = True
+        elif unknown:
+            out.basis_unknown = "cached before JouleLab recorded the model's basis: not re-modelled"
+        return out
+
+    def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start: Snapshot) -> None:
+        self.device.sync()  # the cumulative joules cover the epoch's kernels, all of them
+        point = CurvePoint(
+            phase=phase,
+            epoch=epoch,
+            val_accuracy_frac=accuracy,
+            cumulative_j=self.cumulative_j(phase_start),
+            source=self.total_source(),
+        )
+        self.curve.append(point)
+        # the epoch event keeps its own (event schema) field names
+        self.w.emit(
+            "epoch",
+            phase=phase,
+            epoch=epoch,
+            val_accuracy=accuracy,
+            cumulative_j=point.cumulative_j,
+            source=point.source,
+        )
+
+    def total_source(self) -> str:
+        return weakest_source(d.source for d in self.sampling.domains.values() if in_totals(d.kind))
+
+    def write_manifest(self) -> None:
+        atomic_write_json(self.path / RUN_JSON, self.manifest)
+
+    def summary(self, status: str, error: str | None = None) -> RunSummary:
+        dataset = self.manifest.get("dataset", {})
+        domains = self.sampler.domains if self.sampler else {}
+        return RunSummary(
+            run_id=self.w.run_id,
+            status=status,
+            error=error,
+            spec=self.spec.to_dict(),
+            config=self.spec.config or self.spec.describe(),
+            preset=self.spec.preset,
+            host=socket.gethostname(),
+            dataset=dataset.get("name", self.spec.dataset),
+            synthetic=dataset.get("synthetic", self.spec.dataset == "synthetic"),
+            started=self.manifest.get("started"),
+            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            duration_s=time.monotonic() - self.started,
+            last_phase=self.last_phase,
+            phases=self.phases,
+            pretrain=self.pretrain,
+            idle_watts={
+                n: IdlePower(w=w, source=domains[n].source, method=domains[n].method)
+                for n, w in self.idle_watts.items()
+            },
+            metrics=self.metrics,
+            curve=self.curve,
+            meters=[MeterDomain(**d) for d in self.manifest.get("meters", [])],
+            missing_meters=[MissingMeter(**m) for m in self.manifest.get("missing_meters", [])],
+            meter_gaps=sorted(self.sampler.gaps()) if self.sampler else [],
+            contended_phases=[p for p, r in self.phases.items() if r.contended],
+            gpu_contended_phases=[p for p, r in self.phases.items() if r.gpu_contended],
+            device=self.manifest.get("device"),
+            precision=self.manifest.get("precision"),
+            thermal=self.thermal,
+            started_warm=self.thermal["started_warm"] if self.thermal else None,
+            network={k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
+            events=self.w.count + 1,  # and the done event that follows
+            reader_lost=self.w.reader_lost_at is not None,
+            slurm=self.manifest.get("environment", {}).get("slurm"),  # the node pairs runs in stats
+        )
+
+
+def gpu_contention(
+    at_start: dict[str, list[OtherProcess]], at_end: dict[str, list[OtherProcess]]
+) -> dict[str, GpuContention]:
+    """Other processes seen on each metered GPU at the phase's start or end. Their work is inside
+    the GPU's joules and NVML cannot apportion it, so a phase with any is flagged `contended`."""
+    out = {}
+    for domain in sorted(set(at_start) | set(at_end)):
+        procs = {p["pid"]: p for p in at_start.get(domain, []) + at_end.get(domain, [])}
+        out[domain] = GpuContention(
+            # copied as plain JSON objects, the record's type for them
+            other_processes=[dict[str, Any](p) for p in sorted(procs.values(), key=lambda p: p["pid"])],
+            contended=bool(procs),
+        )
+    return out
+
+
+def read_spec(argv: list[str]) -> RunSpec:
+    parser = argparse.ArgumentParser(prog="python -m engine.worker")
+    parser.add_argument("--spec", help="spec JSON file (default: read JSON from stdin)")
+    args = parser.parse_args(argv)
+    where = args.spec or "spec on stdin"
+    try:
+        text = Path(args.spec).read_text() if args.spec else sys.stdin.read()
+    except OSError as exc:
+        raise SpecError(f"{where}: cannot read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return spec_from_dict(data, where)
+
+
+# OpenMP threads that wait for work by spinning burn CPU time that the energy model counts, and on
+# a busy machine they fight the other processes for cores: one training step took 420 ms instead
+# of 9 ms with one core taken by another process. Passive waiting makes a measurement hold still
+# (quick's scratch training: 6.1 J quiet, 5.7 J beside a busy core; libgomp's default spin: 5.0 J
+# and 11 J), at a price on a quiet machine: for tiny networks, waking sleeping threads for each
+# parallel region adds about 20 % of CPU time and doubles the wall time. Stability wins for a
+# measuring tool; a user on a dedicated machine can set OMP_WAIT_POLICY, which is kept. It must be
+# set before torch (and its OpenMP runtime) is loaded; run.json records which applied.
+THREAD_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    for name, value in THREAD_ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    # Keep the event stream safe: events go to a private duplicate of stdout, and fd 1 now points
+    # at stderr for anything else that prints.
+    stream_fd = os.dup(1)
+    os.dup2(2, 1)
+    stream = os.fdopen(stream_fd, "w", encoding="utf-8", buffering=1)
+    signal.signal(signal.SIGTERM, _Signals.handler)
+    signal.signal(signal.SIGINT, _Signals.handler)
+    # The session may lose its terminal (SSH drop); a hang-up must not end the run.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    try:
+        spec = read_spec(sys.argv[1:] if argv is None else argv)
+        if not spec.run_id:
+            spec = RunSpec(**{**spec.__dict__, "run_id": new_run_id()})
+        # stored absolute: a log read from elsewhere still says where it was written
+        spec = RunSpec(**{**spec.__dict__, "logs_dir": os.path.abspath(spec.logs_dir)})
+        logs_dir = Path(spec.logs_dir)
+        check_writable(logs_dir)
+        run_path = logs_dir / spec.run_id
+        run_path.mkdir(parents=True, exist_ok=True)
+    except (SpecError, StoreError) as exc:
+        _stream_error(stream, str(exc))
+        print(f"joulelab worker: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    writer = EventWriter(spec.run_id, run_path / EVENTS, stream)
+    run = Run(spec, run_path, writer)
+    run.manifest.update(
+        {
+            "run_id": spec.run_id,
+            "spec": spec.to_dict(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
+    status, error, code = "complete", None, EXIT_OK
+    try:
+        # with the pid, it tells this worker from a later process that reuses the pid (the lab
+        # signals a run it did not start only if both match)
+        run.manifest["pid_started"] = process_started(os.getpid())
+        run.write_manifest()  # before the heavy imports: a cancel during start-up finds the run recorded
+        run.manifest["environment"] = environment_manifest()
+        run.write_manifest()
+        run.execute()
+    except Cancelled as exc:
+        status, error, code = "cancelled", f"cancelled by {exc}", EXIT_CANCELLED
+    except LogWriteError:
+        pass  # reported below: writer.log_error says why
+    except Exception as exc:
+        if _Signals.received and run.last_phase is None:  # a cancel that an import turned into its own error
+            status, error, code = "cancelled", f"cancelled by {_Signals.received} during start-up", EXIT_CANCELLED
+        else:
+            # input the user can fix (a spec, data, device or logs problem): its one line, no traceback
+            bad_input = isinstance(exc, JouleLabError) and exc.exit_code == EXIT_USAGE
+            status, error = "failed", str(exc) if bad_input else f"{type(exc).__name__}: {exc}"
+            code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:  # run.json, a cache file...
+                error, code = disk_message(exc, Path(exc.filename or run_path)), EXIT_LOG_UNWRITABLE
+            elif not bad_input:
+                _to_stderr(traceback.format_exc())
+            try:
+                writer.emit("error", message=error, where=run.last_phase)
+            except (Cancelled, LogWriteError):
+                pass  # a cancel or a full disk while reporting the failure: the failure is the story
+    finally:
+        # Ignore further signals while the record is closed: a second Ctrl-C must not lose it.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _Signals.pending = None
+    try:
+        if run.open_phase is not None and run.sampler is not None:
+            _quietly(run.end, partial=True)
+        if run.sampler is not None:
+            run.sampler.stop()
+        if writer.log_error is not None:
+            status, error, code = "failed", writer.log_error, EXIT_LOG_UNWRITABLE
+            _quietly(writer.emit, "error", message=error, where=run.last_phase)  # reaches the stream
+        try:
+            atomic_write_json(run_path / SUMMARY, to_json_object(run.summary(status, error)))
+        except OSError as exc:
+            if code != EXIT_LOG_UNWRITABLE:
+                status, error, code = "failed", disk_message(exc, run_path / SUMMARY), EXIT_LOG_UNWRITABLE
+            _to_stderr(f"joulelab worker: summary not written: {disk_message(exc, run_path / SUMMARY)}")
+            _quietly(writer.emit, "error", message=error, where=run.last_phase)
+        _quietly(writer.emit, "done", status=status, exit_code=code)
+    finally:
+        writer.close()
+    return code
+
+
+def _to_stderr(text: str) -> None:
+    """stderr.log may sit on the disk that just filled: reporting there must not fail the run."""
+    try:
+        print(text.rstrip("\n"), file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+_P = ParamSpec("_P")
+
+
+def _quietly(fn: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> None:
+    """Close the record even when the log can no longer be written (the stream still hears it)."""
+    try:
+        fn(*args, **kwargs)
+    except LogWriteError:
+        pass
+
+
+def _stream_error(stream: TextIO, message: str) -> None:
+    try:
+        stream.write(encode(make_event("error", "", message=message, where="spec")))
+        stream.write(encode(make_event("done", "", status="failed", exit_code=EXIT_BAD_INPUT)))
+        stream.flush()
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

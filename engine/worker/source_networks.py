@@ -1,0 +1,93 @@
+"""Pretrained source networks, kept for reuse: the premise of transfer is that network A exists.
+
+A source network is trained once per (data, size, source group, seed and training settings) and
+saved with the energy its pretraining cost, so later transfer runs start from it and the
+comparison can still count that cost (and say after how many transfers it pays for itself).
+
+Files: <cache root>/sources/<key>.pt (a state_dict, loaded with weights_only=True) and
+<key>.json (the pretrain phase record: duration, energy with provenance, the run that paid it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.core.spec import RunSpec
+from engine.worker.data.cache import cache_root
+
+# Spec fields that change what the source network learns.
+KEY_FIELDS = (
+    "dataset",
+    "size",
+    "effective_pretrain_epochs",
+    "batch_size",
+    "lr",
+    "seed",
+    "normalize",
+    "batchnorm",
+    "augment",
+    "val_fraction",
+)
+# Keyed only when not at their defaults, so networks cached before these settings existed stay valid.
+KEY_FIELDS_IF_SET = {"width": 1.0, "amp": False}
+
+
+def source_key(spec: RunSpec, x_train: np.ndarray, y_train: np.ndarray, device: str = "cpu") -> str:
+    """Hash of the settings and of the source task's actual training data (so a changed file,
+    window, stride, channel set or group gives a new network)."""
+    h = hashlib.sha256()
+    fields = {f: getattr(spec, f) for f in KEY_FIELDS}
+    fields.update({f: getattr(spec, f) for f, default in KEY_FIELDS_IF_SET.items() if getattr(spec, f) != default})
+    if device != "cpu":  # its pretraining energy was measured on another device
+        fields["device"] = device.split(":")[0]
+    h.update(json.dumps(fields, sort_keys=True).encode())
+    h.update(str(x_train.shape).encode())
+    h.update(np.ascontiguousarray(x_train).tobytes())
+    h.update(np.ascontiguousarray(y_train).tobytes())
+    h.update(torch.__version__.encode())
+    return h.hexdigest()[:24]
+
+
+def sources_dir() -> Path:
+    return cache_root() / "sources"
+
+
+def load(key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """(state_dict, pretrain record) of a saved source network, or None (missing or unreadable)."""
+    base = sources_dir() / key
+    try:
+        record = json.loads(base.with_suffix(".json").read_text())
+        state = torch.load(base.with_suffix(".pt"), weights_only=True, map_location="cpu")
+    except (OSError, ValueError, RuntimeError, json.JSONDecodeError):
+        return None
+    return state, record
+
+
+def save(key: str, state: dict[str, torch.Tensor], record: dict[str, Any]) -> str | None:
+    """Save atomically; returns a reason when the cache cannot be written (never fatal)."""
+    folder = sources_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for suffix, write in (
+            (".pt", lambda p: torch.save(state, p)),
+            (".json", lambda p: Path(p).write_text(json.dumps(record, indent=1))),
+        ):
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=suffix)
+            os.close(fd)
+            try:
+                write(tmp)
+                os.replace(tmp, folder / f"{key}{suffix}")
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    except OSError as exc:
+        return f"source network not cached: {folder}: {exc.strerror or exc}"
+    return None

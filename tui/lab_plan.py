@@ -1,0 +1,222 @@
+"""What the lab will run: the form's choices (or a preset) turned into specs, one worker each.
+
+Pure logic, no widgets: the lab form produces a `LabChoice`, `lab_plan` validates it through
+engine.core.spec (the one place specs are checked) and returns the runs in order. "transfer vs scratch"
+is a paired comparison: for each trial, a transfer run then a scratch run with the same seed, so
+engine.analysis.stats can pair them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from engine.core.records import ConfigKey
+from engine.core.spec import RunSpec, new_run_id, spec_from_dict
+
+PAIRED = "paired"
+# (label shown, value); the first is the default.
+MODE_CHOICES = (
+    ("transfer vs scratch", PAIRED),
+    ("scratch", "scratch"),
+    ("transfer", "transfer"),
+    ("fine-tune", "finetune"),
+)
+MODE_RUNS = {
+    PAIRED: ("transfer", "scratch"),
+    "scratch": ("scratch",),
+    "transfer": ("transfer",),
+    "finetune": ("finetune",),
+}
+SIZE_CHOICES = (("small", "small"), ("big", "big"))
+DEVICE_CHOICES = (("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda"))  # auto: the GPU when torch sees one
+DATASET_LABELS = {"synthetic": "synthetic", "motionsense": "MotionSense", "extrasensory": "ExtraSensory"}
+
+
+@dataclass(frozen=True)
+class LabChoice:
+    dataset: str = "synthetic"
+    size: str = "small"
+    mode: str = PAIRED
+    normalize: bool = True
+    batchnorm: bool = True
+    augment: bool = False
+    prune: bool = False
+    epochs: int = 3
+    trials: int = 1
+    sample_hz: float = 10.0
+    device: str = "auto"  # engine.worker.device: auto is the GPU when torch sees one, else the CPU
+
+    @property
+    def mechanism(self) -> str:
+        """One token naming the mechanisms changed from the baseline (engine.core.spec's names)."""
+        return RunSpec(
+            normalize=self.normalize, batchnorm=self.batchnorm, augment=self.augment, prune=0.5 if self.prune else 0.0
+        ).mechanism
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    spec: RunSpec
+    label: str  # what this run is within its plan, e.g. "transfer · seed 0"
+    config: str  # dataset/size/mode/mechanism, the key engine.analysis.stats groups by
+    pair: str | None = None  # runs with the same pair are shown side by side while they accumulate
+    follow: bool = False  # a run already going (started elsewhere): followed through its log, not started
+    plan_index: int | None = None  # its place in the plan file (engine.orchestrate.plan_files), when the plan has one
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    title: str
+    items: tuple[PlanItem, ...]
+    source: str = "lab"  # lab | preset | attached | resumed
+    paired: bool = False
+    plan_file: Path | None = None  # where engine.orchestrate.plan_files records it (set when it starts)
+
+    def pair_members(self, index: int) -> list[int]:
+        """Indexes of the runs shown beside run `index` (itself included), in plan order."""
+        pair = self.items[index].pair
+        if pair is None:
+            return [index]
+        return [i for i, item in enumerate(self.items) if item.pair == pair]
+
+
+def lab_plan(
+    choice: LabChoice,
+    *,
+    defaults: dict[str, Any] | None = None,
+    logs_dir: Path,
+    data_dir: str | None = None,
+    run_id: Callable[[], str] = new_run_id,
+) -> RunPlan:
+    """The runs for one press of Run. Raises engine.core.spec.SpecError (one line) on a bad value."""
+    defaults = dict(defaults or {})
+    base_seed = int(defaults.pop("seed", 0))
+    modes = MODE_RUNS[choice.mode]
+    items = []
+    for trial in range(choice.trials):
+        for mode in modes:
+            config = str(ConfigKey.of(choice.dataset, choice.size, mode, choice.mechanism))
+            fields = {
+                **defaults,
+                "dataset": choice.dataset,
+                "size": choice.size,
+                "mode": mode,
+                "epochs": choice.epochs,
+                "sample_hz": float(choice.sample_hz),
+                "device": choice.device,
+                "normalize": choice.normalize,
+                "batchnorm": choice.batchnorm,
+                "augment": choice.augment,
+                "prune": 0.5 if choice.prune else 0.0,
+                "seed": base_seed + trial,
+                "logs_dir": str(logs_dir),
+                "config": config,
+                "run_id": run_id(),
+            }
+            if data_dir is not None:
+                fields["data_dir"] = str(data_dir)
+            spec = spec_from_dict(fields, "lab")
+            items.append(
+                PlanItem(
+                    spec, f"{mode} · seed {spec.seed}", config, pair=f"trial {trial + 1}" if len(modes) > 1 else None
+                )
+            )
+    mech = "" if choice.mechanism == "baseline" else f" {choice.mechanism}"
+    what = "transfer vs scratch" if choice.mode == PAIRED else choice.mode
+    title = (
+        f"{DATASET_LABELS.get(choice.dataset, choice.dataset)} {choice.size} {what}{mech}, "
+        f"{choice.trials} trial{'s' if choice.trials != 1 else ''}"
+    )
+    return RunPlan(title, tuple(items), "lab", paired=len(modes) > 1)
+
+
+def preset_plan(
+    path: str | Path,
+    *,
+    logs_dir: Path,
+    data_dir: str | None = None,
+    run_id: Callable[[], str] = new_run_id,
+    trials: int | None = None,
+) -> RunPlan:
+    """A preset's matrix, one worker at a time. Raises engine.orchestrate.presets.PresetError (one line)."""
+    from engine.orchestrate import presets
+
+    overrides: dict[str, Any] = {"logs_dir": str(logs_dir)}
+    if data_dir is not None:
+        overrides["data_dir"] = str(data_dir)
+    loaded = presets.load(str(path), overrides)
+    items = []
+    for planned in loaded.plan(trials):
+        c = planned.config
+        mech = "" if c.mechanism == "baseline" else f" {c.mechanism}"
+        spec = replace(planned.spec, run_id=run_id())
+        items.append(
+            PlanItem(spec, f"{spec.mode_label}{mech} · seed {spec.seed}", c.key, pair=f"{c.group} #{planned.trial + 1}")
+        )
+    groups: dict[str, int] = {}
+    for c in loaded.configs:
+        groups[c.group] = groups.get(c.group, 0) + 1
+    return RunPlan(
+        f"preset {loaded.name}: {len(items)} run{'s' if len(items) != 1 else ''}",
+        tuple(items),
+        "preset",
+        paired=any(n > 1 for n in groups.values()),
+    )
+
+
+def plan_items_record(plan: RunPlan) -> list[dict]:
+    """The plan's items as engine.orchestrate.plan_files records them."""
+    return [
+        {"spec": item.spec.to_dict(), "label": item.label, "config": item.config, "pair": item.pair}
+        for item in plan.items
+    ]
+
+
+def attached_plan(run_path: Path) -> RunPlan:
+    """A run started elsewhere and still going, as a plan of one run to follow."""
+    import json
+
+    from engine.core.spec import spec_from_dict
+    from engine.store.run_log import RUN_JSON
+
+    spec = spec_from_dict(json.loads((Path(run_path) / RUN_JSON).read_text())["spec"], str(run_path))
+    config = spec.config or spec.describe()
+    return RunPlan(
+        f"attached to {spec.run_id} (started elsewhere)",
+        (PlanItem(spec, f"{spec.mode_label} · seed {spec.seed}", config, follow=True),),
+        "attached",
+    )
+
+
+def resumed_plan(interrupted, run_id: Callable[[], str]) -> RunPlan:
+    """An interrupted plan's remaining runs (engine.orchestrate.plan_files.InterruptedPlan): follow those still
+    going, start the others with new run ids."""
+    from engine.core.spec import spec_from_dict
+
+    items = []
+    for rest in interrupted.remaining:
+        fields = dict(rest.item["spec"])
+        if not rest.follow:
+            fields["run_id"] = run_id()
+        spec = spec_from_dict(fields, str(interrupted.path))
+        items.append(
+            PlanItem(
+                spec,
+                rest.item["label"],
+                rest.item["config"],
+                rest.item.get("pair"),
+                follow=rest.follow,
+                plan_index=rest.index,
+            )
+        )
+    pairs = {i.pair for i in items if i.pair}
+    return RunPlan(
+        f"resumed {interrupted.title}",
+        tuple(items),
+        "resumed",
+        paired=any(sum(1 for i in items if i.pair == p) > 1 for p in pairs),
+        plan_file=interrupted.path,
+    )
