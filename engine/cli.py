@@ -24,6 +24,7 @@ from typer.core import TyperGroup
 
 from engine.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, JouleLabError
 from engine.core.records import RunSummary
+from engine.core.settings import env_var, settings
 from engine.core.spec import TDP_MAX_W
 from engine.orchestrate import presets as presets_mod
 from engine.store.run_log import default_logs_dir, load_summary
@@ -111,7 +112,8 @@ def finite(option: str, value: float | None, low: float, high: float) -> float |
     return value
 
 
-LogsOption = Annotated[Path | None, typer.Option("--logs", help="Logs directory [default: $JOULELAB_LOGS or ./logs]")]
+LOGS_ENV, CARBON_ENV = env_var("logs"), env_var("carbon_intensity")
+LogsOption = Annotated[Path | None, typer.Option("--logs", help=f"Logs directory [default: ${LOGS_ENV} or ./logs]")]
 MetricsAddrOption = Annotated[
     str | None, typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")
 ]
@@ -243,7 +245,7 @@ def run(
     if not plan:
         raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
     check_data(plan)
-    from engine.store.run_log import check_writable
+    from engine.core.run_files import check_writable
 
     check_writable(logs_dir)
 
@@ -384,9 +386,9 @@ def run_on_slurm(
 ) -> None:
     """`joulelab run --executor slurm`: submit one job per pair, follow them, print the comparison.
     Ctrl-C asks whether to cancel the jobs (without a terminal: cancels, and says so)."""
+    from engine.core.run_files import check_writable
     from engine.orchestrate import slurm
     from engine.orchestrate.presets import filter_plan, parse_only
-    from engine.store.run_log import check_writable
 
     logs_dir = (logs or default_logs_dir()).resolve()  # the jobs write here: absolute, on a shared filesystem
     human = output == OutputFormat.human
@@ -704,8 +706,9 @@ def show(
 ) -> None:
     """One run: phases and energy per domain with provenance, metrics, meters, errors."""
     from engine.core.events import FAILED_STATUSES
+    from engine.core.run_files import STDERR
     from engine.outputs.tables import run_table
-    from engine.store.run_log import STDERR, find_run
+    from engine.store.run_log import find_run
 
     logs_dir = logs or default_logs_dir()
     record = find_run(logs_dir, run_id)
@@ -804,7 +807,10 @@ def export(
         ),
     ] = ExportFormat.csv,
     out: Annotated[Path | None, typer.Option("-o", "--output", help="Directory (or file for json/codecarbon)")] = None,
-    carbon_intensity: Annotated[float, typer.Option(min=0, help="g CO2eq per kWh, for --format codecarbon")] = 480.0,
+    carbon_intensity: Annotated[
+        float | None,
+        typer.Option(min=0, help=f"g CO2eq per kWh, for --format codecarbon [default: ${CARBON_ENV} or 480]"),
+    ] = None,
     tracking_uri: Annotated[
         str | None, typer.Option("--tracking-uri", help="For --format mlflow [default: MLflow's own]")
     ] = None,
@@ -822,7 +828,7 @@ def export(
     if fmt == ExportFormat.mlflow:
         export_mlflow(records, tracking_uri, experiment)
         return
-    paths = write(records, fmt.value, out or Path("export"), carbon_intensity)
+    paths = write(records, fmt.value, out or Path("export"), settings().carbon(carbon_intensity)[0])
     for p in paths:
         console.print(f"wrote {p}", highlight=False, markup=False)
 
@@ -873,10 +879,10 @@ def calibrate(
 ) -> None:
     """This machine's noise floor: one configuration against itself (A/A, paired), saved for verdicts."""
     from engine.analysis.calibrate import MIN_PAIRS, analyse, calibration_plan, save
+    from engine.core.run_files import check_writable
     from engine.orchestrate.plan_runner import execute_plan
     from engine.orchestrate.presets import filter_plan, parse_only
     from engine.outputs.tables import calibration_table
-    from engine.store.run_log import check_writable
 
     overrides: dict[str, Any] = {"logs_dir": str(logs or default_logs_dir())}
     if data_dir is not None:

@@ -108,13 +108,13 @@ def test_engine_cli_without_a_command_prints_help_and_the_joulelab_command_adds_
 def test_every_project_error_is_a_joulelab_error_with_its_exit_code():
     from engine.core.errors import EXIT_RUN_FAILED, EXIT_USAGE, JouleLabError
     from engine.core.events import ProtocolError
+    from engine.core.run_files import StoreError
     from engine.core.spec import SpecError
     from engine.orchestrate.presets import PresetError
     from engine.orchestrate.slurm import SlurmError
     from engine.outputs.export import ExportError
     from engine.outputs.plots import PlotError
     from engine.outputs.prometheus import MetricsError
-    from engine.store.run_log import StoreError
     from engine.worker.data import DataError
     from engine.worker.device import DeviceError
     from engine.worker.main import EXIT_LOG_UNWRITABLE, LogWriteError

@@ -148,7 +148,8 @@ def test_a_run_whose_pid_was_reused_is_not_running(tmp_path):
 
     import psutil
 
-    from engine.store.run_log import RUN_JSON, load_run
+    from engine.core.run_files import RUN_JSON
+    from engine.store.run_log import load_run
 
     me = psutil.Process(os.getpid()).create_time()
     for name, started, status in (("same", me, "running"), ("reused", me - 1000.0, "crashed")):

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
+from engine.core.run_files import RUN_ID_RE, StoreError, check_writable
 from engine.core.spec import SpecError, spec_from_dict
 from engine.orchestrate.presets import PresetError, filter_plan, load, parse_only
-from engine.store.run_log import RUN_ID_RE, StoreError, check_writable
 from tests.helpers import TINY, run_worker, tiny_spec
 
 runner = CliRunner()

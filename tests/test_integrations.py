@@ -23,10 +23,11 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.core.events import Done, MeterGap, PhaseStart, Sample
+from engine.core.run_files import EVENTS
 from engine.orchestrate.presets import PresetError, parse
 from engine.outputs.export import MLFLOW_RUN_ID_TAG, write
 from engine.outputs.prometheus import MetricsServer
-from engine.store.run_log import EVENTS, list_runs, read_events
+from engine.store.run_log import list_runs, read_events
 from tests.helpers import REPO, TINY
 
 GOLDEN_LOGS = REPO / "tests" / "golden" / "logs"

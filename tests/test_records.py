@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from engine.core.records import ConfigKey, metrics_from_json, to_json_object
-from engine.store.run_log import SUMMARY, StoreError, atomic_write_json, find_run, load_run, load_summary
+from engine.core.run_files import SUMMARY, StoreError, atomic_write_json
+from engine.store.run_log import find_run, load_run, load_summary
 from tests.helpers import GOLDEN_LOGS, golden_summary
 
 

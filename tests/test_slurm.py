@@ -23,6 +23,7 @@ from engine.analysis.stats import compare
 from engine.core.events import PhaseStart
 from engine.orchestrate import slurm
 from engine.orchestrate.presets import load
+from engine.worker.slurm_job import job_manifest
 from tests.helpers import REPO, TINY, tiny_spec
 from tests.test_stats import summary as fake_summary
 
@@ -99,7 +100,7 @@ def test_one_group_per_trial_keeps_the_pair_together(quick_preset):
 
 
 def test_job_manifest_records_job_array_node_and_what_was_granted():
-    assert slurm.job_manifest({}) is None
+    assert job_manifest({}) is None
     context = {"requested": {"exclusive": True, "gpus": 0}, "granted": {"OverSubscribe": "NO", "exclusive": True}}
     env = {
         "SLURM_JOB_ID": "42",
@@ -111,7 +112,7 @@ def test_job_manifest_records_job_array_node_and_what_was_granted():
         "CUDA_VISIBLE_DEVICES": "0,1",
         slurm.CONTEXT_ENV: json.dumps(context),
     }
-    m = slurm.job_manifest(env)
+    m = job_manifest(env)
     assert (m["job_id"], m["slurm_job_id"], m["array_index"], m["node"], m["cpus_on_node"]) == (
         "40_2",
         "42",
@@ -120,7 +121,7 @@ def test_job_manifest_records_job_array_node_and_what_was_granted():
         64,
     )
     assert m["job_gpus"] == "0,1" and m["exclusive"] and "requested and granted" in m["note"]
-    shared = slurm.job_manifest({**env, slurm.CONTEXT_ENV: json.dumps({"granted": {"exclusive": False}})})
+    shared = job_manifest({**env, slurm.CONTEXT_ENV: json.dumps({"granted": {"exclusive": False}})})
     assert not shared["exclusive"] and "NOT exclusive" in shared["note"]
 
 

@@ -16,12 +16,11 @@ import pytest
 import torch
 
 from engine.analysis.stats import Estimate, NoiseFloor, VerdictContext, verdict
+from engine.core.energy import CONTENDED_SHARE, CpuTimes, Domain, PhaseEnergy
 from engine.core.records import summary_from_json, to_json_object
 from engine.store.run_log import load_summary
-from engine.worker.meters.base import Domain
-from engine.worker.meters.contention import CONTENDED_SHARE, CpuContention, CpuTimes, contention_between
+from engine.worker.meters.contention import CpuContention, contention_between
 from engine.worker.meters.model import CPU_TABLE, watts_per_core
-from engine.worker.meters.sampler import PhaseEnergy
 from engine.worker.models import build_network, count_parameters
 from engine.worker.train import warm_up
 from tests.fakes.powercap import intel_server

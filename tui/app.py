@@ -453,8 +453,9 @@ class JouleLabApp(App):
     @work(thread=True, group="reference", exclusive=True, exit_on_error=False)
     def load_reference(self, index: int, config: str, run_id: str) -> None:
         """The newest complete run of this configuration before this one, as total watts by time."""
-        from engine.store.run_log import EVENTS, list_runs, read_events
-        from engine.worker.meters.base import in_totals
+        from engine.core.energy import in_totals
+        from engine.core.run_files import EVENTS
+        from engine.store.run_log import list_runs, read_events
 
         for record in reversed(list_runs(self.logs_dir)):
             summary = record.summary

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from engine import cli as engine_cli
+from engine.core.run_files import LOGS_ENV
 from engine.store.run_log import default_logs_dir
 
 app = engine_cli.new_app()
@@ -22,7 +23,7 @@ app.registered_commands = engine_cli.app.registered_commands  # the headless com
 def _root(
     ctx: typer.Context,
     logs: Annotated[
-        Path | None, typer.Option("--logs", help="Logs directory for the lab [default: $JOULELAB_LOGS or ./logs]")
+        Path | None, typer.Option("--logs", help=f"Logs directory for the lab [default: ${LOGS_ENV} or ./logs]")
     ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Where the real datasets are, for the lab")

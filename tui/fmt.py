@@ -40,22 +40,11 @@ def per_unit(energy: PerUnitEnergy | None) -> str:
 
 
 def carbon_setting(value: float | None = None) -> tuple[float, str]:
-    """The grid's carbon intensity (g CO2e per kWh) and where it comes from: the given value, else
-    JOULELAB_CARBON_INTENSITY, else the export's default (engine.outputs.export), so the lab's gCO2e and
-    an export's emissions agree."""
-    import os
+    """The grid's carbon intensity (g CO2e per kWh) and where it comes from (engine.core.settings),
+    so the lab's gCO2e and an export's emissions agree."""
+    from engine.core.settings import settings
 
-    from engine.outputs.export import DEFAULT_CARBON_INTENSITY
-
-    if value is not None:
-        return float(value), "set for this session"
-    env = os.environ.get("JOULELAB_CARBON_INTENSITY")
-    if env:
-        try:
-            return float(env), "JOULELAB_CARBON_INTENSITY"
-        except ValueError:
-            pass
-    return DEFAULT_CARBON_INTENSITY, "world average 2023 (Ember); set JOULELAB_CARBON_INTENSITY"
+    return settings().carbon(value)
 
 
 def energy_units(value_j: float | None, source: str | None, g_per_kwh: float) -> str:

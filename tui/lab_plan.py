@@ -179,8 +179,8 @@ def attached_plan(run_path: Path) -> RunPlan:
     """A run started elsewhere and still going, as a plan of one run to follow."""
     import json
 
+    from engine.core.run_files import RUN_JSON
     from engine.core.spec import spec_from_dict
-    from engine.store.run_log import RUN_JSON
 
     spec = spec_from_dict(json.loads((Path(run_path) / RUN_JSON).read_text())["spec"], str(run_path))
     config = spec.config or spec.describe()

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.core.energy import weakest_source
 from engine.core.events import AnyEvent, Epoch, Error, Hello, MeterInfo, PhaseStart, Result
 from engine.orchestrate.plan_runner import LiveTotals
 from engine.outputs.tables import SOURCE_MARK
-from engine.worker.meters.base import weakest_source
 
 
 @dataclass

@@ -38,10 +38,10 @@ from engine.analysis.stats import (
     training_energy,
     verdict,
 )
+from engine.core.energy import weakest_source
 from engine.core.records import METERED_PHASES, RunSummary
+from engine.core.settings import settings
 from engine.orchestrate.presets import PlannedRun, Preset
-from engine.worker.data.cache import cache_root
-from engine.worker.meters.base import weakest_source
 
 ARMS = ("A", "B")
 MIN_PAIRS = 5
@@ -49,7 +49,7 @@ FLOOR_AT = (3, 5, 10)
 
 
 def calibration_path(host: str | None = None) -> Path:
-    return cache_root() / "calibration" / f"{host or socket.gethostname()}.json"
+    return settings().cache_root() / "calibration" / f"{host or socket.gethostname()}.json"
 
 
 def calibration_plan(preset: Preset, keys: list[str], pairs: int) -> list[PlannedRun]:

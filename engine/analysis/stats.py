@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypedDict, overload
 
+from engine.core.energy import weakest_source
 from engine.core.records import METERED_PHASES, TRAINING_PHASES, ConfigKey, RunSummary
 from engine.core.records.config_key import BASELINE
-from engine.worker.meters.base import weakest_source
 
 CONFIDENCE = 0.95
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -13,8 +14,10 @@ from typing import Any
 
 from engine.core.errors import JouleLabError
 from engine.core.records.config_key import ConfigKey, mode_label
-from engine.store.run_log import RUN_ID_RE
-from engine.worker.device import DEVICE_PATTERN
+from engine.core.run_files import RUN_ID_RE
+
+# auto, cpu, cuda or cuda:N (engine.worker.device resolves it on the worker's machine)
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 DATASETS = ("synthetic", "motionsense", "extrasensory")
 SIZES = ("small", "big")

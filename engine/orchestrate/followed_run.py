@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from engine.core.events import AnyEvent, Done, Error, Result
+from engine.core.process import same_process_alive
+from engine.core.run_files import EVENTS, RUN_JSON, SUMMARY
 from engine.core.spec import spec_from_dict
 from engine.orchestrate.plan_files import run_alive
 from engine.orchestrate.worker_process import CANCEL_GRACE_S, RunOutcome
-from engine.store.run_log import EVENTS, RUN_JSON, SUMMARY, EventTail, same_process_alive
+from engine.store.run_log import EventTail
 
 POLL_S = 0.2  # how often the log is read for new lines
 

@@ -22,20 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.store.run_log import RUN_JSON, SUMMARY, atomic_write_json, same_process_alive
+from engine.core.process import process_started, same_process_alive
+from engine.core.run_files import RUN_JSON, SUMMARY, atomic_write_json
 
 PLANS_DIR = ".plans"
-
-
-def process_started(pid: int) -> float | None:
-    """The start time psutil gives a process, or None when it is gone."""
-    try:
-        import psutil
-
-        started: float = psutil.Process(pid).create_time()
-    except Exception:
-        return None
-    return started
 
 
 def run_alive(run_path: Path) -> bool:

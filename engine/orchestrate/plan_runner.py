@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from engine.core.energy import idle_energy, idle_watts_from, in_totals, weakest_source
 from engine.core.events import (
     AnyEvent,
     Done,
@@ -45,8 +46,6 @@ from engine.orchestrate.followed_run import FollowedRun
 from engine.orchestrate.presets import PlannedRun
 from engine.orchestrate.worker_process import RunOutcome, WorkerProcess, worker_command
 from engine.store.run_log import load_summary
-from engine.worker.meters.base import in_totals, weakest_source
-from engine.worker.meters.sampler import idle_energy, idle_watts_from
 
 if TYPE_CHECKING:
     from engine.outputs.export import MlflowTarget  # imports pandas: only where MLflow is used

@@ -32,9 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.errors import JouleLabError
 from engine.core.events import FAILED_STATUSES
+from engine.core.run_files import EVENTS, RUN_JSON, SUMMARY, atomic_write_json
+from engine.core.settings import env_var
 from engine.core.spec import RunSpec, new_run_id, spec_from_dict
 from engine.orchestrate.presets import PlannedRun
-from engine.store.run_log import EVENTS, RUN_JSON, SUMMARY, EventTail, atomic_write_json
+from engine.store.run_log import EventTail
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from engine.orchestrate.plan_runner import LiveTotals
 
 JOBS_DIR = ".jobs"
-CONTEXT_ENV = "JOULELAB_SLURM"  # requested/granted resources, passed from the job to its workers
+CONTEXT_ENV = env_var("slurm")  # requested/granted resources, passed from the job to its workers
 ACTIVE = ("queued", "running")
 RESUBMITTABLE = ("failed", "cancelled", "lost")
 
@@ -151,41 +153,6 @@ def granted_resources(job_id: str | None = None) -> dict[str, Any]:
     if "OverSubscribe" in fields:
         granted["exclusive"] = fields["OverSubscribe"] == "NO"
     return granted
-
-
-def job_manifest(environ: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The Slurm part of a worker's environment manifest; None outside a Slurm job."""
-    env = os.environ if environ is None else environ
-    if not env.get("SLURM_JOB_ID"):
-        return None
-    context = json.loads(env.get(CONTEXT_ENV) or "{}")
-    array_job, index = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
-    requested, granted = context.get("requested") or {}, context.get("granted") or {}
-    if requested.get("exclusive") and granted.get("exclusive"):
-        note = "exclusive node requested and granted: no other job shared the metered package/GPU"
-    elif granted.get("exclusive"):
-        note = "exclusive node granted (not requested)"
-    else:
-        note = (
-            "node NOT exclusive: other jobs may have shared the package/GPU, and their draw is in the "
-            "RAPL/NVML readings (the model meter counts only this run's processes)"
-        )
-    return {
-        "job_id": f"{array_job}_{index}" if array_job and index is not None else env["SLURM_JOB_ID"],
-        "slurm_job_id": env["SLURM_JOB_ID"],
-        "array_job_id": array_job,
-        "array_index": int(index) if index is not None else None,
-        "node": env.get("SLURMD_NODENAME"),
-        "partition": env.get("SLURM_JOB_PARTITION"),
-        "cpus_on_node": int(env["SLURM_CPUS_ON_NODE"]) if env.get("SLURM_CPUS_ON_NODE") else None,
-        "job_gpus": env.get("SLURM_JOB_GPUS"),
-        "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
-        "requested": requested,
-        "granted": granted,
-        "exclusive": bool(granted.get("exclusive")),
-        "note": note,
-        "job_started": context.get("job_started"),
-    }
 
 
 async def _run_one(spec: RunSpec, env: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

@@ -39,25 +39,15 @@ from engine.core.events import (
     decode_event,
 )
 from engine.core.records import RunSummary
+from engine.core.run_files import EVENTS, RUN_JSON, STDERR, SUMMARY, atomic_write_json, check_writable
+from engine.core.settings import settings
 from engine.core.spec import RunSpec, new_run_id
-from engine.store.run_log import (
-    EVENTS,
-    RUN_JSON,
-    STDERR,
-    SUMMARY,
-    atomic_write_json,
-    check_writable,
-    load_summary,
-    read_events,
-    read_json,
-)
+from engine.store.run_log import load_summary, read_events, read_json
 
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this: the whole group is gone within 2 s
 # Silence (no event at all) after which a worker is declared stalled. Samples arrive at sample_hz
-# (>= 0.1 Hz, 10 Hz by default), so 30 s of nothing is never a slow phase. $JOULELAB_STALL_S
-# overrides it (tests use a few seconds).
-STALL_S = 30.0
-STALL_ENV = "JOULELAB_STALL_S"
+# (>= 0.1 Hz, 10 Hz by default), so 30 s of nothing is never a slow phase. The stall_s setting
+# (engine.core.settings) changes it (tests use a few seconds).
 # Before its first event the worker imports torch and surveys the machine: allow it more.
 STARTUP_S = 120.0
 STREAM_LIMIT = 16 * 1024 * 1024  # the longest event line accepted (a hello with a big manifest)
@@ -77,14 +67,6 @@ class RunOutcome:
     @property
     def ok(self) -> bool:
         return self.status == "complete"
-
-
-def stall_seconds() -> float:
-    try:
-        value = float(os.environ.get(STALL_ENV, STALL_S))
-    except ValueError:
-        return STALL_S
-    return value if value > 0 and value != float("inf") else STALL_S
 
 
 def worker_command() -> list[str]:
@@ -109,7 +91,7 @@ class WorkerProcess:
         self.last_error: str | None = None
         self.final_status: str | None = None
         self.result: Result | None = None
-        self.stall_s = stall_seconds()
+        self.stall_s = settings().stall_s
         self.stalled = False
 
     async def start(self) -> None:
@@ -232,8 +214,8 @@ class WorkerProcess:
 def record_start(run_path: Path, spec: RunSpec, pid: int) -> None:
     """A first run.json, written before the worker reads its spec (so before it can write its own,
     which replaces this one): a run cancelled during start-up is still a run with a spec and a pid."""
+    from engine.core.process import process_started
     from engine.core.records import RunManifest, to_json_object
-    from engine.orchestrate.plan_files import process_started
 
     manifest = RunManifest(
         run_id=spec.run_id,
@@ -313,6 +295,7 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
     """
     import msgspec
 
+    from engine.core.energy import Domain, Snapshot, idle_watts_from, phase_energy, phase_total
     from engine.core.events import encode, make_event
     from engine.core.records import (
         CurvePoint,
@@ -326,8 +309,6 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
         metrics_from_json,
         to_json_object,
     )
-    from engine.worker.meters.base import Domain
-    from engine.worker.meters.sampler import Snapshot, idle_watts_from, phase_energy, phase_total
 
     events_path = run_path / EVENTS
     _trim_torn_line(events_path)

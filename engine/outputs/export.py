@@ -30,7 +30,9 @@ from engine.core.errors import JouleLabError
 from engine.core.events import FAILED_STATUSES, PHASES, Sample
 from engine.core.records import ConfigKey
 from engine.core.records.config_key import BASELINE
-from engine.store.run_log import EVENTS, FILE_MODE, RunRecord, read_events
+from engine.core.run_files import EVENTS, FILE_MODE
+from engine.core.settings import DEFAULT_CARBON_INTENSITY
+from engine.store.run_log import RunRecord, read_events
 
 if TYPE_CHECKING:  # both untyped: these names only document what flows
     import pyarrow as pa
@@ -38,10 +40,6 @@ if TYPE_CHECKING:  # both untyped: these names only document what flows
 
 FORMATS = ("csv", "json", "parquet", "codecarbon")
 TABLES = ("runs", "phases", "samples", "curve")
-
-# Grid carbon intensity for --format codecarbon, in g CO2eq per kWh. The default is the world
-# average electricity intensity reported by Ember for 2023 (~480 g/kWh); pass your grid's figure.
-DEFAULT_CARBON_INTENSITY = 480.0
 
 # CodeCarbon 3.x's emissions.csv columns, in the order of its EmissionsData dataclass
 # (codecarbon/output_methods/emissions_data.py, checked against codecarbon 3.3.2).
@@ -200,7 +198,7 @@ def _config_parts(record: RunRecord) -> Row:
 
 
 def _run_rows(r: RunRecord) -> list[Row]:
-    from engine.worker.meters.base import weakest_source
+    from engine.core.energy import weakest_source
 
     s = r.summary
     row: Row = {**_config_parts(r), "status": r.status, "started": r.started, "last_phase": r.last_phase}
@@ -324,7 +322,7 @@ def tables(records: list[RunRecord]) -> dict[str, pd.DataFrame]:
 
 
 def _codecarbon_row(r: RunRecord, carbon_intensity_g_per_kwh: float) -> Row:
-    from engine.worker.meters.base import weakest_source
+    from engine.core.energy import weakest_source
 
     s = r.summary
     assert s is not None  # codecarbon_table passes runs with a summary only

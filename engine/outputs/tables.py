@@ -16,9 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.analysis.stats import Comparison, ConfigStats, Estimate
+from engine.core.energy import CONTENDED_SHARE
 from engine.core.events import PHASES as PHASE_ORDER
 from engine.core.records import RunSummary
-from engine.worker.meters.contention import CONTENDED_SHARE
 
 if TYPE_CHECKING:
     from engine.analysis.calibrate import CalibrationRecord

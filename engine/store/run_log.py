@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.core.errors import JouleLabError
 from engine.core.events import AnyEvent, PhaseStart, ProtocolError, decode_event
+from engine.core.process import same_process_alive
 from engine.core.records import (
     Metrics,
     NewerSchemaError,
@@ -33,71 +31,13 @@ from engine.core.records import (
     manifest_from_json,
     summary_from_json,
 )
-
-RUN_JSON = "run.json"
-EVENTS = "events.jsonl"
-SUMMARY = "summary.json"
-STDERR = "stderr.log"
-
-# The one definition of a run id (the spec and the store both use it): ASCII only, so an id is
-# the same path everywhere and cannot escape logs/.
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*\Z", re.ASCII)
-
-
-# mkstemp creates files 0600; logs and exports should get the user's usual permissions.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
-
-
-class StoreError(JouleLabError):
-    """A run that does not exist, or a logs directory that cannot be used. One line, with the fix."""
+from engine.core.run_files import EVENTS, RUN_ID_RE, RUN_JSON, SUMMARY, StoreError
+from engine.core.settings import settings
 
 
 def default_logs_dir() -> Path:
-    return Path(os.environ.get("JOULELAB_LOGS", "logs"))
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def check_writable(logs_dir: Path) -> None:
-    """Refuse early, with the path and the reason, if the logs directory cannot take a run."""
-    blocker = next((p for p in (logs_dir, *logs_dir.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        where = "" if blocker == logs_dir else f": {blocker} is"
-        raise StoreError(
-            f"logs directory {logs_dir} is not writable{where or ': it is'} a file, not a directory; "
-            "point --logs / JOULELAB_LOGS at a directory"
-        )
-    try:
-        logs_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=logs_dir, prefix=".probe-", delete=True) as f:
-            f.write(b"x" * 4096)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        raise StoreError(
-            f"logs directory {logs_dir} is not writable ({exc.strerror or exc}); "
-            "free space or fix permissions, or point --logs / JOULELAB_LOGS elsewhere"
-        ) from None
+    """--logs's default: the logs setting, else ./logs."""
+    return settings().logs or Path("logs")
 
 
 def run_dir(logs_dir: Path, run_id: str) -> Path:
@@ -217,22 +157,6 @@ def _last_phase(events_path: Path) -> str | None:
                 block *= 4
     except FileNotFoundError:
         return None
-
-
-def same_process_alive(pid: int | None, pid_started: float | None) -> bool:
-    """The process `pid` is alive, not a zombie, and (when its start time was recorded) the same
-    process as then: a pid reused by another program is not it."""
-    if not pid:
-        return False
-    try:
-        import psutil
-
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return pid_started is None or abs(proc.create_time() - pid_started) < 0.05
-    except Exception:
-        return False
 
 
 @dataclass

@@ -13,7 +13,6 @@ On the CPU it does nothing (CPU ops have finished when they return).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,8 +22,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: reading a spec need not
     import torch
 
 from engine.core.errors import JouleLabError
-
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+from engine.core.spec import DEVICE_PATTERN
 
 
 class DeviceError(JouleLabError):

@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TextIO
 import msgspec
 
 from engine import __version__
+from engine.core.energy import idle_watts_from, in_totals, phase_total, sum_energy_records, weakest_source
 from engine.core.errors import EXIT_USAGE, JouleLabError
 from engine.core.events import SCHEMA_VERSION, encode, make_event
+from engine.core.process import process_started
 from engine.core.records import (
     LOG_SCHEMA,
     SCHEMA_KEY,
@@ -58,20 +60,18 @@ from engine.core.records import (
     pretrain_from_json,
     to_json_object,
 )
+from engine.core.run_files import EVENTS, LOGS_ENV, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
 from engine.core.spec import RunSpec, SpecError, new_run_id, spec_from_dict
-from engine.orchestrate.plan_files import process_started
-from engine.store.run_log import EVENTS, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
 from engine.worker.device import Device, DeviceError
-from engine.worker.meters.base import in_totals, weakest_source
-from engine.worker.meters.sampler import idle_watts_from, phase_total, sum_energy_records
 
 if TYPE_CHECKING:
     import torch
 
+    from engine.core.energy import Snapshot
     from engine.worker.data import Split
     from engine.worker.meters.contention import ContentionRecord
     from engine.worker.meters.nvml import GpuState, NvmlMeter, OtherProcess
-    from engine.worker.meters.sampler import DomainSample, Sampler, Snapshot
+    from engine.worker.meters.sampler import DomainSample, Sampler
     from engine.worker.models import Net
     from engine.worker.train import Precision, Progress
 
@@ -89,7 +89,7 @@ class LogWriteError(JouleLabError):
 
 def disk_message(exc: OSError, path: Path) -> str:
     why = (exc.strerror or str(exc)).lower()
-    return f"{why} while writing {path}; free space there or point --logs / JOULELAB_LOGS elsewhere"
+    return f"{why} while writing {path}; free space there or point --logs / {LOGS_ENV} elsewhere"
 
 
 class Cancelled(Exception):
@@ -189,8 +189,8 @@ def environment_manifest() -> dict[str, Any]:
     import psutil
     import torch
 
-    from engine.orchestrate.slurm import job_manifest
     from engine.worker.meters.model import cpu_model_name
+    from engine.worker.slurm_job import job_manifest
 
     sockets = _count_sockets()
     return {
@@ -404,8 +404,8 @@ class Run:
         return start
 
     def end(self, partial: bool = False, steps: int | None = None, networks: int | None = None) -> PhaseRecord:
+        from engine.core.energy import phase_energy
         from engine.worker.meters.nvml import agreement
-        from engine.worker.meters.sampler import phase_energy
 
         if self.open_phase is None:
             raise RuntimeError("no phase is open")

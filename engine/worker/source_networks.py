@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.core.settings import settings
 from engine.core.spec import RunSpec
-from engine.worker.data.cache import cache_root
 
 # Spec fields that change what the source network learns.
 KEY_FIELDS = (
@@ -57,7 +57,7 @@ def source_key(spec: RunSpec, x_train: np.ndarray, y_train: np.ndarray, device: 
 
 
 def sources_dir() -> Path:
-    return cache_root() / "sources"
+    return settings().cache_root() / "sources"
 
 
 def load(key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict, cast
 
-from engine.worker.data.cache import cache_root
+from engine.core.settings import settings
 from engine.worker.meters.nvml import GpuState
 
 # Inside the band: temperature at most this many degrees above the baseline, and idle power at most
@@ -57,7 +57,7 @@ class CoolDown(TypedDict, total=False):
 
 
 def baseline_path(uuid: str, root: Path | None = None) -> Path:
-    return (root or cache_root()) / "gpu-idle" / f"{uuid}.json"
+    return (root or settings().cache_root()) / "gpu-idle" / f"{uuid}.json"
 
 
 def load_baseline(uuid: str, root: Path | None = None) -> Baseline | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.core.settings import settings
 from engine.worker.data import cache, extrasensory, motionsense
 
 from .builders import make_motionsense
@@ -21,7 +22,7 @@ def entries(root: Path) -> list[Path]:
 
 
 def test_cache_root_from_env(tmp_path):
-    assert cache.cache_root() == tmp_path / "cache"  # set by the autouse fixture
+    assert settings().cache_root() == tmp_path / "cache"  # set by the autouse fixture
 
 
 def test_second_motionsense_load_is_a_hit_without_parsing(shared_data, tmp_path, monkeypatch):

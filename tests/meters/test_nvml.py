@@ -254,8 +254,8 @@ def test_fake_functions_are_nvidia_ml_pys():
 
 
 def test_counter_and_integrated_power_over_one_phase():
+    from engine.core.energy import Snapshot, phase_energy, phase_total
     from engine.worker.meters.nvml import agreement
-    from engine.worker.meters.sampler import Snapshot, phase_energy, phase_total
 
     state = FakeNvml(gpus=[FakeGpu(energy_mj=0, power_mw=100_000)])
     clock = Clock(0.0)
@@ -285,8 +285,8 @@ def test_counter_and_integrated_power_over_one_phase():
 
 
 def test_short_phases_are_flagged_per_method():
+    from engine.core.energy import Snapshot, phase_energy
     from engine.worker.meters.nvml import agreement
-    from engine.worker.meters.sampler import Snapshot, phase_energy
 
     state = FakeNvml(gpus=[FakeGpu(energy_mj=0)])
     clock = Clock(0.0)

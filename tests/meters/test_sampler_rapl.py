@@ -2,9 +2,10 @@
 
 import pytest
 
+from engine.core.energy import phase_energy
 from engine.worker.meters import rapl
 from engine.worker.meters.rapl import open_rapl
-from engine.worker.meters.sampler import Sampler, phase_energy
+from engine.worker.meters.sampler import Sampler
 from tests.fakes.powercap import PowercapTree, ReadClock, intel_server
 
 

@@ -32,7 +32,7 @@ async def test_totals_in_joules_watt_hours_and_grams_of_co2e(logs: Path, monkeyp
 
 
 def test_the_carbon_intensity_defaults_to_the_exports_and_says_where_it_comes_from(monkeypatch) -> None:
-    from engine.outputs.export import DEFAULT_CARBON_INTENSITY
+    from engine.core.settings import DEFAULT_CARBON_INTENSITY
 
     monkeypatch.delenv("JOULELAB_CARBON_INTENSITY", raising=False)
     value, source = fmt.carbon_setting()

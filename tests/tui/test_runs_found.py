@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.process import process_started
 from engine.orchestrate import plan_files as plans
 from engine.orchestrate.worker_process import worker_command
 from engine.store.run_log import list_runs
@@ -97,7 +98,7 @@ def test_a_plan_whose_session_dropped_is_interrupted(logs: Path) -> None:
     path.write_text(json.dumps(data))
     (found,) = plans.interrupted_plans(logs)
     assert found.total == 1 and [r.index for r in found.remaining] == [0] and not found.remaining[0].follow
-    data["owner"] = {"pid": __import__("os").getpid(), "pid_started": plans.process_started(__import__("os").getpid())}
+    data["owner"] = {"pid": __import__("os").getpid(), "pid_started": process_started(__import__("os").getpid())}
     path.write_text(json.dumps(data))
     assert plans.interrupted_plans(logs) == []  # its owner is alive: not interrupted
 

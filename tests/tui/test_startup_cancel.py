@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
+from engine.core.run_files import RUN_JSON
 from engine.orchestrate.worker_process import worker_command
-from engine.store.run_log import RUN_JSON, list_runs
+from engine.store.run_log import list_runs
 from tests.tui.conftest import make_app, press, wait_for
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from engine.core.events import FAILED_STATUSES, AnyEvent, PhaseStart, Sample
+from engine.core.run_files import EVENTS, STDERR
 from engine.outputs.tables import run_table
-from engine.store.run_log import EVENTS, STDERR, RunRecord, read_events
+from engine.store.run_log import RunRecord, read_events
 from tui import fmt
 from tui.livestate import RunState
 from tui.widgets.power_graph import PowerGraph

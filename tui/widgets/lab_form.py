@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from engine.core.errors import JouleLabError
+from engine.core.settings import env_var
 from engine.core.spec import RunSpec
 from tui.lab_plan import DATASET_LABELS, DEVICE_CHOICES, MODE_CHOICES, SIZE_CHOICES, LabChoice
 
@@ -105,7 +106,7 @@ def dataset_reason(entry: dict, full: bool = False) -> str:
     if entry.get("get"):
         text += f" Get it: {entry['get']}"
         if entry.get("looked_in"):
-            text += f", into {entry['looked_in']}/ (or set --data-dir / JOULELAB_DATA)"
+            text += f", into {entry['looked_in']}/ (or set --data-dir / {env_var('data')})"
     return text
 
 

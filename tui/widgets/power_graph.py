@@ -43,7 +43,7 @@ from textual_plot import PlotWidget
 from textual_plot.axis_formatter import NumericAxisFormatter
 from textual_plot.plot_widget import Legend
 
-from engine.worker.meters.base import in_totals
+from engine.core.energy import in_totals
 
 REDRAW_HZ = 4.0
 HISTORY = 6000  # samples per domain: 10 minutes at 10 Hz

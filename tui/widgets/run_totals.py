@@ -6,8 +6,8 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.core.energy import in_totals
 from engine.core.events import PHASES
-from engine.worker.meters.base import in_totals
 from tui import fmt
 from tui.livestate import RunState
 

@@ -1,7 +1,7 @@
 """An on-disk cache of parsed dataset arrays, so CSV parsing is paid once, not on every run.
 
 Entries are uncompressed ``.npz`` files under ``<cache root>/prepared/``; the cache root is
-``$JOULELAB_CACHE`` if set, else ``platformdirs.user_cache_dir("joulelab")``. What a loader caches is
+the cache setting (engine.core.settings: cache_root). What a loader caches is
 the *parsed* data before any windowing, grouping or standardisation (MotionSense: each recording as
 float32 samples; ExtraSensory: each user's feature rows). Windows overlap (stride 10 of 128 repeats
 every sample 12.8 times), so caching recordings instead of windows keeps an entry ~13x smaller, lets
@@ -43,23 +43,14 @@ from typing import Any
 
 import numpy as np
 
-CACHE_ENV = "JOULELAB_CACHE"
+from engine.core.settings import settings
+
 FORMAT = 1  # bump when the layout of entries changes
 META_KEY = "__meta__"
 
 
-def cache_root() -> Path:
-    """``$JOULELAB_CACHE`` if set, else the platform's user cache folder for joulelab."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("joulelab"))
-
-
 def prepared_dir(root: Path | None = None) -> Path:
-    return (root or cache_root()) / "prepared"
+    return (root or settings().cache_root()) / "prepared"
 
 
 def fingerprint(paths: Iterable[Path]) -> list[list[str | int]]:

@@ -1,6 +1,6 @@
 """Where the real datasets live, what is there, and what to do when they are not where expected.
 
-Layout under the data folder (``--data-dir``, else ``$JOULELAB_DATA``, else the user cache folder):
+Layout under the data folder (``--data-dir``, else the data setting (engine.core.settings), else the user cache folder):
 
     <data_dir>/motionsense/A_DeviceMotion_data/<act>_<trial>/sub_<n>.csv   (+ data_subjects_info.csv)
     <data_dir>/motionsense/A_DeviceMotion_data.zip                         (read without unzipping)
@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.core.settings import env_var, settings
 from engine.worker.data import DataError
 
-DATA_ENV = "JOULELAB_DATA"
+DATA_ENV = env_var("data")
 
 MOTIONSENSE_URL = "https://github.com/mmalekzadeh/motion-sense"
 MOTIONSENSE_ZIP = "A_DeviceMotion_data.zip"
@@ -49,22 +50,22 @@ FIX_DIR = f"point --data-dir or {DATA_ENV} at the folder that holds motionsense/
 
 
 def resolve_data_dir_with_origin(spec_data_dir: str | None) -> tuple[Path, str]:
-    """The data folder (absolute) and where that choice came from: "--data-dir", "JOULELAB_DATA" or "default".
+    """The data folder (absolute) and where that choice came from: "--data-dir", DATA_ENV or "default".
 
-    A relative --data-dir or JOULELAB_DATA is taken relative to the current directory.
+    A relative --data-dir or data setting is taken relative to the current directory.
     """
     if spec_data_dir:
         return Path(spec_data_dir).expanduser().absolute(), "--data-dir"
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env).expanduser().absolute(), DATA_ENV
+    configured = settings().data
+    if configured is not None:
+        return configured.expanduser().absolute(), DATA_ENV
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("joulelab")) / "data", "default"
 
 
 def resolve_data_dir(spec_data_dir: str | None) -> Path:
-    """The spec's data_dir (the CLI writes --data-dir there), else $JOULELAB_DATA, else <user cache>/data."""
+    """The spec's data_dir (the CLI writes --data-dir there), else the data setting, else <user cache>/data."""
     return resolve_data_dir_with_origin(spec_data_dir)[0]
 
 

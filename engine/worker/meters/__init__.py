@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from engine.worker.meters.base import Domain, Meter, MeterError, MeterUnavailable, Missing
+from engine.core.energy import Domain
+from engine.worker.meters.base import Meter, MeterError, MeterUnavailable, Missing
 from engine.worker.meters.model import ModelMeter
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def discover(
 
     `gpu_uuids`: the GPUs the run trains on (none for a CPU run); None meters every visible GPU.
     `tdp_w` only matters to the model meter. `powercap_root` and `pynvml_module` are for tests
-    (defaults: $JOULELAB_POWERCAP_ROOT or /sys/class/powercap, and the real pynvml).
+    (defaults: the powercap_root setting or /sys/class/powercap, and the real pynvml).
     Never raises for a meter that cannot be opened; each such meter becomes a Missing.
     """
     from engine.worker.meters.nvml import open_nvml

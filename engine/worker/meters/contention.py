@@ -16,25 +16,12 @@ device are recorded by the NVML meter.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TypedDict
 
+from engine.core.energy import CONTENDED_SHARE, CpuTimes
 from engine.worker.meters.model import ProcessTreeCpuTime
 
-# More than 10 % of the machine's CPU capacity used by others (or stolen) during a phase. One
-# busy process on a 2-core machine is 50 %; a quiet desktop with a browser open is 1-5 %.
-CONTENDED_SHARE = 0.10
 PROC_STAT = "/proc/stat"
-
-
-@dataclass(frozen=True)
-class CpuTimes:
-    """Cumulative CPU seconds at one instant: the whole machine's busy and stolen time, ours."""
-
-    t: float
-    machine_busy_s: float
-    steal_s: float
-    own_s: float
 
 
 class ContentionRecord(TypedDict):

@@ -27,7 +27,8 @@ from typing import Any
 
 import psutil
 
-from engine.worker.meters.base import Domain, Meter, MeterError
+from engine.core.energy import Domain
+from engine.worker.meters.base import Meter, MeterError
 
 DRAM_WATTS_PER_GB = 0.375
 

@@ -34,8 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypedDict, TypeVar
 
-from engine.worker.meters.base import CROSS_CHECK, Domain, Meter, MeterError, MeterUnavailable
-from engine.worker.meters.sampler import PhaseEnergy
+from engine.core.energy import CROSS_CHECK, Domain, PhaseEnergy
+from engine.worker.meters.base import Meter, MeterError, MeterUnavailable
 
 # NVML return codes (nvml.h); read from the module when it has them.
 _NOT_SUPPORTED = 3

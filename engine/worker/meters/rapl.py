@@ -1,7 +1,7 @@
 """RAPL: CPU package, DRAM and platform energy from the Linux powercap counters.
 
 Where the counters live
-    /sys/class/powercap (or $JOULELAB_POWERCAP_ROOT, or the `root` argument) holds one entry per
+    /sys/class/powercap (or the powercap_root setting, or the `root` argument) holds one entry per
     power zone, named `<control type>:<n>[:<m>...]`. The kernel's RAPL drivers (Intel, and AMD
     since Linux 5.8) register the control type `intel-rapl`; Intel also registers `intel-rapl-mmio`
     (the same packages through another interface) and, on newer servers, TPMI-based zones.
@@ -76,10 +76,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from engine.worker.meters.base import Domain, Meter, MeterError, MeterUnavailable
+from engine.core.energy import Domain
+from engine.core.settings import settings
+from engine.worker.meters.base import Meter, MeterError, MeterUnavailable
 
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
-ENV_ROOT = "JOULELAB_POWERCAP_ROOT"
 
 _TOP_ZONE = re.compile(r"^(?P<ctype>[a-z0-9-]*rapl[a-z0-9-]*):(?P<n>\d+)$")
 _PACKAGE = re.compile(r"^package-(?P<pkg>\d+)(?:-die-(?P<die>\d+))?$")
@@ -97,10 +98,10 @@ _now = time.monotonic
 
 
 def powercap_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The powercap directory to read: the argument, else $JOULELAB_POWERCAP_ROOT, else /sys."""
+    """The powercap directory to read: the argument, else the powercap_root setting, else /sys."""
     if root is not None:
         return Path(root)
-    return Path(os.environ.get(ENV_ROOT) or DEFAULT_POWERCAP_ROOT)
+    return settings().powercap_root or Path(DEFAULT_POWERCAP_ROOT)
 
 
 def _read_bytes(path: str) -> bytes:

@@ -10,153 +10,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-import msgspec
-
-from engine.core.records import EnergyValue, PhaseTotal
-from engine.worker.meters.base import (
-    SHORT_PHASE_PERIODS,
-    Domain,
-    Meter,
-    MeterError,
-    in_totals,
-    uncertainty,
-    weakest_source,
-)
-from engine.worker.meters.contention import ContentionRecord, CpuContention, CpuTimes, contention_between
+from engine.core.energy import CpuTimes, Domain, Snapshot
+from engine.worker.meters.base import Meter, MeterError
+from engine.worker.meters.contention import ContentionRecord, CpuContention, contention_between
 
 MIN_HZ = 0.1
 MAX_HZ = 100.0
 LIVE_CONTENTION_S = 1.0
-
-
-@dataclass
-class Snapshot:
-    """Cumulative joules of every domain at one instant, which domains are failing to answer, and
-    how many gaps (failures, counter resets, lost wraps) each domain has had so far."""
-
-    t: float
-    joules: dict[str, float]
-    gaps: frozenset[str] = frozenset()
-    gap_counts: dict[str, int] = field(default_factory=dict)
-    cpu: CpuTimes | None = None  # the machine's and our CPU time, for contention
-
-
-@dataclass
-class PhaseEnergy:
-    """A phase's energy for one domain: gross, the idle share over the same time, and the rest."""
-
-    domain: Domain
-    gross_j: float
-    idle_j: float
-    gap: bool = False  # the meter failed, or its counter reset or lost wraps, in the phase: unreliable
-    duration_s: float = 0.0
-    update_s: float | None = None  # the meter's update period here, when it differs from the table's
-
-    @property
-    def error_rel(self) -> float:
-        """The meter's documented relative error plus what the phase's two edges can add."""
-        u = uncertainty(self.domain.method)
-        update = self.update_s if self.update_s is not None else u.update_s
-        edges = 2 * update / self.duration_s if self.duration_s > 0 else 1.0
-        return u.relative + edges
-
-    @property
-    def short(self) -> bool:
-        u = uncertainty(self.domain.method)
-        update = self.update_s if self.update_s is not None else u.update_s
-        return self.duration_s < SHORT_PHASE_PERIODS * update
-
-    @property
-    def net_j(self) -> float:
-        return self.gross_j - self.idle_j
-
-    def as_value(self) -> EnergyValue:
-        """The phase's record of this domain (engine.core.records.EnergyValue)."""
-        return EnergyValue(
-            gross_j=self.gross_j,
-            idle_j=self.idle_j,
-            net_j=self.net_j,
-            source=self.domain.source,
-            method=self.domain.method,
-            kind=self.domain.kind,
-            error_rel=self.error_rel,
-            gap=self.gap,
-            short=self.short,
-        )
-
-
-def idle_watts_from(gross_j: dict[str, float], duration_s: float) -> dict[str, float]:
-    """The idle baseline's mean power per domain, from the idle phase's gross joules: what every
-    later phase subtracts (the worker's records, a stalled run's rebuilt summary, the live totals)."""
-    return {name: j / duration_s for name, j in gross_j.items()} if duration_s > 0 else {}
-
-
-def idle_energy(idle_w: float, duration_s: float) -> float:
-    """The idle share of a phase for one domain: the baseline's power over the phase's time."""
-    return idle_w * duration_s
-
-
-def phase_energy(
-    start: Snapshot,
-    end: Snapshot,
-    domains: dict[str, Domain],
-    idle_watts: dict[str, float],
-    sample_period: float | None = None,
-) -> dict[str, PhaseEnergy]:
-    duration = end.t - start.t
-    # A domain is a gap for the phase if it was failing at either end or a gap began in between.
-    gaps = start.gaps | end.gaps | {n for n, c in end.gap_counts.items() if c > start.gap_counts.get(n, 0)}
-    return {
-        name: PhaseEnergy(
-            domain=domain,
-            gross_j=end.joules[name] - start.joules[name],
-            idle_j=idle_energy(idle_watts.get(name, 0.0), duration),
-            gap=name in gaps,
-            duration_s=duration,
-            # power polled by the sampler changes only once per sampling period
-            update_s=(
-                max(sample_period, uncertainty(domain.method).update_s)
-                if domain.source == "polled" and sample_period
-                else None
-            ),
-        )
-        for name, domain in domains.items()
-    }
-
-
-def phase_total(energies: Iterable[PhaseEnergy]) -> PhaseTotal:
-    """Sum of a phase's domains, excluding platform (psys) and cross-check domains, which would
-    double count."""
-    parts = [e for e in energies if in_totals(e.domain.kind)]
-    if not parts:
-        return PhaseTotal()
-    return PhaseTotal(
-        gross_j=sum(e.gross_j for e in parts),
-        idle_j=sum(e.idle_j for e in parts),
-        net_j=sum(e.net_j for e in parts),
-        source=weakest_source(e.domain.source for e in parts),
-        methods=sorted(e.domain.method for e in parts),
-        # the least precise domain bounds the sum's error (conservative, and simple to state)
-        error_rel=max(e.error_rel for e in parts),
-        short=any(e.short for e in parts),
-        # these domains' energy in the phase is incomplete: not a measurement
-        gap=sorted(e.domain.name for e in parts if e.gap),
-    )
-
-
-def sum_energy_records(energy: dict[str, EnergyValue], like: PhaseTotal) -> PhaseTotal:
-    """A phase total recomputed from its domain records (after re-modelling), as phase_total."""
-    parts = [e for e in energy.values() if in_totals(e.kind)]
-    return msgspec.structs.replace(
-        like,
-        gross_j=sum(e.gross_j for e in parts),
-        idle_j=sum(e.idle_j for e in parts),
-        net_j=sum(e.net_j for e in parts),
-    )
 
 
 class DomainSample(TypedDict):

@@ -1,0 +1,48 @@
+"""The worker's view of the Slurm job it runs in: job, node and what was requested and granted,
+for its environment manifest. The executor (engine.orchestrate.slurm) passes the requested and
+granted resources in the environment (the `slurm` setting); this side only reads them."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from engine.core.settings import Settings
+
+
+def job_manifest(environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The Slurm part of a worker's environment manifest; None outside a Slurm job."""
+    env = os.environ if environ is None else environ
+    context_json = Settings.from_env(env).slurm
+    if not env.get("SLURM_JOB_ID"):
+        return None
+    context = json.loads(context_json or "{}")
+    array_job, index = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+    requested, granted = context.get("requested") or {}, context.get("granted") or {}
+    if requested.get("exclusive") and granted.get("exclusive"):
+        note = "exclusive node requested and granted: no other job shared the metered package/GPU"
+    elif granted.get("exclusive"):
+        note = "exclusive node granted (not requested)"
+    else:
+        note = (
+            "node NOT exclusive: other jobs may have shared the package/GPU, and their draw is in the "
+            "RAPL/NVML readings (the model meter counts only this run's processes)"
+        )
+    return {
+        "job_id": f"{array_job}_{index}" if array_job and index is not None else env["SLURM_JOB_ID"],
+        "slurm_job_id": env["SLURM_JOB_ID"],
+        "array_job_id": array_job,
+        "array_index": int(index) if index is not None else None,
+        "node": env.get("SLURMD_NODENAME"),
+        "partition": env.get("SLURM_JOB_PARTITION"),
+        "cpus_on_node": int(env["SLURM_CPUS_ON_NODE"]) if env.get("SLURM_CPUS_ON_NODE") else None,
+        "job_gpus": env.get("SLURM_JOB_GPUS"),
+        "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
+        "requested": requested,
+        "granted": granted,
+        "exclusive": bool(granted.get("exclusive")),
+        "note": note,
+        "job_started": context.get("job_started"),
+    }
