@@ -97,3 +97,8 @@ def test_joulelab_variables_are_read_in_the_settings_module_only():
     elsewhere = [line for line in found if not line.startswith("engine/core/settings.py:")]
     assert elsewhere == []
     assert any(re.search(r'PREFIX = "JOULELAB_"', line) for line in found)
+
+
+def test_the_readme_lists_every_variable():
+    readme = (REPO / "README.md").read_text()
+    assert [name for name in Settings.__struct_fields__ if f"`{env_var(name)}`" not in readme] == []

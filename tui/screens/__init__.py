@@ -1,0 +1,1 @@
+"""The lab's screens: the main screen with its tabs, and the modal dialogs."""
