@@ -63,6 +63,11 @@ class Executor(str, Enum):
     slurm = "slurm"
 
 
+def warn(message: str) -> None:
+    """One line on stderr about something skipped or ignored; the command goes on."""
+    err_console.print(f"joulelab: {message}", highlight=False, markup=False)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     # The message holds user text (paths, preset keys like [matrix]): never read it as markup.
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -296,7 +301,7 @@ def run(
     from engine.analysis.calibrate import load_noise_floor
     from engine.analysis.stats import compare, config_stats
 
-    stats, comparisons = config_stats(summaries), compare(summaries, load_noise_floor())
+    stats, comparisons = config_stats(summaries), compare(summaries, load_noise_floor(on_problem=warn))
     failed = [o for o in outcomes if not o.ok]
     if human:
         print_results(stats, comparisons)
@@ -349,7 +354,7 @@ def _until_clear(
     outcomes = list(result.outcomes)
     while True:
         summaries = [s for o in outcomes if (s := load_summary(o.run_path)) is not None]
-        comparisons = compare(summaries, load_noise_floor())
+        comparisons = compare(summaries, load_noise_floor(on_problem=warn))
         unclear = [
             c
             for c in comparisons
@@ -458,7 +463,7 @@ def run_on_slurm(
     from engine.analysis.calibrate import load_noise_floor
     from engine.analysis.stats import compare, config_stats
 
-    stats, comparisons = config_stats(summaries), compare(summaries, load_noise_floor())
+    stats, comparisons = config_stats(summaries), compare(summaries, load_noise_floor(on_problem=warn))
     failed = [rid for rid in run_ids if slurm.run_state(logs_dir, rid) != "complete"]
     if human:
         print_results(stats, comparisons)
@@ -775,7 +780,7 @@ def compare(
     summaries = [r.summary for r in records if r.summary is not None]
     from engine.analysis.calibrate import load_noise_floor
 
-    stats, comparisons = config_stats(summaries), compare_runs(summaries, load_noise_floor())
+    stats, comparisons = config_stats(summaries), compare_runs(summaries, load_noise_floor(on_problem=warn))
     if output == OutputFormat.json:
         from engine.outputs.export import comparison_records
 
@@ -878,7 +883,7 @@ def calibrate(
     tdp: Annotated[float | None, typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
 ) -> None:
     """This machine's noise floor: one configuration against itself (A/A, paired), saved for verdicts."""
-    from engine.analysis.calibrate import MIN_PAIRS, analyse, calibration_plan, save
+    from engine.analysis.calibrate import MIN_PAIRS, analyse, calibration_plan, check_saveable, save
     from engine.core.run_files import check_writable
     from engine.orchestrate.plan_runner import execute_plan
     from engine.orchestrate.presets import filter_plan, parse_only
@@ -897,6 +902,7 @@ def calibrate(
     # Scratch by default: it needs no source network, so no arm starts with a cache the other lacks.
     keys = sorted((p.config.key for p in configs), key=lambda k: "/scratch/" not in k)
     plan = calibration_plan(loaded, keys, pairs)
+    check_saveable()  # before the first run: a calibration that cannot be saved is not started
     if pairs < MIN_PAIRS:
         err_console.print(f"note: {pairs} pairs give a rough floor; use --pairs {MIN_PAIRS} or more", highlight=False)
     result = asyncio.run(execute_plan(plan, console))
@@ -908,9 +914,16 @@ def calibrate(
         record = analyse(summaries)
     except ValueError as exc:
         raise fail(f"calibration failed: {exc} (see `joulelab runs`)", EXIT_RUN_FAILED) from None
-    path = save(record)
     console.print(calibration_table(record))
     console.print(f"A/A: {record['verdict']}", highlight=False, markup=False)
+    try:
+        path = save(record)
+    except (OSError, ValueError) as exc:  # ValueError: a value JSON cannot hold
+        raise fail(
+            f"calibration not saved: {getattr(exc, 'strerror', None) or exc} writing it under {settings().cache_root()}; "
+            "the result is above (its runs are in the logs)",
+            EXIT_RUN_FAILED,
+        ) from None
     console.print(f"saved {path}; `run` and `compare` verdicts on this machine now use it", highlight=False)
 
 

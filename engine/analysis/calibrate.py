@@ -11,20 +11,23 @@ separates them is the machine and the meters, not a mechanism. From the pairs:
 - sd of the log A/B ratios, from which the smallest ratio n pairs can tell from 1.0 follows:
   exp(t(n-1) x sd / sqrt(n)) - 1 (stats.NoiseFloor).
 
-The result is saved per machine in the user cache, and verdicts on this machine's runs use it.
+The result is saved per machine in the user cache, and verdicts on this machine's runs use it;
+a saved file is validated on read (SavedFloor), and a damaged one is named and ignored.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import socket
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TypedDict
+from typing import Annotated, Literal, TypedDict
+
+import msgspec
 
 from engine.analysis.stats import (
     Estimate,
@@ -39,8 +42,10 @@ from engine.analysis.stats import (
     verdict,
 )
 from engine.core.energy import weakest_source
+from engine.core.errors import JouleLabError
 from engine.core.records import METERED_PHASES, RunSummary
-from engine.core.settings import settings
+from engine.core.run_files import atomic_write_json
+from engine.core.settings import env_var, settings
 from engine.orchestrate.presets import PlannedRun, Preset
 
 ARMS = ("A", "B")
@@ -144,25 +149,75 @@ def analyse(summaries: list[RunSummary]) -> CalibrationRecord:
     }
 
 
-def save(record: CalibrationRecord) -> Path:
-    path = calibration_path(record["host"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+class CalibrationError(JouleLabError):
+    """The calibration cannot be saved where the cache setting says."""
+
+
+# The standard deviation of log A/A ratios a saved floor may claim. At 0.5, identical runs would
+# differ by a factor of 1.65 typically (a floor of +-100 % at 5 pairs): no machine fit to measure
+# on does that, so a file claiming more is damaged, not a calibration.
+MAX_SD_LOG = 0.5
+MAX_FILE_BYTES = 1 << 20
+
+
+class SavedFloor(msgspec.Struct):
+    """The part of a saved calibration that verdicts use, validated on read (msgspec)."""
+
+    host: str
+    measured: str
+    config: str
+    pairs: Annotated[int, msgspec.Meta(ge=2)]
+    sd_log: dict[Literal["train", "test"], Annotated[float, msgspec.Meta(ge=0, le=MAX_SD_LOG)]]
+
+
+def check_saveable(host: str | None = None) -> Path:
+    """Where the calibration will be saved, checked before the first run: the folder can be made
+    and written, else one line with the reason and the setting to change."""
+    path = calibration_path(host)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise CalibrationError(
+            f"cannot save a calibration in {path.parent} ({exc.strerror or exc}); "
+            f"point {env_var('cache')} at a writable directory"
+        ) from None
     return path
 
 
-def load_noise_floor(host: str | None = None) -> NoiseFloor | None:
-    """This machine's saved noise floor, or None (never calibrated, or the file is unreadable)."""
+def save(record: CalibrationRecord) -> Path:
+    """Write the record for its host; an OSError says why it could not be saved."""
+    path = calibration_path(record["host"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, record)
+    return path
+
+
+def read_noise_floor(host: str | None = None) -> tuple[NoiseFloor | None, str | None]:
+    """This machine's saved noise floor and, when a file is there but cannot be used, why (one
+    line naming the file). Never calibrated: (None, None)."""
+    path = calibration_path(host)
+    fix = "verdicts ignore it; run `joulelab calibrate` to measure the floor again"
     try:
-        record = json.loads(calibration_path(host).read_text())
-        return NoiseFloor(
-            record["host"],
-            {k: float(v) for k, v in record["sd_log"].items()},
-            int(record["pairs"]),
-            str(record["measured"]),
-            str(record["config"]),
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+        if not path.is_file():
+            return None, (f"calibration {path} is not a regular file; {fix}" if path.exists() else None)
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return None, f"calibration {path} is damaged (larger than {MAX_FILE_BYTES} bytes); {fix}"
+        saved = msgspec.json.decode(path.read_bytes(), type=SavedFloor)
+    except OSError as exc:
+        return None, f"calibration {path} cannot be read ({exc.strerror or exc}); {fix}"
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return None, f"calibration {path} is damaged ({exc}); {fix}"
+    sd_log = {str(quantity): sd for quantity, sd in saved.sd_log.items()}
+    floor = NoiseFloor(saved.host, sd_log, saved.pairs, saved.measured, saved.config)
+    return floor, None
+
+
+def load_noise_floor(host: str | None = None, on_problem: Callable[[str], None] | None = None) -> NoiseFloor | None:
+    """This machine's saved noise floor, or None (never calibrated, or damaged: `on_problem` is
+    told why, in one line)."""
+    floor, problem = read_noise_floor(host)
+    if problem is not None and on_problem is not None:
+        on_problem(problem)
+    return floor

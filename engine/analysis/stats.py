@@ -290,7 +290,11 @@ class NoiseFloor:
         if sd is None or pairs < 1:
             return None
         spread = 1.96 * sd if pairs == 1 else t_quantile(1 - (1 - CONFIDENCE) / 2, pairs - 1) * sd / math.sqrt(pairs)
-        return math.exp(spread) - 1
+        try:
+            floor = math.expm1(spread)
+        except OverflowError:
+            return None
+        return floor if math.isfinite(floor) else None  # an infinite floor says nothing: none
 
 
 @overload

@@ -68,7 +68,9 @@ class ResultsView(VerticalScroll):
         self.config_stats = stats.config_stats(complete)
         from engine.analysis.calibrate import load_noise_floor
 
-        self.comparisons = stats.compare(complete, load_noise_floor())
+        self.comparisons = stats.compare(
+            complete, load_noise_floor(on_problem=lambda why: self.app.notify(why, severity="warning"))
+        )
         skipped = len(summaries) - len(complete)
         head = Text(title, style="bold")
         if skipped:
