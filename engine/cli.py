@@ -920,7 +920,8 @@ def calibrate(
         path = save(record)
     except (OSError, ValueError) as exc:  # ValueError: a value JSON cannot hold
         raise fail(
-            f"calibration not saved: {getattr(exc, 'strerror', None) or exc} writing it under {settings().cache_root()}; "
+            f"calibration not saved: {getattr(exc, 'strerror', None) or exc} writing it under "
+            f"{settings().cache_root()}; "
             "the result is above (its runs are in the logs)",
             EXIT_RUN_FAILED,
         ) from None

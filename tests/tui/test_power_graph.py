@@ -3,13 +3,16 @@ redraws only when there is something new and only while shown, estimates marked 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from textual.app import App, ComposeResult
 from textual.widgets import Static
 
 from tests.tui.conftest import wait_for
+from tests.tui.screen_text import screen_text
 from tui.widgets import power_graph
-from tui.widgets.power_graph import PowerGraph, decimate, nice_ceiling
+from tui.widgets.power_graph import CurveGraph, PowerGraph, decimate, nice_ceiling
 
 METERS = [
     {"name": "package-0", "source": "counter", "method": "rapl:package-0", "kind": "cpu"},
@@ -124,3 +127,26 @@ async def test_the_total_line_counts_what_the_engine_totals_count() -> None:
             },
         )
         assert list(graph.total[1]) == [80.0]
+
+
+class CurveApp(App):
+    CSS = "CurveGraph { layout: vertical; height: 1fr; } .graph-legend { height: 1; } .graph-plot { height: 1fr; }"
+
+    def compose(self) -> ComposeResult:
+        yield CurveGraph(id="curve")
+
+
+async def test_the_energy_to_accuracy_axes_say_joules_and_percent() -> None:
+    """Defect: the curve inherited the power graph's tick labels, in W and s."""
+    app = CurveApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        graph = app.query_one(CurveGraph)
+        graph.set_curves([("transfer s0", [10.0, 20.0, 30.0], [40.0, 60.0, 75.0], False)])
+        graph.redraw()
+        await pilot.pause()
+        screen = screen_text(app)
+        y_labels = re.findall(r"^\s*(\d+\S*) [┫╋]", screen, re.M)
+        assert y_labels and all(label.endswith("%") for label in y_labels), screen
+        assert not re.search(r"\d(W| s)\b", screen), screen
+        x_labels = re.findall(r"(\d+(?:\.\d+)?) J\b", screen.split("╋")[-1])
+        assert len(x_labels) >= 2, screen

@@ -121,6 +121,8 @@ class _GraphBase(Widget):
         self.redraws = 0
         self.redraw_s: deque[float] = deque(maxlen=512)  # wall time of each redraw (prepare + draw)
 
+    X_UNIT, Y_UNIT = " s", "W"  # what the axes' ticks say: watts over time
+
     def compose(self) -> ComposeResult:
         yield Static("", classes="graph-legend")
         yield PatchedPlot(classes="graph-plot")
@@ -133,8 +135,8 @@ class _GraphBase(Widget):
         plot = self.plot
         # Units and names go in the legend line above, so the plot keeps every row for data.
         plot.margin_top, plot.margin_bottom, plot.margin_left = 0, 1, 7
-        plot.set_x_formatter(UnitFormatter(" s"))
-        plot.set_y_formatter(UnitFormatter("W"))
+        plot.set_x_formatter(UnitFormatter(self.X_UNIT))
+        plot.set_y_formatter(UnitFormatter(self.Y_UNIT))
         if self._redraw_hz:
             self._timer = self.set_interval(1 / self._redraw_hz, self.tick)
 
@@ -402,6 +404,7 @@ class CurveGraph(_GraphBase):
     """Energy-to-accuracy: validation accuracy (%) against cumulative joules, one series a run."""
 
     STYLES = ["bright_cyan", "bright_magenta", "bright_green", "yellow", "bright_red", "white"]
+    X_UNIT, Y_UNIT = " J", "%"  # cumulative training energy, validation accuracy
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
