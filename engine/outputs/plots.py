@@ -6,6 +6,7 @@ estimate off as a measurement.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from engine.core.errors import JouleLabError
@@ -19,6 +20,19 @@ class PlotError(JouleLabError):
     """A plot that cannot be made; one line."""
 
 
+def run_names(records: list[RunRecord]) -> dict[str, str]:
+    """Run id -> what a legend calls it: its configuration and seed, as the tables name runs
+    ("synthetic/small/transfer/baseline s0"); the run id is added where two would read the same,
+    and stands alone for a run that has no configuration."""
+    names = {}
+    for r in records:
+        config = str(r.summary.key) if r.summary is not None else r.spec.get("config")
+        seed = r.spec.get("seed")
+        names[r.run_id] = f"{config} s{seed}" if config and seed is not None else r.run_id
+    counts = Counter(names.values())
+    return {rid: name if counts[name] == 1 or name == rid else f"{name} ({rid})" for rid, name in names.items()}
+
+
 def plot_runs(records: list[RunRecord], out: Path) -> None:
     if out.suffix.lower() not in (".png", ".svg"):
         raise PlotError(f"{out}: the output must end in .png or .svg")
@@ -30,10 +44,11 @@ def plot_runs(records: list[RunRecord], out: Path) -> None:
     samples, curve = samples_table(records), curve_table(records)
     if samples.empty and curve.empty:
         raise PlotError("the selected runs have no power samples or epochs to plot")
+    names = run_names(records)
     fig, (ax_power, ax_curve) = plt.subplots(1, 2, figsize=(13, 4.8))
     for (run_id, domain), df in samples.groupby(["run_id", "domain"], sort=False):
         source = df["source"].iloc[0]
-        label = f"{run_id} {domain}" + (" (modelled)" if source == "modelled" else "")
+        label = f"{names.get(run_id, run_id)} {domain}" + (" (modelled)" if source == "modelled" else "")
         ax_power.plot(df["t_s"], df["watts"], LINESTYLE.get(source, "-"), label=label, linewidth=1)
     ax_power.set_xlabel("time since start (s)")
     ax_power.set_ylabel("power (W)")
@@ -41,7 +56,7 @@ def plot_runs(records: list[RunRecord], out: Path) -> None:
     for run_id, df in curve.groupby("run_id", sort=False):
         for phase, part in df.groupby("phase", sort=False):
             source = part["source"].iloc[0]
-            label = f"{run_id} {phase}" + (" (modelled)" if source == "modelled" else "")
+            label = f"{names.get(run_id, run_id)} {phase}" + (" (modelled)" if source == "modelled" else "")
             ax_curve.plot(
                 part["cumulative_j"], 100 * part["val_accuracy"], LINESTYLE.get(source, "-"), marker="o", label=label
             )
