@@ -32,7 +32,7 @@ from textual.widgets import Button, TabbedContent
 from textual.worker import Worker, WorkerState
 
 from engine.core.errors import JouleLabError
-from engine.core.events import FAILED_STATUSES, Sample
+from engine.core.events import FAILED_STATUSES
 from engine.core.spec import SpecError, new_run_id
 from engine.orchestrate import plan_files as plan_store
 from engine.orchestrate import plan_runner as runs
@@ -453,24 +453,15 @@ class JouleLabApp(App):
     @work(thread=True, group="reference", exclusive=True, exit_on_error=False)
     def load_reference(self, index: int, config: str, run_id: str) -> None:
         """The newest complete run of this configuration before this one, as total watts by time."""
+        from engine.orchestrate.event_fold import power_trace
         from engine.store.run_log import EVENTS, list_runs, read_events
-        from engine.worker.meters.base import in_totals
 
         for record in reversed(list_runs(self.logs_dir)):
             summary = record.summary
             if record.run_id == run_id or record.status != "complete" or summary is None or summary.config != config:
                 continue
             events, _ = read_events(record.path / EVENTS)
-            kinds = {m.name: m.kind for m in summary.meters}
-            t0 = events[0].t if events else 0.0
-            t, w = [], []
-            for e in events:
-                if isinstance(e, Sample):
-                    # the engine's totals: no platform (psys) and no cross-check domain, which would count twice
-                    watts = [d["w"] for n, d in e.domains.items() if d["w"] is not None and in_totals(kinds.get(n))]
-                    if watts:
-                        t.append(e.t - t0)
-                        w.append(sum(watts))
+            t, w = power_trace(events)  # the engine's totals: no platform (psys), no cross-check domain
             if t:
                 self.post_message(ReferenceLoaded(index, f"past {record.run_id}", t, w))
             return

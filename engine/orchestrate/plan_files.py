@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.store.run_log import RUN_JSON, SUMMARY, atomic_write_json, same_process_alive
+from engine.store.run_log import RUN_JSON, atomic_write_json, run_status, same_process_alive, worker_alive
 
 PLANS_DIR = ".plans"
 
@@ -38,33 +38,13 @@ def process_started(pid: int) -> float | None:
     return started
 
 
-def run_alive(run_path: Path) -> bool:
-    """The run's worker (pid and start time from its run.json) still runs and has no summary."""
-    if (run_path / SUMMARY).exists():
-        return False
-    try:
-        manifest = json.loads((run_path / RUN_JSON).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return same_process_alive(manifest.get("pid"), manifest.get("pid_started"))
-
-
 def running_runs(logs_dir: Path) -> list[Path]:
     """Runs in progress in the logs directory, oldest first (whoever started them)."""
     logs_dir = Path(logs_dir)
     if not logs_dir.is_dir():
         return []
-    found = [p for p in logs_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and run_alive(p)]
+    found = [p for p in logs_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and worker_alive(p)]
     return sorted(found, key=lambda p: ((p / RUN_JSON).stat().st_mtime, p.name))
-
-
-def run_status(run_path: Path) -> str | None:
-    """complete | cancelled | failed from the summary, running while alive, else None."""
-    try:
-        summary = json.loads((run_path / SUMMARY).read_text())
-    except (OSError, json.JSONDecodeError):
-        return "running" if run_alive(run_path) else None
-    return str(summary.get("status", "failed"))
 
 
 # -- the plan file --------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import pandas as pd
 
 from engine.analysis.stats import Comparison, ConfigStats, Estimate, EstimateDict
 from engine.core.errors import JouleLabError
-from engine.core.events import FAILED_STATUSES, PHASES, Sample
+from engine.core.events import FAILED_STATUSES, PHASES, RunStatus, Sample
 from engine.core.records import ConfigKey
 from engine.core.records.config_key import BASELINE
 from engine.store.run_log import EVENTS, FILE_MODE, RunRecord, read_events
@@ -590,7 +590,11 @@ def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) 
 MLFLOW_INSTALL = "pip install 'joulelab[mlflow]'"
 MLFLOW_RUN_ID_TAG = "joulelab.run_id"  # finds a run already logged, so a second export adds nothing
 DEFAULT_MLFLOW_EXPERIMENT = "joulelab"
-_MLFLOW_STATUS = {"complete": "FINISHED", "cancelled": "KILLED", **dict.fromkeys(FAILED_STATUSES, "FAILED")}
+_MLFLOW_STATUS: dict[RunStatus, str] = {
+    "complete": "FINISHED",
+    "cancelled": "KILLED",
+    **dict.fromkeys(FAILED_STATUSES, "FAILED"),
+}
 _MLFLOW_BATCH = 100  # MLflow accepts at most 100 params or tags per batch
 
 
