@@ -646,6 +646,7 @@ def _runs_table(records: list[RunRecord], logs_dir: Path, total: int, narrow: bo
     from rich.table import Table
     from rich.text import Text
 
+    from engine.core.timestamps import short_stamp
     from engine.outputs.tables import ABBREV_NOTE, STATUS_STYLE, short_key
 
     if narrow:
@@ -673,7 +674,7 @@ def _runs_table(records: list[RunRecord], logs_dir: Path, total: int, narrow: bo
         status = r.status + (
             f" ({r.last_phase})" if r.status in ("crashed", "cancelled", "stalled") and r.last_phase else ""
         )
-        started, preset, config = r.started[5:16].replace("T", " "), r.spec.get("preset") or "-", r.spec.get("config")
+        started, preset, config = short_stamp(r.started), r.spec.get("preset") or "-", r.spec.get("config")
         cells: list[str | Text] = [
             str(r.spec.get("seed", "-")),
             Text(status, style=STATUS_STYLE.get(r.status, "")),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import time
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import replace
@@ -34,6 +33,7 @@ from textual.worker import Worker, WorkerState
 from engine.core.errors import JouleLabError
 from engine.core.events import FAILED_STATUSES
 from engine.core.spec import SpecError, new_run_id
+from engine.core.timestamps import clock_time, compact_stamp
 from engine.orchestrate import plan_files as plan_store
 from engine.orchestrate import plan_runner as runs
 from engine.orchestrate.worker_process import worker_command as default_worker_command
@@ -164,7 +164,7 @@ class JouleLabApp(App):
         markup: bool = True,
     ) -> None:
         """A toast, kept in the message log too (n opens it): an export's path outlives its toast."""
-        self.messages.append((time.strftime("%H:%M:%S"), severity, title, str(message)))
+        self.messages.append((clock_time(), severity, title, str(message)))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def action_messages(self) -> None:
@@ -567,7 +567,7 @@ class JouleLabApp(App):
             if not records:
                 self.notify("No runs to export.", severity="warning")
                 return
-            stamp = time.strftime("%Y%m%d-%H%M%S")
+            stamp = compact_stamp()
 
             def done(request: ExportRequest | None) -> None:
                 if request is not None:

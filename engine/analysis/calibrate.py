@@ -20,7 +20,6 @@ import json
 import math
 import socket
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +38,7 @@ from engine.analysis.stats import (
     verdict,
 )
 from engine.core.records import METERED_PHASES, RunSummary
+from engine.core.timestamps import now_stamp
 from engine.orchestrate.presets import PlannedRun, Preset
 from engine.worker.data.cache import cache_root
 from engine.worker.meters.base import weakest_source
@@ -126,7 +126,7 @@ def analyse(summaries: list[RunSummary]) -> CalibrationRecord:
         socket.gethostname(),
         sd_log,
         len(pairs),
-        time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        now_stamp(),
         (runs[0].config or "").rpartition("#")[0],
     )
     return {

@@ -6,13 +6,13 @@ import dataclasses
 import difflib
 import math
 import secrets
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.core.errors import JouleLabError
 from engine.core.records.config_key import ConfigKey, mode_label
+from engine.core.timestamps import compact_stamp
 from engine.store.run_log import RUN_ID_RE
 from engine.worker.device import DEVICE_PATTERN
 
@@ -141,7 +141,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    return compact_stamp() + "-" + secrets.token_hex(3)
 
 
 def suggest(name: str, options: Iterable[str]) -> str:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.core.timestamps import now_stamp
 from engine.store.run_log import RUN_JSON, atomic_write_json, run_status, same_process_alive, worker_alive
 
 PLANS_DIR = ".plans"
@@ -59,7 +59,7 @@ def record_plan(logs_dir: Path, plan_id: str, title: str, source: str, items: li
                 "plan_id": plan_id,
                 "title": title,
                 "source": source,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "created": now_stamp(),
                 "owner": {"pid": os.getpid(), "pid_started": process_started(os.getpid())},
                 "state": "running",
                 "items": [{"run_id": item["spec"].get("run_id"), "status": None, **item} for item in items],

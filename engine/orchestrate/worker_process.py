@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from engine.core.events import (
 )
 from engine.core.records import RunSummary
 from engine.core.spec import RunSpec, new_run_id
+from engine.core.timestamps import now_stamp
 from engine.store.run_log import (
     EVENTS,
     RUN_JSON,
@@ -236,7 +236,7 @@ def record_start(run_path: Path, spec: RunSpec, pid: int) -> None:
         spec=spec.to_dict(),
         pid=pid,
         pid_started=process_started(pid),
-        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        started=now_stamp(),
     )
     atomic_write_json(run_path / RUN_JSON, to_json_object(manifest))
 
@@ -253,7 +253,7 @@ def runner_summary(spec: RunSpec, status: str, error: str, **fields: Any) -> Run
         preset=spec.preset,
         dataset=spec.dataset,
         synthetic=spec.dataset == "synthetic",
-        ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        ended=now_stamp(),
         **fields,
     )
 

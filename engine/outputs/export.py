@@ -672,12 +672,10 @@ def mlflow_payload(record: RunRecord) -> tuple[dict[str, str], list[tuple[str, f
 
 
 def _epoch_ms(stamp: str | None) -> int | None:
-    from datetime import datetime
+    from engine.core.timestamps import parse_stamp
 
-    try:
-        return int(datetime.strptime(stamp or "", "%Y-%m-%dT%H:%M:%S%z").timestamp() * 1000)
-    except ValueError:
-        return None
+    when = parse_stamp(stamp)
+    return int(when.timestamp() * 1000) if when is not None else None
 
 
 def _mlflow_client_class() -> type[MlflowClient]:
