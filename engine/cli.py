@@ -611,14 +611,9 @@ def _records(
 
 
 def _energy_cell(summary: RunSummary | None, phase: str = "train") -> str:
-    from engine.outputs.tables import SOURCE_MARK, fmt_number
+    from engine.outputs.tables import energy_cell
 
-    total = summary.total(phase) if summary is not None else None
-    if total is None or total.source is None:
-        return "-"
-    # Never a bare number that is not a measurement: say why it is incomplete or below idle.
-    why = " (gap)" if total.gap else " (below idle)" if total.net_j < 0 else ""
-    return f"{SOURCE_MARK[total.source]}{fmt_number(total.net_j)}{why}"
+    return energy_cell(summary.total(phase) if summary is not None else None)
 
 
 RUNS_SHOWN = 100  # `joulelab runs` lists the newest this many unless --all: it reads only those
@@ -656,8 +651,10 @@ def _runs_table(records: list[RunRecord], logs_dir: Path, total: int, narrow: bo
     configuration, no vertical rules, so every column fits 80 columns."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    from engine.outputs.tables import ABBREV_NOTE, short_key
+    from engine.core.timestamps import short_stamp
+    from engine.outputs.tables import ABBREV_NOTE, STATUS_STYLE, short_key
 
     if narrow:
         table = Table(
@@ -684,10 +681,10 @@ def _runs_table(records: list[RunRecord], logs_dir: Path, total: int, narrow: bo
         status = r.status + (
             f" ({r.last_phase})" if r.status in ("crashed", "cancelled", "stalled") and r.last_phase else ""
         )
-        started, preset, config = r.started[5:16].replace("T", " "), r.spec.get("preset") or "-", r.spec.get("config")
-        cells = [
+        started, preset, config = short_stamp(r.started), r.spec.get("preset") or "-", r.spec.get("config")
+        cells: list[str | Text] = [
             str(r.spec.get("seed", "-")),
-            status,
+            Text(status, style=STATUS_STYLE.get(r.status, "")),
             _energy_cell(r.summary),
             f"{100 * acc:.1f}" if acc is not None else "-",
         ]

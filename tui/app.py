@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import time
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import replace
@@ -32,8 +31,9 @@ from textual.widgets import Button, TabbedContent
 from textual.worker import Worker, WorkerState
 
 from engine.core.errors import JouleLabError
-from engine.core.events import FAILED_STATUSES, Sample
+from engine.core.events import FAILED_STATUSES
 from engine.core.spec import SpecError, new_run_id
+from engine.core.timestamps import clock_time, compact_stamp
 from engine.orchestrate import plan_files as plan_store
 from engine.orchestrate import plan_runner as runs
 from engine.orchestrate.worker_process import worker_command as default_worker_command
@@ -164,7 +164,7 @@ class JouleLabApp(App):
         markup: bool = True,
     ) -> None:
         """A toast, kept in the message log too (n opens it): an export's path outlives its toast."""
-        self.messages.append((time.strftime("%H:%M:%S"), severity, title, str(message)))
+        self.messages.append((clock_time(), severity, title, str(message)))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def action_messages(self) -> None:
@@ -453,8 +453,8 @@ class JouleLabApp(App):
     @work(thread=True, group="reference", exclusive=True, exit_on_error=False)
     def load_reference(self, index: int, config: str, run_id: str) -> None:
         """The newest complete run of this configuration before this one, as total watts by time."""
-        from engine.core.energy import in_totals
         from engine.core.run_files import EVENTS
+        from engine.orchestrate.event_fold import power_trace
         from engine.store.run_log import list_runs, read_events
 
         for record in reversed(list_runs(self.logs_dir)):
@@ -462,16 +462,7 @@ class JouleLabApp(App):
             if record.run_id == run_id or record.status != "complete" or summary is None or summary.config != config:
                 continue
             events, _ = read_events(record.path / EVENTS)
-            kinds = {m.name: m.kind for m in summary.meters}
-            t0 = events[0].t if events else 0.0
-            t, w = [], []
-            for e in events:
-                if isinstance(e, Sample):
-                    # the engine's totals: no platform (psys) and no cross-check domain, which would count twice
-                    watts = [d["w"] for n, d in e.domains.items() if d["w"] is not None and in_totals(kinds.get(n))]
-                    if watts:
-                        t.append(e.t - t0)
-                        w.append(sum(watts))
+            t, w = power_trace(events)  # the engine's totals: no platform (psys), no cross-check domain
             if t:
                 self.post_message(ReferenceLoaded(index, f"past {record.run_id}", t, w))
             return
@@ -577,7 +568,7 @@ class JouleLabApp(App):
             if not records:
                 self.notify("No runs to export.", severity="warning")
                 return
-            stamp = time.strftime("%Y%m%d-%H%M%S")
+            stamp = compact_stamp()
 
             def done(request: ExportRequest | None) -> None:
                 if request is not None:

@@ -15,17 +15,9 @@ SHORT_NOTE = {
 
 
 def number(value: float | None) -> str:
-    """Three significant digits in plain decimal notation, never an exponent (13.4, 0.0219,
-    0.0000604): the one number format of the lab's joules and watts."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if value == 0 or math.isinf(value) or abs(value) >= 100:
-        return fmt_number(value)
-    value = float(f"{value:.3g}")  # round first: 9.996 is 10.0, not 10.00
-    if abs(value) >= 100:
-        return fmt_number(value)
-    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
-    return f"{value:.{decimals}f}"
+    """The engine's one number format (engine.outputs.tables.fmt_number) with its trailing zeros
+    kept, so the lab's live joules and watts keep their width (13.4, 2.50, 0.0000604)."""
+    return fmt_number(value, fixed=True)
 
 
 def joules(value: float | None, source: str | None = None) -> str:

@@ -1,77 +1,27 @@
-"""The live state of one run, folded from its events.
+"""The lab's view of one run: the one event fold plus what only the lab shows.
 
-`engine.orchestrate.plan_runner.LiveTotals` is the one fold of events into what a person watches (phase, epoch,
-watts, running joules per phase and domain net of the idle baseline, provenance); the CLI's
-progress reads it too. `RunState` extends it with what only the lab shows: the phase boundaries
-for the graph, the curve so far, and elapsed/remaining time. Times are the worker's
-monotonic event times, so a replayed stream shows exactly what the live one did.
+`engine.orchestrate.event_fold.RunFold` is the one fold of a run's events (phase, epoch, watts,
+joules per phase and domain net of the idle baseline, provenance); the CLI's progress reads it
+too. `RunState` adds only what the lab's widgets ask of it (the time left in a training phase,
+provenance marks); it derives no energy. Times are the worker's monotonic event times, so a
+replayed stream shows exactly what the live one did.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from engine.core.energy import weakest_source
-from engine.core.events import AnyEvent, Epoch, Error, Hello, MeterInfo, PhaseStart, Result
-from engine.orchestrate.plan_runner import LiveTotals
+from engine.orchestrate.event_fold import RunFold
 from engine.outputs.tables import SOURCE_MARK
 
 
 @dataclass
-class RunState(LiveTotals):
-    t0: float | None = None
-    t_last: float | None = None
-    meters: list[MeterInfo] = field(default_factory=list)  # from hello
-    missing: list[dict[str, Any]] = field(default_factory=list)
-    boundaries: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, phase)
-    curve: list[dict] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
-    error: str | None = None
-
-    def update(self, event: AnyEvent) -> None:
-        super().update(event)
-        t = event.t
-        if event.run:
-            if self.t0 is None:
-                self.t0 = t
-            self.t_last = t if self.t_last is None else max(self.t_last, t)
-        match event:
-            case Hello():
-                self.meters = list(event.meters)
-                self.missing = list(event.missing)
-            case PhaseStart(phase=phase):
-                self.boundaries.append((self.since_start(t), phase))
-            case Epoch():
-                self.curve.append(
-                    {
-                        "phase": event.phase,
-                        "epoch": event.epoch,
-                        "val_accuracy": event.val_accuracy,
-                        "cumulative_j": event.cumulative_j,
-                        "source": event.source,
-                    }
-                )
-            case Result():
-                self.metrics = event.metrics
-            case Error():
-                self.error = event.message
-
-    # -- what the views read -------------------------------------------------------------
-    def since_start(self, t: float | None) -> float:
-        if t is None or self.t0 is None:
-            return 0.0
-        return t - self.t0
-
-    @property
-    def elapsed_s(self) -> float:
-        return self.since_start(self.t_last)
-
+class RunState(RunFold):
     @property
     def phase_remaining_s(self) -> float | None:
         """Left in the current training phase, from its progress so far (None when unknown)."""
-        row = self.rows.get(self.phase or "")
-        if row is None or row.final or not (self.epochs and self.steps and self.epoch and self.step):
+        row = self.open_row
+        if row is None or not (self.epochs and self.steps and self.epoch and self.step):
             return None
         done = (self.epoch - 1) * self.steps + self.step
         total = self.epochs * self.steps
@@ -81,8 +31,7 @@ class RunState(LiveTotals):
         return max(0.0, spent * (total - done) / done)
 
     def domain_names(self) -> list[str]:
-        names = [m["name"] for m in self.meters]
-        return names + [n for n in self.joules_now if n not in names]
+        return list(self.domains())
 
     def domain_source(self, name: str) -> str | None:
         return self.sources.get(name)
@@ -92,9 +41,7 @@ class RunState(LiveTotals):
 
     @property
     def overall_source(self) -> str | None:
-        names = self._counted()
-        known = [self.sources[n] for n in names if self.sources.get(n)]
-        return weakest_source(known) if known else None
+        return self.source
 
     def mark(self, name: str | None = None) -> str:
         source = self.overall_source if name is None else self.sources.get(name)

@@ -21,7 +21,6 @@ import math
 import socket
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +45,7 @@ from engine.core.errors import JouleLabError
 from engine.core.records import METERED_PHASES, RunSummary
 from engine.core.run_files import atomic_write_json
 from engine.core.settings import env_var, settings
+from engine.core.timestamps import now_stamp
 from engine.orchestrate.presets import PlannedRun, Preset
 
 ARMS = ("A", "B")
@@ -131,7 +131,7 @@ def analyse(summaries: list[RunSummary]) -> CalibrationRecord:
         socket.gethostname(),
         sd_log,
         len(pairs),
-        time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        now_stamp(),
         (runs[0].config or "").rpartition("#")[0],
     )
     return {

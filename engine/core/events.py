@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 import msgspec
 
@@ -53,10 +53,15 @@ PHASES = ("idle", "warmup", "pretrain", "train", "prune", "test")
 # How a joule value was obtained. Every energy value anywhere carries one of these.
 SOURCES = ("counter", "polled", "modelled")
 
-FINAL_STATUSES = ("complete", "cancelled", "failed", "stalled")
-# A run that ended without its result: failed (an error), stalled (silent, killed by the runner),
-# crashed (died without a summary; the store's verdict, never an event's).
-FAILED_STATUSES = ("failed", "crashed", "stalled")
+# The one status type. A run ends complete, cancelled, failed (an error) or stalled (silent,
+# killed by the runner): what its `done` event and summary.json say. The store adds its verdicts
+# on runs without a summary: running (its worker is alive), crashed (died without one), damaged
+# (its files cannot be read).
+FinalStatus = Literal["complete", "cancelled", "failed", "stalled"]
+RunStatus = Literal[FinalStatus, "crashed", "running", "damaged"]
+FINAL_STATUSES: tuple[FinalStatus, ...] = get_args(FinalStatus)
+# A run that ended without its result.
+FAILED_STATUSES: tuple[RunStatus, ...] = ("failed", "crashed", "stalled")
 
 
 class ProtocolError(JouleLabError):
@@ -164,7 +169,7 @@ class Error(Event, tag="error"):
 
 
 class Done(Event, tag="done"):
-    status: str
+    status: FinalStatus
     exit_code: int | None = None  # None: written by the runner for a worker it killed (stalled)
 
 

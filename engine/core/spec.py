@@ -7,7 +7,6 @@ import difflib
 import math
 import re
 import secrets
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from engine.core.errors import JouleLabError
 from engine.core.records.config_key import ConfigKey, mode_label
 from engine.core.run_files import RUN_ID_RE
+from engine.core.timestamps import compact_stamp
 
 # auto, cpu, cuda or cuda:N (engine.worker.device resolves it on the worker's machine)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -144,7 +144,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    return compact_stamp() + "-" + secrets.token_hex(3)
 
 
 def suggest(name: str, options: Iterable[str]) -> str:

@@ -19,9 +19,8 @@ from engine.core.events import AnyEvent, Done, Error, Result
 from engine.core.process import same_process_alive
 from engine.core.run_files import EVENTS, RUN_JSON, SUMMARY
 from engine.core.spec import spec_from_dict
-from engine.orchestrate.plan_files import run_alive
 from engine.orchestrate.worker_process import CANCEL_GRACE_S, RunOutcome
-from engine.store.run_log import EventTail
+from engine.store.run_log import EventTail, worker_alive
 
 POLL_S = 0.2  # how often the log is read for new lines
 
@@ -40,7 +39,7 @@ class FollowedRun:
         self.result: Result | None = None
 
     def alive(self) -> bool:
-        return run_alive(self.run_path)
+        return worker_alive(self.run_path)
 
     async def events(self) -> AsyncIterator[AnyEvent]:
         """Every event logged so far, then each new one, until the run's done event or its end."""

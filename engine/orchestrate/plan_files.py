@@ -16,27 +16,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.core.process import process_started, same_process_alive
-from engine.core.run_files import RUN_JSON, SUMMARY, atomic_write_json
+from engine.core.run_files import RUN_JSON, atomic_write_json
+from engine.core.timestamps import now_stamp
+from engine.store.run_log import run_status, worker_alive
 
 PLANS_DIR = ".plans"
-
-
-def run_alive(run_path: Path) -> bool:
-    """The run's worker (pid and start time from its run.json) still runs and has no summary."""
-    if (run_path / SUMMARY).exists():
-        return False
-    try:
-        manifest = json.loads((run_path / RUN_JSON).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return same_process_alive(manifest.get("pid"), manifest.get("pid_started"))
 
 
 def running_runs(logs_dir: Path) -> list[Path]:
@@ -44,17 +34,8 @@ def running_runs(logs_dir: Path) -> list[Path]:
     logs_dir = Path(logs_dir)
     if not logs_dir.is_dir():
         return []
-    found = [p for p in logs_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and run_alive(p)]
+    found = [p for p in logs_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and worker_alive(p)]
     return sorted(found, key=lambda p: ((p / RUN_JSON).stat().st_mtime, p.name))
-
-
-def run_status(run_path: Path) -> str | None:
-    """complete | cancelled | failed from the summary, running while alive, else None."""
-    try:
-        summary = json.loads((run_path / SUMMARY).read_text())
-    except (OSError, json.JSONDecodeError):
-        return "running" if run_alive(run_path) else None
-    return str(summary.get("status", "failed"))
 
 
 # -- the plan file --------------------------------------------------------------------------------
@@ -69,7 +50,7 @@ def record_plan(logs_dir: Path, plan_id: str, title: str, source: str, items: li
                 "plan_id": plan_id,
                 "title": title,
                 "source": source,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "created": now_stamp(),
                 "owner": {"pid": os.getpid(), "pid_started": process_started(os.getpid())},
                 "state": "running",
                 "items": [{"run_id": item["spec"].get("run_id"), "status": None, **item} for item in items],

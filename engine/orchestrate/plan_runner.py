@@ -5,8 +5,8 @@ drive it and only turn its updates into what they show. It owns the order of the
 stalls (through engine.orchestrate.worker_process), holding the next run while the lab asks whether to quit, leaving
 a run going when the lab closes, and the plan file's bookkeeping (engine.orchestrate.plan_files).
 
-`LiveTotals` folds a run's events into what a person watches (phase, epoch, watts, running joules
-with provenance); the CLI's rich progress and the TUI both read it, so both show the same numbers.
+The CLI's rich progress reads each run through the one event fold (engine.orchestrate.event_fold),
+as the lab does, so both show the same numbers.
 """
 
 from __future__ import annotations
@@ -16,21 +16,19 @@ import signal
 import sys
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from engine.core.energy import idle_energy, idle_watts_from, in_totals, weakest_source
 from engine.core.events import (
     AnyEvent,
     Done,
     Epoch,
     Error,
     Hello,
-    MachineLoad,
     PhaseEnd,
     PhaseStart,
     Result,
@@ -42,6 +40,7 @@ from engine.core.events import (
 from engine.core.records import RunSummary
 from engine.core.spec import RunSpec, new_run_id
 from engine.orchestrate import plan_files as plan_store
+from engine.orchestrate.event_fold import RunFold
 from engine.orchestrate.followed_run import FollowedRun
 from engine.orchestrate.presets import PlannedRun
 from engine.orchestrate.worker_process import RunOutcome, WorkerProcess, worker_command
@@ -50,150 +49,6 @@ from engine.store.run_log import load_summary
 if TYPE_CHECKING:
     from engine.outputs.export import MlflowTarget  # imports pandas: only where MLflow is used
     from engine.outputs.prometheus import MetricsServer
-
-
-@dataclass
-class PhaseRow:
-    """One phase's joules per domain as they accumulate: gross from the samples' cumulative
-    joules, net of the idle baseline the same way the worker records it (engine.worker.meters.sampler);
-    once the phase ends, exactly the worker's values from its phase_end."""
-
-    phase: str
-    start_t: float
-    start_j: dict[str, float]
-    net_j: dict[str, float] = field(default_factory=dict)
-    gross_j: dict[str, float] = field(default_factory=dict)
-    total_net_j: float = 0.0
-    total_gross_j: float = 0.0
-    duration_s: float = 0.0
-    final: bool = False
-    partial: bool = False
-
-
-@dataclass
-class LiveTotals:
-    """Running state of one run, built only from its events."""
-
-    phase: str | None = None
-    epoch: int | None = None
-    epochs: int | None = None
-    step: int | None = None
-    steps: int | None = None
-    loss: float | None = None
-    accuracy: float | None = None
-    val_accuracy: float | None = None
-    samples_per_s: float | None = None
-    watts: dict[str, float] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
-    kinds: dict[str, str] = field(default_factory=dict)
-    joules_now: dict[str, float] = field(default_factory=dict)  # cumulative meter joules at the last sample
-    joules_at_start: dict[str, float] = field(default_factory=dict)
-    status: str | None = None
-    machine: MachineLoad | None = None  # the last second's contention (a sample's `machine`)
-    idle_w: dict[str, float] = field(default_factory=dict)  # the idle baseline, once its phase ended
-    rows: dict[str, PhaseRow] = field(default_factory=dict)  # in phase order
-
-    def update(self, event: AnyEvent) -> None:
-        match event:
-            case Hello():
-                for m in event.meters:
-                    self.sources[m["name"]] = m["source"]
-                    self.kinds[m["name"]] = m["kind"]
-            case Sample():
-                for name, d in event.domains.items():
-                    self.joules_at_start.setdefault(name, d["j"])
-                    self.joules_now[name] = d["j"]
-                    if d["w"] is not None:
-                        self.watts[name] = d["w"]
-                    self.sources.setdefault(name, d["source"])
-                if event.machine is not None:
-                    self.machine = event.machine
-                self._running_phase(event.t)
-            case PhaseStart():
-                self.phase = event.phase
-                self.epoch = self.step = None
-                self.rows[event.phase] = PhaseRow(event.phase, event.t, dict(self.joules_now))
-            case PhaseEnd():
-                self._phase_ended(event)
-            case ProgressEvent():
-                self.epoch, self.epochs, self.step, self.steps = event.epoch, event.epochs, event.step, event.steps
-                self.loss, self.accuracy, self.samples_per_s = event.loss, event.accuracy, event.samples_per_s
-            case Epoch():
-                self.val_accuracy = event.val_accuracy
-            case Done():
-                self.status = event.status
-
-    def _phase_ended(self, event: PhaseEnd) -> None:
-        row = self.rows.get(event.phase) or PhaseRow(event.phase, event.t, {})
-        row.final, row.partial = True, event.partial
-        row.duration_s = event.duration_s
-        for name, e in event.energy.items():
-            row.net_j[name], row.gross_j[name] = e["net_j"], e["gross_j"]
-            if e.get("source"):
-                self.sources[name] = e["source"]
-        row.total_net_j, row.total_gross_j = event.total.get("net_j", 0.0), event.total.get("gross_j", 0.0)
-        self.rows[event.phase] = row
-        if event.phase == "idle":
-            self.idle_w = idle_watts_from(row.gross_j, row.duration_s)
-
-    def _running_phase(self, t: float) -> None:
-        row = self.rows.get(self.phase or "")
-        if row is None or row.final:
-            return
-        dt = max(0.0, t - row.start_t)
-        for name, j in self.joules_now.items():
-            gross = j - row.start_j.get(name, self.joules_at_start.get(name, j))
-            row.gross_j[name] = gross
-            # the idle phase is all idle; the others subtract the baseline as the worker will
-            row.net_j[name] = gross if row.phase == "idle" else gross - idle_energy(self.idle_w.get(name, 0.0), dt)
-        counted = self._counted()
-        row.total_gross_j = sum(row.gross_j.get(n, 0.0) for n in counted)
-        row.total_net_j = sum(row.net_j.get(n, 0.0) for n in counted)
-        row.duration_s = dt
-
-    def _counted(self) -> list[str]:
-        return [n for n in self.joules_now if in_totals(self.kinds.get(n))]
-
-    @property
-    def net_total_j(self) -> float:
-        """Net joules of every phase but idle, so far."""
-        return sum(r.total_net_j for p, r in self.rows.items() if p != "idle")
-
-    @property
-    def total_w(self) -> float:
-        return sum(self.watts.get(n, 0.0) for n in self._counted())
-
-    @property
-    def total_j(self) -> float:
-        return sum(self.joules_now[n] - self.joules_at_start[n] for n in self._counted())
-
-    @property
-    def source(self) -> str | None:
-        names = self._counted()
-        return weakest_source(self.sources[n] for n in names) if names else None
-
-    def energy_text(self) -> str:
-        if not self.joules_now:
-            return "waiting for meters"
-        mark = "~" if self.source == "modelled" else ""
-        return f"{mark}{self.total_w:6.1f} W  {mark}{self.total_j:8.1f} J {self.source}{self.busy_text()}"
-
-    def busy_text(self) -> str:
-        """' ! busy: others 48 % CPU' while other processes contend for the machine, else ''."""
-        if self.machine is None or not self.machine["contended"]:
-            return ""
-        share = self.machine["others_cpu_share"] + self.machine["steal_share"]
-        return f" ! busy: others {100 * share:.0f} % CPU"
-
-    def progress_text(self) -> str:
-        parts = [self.phase or "starting"]
-        if self.epoch is not None:
-            parts.append(f"epoch {self.epoch}/{self.epochs}")
-        if self.loss is not None:
-            parts.append(f"loss {self.loss:.3f}")
-        if self.val_accuracy is not None:
-            parts.append(f"val {self.val_accuracy:.1%}")
-        return "  ".join(parts)
 
 
 # -- the plan runner ----------------------------------------------------------------------------
@@ -498,14 +353,14 @@ class _PlanProgress:
         self.progress = run_progress(console, counts=True)
         self.overall = self.progress.add_task(f"[bold]{len(plan)} runs", total=len(plan), detail="", energy="")
         self.task = self.overall
-        self.live = LiveTotals()
+        self.live = RunFold()
 
     def show(self, update: PlanUpdate) -> None:
         progress, live = self.progress, self.live
         match update:
             case RunStarted(index=index):
                 planned = self.plan[index]
-                self.live = LiveTotals()
+                self.live = RunFold()
                 label = f"{planned.config.key} #{planned.trial + 1}"
                 self.task = progress.add_task(label, total=None, detail="starting", energy="")
             case RunEvents(events=events):

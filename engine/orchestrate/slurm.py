@@ -32,19 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.errors import JouleLabError
 from engine.core.events import FAILED_STATUSES
-from engine.core.run_files import EVENTS, RUN_JSON, SUMMARY, atomic_write_json
+from engine.core.run_files import EVENTS, RUN_JSON, atomic_write_json
 from engine.core.settings import env_var
 from engine.core.spec import RunSpec, new_run_id, spec_from_dict
+from engine.orchestrate.event_fold import RunFold
 from engine.orchestrate.presets import PlannedRun
-from engine.store.run_log import EventTail
+from engine.store.run_log import EventTail, summary_status
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from rich.console import Console
     from submitit import Job, SlurmExecutor
-
-    from engine.orchestrate.plan_runner import LiveTotals
 
 JOBS_DIR = ".jobs"
 CONTEXT_ENV = env_var("slurm")  # requested/granted resources, passed from the job to its workers
@@ -323,13 +322,13 @@ def queue_states() -> dict[str, tuple[str, str]]:
 
 
 def run_state(logs_dir: Path, run_id: str) -> str:
-    """complete | failed | cancelled | crashed from the summary; started (a log, no summary); not started."""
+    """The summary's status (engine.store.run_log.summary_status); without one, started (a log:
+    its worker runs, or ran, on a node whose processes this machine cannot see) or not started."""
     path = logs_dir / run_id
-    try:
-        summary = json.loads((path / SUMMARY).read_text())
-    except (OSError, json.JSONDecodeError):
-        return "started" if (path / RUN_JSON).exists() else "not started"
-    return str(summary.get("status", "failed"))
+    status = summary_status(path)
+    if status is not None:
+        return status
+    return "started" if (path / RUN_JSON).exists() else "not started"
 
 
 def run_node(logs_dir: Path, run_id: str) -> str | None:
@@ -429,15 +428,12 @@ class JobView:
 
 class Follower:
     """Polls the jobs of a submission: queue state from squeue, live watts and joules of the run
-    each job is on from its events.jsonl (folded by LiveTotals, as for a local run)."""
+    each job is on from its events.jsonl (the one event fold, as for a local run)."""
 
     def __init__(self, record: dict[str, Any]) -> None:
-        from engine.orchestrate.plan_runner import LiveTotals
-
         self.record, self.logs_dir = record, Path(record["logs_dir"])
-        self._new_live = LiveTotals
         self.tails: dict[str, EventTail] = {}
-        self.lives: dict[str, LiveTotals] = {}
+        self.lives: dict[str, RunFold] = {}
 
     def poll(self) -> list[JobView]:
         """One look at every current job. Raises SlurmError when the queue cannot be read."""
@@ -449,7 +445,7 @@ class Follower:
             for run in job["runs"]:
                 rid = run["run_id"]
                 tail = self.tails.setdefault(rid, EventTail(self.logs_dir / rid / EVENTS))
-                live = self.lives.setdefault(rid, self._new_live())
+                live = self.lives.setdefault(rid, RunFold())
                 for event in tail.read():
                     live.update(event)
                 finished += live.status is not None

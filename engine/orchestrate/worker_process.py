@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,22 +26,18 @@ from typing import Any
 from engine.core.events import (
     AnyEvent,
     Done,
-    Epoch,
     Error,
-    Hello,
-    MeterGap,
-    PhaseEnd,
-    PhaseStart,
     ProtocolError,
     Result,
-    Sample,
+    RunStatus,
     decode_event,
 )
 from engine.core.records import RunSummary
 from engine.core.run_files import EVENTS, RUN_JSON, STDERR, SUMMARY, atomic_write_json, check_writable
 from engine.core.settings import settings
 from engine.core.spec import RunSpec, new_run_id
-from engine.store.run_log import load_summary, read_events, read_json
+from engine.core.timestamps import now_stamp
+from engine.store.run_log import final_status, load_summary, read_events, read_json
 
 CANCEL_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this: the whole group is gone within 2 s
 # Silence (no event at all) after which a worker is declared stalled. Samples arrive at sample_hz
@@ -58,7 +53,7 @@ class RunOutcome:
     run_id: str
     run_path: Path
     exit_code: int
-    status: str  # complete | cancelled | failed | crashed | stalled
+    status: RunStatus  # complete | cancelled | failed | crashed | stalled
     events: int = 0
     bad_lines: int = 0
     error: str | None = None
@@ -89,7 +84,7 @@ class WorkerProcess:
         self.bad_lines = 0
         self.cancelled = False
         self.last_error: str | None = None
-        self.final_status: str | None = None
+        self.final_status: RunStatus | None = None
         self.result: Result | None = None
         self.stall_s = settings().stall_s
         self.stalled = False
@@ -182,7 +177,7 @@ class WorkerProcess:
             status = self.final_status
         elif (summary := load_summary(self.run_path)) is not None:
             # Killed after the summary's rename but before the done line: the summary is the record.
-            status, error = summary.status, summary.error or error
+            status, error = final_status(summary), summary.error or error
         elif self.cancelled:
             status = "cancelled"
         else:
@@ -222,7 +217,7 @@ def record_start(run_path: Path, spec: RunSpec, pid: int) -> None:
         spec=spec.to_dict(),
         pid=pid,
         pid_started=process_started(pid),
-        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        started=now_stamp(),
     )
     atomic_write_json(run_path / RUN_JSON, to_json_object(manifest))
 
@@ -239,7 +234,7 @@ def runner_summary(spec: RunSpec, status: str, error: str, **fields: Any) -> Run
         preset=spec.preset,
         dataset=spec.dataset,
         synthetic=spec.dataset == "synthetic",
-        ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        ended=now_stamp(),
         **fields,
     )
 
@@ -286,7 +281,8 @@ async def run_spec(
 
 
 def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunSummary:
-    """The summary a stalled (killed) worker could not write, rebuilt from its events.jsonl.
+    """The summary a stalled (killed) worker could not write, rebuilt from its events.jsonl
+    through the one event fold (engine.orchestrate.event_fold).
 
     Finished phases are taken as the worker recorded them (its phase_end events); the phase that
     was open is measured from the cumulative joules of its samples, from the last sample at or
@@ -295,7 +291,7 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
     """
     import msgspec
 
-    from engine.core.energy import Domain, Snapshot, idle_watts_from, phase_energy, phase_total
+    from engine.core.energy import Domain, phase_total
     from engine.core.events import encode, make_event
     from engine.core.records import (
         CurvePoint,
@@ -309,67 +305,51 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
         metrics_from_json,
         to_json_object,
     )
+    from engine.orchestrate.event_fold import fold_events
 
     events_path = run_path / EVENTS
     _trim_torn_line(events_path)
     events, _ = read_events(events_path)
+    fold = fold_events(events)
     manifest = read_json(run_path / RUN_JSON) or {}
     run_id = run_path.name
-    hello = next((e for e in events if isinstance(e, Hello)), Hello(run=run_id, t=0.0))
-    domains = {m["name"]: Domain(m["name"], m["source"], m["method"], m.get("kind", "")) for m in hello.meters}
-    phases: dict[str, PhaseRecord] = {}
-    open_phase: tuple[str, Snapshot | None] | None = None
-    last_sample: Snapshot | None = None
-    last_phase = None
-    gap_counts: dict[str, int] = {}
-    for e in events:
-        match e:
-            case MeterGap():
-                gap_counts[e.domain] = gap_counts.get(e.domain, 0) + 1
-            case Sample():
-                joules = {n: d["j"] for n, d in e.domains.items()}
-                last_sample = Snapshot(e.t, joules, frozenset(), dict(gap_counts))
-            case PhaseStart():
-                open_phase, last_phase = (e.phase, last_sample), e.phase
-            case PhaseEnd():
-                phases[e.phase] = PhaseRecord(
-                    duration_s=e.duration_s,
-                    energy=msgspec.convert(e.energy, dict[str, EnergyValue]),
-                    total=msgspec.convert(e.total, PhaseTotal),
-                    partial=e.partial,
-                )
-                open_phase = None
-    idle = phases.get("idle")
-    idle_watts = idle_watts_from({n: d.gross_j for n, d in idle.energy.items()}, idle.duration_s) if idle else {}
-    name, start = open_phase if open_phase is not None else ("", None)
-    if (
-        start is not None
-        and last_sample is not None
-        and set(domains) <= set(start.joules)
-        and set(domains) <= set(last_sample.joules)
-    ):
-        energy = phase_energy(start, last_sample, domains, idle_watts)
-        phases[name] = PhaseRecord(
-            duration_s=last_sample.t - start.t,
-            energy={n: en.as_value() for n, en in energy.items()},
-            total=phase_total(energy.values()),
-            partial=True,
+    domains = {m["name"]: Domain(m["name"], m["source"], m["method"], m.get("kind", "")) for m in fold.meters}
+    phases = {
+        name: PhaseRecord(
+            duration_s=row.ended.duration_s,
+            energy=msgspec.convert(row.ended.energy, dict[str, EnergyValue]),
+            total=msgspec.convert(row.ended.total, PhaseTotal),
+            partial=row.ended.partial,
         )
-    result = next((e for e in reversed(events) if isinstance(e, Result)), None)
+        for name, row in fold.rows.items()
+        if row.ended is not None
+    }
+    open_row, end = fold.open_row, fold.last_sample
+    energy = fold.open_phase_energy(from_first_sample=False)
+    if open_row is not None and open_row.start is not None and end is not None and energy is not None:
+        if set(domains) <= set(energy):
+            # each domain as hello declared it (a phase_end may have relabelled the fold's view)
+            energy = {n: replace(e, domain=domains[n]) for n, e in energy.items() if n in domains}
+            phases[open_row.phase] = PhaseRecord(
+                duration_s=end.t - open_row.start.t,
+                energy={n: en.as_value() for n, en in energy.items()},
+                total=phase_total(energy.values()),
+                partial=True,
+            )
     summary = runner_summary(
         run_spec,
         "stalled",
         error,
         started=manifest.get("started"),
-        duration_s=(events[-1].t - events[0].t) if events else 0.0,
-        last_phase=last_phase,
+        duration_s=fold.elapsed_s,
+        last_phase=fold.phase,
         phases=phases,
         idle_watts={
             n: IdlePower(w=w, source=domains[n].source, method=domains[n].method)
-            for n, w in idle_watts.items()
+            for n, w in fold.idle_w.items()
             if n in domains
         },
-        metrics=metrics_from_json(result.metrics) if result is not None else Metrics(),
+        metrics=metrics_from_json(fold.metrics) if fold.metrics is not None else Metrics(),
         curve=[
             # an epoch event without a phase predates pruning's epochs: training
             CurvePoint(
@@ -379,20 +359,19 @@ def write_stalled_summary(run_path: Path, run_spec: RunSpec, error: str) -> RunS
                 cumulative_j=e.cumulative_j,
                 source=e.source,
             )
-            for e in events
-            if isinstance(e, Epoch)
+            for e in fold.curve
         ],
         meters=[MeterDomain(name=d.name, source=d.source, method=d.method, kind=d.kind) for d in domains.values()],
         missing_meters=[
-            MissingMeter(meter=str(m.get("meter", "")), reason=str(m.get("reason", ""))) for m in hello.missing
+            MissingMeter(meter=str(m.get("meter", "")), reason=str(m.get("reason", ""))) for m in fold.missing
         ],
-        meter_gaps=sorted({e.domain for e in events if isinstance(e, MeterGap)}),
-        events=len(events) + 2,
+        meter_gaps=sorted(fold.gap_counts),
+        events=fold.events + 2,
         written_by="runner (the worker stalled)",
     )
     atomic_write_json(run_path / SUMMARY, to_json_object(summary))
     with open(events_path, "a", encoding="utf-8") as f:
-        f.write(encode(make_event("error", run_id, message=error, where=last_phase)))
+        f.write(encode(make_event("error", run_id, message=error, where=fold.phase)))
         f.write(encode(make_event("done", run_id, status="stalled", exit_code=None)))
     return summary
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from engine.analysis.stats import Comparison, ConfigStats, Estimate, EstimateDict
 from engine.core.errors import JouleLabError
-from engine.core.events import FAILED_STATUSES, PHASES, Sample
+from engine.core.events import FAILED_STATUSES, PHASES, RunStatus, Sample
 from engine.core.records import ConfigKey
 from engine.core.records.config_key import BASELINE
 from engine.core.run_files import EVENTS, FILE_MODE
@@ -588,7 +588,11 @@ def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) 
 MLFLOW_INSTALL = "pip install 'joulelab[mlflow]'"
 MLFLOW_RUN_ID_TAG = "joulelab.run_id"  # finds a run already logged, so a second export adds nothing
 DEFAULT_MLFLOW_EXPERIMENT = "joulelab"
-_MLFLOW_STATUS = {"complete": "FINISHED", "cancelled": "KILLED", **dict.fromkeys(FAILED_STATUSES, "FAILED")}
+_MLFLOW_STATUS: dict[RunStatus, str] = {
+    "complete": "FINISHED",
+    "cancelled": "KILLED",
+    **dict.fromkeys(FAILED_STATUSES, "FAILED"),
+}
 _MLFLOW_BATCH = 100  # MLflow accepts at most 100 params or tags per batch
 
 
@@ -666,12 +670,10 @@ def mlflow_payload(record: RunRecord) -> tuple[dict[str, str], list[tuple[str, f
 
 
 def _epoch_ms(stamp: str | None) -> int | None:
-    from datetime import datetime
+    from engine.core.timestamps import parse_stamp
 
-    try:
-        return int(datetime.strptime(stamp or "", "%Y-%m-%dT%H:%M:%S%z").timestamp() * 1000)
-    except ValueError:
-        return None
+    when = parse_stamp(stamp)
+    return int(when.timestamp() * 1000) if when is not None else None
 
 
 def _mlflow_client_class() -> type[MlflowClient]:

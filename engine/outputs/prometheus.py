@@ -31,7 +31,8 @@ from types import TracebackType
 from wsgiref.simple_server import WSGIServer
 
 from engine.core.errors import JouleLabError
-from engine.core.events import FAILED_STATUSES, AnyEvent, Done, Hello, MeterGap, PhaseEnd, PhaseStart, Sample
+from engine.core.events import FAILED_STATUSES, AnyEvent, Done, MeterGap, PhaseEnd, PhaseStart, Sample
+from engine.orchestrate.event_fold import RunFold
 
 DEFAULT_ADDR = "127.0.0.1"
 INSTALL = "pip install 'joulelab[prometheus]'"
@@ -51,12 +52,8 @@ def check_port(port: int | None) -> None:
 class _Run:
     configuration: str
     sample_hz: float
-    phase: str | None = None
-    phase_t: float = 0.0  # when the current phase started (worker's monotonic clock)
-    last_j: dict[str, float] = field(default_factory=dict)
-    counted: dict[tuple[str, str], float] = field(default_factory=dict)  # (phase, domain) -> J so far
-    kinds: dict[str, str] = field(default_factory=dict)  # domain -> cpu | dram | gpu | platform
-    last_sample_t: float | None = None
+    fold: RunFold = field(default_factory=RunFold)  # the run's state (engine.orchestrate.event_fold)
+    counted: dict[tuple[str, str], float] = field(default_factory=dict)  # (phase, domain) -> J exported
 
 
 class MetricsServer:
@@ -155,23 +152,19 @@ class MetricsServer:
         if run is None:
             return
         labels = (event.run, run.configuration)
+        if isinstance(event, Sample):  # first: nearly every event is one
+            self._sample(run, labels, event)  # reads the fold's previous sample: before the update
+        run.fold.update(event)
         match event:
-            case Sample():  # first: nearly every event is one
-                self._sample(run, labels, event)
-            case Hello(meters=meters):
-                for m in meters:
-                    run.kinds[m["name"]] = m.get("kind", "")
-            case PhaseStart(phase=phase, t=t):
-                run.phase, run.phase_t = phase, t
+            case PhaseStart(phase=phase):
                 self.state.labels(*labels).state(phase if phase in STATES else "starting")
             case PhaseEnd(phase=phase, energy=energy):
                 for domain, e in energy.items():
                     missing = e["gross_j"] - run.counted.get((phase, domain), 0.0)
                     if missing > 0:
-                        kind = run.kinds.get(domain, "")
+                        kind = run.fold.kinds.get(domain, "")
                         self.joules.labels(*labels, phase, domain, kind, e["source"], e["method"]).inc(missing)
                         run.counted[(phase, domain)] = e["gross_j"]
-                run.phase = None
             case MeterGap(domain=domain):
                 self.gaps.labels(*labels, domain).inc()
             case Done(status=status) if status in STATES:
@@ -184,20 +177,20 @@ class MetricsServer:
             self.state.labels(run_id, run.configuration).state(status)
 
     def _sample(self, run: _Run, labels: tuple[str, str], event: Sample) -> None:
-        t, previous_t = event.t, run.last_sample_t
-        if previous_t is not None and run.sample_hz > 0:
-            missed = round((t - previous_t) * run.sample_hz) - 1
+        """Watts, and the energy counters' rise since the fold's previous sample."""
+        t, previous_sample, open_row = event.t, run.fold.last_sample, run.fold.open_row
+        if previous_sample is not None and run.sample_hz > 0:
+            missed = round((t - previous_sample.t) * run.sample_hz) - 1
             if missed > 0:
                 self.dropped.labels(*labels).inc(missed)
-        run.last_sample_t = t
-        # the phase this sample's interval lies wholly inside, or None
-        phase = run.phase if previous_t is not None and previous_t >= run.phase_t else None
+        # the phase this sample's interval lies wholly inside, or None: a counter never overshoots
+        inside = open_row is not None and previous_sample is not None and previous_sample.t >= open_row.start_t
+        phase = open_row.phase if inside and open_row is not None else None
         for domain, d in event.domains.items():
-            source, method, kind, w = d["source"], d["method"], run.kinds.get(domain, ""), d["w"]
+            source, method, kind, w = d["source"], d["method"], run.fold.kinds.get(domain, ""), d["w"]
             if w is not None:
                 self.watts.labels(*labels, domain, kind, source).set(w)
-            previous = run.last_j.get(domain)
-            run.last_j[domain] = d["j"]
+            previous = previous_sample.joules.get(domain) if previous_sample is not None else None
             if phase is not None and previous is not None and d["j"] > previous:
                 self.joules.labels(*labels, phase, domain, kind, source, method).inc(d["j"] - previous)
                 key = (phase, domain)

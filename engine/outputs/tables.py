@@ -18,7 +18,7 @@ from rich.text import Text
 from engine.analysis.stats import Comparison, ConfigStats, Estimate
 from engine.core.energy import CONTENDED_SHARE
 from engine.core.events import PHASES as PHASE_ORDER
-from engine.core.records import RunSummary
+from engine.core.records import PhaseTotal, RunSummary
 
 if TYPE_CHECKING:
     from engine.analysis.calibrate import CalibrationRecord
@@ -32,8 +32,25 @@ SOURCE_NOTE = {
 }
 
 
-def fmt_number(x: float, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+# The one style of each status, wherever a status is shown (the lab's History and Live tabs too).
+STATUS_STYLE: dict[str, str] = {
+    "complete": "green",
+    "running": "bold cyan",
+    "cancelled": "yellow",
+    "failed": "red",
+    "crashed": "bold red",
+    "stalled": "bold red",
+    "damaged": "bold red",
+    "queued": "dim",
+}
+
+
+def fmt_number(x: float | None, digits: int = 3, *, fixed: bool = False) -> str:
+    """The one number format of what people read: `digits` significant digits in plain decimal
+    notation, never an exponent (13.4, 0.044, 0.0000604); whole from 100 up, with thousands
+    separators from 1000. Trailing zeros go (2.5), unless `fixed` keeps them (2.50), so a number
+    that changes as it is watched keeps its width (the lab)."""
+    if x is None or math.isnan(x):
         return "-"
     if math.isinf(x):
         return "never"
@@ -43,7 +60,21 @@ def fmt_number(x: float, digits: int = 3) -> str:
         return f"{x:,.0f}"
     if abs(x) >= 100:
         return f"{x:.0f}"
-    return f"{x:.{digits}g}"
+    rounded = float(f"{x:.{digits}g}")  # round first: 9.996 is 10.0, not 10.00
+    if abs(rounded) >= 100:
+        return f"{rounded:.0f}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(rounded))))
+    text = f"{rounded:.{decimals}f}"
+    return text if fixed or "." not in text else text.rstrip("0").rstrip(".")
+
+
+def energy_cell(total: PhaseTotal | None) -> str:
+    """A phase's net joules in a listing (`joulelab runs`, the lab's History), never a bare number
+    that is not a measurement: marked modelled (~), incomplete (gap) or below the idle baseline."""
+    if total is None or total.source is None:
+        return "-"
+    why = " (gap)" if total.gap else " (below idle)" if total.net_j < 0 else ""
+    return f"{SOURCE_MARK.get(total.source, '')}{fmt_number(total.net_j)}{why}"
 
 
 class _EstimateStyle(TypedDict):

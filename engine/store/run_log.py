@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.core.events import AnyEvent, PhaseStart, ProtocolError, decode_event
+from engine.core.events import FINAL_STATUSES, AnyEvent, FinalStatus, PhaseStart, ProtocolError, RunStatus, decode_event
 from engine.core.process import same_process_alive
 from engine.core.records import (
     Metrics,
@@ -133,6 +133,44 @@ def load_summary(run_path: Path) -> RunSummary | None:
         return None
 
 
+def summary_status(run_path: Path) -> FinalStatus | None:
+    """The status a run's summary records, or None when it has no readable summary (still
+    running, crashed, or damaged)."""
+    summary = load_summary(run_path)
+    return final_status(summary) if summary is not None else None
+
+
+def final_status(summary: RunSummary) -> FinalStatus:
+    """A summary's status as the status type (a value no JouleLab writes reads as failed)."""
+    status = summary.status
+    return status if status in FINAL_STATUSES else "failed"
+
+
+def worker_alive(run_path: Path) -> bool:
+    """The run has no summary yet and its worker (pid and start time from run.json) still runs on
+    this machine."""
+    if (Path(run_path) / SUMMARY).exists():
+        return False
+    data = read_json(Path(run_path) / RUN_JSON)
+    try:
+        manifest = manifest_from_json(data) if data is not None else None
+    except RecordError:
+        return False
+    return manifest is not None and same_process_alive(manifest.pid, manifest.pid_started)
+
+
+def run_status(run_path: Path) -> RunStatus | None:
+    """The one reader of a run's status on this machine: its summary's status; without a readable
+    summary, running while its worker is alive, else crashed; None when there is no run there
+    (not even a run.json)."""
+    status = summary_status(run_path)
+    if status is not None:
+        return status
+    if worker_alive(run_path):
+        return "running"
+    return "crashed" if (Path(run_path) / RUN_JSON).exists() else None
+
+
 def _last_phase(events_path: Path) -> str | None:
     """The phase a run without a summary reached: the last phase_start, read from the log's end
     (a listing must not parse every event of every crashed run)."""
@@ -165,7 +203,7 @@ class RunRecord:
     path: Path
     manifest: RunManifest
     summary: RunSummary | None
-    status: str  # complete | cancelled | failed | stalled | crashed | running | damaged
+    status: RunStatus
     last_phase: str | None
     problem: str | None = None  # why a damaged run cannot be read as data (one line)
     newer_schema: bool = False  # written by a newer JouleLab: `problem` says to upgrade
@@ -227,7 +265,7 @@ def load_run(path: Path, light: bool = False) -> RunRecord:
     if light:
         manifest, summary = _lighten(manifest, summary)
     if summary is not None:
-        return RunRecord(path.name, path, manifest, summary, summary.status, summary.last_phase)
+        return RunRecord(path.name, path, manifest, summary, final_status(summary), summary.last_phase)
     alive = same_process_alive(manifest.pid, manifest.pid_started)
     return RunRecord(path.name, path, manifest, None, "running" if alive else "crashed", _last_phase(path / EVENTS))
 

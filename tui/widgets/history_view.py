@@ -11,19 +11,9 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from engine.outputs.tables import short_key
+from engine.outputs.tables import STATUS_STYLE, energy_cell, short_key
 from engine.store.run_log import RunRecord, list_runs
 from tui import fmt
-
-STATUS_STYLE = {
-    "complete": "green",
-    "cancelled": "yellow",
-    "failed": "red",
-    "crashed": "bold red",
-    "stalled": "bold red",
-    "damaged": "bold red",
-    "running": "bold cyan",
-}
 
 
 class HistoryTable(DataTable):
@@ -57,10 +47,8 @@ class HistoryTable(DataTable):
 
 
 def _train_j(record: RunRecord) -> str:
-    total = record.summary.total("train") if record.summary is not None else None
-    if total is None:
-        return "-"
-    return fmt.joules(total.net_j, total.source)
+    """The train cell exactly as `joulelab runs` shows it: marked (gap) or (below idle)."""
+    return energy_cell(record.summary.total("train") if record.summary is not None else None)
 
 
 def _accuracy(record: RunRecord) -> str:

@@ -8,19 +8,11 @@ from textual.widgets import Static
 
 from engine.core.energy import in_totals
 from engine.core.events import PHASES
+from engine.outputs.tables import STATUS_STYLE
 from tui import fmt
 from tui.livestate import RunState
 
 CUT = " †"  # a phase that stopped early: its joules are what was measured until then
-STATUS_STYLE = {
-    "complete": "bold green",
-    "running": "bold",
-    "cancelled": "bold yellow",
-    "failed": "bold red",
-    "crashed": "bold red",
-    "stalled": "bold red",
-    "queued": "dim",
-}
 
 
 def _short(name: str, width: int = 10) -> str:
@@ -91,7 +83,7 @@ class RunTotals(Static):
     def show(self, state: RunState | None, status: str | None = None) -> None:
         if status:
             self.status = status
-        head = Text.assemble((self.title, "bold"), "  ", (self.status, STATUS_STYLE.get(self.status, "")))
+        head = Text.assemble((self.title, "bold"), "  ", (self.status, f"bold {STATUS_STYLE.get(self.status, '')}"))
         if state is None or not state.rows:
             waiting = {
                 "queued": "queued: starts when the run before it ends",

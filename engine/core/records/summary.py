@@ -187,7 +187,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     """summary.json: what a run measured, written once at its end (engine.worker.main.Run.summary)."""
 
     run_id: str
-    status: str  # complete | cancelled | failed | stalled
+    status: str  # an engine.core.events.FinalStatus; read through engine.store.run_log.final_status
     error: str | None = None
     spec: dict[str, Any] = {}  # the RunSpec as run (engine.core.spec.RunSpec.to_dict)
     config: str | None = None  # the configuration key, "dataset/size/mode/mechanism"
