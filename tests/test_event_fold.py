@@ -116,3 +116,27 @@ def test_a_phase_that_began_before_the_first_sample_is_measured_live_from_it():
     assert fold.rows["idle"].gross_j == pytest.approx({"cpu": 1.8, "psys": 5.4})
     assert fold.rows["idle"].net_j == fold.rows["idle"].gross_j  # idle is all idle
     assert fold.open_phase_energy(from_first_sample=False) is None  # a rebuilt summary leaves it out
+
+
+def test_the_run_total_leaves_out_the_warm_up_as_the_summary_does():
+    """Defect: the lab's run total (Live and a reopened run) added the unmetered warm-up phase."""
+    warmup_energy = {"cpu": {"gross_j": 12.0, "idle_j": 2.0, "net_j": 10.0, "source": "counter", "method": "rapl:p"}}
+    warmup = [
+        at(make_event("phase_start", "r1", phase="warmup"), 1.0),
+        at(
+            make_event(
+                "phase_end",
+                "r1",
+                phase="warmup",
+                duration_s=0.04,
+                energy=warmup_energy,
+                total={"gross_j": 12.0, "idle_j": 2.0, "net_j": 10.0, "source": "counter"},
+            ),
+            1.04,
+        ),
+    ]
+    raw = stream()
+    with_warmup = raw[:5] + warmup + raw[5:]  # idle, warm-up, then train
+    fold = fold_events([decode_event(encode(e)) for e in with_warmup])
+    assert fold.rows["warmup"].total_net_j == pytest.approx(10.0)
+    assert fold.net_total_j == pytest.approx(fold.rows["train"].total_net_j)

@@ -34,6 +34,7 @@ from engine.core.events import (
     Result,
     Sample,
 )
+from engine.core.records import BASELINE_PHASES
 
 
 @dataclass
@@ -204,8 +205,9 @@ class RunFold:
 
     @property
     def net_total_j(self) -> float:
-        """Net joules of every phase but idle, so far."""
-        return sum(r.total_net_j for p, r in self.rows.items() if p != "idle")
+        """Net joules of the metered phases so far: what summary.json totals (the idle baseline
+        and the unmetered warm-up are in no figure)."""
+        return sum(r.total_net_j for p, r in self.rows.items() if p not in BASELINE_PHASES)
 
     @property
     def total_w(self) -> float:
