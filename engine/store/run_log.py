@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from engine.core.events import FINAL_STATUSES, AnyEvent, FinalStatus, PhaseStart, ProtocolError, RunStatus, decode_event
 from engine.core.process import same_process_alive
@@ -55,13 +56,13 @@ def read_events(path: Path) -> tuple[list[AnyEvent], int]:
     events: list[AnyEvent] = []
     bad = 0
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             for line in f:
                 try:
                     events.append(decode_event(line))
                 except ProtocolError:
                     bad += 1
-    except FileNotFoundError:
+    except (FileNotFoundError, NotARegularFile):
         pass
     return events, bad
 
@@ -78,10 +79,10 @@ class EventTail:
 
     def read(self) -> list[AnyEvent]:
         try:
-            with open(self.path, "rb") as f:
+            with open_regular(self.path) as f:
                 f.seek(self.offset)
                 data = f.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotARegularFile):
             data = b""
         self.offset += len(data)
         self.grew = bool(data)
@@ -98,12 +99,43 @@ class EventTail:
         return events
 
 
+# The largest run.json or summary.json read. A real one is a few kB to a few hundred kB (a long
+# run's curve); anything larger is not a record, and reading it whole would take the memory.
+MAX_RECORD_BYTES = 16 << 20
+
+
+class NotARegularFile(OSError):
+    """A log file that is a FIFO, a device or a directory: never read (a FIFO would block)."""
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a log file for reading only if it is a regular file. Opened without blocking and
+    checked on the open descriptor, so a FIFO put in a run's place cannot hang a reader."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "a device or socket"
+            raise NotARegularFile(f"{kind}, not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _load_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(the object, None), or (None, why not): "missing", or how the file is damaged."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as f:
+            raw = f.read(MAX_RECORD_BYTES + 1)
+        if len(raw) > MAX_RECORD_BYTES:
+            return None, f"larger than {MAX_RECORD_BYTES >> 20} MiB: not a run record"
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         return None, "missing"
+    except NotARegularFile as exc:
+        return None, str(exc)
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"unreadable ({getattr(exc, 'strerror', None) or exc})"
     try:
@@ -175,7 +207,7 @@ def _last_phase(events_path: Path) -> str | None:
     """The phase a run without a summary reached: the last phase_start, read from the log's end
     (a listing must not parse every event of every crashed run)."""
     try:
-        with open(events_path, "rb") as f:
+        with open_regular(events_path) as f:
             size = f.seek(0, os.SEEK_END)
             block = 1 << 16
             while True:
@@ -193,7 +225,7 @@ def _last_phase(events_path: Path) -> str | None:
                 if start == 0:
                     return None
                 block *= 4
-    except FileNotFoundError:
+    except (FileNotFoundError, NotARegularFile):
         return None
 
 
