@@ -25,8 +25,8 @@ class RunState(LiveTotals):
     meters: list[MeterInfo] = field(default_factory=list)  # from hello
     missing: list[dict[str, Any]] = field(default_factory=list)
     boundaries: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, phase)
-    curve: list[dict] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
     def update(self, event: AnyEvent) -> None:
