@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Button, TabbedContent
 from textual.worker import Worker, WorkerState
@@ -37,7 +39,7 @@ from engine.core.timestamps import clock_time, compact_stamp
 from engine.orchestrate import plan_files as plan_store
 from engine.orchestrate import plan_runner as runs
 from engine.orchestrate.worker_process import worker_command as default_worker_command
-from engine.store.run_log import default_logs_dir
+from engine.store.run_log import RunRecord, default_logs_dir
 from tui import fmt
 from tui.lab_plan import RunPlan, attached_plan, lab_plan, plan_items_record, preset_plan, resumed_plan
 from tui.messages import (
@@ -73,7 +75,7 @@ PANE_FOCUS = {
 }
 
 
-def describe_real_datasets(data_dir: str | None) -> tuple[list[dict], str | None]:
+def describe_real_datasets(data_dir: str | None) -> tuple[list[dict[str, Any]], str | None]:
     """engine.worker.data.locate's description of each dataset, or only synthetic, saying why."""
     try:
         from engine.worker.data.locate import describe_datasets, resolve_data_dir
@@ -85,31 +87,40 @@ def describe_real_datasets(data_dir: str | None) -> tuple[list[dict], str | None
         return fallback_entries(NO_LOADERS), f"{NO_LOADERS} ({type(exc).__name__}: {exc})"
 
 
-def while_open(handler):
+AnyMessage = TypeVar("AnyMessage", bound=Message)
+
+
+@overload
+def while_open(
+    handler: Callable[[JouleLabApp, AnyMessage], Awaitable[None]],
+) -> Callable[[JouleLabApp, AnyMessage], Awaitable[None]]: ...
+@overload
+def while_open(handler: Callable[[JouleLabApp, AnyMessage], None]) -> Callable[[JouleLabApp, AnyMessage], None]: ...
+def while_open(handler: Callable[[JouleLabApp, AnyMessage], Any]) -> Callable[[JouleLabApp, AnyMessage], Any]:
     """For handlers of a worker's messages: one that arrives after the lab closed (its screens are
     gone, so views raise NoMatches) is dropped, never an error at exit."""
     if inspect.iscoroutinefunction(handler):
 
         @functools.wraps(handler)
-        async def guarded_async(self, message):
+        async def guarded_async(self: JouleLabApp, message: AnyMessage) -> None:
             try:
-                return await handler(self, message)
+                await handler(self, message)
             except NoMatches:
-                return None
+                pass
 
         return guarded_async
 
     @functools.wraps(handler)
-    def guarded(self, message):
+    def guarded(self: JouleLabApp, message: AnyMessage) -> None:
         try:
-            return handler(self, message)
+            handler(self, message)
         except NoMatches:
-            return None
+            pass
 
     return guarded
 
 
-class JouleLabApp(App):
+class JouleLabApp(App[None]):
     TITLE = "JouleLab"
     SUB_TITLE = "energy and accuracy of training mechanisms"
     CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses elsewhere find it too
@@ -125,7 +136,7 @@ class JouleLabApp(App):
         spec_defaults: dict[str, Any] | None = None,
         run_id_factory: Callable[[], str] | None = None,
         preset_paths: list[Path] | None = None,
-        datasets: Callable[[str | None], tuple[list[dict], str | None]] | None = None,
+        datasets: Callable[[str | None], tuple[list[dict[str, Any]], str | None]] | None = None,
         metrics_port: int | None = None,
         metrics_addr: str | None = None,
         carbon_intensity: float | None = None,
@@ -159,7 +170,7 @@ class JouleLabApp(App):
         message: str,
         *,
         title: str = "",
-        severity: str = "information",
+        severity: SeverityLevel = "information",
         timeout: float | None = None,
         markup: bool = True,
     ) -> None:
@@ -182,7 +193,7 @@ class JouleLabApp(App):
 
     # -- views ---------------------------------------------------------------------------
     @property
-    def main_screen(self) -> Screen:
+    def main_screen(self) -> Screen[None]:
         """The screen under any dialogs. Raises NoMatches once the lab has closed (the stack is
         empty then), so a worker's late message is dropped where views are looked up."""
         if not self.screen_stack:
@@ -577,7 +588,7 @@ class JouleLabApp(App):
             self.push_screen(ExportDialog(len(records), self.logs_dir, stamp), done)
 
     @work(thread=True, group="export", exit_on_error=False)
-    def export_runs(self, records, request: ExportRequest) -> None:
+    def export_runs(self, records: list[RunRecord], request: ExportRequest) -> None:
         from engine.outputs.export import ExportError, write
 
         try:

@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.core.records import ConfigKey
 from engine.core.spec import RunSpec, new_run_id, spec_from_dict
+
+if TYPE_CHECKING:
+    from engine.orchestrate.plan_files import InterruptedPlan
 
 PAIRED = "paired"
 # (label shown, value); the first is the default.
@@ -167,7 +170,7 @@ def preset_plan(
     )
 
 
-def plan_items_record(plan: RunPlan) -> list[dict]:
+def plan_items_record(plan: RunPlan) -> list[dict[str, Any]]:
     """The plan's items as engine.orchestrate.plan_files records them."""
     return [
         {"spec": item.spec.to_dict(), "label": item.label, "config": item.config, "pair": item.pair}
@@ -191,8 +194,8 @@ def attached_plan(run_path: Path) -> RunPlan:
     )
 
 
-def resumed_plan(interrupted, run_id: Callable[[], str]) -> RunPlan:
-    """An interrupted plan's remaining runs (engine.orchestrate.plan_files.InterruptedPlan): follow those still
+def resumed_plan(interrupted: InterruptedPlan, run_id: Callable[[], str]) -> RunPlan:
+    """An interrupted plan's remaining runs: follow those still
     going, start the others with new run ids."""
     from engine.core.spec import spec_from_dict
 

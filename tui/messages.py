@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from textual.message import Message
 
-from engine.core.events import AnyEvent
+from engine.core.events import AnyEvent, RunStatus
 from engine.core.records import RunSummary
+from engine.orchestrate.plan_files import InterruptedPlan
+from engine.store.run_log import RunRecord
 from tui.lab_plan import PlanItem, RunPlan
 
 
@@ -56,7 +59,7 @@ class RunFinished(Message):
 class PlanFinished(Message):
     plan: RunPlan
     summaries: list[RunSummary]
-    statuses: list[str]
+    statuses: list[RunStatus]
     stopped: bool  # the user cancelled: the rest of the plan did not run
 
 
@@ -64,7 +67,7 @@ class PlanFinished(Message):
 class DatasetsDescribed(Message):
     """What engine.worker.data.locate found on disk (or why only synthetic is offered)."""
 
-    entries: list[dict]
+    entries: list[dict[str, Any]]  # as engine.worker.data.locate.describe_datasets gives them
     note: str | None = None
 
 
@@ -80,8 +83,8 @@ class LogsScanned(Message):
     them) and plans a dropped session left unfinished (engine.orchestrate.plan_files)."""
 
     running: list[Path]
-    interrupted: list  # engine.orchestrate.plan_files.InterruptedPlan, newest first
-    records: list = field(default_factory=list)  # engine.store.run_log.RunRecord, every run in the logs
+    interrupted: list[InterruptedPlan]  # newest first
+    records: list[RunRecord] = field(default_factory=list)  # every run in the logs
 
 
 @dataclass

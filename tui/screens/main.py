@@ -6,6 +6,8 @@ fields take digits only); dialogs are screens of their own, where these keys do 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -17,6 +19,11 @@ from tui.widgets.live_view import LiveView
 from tui.widgets.presets_view import PresetsView
 from tui.widgets.results_view import ResultsView
 
+if TYPE_CHECKING:
+    from textual import getters
+
+    from tui.app import JouleLabApp
+
 TABS = Binding.Group("Views", compact=True)  # the five tabs, and n: the message log
 TAB_IDS = {
     "lab": "tab-lab",
@@ -27,7 +34,10 @@ TAB_IDS = {
 }
 
 
-class MainScreen(Screen):
+class MainScreen(Screen[None]):
+    if TYPE_CHECKING:
+        app = getters.app(JouleLabApp)  # for mypy: self.app is the lab (declared only; no import at run time)
+
     AUTO_FOCUS = "#dataset"  # the first choice, not the tab bar: tab and shift+tab go on from here
     BINDINGS = [
         Binding("r", "app.run", "Run", priority=True),

@@ -3,7 +3,9 @@ that crashed or failed, the error and the tail of its stderr.log."""
 
 from __future__ import annotations
 
-from rich.console import Group
+from pathlib import Path
+
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,7 +23,7 @@ from tui.widgets.power_graph import PowerGraph
 from tui.widgets.run_totals import RunTotals
 
 
-def stderr_tail(run_path, lines: int = 15) -> str:
+def stderr_tail(run_path: Path, lines: int = 15) -> str:
     try:
         with open(run_path / STDERR, "rb") as f:
             f.seek(0, 2)
@@ -76,14 +78,15 @@ class RunDetail(ModalScreen[None]):
         graph = self.query_one(PowerGraph)
         graph.set_meters(state.meters)
         t0 = state.t0
-        for e in events if t0 is not None else []:
-            match e:
-                case Sample():
-                    graph.add_sample(e.t - t0, {n: (d["w"], d["source"]) for n, d in e.domains.items()})
-                case PhaseStart():
-                    graph.add_boundary(e.t - t0, e.phase)
+        if t0 is not None:
+            for e in events:
+                match e:
+                    case Sample():
+                        graph.add_sample(e.t - t0, {n: (d["w"], d["source"]) for n, d in e.domains.items()})
+                    case PhaseStart():
+                        graph.add_boundary(e.t - t0, e.phase)
         graph.display = bool(graph.series)
-        body = []
+        body: list[RenderableType] = []
         metrics = s.metrics if s is not None else None
         if metrics is not None and metrics.accuracy_frac is not None:
             body.append(

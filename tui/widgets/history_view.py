@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,10 +17,10 @@ from engine.store.run_log import RunRecord, list_runs
 from tui import fmt
 
 
-class HistoryTable(DataTable):
+class HistoryTable(DataTable[str | Text]):
     BINDINGS = [
         Binding("enter", "open", "Open"),
-        Binding("space", "toggle", "Select", key_display="␣"),
+        Binding("space", "toggle_selected", "Select", key_display="␣"),
         Binding("m", "compare", "Compare"),
         Binding("e", "export", "Export"),
         Binding("g", "reload", "Reload"),
@@ -33,7 +34,7 @@ class HistoryTable(DataTable):
     def action_open(self) -> None:
         self.post_message(self.Requested("open"))
 
-    def action_toggle(self) -> None:
+    def action_toggle_selected(self) -> None:  # not action_toggle: that is every DOMNode's toggle(attribute)
         self.post_message(self.Requested("toggle"))
 
     def action_compare(self) -> None:
@@ -146,5 +147,5 @@ class HistoryView(Vertical):
         return [record] if record else []
 
 
-def _describe(spec: dict) -> str:
+def _describe(spec: dict[str, Any]) -> str:
     return "/".join(str(spec.get(k, "?")) for k in ("dataset", "size", "mode"))

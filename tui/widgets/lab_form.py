@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from engine.core.errors import JouleLabError
@@ -21,7 +24,7 @@ class Tick(Checkbox):
     """A checkbox whose mark says its state without colour (X or blank), for NO_COLOR terminals."""
 
     @property
-    def _button(self):
+    def _button(self) -> Content:
         self.BUTTON_INNER = "X" if self.value else " "
         return super()._button
 
@@ -77,7 +80,7 @@ class FormError(JouleLabError):
         self.short = short or message
 
 
-def dataset_options(entries: list[dict]) -> list[tuple[str, str]]:
+def dataset_options(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
     options = []
     for e in entries:
         name = e["name"]
@@ -90,7 +93,7 @@ def dataset_options(entries: list[dict]) -> list[tuple[str, str]]:
     return options
 
 
-def dataset_reason(entry: dict, full: bool = False) -> str:
+def dataset_reason(entry: dict[str, Any], full: bool = False) -> str:
     """Why a dataset cannot be used, and how to get it: in two lines, or (full) the locator's
     whole message with every path and fix."""
     label = DATASET_LABELS.get(entry["name"], entry["name"])
@@ -110,7 +113,7 @@ def dataset_reason(entry: dict, full: bool = False) -> str:
     return text
 
 
-def fallback_entries(note: str = NO_LOADERS) -> list[dict]:
+def fallback_entries(note: str = NO_LOADERS) -> list[dict[str, Any]]:
     return [
         {"name": "synthetic", "found": True},
         {"name": "motionsense", "found": False, "reason": note},
@@ -121,14 +124,16 @@ def fallback_entries(note: str = NO_LOADERS) -> list[dict]:
 class LabForm(Vertical):
     """Choices in focus order: selectors, mechanisms, numbers, then Run and Cancel."""
 
-    def __init__(self, defaults: dict | None = None, *, id: str | None = None) -> None:
+    def __init__(self, defaults: dict[str, Any] | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         base = RunSpec()
         defaults = defaults or {}
         self._epochs = defaults.get("epochs", base.epochs)
         self._sample_hz = defaults.get("sample_hz", base.sample_hz)
         # Until engine.worker.data.locate has answered, the real datasets are "checking…", not missing.
-        self.entries: list[dict] = [{**e, "checking": True} if not e["found"] else e for e in fallback_entries()]
+        self.entries: list[dict[str, Any]] = [
+            {**e, "checking": True} if not e["found"] else e for e in fallback_entries()
+        ]
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -170,7 +175,7 @@ class LabForm(Vertical):
         self.preview()
 
     # -- datasets ------------------------------------------------------------------------
-    def set_datasets(self, entries: list[dict]) -> None:
+    def set_datasets(self, entries: list[dict[str, Any]]) -> None:
         self.entries = entries
         select = self.query_one("#dataset", Select)
         current = select.value
@@ -196,7 +201,7 @@ class LabForm(Vertical):
     # -- values --------------------------------------------------------------------------
     def choice(self) -> LabChoice:
         """The form as a LabChoice; FormError names the first field that cannot be used."""
-        dataset = self.query_one("#dataset", Select).value
+        dataset = self._selected("dataset")
         entry = next((e for e in self.entries if e["name"] == dataset), None)
         if entry is not None and entry.get("checking"):
             label = DATASET_LABELS.get(dataset, dataset)
@@ -221,14 +226,21 @@ class LabForm(Vertical):
         }
         return LabChoice(
             dataset=dataset,
-            size=self.query_one("#size", Select).value,
-            mode=self.query_one("#mode", Select).value,
+            size=self._selected("size"),
+            mode=self._selected("mode"),
             epochs=epochs,
             trials=trials,
             sample_hz=hz,
-            device=self.query_one("#device", Select).value,
+            device=self._selected("device"),
             **box,
         )
+
+    def _selected(self, widget_id: str) -> str:
+        """A selector's value: one of its options (none of the form's selectors allows a blank)."""
+        value = self.query_one(f"#{widget_id}", Select).value
+        if not isinstance(value, str):
+            raise FormError(f"{widget_id}: nothing chosen")
+        return value
 
     def _int(self, widget_id: str, label: str, low: int, high: int) -> int:
         raw = self.query_one(f"#{widget_id}", Input).value.strip()
@@ -271,7 +283,7 @@ class LabForm(Vertical):
     @on(Select.Changed)
     @on(Checkbox.Changed)
     @on(Input.Changed)
-    def _changed(self, event) -> None:
+    def _changed(self, event: Select.Changed | Checkbox.Changed | Input.Changed) -> None:
         if isinstance(event, Select.Changed) and event.select.id == "dataset":
             self._dataset_note()
         self.show_error(None)

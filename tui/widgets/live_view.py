@@ -8,7 +8,10 @@ pair side by side (transfer and scratch with the same seed) as they accumulate.
 
 from __future__ import annotations
 
-from rich.text import Text
+from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
+
+from rich.text import Span, Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
@@ -20,20 +23,31 @@ from tui.livestate import RunState
 from tui.widgets.power_graph import PowerGraph
 from tui.widgets.run_totals import RunTotals
 
+if TYPE_CHECKING:
+    from textual import getters
+
+    from tui.app import JouleLabApp
+
 IDLE_HINT = "Nothing running: r runs the Lab's choice; p lists presets."  # one line at 80 columns
 TICK_HZ = 2.0  # text and graph redraw rate: one screen update each half second, cheap at 200x60
 TEXT_EVERY = 2  # the numbers once a second: enough to read them, and half the repaints
 
 
+_SHOWN: WeakKeyDictionary[Static, tuple[str, tuple[Span, ...]]] = WeakKeyDictionary()  # what each Static shows
+
+
 def set_text(widget: Static, text: Text, layout: bool = False) -> None:
     """Update a Static only when its text changed (no repaint, no layout for nothing)."""
     key = (text.plain, tuple(text.spans))
-    if getattr(widget, "_shown_key", None) != key:
-        widget._shown_key = key
+    if _SHOWN.get(widget) != key:
+        _SHOWN[widget] = key
         widget.update(text, layout=layout)
 
 
 class LiveView(Vertical):
+    if TYPE_CHECKING:
+        app = getters.app(JouleLabApp)  # for mypy: self.app is the lab (declared only; no import at run time)
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.plan: RunPlan | None = None
@@ -170,12 +184,11 @@ class LiveView(Vertical):
         for i, widget in self.totals.items():
             widget.show(self.states.get(i), self.statuses.get(i))
         # These lines have fixed heights (app.tcss): a changed text needs no new layout.
-        set_text(self.query_one("#live-title", Static), self._title())
+        set_text(self.query_one("#live-title", Static), self._title(self.plan))
         set_text(self.query_one("#live-progress", Static), self._progress())
         set_text(self.query_one("#live-notes", Static), self._notes())
 
-    def _title(self) -> Text:
-        plan = self.plan
+    def _title(self, plan: RunPlan) -> Text:
         n = len(plan.items)
         if self.current is None:
             return Text.assemble((plan.title, "bold"), "  starting…")
@@ -238,7 +251,7 @@ class LiveView(Vertical):
         if self.current is None or self.current not in self.states:
             return Text("")
         s = self.states[self.current]
-        sources = {s.domain_source(n) for n in s.domain_names() if s.domain_source(n)}
+        sources = {source for n in s.domain_names() if (source := s.domain_source(n))}
         text = Text(fmt.source_notes(sources), style="dim")
         if sources:
             text.append(" · J net of the idle baseline", style="dim")

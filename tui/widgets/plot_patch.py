@@ -17,16 +17,18 @@ import math
 import time
 from contextlib import ExitStack
 from itertools import pairwise
+from typing import Self
 
+from numpy.typing import ArrayLike
 from rich.segment import Segment
 from rich.style import Style
 from textual.app import ComposeResult
 from textual.containers import Grid
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual_hires_canvas import Canvas, HiResMode
 from textual_plot import PlotWidget
-from textual_plot.plot_widget import Legend
+from textual_plot.plot_widget import Legend, LinePlot
 
 DASH = 2  # cells of line, then as many of gap, for a modelled series
 
@@ -61,11 +63,11 @@ class PatchedCanvas(Canvas):
     _base: Style | None = None
     _shown: list[int] | None = None  # a signature per row of what the terminal shows
 
-    def reset(self, size=None, refresh: bool = True):
+    def reset(self, size: Size | None = None, refresh: bool = True) -> None:
         self._base = None
-        return super().reset(size, refresh)
+        super().reset(size, refresh)
 
-    def refresh(self, *regions, repaint: bool = True, layout: bool = False, recompose: bool = False):
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False) -> Self:
         if self._refreshes_pending or regions or layout or recompose:
             return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
         # Repaint only the rows that changed since the last repaint: between two redraws of a
@@ -118,7 +120,7 @@ class PatchedCanvas(Canvas):
         return Strip(segments)
 
 
-def _parse(cache: dict, style: str) -> Style | None:
+def _parse(cache: dict[str, Style], style: str) -> Style | None:
     if not style:
         return None
     cache[style] = parsed = Style.parse(style)
@@ -157,8 +159,8 @@ class PatchedPlot(PlotWidget):
             yield PatchedCanvas(1, 1, id="margin-bottom")
         yield Legend(id="legend")
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(allow_pan_and_zoom=False, **kwargs)
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, allow_pan_and_zoom=False)
         self.can_focus = False
         self.dashed: set[int] = set()  # ids of datasets drawn dashed
         self.markers: list[tuple[float, str]] = []  # (x, label) written at the top of each v-line
@@ -188,7 +190,7 @@ class PatchedPlot(PlotWidget):
             canvas = self.query_one("#plot", Canvas)
         except Exception:
             return
-        if canvas._canvas_size is None:
+        if not canvas._canvas_size.area:  # not laid out yet: nothing to mark
             return
         # Epoch ticks along the bottom row, inside the frame.
         bottom = canvas._canvas_size.height - 2
@@ -211,9 +213,10 @@ class PatchedPlot(PlotWidget):
             if limit >= 3:
                 canvas.write_text(px, 1, f"[dim]{label[:limit]}")
 
-    def _render_line_plot(self, dataset) -> None:
+    def _render_line_plot(self, dataset: LinePlot) -> None:
         if id(dataset) not in self.dashed:
-            return super()._render_line_plot(dataset)
+            super()._render_line_plot(dataset)
+            return
         canvas = self.query_one("#plot", Canvas)
         px = [self.get_hires_pixel_from_coordinate(xi, yi) for xi, yi in zip(dataset.x, dataset.y)]
         # Dashes anchored to the columns: two cells of line, two cells of gap, however far apart
@@ -242,7 +245,9 @@ class PatchedPlot(PlotWidget):
         else:
             super()._rerender()
 
-    def plot_dataset(self, x, y, style: str, dashed: bool = False, mode: HiResMode = HiResMode.BRAILLE) -> None:
+    def plot_dataset(
+        self, x: ArrayLike, y: ArrayLike, style: str, dashed: bool = False, mode: HiResMode = HiResMode.BRAILLE
+    ) -> None:
         self.plot(x, y, line_style=style, hires_mode=mode)
         if dashed:
             self.dashed.add(id(self._datasets[-1]))

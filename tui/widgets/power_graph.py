@@ -25,16 +25,19 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
 from textual_hires_canvas import HiResMode
 from textual_plot.axis_formatter import NumericAxisFormatter
 
 from engine.core.energy import in_totals
+from engine.core.events import MeterInfo
 from tui.widgets.plot_patch import PatchedPlot
 
 REDRAW_HZ = 4.0
@@ -69,7 +72,7 @@ class UnitFormatter(NumericAxisFormatter):
         super().__init__()
         self.unit = unit
 
-    def get_labels_for_ticks(self, ticks):
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
         return [f"{label}{self.unit}" for label in super().get_labels_for_ticks(ticks)]
 
 
@@ -117,7 +120,7 @@ class _GraphBase(Widget):
         super().__init__(id=id, classes=classes)
         self._redraw_hz = redraw_hz
         self._dirty = False
-        self._timer = None
+        self._timer: Timer | None = None
         self.redraws = 0
         self.redraw_s: deque[float] = deque(maxlen=512)  # wall time of each redraw (prepare + draw)
 
@@ -197,12 +200,13 @@ class PowerGraph(_GraphBase):
     ) -> None:
         super().__init__(redraw_hz=redraw_hz, id=id, classes=classes)
         self.history = history
-        self.series: dict[str, tuple[deque, deque]] = {}
+        self.series: dict[str, tuple[deque[float], deque[float]]] = {}  # name -> (seconds, watts)
         self.labels: dict[str, tuple[str, str, bool, int]] = {}  # name -> (label, style, dashed, glyph)
         self.kinds: dict[str, str] = {}  # name -> kind, as the hello event gave it (else guessed from the name)
         self.boundaries: list[tuple[float, str]] = []
         self.epochs: list[float] = []
-        self.total: tuple[deque, deque] = (deque(maxlen=history), deque(maxlen=history))  # counted domains
+        # the counted domains' total: (seconds, watts)
+        self.total: tuple[deque[float], deque[float]] = (deque(maxlen=history), deque(maxlen=history))
         self.overlays: list[tuple[str, np.ndarray, np.ndarray]] = []  # the pair's earlier runs: total W
         self.reference: tuple[str, np.ndarray, np.ndarray] | None = None  # a past run: total W
         self.window_s: float | None = None  # a rolling window of the newest seconds, or the whole run
@@ -225,7 +229,7 @@ class PowerGraph(_GraphBase):
             self.overlays.append((keep_as, np.fromiter(ts, float, len(ts)), np.fromiter(ws, float, len(ws))))
         self._clear_run()
 
-    def set_reference(self, label: str, t, w) -> None:
+    def set_reference(self, label: str, t: Sequence[float], w: Sequence[float]) -> None:
         """A past run of the same configuration, drawn under the live one (total W)."""
         self.reference = (label, np.asarray(t, float), np.asarray(w, float))
         self._update_legend()
@@ -260,7 +264,7 @@ class PowerGraph(_GraphBase):
         self._x_span = None
         self.mark_dirty()
 
-    def set_meters(self, meters: list[dict]) -> None:
+    def set_meters(self, meters: list[MeterInfo]) -> None:
         """Name the domains from the hello event: [{name, source, method, kind}]."""
         for meter in meters:
             self._ensure(meter["name"], meter.get("source"), meter.get("kind"))
@@ -385,9 +389,9 @@ class PowerGraph(_GraphBase):
             t, w = decimate(np.fromiter(ts, float, len(ts)), np.fromiter(ws, float, len(ws)), x0, bucket_s)
             _, style, dashed, glyph = self.labels[name]
             plot.plot_dataset(t, w, style, dashed, GLYPHS[glyph][0])
-        for t, _phase in self.boundaries:
-            if x0 <= t <= x1:
-                plot.add_v_line(t, "grey50")
+        for at, _phase in self.boundaries:
+            if x0 <= at <= x1:
+                plot.add_v_line(at, "grey50")
         plot.markers = [(t, phase) for t, phase in self.boundaries if x0 <= t <= x1]
         plot.ticks = [t for t in self.epochs if x0 <= t <= x1]
         want = self.desired_y_max()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -14,8 +15,14 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.orchestrate import presets
+from engine.store.run_log import RunRecord
 from tui import fmt
 from tui.lab_plan import DATASET_LABELS
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from tui.app import JouleLabApp
 
 
 class PresetList(OptionList):
@@ -52,16 +59,20 @@ class SlurmJobsChanged(Message):
 NOT_WORK = {"run_id", "seed", "logs_dir", "config", "preset", "batch", "data_dir", "tdp_w"}
 
 
-def work_key(spec: dict) -> tuple:
+# A spec's work: its fields but those above, as sorted (name, repr of value) pairs.
+WorkKey = tuple[tuple[str, str], ...]
+
+
+def work_key(spec: dict[str, Any]) -> WorkKey:
     return tuple(sorted((k, repr(v)) for k, v in spec.items() if k not in NOT_WORK))
 
 
-def past_durations(records) -> dict[tuple, list[float]]:
+def past_durations(records: list[RunRecord]) -> dict[WorkKey, list[float]]:
     """Seconds each kind of work took on this machine: complete runs on this host, by work key."""
     import socket
 
     host = socket.gethostname()
-    found: dict[tuple, list[float]] = {}
+    found: dict[WorkKey, list[float]] = {}
     for r in records:
         s = r.summary
         if r.status == "complete" and s is not None and s.duration_s and (s.host or host) == host:
@@ -69,7 +80,7 @@ def past_durations(records) -> dict[tuple, list[float]]:
     return found
 
 
-def estimate(planned, durations: dict[tuple, list[float]]) -> float | None:
+def estimate(planned: list[presets.PlannedRun], durations: dict[WorkKey, list[float]]) -> float | None:
     """The plan's duration from past runs of the same work here, or None if any run is new."""
     total = 0.0
     for p in planned:
@@ -80,7 +91,7 @@ def estimate(planned, durations: dict[tuple, list[float]]) -> float | None:
     return total
 
 
-def describe(path: Path, durations: dict[tuple, list[float]] | None = None) -> tuple[str, str, set[str]]:
+def describe(path: Path, durations: dict[WorkKey, list[float]] | None = None) -> tuple[str, str, set[str]]:
     """(one line for the list, the details, the datasets it needs) for a preset file; a broken
     file says why. The line says how many runs, and how long they took here before (or unknown)."""
     try:
@@ -109,13 +120,16 @@ def describe(path: Path, durations: dict[tuple, list[float]] | None = None) -> t
 
 
 class PresetsView(Vertical):
+    if TYPE_CHECKING:
+        app = getters.app(JouleLabApp)  # for mypy: self.app is the lab (declared only; no import at run time)
+
     def __init__(self, paths: list[Path], *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.paths = list(paths)
         self.details: dict[str, str] = {}
         self.needs: dict[str, set[str]] = {}
         self.missing: dict[str, str] = {}  # dataset -> why it is not available here
-        self.durations: dict[tuple, list[float]] = {}  # past runs here, for the estimates
+        self.durations: dict[WorkKey, list[float]] = {}  # past runs here, for the estimates
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -151,7 +165,7 @@ class PresetsView(Vertical):
         self.reload()
         self.query_one(PresetList).highlighted = self.paths.index(path)
 
-    def set_datasets(self, entries: list[dict]) -> None:
+    def set_datasets(self, entries: list[dict[str, Any]]) -> None:
         self.missing = {
             e["name"]: e.get("reason") or e.get("problem") or "not found" for e in entries if not e.get("found")
         }
@@ -160,7 +174,7 @@ class PresetsView(Vertical):
         if highlighted is not None and self.paths:
             self.query_one(PresetList).highlighted = min(highlighted, len(self.paths) - 1)
 
-    def set_history(self, records) -> None:
+    def set_history(self, records: list[RunRecord]) -> None:
         """Past runs (engine.store.run_log records): each preset's line says how long it took here."""
         self.durations = past_durations(records)
         highlighted = self.query_one(PresetList).highlighted

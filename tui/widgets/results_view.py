@@ -5,7 +5,7 @@ engine.outputs.tables, the same ones the CLI prints, so the lab and `joulelab ru
 from __future__ import annotations
 
 from rich import box
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -78,7 +78,7 @@ class ResultsView(VerticalScroll):
         if note:
             head.append(f"\n{note}", style="dim")
         self.query_one("#results-title", Static).update(head)
-        parts = []
+        parts: list[RenderableType] = []
         if self.config_stats:
             parts.append(
                 _lean(config_table(self.config_stats, title="Energy (net of idle) and accuracy per configuration"))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from collections.abc import Callable, Hashable
+
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.widgets import Static
 
 from engine.core.energy import in_totals
 from engine.core.events import PHASES
-from engine.outputs.tables import STATUS_STYLE
+from engine.outputs.tables import SOURCE_MARK, STATUS_STYLE
 from tui import fmt
 from tui.livestate import RunState
 
@@ -24,7 +26,7 @@ def totals_rows(state: RunState, running: bool = True) -> tuple[list[str], list[
     names = [n for n in state.domain_names() if in_totals(state.domain_kind(n))]
     platform = [n for n in state.domain_names() if not in_totals(state.domain_kind(n))]  # psys, cross-checks
     shown = names + platform
-    header = ["phase", *[fmt.SOURCE_MARK.get(state.domain_source(n) or "", "") + _short(n) for n in shown], "net J"]
+    header = ["phase", *[SOURCE_MARK.get(state.domain_source(n) or "", "") + _short(n) for n in shown], "net J"]
     rows = []
     for phase in PHASES:
         row = state.rows.get(phase)
@@ -103,7 +105,7 @@ class RunTotals(Static):
         cut = any(cells[0].endswith(CUT) for cells, _ in rows)
         self._set(key, 3 + len(rows) + cut, lambda: Group(head, totals_text(header, rows), units))
 
-    def _set(self, key, lines: int, make) -> None:
+    def _set(self, key: Hashable, lines: int, make: Callable[[], RenderableType]) -> None:
         """Repaint only when something changed; lay out again only when the height did."""
         if key == getattr(self, "_key", None):
             return
