@@ -12,11 +12,14 @@ Tables (one row per ...):
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import glob
 import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import psutil
 
 from engine.analysis.stats import Comparison, ConfigStats, Estimate, EstimateDict
 from engine.core.errors import JouleLabError
@@ -414,6 +418,11 @@ def write(
     so memory stays flat however long the history is."""
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt in ("csv", "parquet") and out.suffix and not out.is_dir():
+        raise ExportError(
+            f"-o {out}: a {fmt} export is one file per table ({', '.join(f'{n}.{fmt}' for n in TABLES)}) "
+            f"in a directory; give a directory (e.g. -o {out.with_suffix('')}/)"
+        )
     try:
         if fmt == "codecarbon":
             path = out if out.suffix else out / "emissions.csv"
@@ -475,7 +484,9 @@ def _write_tables(records: list[RunRecord], fmt: str, tmps: dict[str, str]) -> N
 def _write_json(records: list[RunRecord], path: str) -> None:
     """{"runs": [...], "phases": [...], ...}: each table's rows go to a part file as the chunks
     pass, then the parts are joined, so only one chunk is ever in memory."""
-    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".export-") as tmp:
+    # the parts' folder is named like the file's temporary, so a killed export's is removed too
+    parts_prefix = Path(path).name.rpartition(".part-")[0] + ".part-parts-"
+    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=parts_prefix) as tmp:
         parts = {name: open(Path(tmp) / name, "w+") for name in TABLES}
         try:
             for chunk in _chunks(records):
@@ -497,14 +508,33 @@ def _write_json(records: list[RunRecord], path: str) -> None:
                 f.close()
 
 
+def _temp_prefix(path: Path) -> str:
+    """A temporary's name says whose it is: `.NAME.PID.part-`, so a later export can tell an
+    export killed mid-write (its pid gone) from one still writing."""
+    return f".{path.name}.{os.getpid()}.part-"
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove what an export of `path` killed mid-write left (hidden temporaries, up to MBs)."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part-*"):
+        pid = stale.name[len(path.name) + 2 :].partition(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
+            with contextlib.suppress(OSError):
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                else:
+                    stale.unlink()
+
+
 def _atomic_many(paths: list[Path], write_fn: Callable[[list[str]], None]) -> None:
     """Write several files through temporaries; all are renamed into place only once all exist."""
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
     tmps = []
     try:
         for path in paths:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
             os.close(fd)
             tmps.append(tmp)
         write_fn(tmps)
@@ -520,7 +550,8 @@ def _atomic_many(paths: list[Path], write_fn: Callable[[list[str]], None]) -> No
 
 def _atomic(path: Path, write_fn: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
     os.close(fd)
     try:
         write_fn(tmp)
