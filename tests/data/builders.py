@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.worker.data.motionsense import HEADER
+from engine.worker.data.locate import MOTIONSENSE_HEADER as HEADER
 
 MS_REAL = Path("motionsense") / "A_DeviceMotion_data" / "wlk_7"
 

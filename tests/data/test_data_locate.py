@@ -81,3 +81,34 @@ def test_extrasensory_inside_an_official_named_folder(shared_data, tmp_path):
     (tmp_path / "tmp").rename(inner)
     src = find_extrasensory(tmp_path / "extrasensory")
     assert src.location == inner and len(src.users) == 4
+
+
+def test_data_reads_each_file_it_reports(tmp_path):
+    """Defect: `joulelab data` said "found 4 files" with one empty and one of another header; a run
+    found out only in the worker, after its idle baseline."""
+    make_motionsense(tmp_path, subjects=(1, 2, 3, 4), rows=50)
+    folder = tmp_path / "motionsense" / "A_DeviceMotion_data" / "wlk_7"
+    (folder / "sub_2.csv").write_text("")
+    (folder / "sub_3.csv").write_text("time,x,y,z\n0,1,2,3\n")
+    lines = (folder / "sub_4.csv").read_text().splitlines(keepends=True)
+    (folder / "sub_4.csv").write_text(lines[0] + "0,1.0,2.0\n" + "".join(lines[2:]))
+    entry = {e["name"]: e for e in describe_datasets(tmp_path)}["motionsense"]
+    assert entry["found"] and entry["files"] == 4
+    problem = entry["problem"]
+    assert "sub_2.csv: empty" in problem
+    assert "sub_3.csv: line 1 is 'time,x,y,z', not the expected header" in problem
+    assert "sub_4.csv: line 2 has 3 fields, the header 13" in problem
+    assert "sub_1.csv" not in problem
+    assert "damaged" in format_descriptions([entry])
+
+
+def test_data_names_an_extrasensory_file_without_rows(tmp_path, shared_data):
+    make_extrasensory(tmp_path, shared_data, users=2, rows=5, edit=lambda lines, i: lines[:1] if i == 1 else lines)
+    entry = {e["name"]: e for e in describe_datasets(tmp_path)}["extrasensory"]
+    assert entry["problem"] is not None and "no data rows below the header" in entry["problem"]
+    assert entry["problem"].count("features_labels") == 1
+
+
+def test_sound_data_has_no_problem(shared_data):
+    entries = {e["name"]: e for e in describe_datasets(shared_data)}
+    assert entries["motionsense"]["problem"] is None and entries["extrasensory"]["problem"] is None

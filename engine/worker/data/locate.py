@@ -390,9 +390,40 @@ MOTIONSENSE_LAYOUT = (
 EXTRASENSORY_LAYOUT = "<data_dir>/extrasensory/<UUID>.features_labels.csv.gz"
 
 
+# What a MotionSense device-motion file starts with (the loader, engine.worker.data.motionsense,
+# parses against it; `joulelab data` checks it).
+MOTIONSENSE_HEADER = (
+    ",attitude.roll,attitude.pitch,attitude.yaw,gravity.x,gravity.y,gravity.z,"
+    "rotationRate.x,rotationRate.y,rotationRate.z,userAcceleration.x,userAcceleration.y,userAcceleration.z"
+)
+MOTIONSENSE_COLUMNS = MOTIONSENSE_HEADER.split(",")[1:]  # the 12 measured columns, file order
+
+
 def _count_lines(data: bytes) -> int:
     n = data.count(b"\n")
     return n + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def _csv_shape_problem(first: bytes, row: bytes | None, fields: int | None, header: str | None) -> str | None:
+    """What is wrong with a CSV's header and first data row, read as a loader would, or None:
+    empty, another header, no data rows, or a first row of the wrong width."""
+    text = first.rstrip(b"\r").decode("utf-8-sig", errors="replace")
+    if not text.strip():
+        return "empty"
+    if header is not None and text != header:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        return f"line 1 is {shown!r}, not the expected header"
+    if row is None or not row.strip():
+        return "no data rows below the header"
+    width = fields if fields is not None else text.count(",") + 1
+    if row.count(b",") + 1 != width:
+        return f"line 2 has {row.count(b',') + 1} fields, the header {width}"
+    return None
+
+
+def _first_lines(data: bytes) -> tuple[bytes, bytes | None]:
+    first, newline, rest = data.partition(b"\n")
+    return first, rest.partition(b"\n")[0] if newline else None
 
 
 def _describe_motionsense(data_dir: Path) -> dict[str, Any]:
@@ -406,16 +437,19 @@ def _describe_motionsense(data_dir: Path) -> dict[str, Any]:
     }
     try:
         src = find_motionsense(root)
-        rows = 0
-        for _, data in src.read(sorted(src.files)):
+        rows, problems = 0, []
+        for key, data in src.read(sorted(src.files)):
             rows += max(0, _count_lines(data) - 1)  # minus the header
+            problem = _csv_shape_problem(*_first_lines(data), fields=13, header=MOTIONSENSE_HEADER)
+            if problem:
+                problems.append(f"{src.display(key)}: {problem}")
     except DataError as exc:
         entry["problem"] = str(exc)
         return entry
     entry.update(
         {
             "found": True,
-            "problem": None,
+            "problem": _joined(problems),
             "layout": "zip" if src.kind == "zip" else "directory",
             "location": str(src.location),
             "subjects": len(src.subjects),
@@ -448,14 +482,21 @@ def _describe_extrasensory(data_dir: Path) -> dict[str, Any]:
         try:
             opener = gzip.open if path.name.endswith(".gz") else open
             with opener(path, "rb") as fh:
-                n = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+                head = fh.read(1 << 20)
+                n = head.count(b"\n") + sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
             rows += max(0, n - 1)
+            first, row = _first_lines(head)
+            problem = _csv_shape_problem(first, row, fields=None, header=None)
+            if problem is None and not first.startswith(b"timestamp,"):
+                problem = "line 1 does not start with the 'timestamp' column"
+            if problem:
+                problems.append(f"{path.name}: {problem}")
         except (OSError, EOFError, zlib.error) as exc:
             problems.append(f"{path.name}: unreadable ({exc})")
     entry.update(
         {
             "found": True,
-            "problem": "; ".join(problems) or None,
+            "problem": _joined(problems),
             "location": str(src.location),
             "users": len(src.files),
             "files": len(src.files),
@@ -465,12 +506,22 @@ def _describe_extrasensory(data_dir: Path) -> dict[str, Any]:
     return entry
 
 
+def _joined(problems: list[str], shown: int = 3) -> str | None:
+    """The files that cannot be used, the first few named, on one line."""
+    if not problems:
+        return None
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return "; ".join(problems[:shown]) + more
+
+
 def describe_datasets(data_dir: Path) -> list[dict[str, Any]]:
     """One dict per dataset for ``joulelab data``: where it looked, what it found, how to get what is missing.
 
     Keys: name, looked_in, found, problem (a DataError's line, or None), get (where to download),
     expected (the layout), and when found: location, subjects/users, trials, files, rows.
-    Rows are counted from line counts (the gzip files are decompressed, not parsed).
+    Rows are counted from line counts (the gzip files are decompressed, not parsed); each file's
+    header and first data row are read as its loader would, so an empty file or one with another
+    header is named here rather than in a worker after its idle baseline.
     """
     from engine.worker.data import synthetic
 

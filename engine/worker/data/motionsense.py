@@ -29,14 +29,20 @@ import pandas as pd
 from engine.worker.data import DataError, PreparedData, assemble, chronological_windows, windows
 from engine.worker.data.cache import load_or_build
 from engine.worker.data.groups import check_groups, complete_groups
-from engine.worker.data.locate import MOTIONSENSE_ZIP, MotionSenseSource, find_motionsense, trial_of
+from engine.worker.data.locate import (
+    MOTIONSENSE_COLUMNS as COLUMNS,
+)
+from engine.worker.data.locate import (
+    MOTIONSENSE_HEADER as HEADER,
+)
+from engine.worker.data.locate import (
+    MOTIONSENSE_ZIP,
+    MotionSenseSource,
+    find_motionsense,
+    trial_of,
+)
 from engine.worker.data.parsing import check_numeric, parser_error_detail
 
-HEADER = (
-    ",attitude.roll,attitude.pitch,attitude.yaw,gravity.x,gravity.y,gravity.z,"
-    "rotationRate.x,rotationRate.y,rotationRate.z,userAcceleration.x,userAcceleration.y,userAcceleration.z"
-)
-COLUMNS = HEADER.split(",")[1:]  # the 12 measured columns, file order
 DEFAULT_CHANNELS = [
     "rotationRate.x",
     "rotationRate.y",
