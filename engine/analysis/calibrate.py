@@ -38,7 +38,7 @@ from engine.analysis.stats import (
     training_energy,
     verdict,
 )
-from engine.core.records import METERED_PHASES, RunSummary
+from engine.core.records import METERED_PHASES, TRAINING_PHASES, RunSummary
 from engine.orchestrate.presets import PlannedRun, Preset
 from engine.worker.data.cache import cache_root
 from engine.worker.meters.base import weakest_source
@@ -118,7 +118,7 @@ def analyse(summaries: list[RunSummary]) -> CalibrationRecord:
     all_runs = [x for pair in pairs for x in pair]
     contended = sum(1 for x in all_runs if contended_phases(x))
     context = VerdictContext(
-        max(meter_error(x, ("train", "prune")) for x in all_runs),
+        max(meter_error(x, TRAINING_PHASES) for x in all_runs),
         max(meter_error(x, ("test",)) for x in all_runs),
         contended_runs=contended,
     )

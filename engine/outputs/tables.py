@@ -17,7 +17,7 @@ from rich.text import Text
 
 from engine.analysis.stats import Comparison, ConfigStats, Estimate
 from engine.core.events import PHASES as PHASE_ORDER
-from engine.core.records import RunSummary
+from engine.core.records import BASELINE_PHASES, RunSummary
 from engine.worker.meters.contention import CONTENDED_SHARE
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def config_table(
     stats: list[ConfigStats], title: str = "Energy and accuracy per configuration", narrow: bool = False
 ) -> Table:
     phases = [
-        p for p in PHASE_ORDER if p not in ("idle", "warmup", "pretrain") and any(p in s.phase_net_j for s in stats)
+        p for p in PHASE_ORDER if p not in (*BASELINE_PHASES, "pretrain") and any(p in s.phase_net_j for s in stats)
     ]
     pretrain = any(s.pretrain_j is not None for s in stats)
     headers = [
