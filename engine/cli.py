@@ -265,7 +265,8 @@ def run(
 
     human = output == OutputFormat.human
     # A MetricsError (the port could not be opened; nothing has run) is one line, like any JouleLabError.
-    result = asyncio.run(execute_plan(plan, console if human else None, mlflow=mlflow, **metrics))
+    live_console = console if human else None
+    result = asyncio.run(execute_plan(plan, live_console, title=loaded.title(len(plan)), mlflow=mlflow, **metrics))
     outcomes = result.outcomes
     clear_note = None
     if until_clear and not result.interrupted:
@@ -275,7 +276,7 @@ def run(
             trials or loaded.trials,
             max_trials,
             result,
-            console if human else None,
+            live_console,
             {"mlflow": mlflow, **metrics},
         )
         outcomes = result.outcomes
@@ -364,7 +365,8 @@ def _until_clear(
             )
         keys = {k for c in unclear for k in c.keys}
         extra = [p for p in filter_plan(loaded.plan(done + 1), only) if p.trial == done and p.config.key in keys]
-        more = asyncio.run(execute_plan(extra, live_console, batch=result.batch, **plan_options))
+        title = f"{loaded.title(len(extra))}, trial {done + 1} (--until-clear)"
+        more = asyncio.run(execute_plan(extra, live_console, title=title, batch=result.batch, **plan_options))
         outcomes += more.outcomes
         done += 1
         if more.interrupted:
