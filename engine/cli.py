@@ -926,7 +926,7 @@ def calibrate(
     loaded, configs = load_plan(preset, logs_dir, trials=1, only=only, data_dir=data_dir, tdp=tdp)
     check_writable(logs_dir)
     # Scratch by default: it needs no source network, so no arm starts with a cache the other lacks.
-    keys = sorted((p.config.key for p in configs), key=lambda k: "/scratch/" not in k)
+    keys = [p.config.key for p in sorted(configs, key=lambda p: p.config.config_key.mode != "scratch")]
     plan = calibration_plan(loaded, keys, pairs)
     if pairs < MIN_PAIRS:
         err_console.print(f"note: {pairs} pairs give a rough floor; use --pairs {MIN_PAIRS} or more", highlight=False)
