@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # for annotations only: the commands import what they use whe
 
     from engine.analysis.stats import Comparison, ConfigStats
     from engine.orchestrate.plan_runner import PlanResult
-    from engine.orchestrate.presets import Preset
+    from engine.orchestrate.presets import PlannedRun, Preset
     from engine.orchestrate.slurm import SlurmOptions
     from engine.orchestrate.worker_process import RunOutcome
     from engine.store.run_log import RunRecord
@@ -118,10 +118,73 @@ def finite(option: str, value: float | None, low: float, high: float) -> float |
 
 
 LOGS_ENV, CARBON_ENV = env_var("logs"), env_var("carbon_intensity")
+# Each option shared by several commands is declared once, here (tui/cli.py reuses them for the lab).
 LogsOption = Annotated[Path | None, typer.Option("--logs", help=f"Logs directory [default: ${LOGS_ENV} or ./logs]")]
+DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Where the real datasets are")]
+TdpOption = Annotated[
+    float | None,
+    typer.Option(
+        "--tdp", help="TDP of one CPU package in watts, for the energy model (shared by that package's physical cores)"
+    ),
+]
+MetricsPortOption = Annotated[
+    int | None, typer.Option("--metrics-port", help="Serve live Prometheus metrics of the runs on this port")
+]
 MetricsAddrOption = Annotated[
     str | None, typer.Option("--metrics-addr", help="Address for --metrics-port [default: 127.0.0.1]")
 ]
+# The one machine-readable flag: --format json (on stdout); --json is its older spelling, kept.
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", help="human: progress and tables; json: machine-readable results only")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="The same as --format json")]
+
+
+def as_json(output: OutputFormat, json_flag: bool = False) -> bool:
+    return output == OutputFormat.json or json_flag
+
+
+def given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    """The options among `names` (parameter names) that the user gave, as they are spelt."""
+    from typer._click.core import ParameterSource  # typer's own click
+
+    found = []
+    for param in ctx.command.params:
+        if param.name in names and ctx.get_parameter_source(param.name) in (
+            ParameterSource.COMMANDLINE,
+            ParameterSource.ENVIRONMENT,
+        ):
+            found.append("/".join([*param.opts, *param.secondary_opts]))
+    return found
+
+
+def load_plan(
+    preset: str,
+    logs_dir: Path,
+    *,
+    trials: int | None = None,
+    only: list[str] | None = None,
+    data_dir: Path | None = None,
+    tdp: float | None = None,
+    device: str | None = None,
+) -> tuple[Preset, list[PlannedRun]]:
+    """The one way a command turns a preset and its options into runs: --data-dir, --tdp and
+    --device override the preset's settings, --only keeps some configurations. One line and exit 2
+    when that leaves nothing to run."""
+    from engine.orchestrate.presets import filter_plan, parse_only
+
+    overrides: dict[str, Any] = {"logs_dir": str(logs_dir)}
+    if data_dir is not None:
+        overrides["data_dir"] = str(data_dir)
+    if tdp is not None:
+        overrides["tdp_w"] = finite("--tdp", tdp, 0, TDP_MAX_W)
+    if device is not None:
+        overrides["device"] = device
+    loaded = presets_mod.load(preset, overrides)
+    plan = filter_plan(loaded.plan(trials), parse_only(only or []))
+    if not plan:
+        raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
+    return loaded, plan
 
 
 @app.callback(invoke_without_command=True)
@@ -159,8 +222,14 @@ def metrics_options(port: int | None, addr: str | None) -> dict[str, Any]:
     return {"metrics_port": port, "metrics_addr": addr or DEFAULT_ADDR}
 
 
+# Options of one executor only: given with the other, they are refused rather than ignored.
+LOCAL_ONLY = ("until_clear", "max_trials", "metrics_port", "metrics_addr")
+SLURM_ONLY = ("partition", "gpus_per_job", "time_min", "exclusive", "max_parallel")
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
     preset: Annotated[
         str | None, typer.Argument(help="Preset name (quick, paper, ...) or path to a .toml file")
     ] = None,
@@ -169,18 +238,10 @@ def run(
         typer.Option(min=1, max=presets_mod.MAX_TRIALS, help="Seeds per configuration (overrides the preset)"),
     ] = None,
     only: Annotated[list[str] | None, typer.Option(help="Keep configurations with KEY=VALUE (repeatable)")] = None,
-    output: Annotated[
-        OutputFormat, typer.Option("--format", help="human: progress and tables; json: results only")
-    ] = OutputFormat.human,
+    output: FormatOption = OutputFormat.human,
     logs: LogsOption = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real datasets are")] = None,
-    tdp: Annotated[
-        float | None,
-        typer.Option(
-            "--tdp",
-            help="TDP of one CPU package in watts, for the energy model (shared by that package's physical cores)",
-        ),
-    ] = None,
+    data_dir: DataDirOption = None,
+    tdp: TdpOption = None,
     device: Annotated[
         str | None,
         typer.Option(
@@ -197,10 +258,7 @@ def run(
     max_trials: Annotated[
         int, typer.Option("--max-trials", min=2, max=1000, help="Most trials per configuration with --until-clear")
     ] = 10,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option("--metrics-port", help="Serve live Prometheus metrics on this port while the runs execute"),
-    ] = None,
+    metrics_port: MetricsPortOption = None,
     metrics_addr: MetricsAddrOption = None,
     executor: Annotated[
         Executor, typer.Option(help="local: here, one run at a time; slurm: one job per pair through submitit")
@@ -221,14 +279,20 @@ def run(
     ] = False,
 ) -> None:
     """Run a preset's matrix, one worker at a time (or on Slurm, one job per pair), then print the comparison."""
-    from engine.orchestrate.presets import check_data, filter_plan, parse_only
+    from engine.orchestrate.presets import check_data, parse_only
 
+    other = SLURM_ONLY if executor == Executor.local else LOCAL_ONLY
+    if refused := given(ctx, other):
+        verb, pronoun = ("does", "it") if len(refused) == 1 else ("do", "them")
+        raise fail(f"{', '.join(refused)} {verb} not apply to --executor {executor.value}; leave {pronoun} out")
     if executor == Executor.slurm:
         from engine.orchestrate.slurm import SlurmOptions
 
         options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel)
-        run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, options, resume)
+        run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, device, options, resume)
         return
+    if given(ctx, ("max_trials",)) and not until_clear:
+        raise fail("--max-trials needs --until-clear")
     if resume:
         from engine.orchestrate.plan_runner import resume_latest_plan
 
@@ -236,19 +300,8 @@ def run(
     if preset is None:
         raise fail("give a preset to run (quick, paper, ... or a .toml file), or --resume")
 
-    overrides: dict[str, Any] = {}
-    if data_dir is not None:
-        overrides["data_dir"] = str(data_dir)
-    if tdp is not None:
-        overrides["tdp_w"] = finite("--tdp", tdp, 0, TDP_MAX_W)
-    if device is not None:
-        overrides["device"] = device
     logs_dir = logs or default_logs_dir()
-    overrides["logs_dir"] = str(logs_dir)
-    loaded = presets_mod.load(preset, overrides)
-    plan = filter_plan(loaded.plan(trials), parse_only(only or []))
-    if not plan:
-        raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
+    loaded, plan = load_plan(preset, logs_dir, trials=trials, only=only, data_dir=data_dir, tdp=tdp, device=device)
     check_data(plan)
     from engine.core.run_files import check_writable
 
@@ -272,7 +325,8 @@ def run(
 
     human = output == OutputFormat.human
     # A MetricsError (the port could not be opened; nothing has run) is one line, like any JouleLabError.
-    result = asyncio.run(execute_plan(plan, console if human else None, mlflow=mlflow, **metrics))
+    live_console = console if human else None
+    result = asyncio.run(execute_plan(plan, live_console, title=loaded.title(len(plan)), mlflow=mlflow, **metrics))
     outcomes = result.outcomes
     clear_note = None
     if until_clear and not result.interrupted:
@@ -282,7 +336,7 @@ def run(
             trials or loaded.trials,
             max_trials,
             result,
-            console if human else None,
+            live_console,
             {"mlflow": mlflow, **metrics},
         )
         outcomes = result.outcomes
@@ -371,7 +425,8 @@ def _until_clear(
             )
         keys = {k for c in unclear for k in c.keys}
         extra = [p for p in filter_plan(loaded.plan(done + 1), only) if p.trial == done and p.config.key in keys]
-        more = asyncio.run(execute_plan(extra, live_console, batch=result.batch, **plan_options))
+        title = f"{loaded.title(len(extra))}, trial {done + 1} (--until-clear)"
+        more = asyncio.run(execute_plan(extra, live_console, title=title, batch=result.batch, **plan_options))
         outcomes += more.outcomes
         done += 1
         if more.interrupted:
@@ -386,6 +441,7 @@ def run_on_slurm(
     logs: Path | None,
     data_dir: Path | None,
     tdp: float | None,
+    device: str | None,
     options: SlurmOptions,
     resume: bool,
 ) -> None:
@@ -393,7 +449,6 @@ def run_on_slurm(
     Ctrl-C asks whether to cancel the jobs (without a terminal: cancels, and says so)."""
     from engine.core.run_files import check_writable
     from engine.orchestrate import slurm
-    from engine.orchestrate.presets import filter_plan, parse_only
 
     logs_dir = (logs or default_logs_dir()).resolve()  # the jobs write here: absolute, on a shared filesystem
     human = output == OutputFormat.human
@@ -418,15 +473,7 @@ def run_on_slurm(
     else:
         if preset is None:
             raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
-        overrides: dict[str, Any] = {"logs_dir": str(logs_dir)}
-        if data_dir is not None:
-            overrides["data_dir"] = str(data_dir)
-        if tdp is not None:
-            overrides["tdp_w"] = tdp
-        loaded = presets_mod.load(preset, overrides)
-        plan = filter_plan(loaded.plan(trials), parse_only(only or []))
-        if not plan:
-            raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
+        loaded, plan = load_plan(preset, logs_dir, trials=trials, only=only, data_dir=data_dir, tdp=tdp, device=device)
         record = slurm.submit_plan(plan, options, logs_dir, loaded.name)
         if human:
             ids = [j["job_id"] for j in record["jobs"]]
@@ -498,9 +545,7 @@ def run_on_slurm(
 
 
 @app.command()
-def jobs(
-    logs: LogsOption = None, output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human
-) -> None:
+def jobs(logs: LogsOption = None, output: FormatOption = OutputFormat.human) -> None:
     """Slurm jobs submitted by `joulelab run --executor slurm`: id, pair, node, state, runs."""
     from rich.table import Table
 
@@ -622,7 +667,7 @@ RUNS_SHOWN = 100  # `joulelab runs` lists the newest this many unless --all: it 
 @app.command("runs")
 def runs_cmd(
     logs: LogsOption = None,
-    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human,
+    output: FormatOption = OutputFormat.human,
     every: Annotated[bool, typer.Option("--all", help=f"List every run, not only the newest {RUNS_SHOWN}")] = False,
 ) -> None:
     """List past runs: id, when, preset, configuration, status, energy, accuracy."""
@@ -757,7 +802,7 @@ def compare(
     preset: Annotated[str | None, typer.Option(help="All runs of this preset")] = None,
     last: Annotated[bool, typer.Option("--last", help="The runs of the last `joulelab run`")] = False,
     logs: LogsOption = None,
-    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.human,
+    output: FormatOption = OutputFormat.human,
 ) -> None:
     """Compare runs: per-configuration means with 95 % CIs, paired ratios and verdicts."""
     from engine.analysis.stats import compare as compare_runs
@@ -876,28 +921,20 @@ def calibrate(
     ] = None,
     pairs: Annotated[int, typer.Option(min=2, max=100, help="A/A pairs (at least 5 for a floor worth using)")] = 5,
     logs: LogsOption = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real datasets are")] = None,
-    tdp: Annotated[float | None, typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
+    data_dir: DataDirOption = None,
+    tdp: TdpOption = None,
 ) -> None:
     """This machine's noise floor: one configuration against itself (A/A, paired), saved for verdicts."""
     from engine.analysis.calibrate import MIN_PAIRS, analyse, calibration_plan, check_saveable, save
     from engine.core.run_files import check_writable
     from engine.orchestrate.plan_runner import execute_plan
-    from engine.orchestrate.presets import filter_plan, parse_only
     from engine.outputs.tables import calibration_table
 
-    overrides: dict[str, Any] = {"logs_dir": str(logs or default_logs_dir())}
-    if data_dir is not None:
-        overrides["data_dir"] = str(data_dir)
-    if tdp is not None:
-        overrides["tdp_w"] = tdp
-    loaded = presets_mod.load(preset, overrides)
-    configs = filter_plan(loaded.plan(1), parse_only(only or []))
-    check_writable(Path(overrides["logs_dir"]))
-    if not configs:
-        raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r}")
+    logs_dir = logs or default_logs_dir()
+    loaded, configs = load_plan(preset, logs_dir, trials=1, only=only, data_dir=data_dir, tdp=tdp)
+    check_writable(logs_dir)
     # Scratch by default: it needs no source network, so no arm starts with a cache the other lacks.
-    keys = sorted((p.config.key for p in configs), key=lambda k: "/scratch/" not in k)
+    keys = [p.config.key for p in sorted(configs, key=lambda p: p.config.config_key.mode != "scratch")]
     plan = calibration_plan(loaded, keys, pairs)
     check_saveable()  # before the first run: a calibration that cannot be saved is not started
     if pairs < MIN_PAIRS:
@@ -928,15 +965,16 @@ def calibrate(
 @app.command()
 def meters(
     seconds: Annotated[float, typer.Option(min=0.1, max=60, help="How long to read each meter")] = 1.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-    tdp: Annotated[float | None, typer.Option("--tdp", help="TDP of one CPU package in watts, for the model")] = None,
+    output: FormatOption = OutputFormat.human,
+    json_flag: JsonOption = False,
+    tdp: TdpOption = None,
 ) -> None:
     """What this machine can measure, why not the rest, and a one-second reading of each meter."""
     from engine.worker.meters.probe import probe, render_probe
 
     finite("--tdp", tdp, 0, TDP_MAX_W)
     report = probe(seconds, tdp_w=tdp)
-    if as_json:
+    if as_json(output, json_flag):
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
@@ -945,15 +983,16 @@ def meters(
 
 @app.command()
 def data(
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the real datasets are")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    data_dir: DataDirOption = None,
+    output: FormatOption = OutputFormat.human,
+    json_flag: JsonOption = False,
 ) -> None:
     """Each dataset: where JouleLab looked, what it found, and how to get what is missing."""
     from engine.worker.data.locate import describe_datasets, format_descriptions, resolve_data_dir_with_origin
 
     root, origin = resolve_data_dir_with_origin(str(data_dir) if data_dir else None)
     report = describe_datasets(root)
-    if as_json:
+    if as_json(output, json_flag):
         json.dump({"data_dir": str(root), "from": origin, "datasets": report}, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return

@@ -65,7 +65,9 @@ def events_in(stream: str) -> list:
 
 
 def the_run_dir(logs: Path) -> Path:
-    dirs = [p for p in logs.iterdir() if p.is_dir()]
+    from engine.store.run_log import run_dirs
+
+    dirs = run_dirs(logs)  # the runs, not the plan record (.plans)
     assert len(dirs) == 1, dirs
     return dirs[0]
 

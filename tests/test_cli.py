@@ -7,6 +7,7 @@ import sys
 from typer.testing import CliRunner
 
 from engine.cli import app
+from engine.store.run_log import run_dirs
 from tests.helpers import REPO, TINY
 
 runner = CliRunner()
@@ -35,7 +36,7 @@ def test_run_prints_the_comparison_and_leaves_logs(tmp_path):
     assert "transfer vs scratch" in result.output
     assert "training energy of scratch" in result.output
     assert "modelled" in result.output
-    runs = sorted(p for p in logs.iterdir() if p.is_dir())
+    runs = run_dirs(logs)  # the runs, not the plan record (.plans)
     assert len(runs) == 2
     for run in runs:
         assert json.loads((run / "summary.json").read_text())["status"] == "complete"

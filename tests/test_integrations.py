@@ -27,7 +27,7 @@ from engine.core.run_files import EVENTS
 from engine.orchestrate.presets import PresetError, parse
 from engine.outputs.export import MLFLOW_RUN_ID_TAG, write
 from engine.outputs.prometheus import MetricsServer
-from engine.store.run_log import list_runs, read_events
+from engine.store.run_log import list_runs, read_events, run_dirs
 from tests.helpers import REPO, TINY
 
 GOLDEN_LOGS = REPO / "tests" / "golden" / "logs"
@@ -307,7 +307,7 @@ def test_a_real_run_serves_live_metrics_then_closes_the_port_and_logs_itself_to_
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out + err
     assert seen is not None, f"no live metrics scraped while the run executed\n{out}\n{err}"
-    (run_dir,) = [p for p in logs.iterdir() if p.is_dir()]
+    (run_dir,) = run_dirs(logs)  # the run, not the plan record (.plans)
     run_id = run_dir.name
     config = 'configuration="synthetic/small/scratch/baseline"'
     mine = [line for line in seen.splitlines() if f'run_id="{run_id}"' in line and config in line]

@@ -18,7 +18,6 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -41,7 +40,7 @@ from engine.orchestrate import plan_runner as runs
 from engine.orchestrate.worker_process import worker_command as default_worker_command
 from engine.store.run_log import RunRecord, default_logs_dir
 from tui import fmt
-from tui.lab_plan import RunPlan, attached_plan, lab_plan, plan_items_record, preset_plan, resumed_plan
+from tui.lab_plan import RunPlan, attached_plan, lab_plan, preset_plan, resumed_plan
 from tui.messages import (
     DatasetsDescribed,
     ExportDone,
@@ -337,20 +336,24 @@ class JouleLabApp(App[None]):
         self.start(plan)
 
     def start(self, plan: RunPlan) -> None:
-        if plan.plan_file is None and plan.source in ("lab", "preset"):
-            # Recorded before anything runs: a dropped session leaves a plan the lab can finish.
-            path = plan_store.record_plan(
-                self.logs_dir, plan.items[0].spec.run_id, plan.title, plan.source, plan_items_record(plan)
-            )
-            plan = replace(
-                plan, plan_file=path, items=tuple(replace(item, plan_index=i) for i, item in enumerate(plan.items))
-            )
-        elif plan.plan_file is not None:
-            plan_store.take_over(plan.plan_file)
         self.plan = plan
-        steps = [runs.PlanStep(item.spec, item.config, item.follow, item.plan_index) for item in plan.items]
+        steps = [
+            runs.PlanStep(item.spec, item.config, item.follow, item.plan_index, item.label, item.pair)
+            for item in plan.items
+        ]
+        # The runner records the lab's and presets' plans (a dropped session leaves a plan the lab
+        # can finish), takes over a resumed one, and serves the metrics while the plan runs.
+        recorded = plan.plan_file is None and plan.source in ("lab", "preset")
         self.runner = runs.PlanRunner(
-            steps, command=self.worker_command, plan_file=plan.plan_file, flush_s=FLUSH_S, stop_on_cancelled_run=True
+            steps,
+            command=self.worker_command,
+            plan_file=plan.plan_file,
+            title=plan.title if recorded else None,
+            source=plan.source,
+            metrics_port=self.metrics_port,
+            metrics_addr=self.metrics_addr,
+            flush_s=FLUSH_S,
+            stop_on_cancelled_run=True,
         )
         self._set_running(True)
         self.live.start_plan(plan)
@@ -368,43 +371,33 @@ class JouleLabApp(App[None]):
     @work(exclusive=True, group="run", exit_on_error=False)
     async def run_plan(self, plan: RunPlan, runner: runs.PlanRunner) -> None:
         """Turn the plan runner's updates into messages; never touch a widget."""
-        metrics = None
-        if self.metrics_port is not None:  # live Prometheus metrics, served until the plan ends
-            from engine.outputs.prometheus import DEFAULT_ADDR, MetricsServer
-
-            metrics = MetricsServer(self.metrics_port, self.metrics_addr or DEFAULT_ADDR).start()
-        runner.metrics = metrics
         self.post_message(PlanStarted(plan))
-        try:
-            async with aclosing(runner.updates()) as updates:
-                async for update in updates:
-                    match update:
-                        case runs.RunStarted(index=index, run_path=run_path):
-                            self.post_message(RunStarted(index, plan.items[index], run_path))
-                        case runs.RunEvents(index=index, events=events):
-                            self.post_message(RunEvents(index, events))
-                        case runs.RunEnded(index=index, outcome=outcome, summary=summary):
-                            tail = "" if outcome.status == "complete" else stderr_tail(outcome.run_path)
-                            error = outcome.error or (summary.error if summary is not None else None)
-                            self.post_message(
-                                RunFinished(
-                                    index,
-                                    plan.items[index],
-                                    outcome.run_id,
-                                    outcome.run_path,
-                                    outcome.status,
-                                    outcome.exit_code,
-                                    error,
-                                    summary,
-                                    tail,
-                                )
+        async with aclosing(runner.updates()) as updates:
+            async for update in updates:
+                match update:
+                    case runs.RunStarted(index=index, run_path=run_path):
+                        self.post_message(RunStarted(index, plan.items[index], run_path))
+                    case runs.RunEvents(index=index, events=events):
+                        self.post_message(RunEvents(index, events))
+                    case runs.RunEnded(index=index, outcome=outcome, summary=summary):
+                        tail = "" if outcome.status == "complete" else stderr_tail(outcome.run_path)
+                        error = outcome.error or (summary.error if summary is not None else None)
+                        self.post_message(
+                            RunFinished(
+                                index,
+                                plan.items[index],
+                                outcome.run_id,
+                                outcome.run_path,
+                                outcome.status,
+                                outcome.exit_code,
+                                error,
+                                summary,
+                                tail,
                             )
-                        case runs.PlanEnded(outcomes=outcomes, summaries=summaries, stopped=stopped):
-                            statuses = [o.status for o in outcomes]
-                            self.post_message(PlanFinished(plan, summaries, statuses, stopped))
-        finally:
-            if metrics is not None:
-                metrics.stop()
+                        )
+                    case runs.PlanEnded(outcomes=outcomes, summaries=summaries, stopped=stopped):
+                        statuses = [o.status for o in outcomes]
+                        self.post_message(PlanFinished(plan, summaries, statuses, stopped))
 
     # -- runs and plans found in the logs directory ---------------------------------------
     @work(thread=True, group="scan", exclusive=True, exit_on_error=False)

@@ -6,13 +6,9 @@ lab lives here, on the TUI's side: every command of engine/cli.py as it is, plus
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 from engine import cli as engine_cli
-from engine.core.run_files import LOGS_ENV
 from engine.store.run_log import default_logs_dir
 
 app = engine_cli.new_app()
@@ -22,16 +18,9 @@ app.registered_commands = engine_cli.app.registered_commands  # the headless com
 @app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
-    logs: Annotated[
-        Path | None, typer.Option("--logs", help=f"Logs directory for the lab [default: ${LOGS_ENV} or ./logs]")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where the real datasets are, for the lab")
-    ] = None,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option("--metrics-port", help="Serve live Prometheus metrics of the lab's runs on this port"),
-    ] = None,
+    logs: engine_cli.LogsOption = None,
+    data_dir: engine_cli.DataDirOption = None,
+    metrics_port: engine_cli.MetricsPortOption = None,
     metrics_addr: engine_cli.MetricsAddrOption = None,
 ) -> None:
     """With no command, open the interactive lab."""

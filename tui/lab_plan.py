@@ -76,7 +76,7 @@ class RunPlan:
     items: tuple[PlanItem, ...]
     source: str = "lab"  # lab | preset | attached | resumed
     paired: bool = False
-    plan_file: Path | None = None  # where engine.orchestrate.plan_files records it (set when it starts)
+    plan_file: Path | None = None  # a resumed plan's record (engine.orchestrate.plan_files); None: a new plan
 
     def pair_members(self, index: int) -> list[int]:
         """Indexes of the runs shown beside run `index` (itself included), in plan order."""
@@ -153,29 +153,17 @@ def preset_plan(
     loaded = presets.load(str(path), overrides)
     items = []
     for planned in loaded.plan(trials):
-        c = planned.config
-        mech = "" if c.mechanism == "baseline" else f" {c.mechanism}"
         spec = replace(planned.spec, run_id=run_id())
-        items.append(
-            PlanItem(spec, f"{spec.mode_label}{mech} · seed {spec.seed}", c.key, pair=f"{c.group} #{planned.trial + 1}")
-        )
+        items.append(PlanItem(spec, planned.label, planned.config.key, pair=planned.pair))
     groups: dict[str, int] = {}
     for c in loaded.configs:
         groups[c.group] = groups.get(c.group, 0) + 1
     return RunPlan(
-        f"preset {loaded.name}: {len(items)} run{'s' if len(items) != 1 else ''}",
+        loaded.title(len(items)),
         tuple(items),
         "preset",
         paired=any(n > 1 for n in groups.values()),
     )
-
-
-def plan_items_record(plan: RunPlan) -> list[dict[str, Any]]:
-    """The plan's items as engine.orchestrate.plan_files records them."""
-    return [
-        {"spec": item.spec.to_dict(), "label": item.label, "config": item.config, "pair": item.pair}
-        for item in plan.items
-    ]
 
 
 def attached_plan(run_path: Path) -> RunPlan:

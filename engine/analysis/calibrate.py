@@ -42,7 +42,7 @@ from engine.analysis.stats import (
 )
 from engine.core.energy import weakest_source
 from engine.core.errors import JouleLabError
-from engine.core.records import METERED_PHASES, RunSummary
+from engine.core.records import METERED_PHASES, TRAINING_PHASES, RunSummary
 from engine.core.run_files import atomic_write_json
 from engine.core.settings import env_var, settings
 from engine.core.timestamps import now_stamp
@@ -123,7 +123,7 @@ def analyse(summaries: list[RunSummary]) -> CalibrationRecord:
     all_runs = [x for pair in pairs for x in pair]
     contended = sum(1 for x in all_runs if contended_phases(x))
     context = VerdictContext(
-        max(meter_error(x, ("train", "prune")) for x in all_runs),
+        max(meter_error(x, TRAINING_PHASES) for x in all_runs),
         max(meter_error(x, ("test",)) for x in all_runs),
         contended_runs=contended,
     )

@@ -396,7 +396,7 @@ def _compare(
         break_even = pretrain.mean / mean_saved if mean_saved > 0 else math.inf
     synthetic = any(t.synthetic or r.synthetic for t, r in pairs)
     runs = [x for pair in pairs for x in pair]
-    train_error = max((meter_error(x, ("train", "prune")) for x in runs), default=0.0)
+    train_error = max((meter_error(x, TRAINING_PHASES) for x in runs), default=0.0)
     test_error = max((meter_error(x, ("test",)) for x in runs), default=0.0)
     floors: tuple[float | None, float | None] = (None, None)
     if noise is not None and all(x.host == noise.host for x in runs):  # a floor speaks for its own machine only

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from engine.core.events import AnyEvent, Done, Error, Result
 from engine.core.process import same_process_alive
 from engine.core.run_files import EVENTS, RUN_JSON, SUMMARY
 from engine.core.spec import spec_from_dict
-from engine.orchestrate.worker_process import CANCEL_GRACE_S, RunOutcome
+from engine.orchestrate.worker_process import CANCEL_GRACE_S, RunOutcome, stop_process
 from engine.store.run_log import EventTail, worker_alive
 
 POLL_S = 0.2  # how often the log is read for new lines
@@ -78,26 +77,14 @@ class FollowedRun:
         )
 
     async def cancel(self, grace_s: float = CANCEL_GRACE_S) -> None:
-        """SIGTERM the run's process group, then SIGKILL what is left: only while the recorded pid
-        is the same process (start time), so a reused pid is never signalled."""
+        """Stop the run's worker as a started one is stopped (worker_process.stop_process), only
+        while the recorded pid is the same process (start time), so a reused pid is never signalled."""
         if not same_process_alive(self.pid, self.pid_started) or self.pid_started is None:
             return
         self.cancelled = True
-        _signal_group(self.pid, signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace_s
-        while loop.time() < deadline and same_process_alive(self.pid, self.pid_started):
-            await asyncio.sleep(0.05)
-        if same_process_alive(self.pid, self.pid_started):
-            _signal_group(self.pid, signal.SIGKILL)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    """The worker leads its own session (engine.orchestrate.worker_process starts it so): signal its whole group."""
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:  # not a group leader: its group may hold the shell that started it; only the pid
-            os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+        pid, started = self.pid, self.pid_started
+        try:  # the runner starts workers as their group's leaders; one started otherwise is signalled alone
+            group = os.getpgid(pid) == pid
+        except ProcessLookupError:
+            return
+        await stop_process(pid, lambda: not same_process_alive(pid, started), group=group, grace_s=grace_s)

@@ -3,7 +3,9 @@
 `PlanRunner` is the one plan runner: the CLI (rich progress, below) and the lab (tui.app) both
 drive it and only turn its updates into what they show. It owns the order of the runs, cancel,
 stalls (through engine.orchestrate.worker_process), holding the next run while the lab asks whether to quit, leaving
-a run going when the lab closes, and the plan file's bookkeeping (engine.orchestrate.plan_files).
+a run going when the lab closes, the plan file's bookkeeping (engine.orchestrate.plan_files: recorded
+when the plan starts, each run marked, closed at the end, so whoever started a plan can have it
+resumed) and the live Prometheus metrics server's lifecycle (engine.outputs.prometheus).
 
 The CLI's rich progress reads each run through the one event fold (engine.orchestrate.event_fold),
 as the lab does, so both show the same numbers.
@@ -64,6 +66,16 @@ class PlanStep:
     config: str  # the configuration key (engine.analysis.stats groups by it)
     follow: bool = False  # a run already going (started elsewhere): followed through its log, not started
     plan_index: int | None = None  # its place in the plan file (engine.orchestrate.plan_files), when the plan has one
+    label: str = ""  # what this run is within its plan, e.g. "scratch · seed 0" (the plan file's label)
+    pair: str | None = None  # runs with the same pair are compared with each other
+
+
+@dataclass(frozen=True)
+class PlanStarted:
+    """The plan is under way: recorded in `plan_file` (None: unrecorded), metrics at `metrics_url`."""
+
+    plan_file: Path | None
+    metrics_url: str | None
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,7 @@ class PlanEnded:
     cancelled: bool  # cancel was asked for (Ctrl-C, x, quit)
 
 
-PlanUpdate = RunStarted | RunEvents | RunEnded | PlanEnded
+PlanUpdate = PlanStarted | RunStarted | RunEvents | RunEnded | PlanEnded
 
 
 class PlanRunner:
@@ -110,6 +122,13 @@ class PlanRunner:
     event is its own batch). With `stop_on_cancelled_run`, a run that ends cancelled without the
     plan being cancelled (someone pressed x on it elsewhere, or signalled its worker) ends the plan
     too, as the lab has always done; the CLI goes on to the next run.
+
+    The plan file: with `plan_file` (a plan being resumed) this process takes it over; else, with a
+    `title`, the plan is recorded in the first run's logs directory when it starts (steps without a
+    run id get one, so the file names every run). Either way each run is marked as it starts and
+    ends, and the plan is closed finished or stopped. Without either, nothing is recorded.
+    With `metrics_port`, live Prometheus metrics of the runs are served while the plan runs (a port
+    that cannot be opened raises engine.outputs.prometheus.MetricsError before any run starts).
     """
 
     def __init__(
@@ -119,7 +138,10 @@ class PlanRunner:
         command: list[str] | None = None,
         batch: str | None = None,
         plan_file: Path | None = None,
-        metrics: MetricsServer | None = None,
+        title: str | None = None,
+        source: str = "cli",
+        metrics_port: int | None = None,
+        metrics_addr: str | None = None,
         flush_s: float = 0.0,
         stop_on_cancelled_run: bool = False,
     ) -> None:
@@ -128,7 +150,9 @@ class PlanRunner:
         self.command = list(command or worker_command())
         self.batch = batch  # the batch every started run joins (None: the spec's own)
         self.plan_file = plan_file
-        self.metrics = metrics
+        self.title, self.source = title, source  # how the plan file describes a new plan
+        self.metrics_port, self.metrics_addr = metrics_port, metrics_addr
+        self.metrics: MetricsServer | None = None  # serving while the plan runs
         self.flush_s = flush_s
         self.cancelled = False
         self.left = False
@@ -159,6 +183,48 @@ class PlanRunner:
 
     # -- the run ---------------------------------------------------------------------------------
     async def updates(self) -> AsyncGenerator[PlanUpdate, None]:
+        self.metrics = self._serve_metrics()  # first: a port that cannot be opened stops the plan unrecorded
+        try:
+            self._record()
+            yield PlanStarted(self.plan_file, self.metrics.url if self.metrics is not None else None)
+            async with aclosing(self._run()) as updates:
+                async for update in updates:
+                    yield update
+        finally:
+            if self.metrics is not None:
+                self.metrics.stop()
+                self.metrics = None
+
+    def _serve_metrics(self) -> MetricsServer | None:
+        if self.metrics_port is None:
+            return None
+        from engine.outputs.prometheus import DEFAULT_ADDR, MetricsServer
+
+        return MetricsServer(self.metrics_port, self.metrics_addr or DEFAULT_ADDR).start()
+
+    def _record(self) -> None:
+        """Take over the plan file, or record a new plan (see the class's docstring)."""
+        if self.plan_file is not None:
+            plan_store.take_over(self.plan_file)
+            return
+        if self.title is None or not self.steps:
+            return
+        self.steps = [
+            replace(step, spec=replace(step.spec, run_id=step.spec.run_id or new_run_id())) for step in self.steps
+        ]
+        items = [
+            {"spec": self._spec(s).to_dict(), "label": s.label, "config": s.config, "pair": s.pair} for s in self.steps
+        ]
+        first = self.steps[0].spec
+        self.plan_file = plan_store.record_plan(Path(first.logs_dir), first.run_id, self.title, self.source, items)
+        if self.plan_file is not None:
+            self.steps = [replace(s, plan_index=i) for i, s in enumerate(self.steps)]
+
+    def _spec(self, step: PlanStep) -> RunSpec:
+        """The spec a step runs with: in the runner's batch, when it has one."""
+        return replace(step.spec, batch=self.batch) if self.batch else step.spec
+
+    async def _run(self) -> AsyncGenerator[PlanUpdate, None]:
         outcomes: list[RunOutcome] = []
         summaries: list[RunSummary] = []
         stopped = False
@@ -208,8 +274,7 @@ class PlanRunner:
         if step.follow:
             proc = FollowedRun(Path(step.spec.logs_dir) / step.spec.run_id)
         else:
-            spec = replace(step.spec, batch=self.batch) if self.batch else step.spec
-            proc = WorkerProcess(spec, list(self.command))
+            proc = WorkerProcess(self._spec(step), list(self.command))
             await proc.start()
         self._current = proc
         if self.cancelled:  # cancelled while it was starting
@@ -277,6 +342,7 @@ async def execute_plan(
     plan: list[PlannedRun],
     console: Console | None,
     *,
+    title: str | None = None,
     metrics_port: int | None = None,
     metrics_addr: str | None = None,
     mlflow: MlflowTarget | None = None,
@@ -285,8 +351,10 @@ async def execute_plan(
     """Run every planned spec in order through PlanRunner. With a console, show rich progress;
     without, stay quiet.
 
-    With `metrics_port`, serve live Prometheus metrics of the runs (engine.outputs.prometheus) until
-    the plan ends; with `mlflow`, log each run to MLflow as soon as it has ended.
+    With a `title`, the plan is recorded in the logs directory's plan files, so `joulelab run
+    --resume` can finish it if this process goes away. With `metrics_port`, serve live Prometheus
+    metrics of the runs (engine.outputs.prometheus) until the plan ends; with `mlflow`, log each run
+    to MLflow as soon as it has ended.
 
     Ctrl-C (SIGINT) is handled here, explicitly: it cancels the plan (the current worker's process
     group gets SIGTERM, then SIGKILL), the cancelled run's outcome (partial energy kept) is
@@ -294,14 +362,10 @@ async def execute_plan(
     the same run).
     """
     batch = batch or new_run_id()
-    metrics = None
-    if metrics_port is not None:
-        from engine.outputs.prometheus import DEFAULT_ADDR, MetricsServer
-
-        metrics = MetricsServer(metrics_port, metrics_addr or DEFAULT_ADDR).start()
-        if console is not None:
-            console.print(f"serving live metrics at {metrics.url}", highlight=False)
-    runner = PlanRunner([PlanStep(p.spec, p.config.key) for p in plan], batch=batch, metrics=metrics, flush_s=0.0)
+    steps = [PlanStep(p.spec, p.config.key, label=p.label, pair=p.pair) for p in plan]
+    runner = PlanRunner(
+        steps, batch=batch, title=title, source="cli", metrics_port=metrics_port, metrics_addr=metrics_addr
+    )
     view = _PlanProgress(plan, console) if console is not None else None
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, runner.cancel)
@@ -310,6 +374,8 @@ async def execute_plan(
         async with aclosing(runner.updates()) as updates:
             async for update in updates:
                 match update:
+                    case PlanStarted(metrics_url=url) if url is not None and console is not None:
+                        console.print(f"serving live metrics at {url}", highlight=False)
                     case RunEnded(outcome=outcome):
                         if mlflow is not None:
                             log_run_to_mlflow(outcome, mlflow, console)
@@ -321,8 +387,6 @@ async def execute_plan(
         loop.remove_signal_handler(signal.SIGINT)
         if view is not None:
             view.stop()
-        if metrics is not None:
-            metrics.stop()
     return PlanResult(outcomes, runner.cancelled, batch)
 
 
@@ -409,7 +473,7 @@ def log_run_to_mlflow(outcome: RunOutcome, target: MlflowTarget, console: Consol
 def resume_latest_plan(logs_dir: Path, console: Console | None = None) -> int:
     """`joulelab run --resume`: finish the newest interrupted plan in this logs directory, following
     a run that is still going and starting the rest (through PlanRunner, which marks
-    each run in the plan file and closes it). Returns the number of runs that did not complete
+    each run in the plan file, takes it over and closes it). Returns the number of runs that did not complete
     (0 when there was nothing to resume or everything completed)."""
     from engine.core.spec import new_run_id, spec_from_dict
 
@@ -423,13 +487,21 @@ def resume_latest_plan(logs_dir: Path, console: Console | None = None) -> int:
         return 0
     plan = plans[0]
     say(f"resuming {plan.describe()}")
-    plan_store.take_over(plan.path)
     steps = []
     for rest in plan.remaining:
         # a run still going is followed where it is; the others start afresh with a new id
         where = {"run_id": rest.item["run_id"], "logs_dir": str(logs_dir)} if rest.follow else {"run_id": new_run_id()}
         spec = spec_from_dict({**rest.item["spec"], **where}, "resumed plan")
-        steps.append(PlanStep(spec, rest.item["config"], follow=rest.follow, plan_index=rest.index))
+        steps.append(
+            PlanStep(
+                spec,
+                rest.item["config"],
+                follow=rest.follow,
+                plan_index=rest.index,
+                label=rest.item.get("label", ""),
+                pair=rest.item.get("pair"),
+            )
+        )
 
     async def run() -> int:
         failed = 0

@@ -112,6 +112,17 @@ class PlannedRun:
     trial: int
     spec: RunSpec
 
+    @property
+    def label(self) -> str:
+        """What this run is within its plan, e.g. "transfer augment · seed 1"."""
+        mech = "" if self.config.mechanism == "baseline" else f" {self.config.mechanism}"
+        return f"{self.spec.mode_label}{mech} · seed {self.spec.seed}"
+
+    @property
+    def pair(self) -> str:
+        """The runs compared with each other: the configuration's group, trial by trial."""
+        return f"{self.config.group} #{self.trial + 1}"
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -126,6 +137,10 @@ class Preset:
     mlflow_experiment: str | None = None
     metrics_port: int | None = None  # serve live Prometheus metrics while the plan runs
     metrics_addr: str | None = None
+
+    def title(self, runs: int) -> str:
+        """How a plan of `runs` of this preset is called (the plan file, the lab's Live tab)."""
+        return f"preset {self.name}: {runs} run{'s' if runs != 1 else ''}"
 
     def plan(self, trials: int | None = None) -> list[PlannedRun]:
         """Runs in execution order: per comparison group, trial by trial, every mode in turn, so

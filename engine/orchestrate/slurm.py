@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.errors import JouleLabError
 from engine.core.events import FAILED_STATUSES
+from engine.core.records import ConfigKey
 from engine.core.run_files import EVENTS, RUN_JSON, atomic_write_json
 from engine.core.settings import env_var
 from engine.core.spec import RunSpec, new_run_id, spec_from_dict
@@ -462,8 +463,9 @@ class Follower:
 
 
 def _mode(run: dict[str, Any]) -> str:
-    parts = (run.get("config") or "").split("/")
-    return parts[2] if len(parts) > 2 else run["run_id"]
+    """The run's mode as its job line names it (its id when the job record has no configuration)."""
+    config = run.get("config")
+    return ConfigKey.parse(config).mode if config else str(run["run_id"])
 
 
 def follow(record: dict[str, Any], console: Console | None, poll_s: float = 1.0) -> dict[str, str]:

@@ -192,18 +192,12 @@ class WorkerProcess:
         )
 
     async def cancel(self, grace_s: float = CANCEL_GRACE_S) -> None:
-        """SIGTERM the worker's process group; SIGKILL whatever is left after `grace_s`."""
+        """Stop the worker's process group (stop_process: SIGCONT and SIGTERM, then SIGKILL)."""
         if self.proc is None or self.proc.returncode is not None:
             return
         self.cancelled = True
-        _signal_group(self.proc.pid, signal.SIGTERM)
-        _signal_group(self.proc.pid, signal.SIGCONT)  # a stopped worker handles SIGTERM only once resumed
-        try:
-            await asyncio.wait_for(self.proc.wait(), grace_s)
-        except TimeoutError:
-            pass
-        # Reap the whole group, not just the leader: the worker may have started children.
-        _signal_group(self.proc.pid, signal.SIGKILL)
+        proc = self.proc
+        await stop_process(proc.pid, lambda: proc.returncode is not None, grace_s=grace_s)
 
 
 def record_start(run_path: Path, spec: RunSpec, pid: int) -> None:
@@ -252,6 +246,34 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+async def stop_process(
+    pid: int, gone: Callable[[], bool], *, group: bool = True, grace_s: float = CANCEL_GRACE_S
+) -> None:
+    """The one cancel of a worker, started here or followed: SIGTERM and SIGCONT (a stopped worker
+    handles SIGTERM only once resumed, and then writes its own summary), up to `grace_s` for
+    `gone()`, then SIGKILL. `group`: signal the worker's process group (it leads its own session),
+    and SIGKILL the group even when the worker is gone, to reap what it started; otherwise only
+    the pid, and SIGKILL only while it is not gone (a dead pid may be reused)."""
+
+    def send(sig: signal.Signals) -> None:
+        if group:
+            _signal_group(pid, sig)
+            return
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    send(signal.SIGTERM)
+    send(signal.SIGCONT)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    while not gone() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    if group or not gone():
+        send(signal.SIGKILL)
 
 
 def describe_exit(code: int) -> str:

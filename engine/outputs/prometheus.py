@@ -2,7 +2,7 @@
 
 `joulelab run --metrics-port PORT` (or a preset's `metrics_port`, or the lab's `--metrics-port`)
 serves the runs in progress. It is fed from the events the plan runner already receives
-(engine/runs.py, tui/app.py): nothing else is measured or read. One series per run:
+(engine.orchestrate.plan_runner.PlanRunner): nothing else is measured or read. One series per run:
 
     joulelab_power_watts{run_id, configuration, domain, kind, source}           gauge: the last sample
     joulelab_energy_joules_total{run_id, configuration, phase, domain, kind, source, method}
@@ -31,12 +31,13 @@ from types import TracebackType
 from wsgiref.simple_server import WSGIServer
 
 from engine.core.errors import JouleLabError
-from engine.core.events import FAILED_STATUSES, AnyEvent, Done, MeterGap, PhaseEnd, PhaseStart, Sample
+from engine.core.events import FAILED_STATUSES, PHASES, AnyEvent, Done, MeterGap, PhaseEnd, PhaseStart, Sample
 from engine.orchestrate.event_fold import RunFold
 
 DEFAULT_ADDR = "127.0.0.1"
 INSTALL = "pip install 'joulelab[prometheus]'"
-STATES = ("starting", "idle", "pretrain", "train", "prune", "test", "complete", "cancelled", *FAILED_STATUSES)
+# The run's state: starting until its first phase, then the event schema's phases, then its status.
+STATES = ("starting", *PHASES, "complete", "cancelled", *FAILED_STATUSES)
 
 
 class MetricsError(JouleLabError):

@@ -18,7 +18,7 @@ from rich.text import Text
 from engine.analysis.stats import Comparison, ConfigStats, Estimate
 from engine.core.energy import CONTENDED_SHARE
 from engine.core.events import PHASES as PHASE_ORDER
-from engine.core.records import PhaseTotal, RunSummary
+from engine.core.records import BASELINE_PHASES, PhaseTotal, RunSummary
 
 if TYPE_CHECKING:
     from engine.analysis.calibrate import CalibrationRecord
@@ -185,7 +185,7 @@ def config_table(
     stats: list[ConfigStats], title: str = "Energy and accuracy per configuration", narrow: bool = False
 ) -> Table:
     phases = [
-        p for p in PHASE_ORDER if p not in ("idle", "warmup", "pretrain") and any(p in s.phase_net_j for s in stats)
+        p for p in PHASE_ORDER if p not in (*BASELINE_PHASES, "pretrain") and any(p in s.phase_net_j for s in stats)
     ]
     pretrain = any(s.pretrain_j is not None for s in stats)
     headers = [

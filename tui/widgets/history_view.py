@@ -12,6 +12,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from engine.core.records import ConfigKey
 from engine.outputs.tables import STATUS_STYLE, energy_cell, short_key
 from engine.store.run_log import RunRecord, list_runs
 from tui import fmt
@@ -148,4 +149,5 @@ class HistoryView(Vertical):
 
 
 def _describe(spec: dict[str, Any]) -> str:
-    return "/".join(str(spec.get(k, "?")) for k in ("dataset", "size", "mode"))
+    """The key of an old run that recorded none, from its spec ("?" for what it lacks)."""
+    return str(ConfigKey(*(str(spec.get(k, "?")) for k in ("dataset", "size", "mode"))))

@@ -33,7 +33,7 @@ class ProbeDomain(TypedDict):
     kind: str
     source: str
     method: str
-    joules: float | None  # None where the value is not finite
+    joules: float | None  # None where it is unknown: a gap, or not finite (null in JSON)
     watts: float | None
     gap: NotRequired[str]  # why the domain's energy over the probe is unknown
 
@@ -107,17 +107,20 @@ def probe(
         name = meter_name(meter)
         domains: list[ProbeDomain] = []
         for d in meter.domains:
-            joules = end.joules[d.name] - start.joules[d.name]
+            # A gap's energy is unknown: the sampler keeps the last value read, so the
+            # difference would be a made-up number (often 0.0 W), never a measurement.
+            gap = gaps.get(d.name)
+            joules = None if gap is not None else _finite(end.joules[d.name] - start.joules[d.name])
             entry: ProbeDomain = {
                 "domain": d.name,
                 "kind": d.kind,
                 "source": d.source,
                 "method": d.method,
-                "joules": _finite(joules),
-                "watts": _finite(joules / elapsed) if elapsed > 0 else None,
+                "joules": joules,
+                "watts": _finite(joules / elapsed) if joules is not None and elapsed > 0 else None,
             }
-            if d.name in gaps:
-                entry["gap"] = gaps[d.name]
+            if gap is not None:
+                entry["gap"] = gap
             domains.append(entry)
         item: ProbeMeter = {
             "meter": name,
@@ -147,7 +150,7 @@ def _reason(miss: dict[str, str]) -> str:
 
 
 def _fmt_w(w: float | None) -> str:
-    return "-" if w is None else f"{w:.2f} W"
+    return "unknown" if w is None else f"{w:.2f} W"
 
 
 def _fmt_us(us: float | None) -> str:
