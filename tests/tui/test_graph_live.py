@@ -24,7 +24,7 @@ async def test_the_pair_is_overlaid_and_a_past_run_is_the_reference(logs: Path) 
         ((label, t, w),) = graph.overlays
         assert label == "transfer · seed 0" and t[0] < 0.5 and w.max() > 0
         # Phase markers of the current (scratch) run only: no pretrain from the transfer run.
-        assert [p for _, p in graph.boundaries] == ["idle", "train", "test"]
+        assert [p for _, p in graph.boundaries] == ["idle", "warmup", "train", "test"]
         assert "pretrain" not in [label for _, label in graph.plot.markers]
         legend = str(graph.query_one(".graph-legend", Static).render())
         assert "transfer · seed 0" in legend and "┴ epoch" in legend

@@ -53,7 +53,7 @@ async def test_paired_run_shows_live_totals_side_by_side_then_the_comparison(log
         ):
             assert expected in text, expected
         graph = app.live.graph
-        assert [p for _, p in graph.boundaries] == ["idle", "train", "test"]  # the scratch run's phases
+        assert [p for _, p in graph.boundaries] == ["idle", "warmup", "train", "test"]  # the scratch run's phases
         assert set(graph.series) == {"cpu", "dram"}
         state = app.live.states[0]
         assert state.rows["pretrain"].final and state.rows["pretrain"].total_net_j > 0
@@ -114,7 +114,7 @@ async def test_history_reopens_a_run_compares_and_exports(logs: Path, tmp_path: 
     async with app.run_test(size=(120, 40)) as pilot:
         await press(pilot, "r")
         await wait_settled(pilot, app)
-        app.worker_command = fake_command("--crash-after", "20")
+        app.worker_command = fake_command("--crash-in", "train")
         await press(pilot, "l", "r")
         await wait_settled(pilot, app)
 
@@ -233,7 +233,7 @@ async def test_quit_during_a_run_can_stop_it(logs: Path) -> None:
 
 
 async def test_quit_during_a_run_can_leave_it_running_to_completion(logs: Path) -> None:
-    app = make_app(logs, fake_command("--speed", "0.5"))  # the recording at half speed: ~4 s
+    app = make_app(logs, fake_command("--speed", "0.5"))  # the recording at half speed: ~5 s
     async with app.run_test(size=(100, 30)) as pilot:
         await press(pilot, "r")
         await wait_for(pilot, lambda: app.current_run is not None, what="the run")

@@ -75,7 +75,7 @@ def test_crash_at_80x24(snap_compare, here) -> None:
         await settle_live(pilot)
 
     assert snap_compare(
-        make_app(here, fake_command("--crash-after", "12")), terminal_size=(80, 24), run_before=run_before
+        make_app(here, fake_command("--crash-in", "train")), terminal_size=(80, 24), run_before=run_before
     )
 
 
@@ -83,7 +83,7 @@ def test_history_and_a_reopened_crash_at_160x50(snap_compare, here) -> None:
     async def run_before(pilot):
         app = pilot.app
         await paired_run(pilot)
-        app.worker_command = fake_command("--crash-after", "20")
+        app.worker_command = fake_command("--crash-in", "train")
         await press(pilot, "l", "r")
         await wait_settled(pilot, app)
         await press(pilot, "h", "enter")
