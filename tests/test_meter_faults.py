@@ -23,7 +23,7 @@ from engine.orchestrate.worker_process import run_spec
 from engine.store.run_log import list_runs, load_run
 from tests.fakes.powercap import PowercapTree
 from tests.helpers import start_worker, the_run_dir, tiny_spec
-from tests.test_faults import cli, preset_file, training_worker, wait_for
+from tests.test_worker_faults import cli, preset_file, training_worker, wait_for
 
 LONG = {"epochs": 200, "synthetic_seconds": 60.0}
 RANGE_UJ = 1_000_000_000 - 1  # a 1,000 J counter
