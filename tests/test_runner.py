@@ -35,7 +35,10 @@ async def test_run_spec_streams_every_event_and_reports_the_outcome(tmp_path):
     assert outcome.ok and outcome.exit_code == 0
     assert outcome.events == len(seen)
     assert isinstance(seen[0], Hello) and isinstance(seen[-1], Done)
-    assert outcome.result is not None and outcome.result.metrics["accuracy_frac"] >= 0
+    assert outcome.result is not None
+    # the result the runner reports is the one the worker logged, a fraction of 1
+    accuracy = outcome.result.metrics["accuracy_frac"]
+    assert 0 <= accuracy <= 1 and accuracy == load_run(outcome.run_path).summary.metrics.accuracy_frac
     # the stream the runner saw is exactly the log the worker wrote
     logged = (outcome.run_path / "events.jsonl").read_text().splitlines()
     assert [decode_event(line) for line in logged] == seen

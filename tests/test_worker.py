@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from engine.core.events import (
     PHASES,
     SCHEMA_VERSION,
@@ -69,7 +71,11 @@ def test_scratch_run_streams_events_and_writes_a_complete_log(tmp_path):
             assert domain["source"] == "modelled"
             assert abs(domain["gross_j"] - domain["idle_j"] - domain["net_j"]) < 1e-9
         assert phase["total"]["source"] == "modelled"
-    assert summary["idle_watts"]["cpu"]["source"] == "modelled" and summary["idle_watts"]["cpu"]["w"] >= 0
+    # the idle baseline is each domain's mean power over the idle phase
+    idle = summary["phases"]["idle"]
+    for domain, baseline in summary["idle_watts"].items():
+        assert baseline["source"] == "modelled"
+        assert baseline["w"] == pytest.approx(idle["energy"][domain]["gross_j"] / idle["duration_s"], rel=1e-6)
     # the idle phase is the baseline: all idle, nothing net
     assert summary["phases"]["idle"]["total"]["net_j"] == 0
     assert summary["phases"]["train"]["total"]["gross_j"] > 0
