@@ -47,6 +47,7 @@ def test_nan_and_inf_settings_are_refused_in_one_line(key, value):
         spec_from_dict({key: value})
 
 
+@pytest.mark.slow
 def test_a_nan_spec_is_refused_by_the_worker_before_any_run_dir(tmp_path):
     result = run_worker(tiny_spec(tmp_path / "logs", lr=math.nan))  # json.dumps writes NaN
     assert result.returncode == 2 and "lr: nan is not a finite number" in result.stderr
@@ -176,6 +177,7 @@ def test_logs_naming_a_file_says_it_is_a_file(tmp_path):
 # -- through the CLI as a user runs it ------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run_id", ["../etc", "no-such-run", "a/b"])
 def test_run_ids_that_do_not_exist_or_escape_logs_are_refused(tmp_path, run_id):
     (tmp_path / "logs").mkdir()
@@ -185,7 +187,8 @@ def test_run_ids_that_do_not_exist_or_escape_logs_are_refused(tmp_path, run_id):
     assert err.strip().count("\n") == 0 and "joulelab runs" in err
 
 
-def test_missing_or_corrupt_data_is_one_line_and_exit_2_through_the_start_cli(tmp_path):
+@pytest.mark.slow
+def test_missing_or_corrupt_data_is_one_line_and_exit_2_through_the_cli(tmp_path):
     broken = tmp_path / "data" / "motionsense" / "A_DeviceMotion_data" / "wlk_7"
     broken.mkdir(parents=True)
     (broken / "sub_1.csv").write_text("not,the,right,header\n1,2,3,4\n")

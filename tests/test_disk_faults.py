@@ -22,6 +22,8 @@ from tests.helpers import (
     tiny_spec,
 )
 
+pytestmark = pytest.mark.slow  # real workers and the real CLI, in subprocesses
+
 
 def test_an_unwritable_logs_directory_is_refused_before_training(tmp_path):
     blocker = tmp_path / "not-a-dir"

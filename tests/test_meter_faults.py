@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from engine.core.events import Epoch, Hello, MeterGap, Progress, decode_event
 from engine.store.run_log import load_run
 from tests.fakes.powercap import PowercapTree, intel_server
@@ -21,6 +23,8 @@ from tests.helpers import (
     the_run_dir,
     tiny_spec,
 )
+
+pytestmark = pytest.mark.slow  # real workers, in subprocesses
 
 RANGE_UJ = 1_000_000_000 - 1  # a 1,000 J counter
 

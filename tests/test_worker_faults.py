@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from engine.core.events import AnyEvent, Done, Hello, PhaseStart, Progress, decode_event
 from engine.core.spec import spec_from_dict
@@ -28,6 +29,8 @@ from tests.helpers import (
     training_worker,
     wait_until,
 )
+
+pytestmark = pytest.mark.slow  # real workers and the real CLI, in subprocesses
 
 
 def events_of(run_path: Path) -> list[AnyEvent]:
