@@ -33,12 +33,20 @@ def event_shape(path: Path) -> tuple[list[tuple[str, str | None]], dict[str, set
     return order, fields
 
 
+# Flags written only when true (omit_defaults): whether a phase is short or partial is timing.
+WHEN_TRUE = {"short", "gap", "partial"}
+
+
+def names(record: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(set(record) - WHEN_TRUE))
+
+
 def summary_shape(summary: dict[str, Any]) -> dict[str, Any]:
     """The field names of a summary.json, down to each phase's record and each energy value."""
     return {
         "fields": sorted(summary),
-        "phases": {name: sorted(record) for name, record in summary["phases"].items()},
-        "energy": sorted({tuple(sorted(v)) for r in summary["phases"].values() for v in r.get("energy", {}).values()}),
+        "phases": {name: names(record) for name, record in summary["phases"].items()},
+        "energy": sorted({names(v) for r in summary["phases"].values() for v in r.get("energy", {}).values()}),
         "totals": sorted({tuple(sorted(r["total"])) for r in summary["phases"].values()}),
         "metrics": sorted(summary["metrics"]),
         "curve": sorted({tuple(sorted(point)) for point in summary["curve"]}),

@@ -19,7 +19,8 @@ SIGTERM ends the run as the real worker does: the open phase partial, status can
 The recordings are today's worker, not a hand-written imitation: `<mode>.jsonl` is a real tiny
 run's event stream and `<mode>.summary.json` its summary.json, with ids, times and the host made
 neutral. The fake writes its summary as the typed RunSummary through the records' codec, taking
-what the events cannot say (contention, warm-up steps, network, device) from the recorded summary.
+what the events cannot say (contention, warm-up steps, network, device) from the recorded summary;
+the host is this machine's, as the real worker's is.
 After a change to the worker's events or summary, regenerate both modes and review the diff:
 
     python tests/fakes/fake_worker.py --record tests/fakes
