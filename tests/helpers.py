@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,67 @@ TINY = {
 }
 
 
+# Settings for a run that trains long enough to be interrupted, stopped or killed mid-training.
+LONG = {"epochs": 200, "synthetic_seconds": 60.0}
+
+
 def tiny_spec(logs: Path, **overrides) -> dict:
     return {**TINY, "logs_dir": str(logs), **overrides}
+
+
+def preset_file(tmp_path: Path, **settings) -> Path:
+    """A one-configuration preset (synthetic, scratch) with TINY's settings and `settings`."""
+    values = {**TINY, **settings}
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items() if k not in ("dataset", "size"))
+    path = tmp_path / "p.toml"
+    path.write_text(f"# test\n[matrix]\nmode = ['scratch']\n[settings]\n{body}\n")
+    return path
+
+
+def start_cli(*args: str, **popen: Any) -> subprocess.Popen:
+    """The real CLI (`python -m engine.cli ARGS`) as a user starts it, stdout and stderr piped;
+    `env` adds to the environment, other keywords go to Popen."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **popen.pop("env", {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+        **popen,
+    )
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it is true (returned) or `timeout` seconds have passed (failed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def training_worker(logs: Path):
+    """The worker (a psutil.Process) of the only run in `logs`, once it is training."""
+    import psutil
+
+    from engine.store.run_log import list_runs
+
+    def ready():
+        runs = list_runs(logs)
+        if (
+            runs
+            and runs[0].last_phase == "train"
+            and runs[0].manifest.pid
+            and '"type":"progress"' in (runs[0].path / "events.jsonl").read_text()
+        ):
+            return psutil.Process(runs[0].manifest.pid)
+        return None
+
+    return wait_until(ready, what="the worker to start training")
 
 
 def run_worker(

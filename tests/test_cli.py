@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
@@ -29,6 +30,7 @@ def tiny_preset(tmp_path, trials=1):
     return path
 
 
+@pytest.mark.slow
 def test_run_prints_the_comparison_and_leaves_logs(tmp_path):
     logs = tmp_path / "logs"
     result = runner.invoke(app, ["run", str(tiny_preset(tmp_path)), "--logs", str(logs)], env={"COLUMNS": "200"})
@@ -42,6 +44,7 @@ def test_run_prints_the_comparison_and_leaves_logs(tmp_path):
         assert json.loads((run / "summary.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_run_json_format_prints_results_only(tmp_path):
     result = runner.invoke(
         app,
@@ -73,6 +76,7 @@ def test_bad_preset_is_one_line_exit_2(tmp_path):
     assert missing.exit_code == 2 and "no such file" in missing.stderr
 
 
+@pytest.mark.slow
 def test_engine_never_imports_textual():
     code = (
         "import sys, engine.cli, engine.worker.main, engine.orchestrate.worker_process, "
@@ -87,6 +91,7 @@ GOLDEN_LOGS = str(REPO / "tests" / "golden" / "logs")
 WIDE = {"COLUMNS": "200"}
 
 
+@pytest.mark.slow
 def test_engine_cli_without_a_command_prints_help_and_the_joulelab_command_adds_the_lab():
     # headless: `python -m engine.cli` prints help and never loads the TUI
     code = (
@@ -225,6 +230,7 @@ def test_usage_errors_exit_2():
     assert result.exit_code == 2 and "'huge' is not one of small, big" in result.stderr
 
 
+@pytest.mark.slow
 def test_quick_preset_end_to_end_through_the_real_cli(tmp_path):
     logs = tmp_path / "logs"
     result = runner.invoke(app, ["run", "quick", "--logs", str(logs)], env=WIDE)

@@ -86,6 +86,7 @@ def test_sync_waits_for_cuda_and_is_free_on_the_cpu(monkeypatch):
 NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}
 
 
+@pytest.mark.slow
 def test_auto_resolves_to_the_cpu_and_the_manifest_says_so(tmp_path):
     proc = run_worker(tiny_spec(tmp_path), env=NO_GPU)
     assert proc.returncode == 0, proc.stderr
@@ -99,6 +100,7 @@ def test_auto_resolves_to_the_cpu_and_the_manifest_says_so(tmp_path):
     assert "nvml_agreement" not in summary["phases"]["train"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -128,6 +130,7 @@ sys.exit(main([]))
 """
 
 
+@pytest.mark.slow
 def test_the_worker_syncs_at_every_phase_edge_epoch_and_test_timer(tmp_path):
     log = tmp_path / "syncs.log"
     proc = run_worker(
@@ -182,6 +185,7 @@ sys.exit(main([]))
 """
 
 
+@pytest.mark.slow
 def test_a_gpu_run_meters_its_gpu_with_both_methods(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     code = GPU_CODE.format(repo=str(REPO), log=str(tmp_path / "syncs.log"), a=A, b=B, temp=40)

@@ -68,6 +68,7 @@ def test_modelled_or_unmetered_gpu_energy_fails():
     assert "the GPU was not metered (NVML is not available)" in check_gpu.phase_rows(summary)[1][0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: run tests/device/check.sh itself")
 def test_check_sh_stands_down_without_a_gpu():
     import sys

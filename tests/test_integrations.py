@@ -414,6 +414,7 @@ def test_codecarbon_export_has_codecarbon_3_columns_and_reads_back(tmp_path):
     assert (df["energy_consumed"] > 0).all() and set(df["run_id"]) == {"golden-transfer", "golden-scratch"}
 
 
+@pytest.mark.slow
 def test_integrations_are_imported_only_when_used():
     """mlflow takes seconds to import: importing the CLI, exporter or metrics server must not."""
     code = (

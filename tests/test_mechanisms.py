@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from engine.core.spec import RunSpec
@@ -50,6 +51,7 @@ def test_global_pruning_reaches_the_target_sparsity_but_not_fewer_flops():
     assert flops_per_sample(net, (6, 128)) == flops  # dense kernels still multiply the zeros
 
 
+@pytest.mark.slow
 def test_pruning_augmentation_and_no_batchnorm_are_measured_in_the_worker(tmp_path):
     proc = run_worker(tiny_spec(tmp_path, prune=0.5, augment=True, batchnorm=False, epochs=2))
     assert proc.returncode == 0, proc.stderr

@@ -171,6 +171,7 @@ def test_event_tail_waits_for_a_whole_line(tmp_path):
     assert isinstance(event, PhaseStart) and event.phase == "idle"
 
 
+@pytest.mark.slow
 def test_no_sbatch_is_one_line_and_exit_2(tmp_path, quick_preset):
     empty = tmp_path / "bin"
     empty.mkdir()

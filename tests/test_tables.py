@@ -73,6 +73,7 @@ def _cli(args: list[str], columns: int | None, tmp_path: Path) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("columns", [80, 120])
 @pytest.mark.parametrize(
     ("command", "headers"),
@@ -89,6 +90,7 @@ def test_tables_fit_the_terminal_with_every_column(command, headers, columns, tm
     assert out == snapshot.read_text(encoding="utf-8"), f"differs from {snapshot}"
 
 
+@pytest.mark.slow
 def test_piped_output_keeps_the_full_layout(tmp_path):
     out = _cli(["compare", "golden-transfer", "golden-scratch"], None, tmp_path)
     for header in ("configuration", "pretrain J", "held fixed", "inference energy", "pays back"):

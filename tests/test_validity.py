@@ -302,7 +302,7 @@ def test_calibrate_runs_a_against_a_and_verdicts_use_the_floor(tmp_path):
     assert "noise floor" in proc.stdout.lower()
 
 
-def test_until_clear_adds_trials_until_the_interval_excludes_one_or_the_maximum(tmp_path):
+def test_until_clear_through_the_cli_keeps_one_batch_and_prints_the_outcome_its_runs_imply(tmp_path):
     preset = tmp_path / "tiny.toml"
     preset.write_text(TINY_PRESET)
     cache, logs = tmp_path / "cache", tmp_path / "logs"
@@ -318,8 +318,10 @@ def test_until_clear_adds_trials_until_the_interval_excludes_one_or_the_maximum(
 
     (comparison,) = compare([summary_from_json(s) for s in summaries])
     clear = comparison.train_interval.has_interval and not comparison.train_interval.spans(1.0)
+    # Which outcome real runs give is the machine's; tests/test_until_clear.py forces each one.
+    # Here the line printed must be the one the logged runs imply, and the only one.
     if clear:
-        assert f"every comparison is clear after {trials} trials" in proc.stdout
-        assert trials in (2, 3)
+        assert f"every comparison is clear after {trials} trials" in proc.stdout and "still unclear" not in proc.stdout
     else:
         assert trials == 3 and "still unclear after the maximum of 3 trials" in proc.stdout
+        assert "every comparison is clear" not in proc.stdout

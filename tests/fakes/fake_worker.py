@@ -6,14 +6,27 @@ lab's history view and the stats work on its runs.
     python tests/fakes/fake_worker.py --recording F.jsonl   # replay a given recording
     python tests/fakes/fake_worker.py --speed 1             # at the recorded pace (default: at once)
     python tests/fakes/fake_worker.py --crash-after 20      # SIGKILL itself after 20 events
+    python tests/fakes/fake_worker.py --crash-in train      # SIGKILL itself just before the train phase ends
     python tests/fakes/fake_worker.py --fail-after 20       # report an error and fail
     python tests/fakes/fake_worker.py --rate 10 --duration 60   # synthetic stream, 10 samples/s
     python tests/fakes/fake_worker.py --hold                # wait for SIGTERM before the end
-    python tests/fakes/fake_worker.py --record OUT --mode transfer   # record the real worker
+    python tests/fakes/fake_worker.py --record DIR          # record the real worker (both modes)
 
 Run ids and timestamps are rewritten: the run id is the spec's, times keep their recorded
 offsets from a new start. `--wall` fixes the wall-clock fields, for deterministic snapshots.
 SIGTERM ends the run as the real worker does: the open phase partial, status cancelled, exit 130.
+
+The recordings are today's worker, not a hand-written imitation: `<mode>.jsonl` is a real tiny
+run's event stream and `<mode>.summary.json` its summary.json, with ids, times and the host made
+neutral. The fake writes its summary as the typed RunSummary through the records' codec, taking
+what the events cannot say (contention, warm-up steps, network, device) from the recorded summary;
+the host is this machine's, as the real worker's is.
+After a change to the worker's events or summary, regenerate both modes and review the diff:
+
+    python tests/fakes/fake_worker.py --record tests/fakes
+
+tests/test_fake_worker.py runs a fresh real worker and fails when its event types or summary
+fields differ from the recordings, so the fake cannot drift silently.
 """
 
 from __future__ import annotations
@@ -23,13 +36,51 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import msgspec
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere, like `python -m engine.worker` from the repo
+
+from engine.core.records import (  # noqa: E402
+    CurvePoint,
+    MeterDomain,
+    MissingMeter,
+    PhaseRecord,
+    PretrainRecord,
+    RunManifest,
+    RunSummary,
+    metrics_from_json,
+    summary_from_json,
+    to_json_object,
+)
+from engine.core.spec import SpecError, spec_from_dict  # noqa: E402
+
+# The neutral values a recording carries in place of its run's own.
+RECORDED_RUN = "RECORDED"
+RECORDED_TIME = "2026-01-01T10:00:00+0000"
+RECORDED_HOST = "recorded-host"
+RECORD_SPEC = {
+    "dataset": "synthetic",
+    "size": "small",
+    "epochs": 3,
+    "batch_size": 64,
+    "synthetic_subjects": 8,
+    "synthetic_seconds": 40.0,
+    "stride": 32,
+    "idle_s": 0.3,
+    "test_min_s": 0.3,
+    "sample_hz": 10.0,
+    "seed": 0,
+    "reuse_source": False,
+}
+MODES = ("scratch", "transfer")
 
 
 class Cancelled(Exception):
@@ -61,13 +112,15 @@ class Log:
 
 
 def atomic_json(path: Path, data: dict) -> None:
+    """As the worker writes its records (engine.store.run_log.atomic_write_json), less the fsync."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 
-def describe(spec: dict) -> str:
-    return f"{spec.get('dataset')}/{spec.get('size')}/{spec.get('mode')}"
+def recorded_summary(mode: str) -> RunSummary:
+    """The recorded run's summary, read as every reader reads one."""
+    return summary_from_json(json.loads((HERE / f"{mode}.summary.json").read_text()))
 
 
 # -- streams -----------------------------------------------------------------------------
@@ -175,9 +228,9 @@ def synthetic(rate: float, duration: float) -> list[dict]:
             "type": "result",
             "t": n / rate,
             "metrics": {
-                "accuracy": 0.9,
-                "f1_macro": 0.88,
-                "train_samples": 1000,
+                "accuracy_frac": 0.9,
+                "f1_macro_frac": 0.88,
+                "train_samples_seen": 1000,
                 "inferences": 100,
                 "j_per_train_sample": {"value": 0.01, "source": "modelled", "basis": "net"},
                 "j_per_inference": {"value": 0.001, "source": "modelled", "basis": "net"},
@@ -195,16 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recording", type=Path)
     parser.add_argument("--speed", type=float, default=0.0, help="1 = recorded pace; 0 = at once")
     parser.add_argument("--crash-after", type=int)
+    parser.add_argument("--crash-in", metavar="PHASE", help="SIGKILL itself just before PHASE ends")
     parser.add_argument("--fail-after", type=int)
     parser.add_argument("--rate", type=float)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--hold", action="store_true", help="before the end, wait to be cancelled")
     parser.add_argument("--wall", default=None, help="fixed ISO time for the wall-clock fields")
-    parser.add_argument("--record", type=Path, help="record the real worker's stream to this file")
-    parser.add_argument("--mode", default="scratch")
+    parser.add_argument("--record", type=Path, metavar="DIR", help="record the real worker (both modes) into DIR")
     args = parser.parse_args(argv)
     if args.record:
-        return record(args.record, args.mode)
+        for mode in MODES:
+            record(args.record, mode)
+        return 0
 
     stream_fd = os.dup(1)
     os.dup2(2, 1)
@@ -212,51 +267,60 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    spec = json.loads(sys.stdin.read())
-    run_id = spec.get("run_id") or time.strftime("%Y%m%d-%H%M%S") + "-fake00"
-    spec["run_id"] = run_id
-    run_path = Path(spec.get("logs_dir", "logs")) / run_id
+    try:  # the spec as the worker reads and writes it (defaults filled in), refused as it refuses
+        run_spec = spec_from_dict(json.loads(sys.stdin.read()))
+    except (SpecError, ValueError) as exc:
+        print(f"fake worker: bad spec: {exc}", file=sys.stderr)
+        return 2
+    run_id = run_spec.run_id or time.strftime("%Y%m%d-%H%M%S") + "-fake00"
+    spec = {**run_spec.to_dict(), "run_id": run_id}
+    run_path = Path(spec.get("logs_dir") or "logs") / run_id
     run_path.mkdir(parents=True, exist_ok=True)
     started = args.wall or time.strftime("%Y-%m-%dT%H:%M:%S%z")
     wall = 1_700_000_000.0 if args.wall else time.time()
 
+    mode = "transfer" if spec.get("mode") in ("transfer", "finetune") else "scratch"
+    recorded_run = recorded_summary(mode)
     if args.rate:
         source = synthetic(args.rate, args.duration)
         speed = 1.0
     else:
-        mode = "transfer" if spec.get("mode") in ("transfer", "finetune") else "scratch"
         source = recorded(args.recording or HERE / f"{mode}.jsonl")
         speed = args.speed
 
-    manifest = {
-        "run_id": run_id,
-        "spec": spec,
-        "pid": os.getpid(),
-        "started": started,
-        "environment": {
+    manifest = RunManifest(
+        run_id=run_id,
+        spec=spec,
+        pid=os.getpid(),
+        started=started,
+        environment={
             "joulelab": "fake",
             "python": sys.version.split()[0],
             "platform": "fake",
             "cpu_model": "fake CPU",
             "logical_cpus": 2,
         },
-        "meters": [],
-        "missing_meters": [],
-    }
-    atomic_json(run_path / "run.json", manifest)
+    )
+    atomic_json(run_path / "run.json", to_json_object(manifest))
     log = Log(run_id, run_path, stream)
     t_rec0 = source[0]["t"]
     t_now0 = time.monotonic()
-    phases: dict[str, dict] = {}
-    meters, missing, metrics, curve = [], [], {}, []
+    phases: dict[str, PhaseRecord] = {}
+    meters: list[dict] = []
+    missing: list[dict] = []
+    metrics: dict = {}
+    curve: list[dict] = []
     status, error, code, open_phase, last_phase = "complete", None, 0, None, None
     last_t = t_now0
     joules_now: dict[str, dict] = {}  # domain -> its last sample
     phase_start_j: dict[str, float] = {}
     phase_start_t = t_now0
+    crash_at = args.crash_after
     try:
         for i, rec in enumerate(source):
-            if args.crash_after is not None and i >= args.crash_after:
+            if rec["type"] == "phase_end" and rec["phase"] == args.crash_in:
+                crash_at = i  # all of the phase but its end reaches the log
+            if crash_at is not None and i >= crash_at:
                 print("fake worker: simulated crash (SIGKILL)", file=sys.stderr, flush=True)
                 os.kill(os.getpid(), signal.SIGKILL)
             if args.fail_after is not None and i >= args.fail_after:
@@ -273,8 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             if rec["type"] == "hello":
                 event.update(pid=os.getpid(), wall_time=wall, spec=spec)
                 meters, missing = event.get("meters", []), event.get("missing", [])
-                manifest.update(meters=meters, missing_meters=missing)
-                atomic_json(run_path / "run.json", manifest)
+                manifest.meters = [MeterDomain(**m) for m in meters]
+                manifest.missing_meters = [MissingMeter(**m) for m in missing]
+                manifest.device = event.get("device")
+                atomic_json(run_path / "run.json", to_json_object(manifest))
             elif rec["type"] == "phase_start":
                 open_phase = last_phase = rec["phase"]
                 phase_start_j = {d: s["j"] for d, s in joules_now.items()}
@@ -282,7 +348,12 @@ def main(argv: list[str] | None = None) -> int:
             elif rec["type"] == "sample":
                 joules_now.update(rec["domains"])
             elif rec["type"] == "phase_end":
-                phases[rec["phase"]] = {"duration_s": rec["duration_s"], "energy": rec["energy"], "total": rec["total"]}
+                # The recorded summary's record of the phase says what its event does not
+                # (contention, warm-up steps); a made-up stream's phase is its event.
+                phase = rec["phase"]
+                phases[phase] = (None if args.rate else recorded_run.phases.get(phase)) or msgspec.convert(
+                    {k: rec[k] for k in ("duration_s", "energy", "total") if k in rec}, PhaseRecord
+                )
                 open_phase = None
             elif rec["type"] == "result":
                 metrics, curve = rec.get("metrics", {}), rec.get("curve", [])
@@ -318,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
             "methods": sorted(e["method"] for e in energy.values()),
         }
         duration = last_t - phase_start_t
-        phases[open_phase] = {"duration_s": duration, "energy": energy, "total": total, "partial": True}
+        phases[open_phase] = msgspec.convert(
+            {"duration_s": duration, "energy": energy, "total": total, "partial": True}, PhaseRecord
+        )
         log.emit(
             {
                 "v": 1,
@@ -332,72 +405,85 @@ def main(argv: list[str] | None = None) -> int:
                 "partial": True,
             }
         )
-    summary = {
-        "run_id": run_id,
-        "status": status,
-        "error": error,
-        "spec": spec,
-        "config": spec.get("config") or describe(spec),
-        "preset": spec.get("preset"),
-        "dataset": spec.get("dataset"),
-        "synthetic": spec.get("dataset") == "synthetic",
-        "started": started,
-        "ended": started if args.wall else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "duration_s": last_t - t_now0,
-        "last_phase": last_phase,
-        "phases": phases,
-        "idle_watts": {},
-        "metrics": metrics if status == "complete" else {},
-        "curve": curve,
-        "meters": meters,
-        "missing_meters": missing,
-        "meter_gaps": [],
-        "network": {},
-        "events": log.count + 1,
-        "reader_lost": log.stream is None,
-        "pretrain": {**phases["pretrain"], "cached": False} if "pretrain" in phases else None,
-    }
-    atomic_json(run_path / "summary.json", summary)
+    complete = status == "complete"
+    pretrain = phases.get("pretrain")
+    summary = msgspec.structs.replace(
+        # What the events cannot say (network, device, precision, idle watts) is the recorded run's.
+        recorded_run,
+        run_id=run_id,
+        host=socket.gethostname(),
+        status=status,
+        error=error,
+        spec=spec,
+        config=run_spec.config or run_spec.describe(),
+        preset=run_spec.preset,
+        dataset=run_spec.dataset,
+        synthetic=run_spec.dataset == "synthetic",
+        started=started,
+        ended=started if args.wall else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        duration_s=last_t - t_now0,
+        last_phase=last_phase,
+        phases=phases,
+        pretrain=(
+            None
+            if pretrain is None
+            else msgspec.structs.replace(
+                recorded_run.pretrain or PretrainRecord(),
+                run_id=run_id,
+                duration_s=pretrain.duration_s,
+                total=pretrain.total,
+                energy=pretrain.energy,
+                cached=False,
+            )
+        ),
+        idle_watts={} if args.rate else recorded_run.idle_watts,
+        metrics=metrics_from_json(metrics) if complete else metrics_from_json({}),
+        curve=[msgspec.convert(point, CurvePoint) for point in curve],
+        meters=[MeterDomain(**m) for m in meters],
+        missing_meters=[MissingMeter(**m) for m in missing],
+        meter_gaps=[],
+        contended_phases=[p for p, r in phases.items() if r.contended],
+        gpu_contended_phases=[p for p, r in phases.items() if r.gpu_contended],
+        events=log.count + 1,  # and the done event that follows
+        reader_lost=log.stream is None,
+    )
+    atomic_json(run_path / "summary.json", to_json_object(summary))
     log.emit({"v": 1, "type": "done", "run": run_id, "t": last_t, "status": status, "exit_code": code})
     return code
 
 
-def record(out: Path, mode: str) -> int:
-    """Run the real worker on a small synthetic spec and keep its stream, with neutral ids."""
-    spec = {
-        "dataset": "synthetic",
-        "size": "small",
-        "mode": mode,
-        "epochs": 3,
-        "batch_size": 64,
-        "synthetic_subjects": 8,
-        "synthetic_seconds": 40.0,
-        "stride": 32,
-        "idle_s": 0.3,
-        "test_min_s": 0.3,
-        "sample_hz": 10.0,
-        "seed": 0,
-        "reuse_source": False,
-        "logs_dir": str(out.parent / ".recording-logs"),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "engine.worker"],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=True,
-    )
+def record(out_dir: Path, mode: str) -> None:
+    """Run the real worker on a small synthetic spec; keep its event stream as `<mode>.jsonl` and
+    its summary as `<mode>.summary.json` in `out_dir`, with neutral ids, times and host."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as logs:
+        spec = {**RECORD_SPEC, "mode": mode, "logs_dir": logs}
+        proc = subprocess.run(
+            [sys.executable, "-m", "engine.worker"],
+            input=json.dumps(spec),
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            check=True,
+        )
+        (run_dir,) = Path(logs).iterdir()
+        summary = json.loads((run_dir / "summary.json").read_text())
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     t0 = events[0]["t"]
-    with open(out, "w") as f:
+    with open(out_dir / f"{mode}.jsonl", "w") as f:
         for e in events:
-            e = {**e, "run": "RECORDED", "t": round(e["t"] - t0, 6)}
+            e = {**e, "run": RECORDED_RUN, "t": round(e["t"] - t0, 6)}
             if e["type"] == "hello":
                 e.update(pid=0, wall_time=0.0, spec={}, versions={"joulelab": "recorded"})
             f.write(json.dumps(e, separators=(",", ":")) + "\n")
-    return 0
+    neutral = {"run_id": RECORDED_RUN, "logs_dir": "logs"}
+    summary.update(run_id=RECORDED_RUN, spec={**summary["spec"], **neutral}, started=RECORDED_TIME, ended=RECORDED_TIME)
+    summary.update(host=RECORDED_HOST)
+    if summary.get("pretrain"):
+        summary["pretrain"].update(run_id=RECORDED_RUN)
+    atomic_json(out_dir / f"{mode}.summary.json", summary)
 
 
 if __name__ == "__main__":

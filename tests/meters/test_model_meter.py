@@ -22,6 +22,7 @@ sys.stdin.readline()
 """
 
 
+@pytest.mark.slow
 def test_modelled_cpu_joules_are_cpu_seconds_times_watts_per_core():
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from engine.store.run_log import load_summary
 from tests.tui.conftest import make_app, press, wait_for, wait_settled
 from tests.tui.screen_text import screen_text
@@ -12,6 +14,7 @@ from tui.screens.export_dialog import ExportDialog
 from tui.screens.message_log import MessageLog
 
 
+@pytest.mark.slow
 async def test_totals_in_joules_watt_hours_and_grams_of_co2e(logs: Path, monkeypatch) -> None:
     monkeypatch.delenv("JOULELAB_CARBON_INTENSITY", raising=False)
     app = make_app(logs, carbon_intensity=250.0)
@@ -41,6 +44,7 @@ def test_the_carbon_intensity_defaults_to_the_exports_and_says_where_it_comes_fr
     assert fmt.carbon_setting() == (56.0, "JOULELAB_CARBON_INTENSITY")
 
 
+@pytest.mark.slow
 async def test_an_exports_path_stays_in_the_message_log(logs: Path, tmp_path: Path) -> None:
     app = make_app(logs)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import Static
 
 from tests.tui.conftest import make_app, press, wait_for, wait_settled
@@ -12,6 +13,7 @@ from tests.tui.screen_text import screen_text
 from tui.widgets.power_graph import GLYPHS
 
 
+@pytest.mark.slow
 async def test_the_pair_is_overlaid_and_a_past_run_is_the_reference(logs: Path) -> None:
     app = make_app(logs)
     async with app.run_test(size=(160, 50)) as pilot:
@@ -24,7 +26,7 @@ async def test_the_pair_is_overlaid_and_a_past_run_is_the_reference(logs: Path) 
         ((label, t, w),) = graph.overlays
         assert label == "transfer · seed 0" and t[0] < 0.5 and w.max() > 0
         # Phase markers of the current (scratch) run only: no pretrain from the transfer run.
-        assert [p for _, p in graph.boundaries] == ["idle", "train", "test"]
+        assert [p for _, p in graph.boundaries] == ["idle", "warmup", "train", "test"]
         assert "pretrain" not in [label for _, label in graph.plot.markers]
         legend = str(graph.query_one(".graph-legend", Static).render())
         assert "transfer · seed 0" in legend and "┴ epoch" in legend
@@ -40,6 +42,7 @@ async def test_the_pair_is_overlaid_and_a_past_run_is_the_reference(logs: Path) 
         assert "past run-0002" in str(graph.query_one(".graph-legend", Static).render())
 
 
+@pytest.mark.slow
 async def test_a_rolling_window_and_zoom_on_the_live_tab(logs: Path) -> None:
     app = make_app(logs)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from textual import events
 from textual.widgets import Footer, Input
 
@@ -14,6 +15,7 @@ from tui.screens.export_dialog import ExportDialog
 from tui.screens.main import MainScreen
 
 
+@pytest.mark.slow
 async def test_keys_typed_while_the_lab_starts_are_never_fatal(logs: Path) -> None:
     app = make_app(logs)
     typed = []
@@ -39,6 +41,7 @@ async def test_keys_typed_while_the_lab_starts_are_never_fatal(logs: Path) -> No
         await wait_for(pilot, lambda: app.live.statuses.get(0) == "complete", what="a run")
 
 
+@pytest.mark.slow
 async def test_letters_in_a_number_field_are_global_keys_and_escape_leaves_it(logs: Path) -> None:
     app = make_app(logs)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -63,6 +66,7 @@ async def test_letters_in_a_number_field_are_global_keys_and_escape_leaves_it(lo
         assert app.active_tab == "results"  # Live, then the comparison: the lab tab was left
 
 
+@pytest.mark.slow
 async def test_keys_from_a_checkbox_open_live_and_a_run_shows_live(logs: Path) -> None:
     app = make_app(logs, fake_command("--hold"))
     async with app.run_test(size=(100, 30)) as pilot:
@@ -81,6 +85,7 @@ async def test_keys_from_a_checkbox_open_live_and_a_run_shows_live(logs: Path) -
         await wait_for(pilot, lambda: not app.running, what="the cancel")
 
 
+@pytest.mark.slow
 async def test_a_click_on_the_history_tab_gives_the_table_the_keys(logs: Path) -> None:
     app = make_app(logs)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -110,6 +115,7 @@ async def test_a_click_on_the_history_tab_gives_the_table_the_keys(logs: Path) -
         assert dialog.query_one("#out", Input).value.endswith("joulelab.json")
 
 
+@pytest.mark.slow
 async def test_focus_is_plainly_visible_without_colour(logs: Path, monkeypatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     app = make_app(logs)

@@ -21,6 +21,7 @@ from tui.screens.run_detail import RunDetail
 from tui.widgets.run_totals import RunTotals
 
 
+@pytest.mark.slow
 async def test_paired_run_shows_live_totals_side_by_side_then_the_comparison(logs: Path) -> None:
     app = make_app(logs)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -53,13 +54,14 @@ async def test_paired_run_shows_live_totals_side_by_side_then_the_comparison(log
         ):
             assert expected in text, expected
         graph = app.live.graph
-        assert [p for _, p in graph.boundaries] == ["idle", "train", "test"]  # the scratch run's phases
+        assert [p for _, p in graph.boundaries] == ["idle", "warmup", "train", "test"]  # the scratch run's phases
         assert set(graph.series) == {"cpu", "dram"}
         state = app.live.states[0]
         assert state.rows["pretrain"].final and state.rows["pretrain"].total_net_j > 0
         assert [r.status for r in list_runs(logs)] == ["complete", "complete"]
 
 
+@pytest.mark.slow
 async def test_cancel_stops_the_worker_and_keeps_its_partial_log(logs: Path) -> None:
     app = make_app(logs, fake_command("--hold"))
     async with app.run_test(size=(100, 30)) as pilot:
@@ -77,6 +79,7 @@ async def test_cancel_stops_the_worker_and_keeps_its_partial_log(logs: Path) -> 
         assert not app.running and app.sub_title.endswith("(stopped)")
 
 
+@pytest.mark.slow
 async def test_a_crashed_worker_shows_its_error_and_stderr_and_the_app_stays_usable(logs: Path) -> None:
     app = make_app(logs, fake_command("--crash-after", "12"))
     async with app.run_test(size=(100, 30)) as pilot:
@@ -95,6 +98,7 @@ async def test_a_crashed_worker_shows_its_error_and_stderr_and_the_app_stays_usa
         assert app.active_tab == "results"
 
 
+@pytest.mark.slow
 async def test_a_failing_worker_and_a_failing_start_are_visible(logs: Path, tmp_path: Path) -> None:
     app = make_app(logs, fake_command("--fail-after", "8"))
     async with app.run_test(size=(100, 30)) as pilot:
@@ -109,12 +113,13 @@ async def test_a_failing_worker_and_a_failing_start_are_visible(logs: Path, tmp_
         assert "The run stopped: logs directory" in str(app.live.query_one("#live-error", Static).render())
 
 
+@pytest.mark.slow
 async def test_history_reopens_a_run_compares_and_exports(logs: Path, tmp_path: Path) -> None:
     app = make_app(logs)
     async with app.run_test(size=(120, 40)) as pilot:
         await press(pilot, "r")
         await wait_settled(pilot, app)
-        app.worker_command = fake_command("--crash-after", "20")
+        app.worker_command = fake_command("--crash-in", "train")
         await press(pilot, "l", "r")
         await wait_settled(pilot, app)
 
@@ -148,6 +153,7 @@ async def test_history_reopens_a_run_compares_and_exports(logs: Path, tmp_path: 
         assert {"phases.csv", "samples.csv", "curve.csv"} <= {p.name for p in out.iterdir()}
 
 
+@pytest.mark.slow
 async def test_a_preset_runs_from_the_presets_tab(logs: Path, tmp_path: Path) -> None:
     preset = tmp_path / "mini.toml"
     preset.write_text(
@@ -209,6 +215,7 @@ async def test_without_real_loaders_only_synthetic_is_offered(logs: Path) -> Non
         assert [e["name"] for e in app.form.entries if e["found"]] == ["synthetic"]
 
 
+@pytest.mark.slow
 async def test_bad_numbers_are_refused_with_the_field_named(logs: Path) -> None:
     app = make_app(logs)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -218,6 +225,7 @@ async def test_bad_numbers_are_refused_with_the_field_named(logs: Path) -> None:
         assert "Epochs: 0 is outside 1 to 10000" in str(app.form.query_one("#lab-error", Static).render())
 
 
+@pytest.mark.slow
 async def test_quit_during_a_run_can_stop_it(logs: Path) -> None:
     app = make_app(logs, fake_command("--hold"))
     async with app.run_test(size=(100, 30)) as pilot:
@@ -232,8 +240,9 @@ async def test_quit_during_a_run_can_stop_it(logs: Path) -> None:
     assert record.status == "cancelled"
 
 
+@pytest.mark.slow
 async def test_quit_during_a_run_can_leave_it_running_to_completion(logs: Path) -> None:
-    app = make_app(logs, fake_command("--speed", "0.5"))  # the recording at half speed: ~4 s
+    app = make_app(logs, fake_command("--speed", "0.5"))  # the recording at half speed: ~5 s
     async with app.run_test(size=(100, 30)) as pilot:
         await press(pilot, "r")
         await wait_for(pilot, lambda: app.current_run is not None, what="the run")
@@ -251,6 +260,7 @@ async def test_quit_during_a_run_can_leave_it_running_to_completion(logs: Path) 
     assert isinstance(decode_event(events[-1]), Done)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)])
 async def test_every_action_has_a_key_in_the_footer(logs: Path, size) -> None:
     app = make_app(logs)
@@ -271,6 +281,7 @@ async def test_every_action_has_a_key_in_the_footer(logs: Path, size) -> None:
         assert "⏎ Run preset" in footer()
 
 
+@pytest.mark.slow
 async def test_a_silent_worker_shows_as_stalled_through_the_runner(logs: Path, monkeypatch) -> None:
     monkeypatch.setenv("JOULELAB_STALL_S", "1")
     app = make_app(logs, fake_command("--hold"))  # before its end it says nothing: a stall

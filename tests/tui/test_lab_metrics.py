@@ -12,6 +12,7 @@ from tests.test_integrations import free_port, scrape
 from tests.tui.conftest import fake_command, make_app, press, wait_for, wait_settled
 
 
+@pytest.mark.slow
 async def test_the_lab_serves_live_metrics_of_its_run_and_closes_the_port_after(logs: Path) -> None:
     port = free_port()
     app = make_app(logs, fake_command("--hold"), metrics_port=port, metrics_addr="127.0.0.1")

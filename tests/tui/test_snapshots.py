@@ -51,6 +51,7 @@ def test_lab(snap_compare, here, size) -> None:
     assert snap_compare(make_app(here), terminal_size=size, run_before=datasets_known)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_live_after_a_paired_run(snap_compare, here, size) -> None:
     async def run_before(pilot):
@@ -60,6 +61,7 @@ def test_live_after_a_paired_run(snap_compare, here, size) -> None:
     assert snap_compare(make_app(here), terminal_size=size, run_before=run_before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_results(snap_compare, here, size) -> None:
     async def run_before(pilot):
@@ -69,21 +71,23 @@ def test_results(snap_compare, here, size) -> None:
     assert snap_compare(make_app(here), terminal_size=size, run_before=run_before)
 
 
+@pytest.mark.slow
 def test_crash_at_80x24(snap_compare, here) -> None:
     async def run_before(pilot):
         await paired_run(pilot)
         await settle_live(pilot)
 
     assert snap_compare(
-        make_app(here, fake_command("--crash-after", "12")), terminal_size=(80, 24), run_before=run_before
+        make_app(here, fake_command("--crash-in", "train")), terminal_size=(80, 24), run_before=run_before
     )
 
 
+@pytest.mark.slow
 def test_history_and_a_reopened_crash_at_160x50(snap_compare, here) -> None:
     async def run_before(pilot):
         app = pilot.app
         await paired_run(pilot)
-        app.worker_command = fake_command("--crash-after", "20")
+        app.worker_command = fake_command("--crash-in", "train")
         await press(pilot, "l", "r")
         await wait_settled(pilot, app)
         await press(pilot, "h", "enter")
@@ -96,6 +100,7 @@ def test_history_and_a_reopened_crash_at_160x50(snap_compare, here) -> None:
     assert snap_compare(make_app(here), terminal_size=(160, 50), run_before=run_before)
 
 
+@pytest.mark.slow
 def test_history_at_80x24(snap_compare, here) -> None:
     async def run_before(pilot):
         await paired_run(pilot)
@@ -104,6 +109,7 @@ def test_history_at_80x24(snap_compare, here) -> None:
     assert snap_compare(make_app(here), terminal_size=(80, 24), run_before=run_before)
 
 
+@pytest.mark.slow
 def test_quit_while_running_at_80x24(snap_compare, here) -> None:
     async def run_before(pilot):
         app = pilot.app
@@ -117,6 +123,7 @@ def test_quit_while_running_at_80x24(snap_compare, here) -> None:
     assert snap_compare(make_app(here, fake_command("--hold")), terminal_size=(80, 24), run_before=run_before)
 
 
+@pytest.mark.slow
 def test_live_without_colour_at_80x24(snap_compare, here, monkeypatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.tui.conftest import DATASETS_NONE_FOUND, fake_command, make_app, press, wait_for, wait_settled
 from tests.tui.screen_text import screen_text
 from tui import fmt
 from tui.widgets.live_view import IDLE_HINT
 
 
+@pytest.mark.slow
 async def test_after_a_cancel_nothing_says_more_runs_or_waiting(logs: Path) -> None:
     app = make_app(logs, fake_command("--hold"))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -24,6 +27,7 @@ async def test_after_a_cancel_nothing_says_more_runs_or_waiting(logs: Path) -> N
         assert "did not run: the plan stopped" in text
 
 
+@pytest.mark.slow
 async def test_at_80_columns_the_hint_and_the_history_columns_fit(logs: Path) -> None:
     app = make_app(logs)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -38,6 +42,7 @@ async def test_at_80_columns_the_hint_and_the_history_columns_fit(logs: Path) ->
         assert "train J" in header and "seed" in header
 
 
+@pytest.mark.slow
 async def test_at_60_columns_each_run_keeps_its_net_joules(logs: Path) -> None:
     app = make_app(logs)
     async with app.run_test(size=(60, 40)) as pilot:
@@ -49,6 +54,7 @@ async def test_at_60_columns_each_run_keeps_its_net_joules(logs: Path) -> None:
         assert screen_text(app).count("net J") == 2  # transfer's and scratch's
 
 
+@pytest.mark.slow
 async def test_datasets_say_checking_until_they_are_known(logs: Path) -> None:
     gate = threading.Event()
 

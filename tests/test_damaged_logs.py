@@ -1,4 +1,4 @@
-"""Damaged and big histories (issue #11, items 6 and 8): real logs (copies of the golden logs),
+"""Damaged and big histories: real logs (copies of the golden logs),
 damaged the way disks and people damage them; every command names what it skips."""
 
 from __future__ import annotations

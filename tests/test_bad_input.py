@@ -1,5 +1,6 @@
-"""Bad input that used to get through (issue #11, item 7): one clear line, a non-zero exit, no
-traceback, nothing started. The CLI in-process (typer's CliRunner) and the real worker."""
+"""Bad input: one clear line, a non-zero exit, no traceback, nothing started. Settings, presets,
+run ids, paths and data, through the CLI in-process (typer's CliRunner), the CLI as a user runs it
+and the real worker; and a checkpoint is only ever loaded as weights."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from engine.cli import app
 from engine.core.run_files import RUN_ID_RE, StoreError, check_writable
 from engine.core.spec import SpecError, spec_from_dict
 from engine.orchestrate.presets import PresetError, filter_plan, load, parse_only
-from tests.helpers import TINY, run_worker, tiny_spec
+from tests.helpers import REPO, TINY, run_worker, start_cli, tiny_spec
 
 runner = CliRunner()
 
@@ -46,6 +47,7 @@ def test_nan_and_inf_settings_are_refused_in_one_line(key, value):
         spec_from_dict({key: value})
 
 
+@pytest.mark.slow
 def test_a_nan_spec_is_refused_by_the_worker_before_any_run_dir(tmp_path):
     result = run_worker(tiny_spec(tmp_path / "logs", lr=math.nan))  # json.dumps writes NaN
     assert result.returncode == 2 and "lr: nan is not a finite number" in result.stderr
@@ -170,3 +172,45 @@ def test_logs_naming_a_file_says_it_is_a_file(tmp_path):
     result = invoke("run", "quick", "--logs", str(afile))
     assert result.exit_code == 2 and "is a file, not a directory" in result.output
     assert "free space" not in result.output
+
+
+# -- through the CLI as a user runs it ------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run_id", ["../etc", "no-such-run", "a/b"])
+def test_run_ids_that_do_not_exist_or_escape_logs_are_refused(tmp_path, run_id):
+    (tmp_path / "logs").mkdir()
+    proc = start_cli("show", run_id, "--logs", str(tmp_path / "logs"))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert err.strip().count("\n") == 0 and "joulelab runs" in err
+
+
+@pytest.mark.slow
+def test_missing_or_corrupt_data_is_one_line_and_exit_2_through_the_cli(tmp_path):
+    broken = tmp_path / "data" / "motionsense" / "A_DeviceMotion_data" / "wlk_7"
+    broken.mkdir(parents=True)
+    (broken / "sub_1.csv").write_text("not,the,right,header\n1,2,3,4\n")
+    for data_dir in (tmp_path / "nowhere", tmp_path / "data"):
+        path = tmp_path / "ms.toml"
+        path.write_text(
+            f"# t\n[matrix]\ndataset = ['motionsense']\n[settings]\nidle_s = 0.1\n"
+            f"data_dir = {json.dumps(str(data_dir))}\n"
+        )
+        proc = start_cli("run", str(path), "--logs", str(tmp_path / "logs"))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2, err
+        lines = [line for line in err.splitlines() if line.strip()]
+        # Missing data is refused before any run; data found but broken fails the run that reads it.
+        what = "none was started" if data_dir.name == "nowhere" else "failed"
+        assert len(lines) == 1 and what in lines[0] and "Traceback" not in err
+        assert str(data_dir) in lines[0]
+
+
+def test_checkpoints_are_loaded_weights_only():
+    source = (REPO / "engine" / "worker" / "source_networks.py").read_text()
+    assert "weights_only=True" in source
+    for path in (REPO / "engine").rglob("*.py"):
+        text = path.read_text()
+        assert "torch.load(" not in text or "weights_only=True" in text, path
