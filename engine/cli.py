@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # for annotations only: the commands import what they use whe
     from typer._click import Context as ClickContext  # the Context that click's Group.invoke declares
 
     from engine.analysis.stats import Comparison, ConfigStats
-    from engine.orchestrate.plan_runner import PlanResult
+    from engine.orchestrate.plan_runner import PlanObserver, PlanResult
     from engine.orchestrate.presets import PlannedRun, Preset
     from engine.orchestrate.slurm import SlurmOptions
     from engine.orchestrate.worker_process import RunOutcome
@@ -206,12 +207,13 @@ def share_logs(ctx: typer.Context, logs: Path | None) -> None:
     ctx.default_map = {**(ctx.default_map or {}), ctx.invoked_subcommand: {"logs": logs}}
 
 
-def metrics_options(port: int | None, addr: str | None) -> dict[str, Any]:
-    """--metrics-port/--metrics-addr checked before anything runs: one line and exit 2 if unusable."""
+def metrics_observers(port: int | None, addr: str | None) -> Callable[[], list[PlanObserver]]:
+    """--metrics-port/--metrics-addr checked before anything runs (one line and exit 2 if
+    unusable); what makes a fresh metrics server for each plan that is run."""
     if port is None:
         if addr is not None:
             raise fail("--metrics-addr needs --metrics-port")
-        return {}
+        return list
     import importlib.util
 
     from engine.outputs.prometheus import DEFAULT_ADDR, INSTALL, check_port
@@ -219,7 +221,9 @@ def metrics_options(port: int | None, addr: str | None) -> dict[str, Any]:
     check_port(port)
     if importlib.util.find_spec("prometheus_client") is None:
         raise fail(f"--metrics-port needs prometheus_client, which is not installed; install it with: {INSTALL}")
-    return {"metrics_port": port, "metrics_addr": addr or DEFAULT_ADDR}
+    from engine.outputs.prometheus import MetricsServer
+
+    return lambda: [MetricsServer(port, addr or DEFAULT_ADDR)]
 
 
 # Options of one executor only: given with the other, they are refused rather than ignored.
@@ -307,7 +311,7 @@ def run(
 
     check_writable(logs_dir)
 
-    metrics = metrics_options(metrics_port or loaded.metrics_port, metrics_addr or loaded.metrics_addr)
+    metrics = metrics_observers(metrics_port or loaded.metrics_port, metrics_addr or loaded.metrics_addr)
     mlflow = None
     if loaded.mlflow:
         import importlib.util
@@ -326,7 +330,13 @@ def run(
     human = output == OutputFormat.human
     # A MetricsError (the port could not be opened; nothing has run) is one line, like any JouleLabError.
     live_console = console if human else None
-    result = asyncio.run(execute_plan(plan, live_console, title=loaded.title(len(plan)), mlflow=mlflow, **metrics))
+
+    def observers() -> list[PlanObserver]:
+        from engine.outputs.export import MlflowLogger
+
+        return metrics() + ([MlflowLogger(mlflow, live_console)] if mlflow is not None else [])
+
+    result = asyncio.run(execute_plan(plan, live_console, title=loaded.title(len(plan)), observers=observers()))
     outcomes = result.outcomes
     clear_note = None
     if until_clear and not result.interrupted:
@@ -337,7 +347,7 @@ def run(
             max_trials,
             result,
             live_console,
-            {"mlflow": mlflow, **metrics},
+            observers,
         )
         outcomes = result.outcomes
     if result.interrupted:
@@ -395,7 +405,7 @@ def _until_clear(
     max_trials: int,
     result: PlanResult,
     live_console: Console | None,
-    plan_options: dict[str, Any],
+    observers: Callable[[], list[PlanObserver]],
 ) -> tuple[PlanResult, str | None]:
     """More trials, one at a time, for the configurations of comparisons whose training-energy
     interval (meter error included) still contains 1.0; returns the whole result and what
@@ -426,7 +436,7 @@ def _until_clear(
         keys = {k for c in unclear for k in c.keys}
         extra = [p for p in filter_plan(loaded.plan(done + 1), only) if p.trial == done and p.config.key in keys]
         title = f"{loaded.title(len(extra))}, trial {done + 1} (--until-clear)"
-        more = asyncio.run(execute_plan(extra, live_console, title=title, batch=result.batch, **plan_options))
+        more = asyncio.run(execute_plan(extra, live_console, title=title, batch=result.batch, observers=observers()))
         outcomes += more.outcomes
         done += 1
         if more.interrupted:

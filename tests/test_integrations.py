@@ -371,6 +371,9 @@ def test_the_lab_takes_a_metrics_port_and_passes_it_to_its_plan_runner(monkeypat
     assert alone.exit_code == 2 and "--metrics-addr needs --metrics-port" in alone.stderr
     lab = tui.app.JouleLabApp(metrics_port=9464, metrics_addr="127.0.0.1", preset_paths=[])
     assert (lab.metrics_port, lab.metrics_addr) == (9464, "127.0.0.1")
+    (server,) = lab.plan_observers()  # a fresh server for each plan, started and stopped by its PlanRunner
+    assert isinstance(server, MetricsServer) and server.url == "http://127.0.0.1:9464/metrics"
+    assert tui.app.JouleLabApp(preset_paths=[]).plan_observers() == []
 
 
 def test_preset_integration_settings_are_checked():

@@ -60,7 +60,7 @@ def until_clear(tmp_path: Path, monkeypatch, ratios: list[float], max_trials: in
     monkeypatch.setattr(plan_runner, "execute_plan", execute)  # _until_clear imports it at call time
     result = asyncio.run(execute(loaded.plan(2), None))  # the plan's first two trials
     execute.calls.clear()
-    after, note = _until_clear(loaded, {}, 2, max_trials, result, None, {"mlflow": None})
+    after, note = _until_clear(loaded, {}, 2, max_trials, result, None, list)
     return execute, after, note
 
 
@@ -102,4 +102,4 @@ def no_noise_floor(monkeypatch):
     """No calibration on this 'machine': the verdicts use the trials' spread alone."""
     from engine.analysis import calibrate
 
-    monkeypatch.setattr(calibrate, "load_noise_floor", lambda host=None: None)
+    monkeypatch.setattr(calibrate, "load_noise_floor", lambda host=None, on_problem=None: None)

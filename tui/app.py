@@ -37,6 +37,7 @@ from engine.core.spec import SpecError, new_run_id
 from engine.core.timestamps import clock_time, compact_stamp
 from engine.orchestrate import plan_files as plan_store
 from engine.orchestrate import plan_runner as runs
+from engine.orchestrate.plan_runner import PlanObserver
 from engine.orchestrate.worker_process import worker_command as default_worker_command
 from engine.store.run_log import RunRecord, default_logs_dir
 from tui import fmt
@@ -350,8 +351,7 @@ class JouleLabApp(App[None]):
             plan_file=plan.plan_file,
             title=plan.title if recorded else None,
             source=plan.source,
-            metrics_port=self.metrics_port,
-            metrics_addr=self.metrics_addr,
+            observers=self.plan_observers(),
             flush_s=FLUSH_S,
             stop_on_cancelled_run=True,
         )
@@ -360,6 +360,14 @@ class JouleLabApp(App[None]):
         self.show_tab("live")
         self.sub_title = f"running: {plan.title}"
         self.run_plan(plan, self.runner)
+
+    def plan_observers(self) -> list[PlanObserver]:
+        """What watches each plan the lab runs: live Prometheus metrics with --metrics-port."""
+        if self.metrics_port is None:
+            return []
+        from engine.outputs.prometheus import DEFAULT_ADDR, MetricsServer
+
+        return [MetricsServer(self.metrics_port, self.metrics_addr or DEFAULT_ADDR)]
 
     def action_cancel_run(self) -> None:
         if not self.running or self.runner is None:

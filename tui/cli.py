@@ -26,10 +26,16 @@ def _root(
     """With no command, open the interactive lab."""
     engine_cli.share_logs(ctx, logs)
     if ctx.invoked_subcommand is None:
+        from engine.outputs.prometheus import DEFAULT_ADDR
         from tui.app import run_app
 
-        metrics = engine_cli.metrics_options(metrics_port, metrics_addr)
-        run_app(logs_dir=logs or default_logs_dir(), data_dir=str(data_dir) if data_dir else None, **metrics)
+        engine_cli.metrics_observers(metrics_port, metrics_addr)  # checked before the lab opens: one line, exit 2
+        run_app(
+            logs_dir=logs or default_logs_dir(),
+            data_dir=str(data_dir) if data_dir else None,
+            metrics_port=metrics_port,
+            metrics_addr=(metrics_addr or DEFAULT_ADDR) if metrics_port is not None else None,
+        )
 
 
 def main() -> None:

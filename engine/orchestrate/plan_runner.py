@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -48,9 +47,30 @@ from engine.orchestrate.presets import PlannedRun
 from engine.orchestrate.worker_process import RunOutcome, WorkerProcess, worker_command
 from engine.store.run_log import load_summary
 
-if TYPE_CHECKING:
-    from engine.outputs.export import MlflowTarget  # imports pandas: only where MLflow is used
-    from engine.outputs.prometheus import MetricsServer
+
+class PlanObserver(Protocol):
+    """Something that watches a plan's runs as they happen: the live Prometheus metrics
+    (engine.outputs.prometheus.MetricsServer), MLflow (engine.outputs.export.MlflowLogger).
+    PlanRunner starts it before the first run and stops it when the plan ends, whoever built it;
+    the output rooms implement it, so this room imports none of them."""
+
+    @property
+    def url(self) -> str | None:
+        """Where it serves, shown when the plan starts (None: it serves nothing)."""
+        ...
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+    def begin(self, run_id: str, configuration: str, sample_hz: float) -> None:
+        """A run starts, before its first event."""
+
+    def observe(self, event: AnyEvent) -> None:
+        """One event of the run begun last."""
+
+    def end(self, outcome: RunOutcome) -> None:
+        """The run's process ended (covers a crash, which sends no `done`)."""
 
 
 # -- the plan runner ----------------------------------------------------------------------------
@@ -127,8 +147,9 @@ class PlanRunner:
     `title`, the plan is recorded in the first run's logs directory when it starts (steps without a
     run id get one, so the file names every run). Either way each run is marked as it starts and
     ends, and the plan is closed finished or stopped. Without either, nothing is recorded.
-    With `metrics_port`, live Prometheus metrics of the runs are served while the plan runs (a port
-    that cannot be opened raises engine.outputs.prometheus.MetricsError before any run starts).
+    `observers` (PlanObserver: live metrics, MLflow) are started first (one that cannot start, a
+    metrics port taken, stops the plan before anything is recorded), fed every run and event, and
+    stopped when the plan ends.
     """
 
     def __init__(
@@ -140,8 +161,7 @@ class PlanRunner:
         plan_file: Path | None = None,
         title: str | None = None,
         source: str = "cli",
-        metrics_port: int | None = None,
-        metrics_addr: str | None = None,
+        observers: Sequence[PlanObserver] = (),
         flush_s: float = 0.0,
         stop_on_cancelled_run: bool = False,
     ) -> None:
@@ -151,8 +171,7 @@ class PlanRunner:
         self.batch = batch  # the batch every started run joins (None: the spec's own)
         self.plan_file = plan_file
         self.title, self.source = title, source  # how the plan file describes a new plan
-        self.metrics_port, self.metrics_addr = metrics_port, metrics_addr
-        self.metrics: MetricsServer | None = None  # serving while the plan runs
+        self.observers = list(observers)
         self.flush_s = flush_s
         self.cancelled = False
         self.left = False
@@ -183,24 +202,20 @@ class PlanRunner:
 
     # -- the run ---------------------------------------------------------------------------------
     async def updates(self) -> AsyncGenerator[PlanUpdate, None]:
-        self.metrics = self._serve_metrics()  # first: a port that cannot be opened stops the plan unrecorded
+        started: list[PlanObserver] = []
         try:
+            for observer in self.observers:  # first: one that cannot start stops the plan unrecorded
+                observer.start()
+                started.append(observer)
             self._record()
-            yield PlanStarted(self.plan_file, self.metrics.url if self.metrics is not None else None)
+            urls = [url for o in self.observers if (url := o.url) is not None]
+            yield PlanStarted(self.plan_file, urls[0] if urls else None)
             async with aclosing(self._run()) as updates:
                 async for update in updates:
                     yield update
         finally:
-            if self.metrics is not None:
-                self.metrics.stop()
-                self.metrics = None
-
-    def _serve_metrics(self) -> MetricsServer | None:
-        if self.metrics_port is None:
-            return None
-        from engine.outputs.prometheus import DEFAULT_ADDR, MetricsServer
-
-        return MetricsServer(self.metrics_port, self.metrics_addr or DEFAULT_ADDR).start()
+            for observer in reversed(started):
+                observer.stop()
 
     def _record(self) -> None:
         """Take over the plan file, or record a new plan (see the class's docstring)."""
@@ -239,8 +254,8 @@ class PlanRunner:
             proc = await self._open(step)
             self._mark(step, proc.spec.run_id, None)
             yield RunStarted(index, proc.spec.run_id, proc.run_path)
-            if self.metrics is not None:
-                self.metrics.begin(proc.spec.run_id, step.config, step.spec.sample_hz)
+            for observer in self.observers:
+                observer.begin(proc.spec.run_id, step.config, step.spec.sample_hz)
             async with aclosing(self._stream(index, proc)) as batches:
                 async for update in batches:
                     yield update
@@ -253,8 +268,8 @@ class PlanRunner:
                     await proc.cancel()
                 raise
             self._current, self._cancelling = None, None
-            if self.metrics is not None:
-                self.metrics.end(outcome.run_id, outcome.status)
+            for observer in self.observers:
+                observer.end(outcome)
             summary = load_summary(outcome.run_path)
             self._mark(step, outcome.run_id, outcome.status)
             outcomes.append(outcome)
@@ -308,8 +323,8 @@ class PlanRunner:
                     continue
                 if event is None:
                     break
-                if self.metrics is not None:
-                    self.metrics.observe(event)
+                for observer in self.observers:
+                    observer.observe(event)
                 if not batch:
                     deadline = loop.time() + self.flush_s
                 batch.append(event)
@@ -343,18 +358,15 @@ async def execute_plan(
     console: Console | None,
     *,
     title: str | None = None,
-    metrics_port: int | None = None,
-    metrics_addr: str | None = None,
-    mlflow: MlflowTarget | None = None,
+    observers: Sequence[PlanObserver] = (),
     batch: str | None = None,
 ) -> PlanResult:
     """Run every planned spec in order through PlanRunner. With a console, show rich progress;
     without, stay quiet.
 
     With a `title`, the plan is recorded in the logs directory's plan files, so `joulelab run
-    --resume` can finish it if this process goes away. With `metrics_port`, serve live Prometheus
-    metrics of the runs (engine.outputs.prometheus) until the plan ends; with `mlflow`, log each run
-    to MLflow as soon as it has ended.
+    --resume` can finish it if this process goes away. `observers` watch the runs (PlanRunner):
+    live Prometheus metrics until the plan ends, each run logged to MLflow as soon as it has ended.
 
     Ctrl-C (SIGINT) is handled here, explicitly: it cancels the plan (the current worker's process
     group gets SIGTERM, then SIGKILL), the cancelled run's outcome (partial energy kept) is
@@ -363,9 +375,7 @@ async def execute_plan(
     """
     batch = batch or new_run_id()
     steps = [PlanStep(p.spec, p.config.key, label=p.label, pair=p.pair) for p in plan]
-    runner = PlanRunner(
-        steps, batch=batch, title=title, source="cli", metrics_port=metrics_port, metrics_addr=metrics_addr
-    )
+    runner = PlanRunner(steps, batch=batch, title=title, source="cli", observers=observers)
     view = _PlanProgress(plan, console) if console is not None else None
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, runner.cancel)
@@ -376,9 +386,6 @@ async def execute_plan(
                 match update:
                     case PlanStarted(metrics_url=url) if url is not None and console is not None:
                         console.print(f"serving live metrics at {url}", highlight=False)
-                    case RunEnded(outcome=outcome):
-                        if mlflow is not None:
-                            log_run_to_mlflow(outcome, mlflow, console)
                     case PlanEnded():
                         outcomes = update.outcomes
                 if view is not None:
@@ -450,24 +457,6 @@ class _PlanProgress:
 
     def stop(self) -> None:
         self.progress.stop()
-
-
-def log_run_to_mlflow(outcome: RunOutcome, target: MlflowTarget, console: Console | None) -> None:
-    """A preset's `mlflow = true`: log a run that has just ended. A failure to log is reported in
-    one line and the plan goes on (the run's own log is complete either way)."""
-    from engine.outputs.export import ExportError, log_mlflow
-    from engine.store.run_log import load_run
-
-    try:
-        (logged,) = log_mlflow([load_run(outcome.run_path)], target)
-    except ExportError as exc:
-        print(f"warning: run {outcome.run_id} was not logged to MLflow: {exc}", file=sys.stderr)
-        return
-    if console is not None and logged.created:
-        console.print(
-            f"logged {outcome.run_id} to MLflow (run {logged.mlflow_run_id}, experiment {target.experiment!r})",
-            highlight=False,
-        )
 
 
 def resume_latest_plan(logs_dir: Path, console: Console | None = None) -> int:

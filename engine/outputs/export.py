@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -31,7 +32,7 @@ import psutil
 
 from engine.analysis.stats import Comparison, ConfigStats, Estimate, EstimateDict
 from engine.core.errors import JouleLabError
-from engine.core.events import FAILED_STATUSES, PHASES, RunStatus, Sample
+from engine.core.events import FAILED_STATUSES, PHASES, AnyEvent, RunStatus, Sample
 from engine.core.records import ConfigKey
 from engine.core.records.config_key import BASELINE
 from engine.core.run_files import EVENTS, FILE_MODE
@@ -41,6 +42,9 @@ from engine.store.run_log import RunRecord, read_events
 if TYPE_CHECKING:  # both untyped: these names only document what flows
     import pyarrow as pa
     from mlflow.tracking import MlflowClient
+    from rich.console import Console
+
+    from engine.orchestrate.worker_process import RunOutcome
 
 FORMATS = ("csv", "json", "parquet", "codecarbon")
 TABLES = ("runs", "phases", "samples", "curve")
@@ -775,3 +779,41 @@ def _log_one(client: MlflowClient, experiment_id: str, record: RunRecord) -> Mlf
         client.delete_run(rid)
         raise
     return MlflowLogged(record.run_id, rid, True)
+
+
+class MlflowLogger:
+    """A preset's `mlflow = true`: each run logged to MLflow as soon as it has ended (a
+    PlanObserver of engine.orchestrate.plan_runner). A failure to log is one line and the plan
+    goes on (the run's own log is complete either way)."""
+
+    url = None  # serves nothing
+
+    def __init__(self, target: MlflowTarget, console: Console | None = None) -> None:
+        self.target, self.console = target, console
+
+    def start(self) -> MlflowLogger:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+    def begin(self, run_id: str, configuration: str, sample_hz: float) -> None:
+        pass
+
+    def observe(self, event: AnyEvent) -> None:
+        pass
+
+    def end(self, outcome: RunOutcome) -> None:
+        from engine.store.run_log import load_run
+
+        try:
+            (logged,) = log_mlflow([load_run(outcome.run_path)], self.target)
+        except ExportError as exc:
+            print(f"warning: run {outcome.run_id} was not logged to MLflow: {exc}", file=sys.stderr)
+            return
+        if self.console is not None and logged.created:
+            self.console.print(
+                f"logged {outcome.run_id} to MLflow (run {logged.mlflow_run_id}, "
+                f"experiment {self.target.experiment!r})",
+                highlight=False,
+            )

@@ -33,6 +33,7 @@ from wsgiref.simple_server import WSGIServer
 from engine.core.errors import JouleLabError
 from engine.core.events import FAILED_STATUSES, PHASES, AnyEvent, Done, MeterGap, PhaseEnd, PhaseStart, Sample
 from engine.orchestrate.event_fold import RunFold
+from engine.orchestrate.worker_process import RunOutcome
 
 DEFAULT_ADDR = "127.0.0.1"
 INSTALL = "pip install 'joulelab[prometheus]'"
@@ -171,11 +172,11 @@ class MetricsServer:
             case Done(status=status) if status in STATES:
                 self.state.labels(*labels).state(status)
 
-    def end(self, run_id: str, status: str) -> None:
+    def end(self, outcome: RunOutcome) -> None:
         """The run's process has ended with this status (covers a crash, which sends no `done`)."""
-        run = self.runs.get(run_id)
-        if run is not None and status in STATES:
-            self.state.labels(run_id, run.configuration).state(status)
+        run = self.runs.get(outcome.run_id)
+        if run is not None and outcome.status in STATES:
+            self.state.labels(outcome.run_id, run.configuration).state(outcome.status)
 
     def _sample(self, run: _Run, labels: tuple[str, str], event: Sample) -> None:
         """Watts, and the energy counters' rise since the fold's previous sample."""
