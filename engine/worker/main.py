@@ -35,24 +35,18 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TextIO
 import msgspec
 
 from engine import __version__
-from engine.core.energy import idle_watts_from, in_totals, phase_total, sum_energy_records, weakest_source
+from engine.core.energy import sum_energy_records, weakest_source
 from engine.core.errors import EXIT_USAGE, JouleLabError
 from engine.core.events import SCHEMA_VERSION, encode, make_event
 from engine.core.process import process_started
 from engine.core.records import (
     LOG_SCHEMA,
     SCHEMA_KEY,
-    CpuContention,
     CurvePoint,
-    EnergyValue,
-    GpuContention,
-    IdlePower,
     MeterDomain,
     Metrics,
     MissingMeter,
-    NvmlAgreement,
     PerUnitEnergy,
-    PhaseRecord,
     PretrainRecord,
     Pruning,
     RecordError,
@@ -67,12 +61,10 @@ from engine.worker.device import Device, DeviceError
 if TYPE_CHECKING:
     import torch
 
-    from engine.core.energy import Snapshot
     from engine.worker.data import Split
-    from engine.worker.meters.contention import ContentionRecord
-    from engine.worker.meters.nvml import GpuState, NvmlMeter, OtherProcess
-    from engine.worker.meters.sampler import DomainSample, Sampler
+    from engine.worker.meters.nvml import GpuState
     from engine.worker.models import Net
+    from engine.worker.phase_meter import PhaseMeter
     from engine.worker.train import Precision, Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
@@ -287,23 +279,15 @@ class Run:
         self.path = run_path
         self.w = writer
         self.manifest: dict[str, Any] = {SCHEMA_KEY: LOG_SCHEMA}  # run.json (engine.core.records.RunManifest)
-        self.phases: dict[str, PhaseRecord] = {}
         self.curve: list[CurvePoint] = []
         self.metrics = Metrics()
-        self.idle_watts: dict[str, float] = {}
         self.pretrain: PretrainRecord | None = None  # the source network's pretraining: measured here or cached
-        self.open_phase: tuple[str, Snapshot] | None = None  # the phase and its start
-        self.last_phase: str | None = None
-        self.sampler: Sampler | None = None  # started by start_meters(), before any phase
+        self.meter: PhaseMeter | None = None  # opened by start_meters(), before any phase
         self._device: Device | None = None  # resolved at the start of execute()
-        self.nvml: NvmlMeter | None = None  # the NVML meter, when the run's GPU is metered
         self.precision: Precision | None = None  # for the amp mechanism; None is fp32
-        self.gpu_others_at_start: dict[str, list[OtherProcess]] = {}
         self.thermal: dict[str, Any] | None = (
             None  # run.json's thermal record (engine.worker.thermal.CoolDown and more)
         )
-        self.basis: dict[str, dict[str, float]] = {}
-        self.started_wall = time.time()
         self.started = time.monotonic()
 
     @property
@@ -314,42 +298,49 @@ class Run:
         return self._device
 
     @property
-    def sampling(self) -> Sampler:
-        """The running sampler: start_meters() starts it before any phase opens."""
-        if self.sampler is None:
-            raise RuntimeError("the meters are read before start_meters() started them")
-        return self.sampler
+    def metering(self) -> PhaseMeter:
+        """The run's meters: start_meters() opens them before any phase."""
+        if self.meter is None:
+            raise RuntimeError("the meters are read before start_meters() opened them")
+        return self.meter
+
+    @property
+    def last_phase(self) -> str | None:
+        return self.meter.last_window if self.meter is not None else None
 
     # -- metering -------------------------------------------------------------------------
     def start_meters(self) -> None:
-        from engine.worker.meters import discover
-        from engine.worker.meters.contention import open_contention
-        from engine.worker.meters.nvml import NvmlMeter
-        from engine.worker.meters.sampler import Sampler
+        from engine.worker.phase_meter import BACKGROUND_EVENTS, PhaseMeter
+
+        def on_event(event_type: str, /, **fields: Any) -> None:
+            if event_type in BACKGROUND_EVENTS:
+                # a failed write has already stopped the main thread; the sampler just goes on
+                _quietly(self.w.emit, event_type, **fields)
+            else:
+                self.w.emit(event_type, **fields)
 
         dev = self.device
         gpu_uuids = [] if not dev.is_cuda else ([dev.info["uuid"]] if dev.info.get("uuid") else None)
-        meters, missing = discover(os.getpid(), self.spec.tdp_w, gpu_uuids=gpu_uuids)
-        self.nvml = next((m for m in meters if isinstance(m, NvmlMeter)), None)
-        self.sampler = sampler = Sampler(
-            meters,
-            self.spec.sample_hz,
-            on_sample=self.emit_sample,
-            on_gap=lambda domain, reason: _quietly(self.w.emit, "meter_gap", domain=domain, reason=reason),
-            contention=open_contention(os.getpid()),
+        self.meter = meter = PhaseMeter.discover(
+            sample_hz=self.spec.sample_hz,
+            pid=os.getpid(),
+            tdp_w=self.spec.tdp_w,
+            gpu_uuids=gpu_uuids,
+            sync=dev.sync,
+            on_event=on_event,
         )
-        self.basis = {name: b for m in meters for name, b in m.basis().items()}
-        self.manifest["meters"] = [d.as_dict() for d in sampler.domains.values()]
-        self.manifest["missing_meters"] = [m.as_dict() for m in missing]
-        self.manifest["meter_details"] = [m.manifest() for m in meters]
+        self.manifest["meters"] = [d.as_dict() for d in meter.domains.values()]
+        self.manifest["missing_meters"] = [m.as_dict() for m in meter.missing]
+        self.manifest["meter_details"] = [m.manifest() for m in meter.meters]
         self.manifest["sample_hz"] = self.spec.sample_hz
         self.manifest["device"] = self.device_manifest()
 
     def device_manifest(self) -> dict[str, Any]:
         """The resolved device; on CUDA with NVML's view of it (driver, power limit, clocks)."""
         out = self.device.manifest()
-        if self.nvml is not None:
-            details = self.nvml.manifest()
+        nvml = self.metering.nvml
+        if nvml is not None:
+            details = nvml.manifest()
             gpu = next((g for g in details["gpus"] if g["uuid"].upper() == str(out.get("uuid")).upper()), None)
             if gpu is not None:
                 out.update(
@@ -363,106 +354,6 @@ class Run:
         elif self.device.is_cuda:
             out["not_metered"] = "NVML is not available: this GPU's energy is not measured (see missing_meters)"
         return out
-
-    def with_basis(self, domain: str, energy: EnergyValue) -> EnergyValue:
-        """A modelled domain's record keeps what it was modelled from, so it can be re-modelled."""
-        basis = self.basis.get(domain)
-        if basis:
-            energy.basis = dict(basis)
-        return energy
-
-    def emit_sample(self, domains: dict[str, DomainSample], machine: ContentionRecord | None) -> None:
-        fields: dict[str, Any] = {"domains": domains}
-        if machine is not None:
-            fields["machine"] = {k: machine[k] for k in ("others_cpu_share", "steal_share", "contended")}
-        if self.nvml is not None and self.nvml.state:
-            # temperature, SM clock, clock-event (throttle) reasons, power: per metered GPU
-            fields["gpu"] = {k: dict(v) for k, v in self.nvml.state.items()}
-        # a failed write has already stopped the main thread; the sampler just goes on
-        _quietly(self.w.emit, "sample", **fields)
-
-    def own_pids(self) -> set[int]:
-        import psutil
-
-        me = psutil.Process(os.getpid())
-        return {me.pid, *(c.pid for c in me.children(recursive=True))}
-
-    def gpu_others(self) -> dict[str, list[OtherProcess]]:
-        return self.nvml.other_processes(self.own_pids()) if self.nvml is not None else {}
-
-    def begin(self, phase: str) -> Snapshot:
-        """Open a metered phase; returns its start (for the energy so far within it)."""
-        # CUDA is asynchronous: wait for the previous work, so none of it lands in this phase
-        self.device.sync()
-        self.gpu_others_at_start = self.gpu_others()
-        # Open the phase before announcing it: a cancel that lands during the announcement still
-        # finds the phase open and closes it as partial.
-        start = self.sampling.snapshot()
-        self.open_phase = (phase, start)
-        self.last_phase = phase
-        self.w.emit("phase_start", phase=phase)
-        return start
-
-    def end(self, partial: bool = False, steps: int | None = None, networks: int | None = None) -> PhaseRecord:
-        from engine.core.energy import phase_energy
-        from engine.worker.meters.nvml import agreement
-
-        if self.open_phase is None:
-            raise RuntimeError("no phase is open")
-        phase, start = self.open_phase
-        self.open_phase = None
-        # ...and for this phase's own kernels to finish before its end is read
-        try:
-            self.device.sync()
-        except Exception:
-            if not partial:
-                raise
-            # closing a failed or cancelled phase: a broken device cannot be waited for, and the
-            # partial record matters more
-
-        sampler = self.sampling
-        end = sampler.snapshot()
-        duration = end.t - start.t
-        if phase == "idle" and duration > 0:
-            # The baseline itself: its mean power is what later phases subtract, so all of its
-            # energy is idle and none of it net.
-            self.idle_watts = idle_watts_from({n: end.joules[n] - start.joules[n] for n in sampler.domains}, duration)
-        energy = phase_energy(start, end, sampler.domains, self.idle_watts, 1.0 / self.spec.sample_hz)
-        if phase == "idle":
-            for e in energy.values():
-                e.idle_j = e.gross_j  # exactly, not watts x duration with its rounding
-        record = PhaseRecord(
-            duration_s=duration,
-            energy={name: self.with_basis(name, e.as_value()) for name, e in energy.items()},
-            total=phase_total(energy.values()),
-            partial=partial,
-            steps=steps,
-            networks=networks,
-        )
-        if start.cpu is not None and end.cpu is not None and sampler.contention is not None:
-            from engine.worker.meters.contention import contention_between
-
-            contention = contention_between(start.cpu, end.cpu, sampler.contention.cpus)
-            if contention is not None:
-                record.contention = CpuContention(**contention)
-        if self.nvml is not None:
-            record.gpu_contention = gpu_contention(self.gpu_others_at_start, self.gpu_others())
-            record.nvml_agreement = {name: NvmlAgreement(**a) for name, a in agreement(energy).items()}
-        self.phases[phase] = record
-        self.w.emit(
-            "phase_end",
-            phase=phase,
-            duration_s=duration,
-            energy={name: to_json_object(e) for name, e in record.energy.items()},
-            total=to_json_object(record.total),
-            partial=partial,
-        )
-        return record
-
-    def cumulative_j(self, phase_start: Snapshot) -> float:
-        sampler = self.sampling
-        snap = sampler.snapshot()
-        return sum(snap.joules[n] - phase_start.joules[n] for n, d in sampler.domains.items() if in_totals(d.kind))
 
     # -- the run --------------------------------------------------------------------------
     def execute(self) -> None:
@@ -508,13 +399,11 @@ class Run:
             missing=self.manifest["missing_meters"],
             device=self.manifest["device"],
         )
-        self.sampling.start()
+        self.metering.start()
 
         self.thermal_guard()
         # Idle baseline: the machine's draw with this process doing nothing.
-        self.begin("idle")
-        time.sleep(spec.idle_s)
-        self.end()
+        self.metering.measure_idle(spec.idle_s)
         self.keep_idle_baseline()
 
         data = prepare(spec)
@@ -561,12 +450,12 @@ class Run:
                 )
             else:
                 jobs.append((net, target.x_train, target.y_train, lr))
-            self.begin("warmup")
+            self.metering.begin_window("warmup")
             steps = sum(
                 warm_up(n, x, y, batch_size=spec.batch_size, lr=job_lr, augment=spec.augment, precision=precision)
                 for n, x, y, job_lr in jobs
             )
-            self.end(steps=steps, networks=len(jobs))
+            self.metering.end_window("warmup", steps=steps, networks=len(jobs))
 
         if transfer:
             if source.cached is None:
@@ -583,7 +472,7 @@ class Run:
         }
         self.write_manifest()
 
-        start_snap = self.begin("train")
+        self.metering.begin_window("train")
         result = fit(
             net,
             target.x_train,
@@ -596,17 +485,17 @@ class Run:
             x_val=x_val,
             y_val=y_val,
             on_progress=progress,
-            on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc, start_snap),
+            on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc),
             precision=precision,
         )
-        self.end()
+        self.metering.end_window("train")
         train_samples = result.samples_seen
 
         if spec.prune > 0:
             before = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)[
                 "accuracy"
             ]  # not metered
-            start_snap = self.begin("prune")
+            self.metering.begin_window("prune")
             prune_global(net, spec.prune)
             if spec.prune_epochs:
                 tuned = fit(
@@ -622,7 +511,7 @@ class Run:
                     x_val=x_val,
                     y_val=y_val,
                     on_progress=progress,
-                    on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc, start_snap),
+                    on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc),
                     precision=precision,
                 )
                 train_samples += tuned.samples_seen
@@ -633,21 +522,22 @@ class Run:
                 note="unstructured sparsity: dense kernels still multiply every zero, so FLOPs and "
                 "inference energy are not expected to fall; see test-phase energy",
             )
-            self.end()
+            self.metering.end_window("prune")
 
-        self.begin("test")
+        self.metering.begin_window("test")
         scores = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)
         passes, inferences = timed_inference(
             net, target.x_test, spec.test_min_s, sync=self.device.sync, precision=precision
         )
         # The scoring pass is inference too, metered in the same phase: count it.
         passes, inferences = passes + 1, inferences + len(target.x_test)
-        test = self.end()
+        test = self.metering.end_window("test")
         self.idle_after()
 
         # Per-unit joules only from totals that are measurements (no meter gap), labelled with the
         # weakest source of the phases they come from.
-        training = [self.phases[p].total for p in ("train", "prune") if p in self.phases]
+        records = self.metering.records
+        training = [records[p].total for p in ("train", "prune") if p in records]
         train_known = all(t.known for t in training)
         train_net = sum(t.net_j for t in training)
         train_source = weakest_source(t.source for t in training if t.source is not None) if train_known else None
@@ -697,7 +587,7 @@ class Run:
         from engine.worker.train import evaluate, fit
 
         spec, split = self.spec, source.split
-        start_snap = self.begin("pretrain")
+        self.metering.begin_window("pretrain")
         fit(
             source.net,
             split.x_train,
@@ -711,14 +601,14 @@ class Run:
             x_val=source.x_val,
             y_val=source.y_val,
             on_progress=progress,
-            on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap),
+            on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc),
             precision=self.precision,
         )
         source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes, precision=self.precision)[
             "accuracy"
         ]
         self.metrics.source_accuracy_frac = source_accuracy
-        phase = self.end()
+        phase = self.metering.end_window("pretrain")
         record = PretrainRecord(
             run_id=self.w.run_id,
             duration_s=phase.duration_s,
@@ -761,12 +651,13 @@ class Run:
     # -- thermal drift (GPU) --------------------------------------------------------------
     def run_gpu(self) -> tuple[str, str] | None:
         """(domain, UUID) of the metered GPU this run trains on, or None."""
-        if self.nvml is None or not self.device.is_cuda:
+        nvml = self.metering.nvml
+        if nvml is None or not self.device.is_cuda:
             return None
-        domain = next((d.name for d in self.nvml.domains if d.kind == "gpu"), None)
+        domain = next((d.name for d in nvml.domains if d.kind == "gpu"), None)
         if not domain:
             return None
-        uuid = self.nvml.uuid_of(domain)
+        uuid = nvml.uuid_of(domain)
         return (domain, uuid) if uuid else None
 
     def thermal_guard(self) -> None:
@@ -774,7 +665,7 @@ class Run:
         cooldown_s > 0 wait until it is back in the band. A warm start is recorded, not hidden."""
         from engine.worker import thermal
 
-        gpu, nvml = self.run_gpu(), self.nvml
+        gpu, nvml = self.run_gpu(), self.metering.nvml
         if gpu is None or nvml is None:  # run_gpu() is None without NVML
             return
         domain, uuid = gpu
@@ -790,10 +681,11 @@ class Run:
         """After the idle phase: this run's idle state; it becomes the reference unless warm."""
         from engine.worker import thermal
 
-        if self.thermal is None or self.nvml is None:  # a thermal record needs NVML
+        nvml = self.metering.nvml
+        if self.thermal is None or nvml is None:  # a thermal record needs NVML
             return
-        state = self.nvml.now().get(self.thermal["gpu"], {})
-        watts = self.idle_watts.get(self.thermal["gpu"])
+        state = nvml.now().get(self.thermal["gpu"], {})
+        watts = self.metering.idle_watts.get(self.thermal["gpu"])
         idle: GpuState = {
             "power_w": watts if watts is not None else state.get("power_w"),
             "temp_c": state.get("temp_c"),
@@ -809,10 +701,11 @@ class Run:
         after one power-averaging window so the reading is not the test phase's tail."""
         from engine.worker import thermal
 
-        if self.thermal is None or self.nvml is None:  # a thermal record needs NVML
+        nvml = self.metering.nvml
+        if self.thermal is None or nvml is None:  # a thermal record needs NVML
             return
         time.sleep(thermal.POLL_S)
-        self.thermal["idle_after"] = self.nvml.now().get(self.thermal["gpu"], {})
+        self.thermal["idle_after"] = nvml.now().get(self.thermal["gpu"], {})
         self.write_manifest()
 
     def reuse_pretrain_record(self, record: PretrainRecord) -> PretrainRecord:
@@ -822,7 +715,7 @@ class Run:
         rather than set beside this run's joules."""
         out = msgspec.structs.replace(record)
         then_source = record.total.source if record.total is not None else None
-        now_source = self.total_source()
+        now_source = self.metering.total_source
         if then_source != now_source:
             out.incomparable = (
                 f"the source network's pretraining was {then_source}, this run is {now_source}; "
@@ -831,7 +724,7 @@ class Run:
             return out
         energy, remodelled, unknown = {}, False, False
         for name, e in record.energy.items():
-            now, then = self.basis.get(name), e.basis
+            now, then = self.metering.basis.get(name), e.basis
             if e.source == "modelled" and now:
                 if not then:
                     unknown = True
@@ -855,14 +748,14 @@ class Run:
             out.basis_unknown = "cached before JouleLab recorded the model's basis: not re-modelled"
         return out
 
-    def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start: Snapshot) -> None:
-        self.device.sync()  # the cumulative joules cover the epoch's kernels, all of them
+    def epoch_point(self, phase: str, epoch: int, accuracy: float) -> None:
+        meter = self.metering
         point = CurvePoint(
             phase=phase,
             epoch=epoch,
             val_accuracy_frac=accuracy,
-            cumulative_j=self.cumulative_j(phase_start),
-            source=self.total_source(),
+            cumulative_j=meter.energy_so_far(),  # after the epoch's kernels, all of them
+            source=meter.total_source,
         )
         self.curve.append(point)
         # the epoch event keeps its own (event schema) field names
@@ -875,15 +768,13 @@ class Run:
             source=point.source,
         )
 
-    def total_source(self) -> str:
-        return weakest_source(d.source for d in self.sampling.domains.values() if in_totals(d.kind))
-
     def write_manifest(self) -> None:
         atomic_write_json(self.path / RUN_JSON, self.manifest)
 
     def summary(self, status: str, error: str | None = None) -> RunSummary:
         dataset = self.manifest.get("dataset", {})
-        domains = self.sampler.domains if self.sampler else {}
+        meter = self.meter
+        phases = meter.records if meter is not None else {}
         return RunSummary(
             run_id=self.w.run_id,
             status=status,
@@ -898,19 +789,16 @@ class Run:
             ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             duration_s=time.monotonic() - self.started,
             last_phase=self.last_phase,
-            phases=self.phases,
+            phases=phases,
             pretrain=self.pretrain,
-            idle_watts={
-                n: IdlePower(w=w, source=domains[n].source, method=domains[n].method)
-                for n, w in self.idle_watts.items()
-            },
+            idle_watts=meter.idle_power() if meter is not None else {},
             metrics=self.metrics,
             curve=self.curve,
             meters=[MeterDomain(**d) for d in self.manifest.get("meters", [])],
             missing_meters=[MissingMeter(**m) for m in self.manifest.get("missing_meters", [])],
-            meter_gaps=sorted(self.sampler.gaps()) if self.sampler else [],
-            contended_phases=[p for p, r in self.phases.items() if r.contended],
-            gpu_contended_phases=[p for p, r in self.phases.items() if r.gpu_contended],
+            meter_gaps=meter.gaps() if meter is not None else [],
+            contended_phases=[p for p, r in phases.items() if r.contended],
+            gpu_contended_phases=[p for p, r in phases.items() if r.gpu_contended],
             device=self.manifest.get("device"),
             precision=self.manifest.get("precision"),
             thermal=self.thermal,
@@ -920,22 +808,6 @@ class Run:
             reader_lost=self.w.reader_lost_at is not None,
             slurm=self.manifest.get("environment", {}).get("slurm"),  # the node pairs runs in stats
         )
-
-
-def gpu_contention(
-    at_start: dict[str, list[OtherProcess]], at_end: dict[str, list[OtherProcess]]
-) -> dict[str, GpuContention]:
-    """Other processes seen on each metered GPU at the phase's start or end. Their work is inside
-    the GPU's joules and NVML cannot apportion it, so a phase with any is flagged `contended`."""
-    out = {}
-    for domain in sorted(set(at_start) | set(at_end)):
-        procs = {p["pid"]: p for p in at_start.get(domain, []) + at_end.get(domain, [])}
-        out[domain] = GpuContention(
-            # copied as plain JSON objects, the record's type for them
-            other_processes=[dict[str, Any](p) for p in sorted(procs.values(), key=lambda p: p["pid"])],
-            contended=bool(procs),
-        )
-    return out
 
 
 def read_spec(argv: list[str]) -> RunSpec:
@@ -1038,10 +910,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _Signals.pending = None
     try:
-        if run.open_phase is not None and run.sampler is not None:
-            _quietly(run.end, partial=True)
-        if run.sampler is not None:
-            run.sampler.stop()
+        if run.meter is not None:  # a phase still open (a cancel, a failure) is closed as partial
+            _quietly(run.meter.end_open_window)
+            run.meter.stop()
         if writer.log_error is not None:
             status, error, code = "failed", writer.log_error, EXIT_LOG_UNWRITABLE
             _quietly(writer.emit, "error", message=error, where=run.last_phase)  # reaches the stream
