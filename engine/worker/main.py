@@ -27,15 +27,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ParamSpec, TextIO
 
-import msgspec
-
 from engine import __version__
-from engine.core.energy import sum_energy_records, weakest_source
+from engine.core.energy import weakest_source
 from engine.core.errors import EXIT_USAGE, JouleLabError
 from engine.core.events import SCHEMA_VERSION, encode, make_event
 from engine.core.process import process_started
@@ -49,22 +46,18 @@ from engine.core.records import (
     PerUnitEnergy,
     PretrainRecord,
     Pruning,
-    RecordError,
     RunSummary,
-    pretrain_from_json,
     to_json_object,
 )
 from engine.core.run_files import EVENTS, LOGS_ENV, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
 from engine.core.spec import RunSpec, SpecError, new_run_id, spec_from_dict
+from engine.worker import pretraining
 from engine.worker.device import Device, DeviceError
 
 if TYPE_CHECKING:
-    import torch
-
-    from engine.worker.data import Split
-    from engine.worker.meters.nvml import GpuState
     from engine.worker.models import Net
     from engine.worker.phase_meter import PhaseMeter
+    from engine.worker.thermal import RunThermal
     from engine.worker.train import Precision, Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
@@ -258,19 +251,6 @@ class _Signals:
             raise Cancelled(name)
 
 
-@dataclass
-class SourceNetwork:
-    """The source task's network and data; `cached` is the saved pretraining record when the
-    network came from the cache, None when this run must pretrain it."""
-
-    net: Net
-    split: Split  # on the run's device (see Run.on_device)
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    key: str
-    cached: PretrainRecord | None
-
-
 class Run:
     """One run of one spec, from the idle baseline to the summary."""
 
@@ -285,9 +265,7 @@ class Run:
         self.meter: PhaseMeter | None = None  # opened by start_meters(), before any phase
         self._device: Device | None = None  # resolved at the start of execute()
         self.precision: Precision | None = None  # for the amp mechanism; None is fp32
-        self.thermal: dict[str, Any] | None = (
-            None  # run.json's thermal record (engine.worker.thermal.CoolDown and more)
-        )
+        self.thermal: RunThermal | None = None  # the GPU's thermal guard (a metered GPU only)
         self.started = time.monotonic()
 
     @property
@@ -362,6 +340,7 @@ class Run:
         from engine.worker.data.prepare import holdout, prepare
         from engine.worker.device import resolve_device
         from engine.worker.models import build_network, count_parameters, flops_per_sample
+        from engine.worker.thermal import RunThermal
         from engine.worker.train import (
             Precision,
             evaluate,
@@ -401,10 +380,17 @@ class Run:
         )
         self.metering.start()
 
-        self.thermal_guard()
+        # Before the idle baseline, the GPU's thermal guard: a warm start is waited for or recorded.
+        guard = RunThermal.for_run(self.metering.nvml, self.device.is_cuda, self.w.run_id)
+        if guard is not None:
+            guard.cool_down(spec.cooldown_s)
+            self.thermal = guard
+            self.manifest["thermal"] = guard.record
+            self.write_manifest()
         # Idle baseline: the machine's draw with this process doing nothing.
         self.metering.measure_idle(spec.idle_s)
-        self.keep_idle_baseline()
+        if self.thermal is not None:
+            self.thermal.keep_idle_baseline(self.metering.idle_watts)
 
         data = prepare(spec)
         gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
@@ -422,7 +408,8 @@ class Run:
             **data.info,
         }
         # The data lives on the device for the whole run: copied once here, never per batch.
-        target, x_val, y_val = self.on_device(target), self.device.tensor(x_val_host), self.device.tensor(y_val_host)
+        dev = self.device
+        target, x_val, y_val = dev.place_split(target), dev.tensor(x_val_host), dev.tensor(y_val_host)
         precision = self.precision
 
         def progress(p: Progress) -> None:
@@ -430,7 +417,9 @@ class Run:
 
         transfer = spec.mode in ("transfer", "finetune")
         if transfer:
-            source = self.open_source(data.source, gap)
+            source = pretraining.open_source(spec, self.device, data.source, gap)
+            if source.cached is not None:
+                self.pretrain = pretraining.cached_pretraining(source, self.metering, self.metrics)
             lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
         else:
             net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm, spec.width).to(
@@ -459,7 +448,16 @@ class Run:
 
         if transfer:
             if source.cached is None:
-                self.pretrain_source(source, progress)
+                self.pretrain = pretraining.pretrain_source(
+                    source,
+                    spec,
+                    self.metering,
+                    self.metrics,
+                    run_id=self.w.run_id,
+                    precision=precision,
+                    on_progress=progress,
+                    on_epoch=self.epoch_point,
+                )
             net = self.adapt(source.net, target.n_classes)
 
         self.manifest["network"] = {
@@ -532,7 +530,9 @@ class Run:
         # The scoring pass is inference too, metered in the same phase: count it.
         passes, inferences = passes + 1, inferences + len(target.x_test)
         test = self.metering.end_window("test")
-        self.idle_after()
+        if self.thermal is not None:  # the GPU's idle drift over the run
+            self.thermal.read_idle_after()
+            self.write_manifest()
 
         # Per-unit joules only from totals that are measurements (no meter gap), labelled with the
         # weakest source of the phases they come from.
@@ -554,75 +554,6 @@ class Run:
         )
         self.w.emit("result", metrics=to_json_object(m), curve=[to_json_object(p) for p in self.curve])
 
-    def open_source(self, source_split: Split, gap: int) -> SourceNetwork:
-        """The source network: loaded from the cache when it exists (its pretraining energy comes
-        with it, labelled cached), else freshly built, to be pretrained by `pretrain_source`."""
-        from engine.worker import source_networks as sources
-        from engine.worker.data.prepare import holdout
-        from engine.worker.models import build_network
-
-        spec = self.spec
-        split, x_val_host, y_val_host = holdout(source_split, spec.val_fraction, gap)
-        net = build_network(split.input_shape, spec.size, split.n_classes, spec.batchnorm, spec.width)
-        key = sources.source_key(spec, split.x_train, split.y_train, self.device.name)
-        cached = sources.load(key) if spec.reuse_source else None
-        net.to(self.device.name)
-        split, x_val, y_val = self.on_device(split), self.device.tensor(x_val_host), self.device.tensor(y_val_host)
-        record = None
-        if cached is not None:
-            state, saved = cached
-            try:
-                record = pretrain_from_json(saved)
-            except RecordError:
-                return SourceNetwork(net, split, x_val, y_val, key, None)  # an unreadable cache: pretrain here
-            net.load_state_dict(state)
-            self.pretrain = self.reuse_pretrain_record(record)
-            self.pretrain.cached, self.pretrain.key = True, key
-            self.metrics.source_accuracy_frac = record.source_accuracy_frac
-        return SourceNetwork(net, split, x_val, y_val, key, record)
-
-    def pretrain_source(self, source: SourceNetwork, progress: Callable[[Progress], None]) -> None:
-        """Train the source network in a metered pretrain phase, and save it for later runs."""
-        from engine.worker import source_networks as sources
-        from engine.worker.train import evaluate, fit
-
-        spec, split = self.spec, source.split
-        self.metering.begin_window("pretrain")
-        fit(
-            source.net,
-            split.x_train,
-            split.y_train,
-            epochs=spec.effective_pretrain_epochs,
-            batch_size=spec.batch_size,
-            lr=spec.lr,
-            seed=spec.seed,
-            augment=spec.augment,
-            phase="pretrain",
-            x_val=source.x_val,
-            y_val=source.y_val,
-            on_progress=progress,
-            on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc),
-            precision=self.precision,
-        )
-        source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes, precision=self.precision)[
-            "accuracy"
-        ]
-        self.metrics.source_accuracy_frac = source_accuracy
-        phase = self.metering.end_window("pretrain")
-        record = PretrainRecord(
-            run_id=self.w.run_id,
-            duration_s=phase.duration_s,
-            total=phase.total,
-            energy=phase.energy,
-            source_accuracy_frac=source_accuracy,
-            source_classes=list(split.classes),
-        )
-        self.pretrain = msgspec.structs.replace(record, cached=False, key=source.key)
-        if spec.reuse_source:
-            problem = sources.save(source.key, source.net.state_dict(), to_json_object(record))
-            if problem:
-                self.pretrain.cache_problem = problem
-
     def adapt(self, net: Net, n_classes: int) -> Net:
         """The source network made into the target network: a new head (replaced, or new layers
         on top of the old head), and for transfer a frozen body."""
@@ -633,120 +564,6 @@ class Run:
         if self.spec.mode == "transfer":
             net.freeze_body()
         return net.to(self.device.name)  # the new head was built on the host
-
-    def on_device(self, split: Split) -> Split:
-        """A data split with its arrays as tensors on the run's device (one copy, for the whole run)."""
-        import dataclasses
-
-        t = self.device.tensor
-        # Split declares NumPy arrays; here they become tensors, which engine.worker.train takes as well (its Array)
-        return dataclasses.replace(
-            split,
-            x_train=t(split.x_train),  # type: ignore[arg-type]
-            y_train=t(split.y_train),  # type: ignore[arg-type]
-            x_test=t(split.x_test),  # type: ignore[arg-type]
-            y_test=t(split.y_test),  # type: ignore[arg-type]
-        )
-
-    # -- thermal drift (GPU) --------------------------------------------------------------
-    def run_gpu(self) -> tuple[str, str] | None:
-        """(domain, UUID) of the metered GPU this run trains on, or None."""
-        nvml = self.metering.nvml
-        if nvml is None or not self.device.is_cuda:
-            return None
-        domain = next((d.name for d in nvml.domains if d.kind == "gpu"), None)
-        if not domain:
-            return None
-        uuid = nvml.uuid_of(domain)
-        return (domain, uuid) if uuid else None
-
-    def thermal_guard(self) -> None:
-        """Before the idle baseline: compare the GPU with the previous run's idle state, and with
-        cooldown_s > 0 wait until it is back in the band. A warm start is recorded, not hidden."""
-        from engine.worker import thermal
-
-        gpu, nvml = self.run_gpu(), self.metering.nvml
-        if gpu is None or nvml is None:  # run_gpu() is None without NVML
-            return
-        domain, uuid = gpu
-        self.thermal = {
-            "gpu": domain,
-            "uuid": uuid,
-            **thermal.cool_down(lambda: nvml.now().get(domain, {}), thermal.load_baseline(uuid), self.spec.cooldown_s),
-        }
-        self.manifest["thermal"] = self.thermal
-        self.write_manifest()
-
-    def keep_idle_baseline(self) -> None:
-        """After the idle phase: this run's idle state; it becomes the reference unless warm."""
-        from engine.worker import thermal
-
-        nvml = self.metering.nvml
-        if self.thermal is None or nvml is None:  # a thermal record needs NVML
-            return
-        state = nvml.now().get(self.thermal["gpu"], {})
-        watts = self.metering.idle_watts.get(self.thermal["gpu"])
-        idle: GpuState = {
-            "power_w": watts if watts is not None else state.get("power_w"),
-            "temp_c": state.get("temp_c"),
-        }
-        self.thermal["idle_before"] = idle
-        if not self.thermal["started_warm"]:
-            problem = thermal.save_baseline(self.thermal["uuid"], idle, self.w.run_id)
-            if problem:
-                self.thermal["baseline_problem"] = problem
-
-    def idle_after(self) -> None:
-        """After the last phase: the GPU's idle power and temperature again (drift over the run),
-        after one power-averaging window so the reading is not the test phase's tail."""
-        from engine.worker import thermal
-
-        nvml = self.metering.nvml
-        if self.thermal is None or nvml is None:  # a thermal record needs NVML
-            return
-        time.sleep(thermal.POLL_S)
-        self.thermal["idle_after"] = nvml.now().get(self.thermal["gpu"], {})
-        self.write_manifest()
-
-    def reuse_pretrain_record(self, record: PretrainRecord) -> PretrainRecord:
-        """A cached pretraining record in this run's terms. Modelled joules are re-modelled under
-        this run's basis (a changed --tdp rescales them exactly: J = CPU-seconds x W per core);
-        a record from another kind of meter (a counter against a model) is flagged incomparable
-        rather than set beside this run's joules."""
-        out = msgspec.structs.replace(record)
-        then_source = record.total.source if record.total is not None else None
-        now_source = self.metering.total_source
-        if then_source != now_source:
-            out.incomparable = (
-                f"the source network's pretraining was {then_source}, this run is {now_source}; "
-                "retrain it here (reuse_source = false) to compare"
-            )
-            return out
-        energy, remodelled, unknown = {}, False, False
-        for name, e in record.energy.items():
-            now, then = self.metering.basis.get(name), e.basis
-            if e.source == "modelled" and now:
-                if not then:
-                    unknown = True
-                elif then != now:
-                    ((key, value),) = now.items()
-                    factor = value / then[key]
-                    e = msgspec.structs.replace(
-                        e,
-                        gross_j=e.gross_j * factor,
-                        idle_j=e.idle_j * factor,
-                        net_j=e.net_j * factor,
-                        basis=dict(now),
-                        remodelled_from=then,
-                    )
-                    remodelled = True
-            energy[name] = e
-        if remodelled and record.total is not None:
-            out.energy, out.total = energy, sum_energy_records(energy, record.total)
-            out.remodelled = True
-        elif unknown:
-            out.basis_unknown = "cached before JouleLab recorded the model's basis: not re-modelled"
-        return out
 
     def epoch_point(self, phase: str, epoch: int, accuracy: float) -> None:
         meter = self.metering
@@ -801,8 +618,8 @@ class Run:
             gpu_contended_phases=[p for p, r in phases.items() if r.gpu_contended],
             device=self.manifest.get("device"),
             precision=self.manifest.get("precision"),
-            thermal=self.thermal,
-            started_warm=self.thermal["started_warm"] if self.thermal else None,
+            thermal=self.thermal.record if self.thermal is not None else None,
+            started_warm=self.thermal.started_warm if self.thermal is not None else None,
             network={k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
             events=self.w.count + 1,  # and the done event that follows
             reader_lost=self.w.reader_lost_at is not None,

@@ -25,7 +25,7 @@ Windows have the shape of Zeus's `begin_window(name)` / `end_window(name)`, one 
   and other processes on a metered GPU (`gpu_contention`); with NVML's energy counter, its
   integrated polled power beside it (`nvml_agreement`).
 - Modelled domains keep what one joule was modelled from (`basis`), so a stored value can be
-  re-modelled under another TDP (engine.worker.main.Run.reuse_pretrain_record).
+  re-modelled under another TDP (engine.worker.pretraining.reuse_pretrain_record).
 
 Events, for a run log or a live view, go to `on_event(event_type, **fields)`: `phase_start`
 (phase) and `phase_end` (phase, duration_s, energy, total, partial) from the caller's thread, where
