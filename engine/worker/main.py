@@ -19,7 +19,6 @@ import copy
 import errno
 import json
 import os
-import platform
 import signal
 import socket
 import sys
@@ -27,18 +26,17 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ParamSpec, TextIO
 
-from engine import __version__
 from engine.core.energy import weakest_source
 from engine.core.errors import EXIT_USAGE, JouleLabError
-from engine.core.events import SCHEMA_VERSION, encode, make_event
+from engine.core.events import encode, make_event
 from engine.core.process import process_started
 from engine.core.records import (
-    LOG_SCHEMA,
-    SCHEMA_KEY,
+    TRAINING_PHASES,
     CurvePoint,
     MeterDomain,
     Metrics,
@@ -46,15 +44,21 @@ from engine.core.records import (
     PerUnitEnergy,
     PretrainRecord,
     Pruning,
+    RunManifest,
     RunSummary,
     to_json_object,
 )
-from engine.core.run_files import EVENTS, LOGS_ENV, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
+from engine.core.run_files import EVENTS, LOGS_ENV, SUMMARY, StoreError, atomic_write_json, check_writable
 from engine.core.spec import RunSpec, SpecError, new_run_id, spec_from_dict
 from engine.worker import pretraining
 from engine.worker.device import Device, DeviceError
+from engine.worker.manifest import device_manifest, environment_manifest, write_manifest
+from engine.worker.pretraining import SourceNetwork
 
 if TYPE_CHECKING:
+    import torch
+
+    from engine.worker.data import Split
     from engine.worker.models import Net
     from engine.worker.phase_meter import PhaseMeter
     from engine.worker.thermal import RunThermal
@@ -169,47 +173,6 @@ def _append(fd: int, data: bytes) -> None:
         raise
 
 
-def environment_manifest() -> dict[str, Any]:
-    import numpy
-    import psutil
-    import torch
-
-    from engine.worker.meters.model import cpu_model_name
-    from engine.worker.slurm_job import job_manifest
-
-    sockets = _count_sockets()
-    return {
-        "joulelab": __version__,
-        "event_schema": SCHEMA_VERSION,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu_model": cpu_model_name(),
-        "sockets": sockets,
-        "logical_cpus": os.cpu_count(),
-        "physical_cores": psutil.cpu_count(logical=False),
-        "memory_gb": round(psutil.virtual_memory().total / 1e9, 2),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "slurm": job_manifest(),  # job id, node, requested and granted resources; None outside Slurm
-    }
-
-
-def _count_sockets() -> int | None:
-    try:
-        ids = {
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("physical id")
-        }
-        return len(ids) or 1
-    except OSError:
-        return None
-
-
 class _Signals:
     """SIGTERM/SIGINT become Cancelled in the main thread, but never half-way through writing an
     event line: inside `critical()` the signal is held and raised as soon as the line is whole.
@@ -251,21 +214,46 @@ class _Signals:
             raise Cancelled(name)
 
 
+@dataclass
+class Task:
+    """The target task's data on the run's device, and the source task's (transfer) on the host."""
+
+    target: Split
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    source: Split
+    gap: int  # windows left out between training and validation, so no window straddles both
+
+
+@dataclass
+class Networks:
+    """What the run trains: a network built here (scratch) or the source network (transfer, finetune)."""
+
+    lr: float
+    net: Net | None = None
+    source: SourceNetwork | None = None
+
+
 class Run:
-    """One run of one spec, from the idle baseline to the summary."""
+    """One run of one spec, from the idle baseline to the summary; `execute` reads top to bottom."""
 
     def __init__(self, spec: RunSpec, run_path: Path, writer: EventWriter) -> None:
         self.spec = spec
         self.path = run_path
         self.w = writer
-        self.manifest: dict[str, Any] = {SCHEMA_KEY: LOG_SCHEMA}  # run.json (engine.core.records.RunManifest)
+        self.manifest = RunManifest(  # run.json, written as the run learns more
+            run_id=spec.run_id,
+            spec=spec.to_dict(),
+            pid=os.getpid(),
+            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        self.meter: PhaseMeter | None = None  # opened by open_meters(), before any phase
+        self.thermal: RunThermal | None = None  # the GPU's thermal guard (a metered GPU only)
         self.curve: list[CurvePoint] = []
         self.metrics = Metrics()
         self.pretrain: PretrainRecord | None = None  # the source network's pretraining: measured here or cached
-        self.meter: PhaseMeter | None = None  # opened by start_meters(), before any phase
         self._device: Device | None = None  # resolved at the start of execute()
         self.precision: Precision | None = None  # for the amp mechanism; None is fp32
-        self.thermal: RunThermal | None = None  # the GPU's thermal guard (a metered GPU only)
         self.started = time.monotonic()
 
     @property
@@ -277,81 +265,35 @@ class Run:
 
     @property
     def metering(self) -> PhaseMeter:
-        """The run's meters: start_meters() opens them before any phase."""
+        """The run's meters: open_meters() opens them before any phase."""
         if self.meter is None:
-            raise RuntimeError("the meters are read before start_meters() opened them")
+            raise RuntimeError("the meters are read before open_meters() opened them")
         return self.meter
 
     @property
     def last_phase(self) -> str | None:
         return self.meter.last_window if self.meter is not None else None
 
-    # -- metering -------------------------------------------------------------------------
-    def start_meters(self) -> None:
-        from engine.worker.phase_meter import BACKGROUND_EVENTS, PhaseMeter
-
-        def on_event(event_type: str, /, **fields: Any) -> None:
-            if event_type in BACKGROUND_EVENTS:
-                # a failed write has already stopped the main thread; the sampler just goes on
-                _quietly(self.w.emit, event_type, **fields)
-            else:
-                self.w.emit(event_type, **fields)
-
-        dev = self.device
-        gpu_uuids = [] if not dev.is_cuda else ([dev.info["uuid"]] if dev.info.get("uuid") else None)
-        self.meter = meter = PhaseMeter.discover(
-            sample_hz=self.spec.sample_hz,
-            pid=os.getpid(),
-            tdp_w=self.spec.tdp_w,
-            gpu_uuids=gpu_uuids,
-            sync=dev.sync,
-            on_event=on_event,
-        )
-        self.manifest["meters"] = [d.as_dict() for d in meter.domains.values()]
-        self.manifest["missing_meters"] = [m.as_dict() for m in meter.missing]
-        self.manifest["meter_details"] = [m.manifest() for m in meter.meters]
-        self.manifest["sample_hz"] = self.spec.sample_hz
-        self.manifest["device"] = self.device_manifest()
-
-    def device_manifest(self) -> dict[str, Any]:
-        """The resolved device; on CUDA with NVML's view of it (driver, power limit, clocks)."""
-        out = self.device.manifest()
-        nvml = self.metering.nvml
-        if nvml is not None:
-            details = nvml.manifest()
-            gpu = next((g for g in details["gpus"] if g["uuid"].upper() == str(out.get("uuid")).upper()), None)
-            if gpu is not None:
-                out.update(
-                    driver=details["driver_version"],
-                    power_limit_w=gpu["power_limit_w"],
-                    clocks=gpu["clocks"],
-                    nvml_domain=gpu["domain"],
-                    nvml_index=gpu["nvml_index"],
-                )
-            out["unused_gpus"] = details["unused"]
-        elif self.device.is_cuda:
-            out["not_metered"] = "NVML is not available: this GPU's energy is not measured (see missing_meters)"
-        return out
-
     # -- the run --------------------------------------------------------------------------
     def execute(self) -> None:
+        self.prepare_device()
+        self.open_meters()
+        self.measure_idle()
+        task = self.load_data()
+        networks = self.build_networks(task)
+        self.warm_up(task, networks)
+        net = self.target_network(task, networks)
+        train_samples = self.train(net, task, networks.lr)
+        if self.spec.prune > 0:
+            train_samples += self.prune(net, task, networks.lr)
+        self.test(net, task, train_samples)
+
+    def prepare_device(self) -> None:
+        """Resolve the device and its numerics (precision, threads, denormals)."""
         import torch
 
-        from engine.worker.data.prepare import holdout, prepare
         from engine.worker.device import resolve_device
-        from engine.worker.models import build_network, count_parameters, flops_per_sample
-        from engine.worker.thermal import RunThermal
-        from engine.worker.train import (
-            Precision,
-            evaluate,
-            finish_pruning,
-            fit,
-            prune_global,
-            set_seed,
-            sparsity_report,
-            timed_inference,
-            warm_up,
-        )
+        from engine.worker.train import Precision
 
         spec = self.spec
         self._device = resolve_device(spec.device)
@@ -362,41 +304,78 @@ class Run:
                     f'resolved to cpu); run it with device = "cuda" on a machine with a GPU'
                 )
             self.precision = Precision.for_cuda()
-        self.manifest["precision"] = self.precision.name if self.precision else "float32"
+        self.manifest.precision = self.precision.name if self.precision else "float32"
         if spec.threads:
             torch.set_num_threads(spec.threads)
-        self.manifest["flush_denormal"] = torch.set_flush_denormal(spec.flush_denormal) and spec.flush_denormal
-        self.start_meters()
+        self.manifest.flush_denormal = torch.set_flush_denormal(spec.flush_denormal) and spec.flush_denormal
+
+    def open_meters(self) -> None:
+        """Open the meters, record them, say hello, and start sampling."""
+        from engine.worker.phase_meter import BACKGROUND_EVENTS, PhaseMeter
+
+        def on_event(event_type: str, /, **fields: Any) -> None:
+            if event_type in BACKGROUND_EVENTS:
+                # a failed write has already stopped the main thread; the sampler just goes on
+                _quietly(self.w.emit, event_type, **fields)
+            else:
+                self.w.emit(event_type, **fields)
+
+        dev, spec = self.device, self.spec
+        gpu_uuids = [] if not dev.is_cuda else ([dev.info["uuid"]] if dev.info.get("uuid") else None)
+        self.meter = meter = PhaseMeter.discover(
+            sample_hz=spec.sample_hz,
+            pid=os.getpid(),
+            tdp_w=spec.tdp_w,
+            gpu_uuids=gpu_uuids,
+            sync=dev.sync,
+            on_event=on_event,
+        )
+        m = self.manifest
+        m.meters = [MeterDomain(**d.as_dict()) for d in meter.domains.values()]
+        m.missing_meters = [MissingMeter(**x.as_dict()) for x in meter.missing]
+        m.meter_details = [x.manifest() for x in meter.meters]
+        m.sample_hz = spec.sample_hz
+        m.device = device_manifest(dev, meter.nvml)
         self.write_manifest()
         self.w.emit(
             "hello",
-            versions=self.manifest["environment"],
+            versions=m.environment,
             pid=os.getpid(),
             wall_time=time.time(),
             spec=spec.to_dict(),
-            meters=self.manifest["meters"],
-            missing=self.manifest["missing_meters"],
-            device=self.manifest["device"],
+            meters=[d.as_dict() for d in meter.domains.values()],
+            missing=[x.as_dict() for x in meter.missing],
+            device=m.device,
         )
-        self.metering.start()
+        meter.start()
 
-        # Before the idle baseline, the GPU's thermal guard: a warm start is waited for or recorded.
-        guard = RunThermal.for_run(self.metering.nvml, self.device.is_cuda, self.w.run_id)
+    def measure_idle(self) -> None:
+        """The idle baseline (the machine's draw with this process doing nothing), between the
+        thermal guard's cool-down and its keeping of this run's idle state."""
+        from engine.worker.thermal import RunThermal
+
+        meter = self.metering
+        guard = RunThermal.for_run(meter.nvml, self.device.is_cuda, self.w.run_id)
         if guard is not None:
-            guard.cool_down(spec.cooldown_s)
+            guard.cool_down(self.spec.cooldown_s)
             self.thermal = guard
-            self.manifest["thermal"] = guard.record
+            self.manifest.thermal = guard.record
             self.write_manifest()
-        # Idle baseline: the machine's draw with this process doing nothing.
-        self.metering.measure_idle(spec.idle_s)
+        meter.measure_idle(self.spec.idle_s)
         if self.thermal is not None:
-            self.thermal.keep_idle_baseline(self.metering.idle_watts)
+            self.thermal.keep_idle_baseline(meter.idle_watts)
 
+    def load_data(self) -> Task:
+        """The data, split for validation, recorded, and copied to the device once for the run."""
+        from engine.worker.data.prepare import holdout, prepare
+        from engine.worker.train import set_seed
+
+        spec = self.spec
         data = prepare(spec)
         gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
         target, x_val_host, y_val_host = holdout(data.target, spec.val_fraction, gap)
         set_seed(spec.seed)
-        self.manifest["dataset"] = {
+        self.manifest.dataset = {
             "name": data.name,
             "label": data.label,
             "synthetic": data.synthetic,
@@ -409,67 +388,87 @@ class Run:
         }
         # The data lives on the device for the whole run: copied once here, never per batch.
         dev = self.device
-        target, x_val, y_val = dev.place_split(target), dev.tensor(x_val_host), dev.tensor(y_val_host)
-        precision = self.precision
+        return Task(dev.place_split(target), dev.tensor(x_val_host), dev.tensor(y_val_host), data.source, gap)
 
-        def progress(p: Progress) -> None:
-            self.w.emit("progress", **p)
+    def build_networks(self, task: Task) -> Networks:
+        """Scratch: a new network. Transfer: the source network, from the cache (its pretraining
+        energy comes with it, labelled cached) or new, to be pretrained."""
+        from engine.worker.models import build_network
 
-        transfer = spec.mode in ("transfer", "finetune")
-        if transfer:
-            source = pretraining.open_source(spec, self.device, data.source, gap)
-            if source.cached is not None:
-                self.pretrain = pretraining.cached_pretraining(source, self.metering, self.metrics)
-            lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
-        else:
-            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm, spec.width).to(
-                self.device.name
-            )
-            lr = spec.lr
+        spec = self.spec
+        if spec.mode not in ("transfer", "finetune"):
+            target = task.target
+            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm, spec.width)
+            return Networks(lr=spec.lr, net=net.to(self.device.name))
+        source = pretraining.open_source(spec, self.device, task.source, task.gap)
+        if source.cached is not None:
+            self.pretrain = pretraining.cached_pretraining(source, self.metering, self.metrics)
+        lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
+        return Networks(lr=lr, source=source)
 
-        # Unmetered warm-up of every network this process will train, before the first metered
-        # phase, so that no phase pays the process's one-off start-up costs (see train.warm_up).
+    def warm_up(self, task: Task, networks: Networks) -> None:
+        """Unmetered warm-up of every network this process will train, before the first metered
+        phase, so that no phase pays the process's one-off start-up costs (see train.warm_up)."""
+        import torch
+
+        from engine.worker.train import warm_up
+
+        spec, target, source = self.spec, task.target, networks.source
         with torch.random.fork_rng(devices=[]):
             jobs = []
-            if transfer and source.cached is None:
-                jobs.append((source.net, source.split.x_train, source.split.y_train, spec.lr))
-            if transfer:
-                jobs.append(
-                    (self.adapt(copy.deepcopy(source.net), target.n_classes), target.x_train, target.y_train, lr)
-                )
+            if source is not None:
+                if source.cached is None:
+                    jobs.append((source.net, source.split.x_train, source.split.y_train, spec.lr))
+                copied = self.adapt(copy.deepcopy(source.net), target.n_classes)
+                jobs.append((copied, target.x_train, target.y_train, networks.lr))
             else:
-                jobs.append((net, target.x_train, target.y_train, lr))
+                assert networks.net is not None
+                jobs.append((networks.net, target.x_train, target.y_train, networks.lr))
             self.metering.begin_window("warmup")
             steps = sum(
-                warm_up(n, x, y, batch_size=spec.batch_size, lr=job_lr, augment=spec.augment, precision=precision)
-                for n, x, y, job_lr in jobs
+                warm_up(n, x, y, batch_size=spec.batch_size, lr=lr, augment=spec.augment, precision=self.precision)
+                for n, x, y, lr in jobs
             )
             self.metering.end_window("warmup", steps=steps, networks=len(jobs))
 
-        if transfer:
+    def target_network(self, task: Task, networks: Networks) -> Net:
+        """The network to train: scratch's, or the source network (pretrained here unless cached)
+        adapted to the target task; recorded in run.json."""
+        from engine.worker.models import count_parameters, flops_per_sample
+
+        source = networks.source
+        if source is not None:
             if source.cached is None:
                 self.pretrain = pretraining.pretrain_source(
                     source,
-                    spec,
+                    self.spec,
                     self.metering,
                     self.metrics,
                     run_id=self.w.run_id,
-                    precision=precision,
-                    on_progress=progress,
+                    precision=self.precision,
+                    on_progress=self.progress,
                     on_epoch=self.epoch_point,
                 )
-            net = self.adapt(source.net, target.n_classes)
-
-        self.manifest["network"] = {
-            "size": spec.size,
-            "width": spec.width,
+            net = self.adapt(source.net, task.target.n_classes)
+        else:
+            assert networks.net is not None
+            net = networks.net
+        self.manifest.network = {
+            "size": self.spec.size,
+            "width": self.spec.width,
             "parameters": count_parameters(net),
             "trainable_parameters": count_parameters(net, trainable_only=True),
-            "flops_per_sample": flops_per_sample(net, target.input_shape),
+            "flops_per_sample": flops_per_sample(net, task.target.input_shape),
             "architecture": str(net),
         }
         self.write_manifest()
+        return net
 
+    def train(self, net: Net, task: Task, lr: float) -> int:
+        """The metered train phase; returns the samples trained on."""
+        from engine.worker.train import fit
+
+        spec, target = self.spec, task.target
         self.metering.begin_window("train")
         result = fit(
             net,
@@ -480,64 +479,75 @@ class Run:
             lr=lr,
             seed=spec.seed + 1,
             augment=spec.augment,
-            x_val=x_val,
-            y_val=y_val,
-            on_progress=progress,
+            x_val=task.x_val,
+            y_val=task.y_val,
+            on_progress=self.progress,
             on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc),
-            precision=precision,
+            precision=self.precision,
         )
         self.metering.end_window("train")
-        train_samples = result.samples_seen
+        return result.samples_seen
 
-        if spec.prune > 0:
-            before = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)[
-                "accuracy"
-            ]  # not metered
-            self.metering.begin_window("prune")
-            prune_global(net, spec.prune)
-            if spec.prune_epochs:
-                tuned = fit(
-                    net,
-                    target.x_train,
-                    target.y_train,
-                    epochs=spec.prune_epochs,
-                    batch_size=spec.batch_size,
-                    lr=lr,
-                    seed=spec.seed + 2,
-                    augment=spec.augment,
-                    phase="prune",
-                    x_val=x_val,
-                    y_val=y_val,
-                    on_progress=progress,
-                    on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc),
-                    precision=precision,
-                )
-                train_samples += tuned.samples_seen
-            finish_pruning(net)
-            self.metrics.pruning = Pruning(
-                **sparsity_report(net),
-                accuracy_before_pruning_frac=before,
-                note="unstructured sparsity: dense kernels still multiply every zero, so FLOPs and "
-                "inference energy are not expected to fall; see test-phase energy",
+    def prune(self, net: Net, task: Task, lr: float) -> int:
+        """The metered prune phase (pruning, then fine-tuning); returns the samples trained on."""
+        from engine.worker.train import evaluate, finish_pruning, fit, prune_global, sparsity_report
+
+        spec, target, precision = self.spec, task.target, self.precision
+        before = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)[
+            "accuracy"
+        ]  # not metered
+        self.metering.begin_window("prune")
+        prune_global(net, spec.prune)
+        samples = 0
+        if spec.prune_epochs:
+            tuned = fit(
+                net,
+                target.x_train,
+                target.y_train,
+                epochs=spec.prune_epochs,
+                batch_size=spec.batch_size,
+                lr=lr,
+                seed=spec.seed + 2,
+                augment=spec.augment,
+                phase="prune",
+                x_val=task.x_val,
+                y_val=task.y_val,
+                on_progress=self.progress,
+                on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc),
+                precision=precision,
             )
-            self.metering.end_window("prune")
+            samples = tuned.samples_seen
+        finish_pruning(net)
+        self.metrics.pruning = Pruning(
+            **sparsity_report(net),
+            accuracy_before_pruning_frac=before,
+            note="unstructured sparsity: dense kernels still multiply every zero, so FLOPs and "
+            "inference energy are not expected to fall; see test-phase energy",
+        )
+        self.metering.end_window("prune")
+        return samples
 
-        self.metering.begin_window("test")
+    def test(self, net: Net, task: Task, train_samples: int) -> None:
+        """The metered test phase (scoring and timed inference), the GPU's idle drift after it,
+        and the result: accuracy and the per-unit joules."""
+        from engine.worker.train import evaluate, timed_inference
+
+        target, precision, meter = task.target, self.precision, self.metering
+        meter.begin_window("test")
         scores = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)
         passes, inferences = timed_inference(
-            net, target.x_test, spec.test_min_s, sync=self.device.sync, precision=precision
+            net, target.x_test, self.spec.test_min_s, sync=self.device.sync, precision=precision
         )
         # The scoring pass is inference too, metered in the same phase: count it.
         passes, inferences = passes + 1, inferences + len(target.x_test)
-        test = self.metering.end_window("test")
-        if self.thermal is not None:  # the GPU's idle drift over the run
+        test = meter.end_window("test")
+        if self.thermal is not None:
             self.thermal.read_idle_after()
             self.write_manifest()
 
         # Per-unit joules only from totals that are measurements (no meter gap), labelled with the
         # weakest source of the phases they come from.
-        records = self.metering.records
-        training = [records[p].total for p in ("train", "prune") if p in records]
+        training = [meter.records[p].total for p in TRAINING_PHASES if p in meter.records]
         train_known = all(t.known for t in training)
         train_net = sum(t.net_j for t in training)
         train_source = weakest_source(t.source for t in training if t.source is not None) if train_known else None
@@ -554,18 +564,12 @@ class Run:
         )
         self.w.emit("result", metrics=to_json_object(m), curve=[to_json_object(p) for p in self.curve])
 
-    def adapt(self, net: Net, n_classes: int) -> Net:
-        """The source network made into the target network: a new head (replaced, or new layers
-        on top of the old head), and for transfer a frozen body."""
-        if self.spec.transfer_head == "extend":
-            net.extend_head(n_classes)
-        else:
-            net.replace_head(n_classes)
-        if self.spec.mode == "transfer":
-            net.freeze_body()
-        return net.to(self.device.name)  # the new head was built on the host
+    # -- helpers of the steps -------------------------------------------------------------
+    def progress(self, p: Progress) -> None:
+        self.w.emit("progress", **p)
 
     def epoch_point(self, phase: str, epoch: int, accuracy: float) -> None:
+        """One point of the energy-to-accuracy curve: the phase's joules so far at an epoch's end."""
         meter = self.metering
         point = CurvePoint(
             phase=phase,
@@ -585,12 +589,29 @@ class Run:
             source=point.source,
         )
 
+    def adapt(self, net: Net, n_classes: int) -> Net:
+        """The source network made into the target network: a new head (replaced, or new layers
+        on top of the old head), and for transfer a frozen body."""
+        if self.spec.transfer_head == "extend":
+            net.extend_head(n_classes)
+        else:
+            net.replace_head(n_classes)
+        if self.spec.mode == "transfer":
+            net.freeze_body()
+        return net.to(self.device.name)  # the new head was built on the host
+
+    # -- the record -----------------------------------------------------------------------
     def write_manifest(self) -> None:
-        atomic_write_json(self.path / RUN_JSON, self.manifest)
+        write_manifest(self.path, self.manifest)
+
+    def stop_meters(self) -> None:
+        """A phase still open (a cancel, a failure) is closed as partial; then sampling stops."""
+        if self.meter is not None:
+            _quietly(self.meter.end_open_window)
+            self.meter.stop()
 
     def summary(self, status: str, error: str | None = None) -> RunSummary:
-        dataset = self.manifest.get("dataset", {})
-        meter = self.meter
+        m, meter, thermal = self.manifest, self.meter, self.thermal
         phases = meter.records if meter is not None else {}
         return RunSummary(
             run_id=self.w.run_id,
@@ -600,9 +621,9 @@ class Run:
             config=self.spec.config or self.spec.describe(),
             preset=self.spec.preset,
             host=socket.gethostname(),
-            dataset=dataset.get("name", self.spec.dataset),
-            synthetic=dataset.get("synthetic", self.spec.dataset == "synthetic"),
-            started=self.manifest.get("started"),
+            dataset=m.dataset.get("name", self.spec.dataset),
+            synthetic=m.dataset.get("synthetic", self.spec.dataset == "synthetic"),
+            started=m.started,
             ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             duration_s=time.monotonic() - self.started,
             last_phase=self.last_phase,
@@ -611,19 +632,19 @@ class Run:
             idle_watts=meter.idle_power() if meter is not None else {},
             metrics=self.metrics,
             curve=self.curve,
-            meters=[MeterDomain(**d) for d in self.manifest.get("meters", [])],
-            missing_meters=[MissingMeter(**m) for m in self.manifest.get("missing_meters", [])],
+            meters=m.meters,
+            missing_meters=m.missing_meters,
             meter_gaps=meter.gaps() if meter is not None else [],
             contended_phases=[p for p, r in phases.items() if r.contended],
             gpu_contended_phases=[p for p, r in phases.items() if r.gpu_contended],
-            device=self.manifest.get("device"),
-            precision=self.manifest.get("precision"),
-            thermal=self.thermal.record if self.thermal is not None else None,
-            started_warm=self.thermal.started_warm if self.thermal is not None else None,
-            network={k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
+            device=m.device,
+            precision=m.precision,
+            thermal=thermal.record if thermal is not None else None,
+            started_warm=thermal.started_warm if thermal is not None else None,
+            network={k: v for k, v in m.network.items() if k != "architecture"},
             events=self.w.count + 1,  # and the done event that follows
             reader_lost=self.w.reader_lost_at is not None,
-            slurm=self.manifest.get("environment", {}).get("slurm"),  # the node pairs runs in stats
+            slurm=m.environment.get("slurm"),  # the node pairs runs in stats
         )
 
 
@@ -684,21 +705,13 @@ def main(argv: list[str] | None = None) -> int:
 
     writer = EventWriter(spec.run_id, run_path / EVENTS, stream)
     run = Run(spec, run_path, writer)
-    run.manifest.update(
-        {
-            "run_id": spec.run_id,
-            "spec": spec.to_dict(),
-            "pid": os.getpid(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-    )
     status, error, code = "complete", None, EXIT_OK
     try:
         # with the pid, it tells this worker from a later process that reuses the pid (the lab
         # signals a run it did not start only if both match)
-        run.manifest["pid_started"] = process_started(os.getpid())
+        run.manifest.pid_started = process_started(os.getpid())
         run.write_manifest()  # before the heavy imports: a cancel during start-up finds the run recorded
-        run.manifest["environment"] = environment_manifest()
+        run.manifest.environment = environment_manifest()
         run.write_manifest()
         run.execute()
     except Cancelled as exc:
@@ -727,9 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _Signals.pending = None
     try:
-        if run.meter is not None:  # a phase still open (a cancel, a failure) is closed as partial
-            _quietly(run.meter.end_open_window)
-            run.meter.stop()
+        run.stop_meters()
         if writer.log_error is not None:
             status, error, code = "failed", writer.log_error, EXIT_LOG_UNWRITABLE
             _quietly(writer.emit, "error", message=error, where=run.last_phase)  # reaches the stream
