@@ -149,13 +149,13 @@ def test_the_worker_syncs_at_every_phase_edge_epoch_and_test_timer(tmp_path):
     for i, e in enumerate(events):
         match e:
             case PhaseStart():  # the previous work has finished before the phase opens
-                assert synced_between("begin", events[i - 1].t, e.t), e.phase
+                assert synced_between("begin_window", events[i - 1].t, e.t), e.phase
             case PhaseEnd():  # this phase's work has finished before it is read
-                assert synced_between("end", events[i - 1].t, e.t), e.phase
+                assert synced_between("end_window", events[i - 1].t, e.t), e.phase
             case Epoch():
-                assert synced_between("epoch_point", events[i - 1].t, e.t), (e.phase, e.epoch)
-    assert sum(w == "begin" for _, w in syncs) == sum(w == "end" for _, w in syncs) == len(phases)
-    assert sum(w == "epoch_point" for _, w in syncs) == 4  # two pretrain epochs, two train epochs
+                assert synced_between("energy_so_far", events[i - 1].t, e.t), (e.phase, e.epoch)
+    assert sum(w == "begin_window" for _, w in syncs) == sum(w == "end_window" for _, w in syncs) == len(phases)
+    assert sum(w == "energy_so_far" for _, w in syncs) == 4  # two pretrain epochs, two train epochs
     test_start = next(e.t for e in events if isinstance(e, PhaseStart) and e.phase == "test")
     test_end = next(e.t for e in events if isinstance(e, PhaseEnd) and e.phase == "test")
     timer = [t for t, w in syncs if w == "timed_inference"]

@@ -13,6 +13,7 @@ def test_run_json_names_what_is_known_and_always_its_schema():
         "pid": 42,
         "started": "2025-01-01T00:00:00+0000",
     }
+    assert next(iter(manifest_json(manifest))) == "log_schema"  # first, as the worker always wrote it
     manifest.dataset = {"name": "synthetic"}
     manifest.flush_denormal = False  # a value that is known, although false
     data = manifest_json(manifest)

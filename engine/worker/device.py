@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # torch is imported where it is used: reading a spec need not
     import numpy.typing as npt
     import torch
 
+    from engine.worker.data import Split
+
 from engine.core.errors import JouleLabError
 from engine.core.spec import DEVICE_PATTERN
 
@@ -63,6 +65,20 @@ class Device:
         import torch
 
         return torch.as_tensor(array).to(self.name)
+
+    def place_split(self, split: Split) -> Split:
+        """A data split with its arrays as tensors on this device (one copy, for the whole run)."""
+        import dataclasses
+
+        t = self.tensor
+        # Split declares NumPy arrays; here they become tensors, which engine.worker.train takes as well (its Array)
+        return dataclasses.replace(
+            split,
+            x_train=t(split.x_train),  # type: ignore[arg-type]
+            y_train=t(split.y_train),  # type: ignore[arg-type]
+            x_test=t(split.x_test),  # type: ignore[arg-type]
+            y_test=t(split.y_test),  # type: ignore[arg-type]
+        )
 
     def manifest(self) -> dict[str, Any]:
         return {"requested": self.requested, "resolved": self.name, **self.info}

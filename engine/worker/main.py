@@ -19,7 +19,6 @@ import copy
 import errno
 import json
 import os
-import platform
 import signal
 import socket
 import sys
@@ -32,47 +31,38 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ParamSpec, TextIO
 
-import msgspec
-
-from engine import __version__
-from engine.core.energy import idle_watts_from, in_totals, phase_total, sum_energy_records, weakest_source
+from engine.core.energy import weakest_source
 from engine.core.errors import EXIT_USAGE, JouleLabError
-from engine.core.events import SCHEMA_VERSION, encode, make_event
+from engine.core.events import FinalStatus, encode, make_event
 from engine.core.process import process_started
 from engine.core.records import (
-    LOG_SCHEMA,
-    SCHEMA_KEY,
-    CpuContention,
+    TRAINING_PHASES,
     CurvePoint,
-    EnergyValue,
-    GpuContention,
-    IdlePower,
     MeterDomain,
     Metrics,
     MissingMeter,
-    NvmlAgreement,
     PerUnitEnergy,
-    PhaseRecord,
     PretrainRecord,
     Pruning,
-    RecordError,
+    RunManifest,
     RunSummary,
-    pretrain_from_json,
     to_json_object,
 )
-from engine.core.run_files import EVENTS, LOGS_ENV, RUN_JSON, SUMMARY, StoreError, atomic_write_json, check_writable
+from engine.core.run_files import EVENTS, LOGS_ENV, SUMMARY, StoreError, atomic_write_json, check_writable
 from engine.core.spec import RunSpec, SpecError, new_run_id, spec_from_dict
+from engine.core.timestamps import now_stamp
+from engine.worker import pretraining
 from engine.worker.device import Device, DeviceError
+from engine.worker.manifest import device_manifest, environment_manifest, write_manifest
+from engine.worker.pretraining import SourceNetwork
 
 if TYPE_CHECKING:
     import torch
 
-    from engine.core.energy import Snapshot
     from engine.worker.data import Split
-    from engine.worker.meters.contention import ContentionRecord
-    from engine.worker.meters.nvml import GpuState, NvmlMeter, OtherProcess
-    from engine.worker.meters.sampler import DomainSample, Sampler
     from engine.worker.models import Net
+    from engine.worker.phase_meter import PhaseMeter
+    from engine.worker.thermal import RunThermal
     from engine.worker.train import Precision, Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
@@ -184,47 +174,6 @@ def _append(fd: int, data: bytes) -> None:
         raise
 
 
-def environment_manifest() -> dict[str, Any]:
-    import numpy
-    import psutil
-    import torch
-
-    from engine.worker.meters.model import cpu_model_name
-    from engine.worker.slurm_job import job_manifest
-
-    sockets = _count_sockets()
-    return {
-        "joulelab": __version__,
-        "event_schema": SCHEMA_VERSION,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu_model": cpu_model_name(),
-        "sockets": sockets,
-        "logical_cpus": os.cpu_count(),
-        "physical_cores": psutil.cpu_count(logical=False),
-        "memory_gb": round(psutil.virtual_memory().total / 1e9, 2),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "slurm": job_manifest(),  # job id, node, requested and granted resources; None outside Slurm
-    }
-
-
-def _count_sockets() -> int | None:
-    try:
-        ids = {
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("physical id")
-        }
-        return len(ids) or 1
-    except OSError:
-        return None
-
-
 class _Signals:
     """SIGTERM/SIGINT become Cancelled in the main thread, but never half-way through writing an
     event line: inside `critical()` the signal is held and raised as soon as the line is whole.
@@ -267,43 +216,45 @@ class _Signals:
 
 
 @dataclass
-class SourceNetwork:
-    """The source task's network and data; `cached` is the saved pretraining record when the
-    network came from the cache, None when this run must pretrain it."""
+class Task:
+    """The target task's data on the run's device, and the source task's (transfer) on the host."""
 
-    net: Net
-    split: Split  # on the run's device (see Run.on_device)
+    target: Split
     x_val: torch.Tensor
     y_val: torch.Tensor
-    key: str
-    cached: PretrainRecord | None
+    source: Split
+    gap: int  # windows left out between training and validation, so no window straddles both
+
+
+@dataclass
+class Networks:
+    """What the run trains: a network built here (scratch) or the source network (transfer, finetune)."""
+
+    lr: float
+    net: Net | None = None
+    source: SourceNetwork | None = None
 
 
 class Run:
-    """One run of one spec, from the idle baseline to the summary."""
+    """One run of one spec, from the idle baseline to the summary; `execute` reads top to bottom."""
 
     def __init__(self, spec: RunSpec, run_path: Path, writer: EventWriter) -> None:
         self.spec = spec
         self.path = run_path
         self.w = writer
-        self.manifest: dict[str, Any] = {SCHEMA_KEY: LOG_SCHEMA}  # run.json (engine.core.records.RunManifest)
-        self.phases: dict[str, PhaseRecord] = {}
+        self.manifest = RunManifest(  # run.json, written as the run learns more
+            run_id=spec.run_id,
+            spec=spec.to_dict(),
+            pid=os.getpid(),
+            started=now_stamp(),
+        )
+        self.meter: PhaseMeter | None = None  # opened by open_meters(), before any phase
+        self.thermal: RunThermal | None = None  # the GPU's thermal guard (a metered GPU only)
         self.curve: list[CurvePoint] = []
         self.metrics = Metrics()
-        self.idle_watts: dict[str, float] = {}
         self.pretrain: PretrainRecord | None = None  # the source network's pretraining: measured here or cached
-        self.open_phase: tuple[str, Snapshot] | None = None  # the phase and its start
-        self.last_phase: str | None = None
-        self.sampler: Sampler | None = None  # started by start_meters(), before any phase
         self._device: Device | None = None  # resolved at the start of execute()
-        self.nvml: NvmlMeter | None = None  # the NVML meter, when the run's GPU is metered
         self.precision: Precision | None = None  # for the amp mechanism; None is fp32
-        self.gpu_others_at_start: dict[str, list[OtherProcess]] = {}
-        self.thermal: dict[str, Any] | None = (
-            None  # run.json's thermal record (engine.worker.thermal.CoolDown and more)
-        )
-        self.basis: dict[str, dict[str, float]] = {}
-        self.started_wall = time.time()
         self.started = time.monotonic()
 
     @property
@@ -314,174 +265,36 @@ class Run:
         return self._device
 
     @property
-    def sampling(self) -> Sampler:
-        """The running sampler: start_meters() starts it before any phase opens."""
-        if self.sampler is None:
-            raise RuntimeError("the meters are read before start_meters() started them")
-        return self.sampler
+    def metering(self) -> PhaseMeter:
+        """The run's meters: open_meters() opens them before any phase."""
+        if self.meter is None:
+            raise RuntimeError("the meters are read before open_meters() opened them")
+        return self.meter
 
-    # -- metering -------------------------------------------------------------------------
-    def start_meters(self) -> None:
-        from engine.worker.meters import discover
-        from engine.worker.meters.contention import open_contention
-        from engine.worker.meters.nvml import NvmlMeter
-        from engine.worker.meters.sampler import Sampler
-
-        dev = self.device
-        gpu_uuids = [] if not dev.is_cuda else ([dev.info["uuid"]] if dev.info.get("uuid") else None)
-        meters, missing = discover(os.getpid(), self.spec.tdp_w, gpu_uuids=gpu_uuids)
-        self.nvml = next((m for m in meters if isinstance(m, NvmlMeter)), None)
-        self.sampler = sampler = Sampler(
-            meters,
-            self.spec.sample_hz,
-            on_sample=self.emit_sample,
-            on_gap=lambda domain, reason: _quietly(self.w.emit, "meter_gap", domain=domain, reason=reason),
-            contention=open_contention(os.getpid()),
-        )
-        self.basis = {name: b for m in meters for name, b in m.basis().items()}
-        self.manifest["meters"] = [d.as_dict() for d in sampler.domains.values()]
-        self.manifest["missing_meters"] = [m.as_dict() for m in missing]
-        self.manifest["meter_details"] = [m.manifest() for m in meters]
-        self.manifest["sample_hz"] = self.spec.sample_hz
-        self.manifest["device"] = self.device_manifest()
-
-    def device_manifest(self) -> dict[str, Any]:
-        """The resolved device; on CUDA with NVML's view of it (driver, power limit, clocks)."""
-        out = self.device.manifest()
-        if self.nvml is not None:
-            details = self.nvml.manifest()
-            gpu = next((g for g in details["gpus"] if g["uuid"].upper() == str(out.get("uuid")).upper()), None)
-            if gpu is not None:
-                out.update(
-                    driver=details["driver_version"],
-                    power_limit_w=gpu["power_limit_w"],
-                    clocks=gpu["clocks"],
-                    nvml_domain=gpu["domain"],
-                    nvml_index=gpu["nvml_index"],
-                )
-            out["unused_gpus"] = details["unused"]
-        elif self.device.is_cuda:
-            out["not_metered"] = "NVML is not available: this GPU's energy is not measured (see missing_meters)"
-        return out
-
-    def with_basis(self, domain: str, energy: EnergyValue) -> EnergyValue:
-        """A modelled domain's record keeps what it was modelled from, so it can be re-modelled."""
-        basis = self.basis.get(domain)
-        if basis:
-            energy.basis = dict(basis)
-        return energy
-
-    def emit_sample(self, domains: dict[str, DomainSample], machine: ContentionRecord | None) -> None:
-        fields: dict[str, Any] = {"domains": domains}
-        if machine is not None:
-            fields["machine"] = {k: machine[k] for k in ("others_cpu_share", "steal_share", "contended")}
-        if self.nvml is not None and self.nvml.state:
-            # temperature, SM clock, clock-event (throttle) reasons, power: per metered GPU
-            fields["gpu"] = {k: dict(v) for k, v in self.nvml.state.items()}
-        # a failed write has already stopped the main thread; the sampler just goes on
-        _quietly(self.w.emit, "sample", **fields)
-
-    def own_pids(self) -> set[int]:
-        import psutil
-
-        me = psutil.Process(os.getpid())
-        return {me.pid, *(c.pid for c in me.children(recursive=True))}
-
-    def gpu_others(self) -> dict[str, list[OtherProcess]]:
-        return self.nvml.other_processes(self.own_pids()) if self.nvml is not None else {}
-
-    def begin(self, phase: str) -> Snapshot:
-        """Open a metered phase; returns its start (for the energy so far within it)."""
-        # CUDA is asynchronous: wait for the previous work, so none of it lands in this phase
-        self.device.sync()
-        self.gpu_others_at_start = self.gpu_others()
-        # Open the phase before announcing it: a cancel that lands during the announcement still
-        # finds the phase open and closes it as partial.
-        start = self.sampling.snapshot()
-        self.open_phase = (phase, start)
-        self.last_phase = phase
-        self.w.emit("phase_start", phase=phase)
-        return start
-
-    def end(self, partial: bool = False, steps: int | None = None, networks: int | None = None) -> PhaseRecord:
-        from engine.core.energy import phase_energy
-        from engine.worker.meters.nvml import agreement
-
-        if self.open_phase is None:
-            raise RuntimeError("no phase is open")
-        phase, start = self.open_phase
-        self.open_phase = None
-        # ...and for this phase's own kernels to finish before its end is read
-        try:
-            self.device.sync()
-        except Exception:
-            if not partial:
-                raise
-            # closing a failed or cancelled phase: a broken device cannot be waited for, and the
-            # partial record matters more
-
-        sampler = self.sampling
-        end = sampler.snapshot()
-        duration = end.t - start.t
-        if phase == "idle" and duration > 0:
-            # The baseline itself: its mean power is what later phases subtract, so all of its
-            # energy is idle and none of it net.
-            self.idle_watts = idle_watts_from({n: end.joules[n] - start.joules[n] for n in sampler.domains}, duration)
-        energy = phase_energy(start, end, sampler.domains, self.idle_watts, 1.0 / self.spec.sample_hz)
-        if phase == "idle":
-            for e in energy.values():
-                e.idle_j = e.gross_j  # exactly, not watts x duration with its rounding
-        record = PhaseRecord(
-            duration_s=duration,
-            energy={name: self.with_basis(name, e.as_value()) for name, e in energy.items()},
-            total=phase_total(energy.values()),
-            partial=partial,
-            steps=steps,
-            networks=networks,
-        )
-        if start.cpu is not None and end.cpu is not None and sampler.contention is not None:
-            from engine.worker.meters.contention import contention_between
-
-            contention = contention_between(start.cpu, end.cpu, sampler.contention.cpus)
-            if contention is not None:
-                record.contention = CpuContention(**contention)
-        if self.nvml is not None:
-            record.gpu_contention = gpu_contention(self.gpu_others_at_start, self.gpu_others())
-            record.nvml_agreement = {name: NvmlAgreement(**a) for name, a in agreement(energy).items()}
-        self.phases[phase] = record
-        self.w.emit(
-            "phase_end",
-            phase=phase,
-            duration_s=duration,
-            energy={name: to_json_object(e) for name, e in record.energy.items()},
-            total=to_json_object(record.total),
-            partial=partial,
-        )
-        return record
-
-    def cumulative_j(self, phase_start: Snapshot) -> float:
-        sampler = self.sampling
-        snap = sampler.snapshot()
-        return sum(snap.joules[n] - phase_start.joules[n] for n, d in sampler.domains.items() if in_totals(d.kind))
+    @property
+    def last_phase(self) -> str | None:
+        return self.meter.last_window if self.meter is not None else None
 
     # -- the run --------------------------------------------------------------------------
     def execute(self) -> None:
+        self.prepare_device()
+        self.open_meters()
+        self.measure_idle()
+        task = self.load_data()
+        networks = self.build_networks(task)
+        self.warm_up(task, networks)
+        net = self.target_network(task, networks)
+        train_samples = self.train(net, task, networks.lr)
+        if self.spec.prune > 0:
+            train_samples += self.prune(net, task, networks.lr)
+        self.test(net, task, train_samples)
+
+    def prepare_device(self) -> None:
+        """Resolve the device and its numerics (precision, threads, denormals)."""
         import torch
 
-        from engine.worker.data.prepare import holdout, prepare
         from engine.worker.device import resolve_device
-        from engine.worker.models import build_network, count_parameters, flops_per_sample
-        from engine.worker.train import (
-            Precision,
-            evaluate,
-            finish_pruning,
-            fit,
-            prune_global,
-            set_seed,
-            sparsity_report,
-            timed_inference,
-            warm_up,
-        )
+        from engine.worker.train import Precision
 
         spec = self.spec
         self._device = resolve_device(spec.device)
@@ -492,36 +305,78 @@ class Run:
                     f'resolved to cpu); run it with device = "cuda" on a machine with a GPU'
                 )
             self.precision = Precision.for_cuda()
-        self.manifest["precision"] = self.precision.name if self.precision else "float32"
+        self.manifest.precision = self.precision.name if self.precision else "float32"
         if spec.threads:
             torch.set_num_threads(spec.threads)
-        self.manifest["flush_denormal"] = torch.set_flush_denormal(spec.flush_denormal) and spec.flush_denormal
-        self.start_meters()
+        self.manifest.flush_denormal = torch.set_flush_denormal(spec.flush_denormal) and spec.flush_denormal
+
+    def open_meters(self) -> None:
+        """Open the meters, record them, say hello, and start sampling."""
+        from engine.worker.phase_meter import BACKGROUND_EVENTS, PhaseMeter
+
+        def on_event(event_type: str, /, **fields: Any) -> None:
+            if event_type in BACKGROUND_EVENTS:
+                # a failed write has already stopped the main thread; the sampler just goes on
+                _quietly(self.w.emit, event_type, **fields)
+            else:
+                self.w.emit(event_type, **fields)
+
+        dev, spec = self.device, self.spec
+        gpu_uuids = [] if not dev.is_cuda else ([dev.info["uuid"]] if dev.info.get("uuid") else None)
+        self.meter = meter = PhaseMeter.discover(
+            sample_hz=spec.sample_hz,
+            pid=os.getpid(),
+            tdp_w=spec.tdp_w,
+            gpu_uuids=gpu_uuids,
+            sync=dev.sync,
+            on_event=on_event,
+        )
+        m = self.manifest
+        m.meters = [MeterDomain(**d.as_dict()) for d in meter.domains.values()]
+        m.missing_meters = [MissingMeter(**x.as_dict()) for x in meter.missing]
+        m.meter_details = [x.manifest() for x in meter.meters]
+        m.sample_hz = spec.sample_hz
+        m.device = device_manifest(dev, meter.nvml)
         self.write_manifest()
         self.w.emit(
             "hello",
-            versions=self.manifest["environment"],
+            versions=m.environment,
             pid=os.getpid(),
             wall_time=time.time(),
             spec=spec.to_dict(),
-            meters=self.manifest["meters"],
-            missing=self.manifest["missing_meters"],
-            device=self.manifest["device"],
+            meters=[d.as_dict() for d in meter.domains.values()],
+            missing=[x.as_dict() for x in meter.missing],
+            device=m.device,
         )
-        self.sampling.start()
+        meter.start()
 
-        self.thermal_guard()
-        # Idle baseline: the machine's draw with this process doing nothing.
-        self.begin("idle")
-        time.sleep(spec.idle_s)
-        self.end()
-        self.keep_idle_baseline()
+    def measure_idle(self) -> None:
+        """The idle baseline (the machine's draw with this process doing nothing), between the
+        thermal guard's cool-down and its keeping of this run's idle state."""
+        from engine.worker.thermal import RunThermal
 
+        meter = self.metering
+        guard = RunThermal.for_run(meter.nvml, self.device.is_cuda, self.w.run_id)
+        if guard is not None:
+            guard.cool_down(self.spec.cooldown_s)
+            self.thermal = guard
+            self.manifest.thermal = guard.record
+            self.write_manifest()
+        meter.measure_idle(self.spec.idle_s)
+        if self.thermal is not None:
+            self.thermal.keep_idle_baseline(meter.idle_watts)
+
+    def load_data(self) -> Task:
+        """The data, split for validation, recorded, and copied to the device once for the run."""
+        from engine.worker.data.prepare import holdout, prepare
+        from engine.worker.train import set_seed
+
+        spec = self.spec
         data = prepare(spec)
         gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
         target, x_val_host, y_val_host = holdout(data.target, spec.val_fraction, gap)
         set_seed(spec.seed)
-        self.manifest["dataset"] = {
+        self.manifest.dataset = {
             "name": data.name,
             "label": data.label,
             "synthetic": data.synthetic,
@@ -533,57 +388,89 @@ class Run:
             **data.info,
         }
         # The data lives on the device for the whole run: copied once here, never per batch.
-        target, x_val, y_val = self.on_device(target), self.device.tensor(x_val_host), self.device.tensor(y_val_host)
-        precision = self.precision
+        dev = self.device
+        return Task(dev.place_split(target), dev.tensor(x_val_host), dev.tensor(y_val_host), data.source, gap)
 
-        def progress(p: Progress) -> None:
-            self.w.emit("progress", **p)
+    def build_networks(self, task: Task) -> Networks:
+        """Scratch: a new network. Transfer: the source network, from the cache (its pretraining
+        energy comes with it, labelled cached) or new, to be pretrained."""
+        from engine.worker.models import build_network
 
-        transfer = spec.mode in ("transfer", "finetune")
-        if transfer:
-            source = self.open_source(data.source, gap)
-            lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
-        else:
-            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm, spec.width).to(
-                self.device.name
-            )
-            lr = spec.lr
+        spec = self.spec
+        if spec.mode not in ("transfer", "finetune"):
+            target = task.target
+            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm, spec.width)
+            return Networks(lr=spec.lr, net=net.to(self.device.name))
+        source = pretraining.open_source(spec, self.device, task.source, task.gap)
+        if source.cached is not None:
+            self.pretrain = pretraining.cached_pretraining(source, self.metering, self.metrics)
+        lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
+        return Networks(lr=lr, source=source)
 
-        # Unmetered warm-up of every network this process will train, before the first metered
-        # phase, so that no phase pays the process's one-off start-up costs (see train.warm_up).
+    def warm_up(self, task: Task, networks: Networks) -> None:
+        """Unmetered warm-up of every network this process will train, before the first metered
+        phase, so that no phase pays the process's one-off start-up costs (see train.warm_up)."""
+        import torch
+
+        from engine.worker.train import warm_up
+
+        spec, target, source = self.spec, task.target, networks.source
         with torch.random.fork_rng(devices=[]):
             jobs = []
-            if transfer and source.cached is None:
-                jobs.append((source.net, source.split.x_train, source.split.y_train, spec.lr))
-            if transfer:
-                jobs.append(
-                    (self.adapt(copy.deepcopy(source.net), target.n_classes), target.x_train, target.y_train, lr)
-                )
+            if source is not None:
+                if source.cached is None:
+                    jobs.append((source.net, source.split.x_train, source.split.y_train, spec.lr))
+                copied = self.adapt(copy.deepcopy(source.net), target.n_classes)
+                jobs.append((copied, target.x_train, target.y_train, networks.lr))
             else:
-                jobs.append((net, target.x_train, target.y_train, lr))
-            self.begin("warmup")
+                assert networks.net is not None
+                jobs.append((networks.net, target.x_train, target.y_train, networks.lr))
+            self.metering.begin_window("warmup")
             steps = sum(
-                warm_up(n, x, y, batch_size=spec.batch_size, lr=job_lr, augment=spec.augment, precision=precision)
-                for n, x, y, job_lr in jobs
+                warm_up(n, x, y, batch_size=spec.batch_size, lr=lr, augment=spec.augment, precision=self.precision)
+                for n, x, y, lr in jobs
             )
-            self.end(steps=steps, networks=len(jobs))
+            self.metering.end_window("warmup", steps=steps, networks=len(jobs))
 
-        if transfer:
+    def target_network(self, task: Task, networks: Networks) -> Net:
+        """The network to train: scratch's, or the source network (pretrained here unless cached)
+        adapted to the target task; recorded in run.json."""
+        from engine.worker.models import count_parameters, flops_per_sample
+
+        source = networks.source
+        if source is not None:
             if source.cached is None:
-                self.pretrain_source(source, progress)
-            net = self.adapt(source.net, target.n_classes)
-
-        self.manifest["network"] = {
-            "size": spec.size,
-            "width": spec.width,
+                self.pretrain = pretraining.pretrain_source(
+                    source,
+                    self.spec,
+                    self.metering,
+                    self.metrics,
+                    run_id=self.w.run_id,
+                    precision=self.precision,
+                    on_progress=self.progress,
+                    on_epoch=self.epoch_point,
+                )
+            net = self.adapt(source.net, task.target.n_classes)
+        else:
+            assert networks.net is not None
+            net = networks.net
+        self.manifest.network = {
+            "size": self.spec.size,
+            "width": self.spec.width,
             "parameters": count_parameters(net),
             "trainable_parameters": count_parameters(net, trainable_only=True),
-            "flops_per_sample": flops_per_sample(net, target.input_shape),
+            "flops_per_sample": flops_per_sample(net, task.target.input_shape),
             "architecture": str(net),
         }
         self.write_manifest()
+        return net
 
-        start_snap = self.begin("train")
+    def train(self, net: Net, task: Task, lr: float) -> int:
+        """The metered train phase; returns the samples trained on."""
+        from engine.worker.train import fit
+
+        spec, target = self.spec, task.target
+        self.metering.begin_window("train")
         result = fit(
             net,
             target.x_train,
@@ -593,61 +480,75 @@ class Run:
             lr=lr,
             seed=spec.seed + 1,
             augment=spec.augment,
-            x_val=x_val,
-            y_val=y_val,
-            on_progress=progress,
-            on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc, start_snap),
-            precision=precision,
+            x_val=task.x_val,
+            y_val=task.y_val,
+            on_progress=self.progress,
+            on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc),
+            precision=self.precision,
         )
-        self.end()
-        train_samples = result.samples_seen
+        self.metering.end_window("train")
+        return result.samples_seen
 
-        if spec.prune > 0:
-            before = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)[
-                "accuracy"
-            ]  # not metered
-            start_snap = self.begin("prune")
-            prune_global(net, spec.prune)
-            if spec.prune_epochs:
-                tuned = fit(
-                    net,
-                    target.x_train,
-                    target.y_train,
-                    epochs=spec.prune_epochs,
-                    batch_size=spec.batch_size,
-                    lr=lr,
-                    seed=spec.seed + 2,
-                    augment=spec.augment,
-                    phase="prune",
-                    x_val=x_val,
-                    y_val=y_val,
-                    on_progress=progress,
-                    on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc, start_snap),
-                    precision=precision,
-                )
-                train_samples += tuned.samples_seen
-            finish_pruning(net)
-            self.metrics.pruning = Pruning(
-                **sparsity_report(net),
-                accuracy_before_pruning_frac=before,
-                note="unstructured sparsity: dense kernels still multiply every zero, so FLOPs and "
-                "inference energy are not expected to fall; see test-phase energy",
+    def prune(self, net: Net, task: Task, lr: float) -> int:
+        """The metered prune phase (pruning, then fine-tuning); returns the samples trained on."""
+        from engine.worker.train import evaluate, finish_pruning, fit, prune_global, sparsity_report
+
+        spec, target, precision = self.spec, task.target, self.precision
+        before = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)[
+            "accuracy"
+        ]  # not metered
+        self.metering.begin_window("prune")
+        prune_global(net, spec.prune)
+        samples = 0
+        if spec.prune_epochs:
+            tuned = fit(
+                net,
+                target.x_train,
+                target.y_train,
+                epochs=spec.prune_epochs,
+                batch_size=spec.batch_size,
+                lr=lr,
+                seed=spec.seed + 2,
+                augment=spec.augment,
+                phase="prune",
+                x_val=task.x_val,
+                y_val=task.y_val,
+                on_progress=self.progress,
+                on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc),
+                precision=precision,
             )
-            self.end()
+            samples = tuned.samples_seen
+        finish_pruning(net)
+        self.metrics.pruning = Pruning(
+            **sparsity_report(net),
+            accuracy_before_pruning_frac=before,
+            note="unstructured sparsity: dense kernels still multiply every zero, so FLOPs and "
+            "inference energy are not expected to fall; see test-phase energy",
+        )
+        self.metering.end_window("prune")
+        return samples
 
-        self.begin("test")
+    def test(self, net: Net, task: Task, train_samples: int) -> None:
+        """The metered test phase (scoring and timed inference), the GPU's idle drift after it,
+        and the result: accuracy and the per-unit joules."""
+        from engine.worker.train import evaluate, timed_inference
+
+        target, precision, meter = task.target, self.precision, self.metering
+        meter.begin_window("test")
         scores = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)
         passes, inferences = timed_inference(
-            net, target.x_test, spec.test_min_s, sync=self.device.sync, precision=precision
+            net, target.x_test, self.spec.test_min_s, sync=self.device.sync, precision=precision
         )
         # The scoring pass is inference too, metered in the same phase: count it.
         passes, inferences = passes + 1, inferences + len(target.x_test)
-        test = self.end()
-        self.idle_after()
+        test = meter.end_window("test")
+        if self.thermal is not None:
+            self.thermal.read_idle_after()
+            self.write_manifest()
 
         # Per-unit joules only from totals that are measurements (no meter gap), labelled with the
         # weakest source of the phases they come from.
-        training = [self.phases[p].total for p in ("train", "prune") if p in self.phases]
+        training = [meter.records[p].total for p in TRAINING_PHASES if p in meter.records]
         train_known = all(t.known for t in training)
         train_net = sum(t.net_j for t in training)
         train_source = weakest_source(t.source for t in training if t.source is not None) if train_known else None
@@ -664,205 +565,19 @@ class Run:
         )
         self.w.emit("result", metrics=to_json_object(m), curve=[to_json_object(p) for p in self.curve])
 
-    def open_source(self, source_split: Split, gap: int) -> SourceNetwork:
-        """The source network: loaded from the cache when it exists (its pretraining energy comes
-        with it, labelled cached), else freshly built, to be pretrained by `pretrain_source`."""
-        from engine.worker import source_networks as sources
-        from engine.worker.data.prepare import holdout
-        from engine.worker.models import build_network
+    # -- helpers of the steps -------------------------------------------------------------
+    def progress(self, p: Progress) -> None:
+        self.w.emit("progress", **p)
 
-        spec = self.spec
-        split, x_val_host, y_val_host = holdout(source_split, spec.val_fraction, gap)
-        net = build_network(split.input_shape, spec.size, split.n_classes, spec.batchnorm, spec.width)
-        key = sources.source_key(spec, split.x_train, split.y_train, self.device.name)
-        cached = sources.load(key) if spec.reuse_source else None
-        net.to(self.device.name)
-        split, x_val, y_val = self.on_device(split), self.device.tensor(x_val_host), self.device.tensor(y_val_host)
-        record = None
-        if cached is not None:
-            state, saved = cached
-            try:
-                record = pretrain_from_json(saved)
-            except RecordError:
-                return SourceNetwork(net, split, x_val, y_val, key, None)  # an unreadable cache: pretrain here
-            net.load_state_dict(state)
-            self.pretrain = self.reuse_pretrain_record(record)
-            self.pretrain.cached, self.pretrain.key = True, key
-            self.metrics.source_accuracy_frac = record.source_accuracy_frac
-        return SourceNetwork(net, split, x_val, y_val, key, record)
-
-    def pretrain_source(self, source: SourceNetwork, progress: Callable[[Progress], None]) -> None:
-        """Train the source network in a metered pretrain phase, and save it for later runs."""
-        from engine.worker import source_networks as sources
-        from engine.worker.train import evaluate, fit
-
-        spec, split = self.spec, source.split
-        start_snap = self.begin("pretrain")
-        fit(
-            source.net,
-            split.x_train,
-            split.y_train,
-            epochs=spec.effective_pretrain_epochs,
-            batch_size=spec.batch_size,
-            lr=spec.lr,
-            seed=spec.seed,
-            augment=spec.augment,
-            phase="pretrain",
-            x_val=source.x_val,
-            y_val=source.y_val,
-            on_progress=progress,
-            on_epoch=lambda ep, acc: self.epoch_point("pretrain", ep, acc, start_snap),
-            precision=self.precision,
-        )
-        source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes, precision=self.precision)[
-            "accuracy"
-        ]
-        self.metrics.source_accuracy_frac = source_accuracy
-        phase = self.end()
-        record = PretrainRecord(
-            run_id=self.w.run_id,
-            duration_s=phase.duration_s,
-            total=phase.total,
-            energy=phase.energy,
-            source_accuracy_frac=source_accuracy,
-            source_classes=list(split.classes),
-        )
-        self.pretrain = msgspec.structs.replace(record, cached=False, key=source.key)
-        if spec.reuse_source:
-            problem = sources.save(source.key, source.net.state_dict(), to_json_object(record))
-            if problem:
-                self.pretrain.cache_problem = problem
-
-    def adapt(self, net: Net, n_classes: int) -> Net:
-        """The source network made into the target network: a new head (replaced, or new layers
-        on top of the old head), and for transfer a frozen body."""
-        if self.spec.transfer_head == "extend":
-            net.extend_head(n_classes)
-        else:
-            net.replace_head(n_classes)
-        if self.spec.mode == "transfer":
-            net.freeze_body()
-        return net.to(self.device.name)  # the new head was built on the host
-
-    def on_device(self, split: Split) -> Split:
-        """A data split with its arrays as tensors on the run's device (one copy, for the whole run)."""
-        import dataclasses
-
-        t = self.device.tensor
-        # Split declares NumPy arrays; here they become tensors, which engine.worker.train takes as well (its Array)
-        return dataclasses.replace(
-            split,
-            x_train=t(split.x_train),  # type: ignore[arg-type]
-            y_train=t(split.y_train),  # type: ignore[arg-type]
-            x_test=t(split.x_test),  # type: ignore[arg-type]
-            y_test=t(split.y_test),  # type: ignore[arg-type]
-        )
-
-    # -- thermal drift (GPU) --------------------------------------------------------------
-    def run_gpu(self) -> tuple[str, str] | None:
-        """(domain, UUID) of the metered GPU this run trains on, or None."""
-        if self.nvml is None or not self.device.is_cuda:
-            return None
-        domain = next((d.name for d in self.nvml.domains if d.kind == "gpu"), None)
-        if not domain:
-            return None
-        uuid = self.nvml.uuid_of(domain)
-        return (domain, uuid) if uuid else None
-
-    def thermal_guard(self) -> None:
-        """Before the idle baseline: compare the GPU with the previous run's idle state, and with
-        cooldown_s > 0 wait until it is back in the band. A warm start is recorded, not hidden."""
-        from engine.worker import thermal
-
-        gpu, nvml = self.run_gpu(), self.nvml
-        if gpu is None or nvml is None:  # run_gpu() is None without NVML
-            return
-        domain, uuid = gpu
-        self.thermal = {
-            "gpu": domain,
-            "uuid": uuid,
-            **thermal.cool_down(lambda: nvml.now().get(domain, {}), thermal.load_baseline(uuid), self.spec.cooldown_s),
-        }
-        self.manifest["thermal"] = self.thermal
-        self.write_manifest()
-
-    def keep_idle_baseline(self) -> None:
-        """After the idle phase: this run's idle state; it becomes the reference unless warm."""
-        from engine.worker import thermal
-
-        if self.thermal is None or self.nvml is None:  # a thermal record needs NVML
-            return
-        state = self.nvml.now().get(self.thermal["gpu"], {})
-        watts = self.idle_watts.get(self.thermal["gpu"])
-        idle: GpuState = {
-            "power_w": watts if watts is not None else state.get("power_w"),
-            "temp_c": state.get("temp_c"),
-        }
-        self.thermal["idle_before"] = idle
-        if not self.thermal["started_warm"]:
-            problem = thermal.save_baseline(self.thermal["uuid"], idle, self.w.run_id)
-            if problem:
-                self.thermal["baseline_problem"] = problem
-
-    def idle_after(self) -> None:
-        """After the last phase: the GPU's idle power and temperature again (drift over the run),
-        after one power-averaging window so the reading is not the test phase's tail."""
-        from engine.worker import thermal
-
-        if self.thermal is None or self.nvml is None:  # a thermal record needs NVML
-            return
-        time.sleep(thermal.POLL_S)
-        self.thermal["idle_after"] = self.nvml.now().get(self.thermal["gpu"], {})
-        self.write_manifest()
-
-    def reuse_pretrain_record(self, record: PretrainRecord) -> PretrainRecord:
-        """A cached pretraining record in this run's terms. Modelled joules are re-modelled under
-        this run's basis (a changed --tdp rescales them exactly: J = CPU-seconds x W per core);
-        a record from another kind of meter (a counter against a model) is flagged incomparable
-        rather than set beside this run's joules."""
-        out = msgspec.structs.replace(record)
-        then_source = record.total.source if record.total is not None else None
-        now_source = self.total_source()
-        if then_source != now_source:
-            out.incomparable = (
-                f"the source network's pretraining was {then_source}, this run is {now_source}; "
-                "retrain it here (reuse_source = false) to compare"
-            )
-            return out
-        energy, remodelled, unknown = {}, False, False
-        for name, e in record.energy.items():
-            now, then = self.basis.get(name), e.basis
-            if e.source == "modelled" and now:
-                if not then:
-                    unknown = True
-                elif then != now:
-                    ((key, value),) = now.items()
-                    factor = value / then[key]
-                    e = msgspec.structs.replace(
-                        e,
-                        gross_j=e.gross_j * factor,
-                        idle_j=e.idle_j * factor,
-                        net_j=e.net_j * factor,
-                        basis=dict(now),
-                        remodelled_from=then,
-                    )
-                    remodelled = True
-            energy[name] = e
-        if remodelled and record.total is not None:
-            out.energy, out.total = energy, sum_energy_records(energy, record.total)
-            out.remodelled = True
-        elif unknown:
-            out.basis_unknown = "cached before JouleLab recorded the model's basis: not re-modelled"
-        return out
-
-    def epoch_point(self, phase: str, epoch: int, accuracy: float, phase_start: Snapshot) -> None:
-        self.device.sync()  # the cumulative joules cover the epoch's kernels, all of them
+    def epoch_point(self, phase: str, epoch: int, accuracy: float) -> None:
+        """One point of the energy-to-accuracy curve: the phase's joules so far at an epoch's end."""
+        meter = self.metering
         point = CurvePoint(
             phase=phase,
             epoch=epoch,
             val_accuracy_frac=accuracy,
-            cumulative_j=self.cumulative_j(phase_start),
-            source=self.total_source(),
+            cumulative_j=meter.energy_so_far(),  # after the epoch's kernels, all of them
+            source=meter.total_source,
         )
         self.curve.append(point)
         # the epoch event keeps its own (event schema) field names
@@ -875,15 +590,30 @@ class Run:
             source=point.source,
         )
 
-    def total_source(self) -> str:
-        return weakest_source(d.source for d in self.sampling.domains.values() if in_totals(d.kind))
+    def adapt(self, net: Net, n_classes: int) -> Net:
+        """The source network made into the target network: a new head (replaced, or new layers
+        on top of the old head), and for transfer a frozen body."""
+        if self.spec.transfer_head == "extend":
+            net.extend_head(n_classes)
+        else:
+            net.replace_head(n_classes)
+        if self.spec.mode == "transfer":
+            net.freeze_body()
+        return net.to(self.device.name)  # the new head was built on the host
 
+    # -- the record -----------------------------------------------------------------------
     def write_manifest(self) -> None:
-        atomic_write_json(self.path / RUN_JSON, self.manifest)
+        write_manifest(self.path, self.manifest)
 
-    def summary(self, status: str, error: str | None = None) -> RunSummary:
-        dataset = self.manifest.get("dataset", {})
-        domains = self.sampler.domains if self.sampler else {}
+    def stop_meters(self) -> None:
+        """A phase still open (a cancel, a failure) is closed as partial; then sampling stops."""
+        if self.meter is not None:
+            _quietly(self.meter.end_open_window)
+            self.meter.stop()
+
+    def summary(self, status: FinalStatus, error: str | None = None) -> RunSummary:
+        m, meter, thermal = self.manifest, self.meter, self.thermal
+        phases = meter.records if meter is not None else {}
         return RunSummary(
             run_id=self.w.run_id,
             status=status,
@@ -892,50 +622,31 @@ class Run:
             config=self.spec.config or self.spec.describe(),
             preset=self.spec.preset,
             host=socket.gethostname(),
-            dataset=dataset.get("name", self.spec.dataset),
-            synthetic=dataset.get("synthetic", self.spec.dataset == "synthetic"),
-            started=self.manifest.get("started"),
-            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            dataset=m.dataset.get("name", self.spec.dataset),
+            synthetic=m.dataset.get("synthetic", self.spec.dataset == "synthetic"),
+            started=m.started,
+            ended=now_stamp(),
             duration_s=time.monotonic() - self.started,
             last_phase=self.last_phase,
-            phases=self.phases,
+            phases=phases,
             pretrain=self.pretrain,
-            idle_watts={
-                n: IdlePower(w=w, source=domains[n].source, method=domains[n].method)
-                for n, w in self.idle_watts.items()
-            },
+            idle_watts=meter.idle_power() if meter is not None else {},
             metrics=self.metrics,
             curve=self.curve,
-            meters=[MeterDomain(**d) for d in self.manifest.get("meters", [])],
-            missing_meters=[MissingMeter(**m) for m in self.manifest.get("missing_meters", [])],
-            meter_gaps=sorted(self.sampler.gaps()) if self.sampler else [],
-            contended_phases=[p for p, r in self.phases.items() if r.contended],
-            gpu_contended_phases=[p for p, r in self.phases.items() if r.gpu_contended],
-            device=self.manifest.get("device"),
-            precision=self.manifest.get("precision"),
-            thermal=self.thermal,
-            started_warm=self.thermal["started_warm"] if self.thermal else None,
-            network={k: v for k, v in self.manifest.get("network", {}).items() if k != "architecture"},
+            meters=m.meters,
+            missing_meters=m.missing_meters,
+            meter_gaps=meter.gaps() if meter is not None else [],
+            contended_phases=[p for p, r in phases.items() if r.contended],
+            gpu_contended_phases=[p for p, r in phases.items() if r.gpu_contended],
+            device=m.device,
+            precision=m.precision,
+            thermal=thermal.record if thermal is not None else None,
+            started_warm=thermal.started_warm if thermal is not None else None,
+            network={k: v for k, v in m.network.items() if k != "architecture"},
             events=self.w.count + 1,  # and the done event that follows
             reader_lost=self.w.reader_lost_at is not None,
-            slurm=self.manifest.get("environment", {}).get("slurm"),  # the node pairs runs in stats
+            slurm=m.environment.get("slurm"),  # the node pairs runs in stats
         )
-
-
-def gpu_contention(
-    at_start: dict[str, list[OtherProcess]], at_end: dict[str, list[OtherProcess]]
-) -> dict[str, GpuContention]:
-    """Other processes seen on each metered GPU at the phase's start or end. Their work is inside
-    the GPU's joules and NVML cannot apportion it, so a phase with any is flagged `contended`."""
-    out = {}
-    for domain in sorted(set(at_start) | set(at_end)):
-        procs = {p["pid"]: p for p in at_start.get(domain, []) + at_end.get(domain, [])}
-        out[domain] = GpuContention(
-            # copied as plain JSON objects, the record's type for them
-            other_processes=[dict[str, Any](p) for p in sorted(procs.values(), key=lambda p: p["pid"])],
-            contended=bool(procs),
-        )
-    return out
 
 
 def read_spec(argv: list[str]) -> RunSpec:
@@ -995,21 +706,15 @@ def main(argv: list[str] | None = None) -> int:
 
     writer = EventWriter(spec.run_id, run_path / EVENTS, stream)
     run = Run(spec, run_path, writer)
-    run.manifest.update(
-        {
-            "run_id": spec.run_id,
-            "spec": spec.to_dict(),
-            "pid": os.getpid(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-    )
-    status, error, code = "complete", None, EXIT_OK
+    status: FinalStatus = "complete"
+    error: str | None = None
+    code = EXIT_OK
     try:
         # with the pid, it tells this worker from a later process that reuses the pid (the lab
         # signals a run it did not start only if both match)
-        run.manifest["pid_started"] = process_started(os.getpid())
+        run.manifest.pid_started = process_started(os.getpid())
         run.write_manifest()  # before the heavy imports: a cancel during start-up finds the run recorded
-        run.manifest["environment"] = environment_manifest()
+        run.manifest.environment = environment_manifest()
         run.write_manifest()
         run.execute()
     except Cancelled as exc:
@@ -1038,10 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _Signals.pending = None
     try:
-        if run.open_phase is not None and run.sampler is not None:
-            _quietly(run.end, partial=True)
-        if run.sampler is not None:
-            run.sampler.stop()
+        run.stop_meters()
         if writer.log_error is not None:
             status, error, code = "failed", writer.log_error, EXIT_LOG_UNWRITABLE
             _quietly(writer.emit, "error", message=error, where=run.last_phase)  # reaches the stream

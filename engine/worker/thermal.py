@@ -6,6 +6,8 @@ user cache, per GPU UUID. The next run compares its own start with it: `started_
 GPU is outside the band, and with `cooldown_s` > 0 it first waits (up to that long) until the GPU
 is back inside. Only a run that started inside the band (or the first one) replaces the stored
 baseline, so a warm run never becomes the reference.
+
+`RunThermal` is a run's use of it: before the idle baseline, after it, and after the last phase.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from engine.core.settings import settings
 from engine.worker.meters.nvml import GpuState
+
+if TYPE_CHECKING:
+    from engine.worker.meters.nvml import NvmlMeter
 
 # Inside the band: temperature at most this many degrees above the baseline, and idle power at most
 # this fraction (or, for near-zero idle draw, this many watts) above it. A GPU's idle temperature
@@ -135,3 +140,56 @@ def cool_down(
         record["why_warm"] = why
     record["band"] = {"temp_c": BAND_TEMP_C, "power_rel": BAND_POWER_REL, "power_w": BAND_POWER_W}
     return record
+
+
+class RunThermal:
+    """The guard for the metered GPU one run trains on. `record` is run.json's thermal record
+    (CoolDown, then idle_before, baseline_problem, idle_after), filled in as the run goes."""
+
+    def __init__(self, nvml: NvmlMeter, domain: str, uuid: str, run_id: str) -> None:
+        self.nvml = nvml
+        self.domain = domain
+        self.uuid = uuid
+        self.run_id = run_id
+        self.record: dict[str, Any] = {"gpu": domain, "uuid": uuid}
+
+    @classmethod
+    def for_run(cls, nvml: NvmlMeter | None, on_cuda: bool, run_id: str) -> RunThermal | None:
+        """The guard for the run's GPU; None for a CPU run, or without NVML or the GPU's UUID."""
+        if nvml is None or not on_cuda:
+            return None
+        domain = next((d.name for d in nvml.domains if d.kind == "gpu"), None)
+        uuid = nvml.uuid_of(domain) if domain else None
+        return cls(nvml, domain, uuid, run_id) if domain and uuid else None
+
+    def _state(self) -> GpuState:
+        return self.nvml.now().get(self.domain, {})
+
+    def cool_down(self, cooldown_s: float) -> None:
+        """Before the idle baseline: compare the GPU with the previous run's idle state, and with
+        cooldown_s > 0 wait until it is back in the band. A warm start is recorded, not hidden."""
+        self.record.update(cool_down(self._state, load_baseline(self.uuid), cooldown_s))
+
+    @property
+    def started_warm(self) -> bool:
+        return bool(self.record.get("started_warm"))
+
+    def keep_idle_baseline(self, idle_watts: dict[str, float]) -> None:
+        """After the idle phase: this run's idle state; it becomes the reference unless warm."""
+        state = self._state()
+        watts = idle_watts.get(self.domain)
+        idle: GpuState = {
+            "power_w": watts if watts is not None else state.get("power_w"),
+            "temp_c": state.get("temp_c"),
+        }
+        self.record["idle_before"] = idle
+        if not self.record["started_warm"]:
+            problem = save_baseline(self.uuid, idle, self.run_id)
+            if problem:
+                self.record["baseline_problem"] = problem
+
+    def read_idle_after(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        """After the last phase: the GPU's idle power and temperature again (drift over the run),
+        after one power-averaging window so the reading is not the test phase's tail."""
+        sleep(POLL_S)
+        self.record["idle_after"] = self._state()
