@@ -123,7 +123,7 @@ def test_every_project_error_is_a_joulelab_error_with_its_exit_code():
     from engine.outputs.prometheus import MetricsError
     from engine.worker.data import DataError
     from engine.worker.device import DeviceError
-    from engine.worker.main import EXIT_LOG_UNWRITABLE, LogWriteError
+    from engine.worker.event_log import EXIT_LOG_UNWRITABLE, LogWriteError
     from engine.worker.meters.base import MeterError, MeterUnavailable
     from tui.widgets.lab_form import FormError
 

@@ -8,13 +8,13 @@ live totals and the stats read the same definitions, so no two rooms can disagre
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import msgspec
 
 from engine.core.events import SOURCES
-from engine.core.records import EnergyValue, PhaseTotal
+from engine.core.records import TRAINING_PHASES, EnergyValue, PerUnitEnergy, PhaseRecord, PhaseTotal
 
 
 @dataclass(frozen=True)
@@ -282,3 +282,25 @@ def sum_energy_records(energy: dict[str, EnergyValue], like: PhaseTotal) -> Phas
         idle_j=sum(e.idle_j for e in parts),
         net_j=sum(e.net_j for e in parts),
     )
+
+
+def per_unit_energy(
+    records: Mapping[str, PhaseRecord], train_samples: int | None, inferences: int | None
+) -> tuple[PerUnitEnergy, PerUnitEnergy]:
+    """Net joules per training sample (train and prune) and per inference (test), only from
+    totals that are measurements (no meter gap), labelled with the weakest source they come from."""
+    training = [records[p].total for p in TRAINING_PHASES if p in records]
+    train_known = bool(training) and all(t.known for t in training)
+    train_net = sum(t.net_j for t in training)
+    train_source = weakest_source(t.source for t in training if t.source is not None) if train_known else None
+    per_sample = PerUnitEnergy(
+        value=train_net / train_samples if train_samples and train_known else None,
+        source=train_source,
+    )
+    test = records["test"].total if "test" in records else None
+    test_known = test is not None and test.known
+    per_inference = PerUnitEnergy(
+        value=test.net_j / inferences if test is not None and inferences and test_known else None,
+        source=test.source if test is not None and test_known else None,
+    )
+    return per_sample, per_inference

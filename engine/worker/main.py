@@ -13,10 +13,8 @@ not be written (disk full, quota or file-size limit: the cause goes to the strea
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import copy
-import errno
 import json
 import os
 import signal
@@ -31,28 +29,34 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ParamSpec, TextIO
 
-from engine.core.energy import weakest_source
+from engine.core.energy import per_unit_energy
 from engine.core.errors import EXIT_USAGE, JouleLabError
 from engine.core.events import FinalStatus, encode, make_event
 from engine.core.process import process_started
 from engine.core.records import (
-    TRAINING_PHASES,
     CurvePoint,
     MeterDomain,
     Metrics,
     MissingMeter,
-    PerUnitEnergy,
     PretrainRecord,
     Pruning,
     RunManifest,
     RunSummary,
     to_json_object,
 )
-from engine.core.run_files import EVENTS, LOGS_ENV, SUMMARY, StoreError, atomic_write_json, check_writable
+from engine.core.run_files import EVENTS, SUMMARY, StoreError, atomic_write_json, check_writable
 from engine.core.spec import RunSpec, SpecError, new_run_id, spec_from_dict
 from engine.core.timestamps import now_stamp
 from engine.worker import pretraining
 from engine.worker.device import Device, DeviceError
+from engine.worker.event_log import (
+    DISK_FULL_ERRNOS,
+    EXIT_LOG_UNWRITABLE,
+    EventWriter,
+    LogWriteError,
+    disk_message,
+    to_stderr,
+)
 from engine.worker.manifest import device_manifest, environment_manifest, write_manifest
 from engine.worker.pretraining import SourceNetwork
 
@@ -66,112 +70,10 @@ if TYPE_CHECKING:
     from engine.worker.train import Precision, Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
-EXIT_LOG_UNWRITABLE = 3
-# Write errors that mean "the disk (or this process's share of it) is full", not a bug.
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-class LogWriteError(JouleLabError):
-    """The run log could not be written: the run stops; what was written stays readable."""
-
-    exit_code = EXIT_LOG_UNWRITABLE
-
-
-def disk_message(exc: OSError, path: Path) -> str:
-    why = (exc.strerror or str(exc)).lower()
-    return f"{why} while writing {path}; free space there or point --logs / {LOGS_ENV} elsewhere"
 
 
 class Cancelled(Exception):
     """SIGTERM or SIGINT arrived: stop, keep what was measured, label it partial."""
-
-
-class EventWriter:
-    """Writes each event to the log (always) and to the stream (while someone reads it)."""
-
-    def __init__(self, run_id: str, log_path: Path, stream: TextIO | None) -> None:
-        self.run_id = run_id
-        self.log_path = log_path
-        # A raw descriptor, not a buffered file: a line is written whole or cut back (see _append),
-        # and a failed write leaves nothing buffered to fail again at close.
-        self._log_fd: int | None = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        self._stream = stream
-        self._lock = threading.Lock()
-        self.count = 0
-        self.reader_lost_at: float | None = None
-        self.log_error: str | None = None  # why the log stopped taking events (disk full...)
-
-    def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
-        event = make_event(event_type, self.run_id, **fields)
-        line = encode(event)
-        entered = _Signals.enter()
-        try:
-            self._write(line)
-        finally:
-            if entered:
-                _Signals.leave()
-        return event
-
-    def _write(self, line: str) -> None:
-        with self._lock:
-            if self.log_error is None and self._log_fd is not None:  # None: closed
-                try:
-                    _append(self._log_fd, line.encode("utf-8"))
-                    self.count += 1
-                except OSError as exc:
-                    self._log_failed(exc)
-                    raise LogWriteError(self.log_error) from None
-            # Once the log has failed, events still reach the stream: the reader learns why.
-            if self._stream is not None:
-                try:
-                    self._stream.write(line)
-                    self._stream.flush()
-                except (BrokenPipeError, OSError, ValueError):
-                    # The reader is gone. The log is the record; carry on without the stream.
-                    self._stream = None
-                    self.reader_lost_at = time.monotonic()
-
-    def _log_failed(self, exc: OSError) -> None:
-        self.log_error = (
-            disk_message(exc, self.log_path)
-            if exc.errno in DISK_FULL_ERRNOS
-            else f"cannot write {self.log_path}: {exc.strerror or exc}"
-        )
-        _to_stderr(f"joulelab worker: {self.log_error}")
-        if threading.current_thread() is not threading.main_thread():
-            # The sampler thread hit it: stop the run in the main thread, as a cancel would.
-            _thread.interrupt_main(signal.SIGTERM)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._log_fd is not None:
-                os.close(self._log_fd)
-                self._log_fd = None
-            if self._stream is not None:
-                try:
-                    self._stream.close()
-                except OSError:
-                    pass
-                self._stream = None
-
-
-def _append(fd: int, data: bytes) -> None:
-    """Append one line whole, or not at all: a write cut short (disk full) is truncated back, so the
-    log never ends in a torn line."""
-    start = os.lseek(fd, 0, os.SEEK_END)
-    done = 0
-    try:
-        while done < len(data):
-            n = os.write(fd, data[done:])
-            if n == 0:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            done += n
-    except OSError:
-        try:
-            os.ftruncate(fd, start)
-        except OSError:
-            pass
-        raise
 
 
 class _Signals:
@@ -541,28 +443,16 @@ class Run:
         )
         # The scoring pass is inference too, metered in the same phase: count it.
         passes, inferences = passes + 1, inferences + len(target.x_test)
-        test = meter.end_window("test")
+        meter.end_window("test")
         if self.thermal is not None:
             self.thermal.read_idle_after()
             self.write_manifest()
 
-        # Per-unit joules only from totals that are measurements (no meter gap), labelled with the
-        # weakest source of the phases they come from.
-        training = [meter.records[p].total for p in TRAINING_PHASES if p in meter.records]
-        train_known = all(t.known for t in training)
-        train_net = sum(t.net_j for t in training)
-        train_source = weakest_source(t.source for t in training if t.source is not None) if train_known else None
         m = self.metrics
         m.accuracy_frac, m.f1_macro_frac = scores["accuracy"], scores["f1_macro"]
         m.train_samples_seen, m.test_samples = train_samples, len(target.x_test)
         m.test_passes, m.inferences = passes, inferences
-        m.j_per_train_sample = PerUnitEnergy(
-            value=train_net / train_samples if train_samples and train_known else None, source=train_source
-        )
-        m.j_per_inference = PerUnitEnergy(
-            value=test.total.net_j / inferences if inferences and test.total.known else None,
-            source=test.total.source if test.total.known else None,
-        )
+        m.j_per_train_sample, m.j_per_inference = per_unit_energy(meter.records, train_samples, inferences)
         self.w.emit("result", metrics=to_json_object(m), curve=[to_json_object(p) for p in self.curve])
 
     # -- helpers of the steps -------------------------------------------------------------
@@ -704,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"joulelab worker: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    writer = EventWriter(spec.run_id, run_path / EVENTS, stream)
+    writer = EventWriter(spec.run_id, run_path / EVENTS, stream, guard=_Signals)
     run = Run(spec, run_path, writer)
     status: FinalStatus = "complete"
     error: str | None = None
@@ -732,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:  # run.json, a cache file...
                 error, code = disk_message(exc, Path(exc.filename or run_path)), EXIT_LOG_UNWRITABLE
             elif not bad_input:
-                _to_stderr(traceback.format_exc())
+                to_stderr(traceback.format_exc())
             try:
                 writer.emit("error", message=error, where=run.last_phase)
             except (Cancelled, LogWriteError):
@@ -752,20 +642,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             if code != EXIT_LOG_UNWRITABLE:
                 status, error, code = "failed", disk_message(exc, run_path / SUMMARY), EXIT_LOG_UNWRITABLE
-            _to_stderr(f"joulelab worker: summary not written: {disk_message(exc, run_path / SUMMARY)}")
+            to_stderr(f"joulelab worker: summary not written: {disk_message(exc, run_path / SUMMARY)}")
             _quietly(writer.emit, "error", message=error, where=run.last_phase)
         _quietly(writer.emit, "done", status=status, exit_code=code)
     finally:
         writer.close()
     return code
-
-
-def _to_stderr(text: str) -> None:
-    """stderr.log may sit on the disk that just filled: reporting there must not fail the run."""
-    try:
-        print(text.rstrip("\n"), file=sys.stderr, flush=True)
-    except OSError:
-        pass
 
 
 _P = ParamSpec("_P")
