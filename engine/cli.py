@@ -784,10 +784,11 @@ def show(
         console.print(run_table(s))
         m = s.metrics
         if m.accuracy_frac is not None:
-            console.print(
-                f"accuracy {100 * m.accuracy_frac:.2f} %, macro-F1 {m.f1_macro_frac:.3f}, "
-                f"{m.train_samples_seen} training samples, {m.inferences} inferences"
-            )
+            parts = [f"accuracy {100 * m.accuracy_frac:.2f} %"]
+            parts += [f"macro-F1 {m.f1_macro_frac:.3f}"] if m.f1_macro_frac is not None else []
+            parts += [f"{m.train_samples_seen} training samples"] if m.train_samples_seen is not None else []
+            parts += [f"{m.inferences} inferences"] if m.inferences is not None else []
+            console.print(", ".join(parts), highlight=False)  # what a run recorded (an API run may leave some out)
             for key, per in (("j_per_train_sample", m.j_per_train_sample), ("j_per_inference", m.j_per_inference)):
                 if per is not None and per.value is not None:
                     console.print(f"{key.replace('_', ' ')}: {per.value:.3g} J ({per.source}, net)")
