@@ -3,10 +3,10 @@
 The same loop (an MLP, the same batches and seed) runs bare and inside `joulelab.run(...)` with
 a train phase and one `run.epoch(val_accuracy=...)` per epoch, as a user would write it; the idle
 baseline is off (it is time before the loop, not overhead on it). Pairs are interleaved and
-counterbalanced (bare then metered, metered then bare, ...) so drift and warm caches hit both alike; the printed figure is the median of the
-per-pair ratios of the loop's wall time (metered / bare).
+counterbalanced (bare then metered, metered then bare, ...) so drift and warm caches hit both
+alike; the printed figure is the median of the per-pair ratios of the loop's wall time.
 
-    python tests/bench/bench_api.py [--repeats 7] [--epochs 3]
+    python tests/bench/bench_api.py [--repeats 8] [--epochs 3]
 """
 
 from __future__ import annotations
