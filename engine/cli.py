@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -843,6 +844,68 @@ def compare(
     if not stats:
         raise fail("none of the selected runs completed; nothing to compare (see `joulelab runs`)")
     print_results(stats, comparisons)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def measure(
+    ctx: typer.Context,
+    commands: Annotated[
+        list[str] | None,
+        typer.Argument(help="-- CMD ARGS... (one command), or quoted command lines to compare: 'CMD A' 'CMD B'"),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="What the runs are called (their configuration)")] = "measure",
+    trials: Annotated[int, typer.Option(min=1, max=100, help="Rounds of every command (counterbalanced)")] = 1,
+    warmup: Annotated[int, typer.Option(min=0, max=20, help="Unmetered runs of each command first")] = 0,
+    idle_s: Annotated[float, typer.Option("--idle-s", min=0, help="Idle baseline before each run (s)")] = 2.0,
+    tdp: TdpOption = None,
+    logs: LogsOption = None,
+) -> None:
+    """Meter any command (its process tree), or compare commands A/B with intervals and a verdict."""
+    from engine.analysis.calibrate import load_noise_floor
+    from engine.analysis.stats import compare as compare_runs
+    from engine.analysis.stats import config_stats
+    from engine.core.run_files import check_writable
+    from engine.orchestrate.measure import LETTERS, measure_ab, measure_command, mechanism_of, parse_commands
+    from engine.outputs.tables import run_table
+
+    # `--` makes the rest one command; without it, each argument is a command line of its own
+    argv = [*(commands or []), *ctx.args]
+    parsed = parse_commands(argv, after_double_dash="--" in sys.argv[1:])
+    logs_dir = (logs or default_logs_dir()).absolute()
+    check_writable(logs_dir)
+    if len(parsed) == 1 and trials == 1 and warmup == 0:
+        m = measure_command(parsed[0], name=name, logs=logs_dir, idle_s=idle_s, tdp_w=tdp)
+        console.print(run_table(m.summary))
+        total = m.summary.total("train")
+        energy = f"{total.net_j:.4g} J net ({total.source})" if total is not None and total.source else "no energy"
+        console.print(
+            f"{shlex.join(m.command)}: {m.summary.status}, exit {m.exit_code}, {energy}; run {m.summary.run_id}",
+            highlight=False,
+            markup=False,
+        )
+        raise typer.Exit(m.exit_code)
+    measured, _batch = measure_ab(
+        parsed,
+        name=name,
+        logs=logs_dir,
+        trials=trials,
+        warmup=warmup,
+        idle_s=idle_s,
+        tdp_w=tdp,
+        say=lambda text: err_console.print(text, highlight=False, markup=False),
+    )
+    for letter, argv_ in zip(LETTERS, parsed):
+        console.print(f"{letter} ({mechanism_of(letter)}): {shlex.join(argv_)}", highlight=False, markup=False)
+    summaries = [m.summary for m in measured]
+    stats = config_stats(summaries)
+    if stats:
+        print_results(stats, compare_runs(summaries, load_noise_floor(on_problem=warn)))
+    stopped = next((m for m in measured if m.summary.status != "complete"), None)
+    if stopped is not None:
+        warn(f"stopped: {stopped.letter} {stopped.summary.status} ({stopped.summary.error}); what was measured is kept")
+        raise typer.Exit(stopped.exit_code or EXIT_RUN_FAILED)
+    if not measured:
+        raise typer.Exit(EXIT_RUN_FAILED)
 
 
 class ExportFormat(str, Enum):

@@ -20,6 +20,6 @@ run.end()` for code that cannot use `with`.
 
 from __future__ import annotations
 
-from joulelab.api import Run, RunError, metered, run
+from engine.worker.user_run import Run, RunError, metered, run
 
 __all__ = ["Run", "RunError", "metered", "run"]

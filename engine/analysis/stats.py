@@ -382,9 +382,11 @@ def _compare(
         (e := training_energy(x)) is not None and e[0] <= 0 for pair in pairs for x in pair
     )
     test_ratio = paired(inference_energy)
+    # accuracy only where both runs of a pair recorded one (a metered command records none)
+    scored = [(t, r) for t, r in pairs if t.metrics.accuracy_frac is not None and r.metrics.accuracy_frac is not None]
     acc = (
-        diff_ci([100 * _accuracy_frac(t) for t, _ in pairs], [100 * _accuracy_frac(r) for _, r in pairs])
-        if pairs
+        diff_ci([100 * _accuracy_frac(t) for t, _ in scored], [100 * _accuracy_frac(r) for _, r in scored])
+        if scored
         else None
     )
     break_even = None

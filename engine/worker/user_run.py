@@ -1,5 +1,7 @@
-"""The Python API's run: a PhaseMeter (engine.worker.phase_meter) around the user's own code, and
-the run log every reader reads (run.json, events.jsonl, summary.json), written as the worker does.
+"""A run of the user's own code, metered in the user's process: a PhaseMeter
+(engine.worker.phase_meter) around it, and the run log every reader reads (run.json,
+events.jsonl, summary.json), written as the worker writes it. The public face is the `joulelab`
+package (`import joulelab`); `joulelab measure` meters a command with it.
 
 A run's configuration key, which `compare` groups and pairs by, comes from its labels:
 dataset (default: the run's name), size ("custom"), mode ("run"), mechanism ("baseline");
@@ -67,6 +69,8 @@ class Run:
     sample_hz: live samples per second (also RAPL's wraparound tracking)
     tdp_w:     the CPU package's TDP for the energy model where there is no counter
     device:    "auto" (CUDA when available), "cpu" or "cuda[:N]": synchronised at every phase edge
+    metered_gpus: "device" (the run's device's GPU) or "all" (every visible GPU: for work in other
+               processes, such as a command `joulelab measure` runs)
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class Run:
         sample_hz: float = 10.0,
         tdp_w: float | None = None,
         device: str = "auto",
+        metered_gpus: str = "device",
         run_id: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip() or "/" in name:
@@ -89,6 +94,8 @@ class Run:
                 raise RunError(f"label {key}={value!r}: labels are strings or numbers")
         if idle_s < 0:
             raise RunError(f"idle_s={idle_s}: the idle baseline lasts 0 s (none) or more")
+        if metered_gpus not in ("device", "all"):
+            raise RunError(f"metered_gpus={metered_gpus!r}: meter the run's 'device' GPU or 'all' visible GPUs")
         if not 0.1 <= sample_hz <= 100:
             raise RunError(f"sample_hz={sample_hz}: sample between 0.1 and 100 times a second")
         self.run_id = run_id or new_run_id()
@@ -104,6 +111,7 @@ class Run:
             str(labels.get("mechanism", "baseline")),
         )
         self.idle_s, self.sample_hz, self.tdp_w, self.device_name = idle_s, sample_hz, tdp_w, device
+        self.metered_gpus = metered_gpus
         self.spec: dict[str, Any] = {
             "run_id": self.run_id,
             "name": name,
@@ -158,7 +166,12 @@ class Run:
             else:
                 writer.emit(event_type, **fields)
 
-        gpu_uuids = [] if not device.is_cuda else ([device.info["uuid"]] if device.info.get("uuid") else None)
+        if self.metered_gpus == "all":
+            gpu_uuids: list[str] | None = None  # every visible GPU
+        elif device.is_cuda:
+            gpu_uuids = [device.info["uuid"]] if device.info.get("uuid") else None
+        else:
+            gpu_uuids = []
         self._meter = meter = PhaseMeter.discover(
             sample_hz=self.sample_hz,
             pid=pid,
