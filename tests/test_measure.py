@@ -16,6 +16,7 @@ from engine.orchestrate.measure import MeasureError, parse_commands
 from engine.store.run_log import list_runs
 from tests.helpers import REPO
 
+
 def busy(seconds: float, exit_code: int = 0) -> str:
     """A command line that burns `seconds` of CPU time, then exits with `exit_code`."""
     return (
