@@ -626,7 +626,19 @@ def print_results(stats: list[ConfigStats], comparisons: list[Comparison]) -> No
         console.print(fitted(console, lambda narrow: config_table(stats, narrow=narrow)))
     if comparisons:
         console.print(fitted(console, lambda narrow: comparison_table(comparisons, narrow=narrow)))
+    print_target_results(stats, comparisons)
+    if comparisons:
         console.print(verdicts(comparisons))
+
+
+def print_target_results(stats: list[ConfigStats], comparisons: list[Comparison]) -> None:
+    """The energy-to-target section, when the stats were made with a target (compare --target-accuracy)."""
+    from engine.outputs.tables import fitted, target_comparison_table, target_table
+
+    if any(s.to_target is not None for s in stats):
+        console.print(fitted(console, lambda narrow: target_table(stats, narrow=narrow)))
+    if any(c.to_target is not None for c in comparisons):
+        console.print(fitted(console, lambda narrow: target_comparison_table(comparisons, narrow=narrow)))
 
 
 def _records(
@@ -815,11 +827,20 @@ def compare(
     last: Annotated[bool, typer.Option("--last", help="The runs of the last `joulelab run`")] = False,
     logs: LogsOption = None,
     output: FormatOption = OutputFormat.human,
+    target_accuracy: Annotated[
+        float | None,
+        typer.Option(
+            "--target-accuracy",
+            help="Also compare the energy until validation accuracy first reached this fraction (0.9 = 90 %)",
+        ),
+    ] = None,
 ) -> None:
     """Compare runs: per-configuration means with 95 % CIs, paired ratios and verdicts."""
     from engine.analysis.stats import compare as compare_runs
-    from engine.analysis.stats import config_stats
+    from engine.analysis.stats import config_stats, target_problem
 
+    if target_accuracy is not None and (problem := target_problem(target_accuracy)):
+        raise fail(f"--target-accuracy: {problem}")
     logs_dir = logs or default_logs_dir()
     if not run_ids and preset is None and not last:
         last = True
@@ -834,7 +855,8 @@ def compare(
     summaries = [r.summary for r in records if r.summary is not None]
     from engine.analysis.calibrate import load_noise_floor
 
-    stats, comparisons = config_stats(summaries), compare_runs(summaries, load_noise_floor(on_problem=warn))
+    stats = config_stats(summaries, target_accuracy)
+    comparisons = compare_runs(summaries, load_noise_floor(on_problem=warn), target_accuracy)
     if output == OutputFormat.json:
         from engine.outputs.export import comparison_records
 

@@ -1,4 +1,5 @@
-"""The one stats module: means and intervals over trials, paired ratios, verdicts, break-even.
+"""The one stats module: means and intervals over trials, paired ratios, verdicts, break-even,
+energy to a target accuracy.
 
 Intervals are Student's t 95 % intervals. A ratio of energies is paired by seed and computed on
 the log scale (the interval of a geometric mean ratio), so 0.5x and 2x are symmetric. Accuracy
@@ -215,6 +216,7 @@ class ConfigStats:
     cached_sources: int = 0  # runs that reused a saved source network instead of pretraining
     contended: dict[str, int] = field(default_factory=dict)  # phase -> runs measured on a busy machine
     gap_runs: int = 0  # runs with a meter gap: their energy is left out of these figures
+    to_target: TargetStats | None = None  # energy to a target accuracy, when one was asked for
 
 
 def _energy_estimate(values: list[tuple[float, str] | None]) -> Estimate | None:
@@ -233,8 +235,8 @@ def _f1_frac(summary: RunSummary) -> float:
     return summary.metrics.f1_macro_frac if summary.metrics.f1_macro_frac is not None else math.nan
 
 
-def config_stats(summaries: list[RunSummary]) -> list[ConfigStats]:
-    """Per configuration, over the complete runs given."""
+def config_stats(summaries: list[RunSummary], target: float | None = None) -> list[ConfigStats]:
+    """Per configuration, over the complete runs given; with a target accuracy, the energy to it."""
     by_key: dict[ConfigKey, list[RunSummary]] = {}
     for s in summaries:
         if s.complete:
@@ -264,6 +266,7 @@ def config_stats(summaries: list[RunSummary]) -> list[ConfigStats]:
                 cached_sources=sum(1 for r in runs if r.pretrain is not None and r.pretrain.cached),
                 contended={p: n for p in phases if (n := sum(1 for r in runs if p in contended_phases(r, (p,))))},
                 gap_runs=sum(1 for r in runs if r.has_gap),
+                to_target=target_stats(runs, target) if target is not None else None,
             )
         )
     return out
@@ -332,6 +335,7 @@ class Comparison:
     test_noise_floor: float | None = None
     contended_runs: int = 0  # runs of the pairs with a metered phase on a busy machine
     others_cpu_share: float | None = None  # the largest share other processes took in a train phase
+    to_target: TargetComparison | None = None  # energy to a target accuracy, when one was asked for
 
     @property
     def train_interval(self) -> Estimate | None:
@@ -369,6 +373,7 @@ def _compare(
     pretrain: Estimate | None,
     keys: tuple[str, str] = ("", ""),
     noise: NoiseFloor | None = None,
+    target: float | None = None,
 ) -> Comparison:
     def paired(fn: Callable[[RunSummary], tuple[float, str] | None]) -> Estimate | None:
         vals = [(a, b) for t, r in pairs if (a := fn(t)) is not None and (b := fn(r)) is not None]
@@ -425,13 +430,17 @@ def _compare(
         floors[1],
         contended,
         context.others_cpu_share,
+        compare_to_target(treatment, reference, pairs, target) if target is not None else None,
     )
 
 
-def compare(summaries: list[RunSummary], noise: NoiseFloor | None = None) -> list[Comparison]:
+def compare(
+    summaries: list[RunSummary], noise: NoiseFloor | None = None, target: float | None = None
+) -> list[Comparison]:
     """Every comparison the runs allow: each mode against scratch (same data, size, mechanism),
     and each mechanism against the baseline (same data, size, mode). With this machine's noise
-    floor, verdicts on its runs say when a ratio is within what identical runs do."""
+    floor, verdicts on its runs say when a ratio is within what identical runs do. With a target
+    accuracy, each also compares the energy to reach it."""
     by_key: dict[ConfigKey, list[RunSummary]] = {}
     for s in summaries:
         if s.complete:
@@ -444,13 +453,17 @@ def compare(summaries: list[RunSummary], noise: NoiseFloor | None = None) -> lis
                 pretrain = _energy_estimate([pretrain_energy(r) for r in runs])
                 group = key.across_modes
                 for block, pairs in _node_blocks(group, _pair(runs, by_key[ref_key])):
-                    out.append(_compare(block, key.mode, "scratch", pairs, pretrain, (str(key), str(ref_key)), noise))
+                    out.append(
+                        _compare(block, key.mode, "scratch", pairs, pretrain, (str(key), str(ref_key)), noise, target)
+                    )
         if key.mechanism != BASELINE:
             ref_key = key.with_mechanism(BASELINE)
             if ref_key in by_key:
                 group = key.across_mechanisms
                 for block, pairs in _node_blocks(group, _pair(runs, by_key[ref_key])):
-                    out.append(_compare(block, key.mechanism, BASELINE, pairs, None, (str(key), str(ref_key)), noise))
+                    out.append(
+                        _compare(block, key.mechanism, BASELINE, pairs, None, (str(key), str(ref_key)), noise, target)
+                    )
     return out
 
 
@@ -554,3 +567,226 @@ def verdict(
             f"{'s' if ctx.contended_runs != 1 else ''} contended{share}; treat as unreliable]"
         )
     return sentence
+
+
+# -- energy to a target accuracy -------------------------------------------------------------
+# MLPerf reports time to a target quality; this is its energy twin. The curve's joules are the
+# meters' totals so far in the phase (gross: an epoch's point has no duration to take the idle
+# share from), so energy to target is gross joules of the target task's training (train, then
+# pruning's fine-tuning continuing from the train phase's total), pretraining left out (it has
+# its own figure and break-even). Its verdict weighs the meters' error but not the noise floor:
+# the floor was measured for whole training energy, not for a crossing that moves with accuracy.
+
+
+def target_problem(target: float) -> str | None:
+    """Why a target accuracy is not usable, in one line; None when it is a fraction in (0, 1]."""
+    if 0 < target <= 1:
+        return None
+    hint = f" (for {target:g} % write {target / 100:g})" if 1 < target <= 100 else ""
+    return f"expected a fraction of 1 in (0, 1], such as 0.9 for 90 %; got {target:g}{hint}"
+
+
+def target_text(target: float) -> str:
+    """0.9 -> "90 %"."""
+    return f"{100 * target:g} %"
+
+
+@dataclass(frozen=True)
+class TargetReach:
+    """How much energy one run spent until its validation accuracy first reached a target."""
+
+    run_id: str
+    seed: int
+    target: float
+    reached: bool
+    joules: float | None = None  # gross J of training until the crossing; None: not reached or unknown
+    source: str | None = None  # the weakest source of the curve points used
+    phase: str | None = None  # the phase and epoch whose end first reached the target
+    epoch: int | None = None
+    unknown: str | None = None  # reached, but why its joules are not a measurement
+
+    @property
+    def measured(self) -> bool:
+        return self.reached and self.joules is not None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "seed": self.seed,
+            "reached": self.reached,
+            "gross_j": self.joules,
+            "source": self.source,
+            "phase": self.phase,
+            "epoch": self.epoch,
+            "unknown": self.unknown,
+        }
+
+
+def energy_to_target(summary: RunSummary, target: float) -> TargetReach:
+    """Gross joules until validation accuracy first reached `target` (a fraction of 1).
+
+    Linear between the two epochs that bracket the first crossing (energy and accuracy both along
+    the curve). Reached at the first epoch: that point's joules; the accuracy before it was never
+    measured, so nothing is interpolated from zero. Never reached: reached is False and no joules."""
+    offset, offset_source = 0.0, None  # pruning's epochs continue from the train phase's total
+    previous: tuple[float, float, str | None] | None = None  # (joules, accuracy, source)
+    for point in summary.curve:
+        if point.phase not in TRAINING_PHASES:
+            continue
+        if point.phase == "prune":
+            train = summary.total("train")
+            offset, offset_source = (train.gross_j, train.source) if train is not None else (0.0, None)
+        joules, accuracy = offset + point.cumulative_j, point.val_accuracy_frac
+        if accuracy < target:
+            previous = (joules, accuracy, point.source)
+            continue
+        sources = [
+            point.source,
+            *([previous[2]] if previous else []),
+            *([offset_source] if point.phase == "prune" else []),
+        ]
+        if previous is not None:  # its accuracy is below the target, this one's at or above
+            joules = previous[0] + (target - previous[1]) / (accuracy - previous[1]) * (joules - previous[0])
+        unknown = _target_energy_unknown(summary, point.phase, sources)
+        return TargetReach(
+            summary.run_id,
+            summary.seed,
+            target,
+            True,
+            None if unknown else joules,
+            None if unknown else weakest_source(s for s in sources if s is not None),
+            point.phase,
+            point.epoch,
+            unknown,
+        )
+    return TargetReach(summary.run_id, summary.seed, target, False)
+
+
+def _target_energy_unknown(summary: RunSummary, phase: str, sources: list[str | None]) -> str | None:
+    """Why the joules up to a crossing in `phase` are no measurement (a meter gap, no meter)."""
+    for p in TRAINING_PHASES[: TRAINING_PHASES.index(phase) + 1]:
+        total = summary.total(p)
+        if total is not None and total.gap:
+            return f"meter gap in {p} ({', '.join(total.gap)})"
+    if any(s is None for s in sources):
+        return "no meter answered"
+    return None
+
+
+@dataclass(frozen=True)
+class TargetStats:
+    """Energy to a target over one configuration's trials: the mean and interval of the runs
+    that reached it, and those that did not, counted and named (never averaged as zero)."""
+
+    target: float
+    runs: list[TargetReach]
+    joules: Estimate | None  # over the runs that reached it with known energy
+
+    @property
+    def reached(self) -> list[TargetReach]:
+        return [r for r in self.runs if r.reached]
+
+    @property
+    def not_reached(self) -> list[TargetReach]:
+        return [r for r in self.runs if not r.reached]
+
+    @property
+    def unknown(self) -> list[TargetReach]:
+        return [r for r in self.runs if r.reached and r.joules is None]
+
+    @property
+    def count_text(self) -> str:
+        """ "2 of 3 trials reached 90 %"."""
+        n = len(self.runs)
+        return f"{len(self.reached)} of {n} trial{'s' if n != 1 else ''} reached {target_text(self.target)}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "target_accuracy": self.target,
+            "trials": len(self.runs),
+            "reached": len(self.reached),
+            "not_reached": [r.run_id for r in self.not_reached],
+            "energy_unknown": [r.run_id for r in self.unknown],
+            "gross_j": self.joules.as_dict() if self.joules is not None else None,
+            "runs": [r.as_dict() for r in self.runs],
+        }
+
+
+def target_stats(runs: list[RunSummary], target: float) -> TargetStats:
+    reaches = [energy_to_target(r, target) for r in runs]
+    measured: list[tuple[float, str] | None] = [
+        (r.joules, r.source) for r in reaches if r.joules is not None and r.source is not None
+    ]
+    return TargetStats(target, reaches, _energy_estimate(measured))
+
+
+@dataclass(frozen=True)
+class TargetComparison:
+    """Energy to a target, treatment against reference, paired by seed over the pairs where both
+    reached it with known energy; the runs of the other pairs are named in the verdict."""
+
+    target: float
+    treatment: TargetStats  # over the runs of the pairs
+    reference: TargetStats
+    ratio: Estimate | None
+    pairs: int  # pairs in the ratio: both runs reached the target with known energy
+    meter_error: float
+    verdict: str
+
+    @property
+    def interval(self) -> Estimate | None:
+        return widen(self.ratio, self.meter_error)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "target_accuracy": self.target,
+            "pairs": self.pairs,
+            "ratio": self.ratio.as_dict() if self.ratio is not None else None,
+            "meter_error": self.meter_error,
+            "treatment_reached": self.treatment.count_text,
+            "reference_reached": self.reference.count_text,
+            "not_reached": [r.run_id for r in (*self.treatment.not_reached, *self.reference.not_reached)],
+            "energy_unknown": [r.run_id for r in (*self.treatment.unknown, *self.reference.unknown)],
+            "verdict": self.verdict,
+        }
+
+
+def _runs_text(reaches: list[TargetReach]) -> str:
+    return ", ".join(f"{r.run_id} (seed {r.seed})" for r in reaches)
+
+
+def compare_to_target(treatment: str, reference: str, pairs: list[Pair], target: float) -> TargetComparison:
+    """The paired ratio of energy to `target` for one comparison's pairs, with its verdict."""
+    treat = target_stats([t for t, _ in pairs], target)
+    ref = target_stats([r for _, r in pairs], target)
+    both = [
+        (a.joules, b.joules, a.source, b.source)
+        for a, b in zip(treat.runs, ref.runs)
+        if a.joules is not None and b.joules is not None and a.source is not None and b.source is not None
+    ]
+    ratio = None
+    if both:
+        source = weakest_source(s for _, _, *sources in both for s in sources)
+        ratio = ratio_ci([a for a, *_ in both], [b for _, b, *_ in both], source)
+    error = max((meter_error(x, TRAINING_PHASES) for pair in pairs for x in pair), default=0.0)
+    goal = f"{target_text(target)} validation accuracy"
+    if ratio is None:
+        sentence = (
+            f"no ratio of energy to {goal} for {treatment} vs {reference}: no pair where both reached it "
+            "with known energy"
+        )
+    else:
+        sentence = _ratio_clause(
+            ratio,
+            f"{treatment} and {reference}: no clear difference in energy to reach {goal}",
+            f"to reach {goal}, {treatment} used {{x}} the energy of {reference}",
+            error,
+        )
+        if ratio.source == "modelled":
+            sentence += " [energy modelled, not measured]"
+    sentence += f"; {treatment}: {treat.count_text}, {reference}: {ref.count_text}"
+    if missed := treat.not_reached + ref.not_reached:
+        sentence += f"; not reached by {_runs_text(missed)}"
+    if unknown := treat.unknown + ref.unknown:
+        sentence += f"; energy unknown for {_runs_text(unknown)} ({'; '.join(r.unknown or '' for r in unknown)})"
+    return TargetComparison(target, treat, ref, ratio, ratio.n if ratio is not None else 0, error, sentence)

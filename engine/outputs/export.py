@@ -591,6 +591,7 @@ def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) 
                 "f1_macro": est(s.f1),
                 "phase_net_j": {p: est(e) for p, e in s.phase_net_j.items()},
                 "phase_duration_s": {p: est(e) for p, e in s.durations.items()},
+                **({"energy_to_target": s.to_target.as_dict()} if s.to_target is not None else {}),
             }
             for s in stats
         ],
@@ -599,7 +600,7 @@ def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) 
                 **{
                     k: v
                     for k, v in asdict(c).items()
-                    if k not in ("train_ratio", "test_ratio", "accuracy_diff_points", "pretrain_j")
+                    if k not in ("train_ratio", "test_ratio", "accuracy_diff_points", "pretrain_j", "to_target")
                 },
                 "train_energy_ratio": est(c.train_ratio),
                 "inference_energy_ratio": est(c.test_ratio),
@@ -610,6 +611,7 @@ def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) 
                 if c.break_even_runs is None or math.isinf(c.break_even_runs)
                 else c.break_even_runs,
                 "pays_back": None if c.break_even_runs is None else not math.isinf(c.break_even_runs),
+                **({"energy_to_target": c.to_target.as_dict()} if c.to_target is not None else {}),
             }
             for c in comparisons
         ],

@@ -15,7 +15,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.analysis.stats import Comparison, ConfigStats, Estimate
+from engine.analysis.stats import Comparison, ConfigStats, Estimate, target_text
 from engine.core.energy import CONTENDED_SHARE
 from engine.core.events import PHASES as PHASE_ORDER
 from engine.core.records import BASELINE_PHASES, PhaseTotal, RunSummary
@@ -295,7 +295,79 @@ def comparison_table(
 
 def verdicts(comparisons: list[Comparison]) -> Group:
     lines = [Text.assemble((f"{c.group}: ", "bold"), c.verdict + ".") for c in comparisons]
+    lines += [Text.assemble((f"{c.group}: ", "bold"), c.to_target.verdict + ".") for c in comparisons if c.to_target]
     return Group(*lines)
+
+
+def target_table(stats: list[ConfigStats], narrow: bool = False) -> Table:
+    """Energy to a target accuracy per configuration (the stats made with one): how many trials
+    reached it, the mean and interval of their joules; the runs that did not are named under it."""
+    targets = [(s, t) for s in stats if (t := s.to_target) is not None]
+    est = _EstimateStyle(symmetric=True, stacked=narrow)
+    rows = [
+        [short_key(s.key, s.synthetic, narrow), f"{len(t.reached)} of {len(t.runs)}", fmt_estimate(t.joules, **est)]
+        for s, t in targets
+    ]
+    headers = ["configuration", "reached", "gross J to target"] if not narrow else ["config", "reached", "J to target"]
+    title = f"Energy to {target_text(targets[0][1].target) if targets else 'a target'} validation accuracy"
+    table = _table(title, headers, rows, labels=1, narrow=narrow)
+    notes = [
+        "J: gross joules of training (train, then pruning's fine-tuning) until validation accuracy first "
+        "reached the target, linear between the epochs that bracket it; mean ± 95 % CI half-width over the "
+        "trials that reached it (the others are named, never counted as zero)"
+    ]
+    for s, t in targets:
+        key = short_key(s.key, s.synthetic, narrow)
+        if t.not_reached:
+            notes.append(f"{key}: not reached by " + ", ".join(f"{r.run_id} (seed {r.seed})" for r in t.not_reached))
+        if t.unknown:
+            notes.append(f"{key}: energy unknown for " + ", ".join(f"{r.run_id} ({r.unknown})" for r in t.unknown))
+    sources = {t.joules.source for _, t in targets if t.joules is not None and t.joules.source}
+    notes += [SOURCE_NOTE[x] for x in ("counter", "polled", "modelled") if x in sources]
+    if narrow:
+        notes.append(ABBREV_NOTE)
+    table.caption = "\n".join(notes)
+    table.caption_justify = "left"
+    return table
+
+
+def target_comparison_table(comparisons: list[Comparison], narrow: bool = False) -> Table:
+    """Energy to a target accuracy, treatment against reference, paired by seed: the ratio over
+    the pairs where both runs reached it, and how many trials of each side did."""
+    targets = [(c, t) for c in comparisons if (t := c.to_target) is not None]
+    rows = []
+    for c, t in targets:
+        what = (
+            f"{abbreviate(c.treatment)}\nvs {abbreviate(c.reference)}" if narrow else f"{c.treatment} vs {c.reference}"
+        )
+        if t.ratio is not None:
+            ratio = fmt_estimate(t.interval, suffix="x", stacked=narrow)
+        else:
+            ratio = "not reached" if t.treatment.not_reached or t.reference.not_reached else "unknown"
+        rows.append(
+            [
+                short_key(c.group, c.synthetic, narrow),
+                what,
+                str(t.pairs),
+                ratio,
+                f"{len(t.treatment.reached)} of {len(t.treatment.runs)}",
+                f"{len(t.reference.reached)} of {len(t.reference.runs)}",
+            ]
+        )
+    headers = ["held fixed", "comparison", "n", "energy to target", "treatment reached", "reference reached"]
+    if narrow:
+        headers = ["group", "compared", "n", "E to target", "treat reached", "ref reached"]
+    title = f"Energy to {target_text(targets[0][1].target) if targets else 'a target'} (paired by seed)"
+    table = _table(title, headers, rows, labels=2, narrow=narrow)
+    table.caption = (
+        "energy to target: treatment/reference ratio of the gross joules of training until validation accuracy "
+        "first reached it, geometric mean [95 % CI widened by the meters' error], over the n pairs where both "
+        "runs reached it; pairs where one did not are named in the verdicts"
+    )
+    if narrow:
+        table.caption += "\n" + ABBREV_NOTE
+    table.caption_justify = "left"
+    return table
 
 
 def run_table(summary: RunSummary) -> Table:
