@@ -1,0 +1,1 @@
+"""Trainer callbacks: JouleLab metering inside Lightning and the Hugging Face Trainer."""
