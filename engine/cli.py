@@ -172,8 +172,10 @@ def load_plan(
 ) -> tuple[Preset, list[PlannedRun]]:
     """The one way a command turns a preset and its options into runs: --data-dir, --tdp and
     --device override the preset's settings, --only keeps some configurations. One line and exit 2
-    when that leaves nothing to run."""
-    from engine.orchestrate.presets import filter_plan, parse_only
+    when that leaves nothing to run. The runs are counted before they are made: a plan of more
+    than MAX_PLAN_RUNS is made only when a person at a terminal confirms it, and refused in one
+    line without a terminal."""
+    from engine.orchestrate.presets import MAX_PLAN_RUNS, filter_plan, parse_only
 
     overrides: dict[str, Any] = {"logs_dir": str(logs_dir)}
     if data_dir is not None:
@@ -183,10 +185,21 @@ def load_plan(
     if device is not None:
         overrides["device"] = device
     loaded = presets_mod.load(preset, overrides)
-    plan = filter_plan(loaded.plan(trials), parse_only(only or []))
-    if not plan:
+    filters = parse_only(only or [])
+    count = loaded.count(trials, filters)
+    if not count:
         raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
-    return loaded, plan
+    if count > MAX_PLAN_RUNS:
+        configs, n = len(loaded.kept(filters)), trials or loaded.trials
+        size = f"preset {loaded.name!r} makes {count} runs ({configs} configurations x {n} trials)"
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise fail(
+                f"{size}, more than {MAX_PLAN_RUNS} at once; none was started: lower --trials, keep "
+                "fewer configurations with --only, or start it from a terminal to confirm"
+            )
+        if not typer.confirm(f"{size}, more than {MAX_PLAN_RUNS}: start them?", default=False, err=True):
+            raise fail("not started")
+    return loaded, filter_plan(loaded.iter_plan(trials), filters)
 
 
 @app.callback(invoke_without_command=True)
@@ -311,6 +324,11 @@ def run(
     from engine.core.run_files import check_writable
 
     check_writable(logs_dir)
+    filters = parse_only(only or [])
+    seconds, how = loaded.estimate(trials, filters, presets_mod.past_run_seconds(logs_dir))
+    (console if output == OutputFormat.human else err_console).print(
+        presets_mod.plan_line(len(plan), seconds, how), highlight=False, markup=False, soft_wrap=True
+    )
 
     metrics = metrics_observers(metrics_port or loaded.metrics_port, metrics_addr or loaded.metrics_addr)
     mlflow = None
