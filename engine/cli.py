@@ -1,7 +1,8 @@
 """The joulelab command line's headless commands. `joulelab` itself (tui/cli.py) adds the lab,
 opened with no command; `python -m engine.cli` is these commands alone and prints help without one.
 
-Exit codes (engine/errors.py): 0 ok, 1 a run failed, 2 bad usage or input, 130 interrupted. A
+Exit codes (engine/core/errors.py): 0 ok, 1 a run failed, 2 bad usage or input, 130 interrupted
+(SIGINT), 143 terminated (SIGTERM), 129 hung up (SIGHUP: the run left going, the plan to resume). A
 JouleLabError raised by any command becomes one line on stderr and its exit code (JouleLabGroup);
 no tracebacks for anything a user can fix.
 """
@@ -67,7 +68,7 @@ class Executor(str, Enum):
 
 def warn(message: str) -> None:
     """One line on stderr about something skipped or ignored; the command goes on."""
-    err_console.print(f"joulelab: {message}", highlight=False, markup=False)
+    err_console.print(f"joulelab: {message}", highlight=False, markup=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -172,8 +173,10 @@ def load_plan(
 ) -> tuple[Preset, list[PlannedRun]]:
     """The one way a command turns a preset and its options into runs: --data-dir, --tdp and
     --device override the preset's settings, --only keeps some configurations. One line and exit 2
-    when that leaves nothing to run."""
-    from engine.orchestrate.presets import filter_plan, parse_only
+    when that leaves nothing to run. The runs are counted before they are made: a plan of more
+    than MAX_PLAN_RUNS is made only when a person at a terminal confirms it, and refused in one
+    line without a terminal."""
+    from engine.orchestrate.presets import MAX_PLAN_RUNS, filter_plan, parse_only
 
     overrides: dict[str, Any] = {"logs_dir": str(logs_dir)}
     if data_dir is not None:
@@ -183,10 +186,21 @@ def load_plan(
     if device is not None:
         overrides["device"] = device
     loaded = presets_mod.load(preset, overrides)
-    plan = filter_plan(loaded.plan(trials), parse_only(only or []))
-    if not plan:
+    filters = parse_only(only or [])
+    count = loaded.count(trials, filters)
+    if not count:
         raise fail(f"--only {' '.join(only or [])} leaves no configuration of preset {loaded.name!r} to run")
-    return loaded, plan
+    if count > MAX_PLAN_RUNS:
+        configs, n = len(loaded.kept(filters)), trials or loaded.trials
+        size = f"preset {loaded.name!r} makes {count} runs ({configs} configurations x {n} trials)"
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise fail(
+                f"{size}, more than {MAX_PLAN_RUNS} at once; none was started: lower --trials, keep "
+                "fewer configurations with --only, or start it from a terminal to confirm"
+            )
+        if not typer.confirm(f"{size}, more than {MAX_PLAN_RUNS}: start them?", default=False, err=True):
+            raise fail("not started")
+    return loaded, filter_plan(loaded.iter_plan(trials), filters)
 
 
 @app.callback(invoke_without_command=True)
@@ -301,7 +315,7 @@ def run(
     if resume:
         from engine.orchestrate.plan_runner import resume_latest_plan
 
-        raise typer.Exit(1 if resume_latest_plan(logs or default_logs_dir(), console) else 0)
+        raise typer.Exit(resume_latest_plan(logs or default_logs_dir(), console, warn))
     if preset is None:
         raise fail("give a preset to run (quick, paper, ... or a .toml file), or --resume")
 
@@ -311,6 +325,11 @@ def run(
     from engine.core.run_files import check_writable
 
     check_writable(logs_dir)
+    filters = parse_only(only or [])
+    seconds, how = loaded.estimate(trials, filters, presets_mod.past_run_seconds(logs_dir))
+    (console if output == OutputFormat.human else err_console).print(
+        presets_mod.plan_line(len(plan), seconds, how), highlight=False, markup=False, soft_wrap=True
+    )
 
     metrics = metrics_observers(metrics_port or loaded.metrics_port, metrics_addr or loaded.metrics_addr)
     mlflow = None
@@ -352,16 +371,7 @@ def run(
         )
         outcomes = result.outcomes
     if result.interrupted:
-        cancelled = next((o for o in reversed(outcomes) if o.status != "complete"), None)
-        what = f"run {cancelled.run_id} was cancelled" if cancelled else "no run had started"
-        err_console.print(
-            f"interrupted: {what}; its partial log is kept and no further run started "
-            f"(see `joulelab runs --logs {logs_dir}`)",
-            highlight=False,
-            soft_wrap=True,
-            markup=False,
-        )
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupted_exit(result, logs_dir))
     summaries = [s for o in outcomes if (s := load_summary(o.run_path)) is not None]
     from engine.analysis.calibrate import load_noise_floor
     from engine.analysis.stats import compare, config_stats
@@ -397,6 +407,22 @@ def run(
     if failed and all(o.exit_code == EXIT_USAGE for o in failed):
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_RUN_FAILED if failed else EXIT_OK)
+
+
+def interrupted_exit(result: PlanResult, logs_dir: Path) -> int:
+    """Say in one line how a signal ended the plan (SIGINT, SIGTERM: the run cancelled; SIGHUP: left
+    going, the plan to resume) and return the exit code it ends with."""
+    import signal
+
+    from engine.orchestrate.plan_runner import EXIT_FOR_SIGNAL, interrupted_line
+
+    sig = result.signal or signal.SIGINT
+    cancelled = next((o.run_id for o in reversed(result.outcomes) if o.status == "cancelled"), None)
+    try:  # after a hangup the terminal may be gone
+        err_console.print(interrupted_line(sig, logs_dir, cancelled), highlight=False, soft_wrap=True, markup=False)
+    except OSError:
+        pass
+    return EXIT_FOR_SIGNAL[sig]
 
 
 def _until_clear(
@@ -441,7 +467,7 @@ def _until_clear(
         outcomes += more.outcomes
         done += 1
         if more.interrupted:
-            return PlanResult(outcomes, True, result.batch), None
+            return PlanResult(outcomes, True, result.batch, more.signal), None
 
 
 def run_on_slurm(
@@ -1037,8 +1063,10 @@ def calibrate(
         err_console.print(f"note: {pairs} pairs give a rough floor; use --pairs {MIN_PAIRS} or more", highlight=False)
     result = asyncio.run(execute_plan(plan, console))
     if result.interrupted:
+        from engine.orchestrate.plan_runner import EXIT_FOR_SIGNAL
+
         err_console.print("interrupted: calibration not saved", highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_FOR_SIGNAL[result.signal] if result.signal else EXIT_INTERRUPTED)
     summaries = [s for o in result.outcomes if (s := load_summary(o.run_path)) is not None]
     try:
         record = analyse(summaries)

@@ -147,9 +147,7 @@ def _plan(tmp_path: Path, n: int) -> tuple[list[PlanStep], Path]:
         PlanStep(spec_from_dict({**tiny_spec(tmp_path), "run_id": f"plan-run-{i}", "seed": i}), "synthetic/small")
         for i in range(n)
     ]
-    items = [
-        {"spec": s.spec.to_dict(), "label": f"run {i}", "config": s.config, "pair": None} for i, s in enumerate(steps)
-    ]
+    items = [plans.PlanItem(spec=s.spec.to_dict(), label=f"run {i}", config=s.config) for i, s in enumerate(steps)]
     path = plans.record_plan(tmp_path, "plan-1", "two runs", "lab", items)
     assert path is not None
     return [replace(s, plan_index=i) for i, s in enumerate(steps)], path

@@ -413,8 +413,12 @@ class JouleLabApp(App[None]):
         """Runs going in the logs directory (to follow) and, with `offer_plans`, unfinished plans."""
         from engine.store.run_log import list_runs
 
-        interrupted = plan_store.interrupted_plans(self.logs_dir) if offer_plans else []
+        interrupted = plan_store.interrupted_plans(self.logs_dir, self._damaged_plan) if offer_plans else []
         self.post_message(LogsScanned(plan_store.running_runs(self.logs_dir), interrupted, list_runs(self.logs_dir)))
+
+    def _damaged_plan(self, path: Path, line: str) -> None:
+        """A plan file that cannot be read is skipped, and said so in one line (from the scan's thread)."""
+        self.call_from_thread(self.notify, line, title="Damaged plan file", severity="warning", timeout=10)
 
     @work(thread=True, group="records", exclusive=True, exit_on_error=False)
     def scan_records(self) -> None:

@@ -189,16 +189,16 @@ def resumed_plan(interrupted: InterruptedPlan, run_id: Callable[[], str]) -> Run
 
     items = []
     for rest in interrupted.remaining:
-        fields = dict(rest.item["spec"])
+        fields = dict(rest.item.spec)
         if not rest.follow:
             fields["run_id"] = run_id()
         spec = spec_from_dict(fields, str(interrupted.path))
         items.append(
             PlanItem(
                 spec,
-                rest.item["label"],
-                rest.item["config"],
-                rest.item.get("pair"),
+                rest.item.label,
+                rest.item.config,
+                rest.item.pair,
                 follow=rest.follow,
                 plan_index=rest.index,
             )

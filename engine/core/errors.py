@@ -7,8 +7,11 @@ place; code that handles one kind of error differently still catches that class 
 
 from __future__ import annotations
 
-# The command line's exit codes: 0 ok, 1 a run failed, 2 bad usage or input, 130 interrupted.
+# The command line's exit codes: 0 ok, 1 a run failed, 2 bad usage or input, 130 interrupted
+# (SIGINT, Ctrl-C); 143 terminated (SIGTERM) and 129 hung up (SIGHUP): 128 + the signal's
+# number, as a shell reports a process the signal ended.
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_HANGUP, EXIT_TERMINATED = 129, 143
 
 
 class JouleLabError(Exception):

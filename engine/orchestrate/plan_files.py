@@ -14,12 +14,13 @@ The leading dot keeps the folder out of the run listing (engine.store.run_log.RU
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from engine.core.process import process_started, same_process_alive
 from engine.core.run_files import RUN_JSON, atomic_write_json
@@ -39,44 +40,100 @@ def running_runs(logs_dir: Path) -> list[Path]:
 
 
 # -- the plan file --------------------------------------------------------------------------------
-def record_plan(logs_dir: Path, plan_id: str, title: str, source: str, items: list[dict[str, Any]]) -> Path | None:
-    """Write a new plan (items: spec dict, label, config, pair) owned by this process. None when
-    the logs directory cannot be written: the plan runs unrecorded, and its first run says why."""
-    path = Path(logs_dir) / PLANS_DIR / f"{plan_id}.json"
+PlanState = Literal["running", "finished", "stopped", "left"]
+
+
+class PlanOwner(msgspec.Struct, kw_only=True):
+    """The process that runs the plan (pid and its start time, so a reused pid is not taken for it)."""
+
+    pid: int | None = None
+    pid_started: float | None = None
+
+
+class PlanItem(msgspec.Struct, kw_only=True):
+    """One run of the plan: the spec it runs with, and how it went (status None: not ended)."""
+
+    spec: dict[str, Any]
+    config: str
+    label: str = ""
+    pair: str | None = None
+    run_id: str | None = None
+    status: str | None = None
+
+
+class PlanRecord(msgspec.Struct, kw_only=True):
+    """A plan file, as written and as read back (validated: a damaged file is refused, not guessed at)."""
+
+    plan_id: str
+    title: str
+    source: str = "cli"
+    created: str | None = None
+    owner: PlanOwner = msgspec.field(default_factory=PlanOwner)
+    state: PlanState
+    items: list[PlanItem]
+
+
+class DamagedPlanFile(Exception):
+    """A plan file that cannot be read as one; its message says what is wrong, in one line."""
+
+
+def read_plan(path: Path) -> PlanRecord:
+    """The plan file at `path`, validated; DamagedPlanFile (why, in a few words) when it is not one."""
     try:
-        atomic_write_json(
-            path,
-            {
-                "plan_id": plan_id,
-                "title": title,
-                "source": source,
-                "created": now_stamp(),
-                "owner": {"pid": os.getpid(), "pid_started": process_started(os.getpid())},
-                "state": "running",
-                "items": [{"run_id": item["spec"].get("run_id"), "status": None, **item} for item in items],
-            },
-        )
+        return msgspec.json.decode(path.read_bytes(), type=PlanRecord)
+    except OSError as exc:
+        raise DamagedPlanFile(f"cannot be read ({exc.strerror or exc})") from None
+    except msgspec.ValidationError as exc:
+        raise DamagedPlanFile(f"not a plan ({exc})") from None
+    except msgspec.DecodeError as exc:
+        raise DamagedPlanFile(f"not valid JSON, truncated? ({exc})") from None
+
+
+def damaged_line(path: Path, why: str) -> str:
+    """What the CLI and the lab say of a damaged plan file: one line, with what to do."""
+    return f"plan file {path} is damaged: {why}; skipped (move it aside or delete it)"
+
+
+def record_plan(logs_dir: Path, plan_id: str, title: str, source: str, items: list[PlanItem]) -> Path | None:
+    """Write a new plan owned by this process. None when the logs directory cannot be written:
+    the plan runs unrecorded, and its first run says why."""
+    path = Path(logs_dir) / PLANS_DIR / f"{plan_id}.json"
+    record = PlanRecord(
+        plan_id=plan_id,
+        title=title,
+        source=source,
+        created=now_stamp(),
+        owner=_this_process(),
+        state="running",
+        items=[msgspec.structs.replace(item, run_id=item.spec.get("run_id"), status=None) for item in items],
+    )
+    try:
+        atomic_write_json(path, msgspec.to_builtins(record))
     except OSError:
         return None
     return path
 
 
-def _update(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Change the plan file; a record that cannot be read or written is left as it is (the runs
-    themselves are logged by their workers either way)."""
+def _this_process() -> PlanOwner:
+    return PlanOwner(pid=os.getpid(), pid_started=process_started(os.getpid()))
+
+
+def _update(path: Path, change: Callable[[PlanRecord], None]) -> None:
+    """Change the plan file; a record that cannot be read (damaged) or written is left as it is
+    (the runs themselves are logged by their workers either way)."""
     try:
-        data = json.loads(path.read_text())
-        change(data)
-        atomic_write_json(path, data)
-    except (OSError, ValueError):
+        record = read_plan(path)
+        change(record)
+        atomic_write_json(path, msgspec.to_builtins(record))
+    except (OSError, DamagedPlanFile, IndexError):
         pass
 
 
 def mark_item(path: Path, index: int, run_id: str, status: str | None) -> None:
     """Item `index` runs as `run_id` (status None while it runs) or ended with `status`."""
 
-    def change(data: dict[str, Any]) -> None:
-        data["items"][index].update(run_id=run_id, status=status)
+    def change(record: PlanRecord) -> None:
+        record.items[index].run_id, record.items[index].status = run_id, status
 
     _update(path, change)
 
@@ -84,19 +141,18 @@ def mark_item(path: Path, index: int, run_id: str, status: str | None) -> None:
 def take_over(path: Path) -> None:
     """This process now runs the plan (resuming it)."""
 
-    def change(data: dict[str, Any]) -> None:
-        data["owner"] = {"pid": os.getpid(), "pid_started": process_started(os.getpid())}
-        data["state"] = "running"
+    def change(record: PlanRecord) -> None:
+        record.owner, record.state = _this_process(), "running"
 
     _update(path, change)
 
 
-def close_plan(path: Path, state: str) -> None:
+def close_plan(path: Path, state: PlanState) -> None:
     """finished (every run ended), stopped (cancelled by the user, or set aside) or left (the user
     quit and left the run going: the rest is offered next time)."""
 
-    def change(data: dict[str, Any]) -> None:
-        data["state"] = state
+    def change(record: PlanRecord) -> None:
+        record.state = state
 
     _update(path, change)
 
@@ -106,7 +162,7 @@ class Remaining:
     """One run an interrupted plan still needs: `follow` when its worker still runs."""
 
     index: int
-    item: dict[str, Any]  # as the plan file holds it: spec, label, config, pair, run_id, status
+    item: PlanItem  # as the plan file holds it
     follow: bool
 
 
@@ -130,35 +186,39 @@ class InterruptedPlan:
         )
 
 
-def interrupted_plans(logs_dir: Path) -> list[InterruptedPlan]:
-    """Plans whose owner is gone while runs remain, newest first."""
+def interrupted_plans(logs_dir: Path, on_damaged: Callable[[Path, str], None] | None = None) -> list[InterruptedPlan]:
+    """Plans whose owner is gone while runs remain, newest first. A damaged plan file is skipped,
+    and `on_damaged(path, one line)` says so (damaged_line)."""
     folder = Path(logs_dir) / PLANS_DIR
     if not folder.is_dir():
         return []
     found = []
     for path in sorted(folder.glob("*.json"), reverse=True):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            record = read_plan(path)
+        except DamagedPlanFile as exc:
+            if on_damaged is not None:
+                on_damaged(path, damaged_line(path, str(exc)))
             continue
-        owner = data.get("owner") or {}
-        state = data.get("state")
-        if state not in ("running", "left"):
+        owner = record.owner
+        if record.state not in ("running", "left"):
             continue
-        if state == "running" and same_process_alive(owner.get("pid"), owner.get("pid_started")):
+        if record.state == "running" and same_process_alive(owner.pid, owner.pid_started):
             continue
-        remaining = []
-        for index, item in enumerate(data.get("items", [])):
-            status = item.get("status")
-            if status is None and item.get("run_id"):
-                status = run_status(Path(logs_dir) / item["run_id"])
+        remaining, ended = [], {}
+        for index, item in enumerate(record.items):
+            status = item.status
+            if status is None and item.run_id:
+                status = run_status(Path(logs_dir) / item.run_id)
+                if status not in (None, "running"):
+                    ended[index] = (item.run_id, status)  # it ended after its session did: say so
             if status == "complete":
                 continue
             remaining.append(Remaining(index, item, follow=status == "running"))
+        for index, (run_id, status) in ended.items():
+            mark_item(path, index, run_id, status)
         if remaining:
-            found.append(
-                InterruptedPlan(path, data.get("title", path.stem), len(data.get("items", [])), tuple(remaining))
-            )
+            found.append(InterruptedPlan(path, record.title, len(record.items), tuple(remaining)))
         else:
             close_plan(path, "finished")  # its last run ended after the session did
     return found

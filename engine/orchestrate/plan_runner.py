@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Protocol
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from engine.core.errors import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED
 from engine.core.events import (
     AnyEvent,
     Done,
@@ -228,7 +229,8 @@ class PlanRunner:
             replace(step, spec=replace(step.spec, run_id=step.spec.run_id or new_run_id())) for step in self.steps
         ]
         items = [
-            {"spec": self._spec(s).to_dict(), "label": s.label, "config": s.config, "pair": s.pair} for s in self.steps
+            plan_store.PlanItem(spec=self._spec(s).to_dict(), label=s.label, config=s.config, pair=s.pair)
+            for s in self.steps
         ]
         first = self.steps[0].spec
         self.plan_file = plan_store.record_plan(Path(first.logs_dir), first.run_id, self.title, self.source, items)
@@ -349,8 +351,68 @@ class PlanRunner:
 @dataclass
 class PlanResult:
     outcomes: list[RunOutcome]
-    interrupted: bool  # Ctrl-C: the current run was cancelled and the rest of the plan skipped
+    interrupted: bool  # a signal stopped the plan: the rest of it did not start
     batch: str = ""
+    signal: signal.Signals | None = None  # which one (PlanSignals); None: no signal came
+
+    @property
+    def left_running(self) -> bool:
+        """SIGHUP: the current run was left to finish and the plan to resume."""
+        return self.signal == signal.SIGHUP
+
+
+EXIT_FOR_SIGNAL = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED, signal.SIGHUP: EXIT_HANGUP}
+
+
+class PlanSignals:
+    """What a headless plan does on the signals a person, a scheduler or a dropped session sends.
+
+    SIGINT (Ctrl-C) and SIGTERM (`kill`, `timeout`, systemd, Slurm) cancel the plan: the current
+    worker's process group gets SIGTERM, then SIGKILL, its partial log is kept and nothing more
+    starts. SIGHUP (the SSH session dropped) leaves the current run going (its worker is in its
+    own session and finishes its own log without a reader), marks the plan left so `joulelab run
+    --resume` finishes it, and stops the task that follows the plan (`hung_up` then). The first
+    signal decides; later ones only repeat a cancel.
+    """
+
+    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, runner: PlanRunner) -> None:
+        self.runner = runner
+        self.received: signal.Signals | None = None
+        self._task: asyncio.Task[object] | None = None
+
+    @property
+    def hung_up(self) -> bool:
+        return self.received == signal.SIGHUP
+
+    def __enter__(self) -> PlanSignals:
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        for sig in self.HANDLED:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.HANDLED:
+            loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.hung_up:
+            return  # left: nothing to cancel any more
+        first = self.received = self.received or sig
+        if first == signal.SIGHUP:
+            self.runner.leave_running()
+            if self._task is not None:
+                self._task.cancel()
+        else:
+            self.runner.cancel()
+
+    def stopped_following(self) -> None:
+        """The task caught the cancel that SIGHUP sent it, and ends normally."""
+        if self._task is not None:
+            self._task.uncancel()
 
 
 async def execute_plan(
@@ -368,33 +430,43 @@ async def execute_plan(
     --resume` can finish it if this process goes away. `observers` watch the runs (PlanRunner):
     live Prometheus metrics until the plan ends, each run logged to MLflow as soon as it has ended.
 
-    Ctrl-C (SIGINT) is handled here, explicitly: it cancels the plan (the current worker's process
-    group gets SIGTERM, then SIGKILL), the cancelled run's outcome (partial energy kept) is
-    recorded, and no further run starts. `batch` continues an earlier plan's batch (more trials of
-    the same run).
+    Signals are handled here, explicitly (PlanSignals): SIGINT and SIGTERM cancel the plan (the
+    cancelled run's outcome, partial energy kept, is recorded and no further run starts); SIGHUP
+    leaves the current run going and the plan recorded as left, to resume. `batch` continues an
+    earlier plan's batch (more trials of the same run).
     """
     batch = batch or new_run_id()
     steps = [PlanStep(p.spec, p.config.key, label=p.label, pair=p.pair) for p in plan]
     runner = PlanRunner(steps, batch=batch, title=title, source="cli", observers=observers)
     view = _PlanProgress(plan, console) if console is not None else None
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, runner.cancel)
     outcomes: list[RunOutcome] = []
+    with PlanSignals(runner) as signals:
+        try:
+            async with aclosing(runner.updates()) as updates:
+                async for update in updates:
+                    match update:
+                        case PlanStarted(metrics_url=url) if url is not None and console is not None:
+                            console.print(f"serving live metrics at {url}", highlight=False)
+                        case RunEnded(outcome=outcome):
+                            outcomes.append(outcome)
+                    if view is not None:
+                        view.show(update)
+        except asyncio.CancelledError:
+            if not signals.hung_up:
+                raise
+            signals.stopped_following()
+        finally:
+            if view is not None:
+                _quietly(view.stop)  # after a hangup the terminal may be gone
+    return PlanResult(outcomes, runner.cancelled or signals.hung_up, batch, signals.received)
+
+
+def _quietly(write: Callable[[], object]) -> None:
+    """Write to a terminal that may have gone with the session (SIGHUP): EIO is not an error here."""
     try:
-        async with aclosing(runner.updates()) as updates:
-            async for update in updates:
-                match update:
-                    case PlanStarted(metrics_url=url) if url is not None and console is not None:
-                        console.print(f"serving live metrics at {url}", highlight=False)
-                    case PlanEnded():
-                        outcomes = update.outcomes
-                if view is not None:
-                    view.show(update)
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        if view is not None:
-            view.stop()
-    return PlanResult(outcomes, runner.cancelled, batch)
+        write()
+    except OSError:
+        pass
 
 
 def run_progress(console: Console, *, counts: bool) -> Progress:
@@ -459,51 +531,87 @@ class _PlanProgress:
         self.progress.stop()
 
 
-def resume_latest_plan(logs_dir: Path, console: Console | None = None) -> int:
+def resume_latest_plan(
+    logs_dir: Path, console: Console | None = None, warn: Callable[[str], None] | None = None
+) -> int:
     """`joulelab run --resume`: finish the newest interrupted plan in this logs directory, following
-    a run that is still going and starting the rest (through PlanRunner, which marks
-    each run in the plan file, takes it over and closes it). Returns the number of runs that did not complete
-    (0 when there was nothing to resume or everything completed)."""
+    a run that is still going and starting the rest (through PlanRunner, which marks each run in
+    the plan file, takes it over and closes it). The runs go to `logs_dir`, where the plan file
+    lies, whatever directory the plan recorded (it may have been moved, or named relatively from
+    elsewhere). A damaged plan file is skipped and named through `warn`. Signals as in
+    execute_plan (PlanSignals). Returns the exit code: 0 when there was nothing to resume or
+    everything completed, 1 when a run did not complete, EXIT_FOR_SIGNAL of a signal that came."""
     from engine.core.spec import new_run_id, spec_from_dict
 
     def say(text: str) -> None:
         if console is not None:
-            console.print(text)
+            _quietly(lambda: console.print(text, highlight=False, markup=False, soft_wrap=True))
 
-    plans = plan_store.interrupted_plans(logs_dir)
+    plans = plan_store.interrupted_plans(logs_dir, on_damaged=lambda _path, line: warn(line) if warn else None)
     if not plans:
         say(f"no interrupted plan in {logs_dir}")
         return 0
     plan = plans[0]
     say(f"resuming {plan.describe()}")
+    recorded = {rest.item.spec.get("logs_dir") for rest in plan.remaining} - {None}
+    if any(Path(str(d)).resolve() != Path(logs_dir).resolve() for d in recorded):
+        named = ", ".join(sorted(map(str, recorded)))
+        say(f"the plan named {named} for its runs; they go to {logs_dir}, where the plan lies")
     steps = []
     for rest in plan.remaining:
         # a run still going is followed where it is; the others start afresh with a new id
-        where = {"run_id": rest.item["run_id"], "logs_dir": str(logs_dir)} if rest.follow else {"run_id": new_run_id()}
-        spec = spec_from_dict({**rest.item["spec"], **where}, "resumed plan")
+        run_id = rest.item.run_id if rest.follow else new_run_id()
+        spec = spec_from_dict({**rest.item.spec, "run_id": run_id, "logs_dir": str(logs_dir)}, str(plan.path))
         steps.append(
             PlanStep(
                 spec,
-                rest.item["config"],
+                rest.item.config,
                 follow=rest.follow,
                 plan_index=rest.index,
-                label=rest.item.get("label", ""),
-                pair=rest.item.get("pair"),
+                label=rest.item.label,
+                pair=rest.item.pair,
             )
         )
 
     async def run() -> int:
-        failed = 0
-        async with aclosing(PlanRunner(steps, plan_file=plan.path).updates()) as updates:
-            async for update in updates:
-                match update:
-                    case RunStarted(index=index, run_id=run_id):
-                        rest = plan.remaining[index]
-                        doing = "waiting for" if rest.follow else "running"
-                        say(f"{doing} {rest.item['label']} ({run_id})" + (", still running" if rest.follow else ""))
-                    case RunEnded(outcome=outcome):
-                        failed += outcome.status != "complete"
-                        say(f"  {outcome.status}")
-        return failed
+        failed, cancelled = 0, None
+        runner = PlanRunner(steps, plan_file=plan.path)
+        with PlanSignals(runner) as signals:
+            try:
+                async with aclosing(runner.updates()) as updates:
+                    async for update in updates:
+                        match update:
+                            case RunStarted(index=index, run_id=run_id):
+                                rest = plan.remaining[index]
+                                doing = "waiting for" if rest.follow else "running"
+                                say(
+                                    f"{doing} {rest.item.label} ({run_id})" + (", still running" if rest.follow else "")
+                                )
+                            case RunEnded(outcome=outcome):
+                                failed += outcome.status != "complete"
+                                cancelled = outcome.run_id if outcome.status == "cancelled" else cancelled
+                                say(f"  {outcome.status}")
+            except asyncio.CancelledError:
+                if not signals.hung_up:
+                    raise
+                signals.stopped_following()
+        if signals.received is not None:
+            say(interrupted_line(signals.received, logs_dir, cancelled))
+            return EXIT_FOR_SIGNAL[signals.received]
+        return 1 if failed else 0
 
     return asyncio.run(run())
+
+
+def interrupted_line(sig: signal.Signals, logs_dir: Path, cancelled_run: str | None = None) -> str:
+    """The one line a headless plan ends with when a signal stopped it (PlanSignals)."""
+    if sig == signal.SIGHUP:
+        return (
+            f"hangup: the run going now finishes on its own; the rest of the plan waits for "
+            f"`joulelab run --resume --logs {logs_dir}`"
+        )
+    what = f"run {cancelled_run} was cancelled" if cancelled_run else "no run had started"
+    return (
+        f"{'interrupted' if sig == signal.SIGINT else 'terminated'}: {what}; its partial log is kept and no "
+        f"further run started (see `joulelab runs --logs {logs_dir}`)"
+    )

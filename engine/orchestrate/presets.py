@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import tomllib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,11 @@ PRESET_KEYS = (
     "metrics_addr",
 )
 MAX_TRIALS = 1000  # seeds per configuration, in a preset or on the command line
+# A plan of more runs than this is started only when a person at a terminal confirms it
+# (engine.cli.load_plan); without a terminal it is refused. Counting never expands the plan.
+MAX_PLAN_RUNS = 1000
+# What a run costs beyond its phases: starting the worker (imports, data) and writing its log, s.
+RUN_OVERHEAD_S = 2.0
 # Keys the matrix and the preset itself own; settings may not set them.
 RESERVED = {"dataset", "size", "mode", "transfer_head", "seed", "run_id", "preset", "config", "batch"}
 
@@ -143,19 +149,53 @@ class Preset:
         return f"preset {self.name}: {runs} run{'s' if runs != 1 else ''}"
 
     def plan(self, trials: int | None = None) -> list[PlannedRun]:
+        """Runs in execution order (see iter_plan), as a list."""
+        return list(self.iter_plan(trials))
+
+    def iter_plan(self, trials: int | None = None) -> Iterator[PlannedRun]:
         """Runs in execution order: per comparison group, trial by trial, every mode in turn, so
-        that paired runs happen close together in time (same thermal state, same background)."""
+        that paired runs happen close together in time (same thermal state, same background).
+        One at a time: memory does not grow with the number of runs."""
         n = trials or self.trials
         groups: dict[str, list[Config]] = {}
         for c in self.configs:
             groups.setdefault(c.group, []).append(c)
-        out = []
         for members in groups.values():
             for trial in range(n):
                 for c in members:
                     base = self.specs[c.key]
-                    out.append(PlannedRun(c, trial, replace(base, seed=base.seed + trial)))
-        return out
+                    yield PlannedRun(c, trial, replace(base, seed=base.seed + trial))
+
+    def kept(self, only: dict[str, set[str]]) -> list[Config]:
+        """The configurations `--only` keeps (parse_only)."""
+        return [c for c in self.configs if all(getattr(c, k) in v for k, v in only.items())]
+
+    def count(self, trials: int | None = None, only: dict[str, set[str]] | None = None) -> int:
+        """How many runs plan(trials) filtered by `only` holds, without making them."""
+        return len(self.kept(only or {})) * (trials or self.trials)
+
+    def estimate(
+        self, trials: int | None, only: dict[str, set[str]], past: dict[str, list[float]]
+    ) -> tuple[float, str]:
+        """(seconds, how that was estimated) for the plan: per configuration, the mean time of its
+        past complete runs in `past` (past_run_seconds); for one never run, a floor from its
+        settings (idle baseline, test time, cool-down, a run's overhead), training time unknown."""
+        n = trials or self.trials
+        total, guessed = 0.0, 0
+        for c in self.kept(only):
+            seen = past.get(c.key)
+            if seen:
+                total += n * sum(seen) / len(seen)
+            else:
+                spec = self.specs[c.key]
+                total += n * (RUN_OVERHEAD_S + spec.idle_s + spec.test_min_s + spec.cooldown_s)
+                guessed += 1
+        kept = len(self.kept(only))
+        if not guessed:
+            return total, "an estimate from past runs of the same configurations in these logs"
+        if guessed == kept:
+            return total, "at least: an estimate from the settings, training time unknown (no past run here)"
+        return total, f"at least: {guessed} of {kept} configurations never ran here, their training time unknown"
 
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
@@ -399,5 +439,26 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
     return out
 
 
-def filter_plan(plan: list[PlannedRun], only: dict[str, set[str]]) -> list[PlannedRun]:
+def filter_plan(plan: Iterable[PlannedRun], only: dict[str, set[str]]) -> list[PlannedRun]:
     return [p for p in plan if all(getattr(p.config, k) in v for k, v in only.items())]
+
+
+def past_run_seconds(logs_dir: Path) -> dict[str, list[float]]:
+    """Seconds each configuration's complete runs took in these logs (their phases and a run's
+    overhead), by configuration key: what Preset.estimate starts from."""
+    from engine.store.run_log import list_runs
+
+    found: dict[str, list[float]] = {}
+    for r in list_runs(logs_dir, light=True):
+        s = r.summary
+        if r.status == "complete" and s is not None and s.config:
+            phases = sum(p.duration_s for p in s.phases.values())
+            found.setdefault(s.config, []).append(RUN_OVERHEAD_S + phases)
+    return found
+
+
+def plan_line(count: int, seconds: float, how: str) -> str:
+    """What the CLI says before a plan starts: the count and the estimated time, labelled."""
+    minutes = seconds / 60
+    took = f"{seconds:.0f} s" if minutes < 2 else f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    return f"{count} run{'s' if count != 1 else ''}, about {took} ({how})"

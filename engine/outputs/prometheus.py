@@ -25,6 +25,8 @@ The server binds 127.0.0.1 unless an address is given explicitly, uses its own C
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -48,6 +50,23 @@ class MetricsError(JouleLabError):
 def check_port(port: int | None) -> None:
     if port is not None and not 1 <= port <= 65535:
         raise MetricsError(f"metrics port {port} is out of range; choose 1-65535")
+
+
+def bind_problem(addr: str, port: int, exc: OSError) -> str:
+    """Why the metrics server could not bind, and which option to change: the address when it is
+    not one of this machine's (or not an address at all), the port when it is taken or privileged."""
+    where = f"cannot serve metrics on {addr}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"{where}: --metrics-addr {addr!r} is not an IP address or a host name this machine can resolve; "
+            "give one of its addresses (127.0.0.1, 0.0.0.0 for every interface)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{where}: --metrics-addr {addr} is not an address of this machine; "
+            "give one of its interfaces' addresses (127.0.0.1, 0.0.0.0 for every interface)"
+        )
+    return f"{where} ({exc.strerror or exc}); choose another --metrics-port"
 
 
 @dataclass
@@ -114,10 +133,7 @@ class MetricsServer:
         try:
             self._server, self._thread = start_http_server(self.port, addr=self.addr, registry=self.registry)
         except OSError as exc:
-            raise MetricsError(
-                f"cannot serve metrics on {self.addr}:{self.port} ({exc.strerror or exc}); "
-                "choose another --metrics-port"
-            ) from None
+            raise MetricsError(bind_problem(self.addr, self.port, exc)) from None
         return self
 
     def stop(self) -> None:

@@ -406,7 +406,8 @@ def run_table(summary: RunSummary) -> Table:
 
 def run_notes(summary: RunSummary) -> list[str]:
     """What a reader of one run must know beside its joules: warm-up, contention, short phases,
-    and how a reused source network's pretraining energy was carried over."""
+    how a reused source network's pretraining energy was carried over, and what went wrong with
+    the source-network cache (a cached network discarded, or the new one not saved)."""
     notes = []
     phases = summary.phases
     w = summary.phase("warmup")
@@ -439,6 +440,8 @@ def run_notes(summary: RunSummary) -> list[str]:
         notes.append(
             f"pretrain: source network reused from the cache (trained by run {pretrain.run_id}); its energy: {how}"
         )
+    if pretrain is not None:
+        notes += [f"pretrain: {problem}" for problem in (pretrain.cache_discarded, pretrain.cache_problem) if problem]
     return notes
 
 

@@ -38,6 +38,7 @@ class SourceNetwork:
     y_val: torch.Tensor
     key: str
     cached: PretrainRecord | None
+    discarded: str | None = None  # why a cached network could not be used (so this run pretrains it again)
 
 
 def open_source(spec: RunSpec, device: Device, source_split: Split, gap: int) -> SourceNetwork:
@@ -53,14 +54,20 @@ def open_source(spec: RunSpec, device: Device, source_split: Split, gap: int) ->
     cached = sources.load(key) if spec.reuse_source else None
     net.to(device.name)
     split, x_val, y_val = device.place_split(split), device.tensor(x_val_host), device.tensor(y_val_host)
-    record = None
-    if cached is not None:
-        state, saved = cached
-        try:
-            record = pretrain_from_json(saved)
-        except RecordError:
-            return SourceNetwork(net, split, x_val, y_val, key, None)  # an unreadable cache: pretrain here
-        net.load_state_dict(state)
+    if cached is None:
+        return SourceNetwork(net, split, x_val, y_val, key, None)
+    # A cache problem is never fatal: a record or weights that do not fit are a miss, said so.
+    state, saved = cached
+    try:
+        record = pretrain_from_json(saved)
+        problem = sources.state_mismatch(net.state_dict(), state)
+    except RecordError as exc:
+        problem = f"its record is unreadable ({exc})"
+    if problem is not None:
+        sources.discard(key)
+        why = f"cached source network {key} discarded ({problem}); pretrained again here"
+        return SourceNetwork(net, split, x_val, y_val, key, None, discarded=why)
+    net.load_state_dict(state)
     return SourceNetwork(net, split, x_val, y_val, key, record)
 
 
@@ -119,7 +126,7 @@ def pretrain_source(
         source_accuracy_frac=source_accuracy,
         source_classes=list(split.classes),
     )
-    out = msgspec.structs.replace(record, cached=False, key=source.key)
+    out = msgspec.structs.replace(record, cached=False, key=source.key, cache_discarded=source.discarded)
     if spec.reuse_source:
         problem = sources.save(source.key, source.net.state_dict(), to_json_object(record))
         if problem:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,33 @@ def load(key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     try:
         record = json.loads(base.with_suffix(".json").read_text())
         state = torch.load(base.with_suffix(".pt"), weights_only=True, map_location="cpu")
-    except (OSError, ValueError, RuntimeError, json.JSONDecodeError):
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError):
         return None
     return state, record
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], state: object) -> str | None:
+    """Why a saved state_dict does not fit a network whose own state_dict is `expected` (keys
+    missing or extra, tensors of other shapes), in a few words; None when it fits."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return f"the file holds a {type(state).__name__}, not a state_dict of tensors"
+    missing, extra = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    shapes = [k for k in expected.keys() & state.keys() if tuple(expected[k].shape) != tuple(state[k].shape)]
+    problems = [
+        f"{label} {', '.join(map(str, keys[:3]))}{' …' if len(keys) > 3 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", extra), ("other shapes for", sorted(shapes)))
+        if keys
+    ]
+    return "; ".join(problems) or None
+
+
+def discard(key: str) -> None:
+    """Remove a cached source network that cannot be used (it is pretrained again and saved anew)."""
+    for suffix in (".pt", ".json"):
+        try:
+            (sources_dir() / f"{key}{suffix}").unlink(missing_ok=True)
+        except OSError:
+            pass  # a cache that cannot be changed is overwritten by the next save, or not used
 
 
 def save(key: str, state: dict[str, torch.Tensor], record: dict[str, Any]) -> str | None:

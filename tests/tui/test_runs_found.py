@@ -96,7 +96,7 @@ def test_a_plan_whose_session_dropped_is_interrupted(logs: Path) -> None:
         "plan-1",
         "t",
         "lab",
-        [{"spec": {"run_id": "r1", "mode": "transfer"}, "label": "a", "config": "c", "pair": None}],
+        [plans.PlanItem(spec={"run_id": "r1", "mode": "transfer"}, label="a", config="c")],
     )
     data = json.loads(path.read_text())
     data["owner"] = {"pid": int(gone.stdout), "pid_started": 1.0}
@@ -179,7 +179,7 @@ def test_joulelab_run_resume_finishes_an_interrupted_plan(logs: Path) -> None:
         "plan-1",
         "tiny scratch",
         "lab",
-        [{"spec": spec, "label": "scratch · seed 0", "config": spec["config"], "pair": None}],
+        [plans.PlanItem(spec=spec, label="scratch · seed 0", config=spec["config"])],
     )
     plans.close_plan(path, "left")
     joulelab = Path(sys.executable).parent / "joulelab"
@@ -209,3 +209,16 @@ async def test_a_scan_that_lands_after_the_lab_closed_is_dropped(logs: Path) -> 
     assert not app.screen_stack
     assert app.on_logs_scanned(LogsScanned([], [], list_runs(logs))) is None
     assert app.on_run_events(RunEvents(0, [])) is None
+
+
+async def test_the_lab_names_a_damaged_plan_file_in_one_line(logs: Path) -> None:
+    damaged = logs / plans.PLANS_DIR / "damaged.json"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text('[{"plan_id": "p"}]')  # a top-level list, not a plan
+    app = make_app(logs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app._notifications, what="a notification")
+        (note,) = list(app._notifications)
+        assert note.title == "Damaged plan file" and note.severity == "warning"
+        assert note.message.startswith(f"plan file {damaged} is damaged: ") and "\n" not in note.message
+        assert not isinstance(app.screen, ResumePlan)

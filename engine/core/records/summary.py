@@ -119,6 +119,7 @@ class PretrainRecord(msgspec.Struct, kw_only=True):
     cached: bool = False
     key: str | None = None  # the source cache's key
     cache_problem: str | None = None  # why it could not be saved
+    cache_discarded: str | None = None  # why a cached network was not used (this run pretrained it again)
     incomparable: str | None = None  # measured by another kind of meter than this run's
     remodelled: bool = False  # modelled joules re-derived under this run's basis
     basis_unknown: str | None = None
