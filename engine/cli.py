@@ -905,6 +905,10 @@ def measure(
     trials: Annotated[int, typer.Option(min=1, max=100, help="Rounds of every command (counterbalanced)")] = 1,
     warmup: Annotated[int, typer.Option(min=0, max=20, help="Unmetered runs of each command first")] = 0,
     idle_s: Annotated[float, typer.Option("--idle-s", min=0, help="Idle baseline before each run (s)")] = 2.0,
+    until_clear: Annotated[
+        bool, typer.Option("--until-clear", help="More rounds while a training-energy interval still contains 1.0")
+    ] = False,
+    max_trials: Annotated[int, typer.Option(min=2, max=100, help="The most rounds --until-clear runs")] = 10,
     tdp: TdpOption = None,
     logs: LogsOption = None,
 ) -> None:
@@ -921,6 +925,20 @@ def measure(
     parsed = parse_commands(argv, after_double_dash="--" in sys.argv[1:])
     logs_dir = (logs or default_logs_dir()).absolute()
     check_writable(logs_dir)
+    if until_clear and len(parsed) < 2:
+        raise fail("--until-clear compares commands: give two or more ('CMD A' 'CMD B')")
+    noise = load_noise_floor(on_problem=warn)
+
+    def unclear(done: list[Any]) -> bool:
+        comparisons = compare_runs([m.summary for m in done], noise)
+        return (
+            any(
+                not (c.train_interval and c.train_interval.has_interval and not c.train_interval.spans(1.0))
+                for c in comparisons
+            )
+            or not comparisons
+        )
+
     if len(parsed) == 1 and trials == 1 and warmup == 0:
         m = measure_command(parsed[0], name=name, logs=logs_dir, idle_s=idle_s, tdp_w=tdp)
         console.print(run_table(m.summary))
@@ -940,6 +958,8 @@ def measure(
         warmup=warmup,
         idle_s=idle_s,
         tdp_w=tdp,
+        more_rounds=unclear if until_clear else None,
+        max_trials=max_trials,
         say=lambda text: err_console.print(text, highlight=False, markup=False),
     )
     for letter, argv_ in zip(LETTERS, parsed):
@@ -947,7 +967,7 @@ def measure(
     summaries = [m.summary for m in measured]
     stats = config_stats(summaries)
     if stats:
-        print_results(stats, compare_runs(summaries, load_noise_floor(on_problem=warn)))
+        print_results(stats, compare_runs(summaries, noise))
     stopped = next((m for m in measured if m.summary.status != "complete"), None)
     if stopped is not None:
         warn(f"stopped: {stopped.letter} {stopped.summary.status} ({stopped.summary.error}); what was measured is kept")

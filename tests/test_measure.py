@@ -135,3 +135,36 @@ def test_a_command_that_does_not_exist_is_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     (record,) = list_runs(tmp_path / "logs")
     assert record.status == "failed"
+
+
+@pytest.mark.slow
+def test_until_clear_adds_rounds_until_a_real_difference_is_clear(tmp_path):
+    """B burns four times A's CPU: after the first two rounds the ratio's interval excludes 1.0, or
+    rounds are added one at a time until it does (at most 5)."""
+    proc = measure(
+        "--trials",
+        "2",
+        "--until-clear",
+        "--max-trials",
+        "5",
+        "--name",
+        "ab",
+        busy(0.1),
+        busy(0.4),
+        logs=tmp_path / "logs",
+    )
+    assert proc.returncode == 0, proc.stderr
+    runs = list_runs(tmp_path / "logs")
+    rounds = len(runs) // 2
+    assert 2 <= rounds <= 5 and len(runs) == 2 * rounds
+    verdict = " ".join(proc.stdout.split())
+    assert "ab/command/run: B used" in verdict and "the training energy of baseline" in verdict or rounds == 5
+
+
+def test_until_clear_needs_two_commands(tmp_path):
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    result = CliRunner().invoke(app, ["measure", "--until-clear", "--logs", str(tmp_path), "sleep 0"])
+    assert result.exit_code == 2 and "--until-clear compares commands" in result.output

@@ -171,11 +171,15 @@ def measure_ab(
     idle_s: float = 2.0,
     sample_hz: float = 10.0,
     tdp_w: float | None = None,
+    more_rounds: Callable[[list[Measured]], bool] | None = None,
+    max_trials: int = 10,
     say: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
 ) -> tuple[list[Measured], str]:
     """Counterbalanced rounds of every command, after `warmup` unmetered runs of each; stops at the
-    first run that does not complete (a failure or a cancel), keeping what was measured. Returns
-    the runs and the batch they share (`compare --last`)."""
+    first run that does not complete (a failure or a cancel), keeping what was measured. With
+    `more_rounds` (--until-clear), rounds go on past `trials`, one at a time, while it says the
+    comparison is still unclear, up to `max_trials`. Returns the runs and the batch they share
+    (`compare --last`)."""
     batch = new_run_id()
     letters = LETTERS[: len(commands)]
     for _ in range(warmup):
@@ -187,12 +191,14 @@ def measure_ab(
                 say(f"warm-up of {letter} ended with {code}: nothing measured")
                 return [], batch
     measured: list[Measured] = []
-    for trial in range(trials):
+    trial = 0
+    while trial < trials or (more_rounds is not None and trial < max_trials and more_rounds(measured)):
         order = list(zip(letters, commands))
         if trial % 2:
             order.reverse()  # A B, then B A: drift over the session falls on both
         for letter, argv in order:
-            say(f"trial {trial + 1}/{trials}, {letter}: {shlex.join(argv)}")
+            of = f"/{trials}" if trial < trials else " (--until-clear)"
+            say(f"trial {trial + 1}{of}, {letter}: {shlex.join(argv)}")
             m = measure_command(
                 argv,
                 name=name,
@@ -207,4 +213,5 @@ def measure_ab(
             measured.append(m)
             if m.summary.status != "complete":
                 return measured, batch
+        trial += 1
     return measured, batch
