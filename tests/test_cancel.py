@@ -72,9 +72,10 @@ def test_cancelling_a_stopped_followed_run_wakes_it_and_it_writes_its_summary(tm
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    # Woken, it wrote its own summary (a stopped worker killed by the grace period's SIGKILL writes
+    # none). Whether it finished inside the 1.5 s grace depends on the machine's load: not asserted.
     summary = json.loads((run_path / SUMMARY).read_text())
     assert summary["status"] == "cancelled"
-    assert proc.returncode != -signal.SIGKILL  # it ended on its own, not by the grace period's SIGKILL
 
 
 async def test_cancelling_a_stopped_worker_process_wakes_it_and_it_writes_its_summary(tmp_path):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.records import BASELINE_PHASES
 from engine.store.run_log import load_summary
 from tests.tui.conftest import make_app, press, wait_for, wait_settled
 from tests.tui.screen_text import screen_text
@@ -27,7 +28,7 @@ async def test_totals_in_joules_watt_hours_and_grams_of_co2e(logs: Path, monkeyp
         # the worker's own record of the run, not the lab's fold of it
         summary = load_summary(logs / app.plan.items[1].spec.run_id)
         assert summary is not None
-        net = sum(r.total.net_j for p, r in summary.phases.items() if p != "idle")
+        net = sum(r.total.net_j for p, r in summary.phases.items() if p not in BASELINE_PHASES)  # no idle, no warm-up
         text = screen_text(app)
         assert fmt.energy_units(net, "modelled", 250.0) in text
         assert f"~{fmt.si(net / 3.6e6 * 250, 'gCO2e')}" in text and "µgCO2e" in text  # a few J: micrograms
