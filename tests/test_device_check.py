@@ -78,7 +78,8 @@ def test_check_sh_stands_down_without_a_gpu():
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+        # the project installed, no carried wheels (whatever .device-wheels/ this checkout has)
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DEVICE_WHEELS": "/nonexistent"},
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no CUDA GPU to check here" in proc.stdout
