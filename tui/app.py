@@ -18,6 +18,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -33,15 +34,17 @@ from textual.worker import Worker, WorkerState
 
 from engine.core.errors import JouleLabError
 from engine.core.events import FAILED_STATUSES
+from engine.core.records import RunSummary
 from engine.core.spec import SpecError, new_run_id
 from engine.core.timestamps import clock_time, compact_stamp
 from engine.orchestrate import plan_files as plan_store
 from engine.orchestrate import plan_runner as runs
+from engine.orchestrate.logs_watch import LogsWatch
 from engine.orchestrate.plan_runner import PlanObserver
 from engine.orchestrate.worker_process import worker_command as default_worker_command
-from engine.store.run_log import RunRecord, default_logs_dir
+from engine.store.run_log import RunRecord, default_logs_dir, load_summary, worker_alive
 from tui import fmt
-from tui.lab_plan import RunPlan, attached_plan, lab_plan, preset_plan, resumed_plan
+from tui.lab_plan import RunPlan, attached_plan, followed_plan, lab_plan, preset_plan, resumed_plan
 from tui.messages import (
     DatasetsDescribed,
     ExportDone,
@@ -65,6 +68,7 @@ from tui.widgets.live_view import LiveView
 from tui.widgets.presets_view import PresetList, PresetsView
 from tui.widgets.results_view import ResultsView
 
+WATCH_S = 1.0  # how often the logs directory is listed: a run started elsewhere is followed within ~1 s
 FLUSH_S = 0.25  # events reach the widgets at most this late (engine.orchestrate.plan_runner.PlanRunner batches them)
 PANE_FOCUS = {
     "lab": "#dataset",
@@ -163,6 +167,8 @@ class JouleLabApp(App[None]):
         self._quit_after_run = False
         self._history_stale = True
         self.left_running: Path | None = None
+        self.plan_summaries: dict[int, RunSummary] = {}  # the plan's ended runs, by plan index
+        self._not_followed: set[Path] = set()  # followed plans the user cancelled
         self.messages: list[tuple[str, str, str, str]] = []  # (time, severity, title, text) of each toast
 
     def notify(
@@ -336,12 +342,19 @@ class JouleLabApp(App[None]):
             return
         self.start(plan)
 
-    def start(self, plan: RunPlan) -> None:
+    def start(self, plan: RunPlan, show: bool = True) -> None:
         self.plan = plan
         steps = [
             runs.PlanStep(item.spec, item.config, item.follow, item.plan_index, item.label, item.pair)
-            for item in plan.items
+            for item in plan.items[plan.first :]
         ]
+        # What Results shows of the plan: every run of it that has ended (those that ended before
+        # a followed plan was found are read now), grown as each run ends.
+        self.plan_summaries = {
+            i: summary
+            for i, item in enumerate(plan.items[: plan.first])
+            if (summary := load_summary(self.logs_dir / item.spec.run_id)) is not None
+        }
         # The runner records the lab's and presets' plans (a dropped session leaves a plan the lab
         # can finish), takes over a resumed one, and serves the metrics while the plan runs.
         recorded = plan.plan_file is None and plan.source in ("lab", "preset")
@@ -354,10 +367,12 @@ class JouleLabApp(App[None]):
             observers=self.plan_observers(),
             flush_s=FLUSH_S,
             stop_on_cancelled_run=True,
+            followed_plan=plan.followed_file,
         )
         self._set_running(True)
         self.live.start_plan(plan)
-        self.show_tab("live")
+        if show:
+            self.show_tab("live")
         self.sub_title = f"running: {plan.title}"
         self.run_plan(plan, self.runner)
 
@@ -382,6 +397,9 @@ class JouleLabApp(App[None]):
         self.post_message(PlanStarted(plan))
         async with aclosing(runner.updates()) as updates:
             async for update in updates:
+                match update:  # the runner counts its own steps; the plan may begin before them
+                    case runs.RunStarted() | runs.RunEvents() | runs.RunEnded():
+                        update = replace(update, index=update.index + plan.first)
                 match update:
                     case runs.RunStarted(index=index, run_path=run_path):
                         self.post_message(RunStarted(index, plan.items[index], run_path))
@@ -448,15 +466,58 @@ class JouleLabApp(App[None]):
         elif message.running:
             self.attach(message.running[-1])
 
-    def attach(self, run_path: Path) -> None:
-        """Follow a run started elsewhere (the CLI, an earlier session): Live shows it, x cancels it."""
+    def attach(self, run_path: Path, show: bool = True) -> None:
+        """Follow a run started elsewhere (the CLI, another lab, an earlier session): Live shows
+        it, x cancels it. A run of a recorded plan is followed with the rest of its plan."""
         try:
-            plan = attached_plan(run_path)
-        except (OSError, ValueError, KeyError, SpecError) as exc:
+            plan = followed_plan(run_path, self.logs_dir) or attached_plan(run_path)
+        except (OSError, ValueError, KeyError, TypeError, SpecError) as exc:
             self.notify(f"{run_path}: {exc}", title="Cannot follow the run", severity="warning")
             return
-        self.notify(f"{run_path.name} is running: following it (x cancels it)", title="Run in progress")
-        self.start(plan)
+        if plan.followed_file is not None and plan.followed_file in self._not_followed:
+            return  # the user cancelled following this plan: its later runs are theirs to watch
+        what = f"run {plan.first + 1}/{len(plan.items)} of plan {plan.title}" if plan.followed else run_path.name
+        self.notify(f"{what} is running: following it (x cancels it)", title="Run in progress")
+        self.start(plan, show=show)
+
+    # -- watching the logs directory -------------------------------------------------------
+    def start_watching(self) -> None:
+        """Notice runs that start or end in the logs directory while the lab is open (whoever
+        started them): one directory listing a second (engine.orchestrate.logs_watch.LogsWatch)."""
+        self.logs_watch = LogsWatch(self.logs_dir)
+        self.logs_watch.poll()  # what is there already: scan_logs offers and follows that
+        self.set_interval(WATCH_S, self._watch_logs)
+
+    def _watch_logs(self) -> None:
+        if not self.ready:
+            return
+        change = self.logs_watch.poll()
+        if change is None:
+            return
+        self._history_stale = True
+        if self.active_tab == "history":
+            self.reload_history()  # new runs and changed statuses, the selection kept
+        if change.ended:
+            self.scan_records()  # the presets' estimates
+        if not change.started:
+            return
+        if self.running and self.plan is not None:
+            mine = {item.spec.run_id for item in self.plan.items}
+            for run_id in change.started:
+                if run_id not in mine:
+                    self.notify(
+                        f"another run started: {run_id}; h shows it in History, Live follows it after this plan",
+                        title="Run started elsewhere",
+                    )
+            return
+        self.follow_going()
+
+    def follow_going(self) -> None:
+        """Live is idle (or what it followed has ended): follow the newest run going, if any."""
+        going = [self.logs_dir / r for r in sorted(self.logs_watch.going)]
+        alive = [path for path in going if worker_alive(path)]
+        if alive and not self.running:
+            self.attach(alive[-1], show=self.active_tab in ("lab", "live"))
 
     @while_open
     async def on_run_started(self, message: RunStarted) -> None:
@@ -497,15 +558,31 @@ class JouleLabApp(App[None]):
         if message.status == "complete":
             self.scan_records()
         self.live.run_finished(message.index, message.status, message.error, message.stderr_tail)
+        if message.summary is not None:
+            self.plan_summaries[message.index] = message.summary
+        plan = self.plan
+        if plan is not None and len(plan.items) > 1 and message.index + 1 < len(plan.items):
+            # Results grow with the plan: the comparison of every run of it that has ended so far.
+            ended = sum(1 for st in self.live.statuses.values() if st not in ("queued", "running"))
+            self.results.show(
+                f"Results so far: {plan.title}",
+                self.ordered_summaries(),
+                f"{ended} of {len(plan.items)} runs ended; updated as each run ends",
+            )
         self._history_stale = True
         if self.active_tab == "history":
             self.reload_history()
+
+    def ordered_summaries(self) -> list[RunSummary]:
+        return [self.plan_summaries[i] for i in sorted(self.plan_summaries)]
 
     @while_open
     def on_plan_finished(self, message: PlanFinished) -> None:
         self.current_run = None
         self._set_running(False)
-        complete = sum(1 for s in message.statuses if s == "complete")
+        # The plan's count: a followed plan's runs that ended before the lab found it count too.
+        statuses = [*message.plan.ended_before, *message.statuses]
+        complete = sum(1 for s in statuses if s == "complete")
         failed = sum(1 for s in message.statuses if s in FAILED_STATUSES)
         if failed:
             self.notify(
@@ -518,16 +595,22 @@ class JouleLabApp(App[None]):
         self.sub_title = f"done: {complete}/{len(message.plan.items)} complete" + (
             " (stopped)" if message.stopped else ""
         )
-        if message.summaries:
+        summaries = self.ordered_summaries() or message.summaries
+        if summaries:
             note = None
             if message.stopped:
                 note = "stopped before the end: the runs that did not happen are missing"
-            self.results.show(f"Results: {message.plan.title}", message.summaries, note)
+            self.results.show(f"Results: {message.plan.title}", summaries, note)
             if complete == len(message.plan.items) and self.active_tab == "live":
                 self.show_tab("results")
         self.live.plan_finished()
+        if message.stopped and message.plan.followed_file is not None and self.runner and self.runner.cancelled:
+            self._not_followed.add(message.plan.followed_file)  # x: stop following this plan
         if self._quit_after_run:
             self.exit()
+            return
+        if hasattr(self, "logs_watch"):
+            self.follow_going()  # a run that started elsewhere meanwhile
 
     @on(Worker.StateChanged)
     def _worker_state(self, event: Worker.StateChanged) -> None:
@@ -637,7 +720,9 @@ class JouleLabApp(App[None]):
         if self.plan is not None:
             what = f"run {index + 1} of {len(self.plan.items)}: {self.plan.items[index].label}"
             rest = len(self.plan.items) - index - 1
-            if rest:
+            if rest and self.plan.followed:  # another process runs the plan: quitting the lab stops none of it
+                what += f" of plan {self.plan.title}; its process starts the {rest} after it"
+            elif rest:
                 what += f"; the {rest} queued after it will not start"
 
         runner = self.runner

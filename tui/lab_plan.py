@@ -74,9 +74,18 @@ class PlanItem:
 class RunPlan:
     title: str
     items: tuple[PlanItem, ...]
-    source: str = "lab"  # lab | preset | attached | resumed
+    source: str = "lab"  # lab | preset | attached | resumed | followed
     paired: bool = False
     plan_file: Path | None = None  # a resumed plan's record (engine.orchestrate.plan_files); None: a new plan
+    # A plan another process runs, followed from its plan file (read only): the lab follows its
+    # runs from `first` on; the ones before ended before the lab looked, with these statuses.
+    followed_file: Path | None = None
+    first: int = 0
+    ended_before: tuple[str, ...] = ()
+
+    @property
+    def followed(self) -> bool:
+        return self.followed_file is not None
 
     def pair_members(self, index: int) -> list[int]:
         """Indexes of the runs shown beside run `index` (itself included), in plan order."""
@@ -179,6 +188,37 @@ def attached_plan(run_path: Path) -> RunPlan:
         f"attached to {spec.run_id} (started elsewhere)",
         (PlanItem(spec, f"{spec.mode_label} · seed {spec.seed}", config, follow=True),),
         "attached",
+    )
+
+
+def followed_plan(run_path: Path, logs_dir: Path) -> RunPlan | None:
+    """The recorded plan that run `run_path` belongs to, followed from that run on (another
+    process runs it: the CLI, another lab); None when no running plan names the run."""
+    from engine.core.spec import spec_from_dict
+    from engine.orchestrate.logs_watch import recorded_plan_of
+
+    recorded = recorded_plan_of(logs_dir, Path(run_path).name)
+    first = recorded.index_of(Path(run_path).name) if recorded is not None else None
+    if recorded is None or first is None:
+        return None
+    items = []
+    for index, item in enumerate(recorded.items):
+        # the lab's logs directory, whatever the other process called it (a relative --logs)
+        where = {"run_id": item.get("run_id") or "", "logs_dir": str(logs_dir)}
+        spec = spec_from_dict({**item["spec"], **where}, str(recorded.path))
+        label = str(item.get("label") or f"{spec.mode_label} · seed {spec.seed}")
+        config = str(item.get("config") or spec.config or spec.describe())
+        pair = item.get("pair")
+        items.append(PlanItem(spec, label, config, pair, follow=True, plan_index=index))
+    pairs = {i.pair for i in items if i.pair}
+    return RunPlan(
+        recorded.title,
+        tuple(items),
+        "followed",
+        paired=any(sum(1 for i in items if i.pair == p) > 1 for p in pairs),
+        followed_file=recorded.path,
+        first=first,
+        ended_before=tuple(str(item.get("status") or "ended") for item in recorded.items[:first]),
     )
 
 

@@ -41,6 +41,7 @@ from engine.core.events import (
 )
 from engine.core.records import RunSummary
 from engine.core.spec import RunSpec, new_run_id
+from engine.orchestrate import logs_watch
 from engine.orchestrate import plan_files as plan_store
 from engine.orchestrate.event_fold import RunFold
 from engine.orchestrate.followed_run import FollowedRun
@@ -151,6 +152,10 @@ class PlanRunner:
     `observers` (PlanObserver: live metrics, MLflow) are started first (one that cannot start, a
     metrics port taken, stops the plan before anything is recorded), fed every run and event, and
     stopped when the plan ends.
+
+    `followed_plan`: the steps are a plan another process runs (its plan file, which this runner
+    only reads): each follow step waits until that plan starts its run (engine.orchestrate.logs_watch
+    .item_started, by the step's plan_index), and the plan ends early when its owner ends it.
     """
 
     def __init__(
@@ -165,8 +170,10 @@ class PlanRunner:
         observers: Sequence[PlanObserver] = (),
         flush_s: float = 0.0,
         stop_on_cancelled_run: bool = False,
+        followed_plan: Path | None = None,
     ) -> None:
         self.steps = list(steps)
+        self.followed_plan = followed_plan
         self.stop_on_cancelled_run = stop_on_cancelled_run
         self.command = list(command or worker_command())
         self.batch = batch  # the batch every started run joins (None: the spec's own)
@@ -253,6 +260,14 @@ class PlanRunner:
             if self.cancelled:
                 stopped = True
                 break
+            if step.follow and self.followed_plan is not None and step.plan_index is not None:
+                run_id = await logs_watch.item_started(
+                    self.followed_plan, step.plan_index, Path(step.spec.logs_dir), give_up=lambda: self.cancelled
+                )
+                if run_id is None:  # its owner ended the plan before this run (or we were cancelled)
+                    stopped = True
+                    break
+                step = replace(step, spec=replace(step.spec, run_id=run_id))
             proc = await self._open(step)
             self._mark(step, proc.spec.run_id, None)
             yield RunStarted(index, proc.spec.run_id, proc.run_path)

@@ -148,9 +148,8 @@ async def test_a_run_started_by_the_cli_is_followed_and_cancelled_from_the_lab(l
         app = make_app(logs, worker_command())
         async with app.run_test(size=(100, 30)) as pilot:
             await wait_for(pilot, lambda: plans.running_runs(logs), 60, "the CLI's run to start")
-            if not app.running:
-                app.scan_logs()  # the lab had started before the CLI's run: look again
-            await wait_for(pilot, lambda: app.running and app.plan.source == "attached", 30, "the lab to attach")
+            # followed as the one run of the CLI's recorded plan, noticed without being asked to look
+            await wait_for(pilot, lambda: app.running and app.plan.source == "followed", 30, "the lab to attach")
             await wait_for(
                 pilot,
                 lambda: app.live.states.get(0) and app.live.states[0].phase == "idle",

@@ -77,6 +77,7 @@ class MainScreen(Screen[None]):
         self.composed = True
         self.app.find_datasets()
         self.app.scan_logs()  # runs still going and unfinished plans: follow or offer to finish them
+        self.app.start_watching()  # and runs that start or end from now on
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "graph":

@@ -95,6 +95,8 @@ class HistoryView(Vertical):
         self.selected &= ids
         table = self.table
         cursor = table.cursor_row
+        # the highlighted run stays highlighted when new runs come in above it
+        kept = self.highlighted_id
         table.clear()
         for r in self.records:
             s = r.summary
@@ -112,8 +114,17 @@ class HistoryView(Vertical):
                 key=r.run_id,
             )
         if self.records:
-            table.move_cursor(row=min(cursor, len(self.records) - 1))
+            row = next((i for i, r in enumerate(self.records) if r.run_id == kept), min(cursor, len(self.records) - 1))
+            table.move_cursor(row=row)
         self._title()
+
+    @property
+    def highlighted_id(self) -> str | None:
+        """The run id on the cursor's row as the table shows it now (before a reload)."""
+        table = self.table
+        if not table.row_count or not 0 <= table.cursor_row < table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
     def _mark(self, run_id: str) -> str:
         return "✓" if run_id in self.selected else " "

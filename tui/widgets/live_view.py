@@ -88,6 +88,7 @@ class LiveView(Vertical):
     def start_plan(self, plan: RunPlan) -> None:
         self.plan = plan
         self.states, self.statuses, self.errors = {}, {i: "queued" for i in range(len(plan.items))}, {}
+        self.statuses.update(enumerate(plan.ended_before))  # a followed plan's runs that ended before
         self.current, self.shown_pair, self.durations = None, [], []
         self.query_one("#live-error", Static).display = False
         self.graph.reset()
@@ -194,8 +195,11 @@ class LiveView(Vertical):
             return Text.assemble((plan.title, "bold"), "  starting…")
         item = plan.items[self.current]
         config = item.config.removesuffix("/baseline")
+        where = f"run {self.current + 1}/{n}"
+        if plan.followed:  # another process runs the plan: say which one this is
+            where += f" of plan {plan.title}"
         return Text.assemble(
-            (f"run {self.current + 1}/{n}", "bold"),
+            (where, "bold"),
             "  ",
             (config, "bold"),
             f"  seed {item.spec.seed}  ",
