@@ -204,11 +204,11 @@ def followed_plan(run_path: Path, logs_dir: Path) -> RunPlan | None:
     items = []
     for index, item in enumerate(recorded.items):
         # the lab's logs directory, whatever the other process called it (a relative --logs)
-        where = {"run_id": item.get("run_id") or "", "logs_dir": str(logs_dir)}
-        spec = spec_from_dict({**item["spec"], **where}, str(recorded.path))
-        label = str(item.get("label") or f"{spec.mode_label} · seed {spec.seed}")
-        config = str(item.get("config") or spec.config or spec.describe())
-        pair = item.get("pair")
+        where = {"run_id": item.run_id or "", "logs_dir": str(logs_dir)}
+        spec = spec_from_dict({**item.spec, **where}, str(recorded.path))
+        label = item.label or f"{spec.mode_label} · seed {spec.seed}"
+        config = item.config or spec.config or spec.describe()
+        pair = item.pair
         items.append(PlanItem(spec, label, config, pair, follow=True, plan_index=index))
     pairs = {i.pair for i in items if i.pair}
     return RunPlan(
@@ -218,7 +218,7 @@ def followed_plan(run_path: Path, logs_dir: Path) -> RunPlan | None:
         paired=any(sum(1 for i in items if i.pair == p) > 1 for p in pairs),
         followed_file=recorded.path,
         first=first,
-        ended_before=tuple(str(item.get("status") or "ended") for item in recorded.items[:first]),
+        ended_before=tuple(item.status or "ended" for item in recorded.items[:first]),
     )
 
 

@@ -12,17 +12,15 @@ started, so a plan run by another process can be followed run by run.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from engine.core.process import same_process_alive
 from engine.core.run_files import RUN_ID_RE, RUN_JSON, SUMMARY
-from engine.orchestrate.plan_files import PLANS_DIR
+from engine.orchestrate.plan_files import PLANS_DIR, DamagedPlanFile, PlanItem, read_plan
 from engine.store.run_log import worker_alive
 
 PENDING_S = 30.0  # a run directory without its run.json yet is looked at again for this long
@@ -94,26 +92,22 @@ class RecordedPlan:
     path: Path
     plan_id: str
     title: str
-    items: tuple[dict[str, Any], ...]  # spec, label, config, pair, run_id, status
+    items: tuple[PlanItem, ...]
     running: bool  # its state is running and its owner is alive: more of its runs may start
 
     def index_of(self, run_id: str) -> int | None:
-        return next((i for i, item in enumerate(self.items) if item.get("run_id") == run_id), None)
+        return next((i for i, item in enumerate(self.items) if item.run_id == run_id), None)
 
 
 def read_recorded_plan(path: Path) -> RecordedPlan | None:
-    """The plan in `path`, or None when it cannot be read as one (a damaged file is skipped)."""
+    """The plan in `path` (engine.orchestrate.plan_files' typed reader), or None when it cannot be
+    read as one: a follower skips a damaged file (the CLI and the lab's scan name it)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        record = read_plan(Path(path))
+    except DamagedPlanFile:
         return None
-    items = data.get("items") if isinstance(data, dict) else None
-    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("spec"), dict) for i in items):
-        return None
-    owner = data.get("owner") if isinstance(data.get("owner"), dict) else {}
-    running = data.get("state") == "running" and same_process_alive(owner.get("pid"), owner.get("pid_started"))
-    title = str(data.get("title") or Path(path).stem)
-    return RecordedPlan(Path(path), str(data.get("plan_id") or Path(path).stem), title, tuple(items), running)
+    running = record.state == "running" and same_process_alive(record.owner.pid, record.owner.pid_started)
+    return RecordedPlan(Path(path), record.plan_id, record.title, tuple(record.items), running)
 
 
 def recorded_plan_of(logs_dir: Path, run_id: str) -> RecordedPlan | None:
@@ -141,7 +135,7 @@ async def item_started(
         plan = read_recorded_plan(plan_path)
         if plan is None or index >= len(plan.items):
             return None
-        run_id = plan.items[index].get("run_id")
+        run_id = plan.items[index].run_id
         if isinstance(run_id, str) and RUN_ID_RE.match(run_id) and (Path(logs_dir) / run_id / RUN_JSON).exists():
             return run_id
         if not plan.running or give_up():
