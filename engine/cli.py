@@ -802,9 +802,9 @@ def show(
 ) -> None:
     """One run: phases and energy per domain with provenance, metrics, meters, errors."""
     from engine.core.events import FAILED_STATUSES
-    from engine.core.run_files import STDERR
+    from engine.core.run_files import EVENTS, STDERR
     from engine.outputs.tables import run_table
-    from engine.store.run_log import find_run
+    from engine.store.run_log import find_run, read_events
 
     logs_dir = logs or default_logs_dir()
     record = find_run(logs_dir, run_id)
@@ -835,6 +835,10 @@ def show(
             err_console.print(f"error: {s.error}", highlight=False, markup=False)
     for missing in record.manifest.missing_meters:
         console.print(f"[dim]{escape(missing.meter)}: {escape(missing.reason)}[/]", highlight=False)
+    _, skipped = read_events(record.path / EVENTS)
+    if skipped:
+        lines = f"{skipped} line{'s' if skipped > 1 else ''}"
+        warn(f"{lines} of {record.path / EVENTS} could not be read as events (skipped)")
     if record.status in FAILED_STATUSES:
         tail = (
             (record.path / STDERR).read_text(errors="replace").splitlines()[-15:]

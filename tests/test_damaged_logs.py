@@ -159,3 +159,14 @@ def test_a_run_whose_pid_was_reused_is_not_running(tmp_path):
             json.dumps({"run_id": name, "spec": {}, "pid": os.getpid(), "pid_started": started})
         )
         assert load_run(run).status == status, name
+
+
+def test_show_says_how_many_event_lines_it_skipped(tmp_path):
+    """A run whose events.jsonl holds lines that are not events: `show` says so in one line."""
+    logs = tmp_path / "logs"
+    run = copy_run(logs, "golden-transfer", "garbled")
+    with (run / "events.jsonl").open("a") as f:
+        f.write('not an event\n{"v": 99}\n')
+    result = invoke("show", "garbled", "--logs", str(logs))
+    assert result.exit_code == 0, result.output
+    assert "2 lines of" in result.output and "could not be read as events (skipped)" in result.output
