@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.orchestrate.measure import MeasureError, parse_commands
-from engine.store.run_log import list_runs
+from engine.store.run_log import list_runs, read_events
 from tests.helpers import REPO
 
 
@@ -103,7 +103,10 @@ def test_a_against_a_finds_no_clear_difference(tmp_path):
     assert "same/command/run: B and baseline: no clear difference in training energy" in proc.stdout.replace("\n", " ")
     runs = list_runs(tmp_path / "logs")
     assert len(runs) == 6 and len({r.spec["batch"] for r in runs}) == 1
-    order = [r.spec["mechanism"] for r in sorted(runs, key=lambda r: r.started + r.run_id)]
+    # in the order they ran: each hello's wall clock (run.json's start is to the second only)
+    order = [
+        r.spec["mechanism"] for r in sorted(runs, key=lambda r: read_events(r.path / "events.jsonl")[0][0].wall_time)
+    ]
     assert order == ["baseline", "B", "B", "baseline", "baseline", "B"]  # A B, B A, A B
 
 

@@ -35,9 +35,7 @@ from engine.core.events import FinalStatus, encode, make_event
 from engine.core.process import process_started
 from engine.core.records import (
     CurvePoint,
-    MeterDomain,
     Metrics,
-    MissingMeter,
     PretrainRecord,
     Pruning,
     RunManifest,
@@ -57,7 +55,7 @@ from engine.worker.event_log import (
     disk_message,
     to_stderr,
 )
-from engine.worker.manifest import device_manifest, environment_manifest, write_manifest
+from engine.worker.manifest import announce_meters, environment_manifest, write_manifest
 from engine.worker.pretraining import SourceNetwork
 
 if TYPE_CHECKING:
@@ -233,23 +231,7 @@ class Run:
             sync=dev.sync,
             on_event=on_event,
         )
-        m = self.manifest
-        m.meters = [MeterDomain(**d.as_dict()) for d in meter.domains.values()]
-        m.missing_meters = [MissingMeter(**x.as_dict()) for x in meter.missing]
-        m.meter_details = [x.manifest() for x in meter.meters]
-        m.sample_hz = spec.sample_hz
-        m.device = device_manifest(dev, meter.nvml)
-        self.write_manifest()
-        self.w.emit(
-            "hello",
-            versions=m.environment,
-            pid=os.getpid(),
-            wall_time=time.time(),
-            spec=spec.to_dict(),
-            meters=[d.as_dict() for d in meter.domains.values()],
-            missing=[x.as_dict() for x in meter.missing],
-            device=m.device,
-        )
+        announce_meters(self.path, self.manifest, meter, dev, spec=spec.to_dict(), emit=self.w.emit)
         meter.start()
 
     def measure_idle(self) -> None:
@@ -461,24 +443,8 @@ class Run:
 
     def epoch_point(self, phase: str, epoch: int, accuracy: float) -> None:
         """One point of the energy-to-accuracy curve: the phase's joules so far at an epoch's end."""
-        meter = self.metering
-        point = CurvePoint(
-            phase=phase,
-            epoch=epoch,
-            val_accuracy_frac=accuracy,
-            cumulative_j=meter.energy_so_far(),  # after the epoch's kernels, all of them
-            source=meter.total_source,
-        )
-        self.curve.append(point)
-        # the epoch event keeps its own (event schema) field names
-        self.w.emit(
-            "epoch",
-            phase=phase,
-            epoch=epoch,
-            val_accuracy=accuracy,
-            cumulative_j=point.cumulative_j,
-            source=point.source,
-        )
+        assert self.metering.open_window == phase  # the fit's phase is the window it runs in
+        self.curve.append(self.metering.curve_point(epoch, accuracy))
 
     def adapt(self, net: Net, n_classes: int) -> Net:
         """The source network made into the target network: a new head (replaced, or new layers

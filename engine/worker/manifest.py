@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,12 +16,13 @@ import msgspec
 
 from engine import __version__
 from engine.core.events import SCHEMA_VERSION
-from engine.core.records import SCHEMA_KEY, RunManifest, to_json_object
+from engine.core.records import SCHEMA_KEY, MeterDomain, MissingMeter, RunManifest, to_json_object
 from engine.core.run_files import RUN_JSON, atomic_write_json
 
 if TYPE_CHECKING:
     from engine.worker.device import Device
     from engine.worker.meters.nvml import NvmlMeter
+    from engine.worker.phase_meter import PhaseMeter
 
 
 def environment_manifest() -> dict[str, Any]:
@@ -103,3 +106,32 @@ def manifest_json(manifest: RunManifest) -> dict[str, Any]:
 
 def write_manifest(run_path: Path, manifest: RunManifest) -> None:
     atomic_write_json(run_path / RUN_JSON, manifest_json(manifest))
+
+
+def announce_meters(
+    run_path: Path,
+    manifest: RunManifest,
+    meter: PhaseMeter,
+    device: Device,
+    *,
+    spec: dict[str, Any],
+    emit: Callable[..., object],
+) -> None:
+    """Record the run's meters and device in run.json, then say hello on the event log: the
+    worker's runs and the Python API's say the same of them."""
+    manifest.meters = [MeterDomain(**d.as_dict()) for d in meter.domains.values()]
+    manifest.missing_meters = [MissingMeter(**x.as_dict()) for x in meter.missing]
+    manifest.meter_details = [x.manifest() for x in meter.meters]
+    manifest.sample_hz = meter.sample_hz
+    manifest.device = device_manifest(device, meter.nvml)
+    write_manifest(run_path, manifest)
+    emit(
+        "hello",
+        versions=manifest.environment,
+        pid=os.getpid(),
+        wall_time=time.time(),
+        spec=spec,
+        meters=[d.as_dict() for d in meter.domains.values()],
+        missing=[x.as_dict() for x in meter.missing],
+        device=manifest.device,
+    )

@@ -59,6 +59,7 @@ from engine.core.energy import (
 from engine.core.errors import JouleLabError
 from engine.core.records import (
     CpuContention,
+    CurvePoint,
     EnergyValue,
     GpuContention,
     IdlePower,
@@ -291,6 +292,30 @@ class PhaseMeter:
         self._sync()  # the joules cover every kernel queued so far
         start, now = self._open.start, self.sampler.snapshot()
         return sum(now.joules[n] - start.joules[n] for n, d in self.domains.items() if in_totals(d.kind))
+
+    def curve_point(self, epoch: int, val_accuracy: float) -> CurvePoint:
+        """A point of the energy-to-accuracy curve at an epoch's end in the open window: its joules
+        so far (after the device's queued work) and their source, announced as an `epoch` event."""
+        phase = self.open_window
+        if phase is None:
+            raise WindowError("no window is open to put a curve point in")
+        point = CurvePoint(
+            phase=phase,
+            epoch=epoch,
+            val_accuracy_frac=val_accuracy,
+            cumulative_j=self.energy_so_far(),
+            source=self.total_source,
+        )
+        # the epoch event keeps its own (event schema) field names
+        self._emit(
+            "epoch",
+            phase=phase,
+            epoch=epoch,
+            val_accuracy=val_accuracy,
+            cumulative_j=point.cumulative_j,
+            source=point.source,
+        )
+        return point
 
     # -- the record ------------------------------------------------------------------------
     def _record(

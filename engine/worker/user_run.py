@@ -28,9 +28,7 @@ from engine.core.process import process_started
 from engine.core.records import (
     ConfigKey,
     CurvePoint,
-    MeterDomain,
     Metrics,
-    MissingMeter,
     RunManifest,
     RunSummary,
     to_json_object,
@@ -40,7 +38,7 @@ from engine.core.settings import settings
 from engine.core.spec import new_run_id
 from engine.core.timestamps import now_stamp
 from engine.worker.event_log import EventWriter
-from engine.worker.manifest import environment_manifest, write_manifest
+from engine.worker.manifest import announce_meters, environment_manifest, write_manifest
 from engine.worker.phase_meter import BACKGROUND_EVENTS, PhaseMeter
 
 if TYPE_CHECKING:
@@ -180,22 +178,7 @@ class Run:
             sync=device.sync,
             on_event=on_event,
         )
-        manifest.meters = [MeterDomain(**d.as_dict()) for d in meter.domains.values()]
-        manifest.missing_meters = [MissingMeter(**x.as_dict()) for x in meter.missing]
-        manifest.meter_details = [x.manifest() for x in meter.meters]
-        manifest.sample_hz = self.sample_hz
-        manifest.device = device.manifest()
-        write_manifest(self.path, manifest)
-        writer.emit(
-            "hello",
-            versions=manifest.environment,
-            pid=pid,
-            wall_time=time.time(),
-            spec=self.spec,
-            meters=[d.as_dict() for d in meter.domains.values()],
-            missing=[x.as_dict() for x in meter.missing],
-            device=manifest.device,
-        )
+        announce_meters(self.path, manifest, meter, device, spec=self.spec, emit=writer.emit)
         meter.start()
         if self.idle_s > 0:
             meter.measure_idle(self.idle_s)
@@ -303,22 +286,7 @@ class Run:
             return
         if not 0.0 <= val_accuracy <= 1.0:
             raise RunError(f"val_accuracy={val_accuracy}: give a fraction of 1 (0.93, not 93)")
-        point = CurvePoint(
-            phase=phase,
-            epoch=n,
-            val_accuracy_frac=float(val_accuracy),
-            cumulative_j=meter.energy_so_far(),
-            source=meter.total_source,
-        )
-        self.curve.append(point)
-        writer.emit(
-            "epoch",
-            phase=phase,
-            epoch=n,
-            val_accuracy=point.val_accuracy_frac,
-            cumulative_j=point.cumulative_j,
-            source=point.source,
-        )
+        self.curve.append(meter.curve_point(n, float(val_accuracy)))
 
     def result(
         self,
