@@ -325,6 +325,10 @@ def run(
     from engine.core.run_files import check_writable
 
     check_writable(logs_dir)
+    for line in presets_mod.user_networks(plan):  # user code runs: say whose and from where, first
+        (console if output == OutputFormat.human else err_console).print(
+            line, highlight=False, markup=False, soft_wrap=True
+        )
     filters = parse_only(only or [])
     seconds, how = loaded.estimate(trials, filters, presets_mod.past_run_seconds(logs_dir))
     (console if output == OutputFormat.human else err_console).print(
@@ -1135,17 +1139,21 @@ def data(
     output: FormatOption = OutputFormat.human,
     json_flag: JsonOption = False,
 ) -> None:
-    """Each dataset: where JouleLab looked, what it found, and how to get what is missing."""
+    """Each dataset: where JouleLab looked, what it found, and how to get what is missing; your own
+    datasets (<data dir>/custom/<name>/data.npz) with kind, shape and classes (exit 2 when one is unusable)."""
     from engine.worker.data.locate import describe_datasets, format_descriptions, resolve_data_dir_with_origin
 
     root, origin = resolve_data_dir_with_origin(str(data_dir) if data_dir else None)
     report = describe_datasets(root)
+    unusable = [e for e in report if e.get("custom") and not e["found"]]
     if as_json(output, json_flag):
         json.dump({"data_dir": str(root), "from": origin, "datasets": report}, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
-        return
-    console.print(f"data directory: {root} (from {origin})", highlight=False, markup=False)
-    console.print(format_descriptions(report), highlight=False, markup=False)
+    else:
+        console.print(f"data directory: {root} (from {origin})", highlight=False, markup=False)
+        console.print(format_descriptions(report), highlight=False, markup=False, soft_wrap=True)
+    if unusable:  # a dataset of the user's own that a run would refuse: the user's to fix
+        raise typer.Exit(EXIT_USAGE)
 
 
 def main(command: typer.Typer = app) -> None:

@@ -51,6 +51,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "(default: the platform's user cache folder for joulelab)."
         ),
     ] = None
+    config: Annotated[
+        Path | None,
+        msgspec.Meta(
+            description="The lab's configuration folder, where networks.toml names your own networks "
+            "(default: the platform's user config folder for joulelab)."
+        ),
+    ] = None
     powercap_root: Annotated[
         Path | None,
         msgspec.Meta(description="Where the RAPL powercap tree is read (default /sys/class/powercap); tests."),
@@ -101,6 +108,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return self.carbon_intensity, env_var("carbon_intensity")
         return DEFAULT_CARBON_INTENSITY, f"world average 2023 (Ember); set {env_var('carbon_intensity')}"
 
+    def config_root(self) -> Path:
+        """The lab's configuration folder: JOULELAB_CONFIG, else the platform's user config folder."""
+        return config_root_of(self.config)
+
     def cache_root(self) -> Path:
         """The cache root: JOULELAB_CACHE, else the platform's user cache folder for joulelab."""
         if self.cache is not None:
@@ -108,6 +119,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         import platformdirs
 
         return Path(platformdirs.user_cache_dir("joulelab"))
+
+
+def config_root_of(value: Path | None) -> Path:
+    import platformdirs
+
+    return value.expanduser() if value is not None else Path(platformdirs.user_config_dir("joulelab"))
 
 
 def _path(kind: type, value: Any) -> Any:

@@ -20,7 +20,12 @@ from engine.core.timestamps import compact_stamp
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 DATASETS = ("synthetic", "motionsense", "extrasensory")
+# A dataset of the user's own: <data_dir>/custom/<name>/data.npz (engine.worker.data.custom).
+# Lower case, digits, "-" and "_", short: the name is the first part of every configuration key.
+CUSTOM_DATASET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
 SIZES = ("small", "big")
+# A network of the user's own: "package.module:factory", factory(input_shape, n_classes, size, width)
+MODEL_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 MODES = ("scratch", "transfer", "finetune")
 # How transfer/finetune turn the source network into the target network: "replace" swaps its
 # head for a new one; "extend" keeps the whole source network and adds layers on top (the study).
@@ -48,6 +53,11 @@ class RunSpec:
     finetune_lr_factor: float = 0.1  # fine-tune trains the whole pretrained net at lr * this
     reuse_source: bool = True  # transfer/finetune start from a saved source network when one exists
     transfer_head: str = "replace"  # see TRANSFER_HEADS; ignored by scratch
+    # A network of the user's own instead of JouleLab's ("package.module:factory", see
+    # MODEL_PATTERN); None: the built-in network of `size`. Imported by the worker from
+    # `model_dir` (the preset's folder; None: the current directory), never from a log or cache.
+    model: str | None = None
+    model_dir: str | None = None
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
     # Flush denormal floats to zero. Without it, some inputs (ExtraSensory's source users) drive
@@ -124,9 +134,18 @@ class RunSpec:
         extended head (replace is the default and stays implicit, as in older logs)."""
         return mode_label(self.mode, self.transfer_head)
 
+    @property
+    def network_name(self) -> str | None:
+        """A user network's short name in keys and tables: its factory's name; None: built in."""
+        return model_name(self.model)
+
     def describe(self) -> str:
         """The configuration key: dataset/size/mode/mechanism."""
-        return str(ConfigKey.of(self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head))
+        return str(
+            ConfigKey.of(
+                self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head, self.network_name
+            )
+        )
 
 
 # Each mechanism is a named change to the plain baseline, so it can be measured against it.
@@ -160,6 +179,15 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         )
 
 
+def model_name(model: str | None) -> str | None:
+    """ "package.module:factory" -> "factory" (how keys, labels and tables name a user network)."""
+    return model.rpartition(":")[2] if model else None
+
+
+def is_custom_dataset(name: str) -> bool:
+    return name not in DATASETS and bool(CUSTOM_DATASET.match(name))
+
+
 def _number(
     name: str, value: Any, kind: type, low: float | None = None, high: float | None = None, low_open: bool = False
 ) -> None:
@@ -175,7 +203,20 @@ def _number(
 
 
 def validate(spec: RunSpec) -> None:
-    _choice("dataset", spec.dataset, DATASETS)
+    if not isinstance(spec.dataset, str) or not (spec.dataset in DATASETS or CUSTOM_DATASET.match(spec.dataset)):
+        raise SpecError(
+            f"dataset: {spec.dataset!r} is not one of {', '.join(DATASETS)}"
+            + (suggest(spec.dataset, DATASETS) if isinstance(spec.dataset, str) else "")
+            + ", nor a name of your own (lower case letters, digits, - and _, up to 24 characters: "
+            "<data_dir>/custom/<name>/data.npz)"
+        )
+    if spec.model is not None and (not isinstance(spec.model, str) or not MODEL_PATTERN.match(spec.model)):
+        raise SpecError(
+            f"model: {spec.model!r} is not an import path 'package.module:factory' of a function "
+            "factory(input_shape, n_classes, size, width) that returns a torch.nn.Module"
+        )
+    if spec.model_dir is not None and (not isinstance(spec.model_dir, str) or not spec.model_dir):
+        raise SpecError(f"model_dir: expected a folder, got {spec.model_dir!r}")
     _choice("size", spec.size, SIZES)
     _choice("mode", spec.mode, MODES)
     _choice("channels", spec.channels, ("default", "all"))

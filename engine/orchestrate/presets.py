@@ -12,10 +12,12 @@
     metrics_addr = "127.0.0.1"        #   127.0.0.1 unless given)
 
     [matrix]                          # every combination becomes one configuration
-    dataset = ["synthetic"]
+    dataset = ["synthetic"]           # or a dataset of your own: <data_dir>/custom/<name>/data.npz
     size = ["small", "big"]
     mode = ["transfer", "scratch"]
     mechanism = ["baseline"]          # see MECHANISMS
+    model = ["mynets:tiny_cnn"]       # optional: networks of your own ("package.module:factory",
+                                      #   imported from the preset's folder; keys say "tiny_cnn-small")
     width = [1, 16]                   # optional: network width multipliers (keys say "big-x16")
 
     [settings]                        # any run-spec field, shared by every configuration
@@ -43,11 +45,14 @@ from engine.core.spec import (
     DATASETS,
     FIELDS,
     MECHANISMS,
+    MODEL_PATTERN,
     MODES,
     SIZES,
     TRANSFER_HEADS,
     RunSpec,
     SpecError,
+    is_custom_dataset,
+    model_name,
     spec_from_dict,
     suggest,
 )
@@ -58,6 +63,12 @@ MATRIX_KEYS = {
     "mode": MODES,
     "mechanism": tuple(MECHANISMS),
     "transfer_head": TRANSFER_HEADS,
+    "model": (),  # open: see OPEN_AXES
+}
+# Axes whose values are open: a dataset or network of the user's own is named, not listed here.
+OPEN_AXES = {
+    "dataset": (is_custom_dataset, "a dataset name of your own (<data_dir>/custom/<name>/data.npz)"),
+    "model": (lambda v: bool(MODEL_PATTERN.match(v)), "an import path 'package.module:factory'"),
 }
 TOP_KEYS = ("preset", "matrix", "settings", "override")
 PRESET_KEYS = (
@@ -77,7 +88,7 @@ MAX_PLAN_RUNS = 1000
 # What a run costs beyond its phases: starting the worker (imports, data) and writing its log, s.
 RUN_OVERHEAD_S = 2.0
 # Keys the matrix and the preset itself own; settings may not set them.
-RESERVED = {"dataset", "size", "mode", "transfer_head", "seed", "run_id", "preset", "config", "batch"}
+RESERVED = {"dataset", "size", "mode", "transfer_head", "model_dir", "seed", "run_id", "preset", "config", "batch"}
 
 
 class PresetError(JouleLabError):
@@ -94,10 +105,13 @@ class Config:
     mechanism: str
     transfer_head: str = "replace"  # scratch ignores it
     width: float = 1.0  # network width multiplier; part of the size in keys ("big-x16")
+    model: str | None = None  # a user network "package.module:factory"; keys say "factory-size"
 
     @property
     def config_key(self) -> ConfigKey:
-        return ConfigKey.of(self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head)
+        return ConfigKey.of(
+            self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head, model_name(self.model)
+        )
 
     @property
     def key(self) -> str:
@@ -273,11 +287,9 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         if not isinstance(values, list) or not values:
             raise PresetError(f"{where}: [matrix] {key}: expected a non-empty list, got {values!r}")
         for v in values:
-            if v not in MATRIX_KEYS[key]:
-                raise PresetError(
-                    f"{where}: [matrix] {key}: {v!r} is not one of "
-                    f"{', '.join(MATRIX_KEYS[key])}{suggest(str(v), MATRIX_KEYS[key])}"
-                )
+            problem = value_problem(key, v)
+            if problem:
+                raise PresetError(f"{where}: [matrix] {key}: {problem}")
         if len(set(values)) != len(values):
             raise PresetError(f"{where}: [matrix] {key}: repeated values in {values!r}")
         axes[key] = values
@@ -289,6 +301,7 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         ("transfer_head", "replace"),
     ):
         axes.setdefault(key, [default])
+    model_axis: list[str | None] = axes.pop("model", []) or [None]
 
     settings = _table(data.get("settings", {}), where, "settings")
     _check_settings(settings, where, "[settings]")
@@ -307,10 +320,9 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
                     f"allowed: {', '.join(MATRIX_KEYS)}"
                 )
             for item in v if isinstance(v, list) else [v]:
-                if item not in MATRIX_KEYS[k]:
-                    raise PresetError(
-                        f"{where}: override #{i} match: {k}: {item!r} is not one of {', '.join(MATRIX_KEYS[k])}"
-                    )
+                problem = value_problem(k, item)
+                if problem:
+                    raise PresetError(f"{where}: override #{i} match: {k}: {problem}")
         _check_settings({k: v for k, v in ov.items() if k != "match"}, where, f"override #{i}")
 
     if overrides:
@@ -324,8 +336,9 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         axes["mechanism"],
         axes["transfer_head"],
         axes.get("width", [None]),
+        model_axis,
     )
-    for dataset, size, mode, mechanism, transfer_head, width in itertools.product(*axes_in_order):
+    for dataset, size, mode, mechanism, transfer_head, width, model in itertools.product(*axes_in_order):
         if mode == "scratch":
             transfer_head = "replace"  # scratch has no source network: one configuration, whatever the axis says
         config = Config(dataset, size, mode, mechanism, transfer_head, width or 1.0)
@@ -336,7 +349,12 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         fields.update(overrides or {})
         if width is not None:
             fields["width"] = width  # the matrix's axis wins over settings
-        config = replace(config, width=float(fields.get("width", 1.0)))
+        if model is not None:
+            fields["model"] = model
+        if fields.get("model"):
+            # the user's network is imported from the preset's folder: the preset names it
+            fields["model_dir"] = str(path.resolve().parent)
+        config = replace(config, width=float(fields.get("width", 1.0)), model=fields.get("model"))
         if config.key in specs:
             continue
         fields.update(
@@ -348,6 +366,19 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
             raise PresetError(str(exc)) from None
         configs.append(config)
     return Preset(name, description, path, trials, tuple(configs), specs, **integrations)
+
+
+def value_problem(key: str, value: Any) -> str | None:
+    """Why `value` cannot be on the matrix axis `key` (one of MATRIX_KEYS), or None."""
+    if value in MATRIX_KEYS[key]:
+        return None
+    allowed = ", ".join(MATRIX_KEYS[key])
+    if key in OPEN_AXES:
+        accepts, what = OPEN_AXES[key]
+        if isinstance(value, str) and accepts(value):
+            return None
+        return f"{value!r} is not one of {allowed}{suggest(str(value), MATRIX_KEYS[key])}, nor {what}"
+    return f"{value!r} is not one of {allowed}{suggest(str(value), MATRIX_KEYS[key])}"
 
 
 def _widths(values: Any, where: str) -> list[float]:
@@ -403,23 +434,89 @@ def _check_settings(settings: dict[str, Any], where: str, section: str) -> None:
 def check_data(plan: list[PlannedRun]) -> None:
     """Refuse a plan whose real datasets are not where its runs will look, before the first run:
     otherwise every configuration that needs one would start and fail the same way in turn."""
-    from engine.worker.data import DataError
+    from engine.worker.data import DataError, custom
     from engine.worker.data.locate import find_extrasensory, find_motionsense, resolve_data_dir
 
     finders = {"motionsense": find_motionsense, "extrasensory": find_extrasensory}
     needs: dict[tuple[str, str | None], int] = {}
     for p in plan:
-        if p.spec.dataset in finders:
+        if p.spec.dataset in finders or is_custom_dataset(p.spec.dataset):
             key = (p.spec.dataset, p.spec.data_dir)
             needs[key] = needs.get(key, 0) + 1
     for (dataset, data_dir), runs in needs.items():
         try:
-            finders[dataset](resolve_data_dir(data_dir) / dataset)
+            if dataset in finders:
+                finders[dataset](resolve_data_dir(data_dir) / dataset)
+            else:  # the user's own: found, and its arrays usable (one line naming the file and the fix)
+                custom.read(custom.find(resolve_data_dir(data_dir), dataset))
         except DataError as exc:
             many = runs > 1
             raise PresetError(
                 f"{exc} ({runs} run{'s' if many else ''} of the plan need{'' if many else 's'} it; none was started)"
             ) from None
+
+
+NETWORKS_FILE = "networks.toml"
+
+
+@dataclass(frozen=True)
+class UserNetwork:
+    """A network of the user's own that the lab's form offers (from networks.toml)."""
+
+    name: str  # what the form shows
+    model: str  # "package.module:factory"
+    folder: str | None  # where its module is imported from; None: the current directory
+
+
+def networks_file() -> Path:
+    from engine.core.settings import settings
+
+    return settings().config_root() / NETWORKS_FILE
+
+
+def load_networks(path: Path | None = None) -> list[UserNetwork]:
+    """The networks the lab's form offers beside small and big, from networks.toml in the lab's
+    configuration folder (absent: none). Data, never code: the factory is imported only by the
+    worker of a run the user starts with it.
+
+        [networks.tiny]
+        model = "mynets:tiny_cnn"        # package.module:factory
+        path = "/home/me/nets"           # optional: the folder of the module (default: the current one)
+    """
+    path = path or networks_file()
+    if not path.is_file():
+        return []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PresetError(f"{path}: cannot read ({exc})") from None
+    table = data.get("networks", {})
+    if not isinstance(table, dict) or set(data) - {"networks"}:
+        raise PresetError(f'{path}: expected only [networks.<name>] tables with model = "package.module:factory"')
+    out = []
+    for name, entry in table.items():
+        model = entry.get("model") if isinstance(entry, dict) else None
+        if not isinstance(model, str) or not MODEL_PATTERN.match(model):
+            raise PresetError(f'{path}: [networks.{name}] model: expected "package.module:factory", got {model!r}')
+        folder = entry.get("path")
+        if folder is not None and not isinstance(folder, str):
+            raise PresetError(f"{path}: [networks.{name}] path: expected a folder, got {folder!r}")
+        out.append(UserNetwork(name, model, str(Path(folder).expanduser()) if folder else None))
+    return out
+
+
+def user_networks(plan: Iterable[PlannedRun]) -> list[str]:
+    """What the CLI says before a plan that runs user code: each network's import path and the
+    folders its module is imported from (the user named it; see engine.worker.user_networks)."""
+    seen: dict[str, str | None] = {}
+    for p in plan:
+        if p.spec.model is not None:
+            seen.setdefault(p.spec.model, p.spec.model_dir)
+    return [
+        f"network {model_name(model)}: your code, {model}, imported by each worker from "
+        f"{folder or 'the current directory'} (then the current directory and installed packages)"
+        for model, folder in seen.items()
+    ]
 
 
 def parse_only(items: list[str]) -> dict[str, set[str]]:
@@ -430,11 +527,9 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
         key, sep, value = item.partition("=")
         if not sep or key not in MATRIX_KEYS:
             raise PresetError(f"--only {item!r}: expected KEY=VALUE with KEY one of {', '.join(MATRIX_KEYS)}")
-        if value not in MATRIX_KEYS[key]:
-            raise PresetError(
-                f"--only {item!r}: {value!r} is not one of {', '.join(MATRIX_KEYS[key])}"
-                f"{suggest(value, MATRIX_KEYS[key])}"
-            )
+        problem = value_problem(key, value)
+        if problem:
+            raise PresetError(f"--only {item!r}: {problem}")
         out.setdefault(key, set()).add(value)
     return out
 

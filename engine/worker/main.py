@@ -61,8 +61,8 @@ from engine.worker.pretraining import SourceNetwork
 if TYPE_CHECKING:
     import torch
 
-    from engine.worker.data import Split
-    from engine.worker.models import Net
+    from engine.worker.data import PreparedData, Split
+    from engine.worker.models import Network
     from engine.worker.phase_meter import PhaseMeter
     from engine.worker.thermal import RunThermal
     from engine.worker.train import Precision, Progress
@@ -131,7 +131,7 @@ class Networks:
     """What the run trains: a network built here (scratch) or the source network (transfer, finetune)."""
 
     lr: float
-    net: Net | None = None
+    net: Network | None = None
     source: SourceNetwork | None = None
 
 
@@ -179,8 +179,10 @@ class Run:
     def execute(self) -> None:
         self.prepare_device()
         self.open_meters()
+        data = self.prepare_data()
+        self.check_network(data)
         self.measure_idle()
-        task = self.load_data()
+        task = self.load_data(data)
         networks = self.build_networks(task)
         self.warm_up(task, networks)
         net = self.target_network(task, networks)
@@ -250,14 +252,33 @@ class Run:
         if self.thermal is not None:
             self.thermal.keep_idle_baseline(meter.idle_watts)
 
-    def load_data(self) -> Task:
+    def prepare_data(self) -> PreparedData:
+        """The data, read and split before any metered phase (a data problem costs no idle baseline)."""
+        from engine.worker.data.prepare import prepare
+
+        return prepare(self.spec)
+
+    def check_network(self, data: PreparedData) -> None:
+        """A user's network is built once on the data's shape before any metered phase, so a
+        factory that cannot be imported, raises, returns no module or has no head stops the run
+        here with its one line (exit 2), not after the idle baseline."""
+        if self.spec.model is None:
+            return
+        from engine.worker.models import make_network
+
+        for split in (data.target, data.source):
+            make_network(self.spec, split.input_shape, split.n_classes)
+
+    def load_data(self, data: PreparedData) -> Task:
         """The data, split for validation, recorded, and copied to the device once for the run."""
-        from engine.worker.data.prepare import holdout, prepare
+        from engine.worker.data.prepare import holdout
         from engine.worker.train import set_seed
 
         spec = self.spec
-        data = prepare(spec)
-        gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
+        if data.holdout_gap is not None:
+            gap = data.holdout_gap
+        else:
+            gap = -(-spec.window // spec.stride) if data.kind == "windows" else 0
         target, x_val_host, y_val_host = holdout(data.target, spec.val_fraction, gap)
         set_seed(spec.seed)
         self.manifest.dataset = {
@@ -278,12 +299,12 @@ class Run:
     def build_networks(self, task: Task) -> Networks:
         """Scratch: a new network. Transfer: the source network, from the cache (its pretraining
         energy comes with it, labelled cached) or new, to be pretrained."""
-        from engine.worker.models import build_network
+        from engine.worker.models import make_network
 
         spec = self.spec
         if spec.mode not in ("transfer", "finetune"):
             target = task.target
-            net = build_network(target.input_shape, spec.size, target.n_classes, spec.batchnorm, spec.width)
+            net = make_network(spec, target.input_shape, target.n_classes)
             return Networks(lr=spec.lr, net=net.to(self.device.name))
         source = pretraining.open_source(spec, self.device, task.source, task.gap)
         if source.cached is not None:
@@ -316,10 +337,10 @@ class Run:
             )
             self.metering.end_window("warmup", steps=steps, networks=len(jobs))
 
-    def target_network(self, task: Task, networks: Networks) -> Net:
+    def target_network(self, task: Task, networks: Networks) -> Network:
         """The network to train: scratch's, or the source network (pretrained here unless cached)
         adapted to the target task; recorded in run.json."""
-        from engine.worker.models import count_parameters, flops_per_sample
+        from engine.worker.models import count_parameters, flops_not_counted, flops_per_sample
 
         source = networks.source
         if source is not None:
@@ -346,10 +367,16 @@ class Run:
             "flops_per_sample": flops_per_sample(net, task.target.input_shape),
             "architecture": str(net),
         }
+        if self.spec.model is not None:
+            self.manifest.network["model"] = self.spec.model
+            self.manifest.network["model_dir"] = self.spec.model_dir
+            uncounted = flops_not_counted(net)
+            if uncounted:  # the estimate counts Conv1d and Linear only: say what it left out
+                self.manifest.network["flops_not_counted"] = uncounted
         self.write_manifest()
         return net
 
-    def train(self, net: Net, task: Task, lr: float) -> int:
+    def train(self, net: Network, task: Task, lr: float) -> int:
         """The metered train phase; returns the samples trained on."""
         from engine.worker.train import fit
 
@@ -373,7 +400,7 @@ class Run:
         self.metering.end_window("train")
         return result.samples_seen
 
-    def prune(self, net: Net, task: Task, lr: float) -> int:
+    def prune(self, net: Network, task: Task, lr: float) -> int:
         """The metered prune phase (pruning, then fine-tuning); returns the samples trained on."""
         from engine.worker.train import evaluate, finish_pruning, fit, prune_global, sparsity_report
 
@@ -412,7 +439,7 @@ class Run:
         self.metering.end_window("prune")
         return samples
 
-    def test(self, net: Net, task: Task, train_samples: int) -> None:
+    def test(self, net: Network, task: Task, train_samples: int) -> None:
         """The metered test phase (scoring and timed inference), the GPU's idle drift after it,
         and the result: accuracy and the per-unit joules."""
         from engine.worker.train import evaluate, timed_inference
@@ -446,7 +473,7 @@ class Run:
         assert self.metering.open_window == phase  # the fit's phase is the window it runs in
         self.curve.append(self.metering.curve_point(epoch, accuracy))
 
-    def adapt(self, net: Net, n_classes: int) -> Net:
+    def adapt(self, net: Network, n_classes: int) -> Network:
         """The source network made into the target network: a new head (replaced, or new layers
         on top of the old head), and for transfer a frozen body."""
         if self.spec.transfer_head == "extend":

@@ -1,19 +1,38 @@
 """Networks: small and big, for windowed signals (1-D conv) and feature vectors (MLP).
 
 Every network is a feature body and a classification head, so transfer can keep the body and
-replace the head. "big" on windows follows the MotionSense authors' identification net (four conv
+replace the head (a user's own network too: engine.worker.user_networks wraps it so).
+"big" on windows follows the MotionSense authors' identification net (four conv
 layers of 64, 64, 32, 32 filters, each with batch-norm, pooling and dropout; dense 256 and 64;
 about 0.2 M parameters); "small" is a fraction of it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+if TYPE_CHECKING:
+    from engine.core.spec import RunSpec
 
-class Net(nn.Module):
+
+class Network(nn.Module):
+    """What the study does with a network: replace or extend its head, freeze its body."""
+
+    def replace_head(self, n_classes: int) -> None:
+        raise NotImplementedError
+
+    def extend_head(self, n_classes: int) -> None:
+        raise NotImplementedError
+
+    def freeze_body(self) -> None:
+        raise NotImplementedError
+
+
+class Net(Network):
     def __init__(self, body: nn.Module, body_dim: int, n_classes: int) -> None:
         super().__init__()
         self.body = body
@@ -125,6 +144,15 @@ def build_network(
     return Net(body, dim, n_classes)
 
 
+def make_network(spec: RunSpec, input_shape: tuple[int, ...], n_classes: int) -> Network:
+    """The spec's network for this data: the user's factory (spec.model) or JouleLab's own."""
+    if spec.model is not None:
+        from engine.worker.user_networks import build_user_network
+
+        return build_user_network(spec.model, input_shape, n_classes, spec.size, spec.width, spec.model_dir)
+    return build_network(input_shape, spec.size, n_classes, spec.batchnorm, spec.width)
+
+
 def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
 
@@ -132,7 +160,8 @@ def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
 def flops_per_sample(net: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates x 2 of one forward pass through the conv and linear layers.
 
-    Counts dense compute: pruned (zeroed) weights still cost a multiply in a dense kernel.
+    Counts dense compute: pruned (zeroed) weights still cost a multiply in a dense kernel. Only
+    Conv1d and Linear layers are counted (flops_not_counted names what a network has beyond them).
     """
     total = 0
 
@@ -158,3 +187,37 @@ def flops_per_sample(net: nn.Module, input_shape: tuple[int, ...]) -> int:
     for h in hooks:
         h.remove()
     return total
+
+
+COUNTED = (nn.Conv1d, nn.Linear)
+# Layers without multiply-accumulates worth counting (or none at all)
+UNCOUNTED_OK = (
+    nn.BatchNorm1d,
+    nn.ReLU,
+    nn.Dropout,
+    nn.MaxPool1d,
+    nn.Flatten,
+    nn.Sequential,
+    nn.Identity,
+    nn.AvgPool1d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool1d,
+    nn.LayerNorm,
+    nn.GELU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.LeakyReLU,
+)
+
+
+def flops_not_counted(net: nn.Module) -> list[str]:
+    """Types of the network's compute layers that flops_per_sample does not count (a user's
+    Conv2d, LSTM, attention ...): its estimate is a lower bound when this is not empty."""
+    seen: list[str] = []
+    for module in net.modules():
+        has_params = any(True for _ in module.parameters(recurse=False))
+        if isinstance(module, COUNTED) or isinstance(module, UNCOUNTED_OK) or not has_params:
+            continue
+        if type(module).__name__ not in seen:
+            seen.append(type(module).__name__)
+    return seen

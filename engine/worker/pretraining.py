@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from engine.core.spec import RunSpec
     from engine.worker.data import Split
     from engine.worker.device import Device
-    from engine.worker.models import Net
+    from engine.worker.models import Network
     from engine.worker.phase_meter import PhaseMeter
     from engine.worker.train import Precision, Progress
 
@@ -32,7 +32,7 @@ class SourceNetwork:
     """The source task's network and data; `cached` is the saved pretraining record when the
     network came from the cache, None when this run must pretrain it."""
 
-    net: Net
+    net: Network
     split: Split  # on the run's device (Device.place_split)
     x_val: torch.Tensor
     y_val: torch.Tensor
@@ -46,10 +46,10 @@ def open_source(spec: RunSpec, device: Device, source_split: Split, gap: int) ->
     freshly built, to be pretrained by `pretrain_source`."""
     from engine.worker import source_networks as sources
     from engine.worker.data.prepare import holdout
-    from engine.worker.models import build_network
+    from engine.worker.models import make_network
 
     split, x_val_host, y_val_host = holdout(source_split, spec.val_fraction, gap)
-    net = build_network(split.input_shape, spec.size, split.n_classes, spec.batchnorm, spec.width)
+    net = make_network(spec, split.input_shape, split.n_classes)
     key = sources.source_key(spec, split.x_train, split.y_train, device.name)
     cached = sources.load(key) if spec.reuse_source else None
     net.to(device.name)

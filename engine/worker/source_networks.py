@@ -38,7 +38,7 @@ KEY_FIELDS = (
     "val_fraction",
 )
 # Keyed only when not at their defaults, so networks cached before these settings existed stay valid.
-KEY_FIELDS_IF_SET = {"width": 1.0, "amp": False}
+KEY_FIELDS_IF_SET: dict[str, object] = {"width": 1.0, "amp": False, "model": None}
 
 
 def source_key(spec: RunSpec, x_train: np.ndarray, y_train: np.ndarray, device: str = "cpu") -> str:

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from engine.worker.models import Net
+from engine.worker.models import Network
 
 # Data as these functions take it: a tensor already on the run's device, or a host array.
 Array = torch.Tensor | NDArray[Any]
@@ -171,7 +171,7 @@ def _augment_generator(device: torch.device, seed: int, cpu_generator: torch.Gen
 
 
 def fit(
-    net: Net,
+    net: Network,
     x: Array,
     y: Array,
     *,
@@ -245,7 +245,7 @@ def fit(
 
 
 def warm_up(
-    net: Net,
+    net: Network,
     x: Array,
     y: Array,
     *,

@@ -21,10 +21,18 @@ class ConfigKey(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(
-        cls, dataset: str, size: str, mode: str, mechanism: str, width: float = 1.0, transfer_head: str = "replace"
+        cls,
+        dataset: str,
+        size: str,
+        mode: str,
+        mechanism: str,
+        width: float = 1.0,
+        transfer_head: str = "replace",
+        network: str | None = None,
     ) -> ConfigKey:
-        """The key of a run's settings, with the size's width and the transfer head in its labels."""
-        return cls(dataset, size_label(size, width), mode_label(mode, transfer_head), mechanism)
+        """The key of a run's settings, with the size's width, a user network's name and the
+        transfer head in its labels."""
+        return cls(dataset, size_label(size, width, network), mode_label(mode, transfer_head), mechanism)
 
     @property
     def across_modes(self) -> str:
@@ -50,9 +58,11 @@ class ConfigKey(msgspec.Struct, frozen=True):
         return ConfigKey(self.dataset, self.size, self.mode, mechanism)
 
 
-def size_label(size: str, width: float) -> str:
-    """The size as configuration keys show it: "big", or "big-x16" for a widened network."""
-    return size if width == 1 else f"{size}-x{width:g}"
+def size_label(size: str, width: float, network: str | None = None) -> str:
+    """The size as configuration keys show it: "big", "big-x16" for a widened network, and
+    "tiny_cnn-small" for a user network (its factory's name, engine.core.spec.model_name)."""
+    label = size if network is None else f"{network}-{size}"
+    return label if width == 1 else f"{label}-x{width:g}"
 
 
 def mode_label(mode: str, transfer_head: str) -> str:

@@ -38,12 +38,15 @@ class Split:
 
 @dataclass
 class PreparedData:
-    name: str  # "synthetic" | "motionsense" | "extrasensory"
+    name: str  # "synthetic" | "motionsense" | "extrasensory" | a dataset of the user's own
     synthetic: bool  # True: generated, not measured from people; every report says so
     kind: str  # "windows" | "features"
     source: Split
     target: Split
     info: dict[str, Any] = field(default_factory=dict)  # provenance for run.json: files, rows, drops, groups
+    # Samples the validation holdout leaves out between training and validation, so that no
+    # window straddles both; None: the spec's window over its stride (windows), 0 (features)
+    holdout_gap: int | None = None
 
     @property
     def label(self) -> str:

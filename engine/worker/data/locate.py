@@ -518,12 +518,14 @@ def describe_datasets(data_dir: Path) -> list[dict[str, Any]]:
     """One dict per dataset for ``joulelab data``: where it looked, what it found, how to get what is missing.
 
     Keys: name, looked_in, found, problem (a DataError's line, or None), get (where to download),
-    expected (the layout), and when found: location, subjects/users, trials, files, rows.
+    expected (the layout), and when found: location, subjects/users, trials, files, rows. Then
+    one entry per dataset of the user's own (<data_dir>/custom/<name>/, custom: True; see
+    engine.worker.data.custom.describe).
     Rows are counted from line counts (the gzip files are decompressed, not parsed); each file's
     header and first data row are read as its loader would, so an empty file or one with another
     header is named here rather than in a worker after its idle baseline.
     """
-    from engine.worker.data import synthetic
+    from engine.worker.data import custom, synthetic
 
     data_dir = Path(data_dir)
     return [
@@ -539,13 +541,19 @@ def describe_datasets(data_dir: Path) -> list[dict[str, Any]]:
         },
         _describe_motionsense(data_dir),
         _describe_extrasensory(data_dir),
+        *custom.describe(data_dir),
     ]
 
 
 def format_descriptions(entries: list[dict[str, Any]]) -> str:
     """Plain text for a terminal: one block per dataset."""
+    from engine.worker.data import custom
+
     lines = []
     for e in entries:
+        if e.get("custom"):
+            lines += custom.format_entry(e)
+            continue
         if e["name"] == "synthetic":
             lines.append(f"synthetic      available  {e['subjects']} subjects, {e['note']}")
             continue

@@ -1,8 +1,8 @@
-"""spec -> real dataset: finds the data folder and calls the MotionSense or ExtraSensory loader."""
+"""spec -> real dataset: finds the data folder and calls the MotionSense, ExtraSensory or custom loader."""
 
 from __future__ import annotations
 
-from engine.core.spec import RunSpec
+from engine.core.spec import RunSpec, is_custom_dataset
 from engine.worker.data import DataError, PreparedData
 from engine.worker.data.locate import resolve_data_dir_with_origin
 
@@ -35,6 +35,11 @@ def load_real(spec: RunSpec) -> PreparedData:
             data_dir, label_filter=spec.label_filter, source_group=spec.source_group, target_group=spec.target_group
         )
         ignored = [f for f in MOTIONSENSE_ONLY if getattr(spec, f) != getattr(defaults, f)]
+    elif is_custom_dataset(spec.dataset):
+        from engine.worker.data import custom
+
+        data = custom.load(data_dir, spec.dataset, source_group=spec.source_group, target_group=spec.target_group)
+        ignored = [f for f in (*MOTIONSENSE_ONLY, *EXTRASENSORY_ONLY) if getattr(spec, f) != getattr(defaults, f)]
     else:
         raise DataError(f"dataset {spec.dataset!r} has no real-data loader (motionsense, extrasensory)")
     data.info["data_dir"] = str(data_dir)
