@@ -325,7 +325,7 @@ def run(
     from engine.core.run_files import check_writable
 
     check_writable(logs_dir)
-    for line in presets_mod.user_networks(plan):  # user code runs: say whose and from where, first
+    for line in presets_mod.user_networks(p.spec for p in plan):  # user code runs: say whose and from where, first
         (console if output == OutputFormat.human else err_console).print(
             line, highlight=False, markup=False, soft_wrap=True
         )

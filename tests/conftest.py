@@ -11,6 +11,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def private_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own cache (parsed data, saved source networks), never the user's."""
     monkeypatch.setenv("JOULELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    # and its own lab configuration (networks.toml): never the user's
+    monkeypatch.setenv("JOULELAB_CONFIG", str(tmp_path_factory.mktemp("config")))
 
 
 @pytest.fixture(scope="session")

@@ -332,7 +332,15 @@ class JouleLabApp(App[None]):
             self.show_tab("lab")
             self.notify(getattr(exc, "short", str(exc)), title="Cannot run", severity="error")
             return
+        self.say_user_code(plan)
         self.start(plan)
+
+    def say_user_code(self, plan: RunPlan) -> None:
+        """Before a plan that imports a network of the user's own: whose code, from where."""
+        from engine.orchestrate.presets import user_networks
+
+        for line in user_networks(item.spec for item in plan.items):
+            self.notify(line, title="Your network", timeout=8)
 
     def run_preset(self, path: Path) -> None:
         try:
@@ -340,6 +348,7 @@ class JouleLabApp(App[None]):
         except JouleLabError as exc:
             self.notify(str(exc), title="Cannot run the preset", severity="error")
             return
+        self.say_user_code(plan)
         self.start(plan)
 
     def start(self, plan: RunPlan, show: bool = True) -> None:

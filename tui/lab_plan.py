@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.core.records import ConfigKey
-from engine.core.spec import RunSpec, new_run_id, spec_from_dict
+from engine.core.spec import RunSpec, model_name, new_run_id, spec_from_dict
 
 if TYPE_CHECKING:
     from engine.orchestrate.plan_files import InterruptedPlan
@@ -51,6 +51,10 @@ class LabChoice:
     trials: int = 1
     sample_hz: float = 10.0
     device: str = "auto"  # engine.worker.device: auto is the GPU when torch sees one, else the CPU
+    # A network of the user's own (networks.toml, engine.orchestrate.presets.load_networks):
+    # its factory "package.module:factory" and the folder its module is imported from
+    model: str | None = None
+    model_dir: str | None = None
 
     @property
     def mechanism(self) -> str:
@@ -110,7 +114,8 @@ def lab_plan(
     items = []
     for trial in range(choice.trials):
         for mode in modes:
-            config = str(ConfigKey.of(choice.dataset, choice.size, mode, choice.mechanism))
+            network = model_name(choice.model)
+            config = str(ConfigKey.of(choice.dataset, choice.size, mode, choice.mechanism, network=network))
             fields = {
                 **defaults,
                 "dataset": choice.dataset,
@@ -130,6 +135,9 @@ def lab_plan(
             }
             if data_dir is not None:
                 fields["data_dir"] = str(data_dir)
+            if choice.model is not None:  # the user chose their own network in the form
+                fields["model"] = choice.model
+                fields["model_dir"] = choice.model_dir
             spec = spec_from_dict(fields, "lab")
             items.append(
                 PlanItem(
@@ -139,7 +147,8 @@ def lab_plan(
     mech = "" if choice.mechanism == "baseline" else f" {choice.mechanism}"
     what = "transfer vs scratch" if choice.mode == PAIRED else choice.mode
     title = (
-        f"{DATASET_LABELS.get(choice.dataset, choice.dataset)} {choice.size} {what}{mech}, "
+        f"{DATASET_LABELS.get(choice.dataset, choice.dataset)} "
+        f"{f'{model_name(choice.model)} ' if choice.model else ''}{choice.size} {what}{mech}, "
         f"{choice.trials} trial{'s' if choice.trials != 1 else ''}"
     )
     return RunPlan(title, tuple(items), "lab", paired=len(modes) > 1)

@@ -505,13 +505,13 @@ def load_networks(path: Path | None = None) -> list[UserNetwork]:
     return out
 
 
-def user_networks(plan: Iterable[PlannedRun]) -> list[str]:
+def user_networks(specs: Iterable[RunSpec]) -> list[str]:
     """What the CLI says before a plan that runs user code: each network's import path and the
-    folders its module is imported from (the user named it; see engine.worker.user_networks)."""
+    folders its module is imported from (the user named it; see engine.worker.networks)."""
     seen: dict[str, str | None] = {}
-    for p in plan:
-        if p.spec.model is not None:
-            seen.setdefault(p.spec.model, p.spec.model_dir)
+    for spec in specs:
+        if spec.model is not None:
+            seen.setdefault(spec.model, spec.model_dir)
     return [
         f"network {model_name(model)}: your code, {model}, imported by each worker from "
         f"{folder or 'the current directory'} (then the current directory and installed packages)"

@@ -264,7 +264,7 @@ class Run:
         here with its one line (exit 2), not after the idle baseline."""
         if self.spec.model is None:
             return
-        from engine.worker.models import make_network
+        from engine.worker.networks import make_network
 
         for split in (data.target, data.source):
             make_network(self.spec, split.input_shape, split.n_classes)
@@ -299,7 +299,7 @@ class Run:
     def build_networks(self, task: Task) -> Networks:
         """Scratch: a new network. Transfer: the source network, from the cache (its pretraining
         energy comes with it, labelled cached) or new, to be pretrained."""
-        from engine.worker.models import make_network
+        from engine.worker.networks import make_network
 
         spec = self.spec
         if spec.mode not in ("transfer", "finetune"):

@@ -1,7 +1,7 @@
 """Networks: small and big, for windowed signals (1-D conv) and feature vectors (MLP).
 
 Every network is a feature body and a classification head, so transfer can keep the body and
-replace the head (a user's own network too: engine.worker.user_networks wraps it so).
+replace the head (a user's own network too: engine.worker.networks wraps it so).
 "big" on windows follows the MotionSense authors' identification net (four conv
 layers of 64, 64, 32, 32 filters, each with batch-norm, pooling and dropout; dense 256 and 64;
 about 0.2 M parameters); "small" is a fraction of it.
@@ -9,14 +9,9 @@ about 0.2 M parameters); "small" is a fraction of it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
-
-if TYPE_CHECKING:
-    from engine.core.spec import RunSpec
 
 
 class Network(nn.Module):
@@ -142,15 +137,6 @@ def build_network(
     else:
         raise ValueError(f"unsupported input shape {input_shape}")
     return Net(body, dim, n_classes)
-
-
-def make_network(spec: RunSpec, input_shape: tuple[int, ...], n_classes: int) -> Network:
-    """The spec's network for this data: the user's factory (spec.model) or JouleLab's own."""
-    if spec.model is not None:
-        from engine.worker.user_networks import build_user_network
-
-        return build_user_network(spec.model, input_shape, n_classes, spec.size, spec.width, spec.model_dir)
-    return build_network(input_shape, spec.size, n_classes, spec.batchnorm, spec.width)
 
 
 def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:

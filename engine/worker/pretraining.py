@@ -46,7 +46,7 @@ def open_source(spec: RunSpec, device: Device, source_split: Split, gap: int) ->
     freshly built, to be pretrained by `pretrain_source`."""
     from engine.worker import source_networks as sources
     from engine.worker.data.prepare import holdout
-    from engine.worker.models import make_network
+    from engine.worker.networks import make_network
 
     split, x_val_host, y_val_host = holdout(source_split, spec.val_fraction, gap)
     net = make_network(spec, split.input_shape, split.n_classes)

@@ -15,6 +15,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from engine.core.errors import JouleLabError
 from engine.core.settings import env_var
 from engine.core.spec import RunSpec
+from engine.orchestrate.presets import UserNetwork, load_networks
 from tui.lab_plan import DATASET_LABELS, DEVICE_CHOICES, MODE_CHOICES, SIZE_CHOICES, LabChoice
 
 NO_LOADERS = "real loaders not installed"
@@ -113,6 +114,22 @@ def dataset_reason(entry: dict[str, Any], full: bool = False) -> str:
     return text
 
 
+def size_options(networks: list[UserNetwork]) -> list[tuple[str, str]]:
+    """small and big, then each network of the user's own in both sizes ("mine small (nets:tiny)":
+    value "mine/small"; the factory is told the size; keys name it by its factory, "tiny-small")."""
+    return list(SIZE_CHOICES) + [
+        (f"{n.name} {size} ({n.model})", f"{n.name}/{size}") for n in networks for _, size in SIZE_CHOICES
+    ]
+
+
+def read_networks() -> tuple[list[UserNetwork], str | None]:
+    """The user's networks from networks.toml in the lab's config folder, or none and why."""
+    try:
+        return load_networks(), None
+    except JouleLabError as exc:
+        return [], str(exc)
+
+
 def fallback_entries(note: str = NO_LOADERS) -> list[dict[str, Any]]:
     return [
         {"name": "synthetic", "found": True},
@@ -134,6 +151,7 @@ class LabForm(Vertical):
         self.entries: list[dict[str, Any]] = [
             {**e, "checking": True} if not e["found"] else e for e in fallback_entries()
         ]
+        self.networks, self.networks_problem = read_networks()
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -144,7 +162,9 @@ class LabForm(Vertical):
         yield Static("", id="dataset-note")
         with Horizontal(classes="form-row"):
             yield Label("Network", classes="form-label")
-            yield Select(list(SIZE_CHOICES), value="small", allow_blank=False, compact=True, id="size")
+            yield Select(size_options(self.networks), value="small", allow_blank=False, compact=True, id="size")
+        if self.networks_problem:
+            yield Static(Text(self.networks_problem, style="bold yellow"), id="networks-note")
         with Horizontal(classes="form-row"):
             yield Label("Mode", classes="form-label")
             yield Select(list(MODE_CHOICES), value=MODE_CHOICES[0][1], allow_blank=False, compact=True, id="mode")
@@ -224,9 +244,13 @@ class LabForm(Vertical):
         box = {
             name: self.query_one(f"#{name}", Checkbox).value for name in ("normalize", "batchnorm", "augment", "prune")
         }
+        network, _, size = self._selected("size").rpartition("/")
+        chosen = next((n for n in self.networks if n.name == network), None)
         return LabChoice(
             dataset=dataset,
-            size=self._selected("size"),
+            size=size,
+            model=chosen.model if chosen else None,
+            model_dir=chosen.folder if chosen else None,
             mode=self._selected("mode"),
             epochs=epochs,
             trials=trials,

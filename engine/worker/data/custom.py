@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.spec import DATASETS, is_custom_dataset, suggest
 from engine.worker.data import DataError, PreparedData, assemble
 from engine.worker.data.cache import load_or_build
 from engine.worker.data.groups import check_groups, complete_groups
@@ -70,7 +71,8 @@ def find(data_dir: Path, name: str) -> Path:
             return folder / file
     present = ", ".join(names(data_dir)) or "none"
     raise DataError(
-        f"{name}: no {folder / FILES[0]} (nor {FILES[1]}); write your dataset there "
+        f"{name}: no {folder / FILES[0]} (nor {FILES[1]}){suggest(name, [*DATASETS, *names(data_dir)])}; "
+        "write your dataset there "
         f"(datasets of your own found in {custom_root(data_dir)}: {present}; see README 'Your own data')"
     )
 
@@ -305,8 +307,6 @@ def describe(data_dir: Path) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"name": name, "custom": True, "looked_in": str(folder), "found": False}
         entry["expected"] = LAYOUT
         try:
-            from engine.core.spec import is_custom_dataset
-
             if not is_custom_dataset(name):
                 raise DataError(
                     f"{folder}: {name!r} cannot name a dataset; rename the folder with lower case letters, "

@@ -1,4 +1,6 @@
-"""Networks of the user's own: `model = "package.module:factory"`, made fit for the study.
+"""Which network a run trains: JouleLab's own (engine.worker.models), or one of the user's own.
+
+A user's network is `model = "package.module:factory"`, made fit for the study here:
 
     def factory(input_shape, n_classes, size, width) -> torch.nn.Module
 
@@ -24,12 +26,16 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from engine.core.errors import JouleLabError
-from engine.worker.models import Network
+from engine.worker.models import Network, build_network
+
+if TYPE_CHECKING:
+    from engine.core.spec import RunSpec
 
 HEAD_ATTRIBUTE = "joulelab_head"
 HOW_TO_MARK = (
@@ -40,6 +46,13 @@ HOW_TO_MARK = (
 
 class UserNetworkError(JouleLabError):
     """A user network that cannot be imported, built or used; one line: the factory, what, the fix."""
+
+
+def make_network(spec: RunSpec, input_shape: tuple[int, ...], n_classes: int) -> Network:
+    """The spec's network for this data: the user's factory (spec.model) or JouleLab's own."""
+    if spec.model is not None:
+        return build_user_network(spec.model, input_shape, n_classes, spec.size, spec.width, spec.model_dir)
+    return build_network(input_shape, spec.size, n_classes, spec.batchnorm, spec.width)
 
 
 def import_factory(model: str, model_dir: str | None = None) -> Callable[..., object]:
