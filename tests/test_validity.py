@@ -285,17 +285,18 @@ def test_calibrate_runs_a_against_a_and_verdicts_use_the_floor(tmp_path):
     from engine.analysis.calibrate import calibration_path
 
     preset = tmp_path / "tiny.toml"
-    preset.write_text(TINY_PRESET)
+    # one epoch and three pairs: what is tested is the A/A procedure, not the floor's size
+    preset.write_text(TINY_PRESET.replace("epochs = 3", "epochs = 1"))
     cache, logs = tmp_path / "cache", tmp_path / "logs"
-    proc = _cli("calibrate", str(preset), "--pairs", "5", "--logs", str(logs), cache=cache)
+    proc = _cli("calibrate", str(preset), "--pairs", "3", "--logs", str(logs), cache=cache)
     assert proc.returncode == 0, proc.stderr
     assert "A/A: A and B: no clear difference in training energy" in proc.stdout
     saved = json.loads((cache / "calibration" / calibration_path().name).read_text())
-    assert saved["pairs"] == 5 and saved["config"] == "synthetic/small/scratch/baseline"
-    assert len(saved["runs"]) == 10
+    assert saved["pairs"] == 3 and saved["config"] == "synthetic/small/scratch/baseline"
+    assert len(saved["runs"]) == 6
     runs = [json.loads((logs / r / "summary.json").read_text()) for r in saved["runs"]]
     assert {r["config"] for r in runs} == {"synthetic/small/scratch/baseline#A", "synthetic/small/scratch/baseline#B"}
-    assert sorted(r["spec"]["seed"] for r in runs) == sorted(list(range(5)) * 2)
+    assert sorted(r["spec"]["seed"] for r in runs) == sorted(list(range(3)) * 2)
     # identical runs: the interval (trials and meter error) contains 1.0
     assert saved["verdict"].startswith("A and B: no clear difference in training energy")
     assert saved["floors"]["train"]["10"] < saved["floors"]["train"]["3"]
