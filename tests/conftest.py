@@ -9,8 +9,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Each test gets its own cache (parsed data, saved source networks), never the user's."""
+    """Each test gets its own cache (parsed data, saved source networks) and state (power limits
+    left set), never the user's."""
     monkeypatch.setenv("JOULELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("JOULELAB_STATE", str(tmp_path_factory.mktemp("state")))
 
 
 @pytest.fixture(scope="session")
