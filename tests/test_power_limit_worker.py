@@ -28,7 +28,7 @@ from tests.fakes.fake_pynvml import FakeGpu, FakeNvml, make_fake_pynvml
 from tests.fakes import fake_cuda
 state = FakeNvml(gpus=[FakeGpu(uuid={uuid!r}, set_limit_error={set_error!r})], limits_file={limits!r})
 sys.modules["pynvml"] = make_fake_pynvml(state)
-fake_cuda.install({syncs!r}, uuid={uuid!r}, cuda=True)
+fake_cuda.install({syncs!r}, uuid={uuid!r}, cuda={cuda!r})
 import engine.worker.main as worker
 if {fail!r}:
     def train(self, *args):
@@ -38,7 +38,9 @@ sys.exit(worker.main(["--spec", {spec!r}]))
 """
 
 
-def start(tmp_path, spec: dict, *, set_error: int | None = None, fail: bool = False) -> subprocess.Popen:
+def start(
+    tmp_path, spec: dict, *, set_error: int | None = None, fail: bool = False, cuda: bool = True
+) -> subprocess.Popen:
     spec_file = tmp_path / f"spec-{len(list(tmp_path.glob('spec-*.json')))}.json"
     spec_file.write_text(json.dumps(spec))
     code = WORKER.format(
@@ -48,6 +50,7 @@ def start(tmp_path, spec: dict, *, set_error: int | None = None, fail: bool = Fa
         limits=str(tmp_path / "gpu-limits.json"),
         syncs=str(tmp_path / "syncs.log"),
         fail=fail,
+        cuda=cuda,
         spec=str(spec_file),
     )
     return subprocess.Popen(
@@ -114,15 +117,16 @@ def test_the_limit_is_put_back_after_a_cancel(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("asked", "set_error", "message"),
+    ("asked", "set_error", "cuda", "message"),
     [
-        ({"power_limit_w": 300}, 4, "no permission to set its power limit"),  # NVML_ERROR_NO_PERMISSION
-        ({"power_limit_w": 450}, None, "450 W (450 W) is outside the range GPU 0 (NVIDIA A100-SXM4-40GB) allows"),
+        ({"power_limit_w": 300}, 4, True, "no permission to set its power limit"),  # NVML_ERROR_NO_PERMISSION
+        ({"power_limit_w": 450}, None, True, "450 W (450 W) is outside the range GPU 0 (NVIDIA A100-SXM4-40GB) allows"),
+        ({"power_limit_fraction": 0.8}, None, False, "a GPU power limit is not applicable on the CPU"),
     ],
 )
-def test_a_limit_that_cannot_be_set_is_refused_before_anything_is_metered(tmp_path, asked, set_error, message):
+def test_a_limit_that_cannot_be_set_is_refused_before_anything_is_metered(tmp_path, asked, set_error, cuda, message):
     logs = tmp_path / "logs"
-    code, out, err = finish(start(tmp_path, tiny_spec(logs, **asked), set_error=set_error))
+    code, out, err = finish(start(tmp_path, tiny_spec(logs, **asked), set_error=set_error, cuda=cuda))
     assert code == 2 and "Traceback" not in err
     events = events_in(out)
     [error] = [e for e in events if isinstance(e, Error)]
