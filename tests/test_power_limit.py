@@ -99,6 +99,9 @@ def test_the_preset_sweeps_limits_against_the_baseline():
     # the command line's limit runs every configuration at it, and the keys say so
     quick = presets.load("quick", parse_power_limit("250W"))
     assert {c.key.rsplit("/", 1)[1] for c in quick.configs} == {"power-limit-250W"}
+    # but not on a preset that sweeps limits itself: refused, not ignored
+    with pytest.raises(PresetError, match=r"and the command line \(--power-limit\) sets one too"):
+        presets.load("power-limit", parse_power_limit("250W"))
 
 
 @pytest.mark.parametrize(
@@ -107,6 +110,10 @@ def test_the_preset_sweeps_limits_against_the_baseline():
         ('mechanism = ["power-limit"]', "needs a limit: power_limit_w or power_limit_fraction"),
         ('mechanism = ["baseline"]\npower_limit_w = [250]', r"needs mechanism = \[\.\.\., 'power-limit'\]"),
         ('mechanism = ["power-limit"]\npower_limit_fraction = [0]', "power_limit_fraction: 0.0 must be > 0"),
+        (
+            'mechanism = ["power-limit"]\npower_limit_fraction = [0.8]\n[settings]\npower_limit_w = 250',
+            r"power_limit_fraction sweeps the power limit, and \[settings\] sets one too",
+        ),
     ],
 )
 def test_a_preset_without_a_usable_limit_is_one_line(tmp_path, matrix, message):

@@ -336,6 +336,16 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
 
     if overrides:
         _check_settings(overrides, where, "command line")
+    elsewhere = [
+        section
+        for section, table in (("[settings]", settings), ("the command line (--power-limit)", overrides or {}))
+        if any(table.get(k) is not None for k in POWER_LIMIT_AXES)
+    ] + [f"override #{i}" for i, ov in enumerate(override_list, 1) if any(k in ov for k in POWER_LIMIT_AXES)]
+    if limit_axes and elsewhere:
+        raise PresetError(
+            f"{where}: [matrix] {limit_axes[0]} sweeps the power limit, and {elsewhere[0]} sets one too; "
+            "give the limits in one place"
+        )
 
     configs, specs = [], {}
     axes_in_order = (
