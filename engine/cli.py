@@ -28,7 +28,7 @@ from typer.core import TyperGroup
 from engine.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, JouleLabError
 from engine.core.records import RunSummary
 from engine.core.settings import env_var, settings
-from engine.core.spec import TDP_MAX_W
+from engine.core.spec import TDP_MAX_W, parse_power_limit
 from engine.orchestrate import presets as presets_mod
 from engine.store.run_log import default_logs_dir, load_summary
 
@@ -170,6 +170,7 @@ def load_plan(
     data_dir: Path | None = None,
     tdp: float | None = None,
     device: str | None = None,
+    power_limit: str | None = None,
 ) -> tuple[Preset, list[PlannedRun]]:
     """The one way a command turns a preset and its options into runs: --data-dir, --tdp and
     --device override the preset's settings, --only keeps some configurations. One line and exit 2
@@ -185,6 +186,8 @@ def load_plan(
         overrides["tdp_w"] = finite("--tdp", tdp, 0, TDP_MAX_W)
     if device is not None:
         overrides["device"] = device
+    if power_limit is not None:
+        overrides.update(parse_power_limit(power_limit))
     loaded = presets_mod.load(preset, overrides)
     filters = parse_only(only or [])
     count = loaded.count(trials, filters)
@@ -267,6 +270,14 @@ def run(
             "--device", help="auto, cpu, cuda or cuda:N (overrides the preset; auto: the GPU when torch sees one)"
         ),
     ] = None,
+    power_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--power-limit",
+            help="Every run at this GPU power limit: watts (250W) or a fraction of the GPU's default (0.7); "
+            "set through NVML and put back after each run",
+        ),
+    ] = None,
     until_clear: Annotated[
         bool,
         typer.Option(
@@ -308,7 +319,7 @@ def run(
         from engine.orchestrate.slurm import SlurmOptions
 
         options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel)
-        run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, device, options, resume)
+        run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, device, power_limit, options, resume)
         return
     if given(ctx, ("max_trials",)) and not until_clear:
         raise fail("--max-trials needs --until-clear")
@@ -320,7 +331,9 @@ def run(
         raise fail("give a preset to run (quick, paper, ... or a .toml file), or --resume")
 
     logs_dir = logs or default_logs_dir()
-    loaded, plan = load_plan(preset, logs_dir, trials=trials, only=only, data_dir=data_dir, tdp=tdp, device=device)
+    loaded, plan = load_plan(
+        preset, logs_dir, trials=trials, only=only, data_dir=data_dir, tdp=tdp, device=device, power_limit=power_limit
+    )
     check_data(plan)
     from engine.core.run_files import check_writable
 
@@ -483,6 +496,7 @@ def run_on_slurm(
     data_dir: Path | None,
     tdp: float | None,
     device: str | None,
+    power_limit: str | None,
     options: SlurmOptions,
     resume: bool,
 ) -> None:
@@ -514,7 +528,16 @@ def run_on_slurm(
     else:
         if preset is None:
             raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
-        loaded, plan = load_plan(preset, logs_dir, trials=trials, only=only, data_dir=data_dir, tdp=tdp, device=device)
+        loaded, plan = load_plan(
+            preset,
+            logs_dir,
+            trials=trials,
+            only=only,
+            data_dir=data_dir,
+            tdp=tdp,
+            device=device,
+            power_limit=power_limit,
+        )
         record = slurm.submit_plan(plan, options, logs_dir, loaded.name)
         if human:
             ids = [j["job_id"] for j in record["jobs"]]
@@ -837,6 +860,10 @@ def show(
                     console.print(f"{key.replace('_', ' ')}: {per.value:.3g} J ({per.source}, net)")
         if s.error:
             err_console.print(f"error: {s.error}", highlight=False, markup=False)
+        if s.power_limit:
+            console.print(power_limit_line(s.power_limit), highlight=False, markup=False)
+        for line in s.power_limit_leftover:
+            warn(line)
     for missing in record.manifest.missing_meters:
         console.print(f"[dim]{escape(missing.meter)}: {escape(missing.reason)}[/]", highlight=False)
     _, skipped = read_events(record.path / EVENTS)
@@ -852,6 +879,16 @@ def show(
         if tail:
             console.print("[bold]stderr.log (last lines):[/]")
             console.print("\n".join(tail), highlight=False, markup=False)
+
+
+def power_limit_line(record: dict[str, Any]) -> str:
+    """What `show` says of the GPU power limit a run set (engine.worker.power_limit's record)."""
+    restored = {True: "put back", False: "NOT put back", None: "not yet put back"}[record.get("restored")]
+    set_w = record.get("set_w")
+    return (
+        f"GPU power limit: {record.get('asked')} ({record.get('asked_w'):g} W), read back "
+        f"{'unknown' if set_w is None else f'{set_w:g} W'}; previous {record.get('previous_w'):g} W, {restored}"
+    )
 
 
 @app.command()
@@ -1120,17 +1157,33 @@ def meters(
     output: FormatOption = OutputFormat.human,
     json_flag: JsonOption = False,
     tdp: TdpOption = None,
+    restore_power_limit: Annotated[
+        bool,
+        typer.Option(
+            "--restore-power-limit",
+            help="Put back each GPU power limit a run set and could not restore (killed); nothing else",
+        ),
+    ] = False,
 ) -> None:
     """What this machine can measure, why not the rest, and a one-second reading of each meter."""
+    from engine.worker import power_limit
     from engine.worker.meters.probe import probe, render_probe
 
+    if restore_power_limit:
+        lines, restored = power_limit.restore_leftovers()
+        for line in lines:
+            (console if restored else err_console).print(line, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(0 if restored else EXIT_RUN_FAILED)
     finite("--tdp", tdp, 0, TDP_MAX_W)
     report = probe(seconds, tdp_w=tdp)
+    leftovers = power_limit.leftover_lines()
     if as_json(output, json_flag):
-        json.dump(report, sys.stdout, indent=2)
+        json.dump({**report, "power_limit_leftover": leftovers}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         console.print(render_probe(report))
+    for line in leftovers:
+        warn(line)
 
 
 @app.command()

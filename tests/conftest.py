@@ -9,10 +9,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Each test gets its own cache (parsed data, saved source networks), never the user's."""
+    """Each test gets its own cache (parsed data, saved source networks) and state (power limits
+    left set), never the user's."""
     monkeypatch.setenv("JOULELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
     # and its own lab configuration (networks.toml): never the user's
     monkeypatch.setenv("JOULELAB_CONFIG", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.setenv("JOULELAB_STATE", str(tmp_path_factory.mktemp("state")))
 
 
 @pytest.fixture(scope="session")

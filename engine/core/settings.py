@@ -58,6 +58,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "(default: the platform's user config folder for joulelab)."
         ),
     ] = None
+    state: Annotated[
+        Path | None,
+        msgspec.Meta(
+            description="State root: what must outlive a run, such as a GPU power limit a killed run "
+            "could not restore (default: the platform's user state folder for joulelab)."
+        ),
+    ] = None
     powercap_root: Annotated[
         Path | None,
         msgspec.Meta(description="Where the RAPL powercap tree is read (default /sys/class/powercap); tests."),
@@ -119,6 +126,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         import platformdirs
 
         return Path(platformdirs.user_cache_dir("joulelab"))
+
+    def state_root(self) -> Path:
+        """The state root: JOULELAB_STATE, else the platform's user state folder for joulelab. Not
+        the cache: clearing a cache must not forget that a GPU was left capped."""
+        if self.state is not None:
+            return self.state.expanduser()
+        import platformdirs
+
+        return Path(platformdirs.user_state_dir("joulelab"))
 
 
 def config_root_of(value: Path | None) -> Path:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.core.errors import JouleLabError
-from engine.core.records.config_key import ConfigKey, mode_label
+from engine.core.records.config_key import ConfigKey, mode_label, with_power_limit
 from engine.core.run_files import RUN_ID_RE
 from engine.core.timestamps import compact_stamp
 
@@ -33,6 +33,12 @@ TRANSFER_HEADS = ("replace", "extend")
 
 
 TDP_MAX_W = 2000.0  # tdp_w (and --tdp): above 0, at most this
+# power_limit_w: above 0, at most this (today's largest boards allow about 1.2 kW); the GPU's own
+# allowed range is checked by the worker, which reads it through NVML
+POWER_LIMIT_MAX_W = 5000.0
+# power_limit_fraction: of the GPU's default limit, above 0 and at most this (some boards allow
+# more than their default); again the GPU's range decides
+POWER_LIMIT_MAX_FRACTION = 2.0
 
 
 class SpecError(JouleLabError):
@@ -77,6 +83,10 @@ class RunSpec:
     prune: float = 0.0  # target global sparsity; 0 disables pruning
     prune_epochs: int = 1  # fine-tuning epochs after pruning
     amp: bool = False  # mixed precision (bf16 autocast, or fp16 with a grad scaler); CUDA only
+    # The GPU's power limit for the run, set through NVML and restored afterwards (CUDA only):
+    # in watts, or as a fraction of the GPU's default limit; at most one of the two
+    power_limit_w: float | None = None
+    power_limit_fraction: float | None = None
     # Measurement
     sample_hz: float = 10.0
     idle_s: float = 2.0
@@ -126,7 +136,7 @@ class RunSpec:
             for name, change in MECHANISMS.items()
             if change and all(getattr(self, k) == v if k != "prune" else self.prune > 0 for k, v in change.items())
         ]
-        return "+".join(names) or "baseline"
+        return with_power_limit("+".join(names) or "baseline", self.power_limit_w, self.power_limit_fraction)
 
     @property
     def mode_label(self) -> str:
@@ -156,6 +166,10 @@ MECHANISMS: dict[str, dict[str, Any]] = {
     "augmentation": {"augment": True},
     "pruning": {"prune": 0.5},
     "amp": {"amp": True},  # mixed precision on a CUDA GPU; refused (exit 2) on the CPU
+    # The GPU's power limit: its value (power_limit_w or power_limit_fraction) comes from the
+    # preset's matrix or settings, and the key names it ("power-limit-x0.8", "power-limit-250W");
+    # refused (exit 2) on the CPU, without permission, or outside the GPU's range
+    "power-limit": {},
 }
 
 
@@ -241,6 +255,12 @@ def validate(spec: RunSpec) -> None:
     _number("test_min_s", spec.test_min_s, float, 0, 3600)
     if spec.tdp_w is not None:
         _number("tdp_w", spec.tdp_w, float, 0, TDP_MAX_W, low_open=True)
+    if spec.power_limit_w is not None and spec.power_limit_fraction is not None:
+        raise SpecError("power_limit_w and power_limit_fraction: set one of them, not both")
+    if spec.power_limit_w is not None:
+        _number("power_limit_w", spec.power_limit_w, float, 0, POWER_LIMIT_MAX_W, low_open=True)
+    if spec.power_limit_fraction is not None:
+        _number("power_limit_fraction", spec.power_limit_fraction, float, 0, POWER_LIMIT_MAX_FRACTION, low_open=True)
     _number("window", spec.window, int, 8, 100_000)
     _number("stride", spec.stride, int, 1, 100_000)
     _number("val_fraction", spec.val_fraction, float, 0, 0.5)
@@ -258,6 +278,21 @@ def validate(spec: RunSpec) -> None:
             f"run_id: {spec.run_id!r} may hold only ASCII letters, digits, '-' and '_' "
             "and must start with a letter or digit"
         )
+
+
+def parse_power_limit(text: str, where: str = "--power-limit") -> dict[str, float]:
+    """A power limit as a person writes it: "250W" (watts) or "0.7" (of the GPU's default limit),
+    as the spec field it sets."""
+    value = text.strip()
+    key = "power_limit_w" if value[-1:] in ("W", "w") else "power_limit_fraction"
+    try:
+        number = float(value[:-1] if key == "power_limit_w" else value)
+    except ValueError:
+        raise SpecError(
+            f"{where} {text!r}: expected watts such as 250W, or a fraction of the GPU's default limit such as 0.7"
+        ) from None
+    spec_from_dict({key: number}, where)
+    return {key: number}
 
 
 def spec_from_dict(data: dict[str, Any], where: str = "spec") -> RunSpec:
@@ -290,6 +325,8 @@ def spec_from_dict(data: dict[str, Any], where: str = "spec") -> RunSpec:
                 "synthetic_seconds",
                 "width",
                 "cooldown_s",
+                "power_limit_w",
+                "power_limit_fraction",
             )
             and isinstance(value, int)
             and not isinstance(value, bool)

@@ -19,6 +19,9 @@
     model = ["mynets:tiny_cnn"]       # optional: networks of your own ("package.module:factory",
                                       #   imported from the preset's folder; keys say "tiny_cnn-small")
     width = [1, 16]                   # optional: network width multipliers (keys say "big-x16")
+    power_limit_fraction = [0.8, 0.6] # optional, with mechanism "power-limit": the GPU power limits
+                                      #   it runs at (or power_limit_w = [250, 200]); keys say
+                                      #   "power-limit-x0.8"; the other mechanisms keep the GPU's limit
 
     [settings]                        # any run-spec field, shared by every configuration
     epochs = 5
@@ -40,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import JouleLabError
-from engine.core.records.config_key import ConfigKey
+from engine.core.records.config_key import POWER_LIMIT, ConfigKey, with_power_limit
 from engine.core.spec import (
     DATASETS,
     FIELDS,
@@ -87,6 +90,10 @@ MAX_TRIALS = 1000  # seeds per configuration, in a preset or on the command line
 MAX_PLAN_RUNS = 1000
 # What a run costs beyond its phases: starting the worker (imports, data) and writing its log, s.
 RUN_OVERHEAD_S = 2.0
+# Numeric axes of the power-limit mechanism: [matrix] power_limit_w = [250, 200] (watts) or
+# power_limit_fraction = [0.8, 0.6] (of the GPU's default limit); each value is checked as the
+# spec checks it.
+POWER_LIMIT_AXES = ("power_limit_w", "power_limit_fraction")
 # Keys the matrix and the preset itself own; settings may not set them.
 RESERVED = {"dataset", "size", "mode", "transfer_head", "model_dir", "seed", "run_id", "preset", "config", "batch"}
 
@@ -106,11 +113,14 @@ class Config:
     transfer_head: str = "replace"  # scratch ignores it
     width: float = 1.0  # network width multiplier; part of the size in keys ("big-x16")
     model: str | None = None  # a user network "package.module:factory"; keys say "factory-size"
+    power_limit_w: float | None = None  # the GPU power limit it runs at (part of the mechanism in keys)
+    power_limit_fraction: float | None = None
 
     @property
     def config_key(self) -> ConfigKey:
+        mechanism = with_power_limit(self.mechanism, self.power_limit_w, self.power_limit_fraction)
         return ConfigKey.of(
-            self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head, model_name(self.model)
+            self.dataset, self.size, self.mode, mechanism, self.width, self.transfer_head, model_name(self.model)
         )
 
     @property
@@ -135,7 +145,8 @@ class PlannedRun:
     @property
     def label(self) -> str:
         """What this run is within its plan, e.g. "transfer augment · seed 1"."""
-        mech = "" if self.config.mechanism == "baseline" else f" {self.config.mechanism}"
+        mechanism = self.config.config_key.mechanism  # with its power limit, if any
+        mech = "" if mechanism == "baseline" else f" {mechanism}"
         return f"{self.spec.mode_label}{mech} · seed {self.spec.seed}"
 
     @property
@@ -278,6 +289,9 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         if key == "width":  # numbers, not names: checked as the spec checks them
             axes["width"] = _widths(values, where)
             continue
+        if key in POWER_LIMIT_AXES:
+            axes[key] = _power_limits(key, values, where)
+            continue
         if key not in MATRIX_KEYS:
             raise PresetError(
                 f"{where}: [matrix] unknown key {key!r}{suggest(key, MATRIX_KEYS)}; allowed: {', '.join(MATRIX_KEYS)}"
@@ -302,6 +316,13 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
     ):
         axes.setdefault(key, [default])
     model_axis: list[str | None] = axes.pop("model", []) or [None]
+    limit_axes = [k for k in POWER_LIMIT_AXES if k in axes]
+    if len(limit_axes) > 1:
+        raise PresetError(f"{where}: [matrix] power_limit_w and power_limit_fraction: give one of them, not both")
+    if limit_axes and POWER_LIMIT not in axes["mechanism"]:
+        raise PresetError(f"{where}: [matrix] {limit_axes[0]} needs mechanism = [..., {POWER_LIMIT!r}] to vary")
+    # (axis name, value) per power limit; one entry of None where the matrix does not vary it
+    limits: list[tuple[str, float] | None] = [(limit_axes[0], v) for v in axes[limit_axes[0]]] if limit_axes else [None]
 
     settings = _table(data.get("settings", {}), where, "settings")
     _check_settings(settings, where, "[settings]")
@@ -327,6 +348,16 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
 
     if overrides:
         _check_settings(overrides, where, "command line")
+    elsewhere = [
+        section
+        for section, table in (("[settings]", settings), ("the command line (--power-limit)", overrides or {}))
+        if any(table.get(k) is not None for k in POWER_LIMIT_AXES)
+    ] + [f"override #{i}" for i, ov in enumerate(override_list, 1) if any(k in ov for k in POWER_LIMIT_AXES)]
+    if limit_axes and elsewhere:
+        raise PresetError(
+            f"{where}: [matrix] {limit_axes[0]} sweeps the power limit, and {elsewhere[0]} sets one too; "
+            "give the limits in one place"
+        )
 
     configs, specs = [], {}
     axes_in_order = (
@@ -337,8 +368,9 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         axes["transfer_head"],
         axes.get("width", [None]),
         model_axis,
+        limits,
     )
-    for dataset, size, mode, mechanism, transfer_head, width, model in itertools.product(*axes_in_order):
+    for dataset, size, mode, mechanism, transfer_head, width, model, limit in itertools.product(*axes_in_order):
         if mode == "scratch":
             transfer_head = "replace"  # scratch has no source network: one configuration, whatever the axis says
         config = Config(dataset, size, mode, mechanism, transfer_head, width or 1.0)
@@ -354,7 +386,20 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         if fields.get("model"):
             # the user's network is imported from the preset's folder: the preset names it
             fields["model_dir"] = str(path.resolve().parent)
-        config = replace(config, width=float(fields.get("width", 1.0)), model=fields.get("model"))
+        if limit is not None and mechanism == POWER_LIMIT:  # the axis varies the power-limit mechanism only
+            fields[limit[0]] = limit[1]
+        if mechanism == POWER_LIMIT and all(fields.get(k) is None for k in POWER_LIMIT_AXES):
+            raise PresetError(
+                f"{where}: mechanism {POWER_LIMIT!r} needs a limit: power_limit_w or power_limit_fraction "
+                "in [matrix] or [settings]"
+            )
+        config = replace(
+            config,
+            width=float(fields.get("width", 1.0)),
+            model=fields.get("model"),
+            power_limit_w=fields.get("power_limit_w"),
+            power_limit_fraction=fields.get("power_limit_fraction"),
+        )
         if config.key in specs:
             continue
         fields.update(
@@ -387,6 +432,20 @@ def _widths(values: Any, where: str) -> list[float]:
         raise PresetError(f"{where}: [matrix] width: expected a list of numbers > 0 and <= 64, got {values!r}")
     if len(set(values)) != len(values):
         raise PresetError(f"{where}: [matrix] width: repeated values in {values!r}")
+    return [float(v) for v in values]
+
+
+def _power_limits(key: str, values: Any, where: str) -> list[float]:
+    values = values if isinstance(values, list) else [values]
+    if not values:
+        raise PresetError(f"{where}: [matrix] {key}: expected a non-empty list of numbers")
+    for v in values:
+        try:
+            spec_from_dict({key: v}, f"{where}: [matrix]")
+        except SpecError as exc:
+            raise PresetError(str(exc)) from None
+    if len(set(values)) != len(values):
+        raise PresetError(f"{where}: [matrix] {key}: repeated values in {values!r}")
     return [float(v) for v in values]
 
 

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from engine.worker.data import PreparedData, Split
     from engine.worker.models import Network
     from engine.worker.phase_meter import PhaseMeter
+    from engine.worker.power_limit import HeldLimit
     from engine.worker.thermal import RunThermal
     from engine.worker.train import Precision, Progress
 
@@ -155,6 +156,7 @@ class Run:
         self.pretrain: PretrainRecord | None = None  # the source network's pretraining: measured here or cached
         self._device: Device | None = None  # resolved at the start of execute()
         self.precision: Precision | None = None  # for the amp mechanism; None is fp32
+        self.power_limit: HeldLimit | None = None  # for the power-limit mechanism: put back at the end
         self.started = time.monotonic()
 
     @property
@@ -178,6 +180,7 @@ class Run:
     # -- the run --------------------------------------------------------------------------
     def execute(self) -> None:
         self.prepare_device()
+        self.hold_power_limit()
         self.open_meters()
         data = self.prepare_data()
         self.check_network(data)
@@ -207,10 +210,71 @@ class Run:
                     f'resolved to cpu); run it with device = "cuda" on a machine with a GPU'
                 )
             self.precision = Precision.for_cuda()
+        if self.asks_power_limit and not self.device.is_cuda:
+            raise DeviceError(
+                f"power-limit: a GPU power limit is not applicable on the CPU (device {spec.device!r} "
+                f'resolved to cpu); run it with device = "cuda" on a machine with a GPU'
+            )
         self.manifest.precision = self.precision.name if self.precision else "float32"
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.manifest.flush_denormal = torch.set_flush_denormal(spec.flush_denormal) and spec.flush_denormal
+
+    @property
+    def asks_power_limit(self) -> bool:
+        return self.spec.power_limit_w is not None or self.spec.power_limit_fraction is not None
+
+    def hold_power_limit(self) -> None:
+        """On a GPU: report the power limits earlier runs left set; for the power-limit mechanism,
+        set this run's limit (refused in one line outside the GPU's range or without permission,
+        and while an earlier run's limit on this GPU is still to be put back)."""
+        if not self.device.is_cuda:
+            return
+        from engine.worker import power_limit
+
+        leftovers, problems = power_limit.read_leftovers()
+        self.manifest.power_limit_leftover = [power_limit.leftover_line(r) for r in leftovers] + problems
+        for line in self.manifest.power_limit_leftover:
+            to_stderr(f"joulelab worker: {line}")
+        if not self.asks_power_limit:
+            self.write_manifest()
+            return
+        uuid = self.device.info.get("uuid")
+        if not uuid:
+            raise power_limit.PowerLimitError(
+                f"power-limit: torch gives no UUID for {self.device.name}, so NVML cannot tell which GPU to limit"
+            )
+        mine = [r for r in leftovers if r.uuid.upper() == uuid.upper()]
+        if mine:
+            raise power_limit.PowerLimitError(power_limit.leftover_line(mine[0]) + ", then start this run again")
+        # A cancel that arrives while the limit is set waits until it is held here, to be put back.
+        guarded = _Signals.enter()
+        try:
+            self.power_limit = power_limit.HeldLimit.hold(
+                uuid,
+                watts=self.spec.power_limit_w,
+                fraction=self.spec.power_limit_fraction,
+                run_id=self.w.run_id,
+            )
+            self.manifest.power_limit = dict(self.power_limit.record)
+        finally:
+            if guarded:
+                _Signals.leave()
+        self.write_manifest()
+
+    def restore_power_limit(self) -> None:
+        """Put back the limit the run set (after success, failure or cancel), and say so."""
+        if self.power_limit is None:
+            return
+        self.power_limit.restore()
+        record = self.power_limit.record
+        self.manifest.power_limit = dict(record)
+        if record["restore_error"]:
+            to_stderr(f"joulelab worker: {record['restore_error']}")
+        try:
+            self.write_manifest()
+        except OSError:
+            pass  # the summary keeps it too
 
     def open_meters(self) -> None:
         """Open the meters, record them, say hello, and start sampling."""
@@ -525,6 +589,8 @@ class Run:
             precision=m.precision,
             thermal=thermal.record if thermal is not None else None,
             started_warm=thermal.started_warm if thermal is not None else None,
+            power_limit=dict(self.power_limit.record) if self.power_limit is not None else None,
+            power_limit_leftover=m.power_limit_leftover,
             network={k: v for k, v in m.network.items() if k != "architecture"},
             events=self.w.count + 1,  # and the done event that follows
             reader_lost=self.w.reader_lost_at is not None,
@@ -626,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _Signals.pending = None
     try:
+        run.restore_power_limit()  # first: the GPU's limit matters more than anything below
         run.stop_meters()
         if writer.log_error is not None:
             status, error, code = "failed", writer.log_error, EXIT_LOG_UNWRITABLE

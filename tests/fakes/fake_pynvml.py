@@ -1,17 +1,24 @@
 """A fake `pynvml` module: NVML's real function names, units and error codes, with no GPU.
 
 Units as NVML returns them: nvmlDeviceGetTotalEnergyConsumption in millijoules (an int, Volta and
-newer), nvmlDeviceGetPowerUsage and nvmlDeviceGetPowerManagementLimit in milliwatts,
+newer), nvmlDeviceGetPowerUsage and the power-limit calls (nvmlDeviceGetPowerManagementLimit,
+...DefaultLimit, ...LimitConstraints as [min, max], nvmlDeviceSetPowerManagementLimit) in milliwatts,
 nvmlDeviceGetTemperature in degrees C, nvmlDeviceGetClockInfo in MHz, clock-event (throttle)
 reasons as nvidia-ml-py's bit mask, nvmlDeviceGetComputeRunningProcesses as objects with `pid` and
 `usedGpuMemory` (bytes). Errors are
 `NVMLError(code)`, which, as in nvidia-ml-py, constructs the matching subclass
 (NVMLError_NotSupported, ...) and carries the code in `.value`. Codes are nvml.h's (and
 nvidia-ml-py's): checked against the installed module by the tests.
+
+A power limit is the GPU's state, not the process's: with `FakeNvml.limits_file` set, the limits
+are read from that JSON file ({uuid: mW}) when the module is made and written at every set, so a
+worker subprocess killed with its limit set leaves the GPU capped for the next process.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import types
 from dataclasses import dataclass, field
 
@@ -91,7 +98,10 @@ class FakeGpu:
     uuid: str = "GPU-00000000-1111-2222-3333-444444444444"
     energy_mj: int | None = 1_000_000  # None: no energy counter (pre-Volta)
     power_mw: int | None = 60_000  # None: no power reading either
-    power_limit_mw: int | None = 400_000
+    power_limit_mw: int | None = 400_000  # None: no power management (NOT_SUPPORTED)
+    default_power_limit_mw: int = 400_000
+    power_limit_range_mw: tuple[int, int] = (100_000, 400_000)  # nvmlDeviceGetPowerManagementLimitConstraints
+    set_limit_error: int | None = None  # nvmlDeviceSetPowerManagementLimit raises NVMLError(this)
     temperature_c: int | None = 35
     sm_clock_mhz: int | None = 1410
     max_sm_clock_mhz: int | None = 1410
@@ -112,11 +122,15 @@ class FakeNvml:
     nvml_version: str = "12.550.54.15"
     initialized: int = 0
     calls: list[str] = field(default_factory=list)
+    limits_file: str | None = None  # where the GPUs' power limits outlive the process (see above)
+    limit_sets: list[tuple[int, int]] = field(default_factory=list)  # (handle, mW) per successful set
 
 
 def make_fake_pynvml(state: FakeNvml | None = None) -> types.ModuleType:
     """A module object that behaves like `import pynvml` on a machine described by `state`."""
     state = state or FakeNvml()
+    if state.limits_file is not None:
+        load_limits(state)
     mod = types.ModuleType("pynvml")
     mod.__dict__.update(CODES)
     mod.__dict__.update(REASONS)
@@ -220,6 +234,34 @@ def make_fake_pynvml(state: FakeNvml | None = None) -> types.ModuleType:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return int(g.power_limit_mw)
 
+    def nvmlDeviceGetPowerManagementDefaultLimit(handle):
+        g = gpu(handle)
+        if g.power_limit_mw is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return int(g.default_power_limit_mw)
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(handle):
+        g = gpu(handle)
+        if g.power_limit_mw is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return [int(g.power_limit_range_mw[0]), int(g.power_limit_range_mw[1])]
+
+    def nvmlDeviceSetPowerManagementLimit(handle, limit):
+        g = gpu(handle)
+        if g.power_limit_mw is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        if g.set_limit_error is not None:  # NO_PERMISSION without root, as on a real machine
+            raise NVMLError(g.set_limit_error)
+        if not isinstance(limit, int):  # nvidia-ml-py passes it as c_uint
+            raise TypeError(f"limit must be an int of milliwatts, not {limit!r}")
+        low, high = g.power_limit_range_mw
+        if not low <= limit <= high:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        g.power_limit_mw = limit
+        state.limit_sets.append((handle, limit))
+        if state.limits_file is not None:
+            save_limits(state)
+
     def nvmlDeviceGetTemperature(handle, sensor):
         g = gpu(handle)
         if sensor != NVML_TEMPERATURE_GPU:
@@ -286,6 +328,28 @@ def make_fake_pynvml(state: FakeNvml | None = None) -> types.ModuleType:
         nvmlDeviceGetTotalEnergyConsumption,
         nvmlDeviceGetPowerUsage,
         nvmlDeviceGetPowerManagementLimit,
+        nvmlDeviceGetPowerManagementDefaultLimit,
+        nvmlDeviceGetPowerManagementLimitConstraints,
+        nvmlDeviceSetPowerManagementLimit,
     ):
         setattr(mod, fn.__name__, fn)
     return mod
+
+
+def load_limits(state: FakeNvml) -> None:
+    """The GPUs' power limits as the limits file holds them (a file not yet written: as they are)."""
+    assert state.limits_file is not None
+    if os.path.exists(state.limits_file):
+        with open(state.limits_file) as f:
+            limits = json.load(f)
+        for g in state.gpus:
+            if g.uuid in limits:
+                g.power_limit_mw = limits[g.uuid]
+
+
+def save_limits(state: FakeNvml) -> None:
+    assert state.limits_file is not None
+    tmp = state.limits_file + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({g.uuid: g.power_limit_mw for g in state.gpus}, f)
+    os.replace(tmp, state.limits_file)

@@ -69,3 +69,26 @@ def mode_label(mode: str, transfer_head: str) -> str:
     """The mode as keys show it: "transfer", or "transfer-extend" for the extended head (replace is
     the default and stays implicit, as in older logs)."""
     return mode if mode == "scratch" or transfer_head == "replace" else f"{mode}-{transfer_head}"
+
+
+POWER_LIMIT = "power-limit"  # the mechanism's name; its keys carry the limit
+
+
+def power_limit_label(watts: float | None, fraction: float | None) -> str | None:
+    """The power limit as keys show it: "power-limit-250W", "power-limit-x0.8" (of the GPU's
+    default limit), or None when no limit is set."""
+    if watts is not None:
+        return f"{POWER_LIMIT}-{watts:g}W"
+    if fraction is not None:
+        return f"{POWER_LIMIT}-x{fraction:g}"
+    return None
+
+
+def with_power_limit(mechanism: str, watts: float | None, fraction: float | None) -> str:
+    """A key's mechanism with the power limit in it, so runs at different limits are different
+    configurations: the limit alone for the baseline, "amp+power-limit-250W" beside another."""
+    label = power_limit_label(watts, fraction)
+    if label is None:
+        return mechanism
+    names = [n for n in mechanism.split("+") if n not in (BASELINE, POWER_LIMIT)]
+    return "+".join([*names, label])

@@ -214,6 +214,9 @@ class RunSummary(msgspec.Struct, kw_only=True):
     precision: str | None = None
     thermal: dict[str, Any] | None = None  # GPU temperature and idle drift (engine.worker.thermal)
     started_warm: bool | None = None
+    # the GPU power limit the run set and whether it was put back (engine.worker.power_limit)
+    power_limit: dict[str, Any] | None = None
+    power_limit_leftover: list[str] = []  # limits earlier runs left set, one line each
     network: dict[str, Any] = {}  # size, width, parameters, flops_per_sample
     events: int = 0  # events in events.jsonl
     reader_lost: bool = False  # the event stream's reader went away during the run
@@ -292,4 +295,6 @@ class RunManifest(msgspec.Struct, kw_only=True):
     dataset: dict[str, Any] = {}  # name, synthetic, kind, split sizes (train_samples: the split's size)
     network: dict[str, Any] = {}
     thermal: dict[str, Any] | None = None
+    power_limit: dict[str, Any] | None = None  # the GPU power limit set (engine.worker.power_limit)
+    power_limit_leftover: list[str] = []  # limits earlier runs left set, one line each
     log_schema: int = LOG_SCHEMA

@@ -72,6 +72,9 @@ class NvmlLibrary(Protocol):
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: object) -> int: ...  # mJ
     def nvmlDeviceGetPowerUsage(self, handle: object) -> int: ...  # mW
     def nvmlDeviceGetPowerManagementLimit(self, handle: object) -> int: ...  # mW
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: object) -> int: ...  # mW
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: object) -> Sequence[int]: ...  # [min, max] mW
+    def nvmlDeviceSetPowerManagementLimit(self, handle: object, limit: int) -> None: ...  # mW; root only
     def nvmlDeviceGetTemperature(self, handle: object, sensor: int) -> int: ...  # C
     def nvmlDeviceGetClockInfo(self, handle: object, clock_type: int) -> int: ...  # MHz
     def nvmlDeviceGetMaxClockInfo(self, handle: object, clock_type: int) -> int: ...  # MHz
