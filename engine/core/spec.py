@@ -50,6 +50,9 @@ class RunSpec:
     transfer_head: str = "replace"  # see TRANSFER_HEADS; ignored by scratch
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    # Data parallel: train with DistributedDataParallel over this many processes on each node
+    # (torch's elastic agent starts them; one GPU each on CUDA). 1 is the single-process run.
+    procs_per_node: int = 1
     # Flush denormal floats to zero. Without it, some inputs (ExtraSensory's source users) drive
     # activations into denormals and training runs up to 20x slower on x86: an artefact, not a
     # property of the mechanism being measured.
@@ -99,6 +102,8 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        if self.procs_per_node == 1:
+            del out["procs_per_node"]  # a one-process run's spec is written as it was before data parallel
         for key in ("source_group", "target_group", "trials"):
             if out[key] is not None:
                 out[key] = list(out[key])
@@ -126,7 +131,11 @@ class RunSpec:
 
     def describe(self) -> str:
         """The configuration key: dataset/size/mode/mechanism."""
-        return str(ConfigKey.of(self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head))
+        return str(
+            ConfigKey.of(
+                self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head, self.procs_per_node
+            )
+        )
 
 
 # Each mechanism is a named change to the plain baseline, so it can be measured against it.
@@ -193,6 +202,12 @@ def validate(spec: RunSpec) -> None:
     _number("seed", spec.seed, int, 0)
     if spec.threads is not None:
         _number("threads", spec.threads, int, 1, 1024)
+    _number("procs_per_node", spec.procs_per_node, int, 1, 1024)
+    if spec.procs_per_node > 1 and spec.device.startswith("cuda:"):
+        raise SpecError(
+            f"procs_per_node: {spec.procs_per_node} processes take one GPU each (cuda:0, cuda:1, ...); "
+            f'device {spec.device!r} names one: use device = "cuda" or "auto"'
+        )
     _number("prune", spec.prune, float, 0, 0.99)
     _number("prune_epochs", spec.prune_epochs, int, 0, 1000)
     _number("sample_hz", spec.sample_hz, float, 0.1, 100)

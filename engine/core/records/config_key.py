@@ -21,10 +21,18 @@ class ConfigKey(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(
-        cls, dataset: str, size: str, mode: str, mechanism: str, width: float = 1.0, transfer_head: str = "replace"
+        cls,
+        dataset: str,
+        size: str,
+        mode: str,
+        mechanism: str,
+        width: float = 1.0,
+        transfer_head: str = "replace",
+        procs_per_node: int = 1,
     ) -> ConfigKey:
-        """The key of a run's settings, with the size's width and the transfer head in its labels."""
-        return cls(dataset, size_label(size, width), mode_label(mode, transfer_head), mechanism)
+        """The key of a run's settings, with the size's width, its processes per node and the
+        transfer head in its labels."""
+        return cls(dataset, size_label(size, width, procs_per_node), mode_label(mode, transfer_head), mechanism)
 
     @property
     def across_modes(self) -> str:
@@ -50,9 +58,12 @@ class ConfigKey(msgspec.Struct, frozen=True):
         return ConfigKey(self.dataset, self.size, self.mode, mechanism)
 
 
-def size_label(size: str, width: float) -> str:
-    """The size as configuration keys show it: "big", or "big-x16" for a widened network."""
-    return size if width == 1 else f"{size}-x{width:g}"
+def size_label(size: str, width: float, procs_per_node: int = 1) -> str:
+    """The size as configuration keys show it: "big", "big-x16" for a widened network, "big-p2"
+    trained data-parallel over two processes per node (so transfer is compared with scratch at
+    the same number of processes)."""
+    label = size if width == 1 else f"{size}-x{width:g}"
+    return label if procs_per_node == 1 else f"{label}-p{procs_per_node}"
 
 
 def mode_label(mode: str, transfer_head: str) -> str:

@@ -292,4 +292,6 @@ class RunManifest(msgspec.Struct, kw_only=True):
     dataset: dict[str, Any] = {}  # name, synthetic, kind, split sizes (train_samples: the split's size)
     network: dict[str, Any] = {}
     thermal: dict[str, Any] | None = None
+    # a data-parallel run (procs_per_node > 1): its ranks, and which one metered each node
+    data_parallel: dict[str, Any] | None = None
     log_schema: int = LOG_SCHEMA
