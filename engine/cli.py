@@ -170,6 +170,7 @@ def load_plan(
     data_dir: Path | None = None,
     tdp: float | None = None,
     device: str | None = None,
+    procs_per_node: int | None = None,
 ) -> tuple[Preset, list[PlannedRun]]:
     """The one way a command turns a preset and its options into runs: --data-dir, --tdp and
     --device override the preset's settings, --only keeps some configurations. One line and exit 2
@@ -185,6 +186,8 @@ def load_plan(
         overrides["tdp_w"] = finite("--tdp", tdp, 0, TDP_MAX_W)
     if device is not None:
         overrides["device"] = device
+    if procs_per_node is not None:
+        overrides["procs_per_node"] = procs_per_node
     loaded = presets_mod.load(preset, overrides)
     filters = parse_only(only or [])
     count = loaded.count(trials, filters)
@@ -267,6 +270,15 @@ def run(
             "--device", help="auto, cpu, cuda or cuda:N (overrides the preset; auto: the GPU when torch sees one)"
         ),
     ] = None,
+    procs_per_node: Annotated[
+        int | None,
+        typer.Option(
+            "--procs-per-node",
+            min=1,
+            max=1024,
+            help="Train data-parallel (DDP) over N processes per node, one GPU each on CUDA (overrides the preset)",
+        ),
+    ] = None,
     until_clear: Annotated[
         bool,
         typer.Option(
@@ -308,7 +320,7 @@ def run(
         from engine.orchestrate.slurm import SlurmOptions
 
         options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel)
-        run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, device, options, resume)
+        run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, device, options, resume, procs_per_node)
         return
     if given(ctx, ("max_trials",)) and not until_clear:
         raise fail("--max-trials needs --until-clear")
@@ -320,7 +332,16 @@ def run(
         raise fail("give a preset to run (quick, paper, ... or a .toml file), or --resume")
 
     logs_dir = logs or default_logs_dir()
-    loaded, plan = load_plan(preset, logs_dir, trials=trials, only=only, data_dir=data_dir, tdp=tdp, device=device)
+    loaded, plan = load_plan(
+        preset,
+        logs_dir,
+        trials=trials,
+        only=only,
+        data_dir=data_dir,
+        tdp=tdp,
+        device=device,
+        procs_per_node=procs_per_node,
+    )
     check_data(plan)
     from engine.core.run_files import check_writable
 
@@ -481,6 +502,7 @@ def run_on_slurm(
     device: str | None,
     options: SlurmOptions,
     resume: bool,
+    procs_per_node: int | None = None,
 ) -> None:
     """`joulelab run --executor slurm`: submit one job per pair, follow them, print the comparison.
     Ctrl-C asks whether to cancel the jobs (without a terminal: cancels, and says so)."""
@@ -510,7 +532,16 @@ def run_on_slurm(
     else:
         if preset is None:
             raise fail("name a PRESET to run (quick, paper, mechanisms, or a .toml file)")
-        loaded, plan = load_plan(preset, logs_dir, trials=trials, only=only, data_dir=data_dir, tdp=tdp, device=device)
+        loaded, plan = load_plan(
+            preset,
+            logs_dir,
+            trials=trials,
+            only=only,
+            data_dir=data_dir,
+            tdp=tdp,
+            device=device,
+            procs_per_node=procs_per_node,
+        )
         record = slurm.submit_plan(plan, options, logs_dir, loaded.name)
         if human:
             ids = [j["job_id"] for j in record["jobs"]]

@@ -169,3 +169,30 @@ def test_procs_per_node_is_checked():
     with pytest.raises(SpecError, match="one GPU each"):
         spec_from_dict({"procs_per_node": 2, "device": "cuda:1"})
     assert spec_from_dict({**TINY, "procs_per_node": 2}).describe() == "synthetic/small-p2/scratch/baseline"
+
+
+def test_the_scaling_preset_compares_transfer_with_scratch_at_each_number_of_processes():
+    from engine.orchestrate import presets
+
+    plan = presets.load("scaling").plan()
+    assert sorted(p.config.key for p in plan) == [
+        "synthetic/small-p2/scratch/baseline",
+        "synthetic/small-p2/transfer/baseline",
+        "synthetic/small/scratch/baseline",
+        "synthetic/small/transfer/baseline",
+    ]
+    assert {p.config.key: p.spec.procs_per_node for p in plan}["synthetic/small-p2/scratch/baseline"] == 2
+    # pairs stay within one number of processes: transfer is compared with scratch at each
+    assert len({p.pair for p in plan}) == 2
+    with pytest.raises(presets.PresetError, match="procs_per_node"):
+        presets.parse({"matrix": {"procs_per_node": [0]}}, presets.Path("bad.toml"))
+
+
+def test_the_command_line_and_the_lab_set_procs_per_node(tmp_path):
+    from engine.cli import load_plan
+    from tui.lab_plan import LabChoice, lab_plan
+
+    _, plan = load_plan("quick", tmp_path, procs_per_node=2)
+    assert {p.spec.procs_per_node for p in plan} == {2}
+    items = lab_plan(LabChoice(mode="scratch", procs_per_node=2), logs_dir=tmp_path).items
+    assert [(i.spec.procs_per_node, i.config) for i in items] == [(2, "synthetic/small-p2/scratch/baseline")]

@@ -51,6 +51,7 @@ class LabChoice:
     trials: int = 1
     sample_hz: float = 10.0
     device: str = "auto"  # engine.worker.device: auto is the GPU when torch sees one, else the CPU
+    procs_per_node: int = 1  # data-parallel processes (DDP ranks); 1: the single-process run
 
     @property
     def mechanism(self) -> str:
@@ -110,7 +111,9 @@ def lab_plan(
     items = []
     for trial in range(choice.trials):
         for mode in modes:
-            config = str(ConfigKey.of(choice.dataset, choice.size, mode, choice.mechanism))
+            config = str(
+                ConfigKey.of(choice.dataset, choice.size, mode, choice.mechanism, procs_per_node=choice.procs_per_node)
+            )
             fields = {
                 **defaults,
                 "dataset": choice.dataset,
@@ -119,6 +122,7 @@ def lab_plan(
                 "epochs": choice.epochs,
                 "sample_hz": float(choice.sample_hz),
                 "device": choice.device,
+                "procs_per_node": choice.procs_per_node,
                 "normalize": choice.normalize,
                 "batchnorm": choice.batchnorm,
                 "augment": choice.augment,

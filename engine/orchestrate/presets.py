@@ -17,6 +17,7 @@
     mode = ["transfer", "scratch"]
     mechanism = ["baseline"]          # see MECHANISMS
     width = [1, 16]                   # optional: network width multipliers (keys say "big-x16")
+    procs_per_node = [1, 2]           # optional: data-parallel processes per node (keys say "small-p2")
 
     [settings]                        # any run-spec field, shared by every configuration
     epochs = 5
@@ -94,10 +95,13 @@ class Config:
     mechanism: str
     transfer_head: str = "replace"  # scratch ignores it
     width: float = 1.0  # network width multiplier; part of the size in keys ("big-x16")
+    procs_per_node: int = 1  # data-parallel processes per node; part of the size in keys ("small-p2")
 
     @property
     def config_key(self) -> ConfigKey:
-        return ConfigKey.of(self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head)
+        return ConfigKey.of(
+            self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head, self.procs_per_node
+        )
 
     @property
     def key(self) -> str:
@@ -264,6 +268,9 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         if key == "width":  # numbers, not names: checked as the spec checks them
             axes["width"] = _widths(values, where)
             continue
+        if key == "procs_per_node":
+            axes["procs_per_node"] = _procs(values, where)
+            continue
         if key not in MATRIX_KEYS:
             raise PresetError(
                 f"{where}: [matrix] unknown key {key!r}{suggest(key, MATRIX_KEYS)}; allowed: {', '.join(MATRIX_KEYS)}"
@@ -324,8 +331,9 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         axes["mechanism"],
         axes["transfer_head"],
         axes.get("width", [None]),
+        axes.get("procs_per_node", [None]),
     )
-    for dataset, size, mode, mechanism, transfer_head, width in itertools.product(*axes_in_order):
+    for dataset, size, mode, mechanism, transfer_head, width, procs in itertools.product(*axes_in_order):
         if mode == "scratch":
             transfer_head = "replace"  # scratch has no source network: one configuration, whatever the axis says
         config = Config(dataset, size, mode, mechanism, transfer_head, width or 1.0)
@@ -336,7 +344,11 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         fields.update(overrides or {})
         if width is not None:
             fields["width"] = width  # the matrix's axis wins over settings
-        config = replace(config, width=float(fields.get("width", 1.0)))
+        if procs is not None:
+            fields["procs_per_node"] = procs
+        config = replace(
+            config, width=float(fields.get("width", 1.0)), procs_per_node=int(fields.get("procs_per_node", 1))
+        )
         if config.key in specs:
             continue
         fields.update(
@@ -357,6 +369,15 @@ def _widths(values: Any, where: str) -> list[float]:
     if len(set(values)) != len(values):
         raise PresetError(f"{where}: [matrix] width: repeated values in {values!r}")
     return [float(v) for v in values]
+
+
+def _procs(values: Any, where: str) -> list[int]:
+    values = values if isinstance(values, list) else [values]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024 for v in values):
+        raise PresetError(f"{where}: [matrix] procs_per_node: expected a list of integers 1-1024, got {values!r}")
+    if len(set(values)) != len(values):
+        raise PresetError(f"{where}: [matrix] procs_per_node: repeated values in {values!r}")
+    return [int(v) for v in values]
 
 
 def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:
