@@ -171,6 +171,7 @@ def load_plan(
     tdp: float | None = None,
     device: str | None = None,
     power_limit: str | None = None,
+    procs_per_node: int | None = None,
 ) -> tuple[Preset, list[PlannedRun]]:
     """The one way a command turns a preset and its options into runs: --data-dir, --tdp and
     --device override the preset's settings, --only keeps some configurations. One line and exit 2
@@ -188,6 +189,8 @@ def load_plan(
         overrides["device"] = device
     if power_limit is not None:
         overrides.update(parse_power_limit(power_limit))
+    if procs_per_node is not None:
+        overrides["procs_per_node"] = procs_per_node
     loaded = presets_mod.load(preset, overrides)
     filters = parse_only(only or [])
     count = loaded.count(trials, filters)
@@ -278,6 +281,15 @@ def run(
             "set through NVML and put back after each run",
         ),
     ] = None,
+    procs_per_node: Annotated[
+        int | None,
+        typer.Option(
+            "--procs-per-node",
+            min=1,
+            max=1024,
+            help="Train data-parallel (DDP) over N processes per node, one GPU each on CUDA (overrides the preset)",
+        ),
+    ] = None,
     until_clear: Annotated[
         bool,
         typer.Option(
@@ -319,7 +331,9 @@ def run(
         from engine.orchestrate.slurm import SlurmOptions
 
         options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel)
-        run_on_slurm(preset, trials, only, output, logs, data_dir, tdp, device, power_limit, options, resume)
+        run_on_slurm(
+            preset, trials, only, output, logs, data_dir, tdp, device, power_limit, options, resume, procs_per_node
+        )
         return
     if given(ctx, ("max_trials",)) and not until_clear:
         raise fail("--max-trials needs --until-clear")
@@ -332,7 +346,15 @@ def run(
 
     logs_dir = logs or default_logs_dir()
     loaded, plan = load_plan(
-        preset, logs_dir, trials=trials, only=only, data_dir=data_dir, tdp=tdp, device=device, power_limit=power_limit
+        preset,
+        logs_dir,
+        trials=trials,
+        only=only,
+        data_dir=data_dir,
+        tdp=tdp,
+        device=device,
+        power_limit=power_limit,
+        procs_per_node=procs_per_node,
     )
     check_data(plan)
     from engine.core.run_files import check_writable
@@ -499,6 +521,7 @@ def run_on_slurm(
     power_limit: str | None,
     options: SlurmOptions,
     resume: bool,
+    procs_per_node: int | None = None,
 ) -> None:
     """`joulelab run --executor slurm`: submit one job per pair, follow them, print the comparison.
     Ctrl-C asks whether to cancel the jobs (without a terminal: cancels, and says so)."""
@@ -537,6 +560,7 @@ def run_on_slurm(
             tdp=tdp,
             device=device,
             power_limit=power_limit,
+            procs_per_node=procs_per_node,
         )
         record = slurm.submit_plan(plan, options, logs_dir, loaded.name)
         if human:

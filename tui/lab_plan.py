@@ -55,6 +55,7 @@ class LabChoice:
     # its factory "package.module:factory" and the folder its module is imported from
     model: str | None = None
     model_dir: str | None = None
+    procs_per_node: int = 1  # data-parallel processes (DDP ranks); 1: the single-process run
 
     @property
     def mechanism(self) -> str:
@@ -115,7 +116,16 @@ def lab_plan(
     for trial in range(choice.trials):
         for mode in modes:
             network = model_name(choice.model)
-            config = str(ConfigKey.of(choice.dataset, choice.size, mode, choice.mechanism, network=network))
+            config = str(
+                ConfigKey.of(
+                    choice.dataset,
+                    choice.size,
+                    mode,
+                    choice.mechanism,
+                    network=network,
+                    procs_per_node=choice.procs_per_node,
+                )
+            )
             fields = {
                 **defaults,
                 "dataset": choice.dataset,
@@ -124,6 +134,7 @@ def lab_plan(
                 "epochs": choice.epochs,
                 "sample_hz": float(choice.sample_hz),
                 "device": choice.device,
+                "procs_per_node": choice.procs_per_node,
                 "normalize": choice.normalize,
                 "batchnorm": choice.batchnorm,
                 "augment": choice.augment,

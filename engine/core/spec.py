@@ -66,6 +66,9 @@ class RunSpec:
     model_dir: str | None = None
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    # Data parallel: train with DistributedDataParallel over this many processes on each node
+    # (torch's elastic agent starts them; one GPU each on CUDA). 1 is the single-process run.
+    procs_per_node: int = 1
     # Flush denormal floats to zero. Without it, some inputs (ExtraSensory's source users) drive
     # activations into denormals and training runs up to 20x slower on x86: an artefact, not a
     # property of the mechanism being measured.
@@ -119,6 +122,8 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        if self.procs_per_node == 1:
+            del out["procs_per_node"]  # a one-process run's spec is written as it was before data parallel
         for key in ("source_group", "target_group", "trials"):
             if out[key] is not None:
                 out[key] = list(out[key])
@@ -153,7 +158,14 @@ class RunSpec:
         """The configuration key: dataset/size/mode/mechanism."""
         return str(
             ConfigKey.of(
-                self.dataset, self.size, self.mode, self.mechanism, self.width, self.transfer_head, self.network_name
+                self.dataset,
+                self.size,
+                self.mode,
+                self.mechanism,
+                self.width,
+                self.transfer_head,
+                self.network_name,
+                self.procs_per_node,
             )
         )
 
@@ -248,6 +260,12 @@ def validate(spec: RunSpec) -> None:
     _number("seed", spec.seed, int, 0)
     if spec.threads is not None:
         _number("threads", spec.threads, int, 1, 1024)
+    _number("procs_per_node", spec.procs_per_node, int, 1, 1024)
+    if spec.procs_per_node > 1 and spec.device.startswith("cuda:"):
+        raise SpecError(
+            f"procs_per_node: {spec.procs_per_node} processes take one GPU each (cuda:0, cuda:1, ...); "
+            f'device {spec.device!r} names one: use device = "cuda" or "auto"'
+        )
     _number("prune", spec.prune, float, 0, 0.99)
     _number("prune_epochs", spec.prune_epochs, int, 0, 1000)
     _number("sample_hz", spec.sample_hz, float, 0.1, 100)

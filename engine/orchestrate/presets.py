@@ -22,6 +22,7 @@
     power_limit_fraction = [0.8, 0.6] # optional, with mechanism "power-limit": the GPU power limits
                                       #   it runs at (or power_limit_w = [250, 200]); keys say
                                       #   "power-limit-x0.8"; the other mechanisms keep the GPU's limit
+    procs_per_node = [1, 2]           # optional: data-parallel processes per node (keys say "small-p2")
 
     [settings]                        # any run-spec field, shared by every configuration
     epochs = 5
@@ -115,12 +116,20 @@ class Config:
     model: str | None = None  # a user network "package.module:factory"; keys say "factory-size"
     power_limit_w: float | None = None  # the GPU power limit it runs at (part of the mechanism in keys)
     power_limit_fraction: float | None = None
+    procs_per_node: int = 1  # data-parallel processes per node; part of the size in keys ("small-p2")
 
     @property
     def config_key(self) -> ConfigKey:
         mechanism = with_power_limit(self.mechanism, self.power_limit_w, self.power_limit_fraction)
         return ConfigKey.of(
-            self.dataset, self.size, self.mode, mechanism, self.width, self.transfer_head, model_name(self.model)
+            self.dataset,
+            self.size,
+            self.mode,
+            mechanism,
+            self.width,
+            self.transfer_head,
+            model_name(self.model),
+            self.procs_per_node,
         )
 
     @property
@@ -292,6 +301,9 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         if key in POWER_LIMIT_AXES:
             axes[key] = _power_limits(key, values, where)
             continue
+        if key == "procs_per_node":
+            axes["procs_per_node"] = _procs(values, where)
+            continue
         if key not in MATRIX_KEYS:
             raise PresetError(
                 f"{where}: [matrix] unknown key {key!r}{suggest(key, MATRIX_KEYS)}; allowed: {', '.join(MATRIX_KEYS)}"
@@ -369,8 +381,9 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         axes.get("width", [None]),
         model_axis,
         limits,
+        axes.get("procs_per_node", [None]),
     )
-    for dataset, size, mode, mechanism, transfer_head, width, model, limit in itertools.product(*axes_in_order):
+    for dataset, size, mode, mechanism, transfer_head, width, model, limit, procs in itertools.product(*axes_in_order):
         if mode == "scratch":
             transfer_head = "replace"  # scratch has no source network: one configuration, whatever the axis says
         config = Config(dataset, size, mode, mechanism, transfer_head, width or 1.0)
@@ -393,12 +406,15 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
                 f"{where}: mechanism {POWER_LIMIT!r} needs a limit: power_limit_w or power_limit_fraction "
                 "in [matrix] or [settings]"
             )
+        if procs is not None:
+            fields["procs_per_node"] = procs
         config = replace(
             config,
             width=float(fields.get("width", 1.0)),
             model=fields.get("model"),
             power_limit_w=fields.get("power_limit_w"),
             power_limit_fraction=fields.get("power_limit_fraction"),
+            procs_per_node=int(fields.get("procs_per_node", 1)),
         )
         if config.key in specs:
             continue
@@ -447,6 +463,15 @@ def _power_limits(key: str, values: Any, where: str) -> list[float]:
     if len(set(values)) != len(values):
         raise PresetError(f"{where}: [matrix] {key}: repeated values in {values!r}")
     return [float(v) for v in values]
+
+
+def _procs(values: Any, where: str) -> list[int]:
+    values = values if isinstance(values, list) else [values]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024 for v in values):
+        raise PresetError(f"{where}: [matrix] procs_per_node: expected a list of integers 1-1024, got {values!r}")
+    if len(set(values)) != len(values):
+        raise PresetError(f"{where}: [matrix] procs_per_node: repeated values in {values!r}")
+    return [int(v) for v in values]
 
 
 def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from engine.worker.event_log import (
 )
 from engine.worker.manifest import announce_meters, environment_manifest, write_manifest
 from engine.worker.pretraining import SourceNetwork
+from engine.worker.ranks import RANK_FLAG, Ranks, die_with_launcher
 
 if TYPE_CHECKING:
     import torch
@@ -139,10 +140,11 @@ class Networks:
 class Run:
     """One run of one spec, from the idle baseline to the summary; `execute` reads top to bottom."""
 
-    def __init__(self, spec: RunSpec, run_path: Path, writer: EventWriter) -> None:
+    def __init__(self, spec: RunSpec, run_path: Path, writer: EventWriter, ranks: Ranks | None = None) -> None:
         self.spec = spec
         self.path = run_path
         self.w = writer
+        self.ranks = ranks or Ranks()  # a data-parallel run's ranks (engine.worker.ranks); one by default
         self.manifest = RunManifest(  # run.json, written as the run learns more
             run_id=spec.run_id,
             spec=spec.to_dict(),
@@ -201,8 +203,11 @@ class Run:
         from engine.worker.device import resolve_device
         from engine.worker.train import Precision
 
-        spec = self.spec
+        spec, ranks = self.spec, self.ranks
         self._device = resolve_device(spec.device)
+        if ranks.parallel and self.device.is_cuda:
+            self._device = resolve_device(f"cuda:{ranks.local_rank}")  # one GPU per rank
+        ranks.join(torch.device(self.device.name))
         if spec.amp:
             if not self.device.is_cuda:
                 raise DeviceError(
@@ -287,18 +292,39 @@ class Run:
             else:
                 self.w.emit(event_type, **fields)
 
-        dev, spec = self.device, self.spec
-        gpu_uuids = [] if not dev.is_cuda else ([dev.info["uuid"]] if dev.info.get("uuid") else None)
-        self.meter = meter = PhaseMeter.discover(
-            sample_hz=spec.sample_hz,
-            pid=os.getpid(),
-            tdp_w=spec.tdp_w,
-            gpu_uuids=gpu_uuids,
-            sync=dev.sync,
-            on_event=on_event,
-        )
-        announce_meters(self.path, self.manifest, meter, dev, spec=spec.to_dict(), emit=self.w.emit)
+        dev, spec, ranks = self.device, self.spec, self.ranks
+        if not ranks.meters:
+            # another rank on this node meters it; this one only keeps the phase edges with it
+            self.meter = PhaseMeter([], sample_hz=spec.sample_hz, sync=dev.sync, edge=ranks.barrier)
+        else:
+            self.meter = PhaseMeter.discover(
+                sample_hz=spec.sample_hz,
+                # the tree of every rank of this node, under the process that started them
+                pid=ranks.launcher_pid or os.getpid(),
+                tdp_w=spec.tdp_w,
+                gpu_uuids=self.gpus_metered(),
+                sync=dev.sync,
+                edge=ranks.barrier,
+                on_event=on_event,
+            )
+        meter = self.meter
+        if ranks.parallel:
+            self.manifest.data_parallel = data_parallel_record(ranks, dev, meter)
+        if ranks.leads:
+            announce_meters(self.path, self.manifest, meter, dev, spec=spec.to_dict(), emit=self.w.emit)
         meter.start()
+
+    def gpus_metered(self) -> list[str] | None:
+        """The GPUs NVML meters ([]: none; None: every visible one): the run's, or with
+        data-parallel ranks every GPU of this node's ranks."""
+        from engine.worker.device import cuda_info
+
+        dev = self.device
+        if not dev.is_cuda:
+            return []
+        infos = [cuda_info(i) for i in range(self.ranks.local_world_size)] if self.ranks.parallel else [dev.info]
+        uuids = [str(i["uuid"]) for i in infos if i.get("uuid")]
+        return uuids if len(uuids) == len(infos) else None
 
     def measure_idle(self) -> None:
         """The idle baseline (the machine's draw with this process doing nothing), between the
@@ -371,7 +397,9 @@ class Run:
             net = make_network(spec, target.input_shape, target.n_classes)
             return Networks(lr=spec.lr, net=net.to(self.device.name))
         source = pretraining.open_source(spec, self.device, task.source, task.gap)
-        if source.cached is not None:
+        if self.ranks.sum(source.cached is not None) not in (0, self.ranks.world_size):
+            raise RuntimeError("the source-network cache changed while the ranks started; run again")
+        if source.cached is not None and self.ranks.leads:
             self.pretrain = pretraining.cached_pretraining(source, self.metering, self.metrics)
         lr = spec.lr if spec.mode == "transfer" else spec.lr * spec.finetune_lr_factor
         return Networks(lr=lr, source=source)
@@ -418,6 +446,7 @@ class Run:
                     precision=self.precision,
                     on_progress=self.progress,
                     on_epoch=self.epoch_point,
+                    ranks=self.ranks,
                 )
             net = self.adapt(source.net, task.target.n_classes)
         else:
@@ -457,9 +486,10 @@ class Run:
             augment=spec.augment,
             x_val=task.x_val,
             y_val=task.y_val,
-            on_progress=self.progress,
-            on_epoch=lambda ep, acc: self.epoch_point("train", ep, acc),
+            on_progress=self.progress if self.ranks.leads else None,
+            on_epoch=(lambda ep, acc: self.epoch_point("train", ep, acc)) if self.ranks.leads else None,
             precision=self.precision,
+            ranks=self.ranks,
         )
         self.metering.end_window("train")
         return result.samples_seen
@@ -468,10 +498,11 @@ class Run:
         """The metered prune phase (pruning, then fine-tuning); returns the samples trained on."""
         from engine.worker.train import evaluate, finish_pruning, fit, prune_global, sparsity_report
 
-        spec, target, precision = self.spec, task.target, self.precision
-        before = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)[
-            "accuracy"
-        ]  # not metered
+        spec, target, precision, leads = self.spec, task.target, self.precision, self.ranks.leads
+        # not metered; evaluated by the leader alone, as every accuracy of a data-parallel run
+        before = 0.0
+        if leads:
+            before = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)["accuracy"]
         self.metering.begin_window("prune")
         prune_global(net, spec.prune)
         samples = 0
@@ -488,9 +519,10 @@ class Run:
                 phase="prune",
                 x_val=task.x_val,
                 y_val=task.y_val,
-                on_progress=self.progress,
-                on_epoch=lambda ep, acc: self.epoch_point("prune", ep, acc),
+                on_progress=self.progress if leads else None,
+                on_epoch=(lambda ep, acc: self.epoch_point("prune", ep, acc)) if leads else None,
                 precision=precision,
+                ranks=self.ranks,
             )
             samples = tuned.samples_seen
         finish_pruning(net)
@@ -509,6 +541,11 @@ class Run:
         from engine.worker.train import evaluate, timed_inference
 
         target, precision, meter = task.target, self.precision, self.metering
+        if not self.ranks.leads:
+            # the leader evaluates once, on the whole test set; this rank waits for the phase's end
+            meter.begin_window("test")
+            meter.end_window("test")
+            return
         meter.begin_window("test")
         scores = evaluate(net, target.x_test, target.y_test, target.n_classes, precision=precision)
         passes, inferences = timed_inference(
@@ -550,7 +587,8 @@ class Run:
 
     # -- the record -----------------------------------------------------------------------
     def write_manifest(self) -> None:
-        write_manifest(self.path, self.manifest)
+        if self.ranks.leads:  # one run log, whatever the number of ranks
+            write_manifest(self.path, self.manifest)
 
     def stop_meters(self) -> None:
         """A phase still open (a cancel, a failure) is closed as partial; then sampling stops."""
@@ -598,9 +636,35 @@ class Run:
         )
 
 
+def data_parallel_record(ranks: Ranks, device: Device, meter: PhaseMeter) -> dict[str, Any]:
+    """run.json's account of a data-parallel run: every rank (gathered from all of them) and
+    which one metered each node, over which process tree and with which meters."""
+    mine = {
+        "rank": ranks.rank,
+        "local_rank": ranks.local_rank,
+        "node_rank": ranks.node_rank,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "device": device.name,
+    }
+    if ranks.meters:
+        mine["meters_node"] = {"process_tree_of": meter.pid, "domains": sorted(meter.domains)}
+    every = ranks.gather(mine)
+    metering = [
+        {"node_rank": r["node_rank"], "host": r["host"], "rank": r["rank"], **r["meters_node"]}
+        for r in every
+        if "meters_node" in r
+    ]
+    return {
+        **ranks.record("nccl" if device.is_cuda else "gloo", metering),
+        "ranks": [{k: v for k, v in r.items() if k != "meters_node"} for r in every],
+    }
+
+
 def read_spec(argv: list[str]) -> RunSpec:
     parser = argparse.ArgumentParser(prog="python -m engine.worker")
     parser.add_argument("--spec", help="spec JSON file (default: read JSON from stdin)")
+    parser.add_argument(RANK_FLAG, action="store_true", help="run as a rank of a data-parallel run (its launcher's)")
     args = parser.parse_args(argv)
     where = args.spec or "spec on stdin"
     try:
@@ -638,8 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     # The session may lose its terminal (SSH drop); a hang-up must not end the run.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
+    args = sys.argv[1:] if argv is None else argv
     try:
-        spec = read_spec(sys.argv[1:] if argv is None else argv)
+        spec = read_spec(args)
         if not spec.run_id:
             spec = RunSpec(**{**spec.__dict__, "run_id": new_run_id()})
         # stored absolute: a log read from elsewhere still says where it was written
@@ -653,8 +718,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"joulelab worker: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    writer = EventWriter(spec.run_id, run_path / EVENTS, stream, guard=_Signals)
-    run = Run(spec, run_path, writer)
+    if spec.procs_per_node > 1 and RANK_FLAG not in args:
+        return launch_ranks(spec, run_path, stream)
+    ranks = Ranks.from_env() if RANK_FLAG in args else Ranks()
+    if ranks.launcher_pid is not None:
+        die_with_launcher(ranks.launcher_pid)
+    if ranks.leads:
+        writer = EventWriter(spec.run_id, run_path / EVENTS, stream, guard=_Signals)
+    else:  # one run log, the leader's: this rank's events go nowhere
+        writer = EventWriter(spec.run_id, Path(os.devnull), None, guard=_Signals)
+        stream.close()
+    run = Run(spec, run_path, writer, ranks)
     status: FinalStatus = "complete"
     error: str | None = None
     code = EXIT_OK
@@ -694,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run.restore_power_limit()  # first: the GPU's limit matters more than anything below
         run.stop_meters()
+        if not ranks.leads:
+            return code  # the leader closes the run's record
         if writer.log_error is not None:
             status, error, code = "failed", writer.log_error, EXIT_LOG_UNWRITABLE
             _quietly(writer.emit, "error", message=error, where=run.last_phase)  # reaches the stream
@@ -704,6 +780,51 @@ def main(argv: list[str] | None = None) -> int:
                 status, error, code = "failed", disk_message(exc, run_path / SUMMARY), EXIT_LOG_UNWRITABLE
             to_stderr(f"joulelab worker: summary not written: {disk_message(exc, run_path / SUMMARY)}")
             _quietly(writer.emit, "error", message=error, where=run.last_phase)
+        _quietly(writer.emit, "done", status=status, exit_code=code)
+    finally:
+        writer.close()
+        ranks.leave()
+    return code
+
+
+def launch_ranks(spec: RunSpec, run_path: Path, stream: TextIO) -> int:
+    """The launcher of a data-parallel run: start its ranks on this node (engine.worker.ranks)
+    and wait. The leader writes the run log and its events reach the stream; if it died before
+    closing the record, this process says so on the log and the stream."""
+    from engine.worker.ranks import launch
+    from engine.worker.slurm_job import rendezvous
+
+    failures: dict[int, int] = {}
+    cancelled: str | None = None
+    try:
+        from torch.distributed.elastic.multiprocessing.api import SignalException
+
+        try:
+            failures = launch(spec, rendezvous(), stream.fileno())
+        except SignalException as exc:  # the agent has already stopped the ranks with it
+            cancelled = exc.sigval.name
+    except Cancelled as exc:  # before the agent took the signals over
+        cancelled = str(exc)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    leader = failures.get(0, EXIT_OK)
+    if (run_path / SUMMARY).exists():  # the leader closed the record: its exit code is the run's
+        if cancelled:
+            return EXIT_CANCELLED
+        return leader if leader > 0 else (EXIT_FAILED if failures else EXIT_OK)
+    how = f"killed by {signal.Signals(-leader).name}" if leader < 0 else f"exit code {leader}"
+    status: FinalStatus = "cancelled" if cancelled else "failed"
+    error = (
+        f"cancelled by {cancelled}"
+        if cancelled
+        else f"rank 0 (the run's metering process) ended without closing the run's record ({how}); "
+        "the phases its events recorded are kept"
+    )
+    code = EXIT_CANCELLED if cancelled else EXIT_FAILED
+    writer = EventWriter(spec.run_id, run_path / EVENTS, stream)
+    try:
+        _quietly(writer.emit, "error", message=error, where=None)
         _quietly(writer.emit, "done", status=status, exit_code=code)
     finally:
         writer.close()

@@ -112,6 +112,10 @@ class PhaseMeter:
     pid:       the process whose tree is metered: the model meter's CPU time, the CPU contention's
                "own" share, and which processes on a GPU are not the run's (default: this process)
     sync:      waits for the device's queued work; called at every window edge and `energy_so_far`
+    edge:      called at every window edge after `sync`, before the meters are read: for a
+               data-parallel run a barrier across its ranks (engine.worker.ranks), so a window
+               begins when every rank is ready and ends when every rank's work in it is done
+               (not at a partial window's end: a failed rank would never arrive)
     on_event:  receives the events (see the module's docstring)
     """
 
@@ -123,6 +127,7 @@ class PhaseMeter:
         pid: int | None = None,
         missing: Sequence[Missing] = (),
         sync: Callable[[], None] = _no_sync,
+        edge: Callable[[], None] = _no_sync,
         on_event: EventSink = _no_events,
     ) -> None:
         self.pid = pid or os.getpid()
@@ -130,6 +135,7 @@ class PhaseMeter:
         self.missing = list(missing)
         self.sample_hz = sample_hz
         self._sync = sync
+        self._edge = edge
         self._emit = on_event
         # The NVML meter, when a GPU is metered: GPU contention, agreement and the GPU's state.
         self.nvml = next((m for m in self.meters if isinstance(m, NvmlMeter)), None)
@@ -157,6 +163,7 @@ class PhaseMeter:
         tdp_w: float | None = None,
         gpu_uuids: list[str] | None = None,
         sync: Callable[[], None] = _no_sync,
+        edge: Callable[[], None] = _no_sync,
         on_event: EventSink = _no_events,
         powercap_root: str | os.PathLike[str] | None = None,
         pynvml_module: NvmlLibrary | None = None,
@@ -167,7 +174,7 @@ class PhaseMeter:
         meters, missing = discover(
             pid, tdp_w, powercap_root=powercap_root, pynvml_module=pynvml_module, gpu_uuids=gpu_uuids
         )
-        return cls(meters, sample_hz=sample_hz, pid=pid, missing=missing, sync=sync, on_event=on_event)
+        return cls(meters, sample_hz=sample_hz, pid=pid, missing=missing, sync=sync, edge=edge, on_event=on_event)
 
     # -- what is metered -------------------------------------------------------------------
     @property
@@ -232,6 +239,7 @@ class PhaseMeter:
             raise WindowError(f"cannot begin window {name!r}: it was already measured; give each window its own name")
         # CUDA is asynchronous: wait for the previous work, so none of it lands in this window
         self._sync()
+        self._edge()
         others = self._gpu_others()
         # Open the window before announcing it: a cancel that lands during the announcement still
         # finds it open, and it is closed as partial.
@@ -259,6 +267,8 @@ class PhaseMeter:
                 raise
             # closing a failed or cancelled window: a broken device cannot be waited for, and the
             # partial record matters more
+        if not partial:
+            self._edge()
         start, end = window.start, self.sampler.snapshot()
         record = self._record(name, start, end, window.gpu_others, partial, steps, networks)
         self.records[name] = record

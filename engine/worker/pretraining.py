@@ -13,6 +13,7 @@ import msgspec
 
 from engine.core.energy import sum_energy_records
 from engine.core.records import Metrics, PretrainRecord, RecordError, pretrain_from_json, to_json_object
+from engine.worker.ranks import Ranks
 
 if TYPE_CHECKING:
     import torch
@@ -91,13 +92,16 @@ def pretrain_source(
     precision: Precision | None,
     on_progress: Callable[[Progress], None],
     on_epoch: Callable[[str, int, float], None],
+    ranks: Ranks | None = None,
 ) -> PretrainRecord:
     """Train the source network in a metered pretrain phase (its test accuracy into `metrics`),
-    and save it, with the record, for later runs."""
+    and save it, with the record, for later runs. Over data-parallel `ranks` every rank trains
+    and the leader alone reports, evaluates and saves."""
     from engine.worker import source_networks as sources
     from engine.worker.train import evaluate, fit
 
     split = source.split
+    leads = ranks is None or ranks.leads
     meter.begin_window(PRETRAIN)
     fit(
         source.net,
@@ -111,11 +115,16 @@ def pretrain_source(
         phase=PRETRAIN,
         x_val=source.x_val,
         y_val=source.y_val,
-        on_progress=on_progress,
-        on_epoch=lambda ep, acc: on_epoch(PRETRAIN, ep, acc),
+        on_progress=on_progress if leads else None,
+        on_epoch=(lambda ep, acc: on_epoch(PRETRAIN, ep, acc)) if leads else None,
         precision=precision,
+        ranks=ranks or Ranks(),
     )
-    source_accuracy = evaluate(source.net, split.x_test, split.y_test, split.n_classes, precision=precision)["accuracy"]
+    source_accuracy = (
+        evaluate(source.net, split.x_test, split.y_test, split.n_classes, precision=precision)["accuracy"]
+        if leads
+        else 0.0
+    )
     metrics.source_accuracy_frac = source_accuracy
     phase = meter.end_window(PRETRAIN)
     record = PretrainRecord(
@@ -127,7 +136,7 @@ def pretrain_source(
         source_classes=list(split.classes),
     )
     out = msgspec.structs.replace(record, cached=False, key=source.key, cache_discarded=source.discarded)
-    if spec.reuse_source:
+    if spec.reuse_source and leads:
         problem = sources.save(source.key, source.net.state_dict(), to_json_object(record))
         if problem:
             out.cache_problem = problem

@@ -10,6 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.core.settings import Settings
+from engine.worker.ranks import Rendezvous
+
+RENDEZVOUS_PORT_BASE = 29500  # torchrun's default port; a job's own port is this plus its id's tail
+RENDEZVOUS_PORTS = 20000
 
 
 def job_manifest(environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
@@ -46,3 +50,26 @@ def job_manifest(environ: Mapping[str, str] | None = None) -> dict[str, Any] | N
         "note": note,
         "job_started": context.get("job_started"),
     }
+
+
+def rendezvous(environ: Mapping[str, str] | None = None) -> Rendezvous:
+    """Where a data-parallel run's ranks meet: inside a Slurm job of several nodes, node 0 of the
+    job's node list on a port derived from the job id (every node derives the same), each node's
+    rank its SLURM_NODEID; anywhere else, this node alone."""
+    env = os.environ if environ is None else environ
+    nodes = int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 1)
+    if not env.get("SLURM_JOB_ID") or nodes < 2:
+        return Rendezvous()
+    port = RENDEZVOUS_PORT_BASE + int(env["SLURM_JOB_ID"]) % RENDEZVOUS_PORTS
+    master = first_node(env["SLURM_JOB_NODELIST"])
+    return Rendezvous(nodes=nodes, node_rank=int(env.get("SLURM_NODEID", "0")), endpoint=f"{master}:{port}")
+
+
+def first_node(nodelist: str) -> str:
+    """The first host of a Slurm node list ("gpu[03-05,07],cpu1" -> "gpu03"), as
+    `scontrol show hostnames` would print it first."""
+    head = nodelist.split(",")[0] if "[" not in nodelist.split(",")[0] else nodelist[: nodelist.index("]") + 1]
+    if "[" not in head:
+        return head
+    prefix, ranges = head[: head.index("[")], head[head.index("[") + 1 : head.index("]")]
+    return prefix + ranges.split(",")[0].split("-")[0]

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from engine.worker.models import Network
+from engine.worker.ranks import Ranks
+
+SINGLE = Ranks()  # one process: the run as it always was
 
 # Data as these functions take it: a tensor already on the run's device, or a host array.
 Array = torch.Tensor | NDArray[Any]
@@ -186,16 +189,21 @@ def fit(
     on_progress: ProgressFn | None = None,
     on_epoch: EpochFn | None = None,
     precision: Precision | None = None,
+    ranks: Ranks = SINGLE,
 ) -> FitResult:
+    """Train `net` for `epochs`. Over data-parallel `ranks`, each rank trains its share of every
+    epoch (DistributedSampler, seeded alike) through DistributedDataParallel; the samples seen are
+    summed over every rank, and `on_epoch` (the leader's) validates the shared weights."""
     xt = as_tensor(x)
     yt = as_tensor(y)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
+    model = _data_parallel(net, xt.device) if ranks.parallel else net
     loss_fn = nn.CrossEntropyLoss()
     scaler = precision.scaler() if precision is not None else None
     generator = torch.Generator().manual_seed(seed)
     aug_generator = _augment_generator(xt.device, seed, generator)
-    n = len(xt)
+    n = len(xt) if not ranks.parallel else len(_shard(len(xt), ranks, seed, 1))
     # A last batch of one sample is dropped: batch-norm cannot train on it (and one sample of an
     # epoch changes nothing measurable).
     steps_per_epoch = math.ceil(n / batch_size) if n % batch_size != 1 or n == 1 else n // batch_size
@@ -206,14 +214,17 @@ def fit(
     for epoch in range(1, epochs + 1):
         net.train()
         # one small index copy per epoch; the batches are gathered on the device
-        order = torch.randperm(n, generator=generator).to(xt.device)
+        if ranks.parallel:
+            order = torch.tensor(list(_shard(len(xt), ranks, seed, epoch)), device=xt.device)
+        else:
+            order = torch.randperm(n, generator=generator).to(xt.device)
         correct = seen = 0
         for step in range(steps_per_epoch):
             idx = order[step * batch_size : (step + 1) * batch_size]
             xb, yb = xt[idx], yt[idx]
             if augment:
                 xb = augment_batch(xb, aug_generator)
-            logits, loss = _step(net, optimizer, loss_fn, xb, yb, precision, scaler)
+            logits, loss = _step(model, optimizer, loss_fn, xb, yb, precision, scaler)
             steps += 1
             samples_seen += len(idx)
             window_samples += len(idx)
@@ -233,7 +244,9 @@ def fit(
                             "steps": steps_per_epoch,
                             "loss": loss_value,
                             "accuracy": correct / seen if seen else None,
-                            "samples_per_s": window_samples / max(now - window_t, 1e-9),
+                            # the ranks step together (each step's gradients are averaged
+                            # across them), so the run's rate is this rank's times their number
+                            "samples_per_s": window_samples * ranks.world_size / max(now - window_t, 1e-9),
                         }
                     )
                     last_report, window_t, window_samples = now, now, 0
@@ -241,7 +254,27 @@ def fit(
             on_epoch(epoch, evaluate(net, x_val, y_val, precision=precision)["accuracy"])
     if on_progress is None:
         loss_value = float(loss.item()) if steps else float("nan")
-    return FitResult(samples_seen=samples_seen, steps=steps, final_loss=loss_value)
+    return FitResult(samples_seen=ranks.sum(samples_seen), steps=steps, final_loss=loss_value)
+
+
+def _data_parallel(net: Network, device: torch.device) -> nn.Module:
+    """`net` wrapped for data-parallel training (its parameters are shared, not copied)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _shard(n: int, ranks: Ranks, seed: int, epoch: int) -> torch.utils.data.DistributedSampler[int]:
+    """This rank's samples of an epoch: every rank shuffles alike (the seed) and takes its share;
+    the sampler repeats a few samples so every rank steps equally often."""
+    from torch.utils.data import Dataset, DistributedSampler
+
+    indices = cast("Dataset[int]", range(n))  # the sampler needs only the length
+    sampler: DistributedSampler[int] = DistributedSampler(
+        indices, num_replicas=ranks.world_size, rank=ranks.rank, shuffle=True, seed=seed
+    )
+    sampler.set_epoch(epoch)
+    return sampler
 
 
 def warm_up(

@@ -63,6 +63,9 @@ HELP = Text.assemble(
     "  are measured against the plain baseline: normalization of the inputs, "
     "batch-norm layers, augmentation of the training windows, pruning 50 % of the "
     "weights then fine-tuning.\n",
+    ("Processes", "bold"),
+    "  above 1 trains data-parallel (DDP) over that many processes, one GPU each on CUDA; "
+    "one of them meters the machine for all.\n",
     ("Keys", "bold"),
     "  work from every field: number fields take digits only, so letters are the "
     "lab's keys there too; Escape leaves a field.\n",
@@ -184,6 +187,8 @@ class LabForm(Vertical):
         with Horizontal(classes="form-row"):
             yield Label("Device", classes="form-label")
             yield Select(list(DEVICE_CHOICES), value="auto", allow_blank=False, compact=True, id="device")
+            yield Label("Processes", classes="form-label-inline")
+            yield NumberField("1", type="integer", compact=True, id="procs-per-node", classes="number")
         yield Static("", id="plan-preview")
         with Horizontal(id="lab-buttons"):
             yield Button("Run  r", variant="primary", compact=True, id="run")
@@ -234,6 +239,7 @@ class LabForm(Vertical):
             )
         epochs = self._int("epochs", "Epochs", 1, 10_000)
         trials = self._int("trials", "Trials", 1, 100)
+        procs = self._int("procs-per-node", "Processes", 1, 1024)
         raw = self.query_one("#sample-hz", Input).value.strip()
         try:
             hz = float(raw)
@@ -256,6 +262,7 @@ class LabForm(Vertical):
             trials=trials,
             sample_hz=hz,
             device=self._selected("device"),
+            procs_per_node=procs,
             **box,
         )
 

@@ -29,10 +29,13 @@ class ConfigKey(msgspec.Struct, frozen=True):
         width: float = 1.0,
         transfer_head: str = "replace",
         network: str | None = None,
+        procs_per_node: int = 1,
     ) -> ConfigKey:
-        """The key of a run's settings, with the size's width, a user network's name and the
-        transfer head in its labels."""
-        return cls(dataset, size_label(size, width, network), mode_label(mode, transfer_head), mechanism)
+        """The key of a run's settings, with the size's width, a user network's name, its
+        processes per node and the transfer head in its labels."""
+        return cls(
+            dataset, size_label(size, width, network, procs_per_node), mode_label(mode, transfer_head), mechanism
+        )
 
     @property
     def across_modes(self) -> str:
@@ -58,11 +61,14 @@ class ConfigKey(msgspec.Struct, frozen=True):
         return ConfigKey(self.dataset, self.size, self.mode, mechanism)
 
 
-def size_label(size: str, width: float, network: str | None = None) -> str:
-    """The size as configuration keys show it: "big", "big-x16" for a widened network, and
-    "tiny_cnn-small" for a user network (its factory's name, engine.core.spec.model_name)."""
+def size_label(size: str, width: float, network: str | None = None, procs_per_node: int = 1) -> str:
+    """The size as configuration keys show it: "big", "big-x16" for a widened network,
+    "tiny_cnn-small" for a user network (its factory's name, engine.core.spec.model_name), and
+    "big-p2" trained data-parallel over two processes per node (so transfer is compared with
+    scratch at the same number of processes)."""
     label = size if network is None else f"{network}-{size}"
-    return label if width == 1 else f"{label}-x{width:g}"
+    label = label if width == 1 else f"{label}-x{width:g}"
+    return label if procs_per_node == 1 else f"{label}-p{procs_per_node}"
 
 
 def mode_label(mode: str, transfer_head: str) -> str:

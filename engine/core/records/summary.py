@@ -297,4 +297,6 @@ class RunManifest(msgspec.Struct, kw_only=True):
     thermal: dict[str, Any] | None = None
     power_limit: dict[str, Any] | None = None  # the GPU power limit set (engine.worker.power_limit)
     power_limit_leftover: list[str] = []  # limits earlier runs left set, one line each
+    # a data-parallel run (procs_per_node > 1): its ranks, and which one metered each node
+    data_parallel: dict[str, Any] | None = None
     log_schema: int = LOG_SCHEMA
