@@ -40,6 +40,7 @@ nest), ending one that is not the open window, reusing a window's name, or meter
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ from engine.core.energy import (
     Domain,
     PhaseEnergy,
     Snapshot,
+    idle_energy,
     idle_watts_from,
     in_totals,
     phase_energy,
@@ -277,6 +279,55 @@ class PhaseMeter:
         if self._open is None:
             return None
         return self.end_window(self._open.name, partial=True)
+
+    def withdraw_window(self, name: str) -> None:
+        """Close window `name` with no record and no event: its time is left to the caller's own
+        accounting (`joulelab measure` withdraws a command's provisional phase when the command's
+        own run takes over, and that time goes to the remainder)."""
+        if self._open is None or self._open.name != name:
+            raise WindowError(f"cannot withdraw window {name!r}: it is not the open window")
+        self._open = None
+
+    def mark(self) -> Snapshot:
+        """Every meter read now: the start of a span that `record_remainder` accounts for."""
+        return self.sampler.snapshot()
+
+    def record_remainder(self, name: str, since: Snapshot, windows: Sequence[str]) -> PhaseRecord:
+        """Record window `name` as the energy from `since` until now that the given `windows` (all
+        ended within that span) do not hold, and announce it as `phase_end`: a command's lifetime
+        outside the phases its code marked, so that all of it is accounted for. Derived, not read
+        at its own edges: per domain, the span's joules minus the windows'; its meter error is
+        the span's (its edges are the windows' edges); no contention of its own."""
+        if self._open is not None:
+            raise WindowError(f"cannot record remainder {name!r}: window {self._open.name!r} is still open")
+        if name in self.records:
+            raise WindowError(f"cannot record remainder {name!r}: it was already measured")
+        self._sync()
+        end = self.sampler.snapshot()
+        inside = [self.records[w] for w in windows]
+        duration = max(0.0, end.t - since.t - sum(r.duration_s for r in inside))
+        span = phase_energy(since, end, self.domains, self.idle_watts, 1.0 / self.sample_hz)
+        energy = {}
+        for domain, e in span.items():
+            gross = e.gross_j - sum(r.energy[domain].gross_j for r in inside if domain in r.energy)
+            energy[domain] = dataclasses.replace(
+                e, gross_j=max(0.0, gross), idle_j=idle_energy(self.idle_watts.get(domain, 0.0), duration)
+            )
+        record = PhaseRecord(
+            duration_s=duration,
+            energy={domain: self._with_basis(domain, e) for domain, e in energy.items()},
+            total=phase_total(energy.values()),
+        )
+        self.records[name] = record
+        self._emit(
+            "phase_end",
+            phase=name,
+            duration_s=record.duration_s,
+            energy={domain: to_json_object(e) for domain, e in record.energy.items()},
+            total=to_json_object(record.total),
+            partial=False,
+        )
+        return record
 
     def measure_idle(self, seconds: float, sleep: Callable[[float], None] = time.sleep) -> PhaseRecord:
         """The idle baseline: the window "idle" over `seconds` of this process doing nothing."""
