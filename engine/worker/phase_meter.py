@@ -72,6 +72,7 @@ from engine.core.records import (
 from engine.worker.meters import discover
 from engine.worker.meters.base import Meter, Missing
 from engine.worker.meters.contention import ContentionRecord, contention_between, open_contention
+from engine.worker.meters.model import ModelMeter, ProcessTreeCpuTime
 from engine.worker.meters.nvml import NvmlLibrary, NvmlMeter, OtherProcess, agreement
 from engine.worker.meters.sampler import DomainSample, Sampler
 
@@ -135,12 +136,16 @@ class PhaseMeter:
         self._emit = on_event
         # The NVML meter, when a GPU is metered: GPU contention, agreement and the GPU's state.
         self.nvml = next((m for m in self.meters if isinstance(m, NvmlMeter)), None)
+        # The run's process tree, found once for all who need it: the model meter's CPU time, the
+        # contention probe's own share, and which processes on a GPU are the run's.
+        model = next((m for m in self.meters if isinstance(m, ModelMeter) and m.pid == self.pid), None)
+        self.tree = model.tree if model is not None else ProcessTreeCpuTime(self.pid)
         self.sampler = Sampler(
             self.meters,
             sample_hz,
             on_sample=self._on_sample,
             on_gap=self._on_gap,
-            contention=open_contention(self.pid),
+            contention=open_contention(self.pid, self.tree),
         )
         # Per modelled domain, what one joule was modelled from.
         self.basis: dict[str, dict[str, float]] = {name: b for m in self.meters for name, b in m.basis().items()}
@@ -234,6 +239,7 @@ class PhaseMeter:
             raise WindowError(f"cannot begin window {name!r}: it was already measured; give each window its own name")
         # CUDA is asynchronous: wait for the previous work, so none of it lands in this window
         self._sync()
+        self.tree.rescan_soon()  # the edge counts every descendant alive now
         others = self._gpu_others()
         # Open the window before announcing it: a cancel that lands during the announcement still
         # finds it open, and it is closed as partial.
@@ -261,6 +267,7 @@ class PhaseMeter:
                 raise
             # closing a failed or cancelled window: a broken device cannot be waited for, and the
             # partial record matters more
+        self.tree.rescan_soon()  # a descendant started mid-window is in the window's energy
         start, end = window.start, self.sampler.snapshot()
         record = self._record(name, start, end, window.gpu_others, partial, steps, networks)
         self.records[name] = record
@@ -290,6 +297,7 @@ class PhaseMeter:
 
     def mark(self) -> Snapshot:
         """Every meter read now: the start of a span that `record_remainder` accounts for."""
+        self.tree.rescan_soon()
         return self.sampler.snapshot()
 
     def record_remainder(self, name: str, since: Snapshot, windows: Sequence[str]) -> PhaseRecord:
@@ -303,6 +311,7 @@ class PhaseMeter:
         if name in self.records:
             raise WindowError(f"cannot record remainder {name!r}: it was already measured")
         self._sync()
+        self.tree.rescan_soon()
         end = self.sampler.snapshot()
         inside = [self.records[w] for w in windows]
         duration = max(0.0, end.t - since.t - sum(r.duration_s for r in inside))
@@ -416,10 +425,7 @@ class PhaseMeter:
         return value
 
     def _own_pids(self) -> set[int]:
-        import psutil
-
-        me = psutil.Process(self.pid)
-        return {me.pid, *(c.pid for c in me.children(recursive=True))}
+        return self.tree.pids()
 
     def _gpu_others(self) -> dict[str, list[OtherProcess]]:
         return self.nvml.other_processes(self._own_pids()) if self.nvml is not None else {}
