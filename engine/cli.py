@@ -932,7 +932,8 @@ def compare(
 ) -> None:
     """Compare runs: per-configuration means with 95 % CIs, paired ratios and verdicts."""
     from engine.analysis.stats import compare as compare_runs
-    from engine.analysis.stats import config_stats, target_problem
+    from engine.analysis.stats import config_stats
+    from engine.core.spec import target_problem
 
     if target_accuracy is not None and (problem := target_problem(target_accuracy)):
         raise fail(f"--target-accuracy: {problem}")

@@ -92,6 +92,8 @@ def test_training_and_a_test_make_one_run_with_the_curve(tmp_path):
     assert [p.epoch for p in s.curve] == [1, 2] and s.curve[1].cumulative_j >= s.curve[0].cumulative_j > 0
     assert s.metrics.accuracy_frac is not None and s.metrics.inferences == 48
     assert s.metrics.j_per_inference is not None
+    # 64 samples, twice: joules per training sample, as the worker's and Lightning's runs have
+    assert s.metrics.train_samples_seen == 128 and s.metrics.j_per_train_sample is not None
 
 
 def test_without_test_the_run_ends_with_training(tmp_path):

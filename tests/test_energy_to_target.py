@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from engine.analysis.stats import compare, config_stats, energy_to_target, target_problem
+from engine.analysis.stats import compare, config_stats, energy_to_target
 from engine.core.records import CurvePoint, PhaseTotal
+from engine.core.spec import target_problem
 from tests.helpers import make_summary
 
 

@@ -577,6 +577,7 @@ class JouleLabApp(App[None]):
                 f"Results so far: {plan.title}",
                 self.ordered_summaries(),
                 f"{ended} of {len(plan.items)} runs ended; updated as each run ends",
+                plan.target_accuracy,
             )
         self._history_stale = True
         if self.active_tab == "history":
@@ -609,7 +610,7 @@ class JouleLabApp(App[None]):
             note = None
             if message.stopped:
                 note = "stopped before the end: the runs that did not happen are missing"
-            self.results.show(f"Results: {message.plan.title}", summaries, note)
+            self.results.show(f"Results: {message.plan.title}", summaries, note, message.plan.target_accuracy)
             if complete == len(message.plan.items) and self.active_tab == "live":
                 self.show_tab("results")
         self.live.plan_finished()

@@ -87,6 +87,7 @@ class RunPlan:
     followed_file: Path | None = None
     first: int = 0
     ended_before: tuple[str, ...] = ()
+    target_accuracy: float | None = None  # a preset's target: Results shows the energy to it
 
     @property
     def followed(self) -> bool:
@@ -192,6 +193,7 @@ def preset_plan(
         tuple(items),
         "preset",
         paired=any(n > 1 for n in groups.values()),
+        target_accuracy=loaded.target_accuracy,
     )
 
 

@@ -578,14 +578,6 @@ def verdict(
 # the floor was measured for whole training energy, not for a crossing that moves with accuracy.
 
 
-def target_problem(target: float) -> str | None:
-    """Why a target accuracy is not usable, in one line; None when it is a fraction in (0, 1]."""
-    if 0 < target <= 1:
-        return None
-    hint = f" (for {target:g} % write {target / 100:g})" if 1 < target <= 100 else ""
-    return f"expected a fraction of 1 in (0, 1], such as 0.9 for 90 %; got {target:g}{hint}"
-
-
 def target_text(target: float) -> str:
     """0.9 -> "90 %"."""
     return f"{100 * target:g} %"

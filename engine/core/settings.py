@@ -80,6 +80,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "exports (default: the world average, 480; --carbon-intensity wins).",
         ),
     ] = None
+    measure_channel: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Set by `joulelab measure` for the command it runs: the Unix socket where a "
+            "`joulelab.run` inside the command hands its phases to the measuring run. Not for users."
+        ),
+    ] = None
     slurm: Annotated[
         str | None,
         msgspec.Meta(

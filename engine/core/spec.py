@@ -228,6 +228,15 @@ def _number(
         raise SpecError(f"{name}: {value!r} must be <= {high:g}")
 
 
+def target_problem(target: float) -> str | None:
+    """Why a target accuracy is not usable, in one line; None when it is a fraction in (0, 1].
+    Shared by `compare --target-accuracy`, a preset's target_accuracy and the lab's Results tab."""
+    if 0 < target <= 1:
+        return None
+    hint = f" (for {target:g} % write {target / 100:g})" if 1 < target <= 100 else ""
+    return f"expected a fraction of 1 in (0, 1], such as 0.9 for 90 %; got {target:g}{hint}"
+
+
 def validate(spec: RunSpec) -> None:
     if not isinstance(spec.dataset, str) or not (spec.dataset in DATASETS or CUSTOM_DATASET.match(spec.dataset)):
         raise SpecError(

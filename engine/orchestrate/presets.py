@@ -10,6 +10,8 @@
     mlflow_experiment = "..."
     metrics_port = 9464               # serve live Prometheus metrics while it runs (optional;
     metrics_addr = "127.0.0.1"        #   127.0.0.1 unless given)
+    target_accuracy = 0.9             # also show the energy to this validation accuracy (optional;
+                                      #   the lab's Results tab, like `compare --target-accuracy`)
 
     [matrix]                          # every combination becomes one configuration
     dataset = ["synthetic"]           # or a dataset of your own: <data_dir>/custom/<name>/data.npz
@@ -59,6 +61,7 @@ from engine.core.spec import (
     model_name,
     spec_from_dict,
     suggest,
+    target_problem,
 )
 
 MATRIX_KEYS = {
@@ -84,6 +87,7 @@ PRESET_KEYS = (
     "mlflow_experiment",
     "metrics_port",
     "metrics_addr",
+    "target_accuracy",
 )
 MAX_TRIALS = 1000  # seeds per configuration, in a preset or on the command line
 # A plan of more runs than this is started only when a person at a terminal confirms it
@@ -177,6 +181,7 @@ class Preset:
     mlflow_experiment: str | None = None
     metrics_port: int | None = None  # serve live Prometheus metrics while the plan runs
     metrics_addr: str | None = None
+    target_accuracy: float | None = None  # the validation accuracy whose energy Results shows
 
     def title(self, runs: int) -> str:
         """How a plan of `runs` of this preset is called (the plan file, the lab's Live tab)."""
@@ -291,6 +296,7 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
     if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
         raise PresetError(f"{where}: [preset] trials: expected an integer 1-{MAX_TRIALS}, got {trials!r}")
     integrations = _integrations(head, where)
+    target = _target_accuracy(head.get("target_accuracy"), where)
 
     matrix = _table(data.get("matrix"), where, "matrix")
     axes: dict[str, list[Any]] = {}
@@ -426,7 +432,7 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
         except SpecError as exc:
             raise PresetError(str(exc)) from None
         configs.append(config)
-    return Preset(name, description, path, trials, tuple(configs), specs, **integrations)
+    return Preset(name, description, path, trials, tuple(configs), specs, **integrations, target_accuracy=target)
 
 
 def value_problem(key: str, value: Any) -> str | None:
@@ -490,6 +496,17 @@ def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
         raise PresetError(f"{where}: [preset] metrics_port: expected a port number 1-65535, got {port!r}")
     return out
+
+
+def _target_accuracy(value: Any, where: str) -> float | None:
+    """[preset] target_accuracy: a fraction in (0, 1], checked as `compare --target-accuracy` checks it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PresetError(f"{where}: [preset] target_accuracy: expected a number such as 0.9, got {value!r}")
+    if problem := target_problem(value):
+        raise PresetError(f"{where}: [preset] target_accuracy: {problem}")
+    return float(value)
 
 
 def _table(value: Any, where: str, name: str) -> dict[str, Any]:

@@ -379,7 +379,8 @@ def run_table(summary: RunSummary) -> Table:
     )
     for col in ("phase", "domain", "seconds", "gross J", "idle J", "net J", "source", "method"):
         table.add_column(col, justify="right" if col.endswith(("J", "seconds")) else "left")
-    for phase in PHASE_ORDER:
+    # the study's phases in their order, then any a user's run named (the API's, `measure`'s unattributed)
+    for phase in [*PHASE_ORDER, *(p for p in summary.phases if p not in PHASE_ORDER)]:
         record = summary.phase(phase)
         if record is None:
             continue

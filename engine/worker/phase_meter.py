@@ -40,6 +40,7 @@ nest), ending one that is not the open window, reusing a window's name, or meter
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ from engine.core.energy import (
     Domain,
     PhaseEnergy,
     Snapshot,
+    idle_energy,
     idle_watts_from,
     in_totals,
     phase_energy,
@@ -70,6 +72,7 @@ from engine.core.records import (
 from engine.worker.meters import discover
 from engine.worker.meters.base import Meter, Missing
 from engine.worker.meters.contention import ContentionRecord, contention_between, open_contention
+from engine.worker.meters.model import ModelMeter, ProcessTreeCpuTime
 from engine.worker.meters.nvml import NvmlLibrary, NvmlMeter, OtherProcess, agreement
 from engine.worker.meters.sampler import DomainSample, Sampler
 
@@ -139,12 +142,16 @@ class PhaseMeter:
         self._emit = on_event
         # The NVML meter, when a GPU is metered: GPU contention, agreement and the GPU's state.
         self.nvml = next((m for m in self.meters if isinstance(m, NvmlMeter)), None)
+        # The run's process tree, found once for all who need it: the model meter's CPU time, the
+        # contention probe's own share, and which processes on a GPU are the run's.
+        model = next((m for m in self.meters if isinstance(m, ModelMeter) and m.pid == self.pid), None)
+        self.tree = model.tree if model is not None else ProcessTreeCpuTime(self.pid)
         self.sampler = Sampler(
             self.meters,
             sample_hz,
             on_sample=self._on_sample,
             on_gap=self._on_gap,
-            contention=open_contention(self.pid),
+            contention=open_contention(self.pid, self.tree),
         )
         # Per modelled domain, what one joule was modelled from.
         self.basis: dict[str, dict[str, float]] = {name: b for m in self.meters for name, b in m.basis().items()}
@@ -240,6 +247,7 @@ class PhaseMeter:
         # CUDA is asynchronous: wait for the previous work, so none of it lands in this window
         self._sync()
         self._edge()
+        self.tree.rescan_soon()  # the edge counts every descendant alive now
         others = self._gpu_others()
         # Open the window before announcing it: a cancel that lands during the announcement still
         # finds it open, and it is closed as partial.
@@ -269,6 +277,7 @@ class PhaseMeter:
             # partial record matters more
         if not partial:
             self._edge()
+        self.tree.rescan_soon()  # a descendant started mid-window is in the window's energy
         start, end = window.start, self.sampler.snapshot()
         record = self._record(name, start, end, window.gpu_others, partial, steps, networks)
         self.records[name] = record
@@ -287,6 +296,57 @@ class PhaseMeter:
         if self._open is None:
             return None
         return self.end_window(self._open.name, partial=True)
+
+    def withdraw_window(self, name: str) -> None:
+        """Close window `name` with no record and no event: its time is left to the caller's own
+        accounting (`joulelab measure` withdraws a command's provisional phase when the command's
+        own run takes over, and that time goes to the remainder)."""
+        if self._open is None or self._open.name != name:
+            raise WindowError(f"cannot withdraw window {name!r}: it is not the open window")
+        self._open = None
+
+    def mark(self) -> Snapshot:
+        """Every meter read now: the start of a span that `record_remainder` accounts for."""
+        self.tree.rescan_soon()
+        return self.sampler.snapshot()
+
+    def record_remainder(self, name: str, since: Snapshot, windows: Sequence[str]) -> PhaseRecord:
+        """Record window `name` as the energy from `since` until now that the given `windows` (all
+        ended within that span) do not hold, and announce it as `phase_end`: a command's lifetime
+        outside the phases its code marked, so that all of it is accounted for. Derived, not read
+        at its own edges: per domain, the span's joules minus the windows'; its meter error is
+        the span's (its edges are the windows' edges); no contention of its own."""
+        if self._open is not None:
+            raise WindowError(f"cannot record remainder {name!r}: window {self._open.name!r} is still open")
+        if name in self.records:
+            raise WindowError(f"cannot record remainder {name!r}: it was already measured")
+        self._sync()
+        self.tree.rescan_soon()
+        end = self.sampler.snapshot()
+        inside = [self.records[w] for w in windows]
+        duration = max(0.0, end.t - since.t - sum(r.duration_s for r in inside))
+        span = phase_energy(since, end, self.domains, self.idle_watts, 1.0 / self.sample_hz)
+        energy = {}
+        for domain, e in span.items():
+            gross = e.gross_j - sum(r.energy[domain].gross_j for r in inside if domain in r.energy)
+            energy[domain] = dataclasses.replace(
+                e, gross_j=max(0.0, gross), idle_j=idle_energy(self.idle_watts.get(domain, 0.0), duration)
+            )
+        record = PhaseRecord(
+            duration_s=duration,
+            energy={domain: self._with_basis(domain, e) for domain, e in energy.items()},
+            total=phase_total(energy.values()),
+        )
+        self.records[name] = record
+        self._emit(
+            "phase_end",
+            phase=name,
+            duration_s=record.duration_s,
+            energy={domain: to_json_object(e) for domain, e in record.energy.items()},
+            total=to_json_object(record.total),
+            partial=False,
+        )
+        return record
 
     def measure_idle(self, seconds: float, sleep: Callable[[float], None] = time.sleep) -> PhaseRecord:
         """The idle baseline: the window "idle" over `seconds` of this process doing nothing."""
@@ -375,10 +435,7 @@ class PhaseMeter:
         return value
 
     def _own_pids(self) -> set[int]:
-        import psutil
-
-        me = psutil.Process(self.pid)
-        return {me.pid, *(c.pid for c in me.children(recursive=True))}
+        return self.tree.pids()
 
     def _gpu_others(self) -> dict[str, list[OtherProcess]]:
         return self.nvml.other_processes(self._own_pids()) if self.nvml is not None else {}

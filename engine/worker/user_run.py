@@ -3,6 +3,10 @@
 events.jsonl, summary.json), written as the worker writes it. The public face is the `joulelab`
 package (`import joulelab`); `joulelab measure` meters a command with it.
 
+Under `joulelab measure` (its `measure_channel` setting), a run hands its phases, epochs and result
+to the measuring run through engine.worker.measure_channel instead of metering itself: one run
+log, the command's. Where that channel cannot be reached, the run meters itself and says so.
+
 A run's configuration key, which `compare` groups and pairs by, comes from its labels:
 dataset (default: the run's name), size ("custom"), mode ("run"), mechanism ("baseline");
 `seed` pairs runs across configurations (transfer and scratch of the same seed), and `batch`
@@ -14,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -39,6 +44,7 @@ from engine.core.spec import new_run_id
 from engine.core.timestamps import now_stamp
 from engine.worker.event_log import EventWriter
 from engine.worker.manifest import announce_meters, environment_manifest, write_manifest
+from engine.worker.measure_channel import ChannelLost, MeasureChannel, Refused
 from engine.worker.phase_meter import BACKGROUND_EVENTS, PhaseMeter
 
 if TYPE_CHECKING:
@@ -69,6 +75,8 @@ class Run:
     device:    "auto" (CUDA when available), "cpu" or "cuda[:N]": synchronised at every phase edge
     metered_gpus: "device" (the run's device's GPU) or "all" (every visible GPU: for work in other
                processes, such as a command `joulelab measure` runs)
+    hand_over: under `joulelab measure`, hand the run to it (False: meter here all the same, as
+               `joulelab measure`'s own run does)
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class Run:
         device: str = "auto",
         metered_gpus: str = "device",
         run_id: str | None = None,
+        hand_over: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name.strip() or "/" in name:
             raise RunError(f"run name {name!r}: give a non-empty name without '/' (it names the configuration)")
@@ -109,7 +118,7 @@ class Run:
             str(labels.get("mechanism", "baseline")),
         )
         self.idle_s, self.sample_hz, self.tdp_w, self.device_name = idle_s, sample_hz, tdp_w, device
-        self.metered_gpus = metered_gpus
+        self.metered_gpus, self.hand_over = metered_gpus, hand_over
         self.spec: dict[str, Any] = {
             "run_id": self.run_id,
             "name": name,
@@ -137,12 +146,20 @@ class Run:
         self._meter: PhaseMeter | None = None
         self._manifest: RunManifest | None = None
         self._started = 0.0
+        # Under `joulelab measure`: the channel to the measuring run, and the phase open there
+        self._outer: MeasureChannel | None = None
+        self._outer_phase: str | None = None
+        self._outer_state = "open"  # open | lost (said once, the rest unmetered) | ended
+        self._device: Device | None = None
 
     # -- the run ---------------------------------------------------------------------------
     def begin(self) -> Run:
         """Open the log and the meters, say hello, and measure the idle baseline."""
-        if self._writer is not None:
+        if self._writer is not None or self._outer is not None:
             raise RunError(f"run {self.run_id} has already begun; a Run is metered once")
+        channel = settings().measure_channel
+        if channel and self.hand_over and self._hand_over(channel):
+            return self
         check_writable(self.logs_dir)
         self.path.mkdir(parents=True, exist_ok=False)
         self._started = time.monotonic()
@@ -184,8 +201,12 @@ class Run:
             meter.measure_idle(self.idle_s)
         return self
 
-    def end(self, status: FinalStatus = "complete", error: str | None = None) -> RunSummary:
-        """Close an open phase (as partial), stop the meters and write the summary."""
+    def end(self, status: FinalStatus = "complete", error: str | None = None) -> RunSummary | None:
+        """Close an open phase (as partial), stop the meters and write the summary (None: the
+        run was handed to `joulelab measure`, whose run writes it)."""
+        if self._outer is not None:
+            self._end_outer(status, error)
+            return None
         meter, writer = self._meter, self._writer
         if meter is None or writer is None or self._manifest is None:
             raise RunError(f"run {self.run_id} has not begun: call begin() (or use `with joulelab.run(...)`)")
@@ -258,22 +279,49 @@ class Run:
         try:
             yield self
         except BaseException:
-            self._metering.end_window(name, partial=True)
+            self.end_phase(name, partial=True)
             raise
         self.end_phase(name)
 
     def begin_phase(self, name: str) -> None:
         if not isinstance(name, str) or not name or name == "idle":
             raise RunError(f"phase {name!r}: name a phase (not 'idle', which is the baseline)")
+        if self._outer is not None:
+            self._sync()  # the queued work before the edge is not the phase's
+            self._ask("begin_phase", phase=name)
+            self._outer_phase = name
+            return
         self._metering.begin_window(name)
 
-    def end_phase(self, name: str) -> None:
-        self._metering.end_window(name)
+    def end_phase(self, name: str, *, partial: bool = False) -> None:
+        """End phase `name` (`partial`: cut short by a failure or cancel, its energy kept)."""
+        if self._outer is not None:
+            self._sync(partial)
+            self._ask("end_phase", phase=name, partial=partial)
+            self._outer_phase = None
+            return
+        self._metering.end_window(name, partial=partial)
 
     def epoch(self, val_accuracy: float | None = None, **progress: float) -> None:
         """An epoch ended in the open phase: with `val_accuracy` (a fraction of 1), a point of the
         energy-to-accuracy curve (the phase's joules so far); other numbers (loss=...) are shown
         live as progress."""
+        if val_accuracy is not None and not 0.0 <= val_accuracy <= 1.0:
+            raise RunError(f"val_accuracy={val_accuracy}: give a fraction of 1 (0.93, not 93)")
+        if self._outer is not None:
+            self._sync()  # the point's joules cover the epoch's kernels
+            answer = self._ask("epoch", val_accuracy=val_accuracy, progress={k: float(v) for k, v in progress.items()})
+            if val_accuracy is not None and answer.get("cumulative_j") is not None:
+                self.curve.append(
+                    CurvePoint(
+                        phase=str(answer["phase"]),
+                        epoch=int(answer["epoch"]),
+                        val_accuracy_frac=float(val_accuracy),
+                        cumulative_j=float(answer["cumulative_j"]),
+                        source=str(answer["source"]),
+                    )
+                )
+            return
         meter = self._metering
         phase = meter.open_window
         if phase is None:
@@ -284,8 +332,6 @@ class Run:
             writer.emit("progress", phase=phase, epoch=n, **{k: float(v) for k, v in progress.items()})
         if val_accuracy is None:
             return
-        if not 0.0 <= val_accuracy <= 1.0:
-            raise RunError(f"val_accuracy={val_accuracy}: give a fraction of 1 (0.93, not 93)")
         self.curve.append(meter.curve_point(n, float(val_accuracy)))
 
     def result(
@@ -309,6 +355,84 @@ class Run:
             m.inferences = int(inferences)
         if train_samples is not None:
             m.train_samples_seen = int(train_samples)
+        if self._outer is not None:
+            self._ask(
+                "result", accuracy=accuracy, inferences=inferences, train_samples=train_samples, f1_macro=f1_macro
+            )
+
+    # -- under `joulelab measure` ----------------------------------------------------------
+    def _hand_over(self, path: str) -> bool:
+        """Hand this run to the measuring run at `path`: True when it took it. Otherwise one line
+        says why, and the run meters itself."""
+        try:
+            channel = MeasureChannel.connect(path)
+        except ChannelLost as exc:
+            _say(f"joulelab: run {self.name!r} cannot reach `joulelab measure` ({exc}); it meters itself")
+            return False
+        try:
+            answer = channel.request("hello", name=self.name, labels=self.labels, pid=os.getpid())
+        except (ChannelLost, Refused) as exc:
+            channel.close()
+            _say(f"joulelab: run {self.name!r} not taken by `joulelab measure` ({exc}); it meters itself")
+            return False
+        self._outer = channel
+        self.run_id, self.path = str(answer["run_id"]), Path(str(answer["path"]))
+        self._device = _resolve(self.device_name)
+        self._started = time.monotonic()
+        return True
+
+    def _ask(self, op: str, **fields: Any) -> dict[str, Any]:
+        """One request to the measuring run. A refusal is the API's one-line error; a lost channel
+        is said once, and the rest of the run goes unmetered (the measuring run records the loss)."""
+        if self._outer_state == "ended":
+            raise RunError(f"run {self.run_id} has ended; start another run")
+        if self._outer_state == "lost":
+            return {}
+        channel = self._outer
+        assert channel is not None
+        try:
+            return channel.request(op, **fields)
+        except Refused as exc:
+            raise RunError(str(exc)) from None
+        except ChannelLost as exc:
+            _say(f"joulelab: lost `joulelab measure` ({exc}); the rest of run {self.name!r} is not metered")
+            self._outer_state = "lost"
+            return {}
+
+    def _end_outer(self, status: FinalStatus, error: str | None) -> None:
+        if self._outer_state == "ended":
+            return
+        try:
+            if self._outer_phase is not None:
+                self.end_phase(self._outer_phase, partial=True)
+            self._ask("end", status=status, error=error)
+        finally:
+            self._outer_state = "ended"
+            assert self._outer is not None
+            self._outer.close()
+
+    def _sync(self, partial: bool = False) -> None:
+        """Wait for the device's queued work (a partial edge does not wait on a broken device)."""
+        if self._device is None:
+            return
+        try:
+            self._device.sync()
+        except Exception:
+            if not partial:
+                raise
+
+    # -- for `joulelab measure`, whose run takes the command's ----------------------------
+    @property
+    def meter(self) -> PhaseMeter:
+        """The run's PhaseMeter (once begun)."""
+        return self._metering
+
+    def note(self, key: str, value: Any) -> None:
+        """Keep `value` under `key` in the run's spec: in run.json now, in summary.json at the end."""
+        if self._manifest is None:
+            raise RunError(f"run {self.run_id} has not begun")
+        self.spec[key] = value
+        write_manifest(self.path, self._manifest)
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -323,6 +447,10 @@ class Run:
     def _log(self) -> EventWriter:
         assert self._writer is not None  # begun: _metering says so first
         return self._writer
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _resolve(name: str) -> Device:

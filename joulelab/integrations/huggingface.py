@@ -14,6 +14,8 @@ came). Evaluation during training is part of training's
 cost. Each training epoch is one epoch of the run, a point of the energy-to-accuracy curve when an
 evaluation after it reported `accuracy_key` (a fraction of 1: compute_metrics' "accuracy" is
 reported as "eval_accuracy"); an evaluation every N steps adds a point of its own, numbered on.
+The samples trained on (the training set's size per epoch trained) go into the result, for
+joules per training sample.
 
 The Trainer has no hook before predict or evaluate starts, so the callback cannot open a test
 phase by itself: `meter.test()` is that phase (the accuracy is taken from the predict or evaluate
@@ -69,6 +71,7 @@ class JouleLabCallback(TrainerCallback):
         self._epoch_loss: float | None = None
         self._epoch_pending = False  # an epoch ended; the evaluation after it may bring its accuracy
         self._test_accuracy: float | None = None
+        self._samples_per_epoch: int | None = None  # the training set's size, when it has one
 
     @property
     def run_id(self) -> str | None:
@@ -88,6 +91,7 @@ class JouleLabCallback(TrainerCallback):
         local = int(os.environ.get("LOCAL_WORLD_SIZE", world))  # set by torchrun and accelerate launch
         self.metering.begin((local, world) if world > 1 else None)
         self.metering.begin_phase("train")
+        self._samples_per_epoch = _dataset_size(kw.get("train_dataloader"))
 
     def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self._flush_epoch(None)
@@ -130,6 +134,10 @@ class JouleLabCallback(TrainerCallback):
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self._flush_epoch(None)
         self.metering.end_phase("train")
+        if self.metering.run is not None and self._samples_per_epoch and state.epoch:
+            # the samples trained on, for joules per training sample: the set once per epoch (a
+            # fraction of it for an epoch cut short by max_steps)
+            self.metering.run.result(train_samples=round(state.epoch * self._samples_per_epoch))
         if not self.test_follows:
             self.metering.end()
 
@@ -169,6 +177,15 @@ class JouleLabCallback(TrainerCallback):
         value = metrics.get(self.test_accuracy_key)
         if value is not None:
             self._test_accuracy = float(value)
+
+
+def _dataset_size(dataloader: Any) -> int | None:
+    """The samples in one epoch of the Trainer's training dataloader; None for a dataset without a
+    length (an iterable one): the count is unknown, not a guess."""
+    try:
+        return len(dataloader.dataset)
+    except (AttributeError, TypeError):
+        return None
 
 
 def _last_loss(state: TrainerState) -> float | None:

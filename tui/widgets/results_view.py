@@ -1,5 +1,6 @@
 """Results: per-configuration energy and accuracy, transfer versus scratch with intervals and a
-verdict, and the energy-to-accuracy curves. The numbers come from engine.analysis.stats and the tables from
+verdict, the energy to a target accuracy (typed in its field, or a preset's target_accuracy), and the
+energy-to-accuracy curves. The numbers come from engine.analysis.stats and the tables from
 engine.outputs.tables, the same ones the CLI prints, so the lab and `joulelab run` never disagree."""
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from engine.analysis import stats
 from engine.core.records import TRAINING_PHASES, RunSummary
-from engine.outputs.tables import comparison_table, config_table, verdicts
+from engine.core.spec import target_problem
+from engine.outputs.tables import comparison_table, config_table, target_comparison_table, target_table, verdicts
+from tui.widgets.lab_form import NumberField
 from tui.widgets.power_graph import CurveGraph
 
 
@@ -49,6 +53,7 @@ def _lean(table: Table) -> Table:
 
 class ResultsView(VerticalScroll):
     can_focus = True
+    target: float | None = None  # the validation accuracy whose energy is shown (None: no target tables)
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -56,27 +61,60 @@ class ResultsView(VerticalScroll):
             "compare runs from the History tab (select with space, then m).",
             id="results-title",
         )
+        yield NumberField(
+            placeholder="target accuracy, e.g. 0.9, then Enter: the energy to reach it",
+            type="number",
+            id="target-accuracy",
+        )
         yield Static("", id="results-tables")
         yield CurveGraph(id="curve-graph")
 
     def on_mount(self) -> None:
         self.query_one(CurveGraph).display = False
 
-    def show(self, title: str, summaries: list[RunSummary], note: str | None = None) -> None:
+    def show(
+        self, title: str, summaries: list[RunSummary], note: str | None = None, target: float | None = None
+    ) -> None:
+        """Show these runs' results; `target` (a preset's target_accuracy) replaces the field's."""
+        if target is not None:
+            self.target = target
+            self.query_one("#target-accuracy", Input).value = f"{target:g}"
+        self.results_title, self.summaries, self.results_note = title, summaries, note
+        self._render_results()
+
+    @on(Input.Submitted, "#target-accuracy")
+    def _target_submitted(self, event: Input.Submitted) -> None:
+        raw = event.value.strip()
+        problem: str | None = None
+        try:
+            target = float(raw) if raw else None
+        except ValueError:
+            target, problem = None, f"expected a number such as 0.9, got {raw!r}"
+        if target is not None:
+            problem = target_problem(target)
+        if problem:
+            self.app.notify(f"Target accuracy: {problem}", severity="error")
+            return
+        self.target = target
+        if hasattr(self, "summaries"):
+            self._render_results()
+
+    def _render_results(self) -> None:
+        summaries, target = self.summaries, self.target
         complete = [s for s in summaries if s.complete]
-        self.summaries = summaries
-        self.config_stats = stats.config_stats(complete)
+        # the same functions as `compare --target-accuracy`, so the lab and the CLI never disagree
+        self.config_stats = stats.config_stats(complete, target)
         from engine.analysis.calibrate import load_noise_floor
 
         self.comparisons = stats.compare(
-            complete, load_noise_floor(on_problem=lambda why: self.app.notify(why, severity="warning"))
+            complete, load_noise_floor(on_problem=lambda why: self.app.notify(why, severity="warning")), target
         )
         skipped = len(summaries) - len(complete)
-        head = Text(title, style="bold")
+        head = Text(self.results_title, style="bold")
         if skipped:
             head.append(f"  ({skipped} run{'s' if skipped > 1 else ''} not complete, left out)", style="yellow")
-        if note:
-            head.append(f"\n{note}", style="dim")
+        if self.results_note:
+            head.append(f"\n{self.results_note}", style="dim")
         self.query_one("#results-title", Static).update(head)
         parts: list[RenderableType] = []
         if self.config_stats:
@@ -84,13 +122,13 @@ class ResultsView(VerticalScroll):
                 _lean(config_table(self.config_stats, title="Energy (net of idle) and accuracy per configuration"))
             )
         if self.comparisons:
-            parts += [
-                Text(""),
-                _lean(comparison_table(self.comparisons, title="Transfer vs scratch (paired by seed)")),
-                Text(""),
-                Text("Verdict", style="bold"),
-                verdicts(self.comparisons),
-            ]
+            parts += [Text(""), _lean(comparison_table(self.comparisons, title="Transfer vs scratch (paired by seed)"))]
+        if any(s.to_target is not None for s in self.config_stats):
+            parts += [Text(""), _lean(target_table(self.config_stats))]
+        if any(c.to_target is not None for c in self.comparisons):
+            parts += [Text(""), _lean(target_comparison_table(self.comparisons))]
+        if self.comparisons:
+            parts += [Text(""), Text("Verdict", style="bold"), verdicts(self.comparisons)]
         elif self.config_stats:
             parts += [
                 Text(""),

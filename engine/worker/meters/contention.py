@@ -57,9 +57,12 @@ def contention_between(start: CpuTimes, end: CpuTimes, cpus: int) -> ContentionR
 class CpuContention:
     """Reads /proc/stat and our process tree's CPU time; cheap enough for every sample."""
 
-    def __init__(self, pid: int | None = None, proc_stat: str = PROC_STAT) -> None:
+    def __init__(
+        self, pid: int | None = None, proc_stat: str = PROC_STAT, tree: ProcessTreeCpuTime | None = None
+    ) -> None:
         self._proc_stat = proc_stat
-        self._tree = ProcessTreeCpuTime(pid or os.getpid())
+        # the model meter's tree when there is one (one scan of the descendants for both)
+        self._tree = tree or ProcessTreeCpuTime(pid or os.getpid())
         self._tick = os.sysconf("SC_CLK_TCK")
         self.cpus = self._count_cpus()
 
@@ -78,9 +81,9 @@ class CpuContention:
         return CpuTimes(t, busy, steal / self._tick, self._tree.seconds())
 
 
-def open_contention(pid: int | None = None) -> CpuContention | None:
-    """A probe, or None where /proc/stat is not there to read (not Linux)."""
+def open_contention(pid: int | None = None, tree: ProcessTreeCpuTime | None = None) -> CpuContention | None:
+    """A probe (over `tree` when given), or None where /proc/stat is not there to read (not Linux)."""
     try:
-        return CpuContention(pid)
+        return CpuContention(pid, tree=tree)
     except (OSError, ValueError):
         return None

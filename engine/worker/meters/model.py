@@ -121,11 +121,47 @@ def cores_per_package() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-class ProcessTreeCpuTime:
-    """CPU seconds used by a process and all its descendants, alive or already reaped."""
+def descendant_pids(pid: int) -> list[int] | None:
+    """Every descendant of `pid`, from /proc/<pid>/task/<tid>/children (a few small reads per process
+    of the tree, instead of reading every process on the machine); None where the kernel has no such
+    files. A child forked during the walk may be missed: it is found at the next walk."""
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            if parent == pid:
+                return None
+            continue  # exited during the walk
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", encoding="ascii") as f:
+                    children = [int(c) for c in f.read().split()]
+            except FileNotFoundError:
+                if parent == pid and tid == str(pid):
+                    return None  # no children files here (a kernel without CONFIG_PROC_CHILDREN)
+                continue
+            except (OSError, ValueError):
+                continue
+            found += children
+            stack += children
+    return found
 
-    # Finding children scans /proc; doing it on every read would cost the sampler milliseconds.
-    RESCAN_S = 1.0
+
+class ProcessTreeCpuTime:
+    """CPU seconds used by a process and all its descendants, alive or already reaped, and their
+    resident memory. One per metered process: the model meter and the contention probe share it
+    (PhaseMeter), so the tree is found once for both.
+
+    Finding the descendants is the costly part, so it is done every RESCAN_S between phase edges
+    and at every edge (rescan_soon). A descendant started mid-phase is counted with all its CPU time
+    since it started once it is found: within RESCAN_S in the live readings, and always by the
+    phase's end (the edge rescans), so a phase's CPU energy includes every descendant alive at its
+    end; its memory enters the DRAM model up to RESCAN_S late."""
+
+    RESCAN_S = 2.0
 
     def __init__(self, pid: int) -> None:
         try:
@@ -133,8 +169,50 @@ class ProcessTreeCpuTime:
         except psutil.Error as exc:
             raise MeterError(f"cannot watch process {pid}: {exc}") from None
         self._children: list[psutil.Process] = []
-        self._last_scan = 0.0
+        self._next_scan = 0.0  # time.monotonic() of the next rescan
+        self._scan_lock = threading.Lock()  # the sampler's thread and a phase edge may both ask
         self._last_total = 0.0
+
+    @property
+    def pid(self) -> int:
+        return int(self._root.pid)
+
+    def rescan_soon(self) -> None:
+        """Find the descendants again at the next read (a phase edge)."""
+        self._next_scan = 0.0
+
+    def pids(self) -> set[int]:
+        """The process and its descendants as of the latest scan (rescanned when due)."""
+        self._refresh()
+        return {self._root.pid, *(c.pid for c in self._children)}
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        with self._scan_lock:
+            if now < self._next_scan:
+                return
+            self._next_scan = now + self.RESCAN_S
+            self._children = self._descendants()
+
+    def _descendants(self) -> list[psutil.Process]:
+        pids = descendant_pids(self._root.pid)
+        if pids is None:  # no children files: psutil's scan of every process
+            try:
+                return list(self._root.children(recursive=True))
+            except psutil.Error:
+                return []
+        # keep the Process objects of descendants already known (psutil reads a new one's start time)
+        known = {c.pid: c for c in self._children}
+        out = []
+        for pid in pids:
+            proc = known.get(pid)
+            if proc is None:
+                try:
+                    proc = psutil.Process(pid)
+                except psutil.Error:
+                    continue  # exited since the walk
+            out.append(proc)
+        return out
 
     def seconds(self) -> float:
         try:
@@ -143,13 +221,7 @@ class ProcessTreeCpuTime:
             raise MeterError(f"process {self._root.pid} vanished: {exc}") from None
         # children_* counts the descendants already waited for; live ones are read directly.
         total = t.user + t.system + t.children_user + t.children_system
-        now = time.monotonic()
-        if now - self._last_scan >= self.RESCAN_S:
-            self._last_scan = now
-            try:
-                self._children = self._root.children(recursive=True)
-            except psutil.Error:
-                self._children = []
+        self._refresh()
         for child in self._children:
             try:
                 ct = child.cpu_times()
@@ -183,13 +255,13 @@ class ModelMeter(Meter):
         self.pid = pid or os.getpid()
         self.cpu_model = cpu_model_name()
         self.watts_per_core, self.tdp_note = watts_per_core(self.cpu_model, tdp_w, cores)
-        self._tree = ProcessTreeCpuTime(self.pid)
+        self.tree = ProcessTreeCpuTime(self.pid)  # shared with the contention probe (PhaseMeter)
         self._lock = threading.Lock()
-        self._cpu0 = self._tree.seconds()
+        self._cpu0 = self.tree.seconds()
         self._include_dram = include_dram
         self._dram_j = 0.0
         self._last_t = time.monotonic()
-        self._last_rss_gb = self._tree.rss_bytes() / 1e9
+        self._last_rss_gb = self.tree.rss_bytes() / 1e9
         domains = [Domain("cpu", "modelled", "model:tdp-cpu-time", "cpu")]
         if include_dram:
             domains.append(Domain("dram", "modelled", "model:rss-dram", "dram"))
@@ -197,11 +269,11 @@ class ModelMeter(Meter):
 
     def read(self) -> dict[str, float]:
         with self._lock:
-            cpu_j = (self._tree.seconds() - self._cpu0) * self.watts_per_core
+            cpu_j = (self.tree.seconds() - self._cpu0) * self.watts_per_core
             out = {"cpu": cpu_j}
             if self._include_dram:
                 now = time.monotonic()
-                rss_gb = self._tree.rss_bytes() / 1e9
+                rss_gb = self.tree.rss_bytes() / 1e9
                 # Trapezoid between reads: memory changes slowly against the sampling rate.
                 self._dram_j += (self._last_rss_gb + rss_gb) / 2 * DRAM_WATTS_PER_GB * (now - self._last_t)
                 self._last_t, self._last_rss_gb = now, rss_gb
