@@ -4,6 +4,7 @@ killed run leaves, and `joulelab meters` reporting and restoring it."""
 
 import inspect
 import json
+import subprocess
 import sys
 
 import pytest
@@ -176,8 +177,26 @@ def test_a_limit_that_cannot_be_set_is_one_line_and_changes_nothing(gpu, asked, 
 
 
 def leave_a_limit(state: FakeNvml) -> None:
-    """A run that set 200 W and was killed before it put 400 W back."""
+    """A run that set 200 W and was killed before it put 400 W back: its record names a process
+    that has ended (one started and reaped here)."""
     HeldLimit.hold(UUID, watts=200.0, fraction=None, run_id="killed-run", pynvml_module=make_fake_pynvml(state))
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    path = power_limit.records_dir() / f"{UUID}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "pid": ended.pid}))
+
+
+def test_a_limit_held_by_a_run_still_running_is_reported_as_held_and_not_restored(monkeypatch):
+    state = two_gpus()
+    HeldLimit.hold(UUID, watts=200.0, fraction=None, run_id="running-run", pynvml_module=make_fake_pynvml(state))
+    [line] = power_limit.leftover_lines()
+    assert "is at the power limit of 200 W that run running-run (pid " in line
+    assert "still running" in line and line.endswith("it puts 400 W back when it ends")
+    monkeypatch.setitem(sys.modules, "pynvml", make_fake_pynvml(state))
+    result = runner.invoke(app, ["meters", "--restore-power-limit"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "still running" in result.stdout and "not touched" in result.stdout
+    assert state.gpus[1].power_limit_mw == 200_000 and len(power_limit.read_leftovers()[0]) == 1
 
 
 def test_meters_reports_a_limit_left_set_and_restores_it(monkeypatch):

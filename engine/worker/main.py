@@ -251,7 +251,8 @@ class Run:
             )
         mine = [r for r in leftovers if r.uuid.upper() == uuid.upper()]
         if mine:
-            raise power_limit.PowerLimitError(power_limit.leftover_line(mine[0]) + ", then start this run again")
+            then = "; wait for it to end" if mine[0].held_by_a_live_run() else ", then start this run again"
+            raise power_limit.PowerLimitError(power_limit.leftover_line(mine[0]) + then)
         # A cancel that arrives while the limit is set waits until it is held here, to be put back.
         guarded = _Signals.enter()
         try:

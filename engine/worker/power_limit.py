@@ -16,23 +16,27 @@ Before it sets a limit, a run writes a record (the GPU's NVML index and UUID, th
 the previous one, its run id and pid) to <state root>/power-limits/<uuid>.json, and removes it
 once the previous limit is back. A run killed with SIGKILL cannot restore: its record stays, the
 next run and `joulelab meters` report it in one line, and `joulelab meters --restore-power-limit`
-puts each previous limit back (`restore_leftovers`).
+puts each previous limit back (`restore_leftovers`). A record whose run is still alive on this host
+(its pid, started when the record says) is a limit held, not left over: it is reported as held, a
+second power-limit run on that GPU is refused until it ends, and the restore leaves it alone.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import TypedDict
 
 import msgspec
+import psutil
 
 from engine.core.errors import JouleLabError
 from engine.core.run_files import atomic_write_json
 from engine.core.settings import env_var, settings
 from engine.core.timestamps import now_stamp
 from engine.worker.meters.base import MeterUnavailable
-from engine.worker.meters.nvml import NvmlLibrary, _describe, _import_pynvml, _init, _text
+from engine.worker.meters.nvml import NvmlLibrary, describe_nvml_error, import_pynvml, init_nvml, nvml_text
 
 RESTORE_COMMAND = "joulelab meters --restore-power-limit"
 _NOT_SUPPORTED = 3  # NVML return codes (nvml.h); read from the module when it has them
@@ -71,6 +75,20 @@ class Leftover(msgspec.Struct, kw_only=True):
     run_id: str
     pid: int
     set_at: str
+    # where and when the setting process started, to tell a run still holding the limit from one
+    # killed before it could put it back (a pid alone may be reused); empty in older records
+    host: str = ""
+    pid_started: float | None = None
+
+    def held_by_a_live_run(self) -> bool:
+        """Whether the run that set the limit is still running on this host (then it is not left over)."""
+        if self.host != socket.gethostname() or self.pid_started is None:
+            return False
+        try:
+            started: float = psutil.Process(self.pid).create_time()
+            return abs(started - self.pid_started) < 1.0
+        except psutil.Error:  # gone, or not ours to see
+            return False
 
 
 def records_dir() -> Path:
@@ -105,7 +123,14 @@ def read_leftovers() -> tuple[list[Leftover], list[str]]:
 
 
 def leftover_line(record: Leftover) -> str:
-    """One line: which GPU, the limit left on it, the limit to put back, who set it, how to restore."""
+    """One line: which GPU, the limit left on it, the limit to put back, who set it, how to restore
+    (or, while the run that set it is still running, that it holds it and will put it back)."""
+    if record.held_by_a_live_run():
+        return (
+            f"GPU {record.nvml_index} ({record.name}, {record.uuid}) is at the power limit of {record.limit_w:g} W "
+            f"that run {record.run_id} (pid {record.pid}, still running) set at {record.set_at}; it puts "
+            f"{record.previous_w:g} W back when it ends"
+        )
     return (
         f"GPU {record.nvml_index} ({record.name}, {record.uuid}) may still be at the power limit of "
         f"{record.limit_w:g} W that run {record.run_id} (pid {record.pid}) set at {record.set_at} and did not "
@@ -130,8 +155,8 @@ def _code(nvml: NvmlLibrary, name: str, default: int) -> int:
 def _open_nvml(pynvml_module: NvmlLibrary | None) -> NvmlLibrary:
     """NVML, initialised (the caller shuts it down), or PowerLimitError with the reason."""
     try:
-        nvml = pynvml_module if pynvml_module is not None else _import_pynvml()
-        _init(nvml)
+        nvml = pynvml_module if pynvml_module is not None else import_pynvml()
+        init_nvml(nvml)
     except MeterUnavailable as exc:
         raise PowerLimitError(f"power-limit: {exc}") from None
     return nvml
@@ -141,8 +166,8 @@ def _find(nvml: NvmlLibrary, uuid: str) -> tuple[int, object, str]:
     """NVML's index, handle and name of the GPU with this UUID."""
     for index in range(nvml.nvmlDeviceGetCount()):
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        if _text(nvml.nvmlDeviceGetUUID(handle)).upper() == uuid.upper():
-            return index, handle, _text(nvml.nvmlDeviceGetName(handle))
+        if nvml_text(nvml.nvmlDeviceGetUUID(handle)).upper() == uuid.upper():
+            return index, handle, nvml_text(nvml.nvmlDeviceGetName(handle))
     raise PowerLimitError(f"power-limit: NVML finds no GPU with the run's UUID {uuid}")
 
 
@@ -185,7 +210,7 @@ class HeldLimit:
             low, high = (int(v) for v in nvml.nvmlDeviceGetPowerManagementLimitConstraints(handle))
         except nvml.NVMLError as exc:
             why = "has no power limit NVML can read" if getattr(exc, "value", None) == not_supported else "says"
-            raise PowerLimitError(f"power-limit: {gpu} {why} ({_describe(exc)})") from None
+            raise PowerLimitError(f"power-limit: {gpu} {why} ({describe_nvml_error(exc)})") from None
         if watts is not None:
             target, asked = round(watts * 1000), f"{watts:g} W"
         else:
@@ -206,6 +231,8 @@ class HeldLimit:
             run_id=run_id,
             pid=os.getpid(),
             set_at=now_stamp(),
+            host=socket.gethostname(),
+            pid_started=psutil.Process().create_time(),
         )
         try:
             atomic_write_json(path, msgspec.to_builtins(leftover))
@@ -225,7 +252,9 @@ class HeldLimit:
                 why = "does not support setting its power limit"
             else:
                 why = "did not take the limit"
-            raise PowerLimitError(f"power-limit: {gpu}: {why} ({_describe(exc)}); the run was not started") from None
+            raise PowerLimitError(
+                f"power-limit: {gpu}: {why} ({describe_nvml_error(exc)}); the run was not started"
+            ) from None
         except BaseException:
             _remove(path)  # e.g. the binding refused the value: nothing was set
             raise
@@ -262,7 +291,7 @@ class HeldLimit:
             record["restored"] = False
             record["restore_error"] = (
                 f"power-limit: GPU {record['nvml_index']} ({record['name']}) could not be put back to "
-                f"{record['previous_w']:g} W ({_describe(exc)}); restore it with `{RESTORE_COMMAND}`"
+                f"{record['previous_w']:g} W ({describe_nvml_error(exc)}); restore it with `{RESTORE_COMMAND}`"
             )
         finally:
             _shutdown(nvml)
@@ -271,10 +300,13 @@ class HeldLimit:
 def restore_leftovers(pynvml_module: NvmlLibrary | None = None) -> tuple[list[str], bool]:
     """Put back every limit a run left set: (a line per record, whether all were restored)."""
     found, problems = read_leftovers()
+    held = [r for r in found if r.held_by_a_live_run()]
+    found = [r for r in found if r not in held]
+    lines = [leftover_line(r) + "; not touched" for r in held]
     if not found:
-        return problems or ["no GPU power limit was left set by a JouleLab run"], not problems
+        return lines + (problems or ["no GPU power limit was left set by a JouleLab run"]), not problems
     nvml = _open_nvml(pynvml_module)
-    lines, ok = [], True
+    ok = True
     try:
         for leftover in found:
             try:
@@ -284,7 +316,7 @@ def restore_leftovers(pynvml_module: NvmlLibrary | None = None) -> tuple[list[st
                 now = _read_limit_w(nvml, handle)
             except (PowerLimitError, nvml.NVMLError) as exc:
                 ok = False
-                why = str(exc) if isinstance(exc, PowerLimitError) else _describe(exc)
+                why = str(exc) if isinstance(exc, PowerLimitError) else describe_nvml_error(exc)
                 lines.append(
                     f"GPU {leftover.uuid}: not restored to {leftover.previous_w:g} W ({why}); "
                     f"its record stays in {_record_path(leftover.uuid)}"

@@ -134,7 +134,7 @@ def _code(nvml: NvmlLibrary, name: str, default: int) -> int:
     return getattr(nvml, name, default)
 
 
-def _text(value: object) -> str:
+def nvml_text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
@@ -230,12 +230,12 @@ class NvmlMeter(Meter):
         self.state: dict[str, GpuState] = {}
         self._lock = threading.Lock()
         self._closed = False
-        nvml: NvmlLibrary = pynvml_module if pynvml_module is not None else _import_pynvml()
+        nvml: NvmlLibrary = pynvml_module if pynvml_module is not None else import_pynvml()
         self._nvml = nvml
         if visible is None and use_env:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         self.visible_spec = visible
-        _init(nvml)
+        init_nvml(nvml)
         try:
             self._open(visible)
         except MeterUnavailable:
@@ -243,15 +243,15 @@ class NvmlMeter(Meter):
             raise
         except Exception as exc:  # any NVML or binding failure while enumerating: not fatal
             self._shutdown()
-            raise MeterUnavailable(f"NVML: {_describe(exc)}") from None
+            raise MeterUnavailable(f"NVML: {describe_nvml_error(exc)}") from None
 
     def _open(self, visible: str | None) -> None:
         nvml = self._nvml
-        self.driver_version = _optional(lambda: _text(nvml.nvmlSystemGetDriverVersion()))
-        self.nvml_version = _optional(lambda: _text(nvml.nvmlSystemGetNVMLVersion()))
+        self.driver_version = _optional(lambda: nvml_text(nvml.nvmlSystemGetDriverVersion()))
+        self.nvml_version = _optional(lambda: nvml_text(nvml.nvmlSystemGetNVMLVersion()))
         count = nvml.nvmlDeviceGetCount()
         handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-        uuids = [_text(nvml.nvmlDeviceGetUUID(h)) for h in handles]
+        uuids = [nvml_text(nvml.nvmlDeviceGetUUID(h)) for h in handles]
         indices, self.notes = parse_visible(visible, uuids)
         if count == 0:
             raise MeterUnavailable("NVML: no NVIDIA GPU found")
@@ -265,7 +265,7 @@ class NvmlMeter(Meter):
         names = []
         for position, nvml_index in enumerate(indices):
             h = handles[nvml_index]
-            name = _text(nvml.nvmlDeviceGetName(h))
+            name = nvml_text(nvml.nvmlDeviceGetName(h))
             names.append(name)
             # named by CUDA's index (position among the visible GPUs): gpu1 is cuda:1
             dname = f"gpu{position}"
@@ -367,7 +367,7 @@ class NvmlMeter(Meter):
                     mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(g.handle)) if g.counter else None
                     mw = float(nvml.nvmlDeviceGetPowerUsage(g.handle)) if (g.polled or not g.counter) else None
                 except Exception as exc:
-                    raise MeterError(f"NVML: {g.domain.name} ({g.name}): {_describe(exc)}") from None
+                    raise MeterError(f"NVML: {g.domain.name} ({g.name}): {describe_nvml_error(exc)}") from None
                 values.append((mj, mw))
             t = self._clock()
             out: dict[str, float] = {}
@@ -496,7 +496,7 @@ class NvmlMeter(Meter):
         }
 
 
-def _import_pynvml() -> NvmlLibrary:
+def import_pynvml() -> NvmlLibrary:
     try:
         import pynvml
     except ImportError:
@@ -505,7 +505,7 @@ def _import_pynvml() -> NvmlLibrary:
     return library
 
 
-def _init(nvml: NvmlLibrary) -> None:
+def init_nvml(nvml: NvmlLibrary) -> None:
     try:
         nvml.nvmlInit()
     except Exception as exc:
@@ -517,11 +517,11 @@ def _init(nvml: NvmlLibrary) -> None:
         elif code == _code(nvml, "NVML_ERROR_NO_PERMISSION", _NO_PERMISSION):
             reason = "no permission to use the NVIDIA driver (check access to /dev/nvidia*)"
         else:
-            reason = f"nvmlInit failed: {_describe(exc)}"
+            reason = f"nvmlInit failed: {describe_nvml_error(exc)}"
         raise MeterUnavailable(f"NVML: {reason}") from None
 
 
-def _describe(exc: BaseException) -> str:
+def describe_nvml_error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     code = getattr(exc, "value", None)
     return f"{text} (NVML error {code})" if isinstance(code, int) else text
@@ -574,4 +574,4 @@ def open_nvml(
     except MeterUnavailable:
         raise
     except Exception as exc:
-        raise MeterUnavailable(f"NVML: {_describe(exc)}") from None
+        raise MeterUnavailable(f"NVML: {describe_nvml_error(exc)}") from None
