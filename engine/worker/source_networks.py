@@ -38,7 +38,17 @@ KEY_FIELDS = (
     "val_fraction",
 )
 # Keyed only when not at their defaults, so networks cached before these settings existed stay valid.
-KEY_FIELDS_IF_SET: dict[str, object] = {"width": 1.0, "amp": False, "model": None}
+# A power limit or data parallelism changes the pretraining's energy (and DDP its batches), so a
+# source network pretrained under one is not reused, with its joules, by a run without it.
+KEY_FIELDS_IF_SET: dict[str, object] = {
+    "width": 1.0,
+    "amp": False,
+    "model": None,
+    "model_dir": None,
+    "procs_per_node": 1,
+    "power_limit_w": None,
+    "power_limit_fraction": None,
+}
 
 
 def source_key(spec: RunSpec, x_train: np.ndarray, y_train: np.ndarray, device: str = "cpu") -> str:
