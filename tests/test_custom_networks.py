@@ -131,3 +131,22 @@ def test_a_bad_factory_fails_before_any_metered_phase(lab, monkeypatch):
     for s in summaries:
         assert s["status"] == "failed" and s["phases"] == {} and s["last_phase"] is None
         assert s["error"].startswith("model 'nets:") and "\n" not in s["error"]
+
+
+def test_no_batchnorm_on_a_user_network_is_refused_in_one_line():
+    # JouleLab cannot remove batch norm from a network it did not build: the mechanism would
+    # compare two identical networks
+    from engine.core.spec import RunSpec, SpecError
+
+    with pytest.raises(SpecError, match=r"^batchnorm = false \(no-batchnorm\) with model 'nets:tiny'"):
+        RunSpec(model="nets:tiny", batchnorm=False)
+
+
+def test_two_networks_of_one_factory_name_are_refused_not_merged(tmp_path):
+    # keys name a user network by its factory; two modules' `net` would silently be one configuration
+    from engine.orchestrate import presets
+    from engine.orchestrate.presets import PresetError
+
+    path = preset(tmp_path, ["a.nets:net", "b.nets:net"])
+    with pytest.raises(PresetError, match=r"'a.nets:net' and 'b.nets:net' have the same factory name"):
+        presets.load(str(path))

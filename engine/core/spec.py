@@ -252,6 +252,13 @@ def validate(spec: RunSpec) -> None:
         )
     if spec.model_dir is not None and (not isinstance(spec.model_dir, str) or not spec.model_dir):
         raise SpecError(f"model_dir: expected a folder, got {spec.model_dir!r}")
+    if spec.model is not None and spec.batchnorm is False:
+        # JouleLab cannot take batch norm out of a network it did not build: the "mechanism"
+        # would be measured against an identical network
+        raise SpecError(
+            f"batchnorm = false (no-batchnorm) with model {spec.model!r}: JouleLab removes batch norm from its "
+            "own networks only; build your network without it in its factory instead"
+        )
     _choice("size", spec.size, SIZES)
     _choice("mode", spec.mode, MODES)
     _choice("channels", spec.channels, ("default", "all"))

@@ -334,6 +334,14 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
     ):
         axes.setdefault(key, [default])
     model_axis: list[str | None] = axes.pop("model", []) or [None]
+    by_name: dict[str | None, str] = {}
+    for model in model_axis:
+        other = by_name.setdefault(model_name(model), str(model))
+        if other != str(model):  # keys name a network by its factory: two of one name would merge
+            raise PresetError(
+                f"{where}: [matrix] model: {other!r} and {model!r} have the same factory name, which is how "
+                "keys name a network; give one factory another name"
+            )
     limit_axes = [k for k in POWER_LIMIT_AXES if k in axes]
     if len(limit_axes) > 1:
         raise PresetError(f"{where}: [matrix] power_limit_w and power_limit_fraction: give one of them, not both")
