@@ -40,3 +40,13 @@ def test_bad_values_give_one_line_naming_the_field(data, message):
 
 def test_integers_are_accepted_where_floats_are_expected():
     assert spec_from_dict({"lr": 1, "idle_s": 0}).lr == 1.0
+
+
+def test_a_plain_spec_is_written_without_the_fields_it_does_not_use():
+    # a run without a user network, power limit or data parallelism writes the spec older logs have
+    plain = RunSpec().to_dict()
+    for key in ("procs_per_node", "model", "model_dir", "power_limit_w", "power_limit_fraction"):
+        assert key not in plain
+    used = RunSpec(procs_per_node=2, power_limit_fraction=0.8, model="nets:tiny").to_dict()
+    assert (used["procs_per_node"], used["power_limit_fraction"], used["model"]) == (2, 0.8, "nets:tiny")
+    assert spec_from_dict(used) == RunSpec(procs_per_node=2, power_limit_fraction=0.8, model="nets:tiny")

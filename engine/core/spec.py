@@ -122,8 +122,11 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        if self.procs_per_node == 1:
-            del out["procs_per_node"]  # a one-process run's spec is written as it was before data parallel
+        # Fields newer than most logs are written only when set, so a run that does not use them
+        # has the spec it had before they existed (and no empty MLflow params)
+        for key, default in WRITTEN_WHEN_SET.items():
+            if out[key] == default:
+                del out[key]
         for key in ("source_group", "target_group", "trials"):
             if out[key] is not None:
                 out[key] = list(out[key])
@@ -186,6 +189,13 @@ MECHANISMS: dict[str, dict[str, Any]] = {
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunSpec)}
+WRITTEN_WHEN_SET: dict[str, Any] = {
+    "procs_per_node": 1,
+    "model": None,
+    "model_dir": None,
+    "power_limit_w": None,
+    "power_limit_fraction": None,
+}
 
 
 def new_run_id() -> str:
