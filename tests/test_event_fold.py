@@ -140,3 +140,14 @@ def test_the_run_total_leaves_out_the_warm_up_as_the_summary_does():
     fold = fold_events([decode_event(encode(e)) for e in with_warmup])
     assert fold.rows["warmup"].total_net_j == pytest.approx(10.0)
     assert fold.net_total_j == pytest.approx(fold.rows["train"].total_net_j)
+
+
+def test_a_phase_withdrawn_with_no_end_is_dropped_when_the_next_one_starts():
+    # `joulelab measure` opens its provisional train phase, then the command's own run takes over
+    # with phases of its own: the withdrawn phase's seconds are in the remainder, not a row too
+    fold = fold_events(events())
+    assert fold.open_row is not None and fold.open_row.phase == "train"
+    fold.update(decode_event(encode(at(make_event("phase_start", "r1", phase="fit"), 2.0))))
+    assert "train" not in fold.rows and fold.open_row is not None and fold.open_row.phase == "fit"
+    fold.update(decode_event(encode(at(sample(3.0, 22.0, 66.0), 3.0))))
+    assert fold.net_total_j == pytest.approx(fold.rows["fit"].total_net_j)

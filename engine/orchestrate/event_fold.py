@@ -104,6 +104,11 @@ class RunFold:
                     self.sources[m["name"]], self.methods[m["name"]] = m["source"], m["method"]
                     self.kinds[m["name"]] = m.get("kind", "")
             case PhaseStart():
+                # One phase is open at a time (PhaseMeter refuses nesting), so a start while another
+                # is open means that one was withdrawn with no end (`joulelab measure` hands its
+                # provisional phase to the command's own run): it holds no joules of its own
+                if (open_row := self.open_row) is not None:
+                    del self.rows[open_row.phase]
                 self.phase = event.phase
                 self.epoch = self.step = None
                 self.rows[event.phase] = PhaseRow(event.phase, event.t, self.last_sample)
