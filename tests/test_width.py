@@ -51,7 +51,7 @@ def test_a_width_axis_in_a_preset(tmp_path):
     assert [preset.specs[c.key].width for c in preset.configs] == [1.0, 16.0, 1.0, 16.0]  # the axis wins
     assert {c.group for c in preset.configs} == {"synthetic/big/baseline", "synthetic/big-x16/baseline"}
     path.write_text("[matrix]\nwidth = [0]\n")
-    with pytest.raises(PresetError, match=r"\[matrix\] width: expected a list of numbers > 0 and <= 64, got \[0\]"):
+    with pytest.raises(PresetError, match=r"\[matrix\]: width: 0.0 must be > 0$"):
         presets.load(str(path))
     # without the axis, a width in [settings] still names the configuration
     path.write_text('[matrix]\nsize = ["small"]\n[settings]\nwidth = 2\n')

@@ -301,14 +301,8 @@ def parse(data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = N
     matrix = _table(data.get("matrix"), where, "matrix")
     axes: dict[str, list[Any]] = {}
     for key, values in matrix.items():
-        if key == "width":  # numbers, not names: checked as the spec checks them
-            axes["width"] = _widths(values, where)
-            continue
-        if key in POWER_LIMIT_AXES:
-            axes[key] = _power_limits(key, values, where)
-            continue
-        if key == "procs_per_node":
-            axes["procs_per_node"] = _procs(values, where)
+        if key in NUMBER_AXES:
+            axes[key] = _number_axis(key, values, where)
             continue
         if key not in MATRIX_KEYS:
             raise PresetError(
@@ -456,16 +450,17 @@ def value_problem(key: str, value: Any) -> str | None:
     return f"{value!r} is not one of {allowed}{suggest(str(value), MATRIX_KEYS[key])}"
 
 
-def _widths(values: Any, where: str) -> list[float]:
-    values = values if isinstance(values, list) else [values]
-    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 64 for v in values):
-        raise PresetError(f"{where}: [matrix] width: expected a list of numbers > 0 and <= 64, got {values!r}")
-    if len(set(values)) != len(values):
-        raise PresetError(f"{where}: [matrix] width: repeated values in {values!r}")
-    return [float(v) for v in values]
+# Matrix axes of numbers, not names: each value is checked as the spec checks that field (one home
+# for the ranges), and the axis gives the values as the spec's type
+NUMBER_AXES: dict[str, type] = {
+    "width": float,
+    "power_limit_w": float,
+    "power_limit_fraction": float,
+    "procs_per_node": int,
+}
 
 
-def _power_limits(key: str, values: Any, where: str) -> list[float]:
+def _number_axis(key: str, values: Any, where: str) -> list[Any]:
     values = values if isinstance(values, list) else [values]
     if not values:
         raise PresetError(f"{where}: [matrix] {key}: expected a non-empty list of numbers")
@@ -476,16 +471,7 @@ def _power_limits(key: str, values: Any, where: str) -> list[float]:
             raise PresetError(str(exc)) from None
     if len(set(values)) != len(values):
         raise PresetError(f"{where}: [matrix] {key}: repeated values in {values!r}")
-    return [float(v) for v in values]
-
-
-def _procs(values: Any, where: str) -> list[int]:
-    values = values if isinstance(values, list) else [values]
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024 for v in values):
-        raise PresetError(f"{where}: [matrix] procs_per_node: expected a list of integers 1-1024, got {values!r}")
-    if len(set(values)) != len(values):
-        raise PresetError(f"{where}: [matrix] procs_per_node: repeated values in {values!r}")
-    return [int(v) for v in values]
+    return [NUMBER_AXES[key](v) for v in values]
 
 
 def _integrations(head: dict[str, Any], where: str) -> dict[str, Any]:
