@@ -102,3 +102,13 @@ def test_custom_datasets_keep_the_built_in_protocol(tmp_path):
     assert data.holdout_gap == 4  # ceil(16 / step 4)
     first = arrays["x"][(arrays["label"] == 2)][0]
     assert np.array_equal(data.target.x_train[0], first)
+
+
+def test_the_holdout_gap_is_the_step_within_a_label_whatever_other_labels_clocks_say():
+    # two people recorded on clocks offset by one sample: merged, their windows look 1 and 3 apart
+    from engine.worker.data.custom import _gap
+
+    label = np.repeat([0, 1], 5)
+    time = np.concatenate([np.arange(5) * 4, np.arange(5) * 4 + 1])
+    x = np.zeros((10, 2, 16), dtype=np.float32)
+    assert _gap({"x": x, "label": label, "time": time}, "windows") == 4  # ceil(16 / step 4)

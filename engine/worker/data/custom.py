@@ -286,8 +286,10 @@ def _gap(arrays: dict[str, np.ndarray], kind: str) -> int:
     over the windows' step in time (ceil(window / step)); 0 for feature rows or without time."""
     if kind != "windows" or "time" not in arrays:
         return 0
-    t = np.sort(arrays["time"])
-    steps = np.diff(t)
+    # the step between one label's windows, label by label: labels recorded on clocks of their own
+    # (offsets between people) must not make the gaps between labels look like steps
+    time, label = arrays["time"], arrays["label"]
+    steps = np.concatenate([np.diff(np.sort(time[label == value])) for value in np.unique(label)])
     steps = steps[steps > 0]
     if not len(steps):
         return 0
