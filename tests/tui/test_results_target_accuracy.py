@@ -18,9 +18,11 @@ from tests.tui.conftest import make_app, press, wait_for
 
 
 def tables_text(app) -> str:
-    """The Results tables as plain words (captions wrap: compare words, not lines)."""
+    """The Results tables (and the target's, below its field) as plain words (captions wrap:
+    compare words, not lines)."""
     console = Console(width=200, record=True, color_system=None)
-    console.print(app.results.query_one("#results-tables", Static).content)
+    for part in ("#results-tables", "#target-tables"):
+        console.print(app.results.query_one(part, Static).content)
     return " ".join(console.export_text().split())
 
 

@@ -61,12 +61,14 @@ class ResultsView(VerticalScroll):
             "compare runs from the History tab (select with space, then m).",
             id="results-title",
         )
+        # below the tables: at 80x24 the comparison and its verdict come first, the target after
+        yield Static("", id="results-tables")
         yield NumberField(
             placeholder="target accuracy, e.g. 0.9, then Enter: the energy to reach it",
             type="number",
             id="target-accuracy",
         )
-        yield Static("", id="results-tables")
+        yield Static("", id="target-tables")  # the energy to the target, just below where it is typed
         yield CurveGraph(id="curve-graph")
 
     def on_mount(self) -> None:
@@ -123,10 +125,6 @@ class ResultsView(VerticalScroll):
             )
         if self.comparisons:
             parts += [Text(""), _lean(comparison_table(self.comparisons, title="Transfer vs scratch (paired by seed)"))]
-        if any(s.to_target is not None for s in self.config_stats):
-            parts += [Text(""), _lean(target_table(self.config_stats))]
-        if any(c.to_target is not None for c in self.comparisons):
-            parts += [Text(""), _lean(target_comparison_table(self.comparisons))]
         if self.comparisons:
             parts += [Text(""), Text("Verdict", style="bold"), verdicts(self.comparisons)]
         elif self.config_stats:
@@ -141,6 +139,12 @@ class ResultsView(VerticalScroll):
         if not parts:
             parts.append(Text("No complete run to summarise.", style="yellow"))
         self.query_one("#results-tables", Static).update(Group(*parts))
+        to_target: list[RenderableType] = []
+        if any(s.to_target is not None for s in self.config_stats):
+            to_target.append(_lean(target_table(self.config_stats)))
+        if any(c.to_target is not None for c in self.comparisons):
+            to_target += [Text(""), _lean(target_comparison_table(self.comparisons))]
+        self.query_one("#target-tables", Static).update(Group(*to_target))
         curves = curves_of(complete)
         graph = self.query_one(CurveGraph)
         graph.display = bool(curves)
