@@ -15,7 +15,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.analysis.stats import Comparison, ConfigStats, Estimate, target_text
+from engine.analysis.stats import Comparison, ConfigStats, Estimate, Speedup, target_text
 from engine.core.energy import CONTENDED_SHARE
 from engine.core.events import PHASES as PHASE_ORDER
 from engine.core.records import BASELINE_PHASES, PhaseTotal, RunSummary
@@ -289,6 +289,39 @@ def comparison_table(
         table.caption += f"\n{CONTENDED_MARK} some runs were measured on a busy machine: unreliable"
     if narrow:
         table.caption += "\n" + ABBREV_NOTE
+    table.caption_justify = "left"
+    return table
+
+
+def speedup_table(speedups: list[Speedup], narrow: bool = False) -> Table:
+    """Data-parallel scaling: per configuration (each mode its own row), N processes per node
+    against one, paired by seed on the same node set: speed-up and energy per training sample."""
+    rows = [
+        [
+            short_key(s.group, s.synthetic, narrow),
+            f"{s.procs} vs 1",
+            str(s.pairs),
+            fmt_estimate(s.speedup, suffix="x", stacked=narrow),
+            fmt_estimate(s.j_per_sample_one, 1000, stacked=narrow, symmetric=True),
+            fmt_estimate(s.j_per_sample, 1000, stacked=narrow, symmetric=True),
+            fmt_estimate(s.energy_ratio, suffix="x", stacked=narrow),
+        ]
+        for s in speedups
+    ]
+    headers = ["configuration", "processes", "n", "speed-up", "mJ/sample at 1", "mJ/sample at N", "energy/sample"]
+    if narrow:
+        headers = ["config", "procs", "n", "speed-up", "mJ/smp 1", "mJ/smp N", "E/smp"]
+    table = _table("Data-parallel scaling (paired by seed)", headers, rows, labels=2, narrow=narrow)
+    sources = {e.source for s in speedups for e in (s.j_per_sample, s.j_per_sample_one) if e is not None and e.source}
+    table.caption = "\n".join(
+        [
+            "speed-up: training wall time at 1 process / at N processes per node, geometric mean [95 % CI] "
+            "over the pairs; mJ/sample: net training energy per sample trained on (all processes), mean ± 95 % CI; "
+            "energy/sample: N/1 ratio [95 % CI widened by the meters' error]",
+            *[SOURCE_NOTE[x] for x in ("counter", "polled", "modelled") if x in sources],
+            *([ABBREV_NOTE] if narrow else []),
+        ]
+    )
     table.caption_justify = "left"
     return table
 
