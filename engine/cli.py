@@ -249,7 +249,7 @@ def metrics_observers(port: int | None, addr: str | None) -> Callable[[], list[P
 
 # Options of one executor only: given with the other, they are refused rather than ignored.
 LOCAL_ONLY = ("until_clear", "max_trials", "metrics_port", "metrics_addr")
-SLURM_ONLY = ("partition", "gpus_per_job", "time_min", "exclusive", "max_parallel")
+SLURM_ONLY = ("partition", "gpus_per_job", "time_min", "exclusive", "max_parallel", "nodes")
 
 
 @app.command()
@@ -310,6 +310,12 @@ def run(
     time_min: Annotated[int, typer.Option("--time", min=1, help="Slurm: time limit per job, minutes")] = 60,
     exclusive: Annotated[bool, typer.Option(help="Slurm: a whole node per job, so meters see only this job")] = True,
     max_parallel: Annotated[int | None, typer.Option(min=1, help="Slurm: at most K jobs at once")] = None,
+    nodes: Annotated[
+        int,
+        typer.Option(
+            min=1, max=1024, help="Slurm: nodes per job; each run trains data-parallel over all of them, each metered"
+        ),
+    ] = 1,
     resume: Annotated[
         bool,
         typer.Option(
@@ -330,7 +336,7 @@ def run(
     if executor == Executor.slurm:
         from engine.orchestrate.slurm import SlurmOptions
 
-        options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel)
+        options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel, nodes)
         run_on_slurm(
             preset, trials, only, output, logs, data_dir, tdp, device, power_limit, options, resume, procs_per_node
         )

@@ -464,6 +464,15 @@ def run_notes(summary: RunSummary) -> list[str]:
             "(short): the phase lasted under ten of the meter's update periods; its edges alone may be "
             "off by more than 10 %"
         )
+    for n in summary.nodes:  # a run over several nodes: its phases above are their sum
+        if not n.reported:
+            notes.append(f"node{n.node_rank}: no record arrived; its energy is unknown (a gap in every phase)")
+            continue
+        train = n.phases.get("train")
+        part = f", train {SOURCE_MARK.get(train.source or '', '')}{fmt_number(train.net_j)} J net" if train else ""
+        notes.append(f"node{n.node_rank} ({n.host}): metered by rank {n.rank}, {n.source or 'no meter'}{part}")
+    if summary.nodes_note:
+        notes.append(summary.nodes_note)
     pretrain = summary.pretrain
     if pretrain is not None and pretrain.cached:
         how = (

@@ -29,20 +29,27 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ParamSpec, TextIO
 
+import msgspec
+
 from engine.core.energy import per_unit_energy
 from engine.core.errors import EXIT_USAGE, JouleLabError
 from engine.core.events import FinalStatus, encode, make_event
 from engine.core.process import process_started
 from engine.core.records import (
     CurvePoint,
+    MeterDomain,
     Metrics,
+    MissingMeter,
+    NodeEnergy,
+    NodeRecord,
+    PhaseRecord,
     PretrainRecord,
     Pruning,
     RunManifest,
     RunSummary,
     to_json_object,
 )
-from engine.core.run_files import EVENTS, SUMMARY, StoreError, atomic_write_json, check_writable
+from engine.core.run_files import EVENTS, NODES, SUMMARY, StoreError, atomic_write_json, check_writable
 from engine.core.spec import RunSpec, SpecError, new_run_id, spec_from_dict
 from engine.core.timestamps import now_stamp
 from engine.worker import pretraining
@@ -58,6 +65,7 @@ from engine.worker.event_log import (
 from engine.worker.manifest import announce_meters, environment_manifest, write_manifest
 from engine.worker.pretraining import SourceNetwork
 from engine.worker.ranks import RANK_FLAG, Ranks, die_with_launcher
+from engine.worker.slurm_job import rendezvous
 
 if TYPE_CHECKING:
     import torch
@@ -160,6 +168,9 @@ class Run:
         self.precision: Precision | None = None  # for the amp mechanism; None is fp32
         self.power_limit: HeldLimit | None = None  # for the power-limit mechanism: put back at the end
         self.started = time.monotonic()
+        self.node_record_written = False  # a multi-node run: this node's record is on disk
+        # a multi-node run, on the leader: the run's phases, each node's energy and the note on them
+        self.nodes: tuple[dict[str, PhaseRecord], list[NodeEnergy], str | None] | None = None
 
     @property
     def device(self) -> Device:
@@ -195,6 +206,8 @@ class Run:
         if self.spec.prune > 0:
             train_samples += self.prune(net, task, networks.lr)
         self.test(net, task, train_samples)
+        self.gather_nodes()
+        self.report_result()
 
     def prepare_device(self) -> None:
         """Resolve the device and its numerics (precision, threads, denormals)."""
@@ -562,7 +575,23 @@ class Run:
         m.accuracy_frac, m.f1_macro_frac = scores["accuracy"], scores["f1_macro"]
         m.train_samples_seen, m.test_samples = train_samples, len(target.x_test)
         m.test_passes, m.inferences = passes, inferences
-        m.j_per_train_sample, m.j_per_inference = per_unit_energy(meter.records, train_samples, inferences)
+
+    def gather_nodes(self) -> None:
+        """A run over several nodes: every node's metering process writes its node's record, all
+        wait for each other, and the leader reads them all (the run's phases are their sum)."""
+        if self.ranks.nodes < 2:
+            return
+        self.write_node_record()
+        self.ranks.barrier()
+        if self.ranks.leads:
+            self.read_node_records()
+
+    def report_result(self) -> None:
+        """The leader's result: accuracy, and the joules per unit over the run's phases (every node's)."""
+        if not self.ranks.leads:
+            return
+        m = self.metrics
+        m.j_per_train_sample, m.j_per_inference = per_unit_energy(self.run_phases(), m.train_samples_seen, m.inferences)
         self.w.emit("result", metrics=to_json_object(m), curve=[to_json_object(p) for p in self.curve])
 
     # -- helpers of the steps -------------------------------------------------------------
@@ -586,6 +615,42 @@ class Run:
         return net.to(self.device.name)  # the new head was built on the host
 
     # -- the record -----------------------------------------------------------------------
+    def write_node_record(self) -> None:
+        """This node's record (<run>/nodes/<node_rank>.json), by its metering process: its phases,
+        meters and idle baseline. Written once; on a failure, with the phases measured so far."""
+        ranks, meter = self.ranks, self.meter
+        if ranks.nodes < 2 or not ranks.meters or meter is None or self.node_record_written:
+            return
+        record = NodeRecord(
+            node_rank=ranks.node_rank,
+            host=socket.gethostname(),
+            rank=ranks.rank,
+            phases=dict(meter.records),
+            meters=[MeterDomain(**d.as_dict()) for d in meter.domains.values()],
+            missing_meters=[MissingMeter(**x.as_dict()) for x in meter.missing],
+            idle_watts=meter.idle_power(),
+        )
+        atomic_write_json(self.path / NODES / f"{ranks.node_rank}.json", to_json_object(record))
+        self.node_record_written = True
+
+    def read_node_records(self) -> None:
+        """The leader: every node record written so far, summed into the run's phases."""
+        from engine.core.energy import gather_nodes
+
+        records = []
+        for path in sorted((self.path / NODES).glob("*.json")):
+            try:
+                records.append(msgspec.json.decode(path.read_bytes(), type=NodeRecord))
+            except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                to_stderr(f"joulelab worker: node record {path} unreadable ({exc}); that node counts as not reported")
+        self.nodes = gather_nodes(records, self.ranks.nodes)
+
+    def run_phases(self) -> dict[str, PhaseRecord]:
+        """The run's phases: this node's, or over several nodes their sum (read_node_records)."""
+        if self.nodes is not None:
+            return self.nodes[0]
+        return self.meter.records if self.meter is not None else {}
+
     def write_manifest(self) -> None:
         if self.ranks.leads:  # one run log, whatever the number of ranks
             write_manifest(self.path, self.manifest)
@@ -598,7 +663,9 @@ class Run:
 
     def summary(self, status: FinalStatus, error: str | None = None) -> RunSummary:
         m, meter, thermal = self.manifest, self.meter, self.thermal
-        phases = meter.records if meter is not None else {}
+        if self.ranks.nodes > 1 and self.nodes is None:
+            self.read_node_records()  # a run that ended early: the nodes that wrote their record by now
+        phases = self.run_phases()
         return RunSummary(
             run_id=self.w.run_id,
             status=status,
@@ -632,7 +699,9 @@ class Run:
             network={k: v for k, v in m.network.items() if k != "architecture"},
             events=self.w.count + 1,  # and the done event that follows
             reader_lost=self.w.reader_lost_at is not None,
-            slurm=m.environment.get("slurm"),  # the node pairs runs in stats
+            slurm=m.environment.get("slurm"),  # the node (or node set) pairs runs in stats
+            nodes=self.nodes[1] if self.nodes is not None else [],
+            nodes_note=self.nodes[2] if self.nodes is not None else None,
         )
 
 
@@ -718,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"joulelab worker: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    if spec.procs_per_node > 1 and RANK_FLAG not in args:
+    if RANK_FLAG not in args and (spec.procs_per_node > 1 or rendezvous().nodes > 1):
         return launch_ranks(spec, run_path, stream)
     ranks = Ranks.from_env() if RANK_FLAG in args else Ranks()
     if ranks.launcher_pid is not None:
@@ -768,6 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run.restore_power_limit()  # first: the GPU's limit matters more than anything below
         run.stop_meters()
+        _quietly_io(run.write_node_record)  # a run that ended early: this node's phases so far
         if not ranks.leads:
             return code  # the leader closes the run's record
         if writer.log_error is not None:
@@ -792,15 +862,15 @@ def launch_ranks(spec: RunSpec, run_path: Path, stream: TextIO) -> int:
     and wait. The leader writes the run log and its events reach the stream; if it died before
     closing the record, this process says so on the log and the stream."""
     from engine.worker.ranks import launch
-    from engine.worker.slurm_job import rendezvous
 
     failures: dict[int, int] = {}
     cancelled: str | None = None
+    meeting = rendezvous()
     try:
         from torch.distributed.elastic.multiprocessing.api import SignalException
 
         try:
-            failures = launch(spec, rendezvous(), stream.fileno())
+            failures = launch(spec, meeting, stream.fileno())
         except SignalException as exc:  # the agent has already stopped the ranks with it
             cancelled = exc.sigval.name
     except Cancelled as exc:  # before the agent took the signals over
@@ -808,6 +878,8 @@ def launch_ranks(spec: RunSpec, run_path: Path, stream: TextIO) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if meeting.node_rank > 0:  # another node's launcher: node 0's leader keeps the run's log
+        return EXIT_CANCELLED if cancelled else (EXIT_FAILED if failures else EXIT_OK)
     leader = failures.get(0, EXIT_OK)
     if (run_path / SUMMARY).exists():  # the leader closed the record: its exit code is the run's
         if cancelled:
@@ -840,6 +912,14 @@ def _quietly(fn: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> N
         fn(*args, **kwargs)
     except LogWriteError:
         pass
+
+
+def _quietly_io(fn: Callable[[], object]) -> None:
+    """A node record that cannot be written on the way out: the leader counts the node as not reported."""
+    try:
+        fn()
+    except OSError as exc:
+        to_stderr(f"joulelab worker: node record not written ({exc})")
 
 
 def _stream_error(stream: TextIO, message: str) -> None:

@@ -67,6 +67,11 @@ class Ranks:
         return self.world_size > 1
 
     @property
+    def nodes(self) -> int:
+        """How many nodes the run spans (each meters itself)."""
+        return self.world_size // self.local_world_size
+
+    @property
     def meters(self) -> bool:
         """This process reads its node's meters (the node's local rank zero)."""
         return self.local_rank == 0
@@ -126,7 +131,7 @@ class Ranks:
         """run.json's data_parallel: how the run was split and which process metered each node."""
         return {
             "procs_per_node": self.local_world_size,
-            "nodes": self.world_size // self.local_world_size,
+            "nodes": self.nodes,
             "world_size": self.world_size,
             "backend": backend,
             "launcher": "torch.distributed.launcher.api.elastic_launch",
