@@ -64,7 +64,7 @@ from engine.worker.event_log import (
 )
 from engine.worker.manifest import announce_meters, environment_manifest, write_manifest
 from engine.worker.pretraining import SourceNetwork
-from engine.worker.ranks import RANK_FLAG, Ranks, die_with_launcher
+from engine.worker.ranks import RANK_FLAG, Ranks, die_with_launcher, rank_exits
 from engine.worker.slurm_job import rendezvous
 
 if TYPE_CHECKING:
@@ -78,6 +78,8 @@ if TYPE_CHECKING:
     from engine.worker.train import Precision, Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+# how long a rank whose run fails waits to learn from its launcher which other rank died, if one did
+PEER_EXIT_WAIT_S = 2.0
 
 
 class Cancelled(Exception):
@@ -96,10 +98,13 @@ class _Signals:
     pending: str | None = None
     cancelled = False
     received: str | None = None  # a cancel arrived (an import it interrupted may re-raise it as ImportError)
+    received_at: float | None = None  # when (time.time()): a rank's death before it is no cancel
 
     @classmethod
     def handler(cls, signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        if cls.received is None:
+            cls.received_at = time.time()
         cls.received = name
         if cls.cancelled:
             return
@@ -645,6 +650,29 @@ class Run:
                 to_stderr(f"joulelab worker: node record {path} unreadable ({exc}); that node counts as not reported")
         self.nodes = gather_nodes(records, self.ranks.nodes)
 
+    def peer_death(self, wait_s: float = PEER_EXIT_WAIT_S) -> str | None:
+        """A data-parallel run that fails here because another rank died: which rank and how, in
+        one line, from what its launcher saw (RANK_EXITS). Only a rank that ended before this one
+        was signalled counts: the agent stops the survivors of a death with SIGTERM, while a cancel
+        reaches every rank first and they end after it."""
+        ranks = self.ranks
+        if not ranks.parallel or ranks.exits_file is None:
+            return None
+        dp = self.manifest.data_parallel or {}
+        rank_of = {r["pid"]: r["rank"] for r in dp.get("ranks", []) if r.get("host") == socket.gethostname()}
+        others = {pid for pid, rank in rank_of.items() if rank != ranks.rank}
+        deadline = time.monotonic() + wait_s
+        while True:
+            exits = sorted((e for e in rank_exits(ranks.exits_file) if e.pid != os.getpid()), key=lambda e: e.at)
+            signalled = _Signals.received_at
+            for e in exits:
+                if signalled is None or e.at < signalled:
+                    who = f"rank {rank_of[e.pid]}" if e.pid in rank_of else "a rank"
+                    return f"{who} (pid {e.pid}) died: {e.how}"
+            if (others and others <= {e.pid for e in exits}) or time.monotonic() > deadline:
+                return None  # every other rank went with the cancel (or none was seen going)
+            time.sleep(0.05)
+
     def run_phases(self) -> dict[str, PhaseRecord]:
         """The run's phases: this node's, or over several nodes their sum (read_node_records)."""
         if self.nodes is not None:
@@ -789,7 +817,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if RANK_FLAG not in args and (spec.procs_per_node > 1 or rendezvous().nodes > 1):
         return launch_ranks(spec, run_path, stream)
-    ranks = Ranks.from_env() if RANK_FLAG in args else Ranks()
+    spec_file = args[args.index("--spec") + 1] if "--spec" in args[:-1] else None
+    ranks = Ranks.from_env(spec_file=spec_file) if RANK_FLAG in args else Ranks()
     if ranks.launcher_pid is not None:
         die_with_launcher(ranks.launcher_pid)
     if ranks.leads:
@@ -811,16 +840,22 @@ def main(argv: list[str] | None = None) -> int:
         run.execute()
     except Cancelled as exc:
         status, error, code = "cancelled", f"cancelled by {exc}", EXIT_CANCELLED
+        if death := run.peer_death():  # the agent stops the others when a rank dies: a failure, not a cancel
+            status, error, code = "failed", f"{death}; the launcher then stopped the other ranks ({exc})", EXIT_FAILED
+            _quietly(writer.emit, "error", message=error, where=run.last_phase)
     except LogWriteError:
         pass  # reported below: writer.log_error says why
     except Exception as exc:
         if _Signals.received and run.last_phase is None:  # a cancel that an import turned into its own error
             status, error, code = "cancelled", f"cancelled by {_Signals.received} during start-up", EXIT_CANCELLED
         else:
+            _Signals.cancelled = True  # the run has failed: a signal from here on must not make it a cancel
             # input the user can fix (a spec, data, device or logs problem): its one line, no traceback
             bad_input = isinstance(exc, JouleLabError) and exc.exit_code == EXIT_USAGE
             status, error = "failed", str(exc) if bad_input else f"{type(exc).__name__}: {exc}"
             code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
+            if not bad_input and (death := run.peer_death()):  # gloo says only "Connection reset by peer"
+                error = f"{death}; {error}"
             if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:  # run.json, a cache file...
                 error, code = disk_message(exc, Path(exc.filename or run_path)), EXIT_LOG_UNWRITABLE
             elif not bad_input:
