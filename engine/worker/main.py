@@ -78,8 +78,10 @@ if TYPE_CHECKING:
     from engine.worker.train import Precision, Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
-# how long a rank whose run fails waits to learn from its launcher which other rank died, if one did
+# how long a rank whose run fails waits to learn from its launcher which other rank died, if one did:
+# after a collective failed (the launcher may not have seen the death yet), and after a SIGTERM
 PEER_EXIT_WAIT_S = 2.0
+PEER_EXIT_SIGNALLED_WAIT_S = 0.1
 
 
 class Cancelled(Exception):
@@ -652,12 +654,13 @@ class Run:
 
     def peer_death(self, wait_s: float = PEER_EXIT_WAIT_S) -> str | None:
         """A data-parallel run that fails here because another rank died: which rank and how, in
-        one line, from what its launcher saw (RANK_EXITS). Only a rank that ended before this one
-        was signalled counts: the agent stops the survivors of a death with SIGTERM, while a cancel
-        reaches every rank first and they end after it."""
+        one line, from what its launcher saw (RANK_EXITS). A rank that ended with the cancel's exit
+        code went with a cancel; one killed or failing before this rank was signalled died (the
+        agent stops the survivors of a death with SIGTERM). Python runs a signal's handler only
+        between bytecodes, so "signalled" may be late, never early: a cancel is not read as a death."""
         ranks = self.ranks
-        if not ranks.parallel or ranks.exits_file is None:
-            return None
+        if not ranks.leads or not ranks.parallel or ranks.exits_file is None:
+            return None  # only the leader's error is the run's (and two ranks would wait for each other)
         dp = self.manifest.data_parallel or {}
         rank_of = {r["pid"]: r["rank"] for r in dp.get("ranks", []) if r.get("host") == socket.gethostname()}
         others = {pid for pid, rank in rank_of.items() if rank != ranks.rank}
@@ -666,7 +669,8 @@ class Run:
             exits = sorted((e for e in rank_exits(ranks.exits_file) if e.pid != os.getpid()), key=lambda e: e.at)
             signalled = _Signals.received_at
             for e in exits:
-                if signalled is None or e.at < signalled:
+                before = signalled is None or e.at < signalled
+                if (e.seen and e.code != EXIT_CANCELLED and before) or (not e.seen and signalled is None):
                     who = f"rank {rank_of[e.pid]}" if e.pid in rank_of else "a rank"
                     return f"{who} (pid {e.pid}) died: {e.how}"
             if (others and others <= {e.pid for e in exits}) or time.monotonic() > deadline:
@@ -840,7 +844,9 @@ def main(argv: list[str] | None = None) -> int:
         run.execute()
     except Cancelled as exc:
         status, error, code = "cancelled", f"cancelled by {exc}", EXIT_CANCELLED
-        if death := run.peer_death():  # the agent stops the others when a rank dies: a failure, not a cancel
+        # the agent stops the others when a rank dies: a failure, not a cancel (the launcher saw the
+        # death before the agent did, so it is on file already)
+        if death := run.peer_death(wait_s=PEER_EXIT_SIGNALLED_WAIT_S):
             status, error, code = "failed", f"{death}; the launcher then stopped the other ranks ({exc})", EXIT_FAILED
             _quietly(writer.emit, "error", message=error, where=run.last_phase)
     except LogWriteError:

@@ -156,6 +156,7 @@ class RankExit:
     how: str  # "killed by SIGKILL", "exit code 1", or "ended (exit status not seen)"
     code: int | None  # the exit code; None when killed by a signal or not seen
     at: float  # time.time() when the launcher saw it
+    seen: bool = True  # False: the agent reaped it before the launcher could read how it ended
 
 
 class ExitWatch(threading.Thread):
@@ -184,7 +185,7 @@ class ExitWatch(threading.Thread):
                     self.exits[pid] = _rank_exit(pid, info)
                     changed = True
             for pid in self.alive - children - self.exits.keys():  # reaped before it was seen
-                self.exits[pid] = RankExit(pid, "ended (exit status not seen)", None, time.time())
+                self.exits[pid] = RankExit(pid, "ended (exit status not seen)", None, time.time(), seen=False)
                 changed = True
             if changed:
                 tmp = self.path.with_suffix(".tmp")
