@@ -91,7 +91,7 @@ def test_slurm_asks_for_k_nodes_with_one_task_each(tmp_path):
 @pytest.mark.slow
 def test_two_simulated_nodes_each_meter_themselves_and_the_leader_sums_them(tmp_path):
     logs = tmp_path / "logs"
-    spec = tiny_spec(logs, run_id="two-nodes", mode="scratch", idle_s=0.1, test_min_s=0.0)
+    spec = tiny_spec(logs, run_id="two-nodes", mode="transfer", reuse_source=True, idle_s=0.1, test_min_s=0.0)
     job = str(random.randint(1000, 19000))  # the rendezvous port derives from it
     procs = []
     for node_id in (0, 1):
@@ -137,6 +137,10 @@ def test_two_simulated_nodes_each_meter_themselves_and_the_leader_sums_them(tmp_
     assert set(summary.phases["train"].energy) == {
         f"node{n}:{d}" for n in (0, 1) for d in records[n].phases["train"].energy
     }
+    # pretrained on both nodes: its record is their sum, and not cached with node 0's joules alone
+    assert summary.pretrain is not None and summary.pretrain.total is not None
+    assert summary.pretrain.total.net_j == pytest.approx(sum(r.phases["pretrain"].total.net_j for r in records))
+    assert (summary.pretrain.cache_problem or "").startswith("not saved: a run over several nodes")
     per_sample = summary.metrics.j_per_train_sample
     assert per_sample is not None and per_sample.value == pytest.approx(
         train.net_j / summary.metrics.train_samples_seen

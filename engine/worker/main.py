@@ -698,6 +698,10 @@ class Run:
         if self.ranks.nodes > 1 and self.nodes is None:
             self.read_node_records()  # a run that ended early: the nodes that wrote their record by now
         phases = self.run_phases()
+        pretrain = self.pretrain
+        if self.nodes is not None and pretrain is not None and not pretrain.cached and pretraining.PRETRAIN in phases:
+            whole = phases[pretraining.PRETRAIN]  # pretrained here, on every node: their sum
+            pretrain = msgspec.structs.replace(pretrain, total=whole.total, energy=whole.energy)
         return RunSummary(
             run_id=self.w.run_id,
             status=status,
@@ -713,7 +717,7 @@ class Run:
             duration_s=time.monotonic() - self.started,
             last_phase=self.last_phase,
             phases=phases,
-            pretrain=self.pretrain,
+            pretrain=pretrain,
             idle_watts=meter.idle_power() if meter is not None else {},
             metrics=self.metrics,
             curve=self.curve,
