@@ -79,6 +79,25 @@ def test_speedup_and_energy_per_sample_for_each_mode_paired_by_seed():
         assert s.energy_ratio.mean == pytest.approx(geometric_mean([b[2] / a[2] for a, b in trials]))
 
 
+def test_a_run_on_a_busy_machine_marks_its_speedup_unreliable():
+    from rich.console import Console
+
+    from engine.core.records import CpuContention
+    from engine.outputs.tables import speedup_table
+
+    runs = study()
+    busy = runs[0]
+    train = msgspec.structs.replace(busy.phases["train"], contention=CpuContention(contended=True))
+    runs[0] = msgspec.structs.replace(busy, phases={**busy.phases, "train": train})
+    by_group = {s.group: s for s in scaling(runs)}
+    assert by_group[f"synthetic/small/{busy.key.mode}/baseline"].contended_runs == 1
+    assert sum(s.contended_runs for s in by_group.values()) == 1
+    console = Console(width=200, record=True)
+    console.print(speedup_table(list(by_group.values())))
+    text = console.export_text()
+    assert "x! [" in text and "some runs were measured on a busy machine" in text
+
+
 def test_pairs_stay_on_one_node_set_and_lone_configurations_give_no_speedup():
     runs = [r for r in study() if r.key.mode == "transfer"]
     slurm = {"node": "n1"}

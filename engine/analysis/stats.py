@@ -496,6 +496,7 @@ class Speedup:
     j_per_sample_one: Estimate | None  # at 1 process
     energy_ratio: Estimate | None  # energy per sample, N over 1, paired, widened by the meters' error
     keys: tuple[str, str] = ("", "")  # configuration keys at N processes and at one
+    contended_runs: int = 0  # runs of the pairs with a metered phase on a busy machine
 
 
 def scaling(summaries: list[RunSummary]) -> list[Speedup]:
@@ -535,6 +536,7 @@ def scaling(summaries: list[RunSummary]) -> list[Speedup]:
                     j_per_sample_one=_energy_estimate([energy_per_sample(r) for _, r in pairs]),
                     energy_ratio=ratio,
                     keys=(str(key), group),
+                    contended_runs=sum(1 for pair in pairs for x in pair if contended_phases(x)),
                 )
             )
     return out

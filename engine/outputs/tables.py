@@ -301,10 +301,10 @@ def speedup_table(speedups: list[Speedup], narrow: bool = False) -> Table:
             short_key(s.group, s.synthetic, narrow),
             f"{s.procs} vs 1",
             str(s.pairs),
-            fmt_estimate(s.speedup, suffix="x", stacked=narrow),
+            fmt_estimate(s.speedup, suffix="x", flags=_busy_runs(s), stacked=narrow),
             fmt_estimate(s.j_per_sample_one, 1000, stacked=narrow, symmetric=True),
             fmt_estimate(s.j_per_sample, 1000, stacked=narrow, symmetric=True),
-            fmt_estimate(s.energy_ratio, suffix="x", stacked=narrow),
+            fmt_estimate(s.energy_ratio, suffix="x", flags=_busy_runs(s), stacked=narrow),
         ]
         for s in speedups
     ]
@@ -319,11 +319,20 @@ def speedup_table(speedups: list[Speedup], narrow: bool = False) -> Table:
             "over the pairs; mJ/sample: net training energy per sample trained on (all processes), mean ± 95 % CI; "
             "energy/sample: N/1 ratio [95 % CI widened by the meters' error]",
             *[SOURCE_NOTE[x] for x in ("counter", "polled", "modelled") if x in sources],
+            *(
+                [f"{CONTENDED_MARK} some runs were measured on a busy machine: unreliable"]
+                if any(s.contended_runs for s in speedups)
+                else []
+            ),
             *([ABBREV_NOTE] if narrow else []),
         ]
     )
     table.caption_justify = "left"
     return table
+
+
+def _busy_runs(s: Speedup) -> str:
+    return CONTENDED_MARK if s.contended_runs else ""
 
 
 def verdicts(comparisons: list[Comparison]) -> Group:
