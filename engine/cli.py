@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # for annotations only: the commands import what they use whe
     from rich.table import Table
     from typer._click import Context as ClickContext  # the Context that click's Group.invoke declares
 
-    from engine.analysis.stats import Comparison, ConfigStats
+    from engine.analysis.stats import Comparison, ConfigStats, Speedup
     from engine.orchestrate.plan_runner import PlanObserver, PlanResult
     from engine.orchestrate.presets import PlannedRun, Preset
     from engine.orchestrate.slurm import SlurmOptions
@@ -249,7 +249,7 @@ def metrics_observers(port: int | None, addr: str | None) -> Callable[[], list[P
 
 # Options of one executor only: given with the other, they are refused rather than ignored.
 LOCAL_ONLY = ("until_clear", "max_trials", "metrics_port", "metrics_addr")
-SLURM_ONLY = ("partition", "gpus_per_job", "time_min", "exclusive", "max_parallel")
+SLURM_ONLY = ("partition", "gpus_per_job", "time_min", "exclusive", "max_parallel", "nodes")
 
 
 @app.command()
@@ -310,6 +310,12 @@ def run(
     time_min: Annotated[int, typer.Option("--time", min=1, help="Slurm: time limit per job, minutes")] = 60,
     exclusive: Annotated[bool, typer.Option(help="Slurm: a whole node per job, so meters see only this job")] = True,
     max_parallel: Annotated[int | None, typer.Option(min=1, help="Slurm: at most K jobs at once")] = None,
+    nodes: Annotated[
+        int,
+        typer.Option(
+            min=1, max=1024, help="Slurm: nodes per job; each run trains data-parallel over all of them, each metered"
+        ),
+    ] = 1,
     resume: Annotated[
         bool,
         typer.Option(
@@ -330,7 +336,7 @@ def run(
     if executor == Executor.slurm:
         from engine.orchestrate.slurm import SlurmOptions
 
-        options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel)
+        options = SlurmOptions(partition, gpus_per_job, time_min, exclusive, max_parallel, nodes)
         run_on_slurm(
             preset, trials, only, output, logs, data_dir, tdp, device, power_limit, options, resume, procs_per_node
         )
@@ -413,12 +419,12 @@ def run(
         raise typer.Exit(interrupted_exit(result, logs_dir))
     summaries = [s for o in outcomes if (s := load_summary(o.run_path)) is not None]
     from engine.analysis.calibrate import load_noise_floor
-    from engine.analysis.stats import compare, config_stats
+    from engine.analysis.stats import compare, config_stats, scaling
 
     stats, comparisons = config_stats(summaries), compare(summaries, load_noise_floor(on_problem=warn))
     failed = [o for o in outcomes if not o.ok]
     if human:
-        print_results(stats, comparisons)
+        print_results(stats, comparisons, scaling(summaries))
         if clear_note:
             console.print(clear_note, highlight=False, markup=False)
         for o in failed:
@@ -596,12 +602,12 @@ def run_on_slurm(
     run_ids = slurm.batch_run_ids(record)
     summaries = [s for s in (load_summary(logs_dir / rid) for rid in run_ids) if s is not None]
     from engine.analysis.calibrate import load_noise_floor
-    from engine.analysis.stats import compare, config_stats
+    from engine.analysis.stats import compare, config_stats, scaling
 
     stats, comparisons = config_stats(summaries), compare(summaries, load_noise_floor(on_problem=warn))
     failed = [rid for rid in run_ids if slurm.run_state(logs_dir, rid) != "complete"]
     if human:
-        print_results(stats, comparisons)
+        print_results(stats, comparisons, scaling(summaries))
         for job in slurm.current_jobs(record):
             if states.get(job["job_id"]) != "done":
                 err_console.print(
@@ -696,13 +702,17 @@ def outcome_record(o: RunOutcome) -> dict[str, Any]:
     }
 
 
-def print_results(stats: list[ConfigStats], comparisons: list[Comparison]) -> None:
-    from engine.outputs.tables import comparison_table, config_table, fitted, verdicts
+def print_results(
+    stats: list[ConfigStats], comparisons: list[Comparison], speedups: list[Speedup] | None = None
+) -> None:
+    from engine.outputs.tables import comparison_table, config_table, fitted, speedup_table, verdicts
 
     if stats:
         console.print(fitted(console, lambda narrow: config_table(stats, narrow=narrow)))
     if comparisons:
         console.print(fitted(console, lambda narrow: comparison_table(comparisons, narrow=narrow)))
+    if speedups:
+        console.print(fitted(console, lambda narrow: speedup_table(speedups, narrow=narrow)))
     print_target_results(stats, comparisons)
     if comparisons:
         console.print(verdicts(comparisons))
@@ -932,7 +942,7 @@ def compare(
 ) -> None:
     """Compare runs: per-configuration means with 95 % CIs, paired ratios and verdicts."""
     from engine.analysis.stats import compare as compare_runs
-    from engine.analysis.stats import config_stats
+    from engine.analysis.stats import config_stats, scaling
     from engine.core.spec import target_problem
 
     if target_accuracy is not None and (problem := target_problem(target_accuracy)):
@@ -956,12 +966,12 @@ def compare(
     if output == OutputFormat.json:
         from engine.outputs.export import comparison_records
 
-        json.dump(comparison_records(stats, comparisons), sys.stdout, indent=2)
+        json.dump(comparison_records(stats, comparisons, scaling(summaries)), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
     if not stats:
         raise fail("none of the selected runs completed; nothing to compare (see `joulelab runs`)")
-    print_results(stats, comparisons)
+    print_results(stats, comparisons, scaling(summaries))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -103,7 +104,7 @@ def test_a_one_process_run_is_written_as_before(runs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rank", [1, 0])
+@pytest.mark.parametrize("rank", [1, 0, "1, then the agent's SIGTERM"])
 def test_a_killed_rank_fails_the_run_keeping_its_energy_and_no_process(tmp_path, rank):
     spec = tiny_spec(tmp_path, **LONG, procs_per_node=2, idle_s=0.1, test_min_s=0.0)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
@@ -124,14 +125,24 @@ def test_a_killed_rank_fails_the_run_keeping_its_energy_and_no_process(tmp_path,
 
     run = wait_until(training, timeout=120, what="the ranks to train")
     ranks = json.loads((run.path / "run.json").read_text())["data_parallel"]["ranks"]
-    os.kill(ranks[rank]["pid"], signal.SIGKILL)
+    if rank == 1 or rank == 0:
+        os.kill(ranks[rank]["pid"], signal.SIGKILL)
+    else:  # the race: the agent's SIGTERM for the survivor arrives before it sees its peer gone
+        os.kill(ranks[0]["pid"], signal.SIGSTOP)
+        os.kill(ranks[1]["pid"], signal.SIGKILL)
+        time.sleep(0.3)
+        os.kill(ranks[0]["pid"], signal.SIGTERM)
+        os.kill(ranks[0]["pid"], signal.SIGCONT)
     out, err = proc.communicate(timeout=120)
     events = [decode_event(line) for line in out.splitlines()]
     assert events[-1].type == "done" and events[-1].status == "failed" and proc.returncode == 1, err[-2000:]
     assert not any(psutil.pid_exists(r["pid"]) for r in ranks)  # no orphan rank
-    if rank == 1:  # the leader saw its peer go and closed the record: the partial train phase is kept
+    if rank != 0:  # the leader saw its peer go and closed the record: the partial train phase is kept
         summary = load_summary(run.path)
         assert summary.status == "failed"
+        # which rank died and how, in one line, before what gloo (or the cancel) said
+        assert summary.error.startswith(f"rank 1 (pid {ranks[1]['pid']}) died: killed by SIGKILL; ")
+        assert "\n" not in summary.error and [e.message for e in events if e.type == "error"] == [summary.error]
         assert summary.phases["train"].partial and summary.phases["train"].total.net_j > 0
         assert not summary.phases["warmup"].partial
     else:  # the leader itself is gone: the launcher says so; the measured phases are in the log

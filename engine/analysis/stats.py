@@ -467,6 +467,81 @@ def compare(
     return out
 
 
+# -- data-parallel scaling -------------------------------------------------------------------
+def train_seconds(summary: RunSummary) -> float | None:
+    """Wall time of training the target task: the train phase plus pruning's fine-tuning."""
+    durations = [r.duration_s for p in TRAINING_PHASES if (r := summary.phase(p)) is not None]
+    return sum(durations) if durations else None
+
+
+def energy_per_sample(summary: RunSummary) -> tuple[float, str] | None:
+    """Net training joules per sample trained on (every rank's samples), as the run recorded it."""
+    per = summary.metrics.j_per_train_sample
+    if per is None or per.value is None or per.source is None:
+        return None
+    return per.value, per.source
+
+
+@dataclass
+class Speedup:
+    """A configuration at N processes per node against the same one at one process, paired by
+    seed on the same node set: the speed-up of training and the energy per sample of each."""
+
+    group: str  # the configuration with its processes left out, e.g. "synthetic/small/transfer/baseline"
+    procs: int
+    pairs: int
+    synthetic: bool
+    speedup: Estimate | None  # train wall time at 1 process / at N, geometric mean of the pairs
+    j_per_sample: Estimate | None  # at N processes
+    j_per_sample_one: Estimate | None  # at 1 process
+    energy_ratio: Estimate | None  # energy per sample, N over 1, paired, widened by the meters' error
+    keys: tuple[str, str] = ("", "")  # configuration keys at N processes and at one
+    contended_runs: int = 0  # runs of the pairs with a metered phase on a busy machine
+
+
+def scaling(summaries: list[RunSummary]) -> list[Speedup]:
+    """Every configuration run at N > 1 processes per node whose single-process twin was run too:
+    its speed-up and energy per sample, for each mode (and node set) separately."""
+    by_key: dict[ConfigKey, list[RunSummary]] = {}
+    for s in summaries:
+        if s.complete:
+            by_key.setdefault(s.key, []).append(s)
+    out = []
+    for key, runs in sorted(by_key.items(), key=lambda item: str(item[0])):
+        one = key.with_procs_per_node(1)
+        if key.procs_per_node == 1 or one not in by_key:
+            continue
+        group = str(one)
+        for block, pairs in _node_blocks(group, _pair(runs, by_key[one])):
+            if not pairs:
+                continue  # nothing ran on the same node set with the same seed
+            timed = [(s1, sn) for t, r in pairs if (s1 := train_seconds(r)) is not None and (sn := train_seconds(t))]
+            per = [
+                (en, e1) for t, r in pairs if (en := energy_per_sample(t)) is not None and (e1 := energy_per_sample(r))
+            ]
+            ratio = None
+            if per:
+                source = weakest_source([a[1] for a, _ in per] + [b[1] for _, b in per])
+                ratio = ratio_ci([a[0] for a, _ in per], [b[0] for _, b in per], source)
+                error = max(meter_error(x, TRAINING_PHASES) for pair in pairs for x in pair)
+                ratio = widen(ratio, error)
+            out.append(
+                Speedup(
+                    group=block,
+                    procs=key.procs_per_node,
+                    pairs=len(pairs),
+                    synthetic=any(t.synthetic or r.synthetic for t, r in pairs),
+                    speedup=ratio_ci([a for a, _ in timed], [b for _, b in timed]) if timed else None,
+                    j_per_sample=_energy_estimate([energy_per_sample(t) for t, _ in pairs]),
+                    j_per_sample_one=_energy_estimate([energy_per_sample(r) for _, r in pairs]),
+                    energy_ratio=ratio,
+                    keys=(str(key), group),
+                    contended_runs=sum(1 for pair in pairs for x in pair if contended_phases(x)),
+                )
+            )
+    return out
+
+
 def _interval_text(e: Estimate, fmt: str, unit: str = "") -> str:
     if not e.has_interval:
         return "no interval: one trial"

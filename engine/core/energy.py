@@ -14,7 +14,15 @@ from dataclasses import asdict, dataclass, field
 import msgspec
 
 from engine.core.events import SOURCES
-from engine.core.records import TRAINING_PHASES, EnergyValue, PerUnitEnergy, PhaseRecord, PhaseTotal
+from engine.core.records import (
+    TRAINING_PHASES,
+    EnergyValue,
+    NodeEnergy,
+    NodeRecord,
+    PerUnitEnergy,
+    PhaseRecord,
+    PhaseTotal,
+)
 
 
 @dataclass(frozen=True)
@@ -304,3 +312,83 @@ def per_unit_energy(
         source=test.source if test is not None and test_known else None,
     )
     return per_sample, per_inference
+
+
+# -- a run over several nodes ----------------------------------------------------------------
+def node_domain(node_rank: int, domain: str) -> str:
+    """A node's domain as the run's summary names it: "node1:package-0" (hosts may repeat)."""
+    return f"node{node_rank}:{domain}"
+
+
+def sum_totals(totals: list[PhaseTotal]) -> PhaseTotal:
+    """Phase totals of several nodes summed, with the weakest source and the widest error."""
+    measured = [t for t in totals if t.source is not None]
+    return PhaseTotal(
+        gross_j=sum(t.gross_j for t in totals),
+        idle_j=sum(t.idle_j for t in totals),
+        net_j=sum(t.net_j for t in totals),
+        source=weakest_source(t.source for t in measured if t.source is not None) if measured else None,
+        methods=sorted({m for t in totals for m in t.methods}),
+        error_rel=max((t.error_rel for t in totals if t.error_rel is not None), default=None),
+        short=any(t.short for t in totals),
+        gap=[g for t in totals for g in t.gap],
+    )
+
+
+def gather_nodes(nodes: list[NodeRecord], expected: int) -> tuple[dict[str, PhaseRecord], list[NodeEnergy], str | None]:
+    """A multi-node run's phases from its nodes' records: each phase's domains under their node's
+    name and its total the nodes' sum; every node's own totals and provenance; and a note when the
+    total mixes methods (a node with counters beside one modelled) or a node never reported (its
+    energy is a gap in every phase: the total is not a measurement).
+
+    `nodes` are the records that arrived; `expected` how many nodes the run had."""
+    by_rank = {n.node_rank: n for n in nodes}
+    missing = [r for r in range(expected) if r not in by_rank]
+    names = [p for n in sorted(nodes, key=lambda n: n.node_rank) for p in n.phases]
+    phases: dict[str, PhaseRecord] = {}
+    for name in dict.fromkeys(names):
+        parts = [(n.node_rank, n.phases[name]) for n in nodes if name in n.phases]
+        first = min(parts, key=lambda p: p[0])[1]  # the leader's node: contention as it saw it
+        absent = [f"node{r}:not reported" for r in sorted(set(range(expected)) - {r for r, _ in parts})]
+        total = sum_totals(
+            [
+                msgspec.structs.replace(rec.total, gap=[node_domain(r, g) for g in rec.total.gap])
+                for r, rec in sorted(parts, key=lambda p: p[0])
+            ]
+        )
+        phases[name] = msgspec.structs.replace(
+            first,
+            duration_s=max(rec.duration_s for _, rec in parts),  # the edges are barriers: equal but for jitter
+            energy={
+                node_domain(r, d): e for r, rec in sorted(parts, key=lambda p: p[0]) for d, e in rec.energy.items()
+            },
+            total=msgspec.structs.replace(total, gap=total.gap + absent),
+            partial=any(rec.partial for _, rec in parts),
+        )
+    entries = [
+        NodeEnergy(
+            node_rank=n.node_rank,
+            host=n.host,
+            rank=n.rank,
+            source=weakest_source(m.source for m in n.meters if in_totals(m.kind)) if n.meters else None,
+            meters=sorted({m.method for m in n.meters}),
+            phases={p: rec.total for p, rec in n.phases.items()},
+        )
+        for n in sorted(nodes, key=lambda n: n.node_rank)
+    ] + [NodeEnergy(node_rank=r, reported=False) for r in missing]
+    entries.sort(key=lambda e: e.node_rank)
+    notes = []
+    sources = {e.source for e in entries if e.source is not None}
+    if len(sources) > 1:
+        each = ", ".join(f"node{e.node_rank} ({e.host}) {e.source}" for e in entries if e.source)
+        notes.append(
+            f"the total over {expected} nodes mixes methods ({each}): it is labelled with the weakest, "
+            f"{weakest_source(sources)}"
+        )
+    if missing:
+        notes.append(
+            "no record from "
+            + ", ".join(f"node{r}" for r in missing)
+            + ": its energy is unknown, so the total is a gap"
+        )
+    return phases, entries, "; ".join(notes) or None

@@ -23,6 +23,7 @@ RUN_JSON = "run.json"
 EVENTS = "events.jsonl"
 SUMMARY = "summary.json"
 STDERR = "stderr.log"
+NODES = "nodes"  # a multi-node run's node records: <run>/nodes/<node_rank>.json
 
 # The one definition of a run id (the spec and the store both use it): ASCII only, so an id is
 # the same path everywhere and cannot escape logs/.

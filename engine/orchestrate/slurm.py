@@ -63,6 +63,7 @@ class SlurmOptions:
     time_min: int = 60
     exclusive: bool = True
     max_parallel: int | None = None
+    nodes: int = 1  # a job over several nodes: each run data-parallel over all of them, each node metered
 
     def requested(self) -> dict[str, Any]:
         return {
@@ -71,7 +72,7 @@ class SlurmOptions:
             "time_min": self.time_min,
             "exclusive": self.exclusive,
             "max_parallel": self.max_parallel,
-            "nodes": 1,
+            "nodes": self.nodes,
         }
 
     @classmethod
@@ -83,6 +84,7 @@ class SlurmOptions:
             requested.get("time_min") or 60,
             bool(requested.get("exclusive", True)),
             requested.get("max_parallel"),
+            requested.get("nodes") or 1,
         )
 
     def describe(self) -> str:
@@ -92,6 +94,8 @@ class SlurmOptions:
             f"{self.gpus_per_job} GPU(s)" if self.gpus_per_job else "no GPU",
             f"time limit {self.time_min} min",
         ]
+        if self.nodes > 1:
+            parts.append(f"{self.nodes} nodes per job, one task each (every run data-parallel over them)")
         if self.max_parallel:
             parts.append(f"at most {self.max_parallel} jobs at once")
         return ", ".join(parts)
@@ -116,6 +120,16 @@ def check_cluster(options: SlurmOptions) -> None:
         raise SlurmError(
             f"--partition {options.partition}: no such partition; this cluster has: {', '.join(partitions) or 'none'}"
         )
+    if options.nodes > 1:  # a job of more nodes than the partition has would wait forever
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %R"], capture_output=True, text=True, timeout=30)
+        hosts = {
+            line.split()[0]
+            for line in out.stdout.splitlines()
+            if line.split() and (options.partition is None or line.split()[-1] == options.partition)
+        }
+        if out.returncode == 0 and len(hosts) < options.nodes:
+            where = f"partition {options.partition}" if options.partition else "this cluster"
+            raise SlurmError(f"--nodes {options.nodes}: {where} has {len(hosts)} node(s); ask for at most {len(hosts)}")
 
 
 def pair_groups(plan: list[PlannedRun]) -> list[list[PlannedRun]]:
@@ -169,6 +183,21 @@ async def _run_one(spec: RunSpec, env: dict[str, Any], current: dict[str, Any]) 
     return {"run_id": outcome.run_id, "status": outcome.status, "exit_code": outcome.exit_code, "error": outcome.error}
 
 
+def _run_other_node(spec: RunSpec, env: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A node other than the job's first: its worker starts this node's ranks, which meter the node
+    and write its node record; the run's log and events are node 0's, so nothing is read here."""
+    from engine.orchestrate.worker_process import worker_command
+
+    with subprocess.Popen(
+        worker_command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, start_new_session=True
+    ) as proc:
+        current["pgid"] = proc.pid
+        proc.communicate(json.dumps(spec.to_dict()).encode())
+    current.pop("pgid", None)
+    status = "complete" if proc.returncode == 0 else "cancelled" if proc.returncode == 130 else "failed"
+    return {"run_id": spec.run_id, "status": status, "exit_code": proc.returncode, "error": None}
+
+
 def run_group(specs: list[dict[str, Any]], requested: dict[str, Any]) -> list[dict[str, Any]]:
     """The job's callable: run each spec of the group through the worker, in order, on this node.
     scancel (or the time limit) sends this process SIGTERM: it is passed on to the running worker's
@@ -199,7 +228,11 @@ def run_group(specs: list[dict[str, Any]], requested: dict[str, Any]) -> list[di
         if stopping:
             print(f"joulelab: {stopping[0]}: no further run of this job starts", flush=True)
             break
-        result = asyncio.run(_run_one(spec_from_dict(data), env, current))
+        spec = spec_from_dict(data)
+        if int(os.environ.get("SLURM_NODEID") or 0) > 0:
+            result = _run_other_node(spec, env, current)
+        else:
+            result = asyncio.run(_run_one(spec, env, current))
         print(f"joulelab: run {result['run_id']} {result['status']}", flush=True)
         results.append(result)
         if result["status"] == "cancelled":
@@ -212,7 +245,8 @@ def make_executor(folder: Path, options: SlurmOptions, name: str, nodelist: str 
     import submitit
 
     executor = submitit.SlurmExecutor(folder=folder)
-    params = {"job_name": f"joulelab-{name}", "time": options.time_min, "nodes": 1, "ntasks_per_node": 1}
+    # one task per node: each starts its node's ranks (engine.worker.ranks), node 0's leads the run
+    params = {"job_name": f"joulelab-{name}", "time": options.time_min, "nodes": options.nodes, "ntasks_per_node": 1}
     if options.partition:
         params["partition"] = options.partition
     if options.exclusive:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import psutil
 
-from engine.analysis.stats import Comparison, ConfigStats, Estimate, EstimateDict
+from engine.analysis.stats import Comparison, ConfigStats, Estimate, EstimateDict, Speedup
 from engine.core.errors import JouleLabError
 from engine.core.events import FAILED_STATUSES, PHASES, AnyEvent, RunStatus, Sample
 from engine.core.records import ConfigKey
@@ -567,8 +567,11 @@ def _atomic(path: Path, write_fn: Callable[[str], None]) -> None:
         raise
 
 
-def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) -> dict[str, list[dict[str, Any]]]:
-    """Stats and comparisons as plain data, for --format json (and anything else that wants it)."""
+def comparison_records(
+    stats: list[ConfigStats], comparisons: list[Comparison], speedups: list[Speedup] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Stats and comparisons as plain data, for --format json (and anything else that wants it);
+    data-parallel scaling under "scaling" when the runs have any."""
 
     def est(e: Estimate | None) -> EstimateDict | None:
         return e.as_dict() if e is not None else None
@@ -615,6 +618,26 @@ def comparison_records(stats: list[ConfigStats], comparisons: list[Comparison]) 
             }
             for c in comparisons
         ],
+        **(
+            {
+                "scaling": [
+                    {
+                        **{
+                            k: v
+                            for k, v in asdict(x).items()
+                            if k not in ("speedup", "j_per_sample", "j_per_sample_one", "energy_ratio")
+                        },
+                        "speedup": est(x.speedup),
+                        "j_per_train_sample": est(x.j_per_sample),
+                        "j_per_train_sample_one_process": est(x.j_per_sample_one),
+                        "energy_per_sample_ratio": est(x.energy_ratio),
+                    }
+                    for x in speedups
+                ]
+            }
+            if speedups
+            else {}
+        ),
     }
 
 

@@ -15,7 +15,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.analysis.stats import Comparison, ConfigStats, Estimate, target_text
+from engine.analysis.stats import Comparison, ConfigStats, Estimate, Speedup, target_text
 from engine.core.energy import CONTENDED_SHARE
 from engine.core.events import PHASES as PHASE_ORDER
 from engine.core.records import BASELINE_PHASES, PhaseTotal, RunSummary
@@ -293,6 +293,48 @@ def comparison_table(
     return table
 
 
+def speedup_table(speedups: list[Speedup], narrow: bool = False) -> Table:
+    """Data-parallel scaling: per configuration (each mode its own row), N processes per node
+    against one, paired by seed on the same node set: speed-up and energy per training sample."""
+    rows = [
+        [
+            short_key(s.group, s.synthetic, narrow),
+            f"{s.procs} vs 1",
+            str(s.pairs),
+            fmt_estimate(s.speedup, suffix="x", flags=_busy_runs(s), stacked=narrow),
+            fmt_estimate(s.j_per_sample_one, 1000, stacked=narrow, symmetric=True),
+            fmt_estimate(s.j_per_sample, 1000, stacked=narrow, symmetric=True),
+            fmt_estimate(s.energy_ratio, suffix="x", flags=_busy_runs(s), stacked=narrow),
+        ]
+        for s in speedups
+    ]
+    headers = ["configuration", "processes", "n", "speed-up", "mJ/sample at 1", "mJ/sample at N", "energy/sample"]
+    if narrow:
+        headers = ["config", "procs", "n", "speed-up", "mJ/smp 1", "mJ/smp N", "E/smp"]
+    table = _table("Data-parallel scaling (paired by seed)", headers, rows, labels=2, narrow=narrow)
+    sources = {e.source for s in speedups for e in (s.j_per_sample, s.j_per_sample_one) if e is not None and e.source}
+    table.caption = "\n".join(
+        [
+            "speed-up: training wall time at 1 process / at N processes per node, geometric mean [95 % CI] "
+            "over the pairs; mJ/sample: net training energy per sample trained on (all processes), mean ± 95 % CI; "
+            "energy/sample: N/1 ratio [95 % CI widened by the meters' error]",
+            *[SOURCE_NOTE[x] for x in ("counter", "polled", "modelled") if x in sources],
+            *(
+                [f"{CONTENDED_MARK} some runs were measured on a busy machine: unreliable"]
+                if any(s.contended_runs for s in speedups)
+                else []
+            ),
+            *([ABBREV_NOTE] if narrow else []),
+        ]
+    )
+    table.caption_justify = "left"
+    return table
+
+
+def _busy_runs(s: Speedup) -> str:
+    return CONTENDED_MARK if s.contended_runs else ""
+
+
 def verdicts(comparisons: list[Comparison]) -> Group:
     lines = [Text.assemble((f"{c.group}: ", "bold"), c.verdict + ".") for c in comparisons]
     lines += [Text.assemble((f"{c.group}: ", "bold"), c.to_target.verdict + ".") for c in comparisons if c.to_target]
@@ -431,6 +473,15 @@ def run_notes(summary: RunSummary) -> list[str]:
             "(short): the phase lasted under ten of the meter's update periods; its edges alone may be "
             "off by more than 10 %"
         )
+    for n in summary.nodes:  # a run over several nodes: its phases above are their sum
+        if not n.reported:
+            notes.append(f"node{n.node_rank}: no record arrived; its energy is unknown (a gap in every phase)")
+            continue
+        train = n.phases.get("train")
+        part = f", train {SOURCE_MARK.get(train.source or '', '')}{fmt_number(train.net_j)} J net" if train else ""
+        notes.append(f"node{n.node_rank} ({n.host}): metered by rank {n.rank}, {n.source or 'no meter'}{part}")
+    if summary.nodes_note:
+        notes.append(summary.nodes_note)
     pretrain = summary.pretrain
     if pretrain is not None and pretrain.cached:
         how = (

@@ -29,20 +29,27 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ParamSpec, TextIO
 
+import msgspec
+
 from engine.core.energy import per_unit_energy
 from engine.core.errors import EXIT_USAGE, JouleLabError
 from engine.core.events import FinalStatus, encode, make_event
 from engine.core.process import process_started
 from engine.core.records import (
     CurvePoint,
+    MeterDomain,
     Metrics,
+    MissingMeter,
+    NodeEnergy,
+    NodeRecord,
+    PhaseRecord,
     PretrainRecord,
     Pruning,
     RunManifest,
     RunSummary,
     to_json_object,
 )
-from engine.core.run_files import EVENTS, SUMMARY, StoreError, atomic_write_json, check_writable
+from engine.core.run_files import EVENTS, NODES, SUMMARY, StoreError, atomic_write_json, check_writable
 from engine.core.spec import RunSpec, SpecError, new_run_id, spec_from_dict
 from engine.core.timestamps import now_stamp
 from engine.worker import pretraining
@@ -57,7 +64,8 @@ from engine.worker.event_log import (
 )
 from engine.worker.manifest import announce_meters, environment_manifest, write_manifest
 from engine.worker.pretraining import SourceNetwork
-from engine.worker.ranks import RANK_FLAG, Ranks, die_with_launcher
+from engine.worker.ranks import RANK_FLAG, Ranks, die_with_launcher, rank_exits
+from engine.worker.slurm_job import rendezvous
 
 if TYPE_CHECKING:
     import torch
@@ -70,6 +78,10 @@ if TYPE_CHECKING:
     from engine.worker.train import Precision, Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+# how long a rank whose run fails waits to learn from its launcher which other rank died, if one did:
+# after a collective failed (the launcher may not have seen the death yet), and after a SIGTERM
+PEER_EXIT_WAIT_S = 2.0
+PEER_EXIT_SIGNALLED_WAIT_S = 0.1
 
 
 class Cancelled(Exception):
@@ -88,10 +100,13 @@ class _Signals:
     pending: str | None = None
     cancelled = False
     received: str | None = None  # a cancel arrived (an import it interrupted may re-raise it as ImportError)
+    received_at: float | None = None  # when (time.time()): a rank's death before it is no cancel
 
     @classmethod
     def handler(cls, signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        if cls.received is None:
+            cls.received_at = time.time()
         cls.received = name
         if cls.cancelled:
             return
@@ -160,6 +175,9 @@ class Run:
         self.precision: Precision | None = None  # for the amp mechanism; None is fp32
         self.power_limit: HeldLimit | None = None  # for the power-limit mechanism: put back at the end
         self.started = time.monotonic()
+        self.node_record_written = False  # a multi-node run: this node's record is on disk
+        # a multi-node run, on the leader: the run's phases, each node's energy and the note on them
+        self.nodes: tuple[dict[str, PhaseRecord], list[NodeEnergy], str | None] | None = None
 
     @property
     def device(self) -> Device:
@@ -195,6 +213,8 @@ class Run:
         if self.spec.prune > 0:
             train_samples += self.prune(net, task, networks.lr)
         self.test(net, task, train_samples)
+        self.gather_nodes()
+        self.report_result()
 
     def prepare_device(self) -> None:
         """Resolve the device and its numerics (precision, threads, denormals)."""
@@ -563,7 +583,23 @@ class Run:
         m.accuracy_frac, m.f1_macro_frac = scores["accuracy"], scores["f1_macro"]
         m.train_samples_seen, m.test_samples = train_samples, len(target.x_test)
         m.test_passes, m.inferences = passes, inferences
-        m.j_per_train_sample, m.j_per_inference = per_unit_energy(meter.records, train_samples, inferences)
+
+    def gather_nodes(self) -> None:
+        """A run over several nodes: every node's metering process writes its node's record, all
+        wait for each other, and the leader reads them all (the run's phases are their sum)."""
+        if self.ranks.nodes < 2:
+            return
+        self.write_node_record()
+        self.ranks.barrier()
+        if self.ranks.leads:
+            self.read_node_records()
+
+    def report_result(self) -> None:
+        """The leader's result: accuracy, and the joules per unit over the run's phases (every node's)."""
+        if not self.ranks.leads:
+            return
+        m = self.metrics
+        m.j_per_train_sample, m.j_per_inference = per_unit_energy(self.run_phases(), m.train_samples_seen, m.inferences)
         self.w.emit("result", metrics=to_json_object(m), curve=[to_json_object(p) for p in self.curve])
 
     # -- helpers of the steps -------------------------------------------------------------
@@ -587,6 +623,67 @@ class Run:
         return net.to(self.device.name)  # the new head was built on the host
 
     # -- the record -----------------------------------------------------------------------
+    def write_node_record(self) -> None:
+        """This node's record (<run>/nodes/<node_rank>.json), by its metering process: its phases,
+        meters and idle baseline. Written once; on a failure, with the phases measured so far."""
+        ranks, meter = self.ranks, self.meter
+        if ranks.nodes < 2 or not ranks.meters or meter is None or self.node_record_written:
+            return
+        record = NodeRecord(
+            node_rank=ranks.node_rank,
+            host=socket.gethostname(),
+            rank=ranks.rank,
+            phases=dict(meter.records),
+            meters=[MeterDomain(**d.as_dict()) for d in meter.domains.values()],
+            missing_meters=[MissingMeter(**x.as_dict()) for x in meter.missing],
+            idle_watts=meter.idle_power(),
+        )
+        atomic_write_json(self.path / NODES / f"{ranks.node_rank}.json", to_json_object(record))
+        self.node_record_written = True
+
+    def read_node_records(self) -> None:
+        """The leader: every node record written so far, summed into the run's phases."""
+        from engine.core.energy import gather_nodes
+
+        records = []
+        for path in sorted((self.path / NODES).glob("*.json")):
+            try:
+                records.append(msgspec.json.decode(path.read_bytes(), type=NodeRecord))
+            except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                to_stderr(f"joulelab worker: node record {path} unreadable ({exc}); that node counts as not reported")
+        self.nodes = gather_nodes(records, self.ranks.nodes)
+
+    def peer_death(self, wait_s: float = PEER_EXIT_WAIT_S) -> str | None:
+        """A data-parallel run that fails here because another rank died: which rank and how, in
+        one line, from what its launcher saw (RANK_EXITS). A rank that ended with the cancel's exit
+        code went with a cancel; one killed or failing before this rank was signalled died (the
+        agent stops the survivors of a death with SIGTERM). Python runs a signal's handler only
+        between bytecodes, so "signalled" may be late, never early: a cancel is not read as a death."""
+        ranks = self.ranks
+        if not ranks.leads or not ranks.parallel or ranks.exits_file is None:
+            return None  # only the leader's error is the run's (and two ranks would wait for each other)
+        dp = self.manifest.data_parallel or {}
+        rank_of = {r["pid"]: r["rank"] for r in dp.get("ranks", []) if r.get("host") == socket.gethostname()}
+        others = {pid for pid, rank in rank_of.items() if rank != ranks.rank}
+        deadline = time.monotonic() + wait_s
+        while True:
+            exits = sorted((e for e in rank_exits(ranks.exits_file) if e.pid != os.getpid()), key=lambda e: e.at)
+            signalled = _Signals.received_at
+            for e in exits:
+                before = signalled is None or e.at < signalled
+                if (e.seen and e.code != EXIT_CANCELLED and before) or (not e.seen and signalled is None):
+                    who = f"rank {rank_of[e.pid]}" if e.pid in rank_of else "a rank"
+                    return f"{who} (pid {e.pid}) died: {e.how}"
+            if (others and others <= {e.pid for e in exits}) or time.monotonic() > deadline:
+                return None  # every other rank went with the cancel (or none was seen going)
+            time.sleep(0.05)
+
+    def run_phases(self) -> dict[str, PhaseRecord]:
+        """The run's phases: this node's, or over several nodes their sum (read_node_records)."""
+        if self.nodes is not None:
+            return self.nodes[0]
+        return self.meter.records if self.meter is not None else {}
+
     def write_manifest(self) -> None:
         if self.ranks.leads:  # one run log, whatever the number of ranks
             write_manifest(self.path, self.manifest)
@@ -599,7 +696,13 @@ class Run:
 
     def summary(self, status: FinalStatus, error: str | None = None) -> RunSummary:
         m, meter, thermal = self.manifest, self.meter, self.thermal
-        phases = meter.records if meter is not None else {}
+        if self.ranks.nodes > 1 and self.nodes is None:
+            self.read_node_records()  # a run that ended early: the nodes that wrote their record by now
+        phases = self.run_phases()
+        pretrain = self.pretrain
+        if self.nodes is not None and pretrain is not None and not pretrain.cached and pretraining.PRETRAIN in phases:
+            whole = phases[pretraining.PRETRAIN]  # pretrained here, on every node: their sum
+            pretrain = msgspec.structs.replace(pretrain, total=whole.total, energy=whole.energy)
         return RunSummary(
             run_id=self.w.run_id,
             status=status,
@@ -615,7 +718,7 @@ class Run:
             duration_s=time.monotonic() - self.started,
             last_phase=self.last_phase,
             phases=phases,
-            pretrain=self.pretrain,
+            pretrain=pretrain,
             idle_watts=meter.idle_power() if meter is not None else {},
             metrics=self.metrics,
             curve=self.curve,
@@ -633,7 +736,9 @@ class Run:
             network={k: v for k, v in m.network.items() if k != "architecture"},
             events=self.w.count + 1,  # and the done event that follows
             reader_lost=self.w.reader_lost_at is not None,
-            slurm=m.environment.get("slurm"),  # the node pairs runs in stats
+            slurm=m.environment.get("slurm"),  # the node (or node set) pairs runs in stats
+            nodes=self.nodes[1] if self.nodes is not None else [],
+            nodes_note=self.nodes[2] if self.nodes is not None else None,
         )
 
 
@@ -719,9 +824,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"joulelab worker: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    if spec.procs_per_node > 1 and RANK_FLAG not in args:
+    if RANK_FLAG not in args and (spec.procs_per_node > 1 or rendezvous().nodes > 1):
         return launch_ranks(spec, run_path, stream)
-    ranks = Ranks.from_env() if RANK_FLAG in args else Ranks()
+    spec_file = args[args.index("--spec") + 1] if "--spec" in args[:-1] else None
+    ranks = Ranks.from_env(spec_file=spec_file) if RANK_FLAG in args else Ranks()
     if ranks.launcher_pid is not None:
         die_with_launcher(ranks.launcher_pid)
     if ranks.leads:
@@ -743,16 +849,24 @@ def main(argv: list[str] | None = None) -> int:
         run.execute()
     except Cancelled as exc:
         status, error, code = "cancelled", f"cancelled by {exc}", EXIT_CANCELLED
+        # the agent stops the others when a rank dies: a failure, not a cancel (the launcher saw the
+        # death before the agent did, so it is on file already)
+        if death := run.peer_death(wait_s=PEER_EXIT_SIGNALLED_WAIT_S):
+            status, error, code = "failed", f"{death}; the launcher then stopped the other ranks ({exc})", EXIT_FAILED
+            _quietly(writer.emit, "error", message=error, where=run.last_phase)
     except LogWriteError:
         pass  # reported below: writer.log_error says why
     except Exception as exc:
         if _Signals.received and run.last_phase is None:  # a cancel that an import turned into its own error
             status, error, code = "cancelled", f"cancelled by {_Signals.received} during start-up", EXIT_CANCELLED
         else:
+            _Signals.cancelled = True  # the run has failed: a signal from here on must not make it a cancel
             # input the user can fix (a spec, data, device or logs problem): its one line, no traceback
             bad_input = isinstance(exc, JouleLabError) and exc.exit_code == EXIT_USAGE
             status, error = "failed", str(exc) if bad_input else f"{type(exc).__name__}: {exc}"
             code = EXIT_BAD_INPUT if bad_input else EXIT_FAILED
+            if not bad_input and (death := run.peer_death()):  # gloo says only "Connection reset by peer"
+                error = f"{death}; {error}"
             if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:  # run.json, a cache file...
                 error, code = disk_message(exc, Path(exc.filename or run_path)), EXIT_LOG_UNWRITABLE
             elif not bad_input:
@@ -769,6 +883,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run.restore_power_limit()  # first: the GPU's limit matters more than anything below
         run.stop_meters()
+        _quietly_io(run.write_node_record)  # a run that ended early: this node's phases so far
         if not ranks.leads:
             return code  # the leader closes the run's record
         if writer.log_error is not None:
@@ -793,15 +908,15 @@ def launch_ranks(spec: RunSpec, run_path: Path, stream: TextIO) -> int:
     and wait. The leader writes the run log and its events reach the stream; if it died before
     closing the record, this process says so on the log and the stream."""
     from engine.worker.ranks import launch
-    from engine.worker.slurm_job import rendezvous
 
     failures: dict[int, int] = {}
     cancelled: str | None = None
+    meeting = rendezvous()
     try:
         from torch.distributed.elastic.multiprocessing.api import SignalException
 
         try:
-            failures = launch(spec, rendezvous(), stream.fileno())
+            failures = launch(spec, meeting, stream.fileno())
         except SignalException as exc:  # the agent has already stopped the ranks with it
             cancelled = exc.sigval.name
     except Cancelled as exc:  # before the agent took the signals over
@@ -809,6 +924,8 @@ def launch_ranks(spec: RunSpec, run_path: Path, stream: TextIO) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if meeting.node_rank > 0:  # another node's launcher: node 0's leader keeps the run's log
+        return EXIT_CANCELLED if cancelled else (EXIT_FAILED if failures else EXIT_OK)
     leader = failures.get(0, EXIT_OK)
     if (run_path / SUMMARY).exists():  # the leader closed the record: its exit code is the run's
         if cancelled:
@@ -841,6 +958,14 @@ def _quietly(fn: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> N
         fn(*args, **kwargs)
     except LogWriteError:
         pass
+
+
+def _quietly_io(fn: Callable[[], object]) -> None:
+    """A node record that cannot be written on the way out: the leader counts the node as not reported."""
+    try:
+        fn()
+    except OSError as exc:
+        to_stderr(f"joulelab worker: node record not written ({exc})")
 
 
 def _stream_error(stream: TextIO, message: str) -> None:

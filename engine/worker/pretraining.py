@@ -136,7 +136,10 @@ def pretrain_source(
         source_classes=list(split.classes),
     )
     out = msgspec.structs.replace(record, cached=False, key=source.key, cache_discarded=source.discarded)
-    if spec.reuse_source and leads:
+    if spec.reuse_source and leads and ranks is not None and ranks.nodes > 1:
+        # this record holds node 0's joules only; the other nodes' arrive at the run's end
+        out.cache_problem = "not saved: a run over several nodes knows its pretraining energy only at its end"
+    elif spec.reuse_source and leads:
         problem = sources.save(source.key, source.net.state_dict(), to_json_object(record))
         if problem:
             out.cache_problem = problem

@@ -24,6 +24,8 @@ import os
 import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,11 @@ if TYPE_CHECKING:
 
 RANK_FLAG = "--rank"  # the worker's argument that makes it a rank of a launched run
 PROCESS_GROUP_TIMEOUT_S = 600  # a rank that never reaches a collective ends the run after this long
+RANK_EXITS = "rank-exits.json"  # beside the ranks' spec file: how each rank ended, as its launcher saw it
+WATCH_S = 0.02  # how often the launcher looks for a rank's exit
+# the agent's check for ended ranks (torch's default is 0.1 s): slower than the launcher's own look,
+# so the launcher reads a rank's exit status before the agent reaps it
+MONITOR_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,14 @@ class Ranks:
     local_world_size: int = 1
     node_rank: int = 0
     launcher_pid: int | None = None  # the process that started the node's ranks (its tree is metered)
+    exits_file: Path | None = None  # where the launcher writes how each rank ended (RANK_EXITS)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Ranks:
+    def from_env(cls, environ: Mapping[str, str] | None = None, spec_file: str | None = None) -> Ranks:
         """The ranks as torch's elastic agent describes them to each process it starts."""
         env = os.environ if environ is None else environ
         return cls(
+            exits_file=Path(spec_file).parent / RANK_EXITS if spec_file else None,
             rank=int(env["RANK"]),
             local_rank=int(env["LOCAL_RANK"]),
             world_size=int(env["WORLD_SIZE"]),
@@ -65,6 +74,11 @@ class Ranks:
     @property
     def parallel(self) -> bool:
         return self.world_size > 1
+
+    @property
+    def nodes(self) -> int:
+        """How many nodes the run spans (each meters itself)."""
+        return self.world_size // self.local_world_size
 
     @property
     def meters(self) -> bool:
@@ -126,7 +140,7 @@ class Ranks:
         """run.json's data_parallel: how the run was split and which process metered each node."""
         return {
             "procs_per_node": self.local_world_size,
-            "nodes": self.world_size // self.local_world_size,
+            "nodes": self.nodes,
             "world_size": self.world_size,
             "backend": backend,
             "launcher": "torch.distributed.launcher.api.elastic_launch",
@@ -134,6 +148,83 @@ class Ranks:
             "note": "one process per node (its local rank zero) reads the node's meters over the process "
             "tree of all its ranks; phase edges are barriers across every rank",
         }
+
+
+@dataclass(frozen=True)
+class RankExit:
+    pid: int
+    how: str  # "killed by SIGKILL", "exit code 1", or "ended (exit status not seen)"
+    code: int | None  # the exit code; None when killed by a signal or not seen
+    at: float  # time.time() when the launcher saw it
+    seen: bool = True  # False: the agent reaped it before the launcher could read how it ended
+
+
+class ExitWatch(threading.Thread):
+    """In the launcher: each rank's exit as the kernel reports it, seen before the agent reaps the
+    rank (waitid with WNOWAIT leaves it waitable), written to RANK_EXITS for the leader, which
+    would otherwise know only gloo's "Connection reset by peer" and not which rank went, or how."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="joulelab-rank-exits", daemon=True)
+        self.path = path
+        self.done = threading.Event()
+        self.exits: dict[int, RankExit] = {}
+        self.alive: set[int] = set()
+
+    def run(self) -> None:
+        while not self.done.wait(WATCH_S):
+            children = _children()
+            changed = False
+            for pid in children - self.exits.keys():
+                self.alive.add(pid)
+                try:
+                    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                except ChildProcessError:
+                    continue
+                if info is not None:
+                    self.exits[pid] = _rank_exit(pid, info)
+                    changed = True
+            for pid in self.alive - children - self.exits.keys():  # reaped before it was seen
+                self.exits[pid] = RankExit(pid, "ended (exit status not seen)", None, time.time(), seen=False)
+                changed = True
+            if changed:
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text(json.dumps([e.__dict__ for e in self.exits.values()]))
+                os.replace(tmp, self.path)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
+def _children() -> set[int]:
+    found: set[int] = set()
+    for task in Path("/proc/self/task").glob("*/children"):
+        try:
+            found.update(int(p) for p in task.read_text().split())
+        except OSError:
+            pass
+    return found
+
+
+def _rank_exit(pid: int, info: os.waitid_result) -> RankExit:
+    if info.si_code == os.CLD_EXITED:
+        return RankExit(pid, f"exit code {info.si_status}", info.si_status, time.time())
+    try:
+        name = signal.Signals(info.si_status).name
+    except ValueError:
+        name = f"signal {info.si_status}"
+    return RankExit(pid, f"killed by {name}", None, time.time())
+
+
+def rank_exits(path: Path | None) -> list[RankExit]:
+    """The ranks' exits the launcher has seen so far (none outside a data-parallel run)."""
+    if path is None:
+        return []
+    try:
+        return [RankExit(**e) for e in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def die_with_launcher(launcher_pid: int) -> None:
@@ -183,6 +274,7 @@ def launch(spec: RunSpec, rendezvous: Rendezvous, stream_fd: int) -> dict[int, i
             rdzv_endpoint=rendezvous.endpoint,
             rdzv_configs={"rank": rendezvous.node_rank} if rendezvous.backend == "static" else {},
             max_restarts=0,  # a failed rank fails the run: a restarted one would meter a different run
+            monitor_interval=MONITOR_S,
             logs_specs=DefaultLogsSpecs(log_dir=str(Path(scratch) / "agent")),
             # the worker ignores SIGHUP (a dropped SSH session must not end a run); so do its ranks
             signals_to_handle="SIGTERM,SIGINT",
@@ -192,11 +284,14 @@ def launch(spec: RunSpec, rendezvous: Rendezvous, stream_fd: int) -> dict[int, i
         # the ranks inherit fd 1: point it at the event stream while they are started
         saved = os.dup(1)
         os.dup2(stream_fd, 1)
+        watch = ExitWatch(Path(scratch) / RANK_EXITS)
+        watch.start()
         try:
             elastic_launch(config, sys.executable)("-m", "engine.worker", "--spec", str(spec_file), RANK_FLAG)
         except ChildFailedError as exc:
             return {rank: failure.exitcode for rank, failure in exc.failures.items()}
         finally:
+            watch.stop()
             os.dup2(saved, 1)
             os.close(saved)
     return {}

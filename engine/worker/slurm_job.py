@@ -39,7 +39,9 @@ def job_manifest(environ: Mapping[str, str] | None = None) -> dict[str, Any] | N
         "slurm_job_id": env["SLURM_JOB_ID"],
         "array_job_id": array_job,
         "array_index": int(index) if index is not None else None,
-        "node": env.get("SLURMD_NODENAME"),
+        # a job over several nodes is paired by its node set, a job on one node by its node
+        "node": env.get("SLURM_JOB_NODELIST") if job_nodes(env) > 1 else env.get("SLURMD_NODENAME"),
+        "nodes": job_nodes(env),
         "partition": env.get("SLURM_JOB_PARTITION"),
         "cpus_on_node": int(env["SLURM_CPUS_ON_NODE"]) if env.get("SLURM_CPUS_ON_NODE") else None,
         "job_gpus": env.get("SLURM_JOB_GPUS"),
@@ -57,12 +59,19 @@ def rendezvous(environ: Mapping[str, str] | None = None) -> Rendezvous:
     job's node list on a port derived from the job id (every node derives the same), each node's
     rank its SLURM_NODEID; anywhere else, this node alone."""
     env = os.environ if environ is None else environ
-    nodes = int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 1)
-    if not env.get("SLURM_JOB_ID") or nodes < 2:
+    nodes = job_nodes(env)
+    if nodes < 2:
         return Rendezvous()
     port = RENDEZVOUS_PORT_BASE + int(env["SLURM_JOB_ID"]) % RENDEZVOUS_PORTS
     master = first_node(env["SLURM_JOB_NODELIST"])
     return Rendezvous(nodes=nodes, node_rank=int(env.get("SLURM_NODEID", "0")), endpoint=f"{master}:{port}")
+
+
+def job_nodes(env: Mapping[str, str]) -> int:
+    """How many nodes the Slurm job has (1 outside a job)."""
+    if not env.get("SLURM_JOB_ID"):
+        return 1
+    return int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 1)
 
 
 def first_node(nodelist: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 BASELINE = "baseline"  # the mechanism of a key that names none (logs from before mechanisms)
@@ -54,11 +56,25 @@ class ConfigKey(msgspec.Struct, frozen=True):
         parts += [BASELINE] * (4 - len(parts))
         return cls(parts[0], parts[1], parts[2], parts[3])
 
+    @property
+    def procs_per_node(self) -> int:
+        """The data-parallel processes per node its size label carries ("small-p2": 2; else 1)."""
+        match = PROCS_SUFFIX.search(self.size)
+        return int(match.group(1)) if match else 1
+
+    def with_procs_per_node(self, procs: int) -> ConfigKey:
+        """The same configuration at `procs` processes per node (1: the single-process run)."""
+        size = PROCS_SUFFIX.sub("", self.size)
+        return ConfigKey(self.dataset, size if procs == 1 else f"{size}-p{procs}", self.mode, self.mechanism)
+
     def with_mode(self, mode: str) -> ConfigKey:
         return ConfigKey(self.dataset, self.size, mode, self.mechanism)
 
     def with_mechanism(self, mechanism: str) -> ConfigKey:
         return ConfigKey(self.dataset, self.size, self.mode, mechanism)
+
+
+PROCS_SUFFIX = re.compile(r"-p(\d+)$")  # size_label's mark of a data-parallel run
 
 
 def size_label(size: str, width: float, network: str | None = None, procs_per_node: int = 1) -> str:

@@ -184,6 +184,31 @@ class MissingMeter(msgspec.Struct, kw_only=True):
     reason: str
 
 
+class NodeRecord(msgspec.Struct, kw_only=True):
+    """<run>/nodes/<node_rank>.json: what one node of a multi-node run measured, written by the
+    node's metering process (its local rank zero) at the run's end; the leader gathers them."""
+
+    node_rank: int
+    host: str
+    rank: int  # the process that metered the node
+    phases: dict[str, PhaseRecord] = {}
+    meters: list[MeterDomain] = []
+    missing_meters: list[MissingMeter] = []
+    idle_watts: dict[str, IdlePower] = {}
+
+
+class NodeEnergy(msgspec.Struct, kw_only=True):
+    """One node's part of a multi-node run's summary: its phases' totals and their provenance."""
+
+    node_rank: int
+    host: str | None = None
+    rank: int | None = None  # the process that metered it
+    reported: bool = True  # False: its record never arrived (the node's phases are gaps in the total)
+    source: str | None = None  # the weakest source of its phases (modelled: no counter on that node)
+    meters: list[str] = []  # its meters' methods, e.g. "rapl:package-0", "model:tdp-cpu-time"
+    phases: dict[str, PhaseTotal] = {}
+
+
 class RunSummary(msgspec.Struct, kw_only=True):
     """summary.json: what a run measured, written once at its end (engine.worker.main.Run.summary)."""
 
@@ -221,6 +246,10 @@ class RunSummary(msgspec.Struct, kw_only=True):
     events: int = 0  # events in events.jsonl
     reader_lost: bool = False  # the event stream's reader went away during the run
     slurm: dict[str, Any] | None = None  # job, node, resources; None outside Slurm
+    # a run over several nodes: each node's energy (the phases above are their sum), and what the
+    # total mixes (a node metered by counters beside one modelled)
+    nodes: list[NodeEnergy] = []
+    nodes_note: str | None = None
     written_by: str | None = None  # set when not the worker (the runner, for a stalled run)
     log_schema: int = LOG_SCHEMA
 
