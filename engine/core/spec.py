@@ -287,6 +287,12 @@ def validate(spec: RunSpec) -> None:
     if spec.threads is not None:
         _number("threads", spec.threads, int, 1, 1024)
     _number("procs_per_node", spec.procs_per_node, int, 1, 1024)
+    if spec.procs_per_node > 1 and (spec.power_limit_w is not None or spec.power_limit_fraction is not None):
+        # every rank would limit its own GPU, and the run would record and restore only rank 0's
+        raise SpecError(
+            f"power-limit with procs_per_node = {spec.procs_per_node}: a power limit applies to "
+            "one-process runs only for now; sweep the limit at procs_per_node = 1"
+        )
     if spec.procs_per_node > 1 and spec.device.startswith("cuda:"):
         raise SpecError(
             f"procs_per_node: {spec.procs_per_node} processes take one GPU each (cuda:0, cuda:1, ...); "

@@ -64,7 +64,7 @@ from engine.worker.event_log import (
 )
 from engine.worker.manifest import announce_meters, environment_manifest, write_manifest
 from engine.worker.pretraining import SourceNetwork
-from engine.worker.ranks import RANK_FLAG, Ranks, die_with_launcher, rank_exits
+from engine.worker.ranks import RANK_FLAG, Ranks, die_with_launcher, group_timeout_s, rank_exits
 from engine.worker.slurm_job import rendezvous
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class Run:
         self._device = resolve_device(spec.device)
         if ranks.parallel and self.device.is_cuda:
             self._device = resolve_device(f"cuda:{ranks.local_rank}")  # one GPU per rank
-        ranks.join(torch.device(self.device.name))
+        ranks.join(torch.device(self.device.name), group_timeout_s(spec))
         if spec.amp:
             if not self.device.is_cuda:
                 raise DeviceError(

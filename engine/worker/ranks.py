@@ -90,15 +90,22 @@ class Ranks:
         """This process writes the run log and evaluates the network (global rank zero)."""
         return self.rank == 0
 
-    def join(self, device: torch.device) -> None:
-        """Join the run's process group: NCCL for GPU ranks, gloo on the CPU."""
+    def join(self, device: torch.device, timeout_s: float = PROCESS_GROUP_TIMEOUT_S) -> None:
+        """Join the run's process group: NCCL for GPU ranks, gloo on the CPU. A GPU rank is bound
+        to its own GPU first: without it NCCL's barriers and reductions use cuda:0 in every rank
+        (torch warns this may hang)."""
         from datetime import timedelta
 
+        import torch
         import torch.distributed as dist
 
         if self.parallel:
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            dist.init_process_group(backend, timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S), device_id=None)
+            cuda = device.type == "cuda"
+            if cuda:
+                torch.cuda.set_device(device)
+            dist.init_process_group(
+                "nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s), device_id=device if cuda else None
+            )
 
     def leave(self) -> None:
         import torch.distributed as dist
@@ -120,8 +127,8 @@ class Ranks:
         import torch
         import torch.distributed as dist
 
-        # gloo reduces CPU tensors; NCCL needs the rank's GPU
-        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+        # gloo reduces CPU tensors; NCCL needs the rank's GPU (the current device, set in join)
+        device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
         t = torch.tensor([value], dtype=torch.int64, device=device)
         dist.all_reduce(t)
         return int(t.item())
@@ -140,6 +147,7 @@ class Ranks:
         """run.json's data_parallel: how the run was split and which process metered each node."""
         return {
             "procs_per_node": self.local_world_size,
+            "threads_per_rank": _threads_now(),
             "nodes": self.nodes,
             "world_size": self.world_size,
             "backend": backend,
@@ -148,6 +156,12 @@ class Ranks:
             "note": "one process per node (its local rank zero) reads the node's meters over the process "
             "tree of all its ranks; phase edges are barriers across every rank",
         }
+
+
+def _threads_now() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 @dataclass(frozen=True)
@@ -253,6 +267,20 @@ class Rendezvous:
         return "c10d" if self.nodes == 1 else "static"
 
 
+def group_timeout_s(spec: RunSpec) -> float:
+    """How long a rank waits at a collective: the leader alone cools down, runs timed inference
+    and writes the log while the others wait at the next phase edge, so those settings add to it."""
+    return PROCESS_GROUP_TIMEOUT_S + spec.cooldown_s + spec.test_min_s
+
+
+def threads_per_rank(spec: RunSpec, cores: int | None = None) -> int:
+    """Intra-op threads of each rank: the spec's, or the node's cores shared out among its ranks,
+    so N processes use the cores one process would (not N x 1 thread against all of them)."""
+    if spec.threads:
+        return spec.threads
+    return max(1, (cores or os.cpu_count() or 1) // spec.procs_per_node)
+
+
 def launch(spec: RunSpec, rendezvous: Rendezvous, stream_fd: int) -> dict[int, int]:
     """Start the spec's ranks on this node and wait for them; returns the exit code of every rank
     that failed (a negative code: killed by that signal), {} when all succeeded.
@@ -279,8 +307,9 @@ def launch(spec: RunSpec, rendezvous: Rendezvous, stream_fd: int) -> dict[int, i
             # the worker ignores SIGHUP (a dropped SSH session must not end a run); so do its ranks
             signals_to_handle="SIGTERM,SIGINT",
         )
-        # torchrun's default: one OpenMP thread per rank unless the user asked otherwise
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        # the node's cores shared out among its ranks (torchrun's default of one thread each would
+        # compare N threads with all the cores a one-process run gets), unless the user set it
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_rank(spec)))
         # the ranks inherit fd 1: point it at the event stream while they are started
         saved = os.dup(1)
         os.dup2(stream_fd, 1)
