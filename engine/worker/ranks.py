@@ -108,9 +108,10 @@ class Ranks:
             )
 
     def leave(self) -> None:
-        import torch.distributed as dist
-
-        if self.parallel and dist.is_initialized():
+        # A one-process run imports nothing here: a cancel can land while torch is half imported,
+        # and importing it again on the way out raises instead of ending the run cancelled
+        dist = sys.modules.get("torch.distributed") if self.parallel else None
+        if dist is not None and dist.is_initialized():
             dist.destroy_process_group()
 
     def barrier(self) -> None:
