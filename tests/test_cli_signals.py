@@ -52,7 +52,9 @@ def test_sigterm_cancels_the_run_keeps_its_partial_energy_and_exits_143(tmp_path
 
 def test_sighup_leaves_the_run_finishing_and_the_plan_to_resume(tmp_path):
     logs = tmp_path / "logs"
-    preset = preset_file(tmp_path, epochs=800, synthetic_seconds=60.0)
+    # long enough that the worker is still training when the CLI has gone (seconds after the
+    # hangup), short enough that the left run and the resumed one finish soon
+    preset = preset_file(tmp_path, epochs=250, synthetic_seconds=60.0)
     proc = start_cli("run", str(preset), "--trials", "2", "--logs", str(logs))
     worker = training_worker(logs)
     proc.send_signal(signal.SIGHUP)
