@@ -37,27 +37,28 @@ def wrong_states(right: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Te
     }
 
 
-@pytest.mark.parametrize("what", ["other keys", "other shapes", "a missing key"])
-def test_a_wrong_cached_source_network_is_discarded_and_pretrained_again(tmp_path, what):
+def test_a_wrong_cached_source_network_is_discarded_and_pretrained_again(tmp_path):
+    # one first run, then each kind of wrong network planted in turn (each run saves the right one
+    # anew, which the next plants over), then one run that reuses it: 5 runs, not 3 per kind
     first = transfer_run(tmp_path / "first")
     assert first.pretrain.cached is False and first.pretrain.key
     cached = Path(os.environ["JOULELAB_CACHE"]) / "sources" / f"{first.pretrain.key}.pt"
     right = torch.load(cached, weights_only=True)
-    torch.save(wrong_states(right)[what], cached)
+    says = {"other keys": "unexpected not.a.layer", "other shapes": "other shapes for", "a missing key": "missing"}
+    for what, wrong in wrong_states(right).items():
+        torch.save(wrong, cached)
+        logs = tmp_path / what.replace(" ", "-")
+        again = transfer_run(logs)
+        assert again.status == "complete" and again.pretrain.cached is False, what  # pretrained, not reused
+        said = again.pretrain.cache_discarded
+        assert said and f"cached source network {first.pretrain.key} discarded" in said, what
+        assert "pretrained again" in said and says[what] in said, (what, said)
+        restored = torch.load(cached, weights_only=True)  # saved anew: the right network is back
+        assert {k: v.shape for k, v in restored.items()} == {k: v.shape for k, v in right.items()}, what
 
-    again = transfer_run(tmp_path / "again")
-    assert again.status == "complete" and again.pretrain.cached is False  # pretrained, not reused
-    said = again.pretrain.cache_discarded
-    assert said and f"cached source network {first.pretrain.key} discarded" in said and "pretrained again" in said
-    assert {"other keys": "unexpected not.a.layer", "other shapes": "other shapes for", "a missing key": "missing"}[
-        what
-    ] in said
-    restored = torch.load(cached, weights_only=True)  # saved anew: the right network is back
-    assert {k: v.shape for k, v in restored.items()} == {k: v.shape for k, v in right.items()}
-
-    shown = runner.invoke(app, ["show", again.run_id, "--logs", str(tmp_path / "again")])
-    assert shown.exit_code == 0, shown.output
-    assert f"pretrain: cached source network {first.pretrain.key} discarded" in " ".join(shown.stdout.split())
+        shown = runner.invoke(app, ["show", again.run_id, "--logs", str(logs)])
+        assert shown.exit_code == 0, shown.output
+        assert f"pretrain: cached source network {first.pretrain.key} discarded" in " ".join(shown.stdout.split())
 
     reused = transfer_run(tmp_path / "third")
     assert reused.pretrain.cached is True and reused.pretrain.cache_discarded is None
