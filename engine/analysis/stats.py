@@ -235,12 +235,18 @@ def _f1_frac(summary: RunSummary) -> float:
     return summary.metrics.f1_macro_frac if summary.metrics.f1_macro_frac is not None else math.nan
 
 
-def config_stats(summaries: list[RunSummary], target: float | None = None) -> list[ConfigStats]:
-    """Per configuration, over the complete runs given; with a target accuracy, the energy to it."""
+def complete_by_key(summaries: list[RunSummary]) -> dict[ConfigKey, list[RunSummary]]:
+    """The complete runs by configuration key, in the order given (what the figures group and pair)."""
     by_key: dict[ConfigKey, list[RunSummary]] = {}
     for s in summaries:
         if s.complete:
             by_key.setdefault(s.key, []).append(s)
+    return by_key
+
+
+def config_stats(summaries: list[RunSummary], target: float | None = None) -> list[ConfigStats]:
+    """Per configuration, over the complete runs given; with a target accuracy, the energy to it."""
+    by_key = complete_by_key(summaries)
     out = []
     for key, runs in by_key.items():
         phases = sorted({p for r in runs for p in r.phases})
@@ -441,10 +447,7 @@ def compare(
     and each mechanism against the baseline (same data, size, mode). With this machine's noise
     floor, verdicts on its runs say when a ratio is within what identical runs do. With a target
     accuracy, each also compares the energy to reach it."""
-    by_key: dict[ConfigKey, list[RunSummary]] = {}
-    for s in summaries:
-        if s.complete:
-            by_key.setdefault(s.key, []).append(s)
+    by_key = complete_by_key(summaries)
     out = []
     for key, runs in sorted(by_key.items(), key=lambda item: str(item[0])):
         if key.mode != "scratch":
@@ -502,10 +505,7 @@ class Speedup:
 def scaling(summaries: list[RunSummary]) -> list[Speedup]:
     """Every configuration run at N > 1 processes per node whose single-process twin was run too:
     its speed-up and energy per sample, for each mode (and node set) separately."""
-    by_key: dict[ConfigKey, list[RunSummary]] = {}
-    for s in summaries:
-        if s.complete:
-            by_key.setdefault(s.key, []).append(s)
+    by_key = complete_by_key(summaries)
     out = []
     for key, runs in sorted(by_key.items(), key=lambda item: str(item[0])):
         one = key.with_procs_per_node(1)

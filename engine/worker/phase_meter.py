@@ -279,17 +279,7 @@ class PhaseMeter:
             self._edge()
         self.tree.rescan_soon()  # a descendant started mid-window is in the window's energy
         start, end = window.start, self.sampler.snapshot()
-        record = self._record(name, start, end, window.gpu_others, partial, steps, networks)
-        self.records[name] = record
-        self._emit(
-            "phase_end",
-            phase=name,
-            duration_s=record.duration_s,
-            energy={domain: to_json_object(e) for domain, e in record.energy.items()},
-            total=to_json_object(record.total),
-            partial=partial,
-        )
-        return record
+        return self._keep(name, self._record(name, start, end, window.gpu_others, partial, steps, networks), partial)
 
     def end_open_window(self) -> PhaseRecord | None:
         """Close the open window, if any, as partial (a run that stops early keeps what it measured)."""
@@ -337,6 +327,10 @@ class PhaseMeter:
             energy={domain: self._with_basis(domain, e) for domain, e in energy.items()},
             total=phase_total(energy.values()),
         )
+        return self._keep(name, record, partial=False)
+
+    def _keep(self, name: str, record: PhaseRecord, partial: bool) -> PhaseRecord:
+        """Keep window `name`'s record and announce it: the one `phase_end` of every window."""
         self.records[name] = record
         self._emit(
             "phase_end",
@@ -344,7 +338,7 @@ class PhaseMeter:
             duration_s=record.duration_s,
             energy={domain: to_json_object(e) for domain, e in record.energy.items()},
             total=to_json_object(record.total),
-            partial=False,
+            partial=partial,
         )
         return record
 
